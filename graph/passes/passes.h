@@ -1,0 +1,56 @@
+// Graph transformations, one per file. Each takes a Graph and leaves it valid:
+// topologically ordered, every value typed. See pipeline.cc for the order.
+#ifndef KVANT_GRAPH_PASSES_PASSES_H_
+#define KVANT_GRAPH_PASSES_PASSES_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "graph/graph.h"
+#include "ops/kernel.h"
+
+namespace kvant {
+
+// shape_inference.cc: runs node's shape rule and records its output types.
+// Unknown operators are Unimplemented (naming op, node and opset).
+absl::Status InferNodeShapes(Graph& graph, const Node& node);
+absl::Status InferShapes(Graph& graph);
+
+// fold_constants.cc: in one topological sweep, infers each node's shapes and
+// replaces it by initializers when all its inputs are constant (evaluated with
+// the CPU kernels), or when it is a Shape of a statically shaped value.
+// Outputs larger than `max_fold_bytes` are left to run time.
+absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes = int64_t{64} << 20);
+
+// fold_batchnorm.cc: BatchNormalization after Conv or Gemm with constant
+// weights folds into those weights and bias.
+absl::Status FoldBatchNorm(Graph& graph);
+
+// fuse_activation.cc: Relu, Clip (constant bounds) and LeakyRelu after Conv,
+// Gemm or MatMul become the producer's fused_activation attribute.
+absl::Status FuseActivations(Graph& graph);
+
+// remove_identity.cc: Identity and inference-mode Dropout are bypassed.
+absl::Status RemoveIdentities(Graph& graph);
+
+// remove_dead_nodes.cc: nodes none of whose outputs are used, and unused
+// initializers, are dropped.
+absl::Status RemoveDeadNodes(Graph& graph);
+
+// pipeline.cc
+struct OptimizeOptions {
+  bool optimize = true;  // false: shape inference only
+  CpuFeatures cpu = 0;
+};
+absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options);
+
+// Gives the graph inputs these static shapes, re-infers and folds until every
+// value is static. Errors name the input or node whose shape stays unknown.
+absl::Status SpecializeShapes(Graph& graph, const std::map<std::string, std::vector<int64_t>>& input_shapes,
+                              CpuFeatures cpu);
+
+}  // namespace kvant
+
+#endif  // KVANT_GRAPH_PASSES_PASSES_H_

@@ -1,0 +1,50 @@
+// The pass pipeline run at load, and shape specialization run once per new
+// input-shape signature:
+//  1. remove Identity/Dropout;
+//  2. infer shapes and fold constants (one sweep);
+//  3. fold BatchNorm into Conv/Gemm, then fuse activations;
+//  4. drop dead nodes and unused initializers;
+//  5. infer shapes again over the final graph.
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "graph/passes/passes.h"
+
+namespace kvant {
+
+absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
+  if (!options.optimize) return InferShapes(graph);
+  if (auto s = RemoveIdentities(graph); !s.ok()) return s;
+  if (auto s = FoldConstants(graph, options.cpu); !s.ok()) return s;
+  if (auto s = FoldBatchNorm(graph); !s.ok()) return s;
+  if (auto s = FuseActivations(graph); !s.ok()) return s;
+  if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
+  return InferShapes(graph);
+}
+
+absl::Status SpecializeShapes(Graph& graph, const std::map<std::string, std::vector<int64_t>>& input_shapes,
+                              CpuFeatures cpu) {
+  for (const std::string& in : graph.inputs) {
+    auto it = input_shapes.find(in);
+    if (it == input_shapes.end()) {
+      return absl::InvalidArgumentError(absl::StrFormat("failed to plan %s: input '%s' must be given, got none",
+                                                        graph.source, in));
+    }
+    graph.values[in].shape = Shape::Of(it->second);
+  }
+  if (auto s = FoldConstants(graph, cpu); !s.ok()) return s;
+  for (const Node& n : graph.nodes) {
+    for (const std::string& o : n.outputs) {
+      if (o.empty()) continue;
+      const ValueType* t = graph.FindType(o);
+      if (t == nullptr || !t->shape.IsStatic()) {
+        return absl::UnimplementedError(absl::StrFormat(
+            "failed to plan %s: output '%s' of node %s must have a static shape once inputs are known, got %s "
+            "(data-dependent shapes are not supported)",
+            graph.source, o, n.Label(), t ? t->shape.ToString() : "no type"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvant

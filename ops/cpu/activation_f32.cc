@@ -1,0 +1,132 @@
+// FP32 unary elementwise kernels (activations and math functions), Clip, and
+// the fused-activation helpers the GEMM epilogues use.
+#include "ops/cpu/activation_f32.h"
+
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+#include "ops/kernel.h"
+
+namespace kvant::cpu {
+
+ActivationF32 ReadFusedActivation(const AttributeMap& attrs) {
+  ActivationF32 act;
+  std::string kind = attrs.GetString("fused_activation", "");
+  if (kind == "Relu") {
+    act.kind = ActivationF32::Kind::kRelu;
+  } else if (kind == "Clip") {
+    act.kind = ActivationF32::Kind::kClip;
+    act.lo = attrs.GetFloat("fused_min", act.lo);
+    act.hi = attrs.GetFloat("fused_max", act.hi);
+  } else if (kind == "LeakyRelu") {
+    act.kind = ActivationF32::Kind::kLeakyRelu;
+    act.alpha = attrs.GetFloat("fused_alpha", 0.01f);
+  }
+  return act;
+}
+
+void ApplyActivationF32(const ActivationF32& act, float* data, int64_t n) {
+  if (act.kind == ActivationF32::Kind::kNone) return;
+  for (int64_t i = 0; i < n; ++i) data[i] = act.Apply(data[i]);
+}
+
+namespace {
+
+enum class UnaryOp { kRelu, kLeakyRelu, kSigmoid, kHardSigmoid, kHardSwish, kTanh, kErf, kSqrt, kExp, kNeg,
+                     kReciprocal, kAbs, kCopy };
+
+template <UnaryOp kOp>
+void Map(const float* x, float* y, int64_t n, float alpha, float beta) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if constexpr (kOp == UnaryOp::kRelu) y[i] = v > 0.f ? v : 0.f;
+    else if constexpr (kOp == UnaryOp::kLeakyRelu) y[i] = v >= 0.f ? v : v * alpha;
+    else if constexpr (kOp == UnaryOp::kSigmoid) y[i] = 1.f / (1.f + std::exp(-v));
+    else if constexpr (kOp == UnaryOp::kHardSigmoid) y[i] = std::min(1.f, std::max(0.f, alpha * v + beta));
+    else if constexpr (kOp == UnaryOp::kHardSwish) y[i] = v * std::min(1.f, std::max(0.f, v / 6.f + 0.5f));
+    else if constexpr (kOp == UnaryOp::kTanh) y[i] = std::tanh(v);
+    else if constexpr (kOp == UnaryOp::kErf) y[i] = std::erf(v);
+    else if constexpr (kOp == UnaryOp::kSqrt) y[i] = std::sqrt(v);
+    else if constexpr (kOp == UnaryOp::kExp) y[i] = std::exp(v);
+    else if constexpr (kOp == UnaryOp::kNeg) y[i] = -v;
+    else if constexpr (kOp == UnaryOp::kReciprocal) y[i] = 1.f / v;
+    else if constexpr (kOp == UnaryOp::kAbs) y[i] = std::fabs(v);
+    else y[i] = v;
+  }
+}
+
+using MapFn = void (*)(const float*, float*, int64_t, float, float);
+
+class UnaryF32 final : public Kernel {
+ public:
+  UnaryF32(MapFn fn, float alpha, float beta) : fn_(fn), alpha_(alpha), beta_(beta) {}
+  absl::Status Run(const KernelContext& ctx) const override {
+    const float* x = ctx.input(0).as<const float>();
+    float* y = ctx.output(0).as<float>();
+    const int64_t n = ctx.output(0).num_elements();
+    constexpr int64_t kChunk = 16384;
+    ctx.pool->ParallelFor((n + kChunk - 1) / kChunk, [&](int64_t b, int64_t e) {
+      const int64_t lo = b * kChunk, hi = std::min(n, e * kChunk);
+      fn_(x + lo, y + lo, hi - lo, alpha_, beta_);
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  MapFn fn_;
+  float alpha_, beta_;
+};
+
+class ClipF32 final : public Kernel {
+ public:
+  ClipF32(float lo, float hi) : lo_(lo), hi_(hi) {}
+  absl::Status Run(const KernelContext& ctx) const override {
+    float lo = lo_, hi = hi_;
+    if (ctx.has_input(1)) lo = *ctx.input(1).as<const float>();
+    if (ctx.has_input(2)) hi = *ctx.input(2).as<const float>();
+    const float* x = ctx.input(0).as<const float>();
+    float* y = ctx.output(0).as<float>();
+    const int64_t n = ctx.output(0).num_elements();
+    for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(x[i], lo), hi);
+    return absl::OkStatus();
+  }
+
+ private:
+  float lo_, hi_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateUnaryF32(const KernelInit& init) {
+  const AttributeMap& a = *init.attrs;
+  const std::string& op = init.op;
+  float alpha = 0.f, beta = 0.f;
+  MapFn fn = nullptr;
+  if (op == "Relu") fn = Map<UnaryOp::kRelu>;
+  else if (op == "LeakyRelu") { fn = Map<UnaryOp::kLeakyRelu>; alpha = a.GetFloat("alpha", 0.01f); }
+  else if (op == "Sigmoid") fn = Map<UnaryOp::kSigmoid>;
+  else if (op == "HardSigmoid") {
+    fn = Map<UnaryOp::kHardSigmoid>;
+    alpha = a.GetFloat("alpha", 0.2f);
+    beta = a.GetFloat("beta", 0.5f);
+  }
+  else if (op == "HardSwish") fn = Map<UnaryOp::kHardSwish>;
+  else if (op == "Tanh") fn = Map<UnaryOp::kTanh>;
+  else if (op == "Erf") fn = Map<UnaryOp::kErf>;
+  else if (op == "Sqrt") fn = Map<UnaryOp::kSqrt>;
+  else if (op == "Exp") fn = Map<UnaryOp::kExp>;
+  else if (op == "Neg") fn = Map<UnaryOp::kNeg>;
+  else if (op == "Reciprocal") fn = Map<UnaryOp::kReciprocal>;
+  else if (op == "Abs") fn = Map<UnaryOp::kAbs>;
+  else return absl::InternalError(absl::StrFormat("no unary map for %s", init.node_label));
+  return std::make_unique<UnaryF32>(fn, alpha, beta);
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateClipF32(const KernelInit& init) {
+  // Before opset 11 the bounds are attributes; later they are optional inputs.
+  float lo = init.attrs->GetFloat("min", -std::numeric_limits<float>::infinity());
+  float hi = init.attrs->GetFloat("max", std::numeric_limits<float>::infinity());
+  return std::make_unique<ClipF32>(lo, hi);
+}
+
+}  // namespace kvant::cpu

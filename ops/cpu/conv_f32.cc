@@ -1,0 +1,218 @@
+// FP32 convolution, NCHW, 1-D to 3-D (lower ranks run as 3-D with unit sizes).
+// Grouped convolution runs one GEMM per group: weights (pre-packed A, one panel
+// set per group) x im2col columns (B); 1x1/stride-1/unpadded convolutions read
+// the input directly. Depthwise convolution (one input channel per group) runs
+// a direct loop instead. Bias and the fused activation are the GEMM epilogue.
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "ops/cpu/gemm_f32.h"
+#include "ops/nn_ops.h"
+
+namespace kvant::cpu {
+namespace {
+
+// Geometry of one call, as 3-D.
+struct ConvShape {
+  int64_t n, cin, cout, group, cin_g, cout_g;
+  int64_t in[3], out[3], k[3], s[3], d[3], p[3];
+  int64_t in_size() const { return in[0] * in[1] * in[2]; }
+  int64_t out_size() const { return out[0] * out[1] * out[2]; }
+  int64_t k_size() const { return k[0] * k[1] * k[2]; }
+  bool pointwise() const {
+    for (int i = 0; i < 3; ++i) {
+      if (k[i] != 1 || s[i] != 1 || p[i] != 0) return false;
+    }
+    return true;
+  }
+};
+
+class ConvF32 final : public Kernel {
+ public:
+  ConvF32(const GemmUkernelInfoF32& uk, std::string label, const AttributeMap& attrs)
+      : uk_(uk), label_(std::move(label)), attrs_(attrs), act_(ReadFusedActivation(attrs)) {}
+
+  absl::Status Prepare(const KernelInit& init) {
+    const Tensor* w = init.constant_inputs[1];
+    if (w == nullptr) return absl::OkStatus();
+    const int64_t cout = w->shape()[0], group = attrs_.GetInt("group", 1);
+    const int64_t cout_g = cout / group, k = w->num_elements() / cout;
+    if (w->shape()[1] == 1 && group > 1 && cout_g == 1) return absl::OkStatus();  // depthwise reads W directly
+    for (int64_t g = 0; g < group; ++g) {
+      packed_w_.push_back(PackConstantF32(cout_g, k, uk_.mr, w->data<float>() + g * cout_g * k, k, 1, 1.f));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<ConvShape> Geometry(absl::Span<const int64_t> x, absl::Span<const int64_t> w,
+                                     absl::Span<const int64_t> y) const {
+    const int64_t spatial = x.size() - 2;
+    if (spatial < 1 || spatial > 3) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "failed to run node %s: convolution must have 1 to 3 spatial dimensions, got %d", label_, spatial));
+    }
+    auto p = ParseWindow(attrs_, spatial, std::vector<int64_t>(w.begin() + 2, w.end()), label_);
+    if (!p.ok()) return p.status();
+    std::vector<int64_t> in(x.begin() + 2, x.end());
+    auto out = WindowOutputSizes(*p, in, label_);
+    if (!out.ok()) return out.status();
+    ConvShape c;
+    c.n = x[0];
+    c.cin = x[1];
+    c.cout = w[0];
+    c.group = p->group;
+    c.cin_g = w[1];
+    c.cout_g = c.cout / c.group;
+    const int64_t off = 3 - spatial;
+    for (int i = 0; i < 3; ++i) {
+      const int j = i - off;
+      const bool real = j >= 0;
+      c.in[i] = real ? in[j] : 1;
+      c.out[i] = real ? (*out)[j] : 1;
+      c.k[i] = real ? p->kernel[j] : 1;
+      c.s[i] = real ? p->strides[j] : 1;
+      c.d[i] = real ? p->dilations[j] : 1;
+      c.p[i] = real ? p->pads[j] : 0;
+    }
+    return c;
+  }
+
+  size_t ScratchBytes(const KernelShapes& s) const override {
+    auto c = Geometry(s.inputs[0], s.inputs[1], s.outputs[0]);
+    if (!c.ok() || Depthwise(*c)) return 0;
+    const int64_t k = c->cin_g * c->k_size(), n = c->out_size();
+    size_t col = c->pointwise() ? 0 : (k * n * 4 + 63) / 64 * 64;
+    return col + GemmScratchBytesF32(uk_, c->cout_g, n, k, true, s.num_threads);
+  }
+
+  static bool Depthwise(const ConvShape& c) { return c.group > 1 && c.cin_g == 1 && c.cout_g == 1; }
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const TensorArg& w = ctx.input(1);
+    const TensorArg& y = ctx.output(0);
+    auto geom = Geometry(x.shape, w.shape, y.shape);
+    if (!geom.ok()) return geom.status();
+    const ConvShape& c = *geom;
+    const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
+    if (Depthwise(c)) {
+      RunDepthwise(c, x.as<const float>(), w.as<const float>(), bias, y.as<float>(), ctx.pool);
+      return absl::OkStatus();
+    }
+    const int64_t k = c.cin_g * c.k_size(), n = c.out_size();
+    float* col = static_cast<float*>(ctx.scratch);
+    void* gemm_scratch = static_cast<char*>(ctx.scratch) + (c.pointwise() ? 0 : (k * n * 4 + 63) / 64 * 64);
+    for (int64_t b = 0; b < c.n; ++b) {
+      for (int64_t g = 0; g < c.group; ++g) {
+        const float* xg = x.as<const float>() + (b * c.cin + g * c.cin_g) * c.in_size();
+        GemmArgsF32 args;
+        args.m = c.cout_g;
+        args.n = n;
+        args.k = k;
+        if (!packed_w_.empty()) args.a.packed = &packed_w_[g];
+        else args.a = {nullptr, w.as<const float>() + g * c.cout_g * k, k, 1};
+        if (c.pointwise()) {
+          args.b = {nullptr, xg, 1, n};
+        } else {
+          Im2Col(c, xg, col);
+          args.b = {nullptr, col, 1, n};
+        }
+        args.c = y.as<float>() + (b * c.cout + g * c.cout_g) * n;
+        args.ldc = n;
+        args.row_bias = bias ? bias + g * c.cout_g : nullptr;
+        args.act = act_;
+        RunGemmF32(uk_, args, gemm_scratch, ctx.pool);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  std::string Describe() const override { return uk_.name; }
+  int64_t PackedBytes() const override {
+    int64_t b = 0;
+    for (const auto& p : packed_w_) b += p.bytes();
+    return b;
+  }
+
+ private:
+  // col[(c, kd, kh, kw)][(od, oh, ow)], zero where the window reads padding.
+  static void Im2Col(const ConvShape& c, const float* x, float* col) {
+    const int64_t n = c.out_size();
+    for (int64_t ci = 0; ci < c.cin_g; ++ci) {
+      for (int64_t kd = 0; kd < c.k[0]; ++kd) {
+        for (int64_t kh = 0; kh < c.k[1]; ++kh) {
+          for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+            float* row = col + (((ci * c.k[0] + kd) * c.k[1] + kh) * c.k[2] + kw) * n;
+            for (int64_t od = 0; od < c.out[0]; ++od) {
+              const int64_t id = od * c.s[0] - c.p[0] + kd * c.d[0];
+              for (int64_t oh = 0; oh < c.out[1]; ++oh) {
+                const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
+                float* dst = row + (od * c.out[1] + oh) * c.out[2];
+                if (id < 0 || id >= c.in[0] || ih < 0 || ih >= c.in[1]) {
+                  std::memset(dst, 0, c.out[2] * sizeof(float));
+                  continue;
+                }
+                const float* src = x + ((ci * c.in[0] + id) * c.in[1] + ih) * c.in[2];
+                for (int64_t ow = 0; ow < c.out[2]; ++ow) {
+                  const int64_t iw = ow * c.s[2] - c.p[2] + kw * c.d[2];
+                  dst[ow] = (iw >= 0 && iw < c.in[2]) ? src[iw] : 0.f;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  void RunDepthwise(const ConvShape& c, const float* x, const float* w, const float* bias, float* y,
+                    ParallelRunner* pool) const {
+    pool->ParallelFor(c.n * c.cout, [&](int64_t p0, int64_t p1) {
+      for (int64_t plane = p0; plane < p1; ++plane) {
+        const int64_t ch = plane % c.cout;
+        const float* xp = x + plane * c.in_size();
+        const float* wp = w + ch * c.k_size();
+        float* yp = y + plane * c.out_size();
+        const float b = bias ? bias[ch] : 0.f;
+        for (int64_t od = 0; od < c.out[0]; ++od) {
+          for (int64_t oh = 0; oh < c.out[1]; ++oh) {
+            for (int64_t ow = 0; ow < c.out[2]; ++ow) {
+              float acc = b;
+              for (int64_t kd = 0; kd < c.k[0]; ++kd) {
+                const int64_t id = od * c.s[0] - c.p[0] + kd * c.d[0];
+                if (id < 0 || id >= c.in[0]) continue;
+                for (int64_t kh = 0; kh < c.k[1]; ++kh) {
+                  const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
+                  if (ih < 0 || ih >= c.in[1]) continue;
+                  const float* xr = xp + (id * c.in[1] + ih) * c.in[2];
+                  const float* wr = wp + (kd * c.k[1] + kh) * c.k[2];
+                  for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+                    const int64_t iw = ow * c.s[2] - c.p[2] + kw * c.d[2];
+                    if (iw >= 0 && iw < c.in[2]) acc += xr[iw] * wr[kw];
+                  }
+                }
+              }
+              yp[(od * c.out[1] + oh) * c.out[2] + ow] = act_.Apply(acc);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  const GemmUkernelInfoF32& uk_;
+  std::string label_;
+  AttributeMap attrs_;
+  ActivationF32 act_;
+  std::vector<PackedPanelsF32> packed_w_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateConvF32(const KernelInit& init) {
+  auto k = std::make_unique<ConvF32>(SelectGemmUkernelF32(init.cpu), init.node_label, *init.attrs);
+  if (auto s = k->Prepare(init); !s.ok()) return s;
+  return k;
+}
+
+}  // namespace kvant::cpu

@@ -1,0 +1,242 @@
+// Data-movement kernels for any element type: copies (Reshape, Flatten,
+// Squeeze, Unsqueeze, Identity, Dropout), Transpose, Concat, Slice, Gather and
+// Shape. They move bytes; element size is all they need to know.
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "ops/kernel.h"
+#include "ops/op_schema.h"
+#include "ops/tensor_ops.h"
+
+namespace kvant::cpu {
+namespace {
+
+size_t ElemSize(const TensorArg& t) { return DataTypeSize(t.dtype); }
+
+std::vector<int64_t> ReadIntArg(const TensorArg& t) {
+  std::vector<int64_t> v(t.num_elements());
+  for (int64_t i = 0; i < t.num_elements(); ++i) {
+    v[i] = t.dtype == DataType::kInt32 ? t.as<const int32_t>()[i] : t.as<const int64_t>()[i];
+  }
+  return v;
+}
+
+class Copy final : public Kernel {
+ public:
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const TensorArg& y = ctx.output(0);
+    if (y.data != x.data) std::memcpy(y.data, x.data, y.num_elements() * ElemSize(y));
+    if (ctx.outputs.size() > 1 && ctx.output(1).present()) {
+      std::memset(ctx.output(1).data, 1, ctx.output(1).num_elements());  // Dropout mask: all kept
+    }
+    return absl::OkStatus();
+  }
+};
+
+class Transpose final : public Kernel {
+ public:
+  explicit Transpose(std::vector<int64_t> perm) : perm_(std::move(perm)) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const TensorArg& y = ctx.output(0);
+    const int64_t rank = x.rank();
+    std::vector<int64_t> perm = perm_;
+    if (perm.empty()) {
+      for (int64_t i = rank - 1; i >= 0; --i) perm.push_back(i);
+    }
+    std::vector<int64_t> in_strides(rank, 1);
+    for (int64_t i = rank - 2; i >= 0; --i) in_strides[i] = in_strides[i + 1] * x.shape[i + 1];
+    std::vector<int64_t> src_strides(rank);  // input stride of each output dimension
+    for (int64_t i = 0; i < rank; ++i) src_strides[i] = in_strides[perm[i]];
+    const size_t es = ElemSize(x);
+    const int64_t n = y.num_elements();
+    if (n == 0) return absl::OkStatus();
+    if (rank == 0) {
+      std::memcpy(y.data, x.data, es);
+      return absl::OkStatus();
+    }
+    const int64_t inner = y.shape[rank - 1], rows = n / inner, inner_stride = src_strides[rank - 1];
+    const char* xs = static_cast<const char*>(x.data);
+    char* ys = static_cast<char*>(y.data);
+    ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        int64_t off = 0, rem = r;
+        for (int64_t d = rank - 2; d >= 0; --d) {
+          off += (rem % y.shape[d]) * src_strides[d];
+          rem /= y.shape[d];
+        }
+        char* dst = ys + r * inner * es;
+        switch (es) {
+          case 4:
+            for (int64_t j = 0; j < inner; ++j)
+              reinterpret_cast<uint32_t*>(dst)[j] = reinterpret_cast<const uint32_t*>(xs)[off + j * inner_stride];
+            break;
+          case 8:
+            for (int64_t j = 0; j < inner; ++j)
+              reinterpret_cast<uint64_t*>(dst)[j] = reinterpret_cast<const uint64_t*>(xs)[off + j * inner_stride];
+            break;
+          default:
+            for (int64_t j = 0; j < inner; ++j) std::memcpy(dst + j * es, xs + (off + j * inner_stride) * es, es);
+        }
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<int64_t> perm_;
+};
+
+class Concat final : public Kernel {
+ public:
+  explicit Concat(int64_t axis) : axis_(axis) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& y = ctx.output(0);
+    const int64_t rank = y.rank(), axis = axis_ < 0 ? axis_ + rank : axis_;
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis; ++i) outer *= y.shape[i];
+    for (int64_t i = axis + 1; i < rank; ++i) inner *= y.shape[i];
+    const size_t es = ElemSize(y);
+    const int64_t y_row = y.shape[axis] * inner * es;
+    int64_t offset = 0;
+    for (const TensorArg& x : ctx.inputs) {
+      if (!x.present()) continue;
+      const int64_t x_row = x.shape[axis] * inner * es;
+      for (int64_t o = 0; o < outer; ++o) {
+        std::memcpy(static_cast<char*>(y.data) + o * y_row + offset,
+                    static_cast<const char*>(x.data) + o * x_row, x_row);
+      }
+      offset += x_row;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t axis_;
+};
+
+class Slice final : public Kernel {
+ public:
+  Slice(std::string label, const AttributeMap& attrs) : label_(std::move(label)), attrs_(attrs) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const TensorArg& y = ctx.output(0);
+    std::vector<int64_t> starts, ends, axes, steps;
+    if (ctx.num_inputs() >= 3) {
+      starts = ReadIntArg(ctx.input(1));
+      ends = ReadIntArg(ctx.input(2));
+      if (ctx.has_input(3)) axes = ReadIntArg(ctx.input(3));
+      if (ctx.has_input(4)) steps = ReadIntArg(ctx.input(4));
+    } else {  // opset < 10: attributes
+      starts = attrs_.GetInts("starts");
+      ends = attrs_.GetInts("ends");
+      axes = attrs_.GetInts("axes");
+    }
+    std::vector<int64_t> in(x.shape.begin(), x.shape.end());
+    auto r = ComputeSlice(in, starts, ends, axes, steps, label_);
+    if (!r.ok()) return r.status();
+    const int64_t rank = in.size(), n = y.num_elements();
+    if (n == 0) return absl::OkStatus();
+    std::vector<int64_t> in_strides(rank, 1);
+    for (int64_t i = rank - 2; i >= 0; --i) in_strides[i] = in_strides[i + 1] * in[i + 1];
+    const size_t es = ElemSize(x);
+    const char* xs = static_cast<const char*>(x.data);
+    char* ys = static_cast<char*>(y.data);
+    std::vector<int64_t> idx(rank, 0);
+    for (int64_t o = 0; o < n; ++o) {
+      int64_t off = 0;
+      for (int64_t d = 0; d < rank; ++d) off += (r->start[d] + idx[d] * r->step[d]) * in_strides[d];
+      std::memcpy(ys + o * es, xs + off * es, es);
+      for (int64_t d = rank - 1; d >= 0; --d) {
+        if (++idx[d] < y.shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string label_;
+  AttributeMap attrs_;
+};
+
+class Gather final : public Kernel {
+ public:
+  Gather(int64_t axis, std::string label) : axis_(axis), label_(std::move(label)) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const TensorArg& idx = ctx.input(1);
+    const TensorArg& y = ctx.output(0);
+    const int64_t axis = axis_ < 0 ? axis_ + x.rank() : axis_;
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
+    for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape[i];
+    const int64_t dim = x.shape[axis], count = idx.num_elements();
+    const std::vector<int64_t> indices = ReadIntArg(idx);
+    const size_t row = inner * ElemSize(x);
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t i = 0; i < count; ++i) {
+        int64_t j = indices[i];
+        if (j < -dim || j >= dim) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "failed to run node %s: index must be in [%d, %d], got %d at position %d", label_, -dim, dim - 1, j, i));
+        }
+        if (j < 0) j += dim;
+        std::memcpy(static_cast<char*>(y.data) + (o * count + i) * row,
+                    static_cast<const char*>(x.data) + (o * dim + j) * row, row);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t axis_;
+  std::string label_;
+};
+
+class ShapeOf final : public Kernel {
+ public:
+  ShapeOf(int64_t start, int64_t end) : start_(start), end_(end) {}
+  absl::Status Run(const KernelContext& ctx) const override {
+    const int64_t rank = ctx.input(0).rank();
+    int64_t s = start_ < 0 ? start_ + rank : start_, e = end_ == INT64_MAX ? rank : (end_ < 0 ? end_ + rank : end_);
+    s = std::clamp<int64_t>(s, 0, rank);
+    e = std::clamp<int64_t>(e, 0, rank);
+    for (int64_t i = s; i < e; ++i) ctx.output(0).as<int64_t>()[i - s] = ctx.input(0).shape[i];
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t start_, end_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateCopy(const KernelInit&) { return std::make_unique<Copy>(); }
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateTranspose(const KernelInit& init) {
+  return std::make_unique<Transpose>(init.attrs->GetInts("perm"));
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateConcat(const KernelInit& init) {
+  return std::make_unique<Concat>(init.attrs->GetInt("axis", 0));
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateSlice(const KernelInit& init) {
+  return std::make_unique<Slice>(init.node_label, *init.attrs);
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateGather(const KernelInit& init) {
+  return std::make_unique<Gather>(init.attrs->GetInt("axis", 0), init.node_label);
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateShape(const KernelInit& init) {
+  return std::make_unique<ShapeOf>(init.attrs->GetInt("start", 0), init.attrs->GetInt("end", INT64_MAX));
+}
+
+}  // namespace kvant::cpu

@@ -1,0 +1,170 @@
+// Binary elementwise kernels with numpy broadcasting: Add, Sub, Mul, Div for
+// f32, s32 and s64 (shape arithmetic needs the integer ones), and Pow for f32.
+// Equal shapes and scalar operands take flat loops; the general case walks
+// output rows with per-input strides (0 along broadcast dimensions).
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "ops/broadcast.h"
+#include "ops/kernel.h"
+
+namespace kvant::cpu {
+namespace {
+
+enum class BinaryOp { kAdd, kSub, kMul, kDiv, kPow };
+
+template <typename T, BinaryOp kOp>
+inline T Apply(T a, T b) {
+  if constexpr (kOp == BinaryOp::kAdd) return a + b;
+  else if constexpr (kOp == BinaryOp::kSub) return a - b;
+  else if constexpr (kOp == BinaryOp::kMul) return a * b;
+  else if constexpr (kOp == BinaryOp::kDiv) {
+    if constexpr (std::is_integral_v<T>) return b == 0 ? T{0} : a / b;
+    else return a / b;
+  } else {
+    return static_cast<T>(std::pow(a, b));
+  }
+}
+
+template <typename T, BinaryOp kOp>
+void Broadcast(const T* a, const T* b, T* y, const std::vector<int64_t>& as, const std::vector<int64_t>& bs,
+               absl::Span<const int64_t> ys, ParallelRunner* pool) {
+  int64_t n = 1;
+  for (int64_t d : ys) n *= d;
+  int64_t na = 1, nb = 1;
+  for (int64_t d : as) na *= d;
+  for (int64_t d : bs) nb *= d;
+  constexpr int64_t kChunk = 16384;
+  if (na == n && nb == n) {
+    pool->ParallelFor((n + kChunk - 1) / kChunk, [&](int64_t s, int64_t e) {
+      for (int64_t i = s * kChunk; i < std::min(n, e * kChunk); ++i) y[i] = Apply<T, kOp>(a[i], b[i]);
+    });
+    return;
+  }
+  if (nb == 1 && na == n) {
+    const T bv = b[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = Apply<T, kOp>(a[i], bv);
+    return;
+  }
+  if (na == 1 && nb == n) {
+    const T av = a[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = Apply<T, kOp>(av, b[i]);
+    return;
+  }
+  std::vector<int64_t> out(ys.begin(), ys.end());
+  if (out.empty() || n == 0) {
+    if (n == 1) y[0] = Apply<T, kOp>(a[0], b[0]);
+    return;
+  }
+  const std::vector<int64_t> sa = BroadcastStrides(as, out), sb = BroadcastStrides(bs, out);
+  const int64_t rank = out.size(), inner = out.back(), rows = n / inner;
+  const int64_t ia = sa.back(), ib = sb.back();
+  pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t oa = 0, ob = 0, rem = r;
+      for (int64_t d = rank - 2; d >= 0; --d) {
+        const int64_t idx = rem % out[d];
+        rem /= out[d];
+        oa += idx * sa[d];
+        ob += idx * sb[d];
+      }
+      T* yr = y + r * inner;
+      const T* ar = a + oa;
+      const T* br = b + ob;
+      if (ia == 1 && ib == 1) {
+        for (int64_t j = 0; j < inner; ++j) yr[j] = Apply<T, kOp>(ar[j], br[j]);
+      } else if (ia == 1 && ib == 0) {
+        const T bv = br[0];
+        for (int64_t j = 0; j < inner; ++j) yr[j] = Apply<T, kOp>(ar[j], bv);
+      } else if (ia == 0 && ib == 1) {
+        const T av = ar[0];
+        for (int64_t j = 0; j < inner; ++j) yr[j] = Apply<T, kOp>(av, br[j]);
+      } else {
+        for (int64_t j = 0; j < inner; ++j) yr[j] = Apply<T, kOp>(ar[j * ia], br[j * ib]);
+      }
+    }
+  });
+}
+
+template <typename T>
+using BroadcastFn = void (*)(const T*, const T*, T*, const std::vector<int64_t>&, const std::vector<int64_t>&,
+                             absl::Span<const int64_t>, ParallelRunner*);
+
+template <typename T>
+BroadcastFn<T> Pick(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::kAdd: return Broadcast<T, BinaryOp::kAdd>;
+    case BinaryOp::kSub: return Broadcast<T, BinaryOp::kSub>;
+    case BinaryOp::kMul: return Broadcast<T, BinaryOp::kMul>;
+    case BinaryOp::kDiv: return Broadcast<T, BinaryOp::kDiv>;
+    case BinaryOp::kPow: return Broadcast<T, BinaryOp::kPow>;
+  }
+  return nullptr;
+}
+
+class Binary final : public Kernel {
+ public:
+  explicit Binary(BinaryOp op) : op_(op) {}
+
+  size_t ScratchBytes(const KernelShapes& shapes) const override {
+    // Pow with an integer or f64 exponent converts it to f32 first.
+    if (op_ != BinaryOp::kPow) return 0;
+    int64_t n = 1;
+    for (int64_t d : shapes.inputs[1]) n *= d;
+    return n * 4;
+  }
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& a = ctx.input(0);
+    const TensorArg& b = ctx.input(1);
+    const TensorArg& y = ctx.output(0);
+    std::vector<int64_t> as(a.shape.begin(), a.shape.end()), bs(b.shape.begin(), b.shape.end());
+    switch (a.dtype) {
+      case DataType::kFloat32: {
+        const float* bp = b.as<const float>();
+        if (b.dtype != DataType::kFloat32) {
+          float* conv = static_cast<float*>(ctx.scratch);
+          for (int64_t i = 0; i < b.num_elements(); ++i) {
+            switch (b.dtype) {
+              case DataType::kInt64: conv[i] = static_cast<float>(b.as<const int64_t>()[i]); break;
+              case DataType::kInt32: conv[i] = static_cast<float>(b.as<const int32_t>()[i]); break;
+              case DataType::kFloat64: conv[i] = static_cast<float>(b.as<const double>()[i]); break;
+              default: return absl::UnimplementedError("Pow exponent must be f32, f64, s32 or s64");
+            }
+          }
+          bp = conv;
+        }
+        Pick<float>(op_)(a.as<const float>(), bp, y.as<float>(), as, bs, y.shape, ctx.pool);
+        break;
+      }
+      case DataType::kInt32:
+        Pick<int32_t>(op_)(a.as<const int32_t>(), b.as<const int32_t>(), y.as<int32_t>(), as, bs, y.shape, ctx.pool);
+        break;
+      case DataType::kInt64:
+        Pick<int64_t>(op_)(a.as<const int64_t>(), b.as<const int64_t>(), y.as<int64_t>(), as, bs, y.shape, ctx.pool);
+        break;
+      default:
+        return absl::UnimplementedError(absl::StrFormat("binary op on %s", DataTypeName(a.dtype)));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  BinaryOp op_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateBinary(const KernelInit& init) {
+  BinaryOp op;
+  if (init.op == "Add") op = BinaryOp::kAdd;
+  else if (init.op == "Sub") op = BinaryOp::kSub;
+  else if (init.op == "Mul") op = BinaryOp::kMul;
+  else if (init.op == "Div") op = BinaryOp::kDiv;
+  else if (init.op == "Pow") op = BinaryOp::kPow;
+  else return absl::InternalError(absl::StrFormat("no binary op for %s", init.node_label));
+  return std::make_unique<Binary>(op);
+}
+
+}  // namespace kvant::cpu

@@ -1,0 +1,175 @@
+// FP32 GEMM driver: packing, blocking and threading around the ISA microkernels.
+//
+// Steps of RunGemmF32:
+//  1. pack B for all of K (unless pre-packed) into scratch, split across threads;
+//  2. cut C into tasks of kMc rows x nc columns, enough tasks for the threads;
+//  3. per task and K block: pack A's block (unless pre-packed), then for each
+//     nr-wide B panel and each mr-high A panel call the microkernel, which
+//     accumulates after the first K block and applies the epilogue on the last.
+#include "ops/cpu/gemm_f32.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace kvant::cpu {
+namespace {
+
+constexpr int64_t kMcPanels = 12;  // A block height in mr panels
+
+int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+}  // namespace
+
+void PackStridedF32(int64_t outer, int64_t k, int64_t tile, const float* src, int64_t so, int64_t sk,
+                    float scale, float* dst) {
+  if (scale == 1.f) {
+    PackPanelsF32(outer, k, tile, dst, [&](int64_t o, int64_t kk) { return src[o * so + kk * sk]; });
+  } else {
+    PackPanelsF32(outer, k, tile, dst, [&](int64_t o, int64_t kk) { return src[o * so + kk * sk] * scale; });
+  }
+}
+
+PackedPanelsF32 PackConstantF32(int64_t outer, int64_t k, int64_t tile, const float* src, int64_t so,
+                                int64_t sk, float scale) {
+  PackedPanelsF32 p;
+  p.outer = outer;
+  p.k = k;
+  p.tile = tile;
+  size_t bytes = RoundUp(std::max<int64_t>(1, PackedPanelFloats(outer, k, tile)) * 4, 64);
+  p.data = std::shared_ptr<float>(static_cast<float*>(std::aligned_alloc(64, bytes)), [](float* q) { std::free(q); });
+  PackStridedF32(outer, k, tile, src, so, sk, scale, p.data.get());
+  return p;
+}
+
+const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features) {
+  const auto& all = GemmUkernelsF32();
+  const GemmUkernelInfoF32* best = &all.front();
+  for (const auto& uk : all) {
+    if ((uk.needs & features) == uk.needs) best = &uk;
+  }
+  return *best;
+}
+
+size_t GemmScratchBytesF32(const GemmUkernelInfoF32& uk, int64_t m, int64_t n, int64_t k, bool pack_b,
+                           int threads) {
+  size_t bytes = 0;
+  if (pack_b) bytes += RoundUp(PackedPanelFloats(n, k, uk.nr) * 4, 64);
+  bytes += threads * RoundUp(kMcPanels * uk.mr * std::min(k, kGemmKc) * 4, 64);
+  return bytes + 64;
+}
+
+void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scratch, ParallelRunner* pool) {
+  const int64_t m = args.m, n = args.n, k = args.k, mr = uk.mr, nr = uk.nr;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    // Empty product: C = act(bias) (or C + 0).
+    for (int64_t i = 0; i < m; ++i) {
+      float* row = args.c + i * args.ldc;
+      for (int64_t j = 0; j < n; ++j) {
+        float v = args.accumulate ? row[j] : 0.f;
+        if (args.row_bias) v += args.row_bias[i];
+        if (args.col_bias) v += args.col_bias[j];
+        row[j] = args.act.Apply(v);
+      }
+    }
+    return;
+  }
+  InlineRunner inline_runner;
+  if (pool == nullptr) pool = &inline_runner;
+  const int threads = pool->num_threads();
+  char* cursor = static_cast<char*>(scratch);
+
+  // 1. B panels.
+  PackedPanelsF32 local_b;
+  const PackedPanelsF32* b = args.b.packed;
+  if (b == nullptr) {
+    local_b.outer = n;
+    local_b.k = k;
+    local_b.tile = nr;
+    float* dst = reinterpret_cast<float*>(cursor);
+    local_b.data = std::shared_ptr<float>(dst, [](float*) {});
+    cursor += RoundUp(PackedPanelFloats(n, k, nr) * 4, 64);
+    const int64_t panels = RoundUp(n, nr) / nr;
+    const float* src = args.b.src;
+    const int64_t so = args.b.so, sk = args.b.sk;
+    const int64_t padded = RoundUp(n, nr);
+    pool->ParallelFor(panels, [&](int64_t p0, int64_t p1) {
+      for (int64_t k0 = 0; k0 < k; k0 += kGemmKc) {
+        const int64_t kc = std::min(kGemmKc, k - k0);
+        for (int64_t p = p0; p < p1; ++p) {
+          float* panel = dst + k0 * padded + p * kc * nr;
+          const int64_t valid = std::min<int64_t>(nr, n - p * nr);
+          for (int64_t kk = 0; kk < kc; ++kk) {
+            const float* s = src + (k0 + kk) * sk + p * nr * so;
+            float* row = panel + kk * nr;
+            if (so == 1) {
+              std::copy(s, s + valid, row);
+            } else {
+              for (int64_t t = 0; t < valid; ++t) row[t] = s[t * so];
+            }
+            std::fill(row + valid, row + nr, 0.f);
+          }
+        }
+      }
+    });
+    b = &local_b;
+  }
+
+  // 2. Tasks.
+  const int64_t mc = kMcPanels * mr;
+  const int64_t m_tasks = (m + mc - 1) / mc;
+  int64_t n_split = 1;
+  const int64_t n_panels = RoundUp(n, nr) / nr;
+  while (m_tasks * n_split < 4 * threads && n_split < n_panels) ++n_split;
+  const int64_t nc = RoundUp((n_panels + n_split - 1) / n_split, 1) * nr;
+  const int64_t n_tasks = (n + nc - 1) / nc;
+  const size_t a_buf_floats = RoundUp(mc * std::min(k, kGemmKc), 16);
+  float* a_bufs = reinterpret_cast<float*>(cursor);
+
+  // 3. Tiles. ParallelFor hands out contiguous task ranges; each range owns one A buffer.
+  const int64_t num_tasks = m_tasks * n_tasks;
+  const int64_t chunks = std::min<int64_t>(threads, num_tasks);
+  pool->ParallelFor(chunks, [&](int64_t c0, int64_t c1) {
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      float* a_buf = a_bufs + chunk * a_buf_floats;
+      const int64_t t_begin = num_tasks * chunk / chunks, t_end = num_tasks * (chunk + 1) / chunks;
+      for (int64_t t = t_begin; t < t_end; ++t) {
+        const int64_t ic = (t / n_tasks) * mc, jc = (t % n_tasks) * nc;
+        const int64_t mcur = std::min(mc, m - ic), ncur = std::min(nc, n - jc);
+        for (int64_t k0 = 0; k0 < k; k0 += kGemmKc) {
+          const int64_t kc = std::min(kGemmKc, k - k0);
+          const bool last = k0 + kc >= k;
+          const bool accumulate = k0 > 0 || args.accumulate;
+          const float* a_block;
+          if (args.a.packed != nullptr) {
+            a_block = args.a.packed->panel(ic, k0);
+          } else {
+            const float* src = args.a.src + ic * args.a.so + k0 * args.a.sk;
+            PackPanelsF32(mcur, kc, mr, a_buf, [&](int64_t o, int64_t kk) {
+              return src[o * args.a.so + kk * args.a.sk] * args.alpha;
+            });
+            a_block = a_buf;
+          }
+          for (int64_t jr = 0; jr < ncur; jr += nr) {
+            const float* b_panel = b->panel(jc + jr, k0);
+            const int64_t n_valid = std::min(nr, ncur - jr);
+            for (int64_t ir = 0; ir < mcur; ir += mr) {
+              const int64_t m_valid = std::min(mr, mcur - ir);
+              GemmEpilogueF32 ep;
+              if (last) {
+                ep.act = args.act;
+                ep.row_bias = args.row_bias ? args.row_bias + ic + ir : nullptr;
+                ep.col_bias = args.col_bias ? args.col_bias + jc + jr : nullptr;
+              }
+              uk.by_rows[m_valid - 1](kc, a_block + (ir / mr) * kc * mr, mr, b_panel,
+                                      args.c + (ic + ir) * args.ldc + jc + jr, args.ldc, m_valid, n_valid,
+                                      accumulate, last ? &ep : nullptr);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace kvant::cpu

@@ -1,0 +1,122 @@
+// FP32 GEMM: C[M,N] = act(alpha * A[M,K] * B[K,N] + bias), BLIS-style.
+//
+// Both operands are packed into panels (one layout for A and B: per K block of
+// kKc rows, per panel of `tile` outer indices, kc x tile values), constants once
+// at load. The driver walks tiles of kMc x nc over the thread pool and calls an
+// ISA microkernel (ops/cpu/gemm_f32_<isa>.cc) per mr x nr block; bias and the
+// fused activation are applied as the last K block is stored.
+#ifndef KVANT_OPS_CPU_GEMM_F32_H_
+#define KVANT_OPS_CPU_GEMM_F32_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ops/cpu/activation_f32.h"
+#include "ops/kernel.h"
+
+namespace kvant::cpu {
+
+inline constexpr int64_t kGemmKc = 256;  // K block (rows of a packed panel)
+
+// Epilogue of one microkernel call, pointers already offset to the tile.
+struct GemmEpilogueF32 {
+  const float* row_bias = nullptr;  // one value per row of the tile
+  const float* col_bias = nullptr;  // one value per column of the tile
+  ActivationF32 act;
+};
+
+// c[m_valid x n_valid] (+)= a_panel (kc x mr) * b_panel (kc x nr); the
+// epilogue is applied when `ep` is non-null (last K block). `mr` is the panel
+// width of A, the kernel uses its first `m_valid` rows.
+using GemmUkernelF32 = void (*)(int64_t kc, const float* a_panel, int64_t mr, const float* b_panel,
+                                float* c, int64_t ldc, int64_t m_valid, int64_t n_valid, bool accumulate,
+                                const GemmEpilogueF32* ep);
+
+struct GemmUkernelInfoF32 {
+  const char* name;
+  CpuFeatures needs;
+  int mr;
+  int nr;
+  // by_rows[r - 1] handles r <= mr rows at full nr width.
+  const GemmUkernelF32* by_rows;
+};
+
+// Rows of ops/cpu/kernels.inc (KVANT_GEMM_F32_UKERNEL), best last.
+const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32();
+// Best microkernel the features allow.
+const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features);
+
+// A matrix packed into panels of `tile` along its outer dimension.
+struct PackedPanelsF32 {
+  int64_t outer = 0;  // M for A, N for B
+  int64_t k = 0;
+  int64_t tile = 0;
+  std::shared_ptr<float> data;
+  int64_t padded_outer() const { return (outer + tile - 1) / tile * tile; }
+  int64_t bytes() const { return padded_outer() * k * 4; }
+  // Panel holding outer index `o` (multiple of tile) in the K block starting at `k0`.
+  const float* panel(int64_t o, int64_t k0) const {
+    int64_t kc = std::min(kGemmKc, k - k0);
+    return data.get() + k0 * padded_outer() + (o / tile) * kc * tile;
+  }
+};
+
+inline int64_t PackedPanelFloats(int64_t outer, int64_t k, int64_t tile) {
+  return (outer + tile - 1) / tile * tile * k;
+}
+
+// Packs value(o, k) for o < outer, k < K into `dst` (PackedPanelFloats floats).
+template <typename ValueFn>
+void PackPanelsF32(int64_t outer, int64_t k_total, int64_t tile, float* dst, ValueFn value) {
+  const int64_t padded = (outer + tile - 1) / tile * tile;
+  for (int64_t k0 = 0; k0 < k_total; k0 += kGemmKc) {
+    const int64_t kc = std::min(kGemmKc, k_total - k0);
+    float* block = dst + k0 * padded;
+    for (int64_t p = 0; p < padded; p += tile) {
+      float* panel = block + (p / tile) * kc * tile;
+      const int64_t valid = std::min(tile, outer - p);
+      for (int64_t kk = 0; kk < kc; ++kk) {
+        float* row = panel + kk * tile;
+        for (int64_t t = 0; t < valid; ++t) row[t] = value(p + t, k0 + kk);
+        for (int64_t t = valid; t < tile; ++t) row[t] = 0.f;
+      }
+    }
+  }
+}
+
+// Strided source: value(o, k) = src[o * so + k * sk] * scale.
+void PackStridedF32(int64_t outer, int64_t k, int64_t tile, const float* src, int64_t so, int64_t sk,
+                    float scale, float* dst);
+PackedPanelsF32 PackConstantF32(int64_t outer, int64_t k, int64_t tile, const float* src, int64_t so,
+                                int64_t sk, float scale);
+
+// Operand A or B: pre-packed, or strided memory to pack per call.
+struct GemmOperandF32 {
+  const PackedPanelsF32* packed = nullptr;
+  const float* src = nullptr;
+  int64_t so = 0;  // stride between outer indices (rows of A, columns of B)
+  int64_t sk = 0;  // stride along K
+};
+
+struct GemmArgsF32 {
+  int64_t m = 0, n = 0, k = 0;
+  GemmOperandF32 a, b;
+  float alpha = 1.f;      // applied when packing A at run time; pre-packed A must include it
+  float* c = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;  // add to the existing contents of C
+  const float* row_bias = nullptr;
+  const float* col_bias = nullptr;
+  ActivationF32 act;
+};
+
+// Scratch bytes RunGemmF32 needs for these sizes and threads.
+size_t GemmScratchBytesF32(const GemmUkernelInfoF32& uk, int64_t m, int64_t n, int64_t k, bool pack_b,
+                           int threads);
+void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scratch, ParallelRunner* pool);
+
+}  // namespace kvant::cpu
+
+#endif  // KVANT_OPS_CPU_GEMM_F32_H_

@@ -1,0 +1,88 @@
+// FP32 GEMM microkernel for AVX-512F: 14 rows x 32 columns (28 zmm
+// accumulators, 2 B vectors, 1 broadcast). Partial column tiles use masks.
+// Compiled with -mavx512f; selected only when cpu_caps reports AVX-512.
+#include <immintrin.h>
+
+#include <array>
+#include <utility>
+
+#include "ops/cpu/gemm_f32.h"
+
+namespace kvant::cpu::avx512 {
+namespace {
+
+inline __m512 Activate(__m512 v, const ActivationF32& act) {
+  switch (act.kind) {
+    case ActivationF32::Kind::kNone: return v;
+    case ActivationF32::Kind::kRelu: return _mm512_max_ps(v, _mm512_setzero_ps());
+    case ActivationF32::Kind::kClip:
+      return _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(act.lo)), _mm512_set1_ps(act.hi));
+    case ActivationF32::Kind::kLeakyRelu: {
+      __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+      return _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(act.alpha));
+    }
+  }
+  return v;
+}
+
+template <int R>
+void Ukernel(int64_t kc, const float* a, int64_t mr, const float* b, float* c, int64_t ldc, int64_t m_valid,
+             int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
+  __m512 acc0[R], acc1[R];
+#pragma GCC unroll 14
+  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const __m512 b0 = _mm512_load_ps(b);
+    const __m512 b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 14
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+    }
+    a += mr;
+    b += 32;
+  }
+  const __mmask16 m0 = n_valid >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n_valid) - 1);
+  const __mmask16 m1 = n_valid >= 32 ? 0xFFFF
+                       : n_valid > 16 ? static_cast<__mmask16>((1u << (n_valid - 16)) - 1)
+                                      : 0;
+  __m512 cb0 = _mm512_setzero_ps(), cb1 = _mm512_setzero_ps();
+  if (ep && ep->col_bias) {
+    cb0 = _mm512_maskz_loadu_ps(m0, ep->col_bias);
+    cb1 = _mm512_maskz_loadu_ps(m1, ep->col_bias + 16);
+  }
+#pragma GCC unroll 14
+  for (int r = 0; r < R; ++r) {
+    float* row = c + r * ldc;
+    __m512 v0 = acc0[r], v1 = acc1[r];
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
+    }
+    if (ep) {
+      if (ep->row_bias) {
+        const __m512 rb = _mm512_set1_ps(ep->row_bias[r]);
+        v0 = _mm512_add_ps(v0, rb);
+        v1 = _mm512_add_ps(v1, rb);
+      }
+      v0 = Activate(_mm512_add_ps(v0, cb0), ep->act);
+      v1 = Activate(_mm512_add_ps(v1, cb1), ep->act);
+    }
+    _mm512_mask_storeu_ps(row, m0, v0);
+    _mm512_mask_storeu_ps(row + 16, m1, v1);
+  }
+}
+
+template <int... R>
+constexpr std::array<GemmUkernelF32, sizeof...(R)> MakeTable(std::integer_sequence<int, R...>) {
+  return {Ukernel<R + 1>...};
+}
+
+constexpr auto kByRows = MakeTable(std::make_integer_sequence<int, 14>{});
+
+}  // namespace
+
+const GemmUkernelF32* GemmF32ByRows() { return kByRows.data(); }
+
+}  // namespace kvant::cpu::avx512

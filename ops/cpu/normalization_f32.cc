@@ -1,0 +1,91 @@
+// FP32 BatchNormalization (inference: per-channel scale and shift) and Softmax
+// (max-subtracted, along one axis; opset < 13 flattens to 2-D at the axis).
+#include <cmath>
+
+#include "ops/kernel.h"
+
+namespace kvant::cpu {
+namespace {
+
+class BatchNormF32 final : public Kernel {
+ public:
+  explicit BatchNormF32(float epsilon) : epsilon_(epsilon) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const int64_t n = x.shape[0], c = x.rank() > 1 ? x.shape[1] : 1;
+    const int64_t size = x.num_elements() / std::max<int64_t>(n * c, 1);
+    const float* scale = ctx.input(1).as<const float>();
+    const float* shift = ctx.input(2).as<const float>();
+    const float* mean = ctx.input(3).as<const float>();
+    const float* var = ctx.input(4).as<const float>();
+    const float* xs = x.as<const float>();
+    float* ys = ctx.output(0).as<float>();
+    ctx.pool->ParallelFor(n * c, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t ch = p % c;
+        const float a = scale[ch] / std::sqrt(var[ch] + epsilon_);
+        const float b = shift[ch] - mean[ch] * a;
+        for (int64_t i = 0; i < size; ++i) ys[p * size + i] = xs[p * size + i] * a + b;
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  float epsilon_;
+};
+
+class SoftmaxF32 final : public Kernel {
+ public:
+  SoftmaxF32(int64_t axis, bool coerce_2d) : axis_(axis), coerce_2d_(coerce_2d) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const int64_t rank = x.rank();
+    const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
+    int64_t outer = 1, len = 1, inner = 1;
+    for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
+    if (coerce_2d_) {
+      for (int64_t i = axis; i < rank; ++i) len *= x.shape[i];
+    } else {
+      len = rank == 0 ? 1 : x.shape[axis];
+      for (int64_t i = axis + 1; i < rank; ++i) inner *= x.shape[i];
+    }
+    const float* xs = x.as<const float>();
+    float* ys = ctx.output(0).as<float>();
+    ctx.pool->ParallelFor(outer * inner, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t base = (r / inner) * len * inner + r % inner;
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < len; ++i) mx = std::max(mx, xs[base + i * inner]);
+        float sum = 0.f;
+        for (int64_t i = 0; i < len; ++i) {
+          const float e = std::exp(xs[base + i * inner] - mx);
+          ys[base + i * inner] = e;
+          sum += e;
+        }
+        const float inv = 1.f / sum;
+        for (int64_t i = 0; i < len; ++i) ys[base + i * inner] *= inv;
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t axis_;
+  bool coerce_2d_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateBatchNormF32(const KernelInit& init) {
+  return std::make_unique<BatchNormF32>(init.attrs->GetFloat("epsilon", 1e-5f));
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateSoftmaxF32(const KernelInit& init) {
+  const bool old = init.opset < 13;
+  return std::make_unique<SoftmaxF32>(init.attrs->GetInt("axis", old ? 1 : -1), old);
+}
+
+}  // namespace kvant::cpu

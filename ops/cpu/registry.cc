@@ -1,0 +1,52 @@
+// Builds the CPU kernel table and the FP32 GEMM microkernel list from
+// ops/cpu/kernels.inc. Adding a kernel is adding a row there.
+#include "ops/cpu/gemm_f32.h"
+#include "ops/registry.h"
+
+namespace kvant {
+namespace cpu {
+
+#define KVANT_CPU_KERNEL(name, op, dtypes, type_input, needs, priority, factory, inplace) \
+  absl::StatusOr<std::unique_ptr<Kernel>> factory(const KernelInit&);
+#include "ops/cpu/kernels.inc"
+#undef KVANT_CPU_KERNEL
+
+namespace ref { const GemmUkernelF32* GemmF32ByRows(); }
+namespace avx2 { const GemmUkernelF32* GemmF32ByRows(); }
+namespace avx512 { const GemmUkernelF32* GemmF32ByRows(); }
+
+const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32() {
+  static const auto* list = new std::vector<GemmUkernelInfoF32>{
+#define KVANT_GEMM_F32_UKERNEL(name, needs, mr, nr, table) {#name, needs, mr, nr, table()},
+#include "ops/cpu/kernels.inc"
+#undef KVANT_GEMM_F32_UKERNEL
+  };
+  return *list;
+}
+
+}  // namespace cpu
+
+namespace {
+
+constexpr uint64_t F32 = DtypeBit(DataType::kFloat32);
+constexpr uint64_t NUMERIC = F32 | DtypeBit(DataType::kInt32) | DtypeBit(DataType::kInt64);
+constexpr uint64_t ANY = kAnyDtype;
+constexpr uint64_t CASTABLE = F32 | DtypeBit(DataType::kFloat64) | DtypeBit(DataType::kFloat16) |
+                              DtypeBit(DataType::kBFloat16) | DtypeBit(DataType::kInt8) |
+                              DtypeBit(DataType::kUInt8) | DtypeBit(DataType::kInt16) |
+                              DtypeBit(DataType::kUInt16) | DtypeBit(DataType::kInt32) |
+                              DtypeBit(DataType::kUInt32) | DtypeBit(DataType::kInt64) |
+                              DtypeBit(DataType::kUInt64) | DtypeBit(DataType::kBool);
+
+const KernelDef kCpuKernels[] = {
+#define KVANT_CPU_KERNEL(name, op, dtypes, type_input, needs, priority, factory, inplace) \
+  {#name, "", op, Backend::kCpu, dtypes, type_input, needs, priority, cpu::factory, inplace},
+#include "ops/cpu/kernels.inc"
+#undef KVANT_CPU_KERNEL
+};
+
+}  // namespace
+
+absl::Span<const KernelDef> CpuKernelDefs() { return kCpuKernels; }
+
+}  // namespace kvant

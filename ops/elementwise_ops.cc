@@ -1,0 +1,65 @@
+// Shape rules of elementwise operators: unary maps, Clip, Cast, Dropout,
+// Softmax and the broadcasting binary operators.
+#include "absl/strings/str_cat.h"
+#include "ops/broadcast.h"
+#include "ops/op_schema.h"
+
+namespace kvant {
+
+absl::Status InferUnary(InferContext& ctx) {
+  ctx.output(0) = ctx.input(0);
+  return absl::OkStatus();
+}
+
+absl::Status InferClip(InferContext& ctx) {
+  for (int i = 1; i < 3; ++i) {
+    if (ctx.has_input(i) && ctx.shape(i).rank_known && ctx.shape(i).rank() != 0 &&
+        !(ctx.shape(i).rank() == 1 && ctx.shape(i).dims[0].value == 1)) {
+      return ctx.Error("min and max must be scalars, got input %d of shape %s", i,
+                       ctx.shape(i).ToString());
+    }
+  }
+  ctx.output(0) = ctx.input(0);
+  return absl::OkStatus();
+}
+
+absl::Status InferCast(InferContext& ctx) {
+  int64_t to = ctx.attrs().GetInt("to", -1);
+  DataType t = static_cast<DataType>(to);
+  if (DataTypeSize(t) == 0) return ctx.Error("attribute 'to' must name a numeric type, got %d", to);
+  ctx.output(0) = ValueType{t, ctx.shape(0)};
+  return absl::OkStatus();
+}
+
+absl::Status InferDropout(InferContext& ctx) {
+  ctx.output(0) = ctx.input(0);
+  if (ctx.num_outputs() > 1) ctx.output(1) = ValueType{DataType::kBool, ctx.shape(0)};
+  return absl::OkStatus();
+}
+
+absl::Status InferSoftmax(InferContext& ctx) {
+  const Shape& s = ctx.shape(0);
+  if (s.rank_known) {
+    int64_t def = ctx.opset() >= 13 ? -1 : 1;
+    auto axis = NormalizeAxis(ctx, ctx.attrs().GetInt("axis", def), s.rank());
+    if (!axis.ok()) return axis.status();
+  }
+  ctx.output(0) = ctx.input(0);
+  return absl::OkStatus();
+}
+
+absl::Status InferBroadcast(InferContext& ctx) {
+  if (ctx.dtype(0) != ctx.dtype(1) && ctx.node().op_type != "Pow") {
+    return ctx.Error("inputs must have the same element type, got %s and %s",
+                     DataTypeName(ctx.dtype(0)), DataTypeName(ctx.dtype(1)));
+  }
+  auto out = BroadcastShapes(ctx.shape(0), ctx.shape(1));
+  if (!out) {
+    return ctx.Error("input shapes must broadcast, got %s and %s", ctx.shape(0).ToString(),
+                     ctx.shape(1).ToString());
+  }
+  ctx.output(0) = ValueType{ctx.dtype(0), *out};
+  return absl::OkStatus();
+}
+
+}  // namespace kvant

@@ -1,0 +1,224 @@
+// Shape rules of Conv, pooling, BatchNormalization, Gemm and MatMul, and the
+// window-geometry helpers their kernels share.
+#include "ops/nn_ops.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "ops/broadcast.h"
+#include "ops/op_schema.h"
+
+namespace kvant {
+
+absl::StatusOr<WindowParams> ParseWindow(const AttributeMap& attrs, int64_t spatial,
+                                         std::vector<int64_t> kernel, const std::string& label) {
+  auto err = [&](const std::string& msg) {
+    return absl::InvalidArgumentError(absl::StrCat("failed to read attributes of node ", label, ": ", msg));
+  };
+  WindowParams p;
+  p.spatial = spatial;
+  std::vector<int64_t> ks = attrs.GetInts("kernel_shape");
+  if (!ks.empty()) {
+    if (!kernel.empty() && ks != kernel) {
+      return err(absl::StrFormat("kernel_shape must match the weights [%s], got [%s]",
+                                 absl::StrJoin(kernel, ","), absl::StrJoin(ks, ",")));
+    }
+    kernel = ks;
+  }
+  if (static_cast<int64_t>(kernel.size()) != spatial) {
+    return err(absl::StrFormat("kernel_shape must have %d entries, got %d", spatial, kernel.size()));
+  }
+  p.kernel = kernel;
+  p.strides = attrs.GetInts("strides", std::vector<int64_t>(spatial, 1));
+  p.dilations = attrs.GetInts("dilations", std::vector<int64_t>(spatial, 1));
+  p.pads = attrs.GetInts("pads", std::vector<int64_t>(2 * spatial, 0));
+  p.auto_pad = attrs.GetString("auto_pad", "NOTSET");
+  p.group = attrs.GetInt("group", 1);
+  p.ceil_mode = attrs.GetInt("ceil_mode", 0) != 0;
+  p.count_include_pad = attrs.GetInt("count_include_pad", 0) != 0;
+  if (static_cast<int64_t>(p.strides.size()) != spatial || static_cast<int64_t>(p.dilations.size()) != spatial ||
+      static_cast<int64_t>(p.pads.size()) != 2 * spatial) {
+    return err(absl::StrFormat("strides, dilations and pads must have %d, %d and %d entries, got %d, %d, %d",
+                               spatial, spatial, 2 * spatial, p.strides.size(), p.dilations.size(),
+                               p.pads.size()));
+  }
+  for (int64_t i = 0; i < spatial; ++i) {
+    if (p.kernel[i] <= 0) return err(absl::StrFormat("kernel sizes must be > 0, got %d", p.kernel[i]));
+    if (p.strides[i] <= 0) return err(absl::StrFormat("strides must be > 0, got %d", p.strides[i]));
+    if (p.dilations[i] <= 0) return err(absl::StrFormat("dilations must be > 0, got %d", p.dilations[i]));
+  }
+  for (int64_t v : p.pads) {
+    if (v < 0) return err(absl::StrFormat("pads must be >= 0, got %d", v));
+  }
+  if (p.group <= 0) return err(absl::StrFormat("group must be > 0, got %d", p.group));
+  if (p.auto_pad != "NOTSET" && p.auto_pad != "VALID" && p.auto_pad != "SAME_UPPER" &&
+      p.auto_pad != "SAME_LOWER") {
+    return err(absl::StrFormat("auto_pad must be NOTSET, VALID, SAME_UPPER or SAME_LOWER, got '%s'", p.auto_pad));
+  }
+  return p;
+}
+
+absl::StatusOr<std::vector<int64_t>> WindowOutputSizes(WindowParams& p, const std::vector<int64_t>& in,
+                                                       const std::string& label) {
+  std::vector<int64_t> out(p.spatial, -1);
+  for (int64_t i = 0; i < p.spatial; ++i) {
+    if (in[i] < 0) continue;
+    int64_t span = p.dilations[i] * (p.kernel[i] - 1) + 1;
+    if (p.auto_pad == "SAME_UPPER" || p.auto_pad == "SAME_LOWER") {
+      out[i] = (in[i] + p.strides[i] - 1) / p.strides[i];
+      int64_t total = std::max<int64_t>(0, (out[i] - 1) * p.strides[i] + span - in[i]);
+      int64_t small = total / 2;
+      p.pads[i] = p.auto_pad == "SAME_UPPER" ? small : total - small;
+      p.pads[i + p.spatial] = total - p.pads[i];
+      continue;
+    }
+    if (p.auto_pad == "VALID") p.pads[i] = p.pads[i + p.spatial] = 0;
+    int64_t padded = in[i] + p.pads[i] + p.pads[i + p.spatial];
+    if (padded < span) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "failed to infer shapes of node %s: padded input size must be >= the kernel span %d, got %d",
+          label, span, padded));
+    }
+    int64_t num = padded - span;
+    out[i] = (p.ceil_mode ? (num + p.strides[i] - 1) / p.strides[i] : num / p.strides[i]) + 1;
+    // A window must start inside the input or its begin padding.
+    if (p.ceil_mode && (out[i] - 1) * p.strides[i] >= in[i] + p.pads[i]) --out[i];
+  }
+  return out;
+}
+
+namespace {
+
+absl::Status InferWindowed(InferContext& ctx, int64_t out_channels, std::vector<int64_t> kernel) {
+  const Shape& x = ctx.shape(0);
+  if (!x.rank_known) {
+    ctx.output(0) = ValueType{ctx.dtype(0), Shape::Unknown()};
+    return absl::OkStatus();
+  }
+  if (x.rank() < 3) return ctx.Error("input must have rank >= 3 (N, C, spatial...), got %s", x.ToString());
+  int64_t spatial = x.rank() - 2;
+  auto p = ParseWindow(ctx.attrs(), spatial, std::move(kernel), ctx.node().Label());
+  if (!p.ok()) return p.status();
+  std::vector<int64_t> in(spatial);
+  for (int64_t i = 0; i < spatial; ++i) in[i] = x.dims[2 + i].value;
+  auto out = WindowOutputSizes(*p, in, ctx.node().Label());
+  if (!out.ok()) return out.status();
+  Shape y;
+  y.rank_known = true;
+  y.dims.push_back(x.dims[0]);
+  y.dims.push_back(out_channels >= 0 ? Dim::Known(out_channels) : x.dims[1]);
+  for (int64_t v : *out) y.dims.push_back(v >= 0 ? Dim::Known(v) : Dim{});
+  ctx.output(0) = ValueType{ctx.dtype(0), y};
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status InferConv(InferContext& ctx) {
+  const Shape& w = ctx.shape(1);
+  if (!w.IsStatic()) return ctx.Error("weights must have a static shape, got %s", w.ToString());
+  const Shape& x = ctx.shape(0);
+  if (x.rank_known && w.rank() != x.rank()) {
+    return ctx.Error("weights must have the input's rank %d, got %s", x.rank(), w.ToString());
+  }
+  std::vector<int64_t> ws = w.Sizes();
+  if (ws.size() < 3) return ctx.Error("weights must have rank >= 3, got %s", w.ToString());
+  int64_t group = ctx.attrs().GetInt("group", 1);
+  if (group <= 0 || ws[0] % group != 0) {
+    return ctx.Error("group must be > 0 and divide the %d output channels, got %d", ws[0], group);
+  }
+  if (x.rank_known && x.dims[1].known() && x.dims[1].value != ws[1] * group) {
+    return ctx.Error("input channels must be %d (weights %s x group %d), got %d", ws[1] * group,
+                     w.ToString(), group, x.dims[1].value);
+  }
+  if (ctx.has_input(2) && ctx.shape(2).IsStatic() &&
+      (ctx.shape(2).rank() != 1 || ctx.shape(2).dims[0].value != ws[0])) {
+    return ctx.Error("bias must have shape [%d], got %s", ws[0], ctx.shape(2).ToString());
+  }
+  return InferWindowed(ctx, ws[0], std::vector<int64_t>(ws.begin() + 2, ws.end()));
+}
+
+absl::Status InferPool(InferContext& ctx) {
+  if (ctx.attrs().GetInts("kernel_shape").empty()) return ctx.Error("attribute kernel_shape is required");
+  if (ctx.num_outputs() > 1) return ctx.Error("the Indices output of MaxPool is not supported");
+  return InferWindowed(ctx, -1, {});
+}
+
+absl::Status InferGlobalPool(InferContext& ctx) {
+  Shape y = ctx.shape(0);
+  if (y.rank_known) {
+    if (y.rank() < 3) return ctx.Error("input must have rank >= 3, got %s", y.ToString());
+    for (int64_t i = 2; i < y.rank(); ++i) y.dims[i] = Dim::Known(1);
+  }
+  ctx.output(0) = ValueType{ctx.dtype(0), y};
+  return absl::OkStatus();
+}
+
+absl::Status InferBatchNorm(InferContext& ctx) {
+  if (ctx.attrs().GetInt("training_mode", 0) != 0 || ctx.num_outputs() > 1) {
+    return ctx.Error("training mode (running statistics outputs) is not supported");
+  }
+  const Shape& x = ctx.shape(0);
+  for (int i = 1; i < 5; ++i) {
+    const Shape& s = ctx.shape(i);
+    if (s.rank_known && s.rank() != 1) return ctx.Error("input %d must be 1-D, got %s", i, s.ToString());
+    if (x.rank_known && x.rank() >= 2 && x.dims[1].known() && s.IsStatic() &&
+        s.dims[0].value != x.dims[1].value) {
+      return ctx.Error("input %d must have %d entries (channels), got %d", i, x.dims[1].value, s.dims[0].value);
+    }
+  }
+  ctx.output(0) = ctx.input(0);
+  return absl::OkStatus();
+}
+
+absl::Status InferGemm(InferContext& ctx) {
+  if (auto s = ctx.ExpectRank(0, 2); !s.ok()) return s;
+  if (auto s = ctx.ExpectRank(1, 2); !s.ok()) return s;
+  const Shape& a = ctx.shape(0);
+  const Shape& b = ctx.shape(1);
+  bool ta = ctx.attrs().GetInt("transA", 0) != 0, tb = ctx.attrs().GetInt("transB", 0) != 0;
+  Dim m = a.rank_known ? a.dims[ta ? 1 : 0] : Dim{};
+  Dim ka = a.rank_known ? a.dims[ta ? 0 : 1] : Dim{};
+  Dim kb = b.rank_known ? b.dims[tb ? 1 : 0] : Dim{};
+  Dim n = b.rank_known ? b.dims[tb ? 0 : 1] : Dim{};
+  if (ka.known() && kb.known() && ka.value != kb.value) {
+    return ctx.Error("inner dimensions must match, got A %s%s and B %s%s", a.ToString(), ta ? "^T" : "",
+                     b.ToString(), tb ? "^T" : "");
+  }
+  Shape y;
+  y.rank_known = true;
+  y.dims = {m, n};
+  if (ctx.has_input(2) && !BroadcastShapes(ctx.shape(2), y)) {
+    return ctx.Error("C %s must broadcast to [%s,%s]", ctx.shape(2).ToString(), m.ToString(), n.ToString());
+  }
+  ctx.output(0) = ValueType{ctx.dtype(0), y};
+  return absl::OkStatus();
+}
+
+absl::Status InferMatMul(InferContext& ctx) {
+  Shape a = ctx.shape(0), b = ctx.shape(1);
+  if (!a.rank_known || !b.rank_known) {
+    ctx.output(0) = ValueType{ctx.dtype(0), Shape::Unknown()};
+    return absl::OkStatus();
+  }
+  if (a.rank() == 0 || b.rank() == 0) return ctx.Error("inputs must not be scalars");
+  bool a_vec = a.rank() == 1, b_vec = b.rank() == 1;
+  if (a_vec) a.dims.insert(a.dims.begin(), Dim::Known(1));
+  if (b_vec) b.dims.push_back(Dim::Known(1));
+  Dim ka = a.dims.back(), kb = b.dims[b.rank() - 2];
+  if (ka.known() && kb.known() && ka.value != kb.value) {
+    return ctx.Error("inner dimensions must match, got %s and %s", ctx.shape(0).ToString(),
+                     ctx.shape(1).ToString());
+  }
+  Shape ab{true, std::vector<Dim>(a.dims.begin(), a.dims.end() - 2)};
+  Shape bb{true, std::vector<Dim>(b.dims.begin(), b.dims.end() - 2)};
+  auto batch = BroadcastShapes(ab, bb);
+  if (!batch) return ctx.Error("batch dimensions must broadcast, got %s and %s", a.ToString(), b.ToString());
+  Shape y = *batch;
+  if (!a_vec) y.dims.push_back(a.dims[a.rank() - 2]);
+  if (!b_vec) y.dims.push_back(b.dims.back());
+  ctx.output(0) = ValueType{ctx.dtype(0), y};
+  return absl::OkStatus();
+}
+
+}  // namespace kvant

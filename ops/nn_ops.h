@@ -1,0 +1,41 @@
+// Attributes of convolution and pooling, parsed once and shared by the shape
+// rules and the kernels: kernel size, strides, dilations, pads (auto_pad
+// resolved against the input size), groups, ceil_mode.
+#ifndef KVANT_OPS_NN_OPS_H_
+#define KVANT_OPS_NN_OPS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "graph/graph.h"
+
+namespace kvant {
+
+struct WindowParams {
+  int64_t spatial = 0;
+  std::vector<int64_t> kernel;
+  std::vector<int64_t> strides;
+  std::vector<int64_t> dilations;
+  std::vector<int64_t> pads;  // begin[0..spatial), end[0..spatial)
+  std::string auto_pad = "NOTSET";
+  int64_t group = 1;
+  bool ceil_mode = false;
+  bool count_include_pad = false;
+};
+
+// Parses conv/pool attributes. `kernel` comes from the weights for Conv (may be
+// empty to read kernel_shape). Errors name `label`.
+absl::StatusOr<WindowParams> ParseWindow(const AttributeMap& attrs, int64_t spatial,
+                                         std::vector<int64_t> kernel, const std::string& label);
+
+// Output spatial sizes for static input sizes; fills pads when auto_pad is set.
+// -1 input sizes give -1 outputs.
+absl::StatusOr<std::vector<int64_t>> WindowOutputSizes(WindowParams& p,
+                                                       const std::vector<int64_t>& in,
+                                                       const std::string& label);
+
+}  // namespace kvant
+
+#endif  // KVANT_OPS_NN_OPS_H_

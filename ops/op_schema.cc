@@ -1,0 +1,87 @@
+// The operator table: one row per supported operator with its input counts and
+// shape rule. Keep it sorted by family; kernels live in ops/cpu/kernels.inc.
+#include "ops/op_schema.h"
+
+#include <cstring>
+
+namespace kvant {
+namespace {
+
+constexpr OpSchema kSchemas[] = {
+    // Elementwise, unary.
+    {"", "Relu", 1, 1, InferUnary},
+    {"", "LeakyRelu", 1, 1, InferUnary},
+    {"", "Sigmoid", 1, 1, InferUnary},
+    {"", "HardSigmoid", 1, 1, InferUnary},
+    {"", "HardSwish", 1, 1, InferUnary},
+    {"", "Tanh", 1, 1, InferUnary},
+    {"", "Erf", 1, 1, InferUnary},
+    {"", "Sqrt", 1, 1, InferUnary},
+    {"", "Exp", 1, 1, InferUnary},
+    {"", "Neg", 1, 1, InferUnary},
+    {"", "Reciprocal", 1, 1, InferUnary},
+    {"", "Abs", 1, 1, InferUnary},
+    {"", "Identity", 1, 1, InferUnary},
+    {"", "Clip", 1, 3, InferClip},
+    {"", "Cast", 1, 1, InferCast},
+    {"", "Dropout", 1, 3, InferDropout},
+    {"", "Softmax", 1, 1, InferSoftmax},
+    // Elementwise, binary with numpy broadcasting.
+    {"", "Add", 2, 2, InferBroadcast},
+    {"", "Sub", 2, 2, InferBroadcast},
+    {"", "Mul", 2, 2, InferBroadcast},
+    {"", "Div", 2, 2, InferBroadcast},
+    {"", "Pow", 2, 2, InferBroadcast},
+    // Neural-network operators.
+    {"", "Conv", 2, 3, InferConv},
+    {"", "MaxPool", 1, 1, InferPool},
+    {"", "AveragePool", 1, 1, InferPool},
+    {"", "GlobalAveragePool", 1, 1, InferGlobalPool},
+    {"", "BatchNormalization", 5, 5, InferBatchNorm},
+    {"", "Gemm", 2, 3, InferGemm},
+    {"", "MatMul", 2, 2, InferMatMul},
+    // Shape and data movement.
+    {"", "Reshape", 2, 2, InferReshape},
+    {"", "Flatten", 1, 1, InferFlatten},
+    {"", "Transpose", 1, 1, InferTranspose},
+    {"", "Concat", 1, 1 << 20, InferConcat},
+    {"", "Slice", 3, 5, InferSlice},
+    {"", "Squeeze", 1, 2, InferSqueeze},
+    {"", "Unsqueeze", 1, 2, InferUnsqueeze},
+    {"", "Gather", 2, 2, InferGather},
+    {"", "Shape", 1, 1, InferShape},
+};
+
+}  // namespace
+
+const OpSchema* FindSchema(const std::string& domain, const std::string& op) {
+  for (const OpSchema& s : kSchemas) {
+    if (domain == s.domain && op == s.op) return &s;
+  }
+  return nullptr;
+}
+
+absl::Status InferContext::ExpectRank(int i, int64_t rank) const {
+  const Shape& s = shape(i);
+  if (s.rank_known && s.rank() != rank) {
+    return Error("input %d ('%s') must have rank %d, got %d", i, node_.inputs[i], rank, s.rank());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> NormalizeAxis(const InferContext& ctx, int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= rank) {
+    return ctx.Error("axis must be in [%d, %d], got %d", -rank, rank - 1, axis);
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+std::vector<int64_t> ReadInts(const Tensor& t) {
+  std::vector<int64_t> v(t.num_elements());
+  for (int64_t i = 0; i < t.num_elements(); ++i) {
+    v[i] = t.dtype() == DataType::kInt32 ? t.data<int32_t>()[i] : t.data<int64_t>()[i];
+  }
+  return v;
+}
+
+}  // namespace kvant

@@ -1,0 +1,98 @@
+// What each operator means to the graph: input counts and a shape rule that
+// computes output dtypes and shapes (symbolic where inputs are), validating
+// attributes on the way. Shape inference (graph/passes) drives these rules.
+#ifndef KVANT_OPS_OP_SCHEMA_H_
+#define KVANT_OPS_OP_SCHEMA_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "graph/graph.h"
+
+namespace kvant {
+
+class InferContext {
+ public:
+  InferContext(const Node& node, int64_t opset, std::vector<const ValueType*> inputs,
+               std::vector<const Tensor*> constants)
+      : node_(node), opset_(opset), inputs_(std::move(inputs)), constants_(std::move(constants)),
+        outputs_(node.outputs.size()) {}
+
+  const Node& node() const { return node_; }
+  const AttributeMap& attrs() const { return node_.attrs; }
+  int64_t opset() const { return opset_; }
+  int num_inputs() const { return static_cast<int>(inputs_.size()); }
+  bool has_input(int i) const { return i < num_inputs() && inputs_[i] != nullptr; }
+  const ValueType& input(int i) const { return *inputs_[i]; }
+  const Shape& shape(int i) const { return inputs_[i]->shape; }
+  DataType dtype(int i) const { return inputs_[i]->dtype; }
+  // Constant value of input i, or null when it is computed at run time.
+  const Tensor* constant(int i) const { return i < num_inputs() ? constants_[i] : nullptr; }
+  ValueType& output(int i) { return outputs_[i]; }
+  std::vector<ValueType>& outputs() { return outputs_; }
+  int num_outputs() const { return static_cast<int>(outputs_.size()); }
+
+  // InvalidArgument "failed to infer shapes of <node>: <message>".
+  template <typename... Args>
+  absl::Status Error(const absl::FormatSpec<Args...>& format, const Args&... args) const {
+    return absl::InvalidArgumentError(absl::StrCat("failed to infer shapes of node ", node_.Label(),
+                                                   ": ", absl::StrFormat(format, args...)));
+  }
+  // Requires rank known and equal to `rank` for input i.
+  absl::Status ExpectRank(int i, int64_t rank) const;
+
+ private:
+  const Node& node_;
+  int64_t opset_;
+  std::vector<const ValueType*> inputs_;
+  std::vector<const Tensor*> constants_;
+  std::vector<ValueType> outputs_;
+};
+
+using ShapeRule = absl::Status (*)(InferContext&);
+
+struct OpSchema {
+  const char* domain;
+  const char* op;
+  int min_inputs;
+  int max_inputs;
+  ShapeRule infer;
+};
+
+// Null when the operator is unknown.
+const OpSchema* FindSchema(const std::string& domain, const std::string& op);
+
+// Normalizes a possibly negative axis against `rank`; error names the node.
+absl::StatusOr<int64_t> NormalizeAxis(const InferContext& ctx, int64_t axis, int64_t rank);
+
+// Integer values of a constant 1-D (or scalar) int32/int64 tensor.
+std::vector<int64_t> ReadInts(const Tensor& t);
+
+// Rules by family (ops/elementwise_ops.cc, ops/nn_ops.cc, ops/tensor_ops.cc).
+absl::Status InferUnary(InferContext& ctx);
+absl::Status InferBroadcast(InferContext& ctx);
+absl::Status InferClip(InferContext& ctx);
+absl::Status InferCast(InferContext& ctx);
+absl::Status InferSoftmax(InferContext& ctx);
+absl::Status InferDropout(InferContext& ctx);
+absl::Status InferConv(InferContext& ctx);
+absl::Status InferPool(InferContext& ctx);
+absl::Status InferGlobalPool(InferContext& ctx);
+absl::Status InferBatchNorm(InferContext& ctx);
+absl::Status InferGemm(InferContext& ctx);
+absl::Status InferMatMul(InferContext& ctx);
+absl::Status InferReshape(InferContext& ctx);
+absl::Status InferFlatten(InferContext& ctx);
+absl::Status InferTranspose(InferContext& ctx);
+absl::Status InferConcat(InferContext& ctx);
+absl::Status InferSlice(InferContext& ctx);
+absl::Status InferSqueeze(InferContext& ctx);
+absl::Status InferUnsqueeze(InferContext& ctx);
+absl::Status InferGather(InferContext& ctx);
+absl::Status InferShape(InferContext& ctx);
+
+}  // namespace kvant
+
+#endif  // KVANT_OPS_OP_SCHEMA_H_

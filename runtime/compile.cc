@@ -1,0 +1,256 @@
+// Kernel selection and weight pre-packing (CompileModel), and per-shape
+// planning: schedule, slots, lifetimes, in-place reuse, arena (PlanForShapes).
+#include "runtime/compile.h"
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "graph/passes/passes.h"
+#include "ops/registry.h"
+
+namespace kvant {
+namespace {
+
+// Node names key the kernels; make them unique.
+void UniquifyNodeNames(Graph& graph) {
+  absl::flat_hash_set<std::string> seen;
+  for (Node& n : graph.nodes) {
+    std::string name = n.name;
+    for (int i = 1; !seen.insert(name).second; ++i) name = absl::StrCat(n.name, "__", i);
+    n.name = name;
+  }
+}
+
+std::string ShapeText(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ","), "]"); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const SessionOptions& options,
+                                                           CpuFeatures cpu) {
+  auto model = std::make_unique<CompiledModel>();
+  UniquifyNodeNames(graph);
+  OptimizeOptions opt;
+  opt.optimize = options.optimize;
+  opt.cpu = cpu;
+  if (auto s = OptimizeGraph(graph, opt); !s.ok()) return s;
+  model->cpu = cpu;
+  model->num_threads = std::max(1, options.num_threads);
+  model->max_arena_bytes = options.max_arena_bytes;
+  for (const auto& [name, t] : graph.initializers) model->weight_bytes += t.byte_size();
+  for (const Node& n : graph.nodes) {
+    std::vector<DataType> types;
+    for (const std::string& in : n.inputs) {
+      const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
+      types.push_back(t ? t->dtype : DataType::kUndefined);
+    }
+    CompiledNode cn;
+    // Kernels are chosen by the element type of their type input (the first for every op here).
+    DataType type = types.empty() ? DataType::kUndefined : types[0];
+    auto def = SelectKernel(CpuKernelDefs(), n.domain, n.op_type, type, cpu, n.Label(), graph.opset);
+    if (!def.ok()) {
+      return absl::Status(def.status().code(), absl::StrCat(def.status().message(), " (model ", graph.source, ")"));
+    }
+    cn.def = *def;
+    KernelInit init;
+    init.node_label = n.Label();
+    init.op = n.op_type;
+    init.attrs = &n.attrs;
+    init.opset = graph.opset;
+    init.cpu = cpu;
+    init.input_types = types;
+    for (const std::string& in : n.inputs) {
+      init.constant_inputs.push_back(in.empty() ? nullptr : graph.FindConstant(in));
+      const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
+      init.input_shapes.push_back(t ? t->shape : Shape::Unknown());
+    }
+    for (const std::string& out : n.outputs) {
+      const ValueType* t = out.empty() ? nullptr : graph.FindType(out);
+      init.output_types.push_back(t ? t->dtype : DataType::kUndefined);
+    }
+    auto kernel = cn.def->factory(init);
+    if (!kernel.ok()) return kernel.status();
+    cn.kernel = *std::move(kernel);
+    model->weight_bytes += cn.kernel->PackedBytes();
+    model->nodes[n.name] = std::move(cn);
+  }
+  model->graph = std::move(graph);
+  return model;
+}
+
+// Planning steps:
+//  1. specialize a copy of the graph to the input shapes;
+//  2. give every value a slot: graph input, constant, graph output, or arena;
+//  3. lifetimes: an arena value lives from its producing step to its last reader;
+//  4. in-place: an output a kernel may write over its dying input of equal
+//     size shares that input's buffer;
+//  5. scratch is a buffer alive for its step only;
+//  6. the memory planner places buffers; slots take their buffer's offset.
+absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
+    const CompiledModel& model, const std::map<std::string, std::vector<int64_t>>& input_shapes) {
+  Graph g = model.graph;
+  if (auto s = SpecializeShapes(g, input_shapes, model.cpu); !s.ok()) return s;
+  auto plan = std::make_unique<ExecutionPlan>();
+  plan->constants = g.initializers;
+
+  absl::flat_hash_map<std::string, int> slot_of;
+  auto add_slot = [&](const std::string& name) -> absl::StatusOr<int> {
+    auto it = slot_of.find(name);
+    if (it != slot_of.end()) return it->second;
+    ValueSlot s;
+    s.name = name;
+    const ValueType* t = g.FindType(name);
+    if (t == nullptr) return absl::InternalError(absl::StrCat("no type for value ", name));
+    s.dtype = t->dtype;
+    s.shape = t->shape.Sizes();
+    auto count = ElementCount(s.shape);
+    if (!count.ok()) {
+      return absl::InvalidArgumentError(absl::StrFormat("failed to plan %s: value '%s': %s", g.source, name,
+                                                        count.status().message()));
+    }
+    if (const Tensor* c = g.FindConstant(name)) {
+      s.kind = ValueSlot::Kind::kConstant;
+      s.constant = c->raw_data();
+    } else if (auto in = std::find(g.inputs.begin(), g.inputs.end(), name); in != g.inputs.end()) {
+      s.kind = ValueSlot::Kind::kInput;
+      s.index = in - g.inputs.begin();
+    } else if (auto out = std::find(g.outputs.begin(), g.outputs.end(), name); out != g.outputs.end()) {
+      s.kind = ValueSlot::Kind::kOutput;
+      s.index = out - g.outputs.begin();
+    }
+    plan->slots.push_back(std::move(s));
+    slot_of[name] = plan->slots.size() - 1;
+    return static_cast<int>(plan->slots.size() - 1);
+  };
+
+  for (const Node& n : g.nodes) {
+    auto it = model.nodes.find(n.name);
+    if (it == model.nodes.end()) return absl::InternalError(absl::StrCat("no kernel compiled for ", n.Label()));
+    PlanStep step;
+    step.kernel = it->second.kernel.get();
+    step.def = it->second.def;
+    step.label = n.Label();
+    for (const std::string& in : n.inputs) {
+      if (in.empty()) {
+        step.inputs.push_back(-1);
+        continue;
+      }
+      auto s = add_slot(in);
+      if (!s.ok()) return s.status();
+      step.inputs.push_back(*s);
+    }
+    for (const std::string& out : n.outputs) {
+      if (out.empty()) {
+        step.outputs.push_back(-1);
+        continue;
+      }
+      auto s = add_slot(out);
+      if (!s.ok()) return s.status();
+      step.outputs.push_back(*s);
+    }
+    plan->steps.push_back(std::move(step));
+  }
+  for (const std::string& in : g.inputs) {
+    auto it = slot_of.find(in);
+    plan->input_slots.push_back(it == slot_of.end() ? -1 : it->second);
+  }
+  for (const std::string& out : g.outputs) {
+    auto s = add_slot(out);
+    if (!s.ok()) return s.status();
+    plan->output_slots.push_back(*s);
+  }
+
+  // 3. Lifetimes of arena slots.
+  const int num_steps = plan->steps.size();
+  std::vector<int> first(plan->slots.size(), -1), last(plan->slots.size(), -1);
+  for (int i = 0; i < num_steps; ++i) {
+    for (int s : plan->steps[i].outputs) {
+      if (s >= 0 && first[s] < 0) first[s] = last[s] = i;
+    }
+    for (int s : plan->steps[i].inputs) {
+      if (s >= 0) last[s] = std::max(last[s], i);
+    }
+  }
+  // 4-5. Buffers.
+  std::vector<int> buffer_of(plan->slots.size(), -1);
+  for (int i = 0; i < num_steps; ++i) {
+    PlanStep& step = plan->steps[i];
+    for (size_t o = 0; o < step.outputs.size(); ++o) {
+      const int s = step.outputs[o];
+      if (s < 0 || plan->slots[s].kind != ValueSlot::Kind::kArena) continue;
+      const ValueSlot& slot = plan->slots[s];
+      const int64_t bytes = ElementCount(slot.shape).value() * DataTypeSize(slot.dtype);
+      const int j = o == 0 ? step.def->inplace_input : -1;
+      if (j >= 0 && j < static_cast<int>(step.inputs.size()) && step.inputs[j] >= 0) {
+        const int in = step.inputs[j];
+        const ValueSlot& is = plan->slots[in];
+        const int64_t in_bytes = ElementCount(is.shape).value() * DataTypeSize(is.dtype);
+        const bool read_once = std::count(step.inputs.begin(), step.inputs.end(), in) == 1;
+        if (is.kind == ValueSlot::Kind::kArena && last[in] == i && in_bytes == bytes && read_once &&
+            buffer_of[in] >= 0) {
+          buffer_of[s] = buffer_of[in];
+          BufferRequest& b = plan->buffers[buffer_of[s]];
+          b.last = std::max(b.last, last[s]);
+          b.name = absl::StrCat(b.name, "=", slot.name);
+          continue;
+        }
+      }
+      buffer_of[s] = plan->buffers.size();
+      plan->buffers.push_back(BufferRequest{bytes, first[s], std::max(last[s], i), slot.name});
+    }
+    KernelShapes shapes;
+    shapes.num_threads = model.num_threads;
+    for (int s : step.inputs) shapes.inputs.push_back(s >= 0 ? plan->slots[s].shape : std::vector<int64_t>{});
+    for (int s : step.outputs) shapes.outputs.push_back(s >= 0 ? plan->slots[s].shape : std::vector<int64_t>{});
+    step.scratch_bytes = step.kernel->ScratchBytes(shapes);
+    if (step.scratch_bytes > 0) {
+      step.scratch_offset = plan->buffers.size();  // buffer index until placement
+      plan->buffers.push_back(BufferRequest{static_cast<int64_t>(step.scratch_bytes), i, i,
+                                            absl::StrCat("scratch:", step.label)});
+    }
+  }
+  // 6. Placement.
+  plan->memory = PlanGreedyBySize(plan->buffers);
+  if (plan->memory.arena_bytes > model.max_arena_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "failed to plan %s: arena must be at most %d bytes (max_arena_bytes), got %d", g.source,
+        model.max_arena_bytes, plan->memory.arena_bytes));
+  }
+  for (size_t s = 0; s < plan->slots.size(); ++s) {
+    if (buffer_of[s] >= 0) {
+      plan->slots[s].index = buffer_of[s];
+      plan->slots[s].offset = plan->memory.offsets[buffer_of[s]];
+    }
+  }
+  for (PlanStep& step : plan->steps) {
+    if (step.scratch_bytes > 0) step.scratch_offset = plan->memory.offsets[step.scratch_offset];
+  }
+
+  PlanReport& r = plan->report;
+  r.arena_bytes = plan->memory.arena_bytes;
+  r.lower_bound_bytes = plan->memory.lower_bound;
+  r.weight_bytes = model.weight_bytes;
+  r.num_steps = num_steps;
+  for (int i = 0; i < num_steps; ++i) {
+    const PlanStep& step = plan->steps[i];
+    std::vector<std::string> outs;
+    for (int s : step.outputs) {
+      if (s < 0) continue;
+      const ValueSlot& v = plan->slots[s];
+      std::string where = v.kind == ValueSlot::Kind::kArena ? absl::StrCat("@", v.offset) : "(output)";
+      outs.push_back(absl::StrCat(v.name, ":", DataTypeName(v.dtype), ShapeText(v.shape), " ", where));
+    }
+    std::string impl = step.kernel->Describe();
+    absl::StrAppend(&r.text, absl::StrFormat("%4d %-40s %-14s %-24s -> %s\n", i, step.label, step.def->name,
+                                             impl.empty() ? "" : impl, absl::StrJoin(outs, ", ")));
+  }
+  absl::StrAppend(&r.text, absl::StrFormat("arena %d bytes, lower bound %d bytes (%.3fx), weights %d bytes\n",
+                                           r.arena_bytes, r.lower_bound_bytes,
+                                           r.lower_bound_bytes ? double(r.arena_bytes) / r.lower_bound_bytes : 1.0,
+                                           r.weight_bytes));
+  return plan;
+}
+
+}  // namespace kvant

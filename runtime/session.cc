@@ -1,0 +1,279 @@
+// The public Session: load (import, optimize, compile), input validation, the
+// per-shape plan cache with its arena pool, and plan execution.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "graph/onnx_import.h"
+#include "kvant/kvant.h"
+#include "runtime/compile.h"
+#include "runtime/cpu_caps.h"
+#include "runtime/thread_pool.h"
+
+namespace kvant {
+namespace internal {
+
+namespace {
+
+struct FreeDeleter {
+  void operator()(char* p) const { std::free(p); }
+};
+using ArenaBuffer = std::unique_ptr<char, FreeDeleter>;
+
+// A plan and the arenas of the runs that used it; concurrent runs take
+// different arenas.
+struct CachedPlan {
+  std::unique_ptr<ExecutionPlan> plan;
+  absl::Mutex mu;
+  std::vector<ArenaBuffer> free_arenas ABSL_GUARDED_BY(mu);
+
+  ArenaBuffer Acquire() {
+    {
+      absl::MutexLock lock(&mu);
+      if (!free_arenas.empty()) {
+        ArenaBuffer a = std::move(free_arenas.back());
+        free_arenas.pop_back();
+        return a;
+      }
+    }
+    const size_t bytes = std::max<int64_t>(64, (plan->memory.arena_bytes + 63) / 64 * 64);
+    return ArenaBuffer(static_cast<char*>(std::aligned_alloc(64, bytes)));
+  }
+  void Release(ArenaBuffer a) {
+    absl::MutexLock lock(&mu);
+    free_arenas.push_back(std::move(a));
+  }
+};
+
+ValueInfo ToValueInfo(const Graph& g, const std::string& name) {
+  ValueInfo vi;
+  vi.name = name;
+  if (const ValueType* t = g.FindType(name)) {
+    vi.dtype = t->dtype;
+    vi.rank_known = t->shape.rank_known;
+    for (const Dim& d : t->shape.dims) {
+      vi.shape.push_back(d.value);
+      vi.dim_names.push_back(d.symbol);
+    }
+  }
+  return vi;
+}
+
+}  // namespace
+
+class SessionImpl {
+ public:
+  static Session Wrap(std::shared_ptr<const SessionImpl> impl) { return Session(std::move(impl)); }
+
+  std::string source;
+  std::unique_ptr<CompiledModel> model;
+  std::unique_ptr<ThreadPool> pool;
+  std::vector<ValueInfo> inputs, outputs;
+  mutable absl::Mutex mu;
+  mutable absl::flat_hash_map<std::string, std::shared_ptr<CachedPlan>> plans ABSL_GUARDED_BY(mu);
+
+  absl::StatusOr<std::shared_ptr<CachedPlan>> GetPlan(const std::map<std::string, std::vector<int64_t>>& shapes) const {
+    std::string key;
+    for (const auto& [name, s] : shapes) absl::StrAppend(&key, name, ":", absl::StrJoin(s, ","), ";");
+    {
+      absl::MutexLock lock(&mu);
+      auto it = plans.find(key);
+      if (it != plans.end()) return it->second;
+    }
+    auto plan = PlanForShapes(*model, shapes);
+    if (!plan.ok()) return plan.status();
+    auto cached = std::make_shared<CachedPlan>();
+    cached->plan = *std::move(plan);
+    absl::MutexLock lock(&mu);
+    auto [it, inserted] = plans.emplace(key, cached);
+    return it->second;
+  }
+
+  absl::Status ValidateInputs(const TensorMap& given, std::map<std::string, std::vector<int64_t>>* shapes) const {
+    for (const auto& [name, t] : given) {
+      bool known = false;
+      for (const ValueInfo& vi : inputs) known |= vi.name == name;
+      if (!known) {
+        std::vector<std::string> names;
+        for (const ValueInfo& vi : inputs) names.push_back(vi.name);
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "failed to run %s: input '%s' must be one of the model's inputs [%s], got an unknown name", source, name,
+            absl::StrJoin(names, ", ")));
+      }
+    }
+    for (const ValueInfo& vi : inputs) {
+      auto it = given.find(vi.name);
+      if (it == given.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("failed to run %s: input '%s' must be given, got none", source, vi.name));
+      }
+      const Tensor& t = it->second;
+      if (t.dtype() != vi.dtype) {
+        return absl::InvalidArgumentError(absl::StrFormat("failed to run %s: input '%s' must be %s, got %s", source,
+                                                          vi.name, DataTypeName(vi.dtype), DataTypeName(t.dtype())));
+      }
+      const std::string want = absl::StrCat(
+          "[", absl::StrJoin(vi.shape, ",", [](std::string* o, int64_t d) { o->append(d < 0 ? "?" : absl::StrCat(d)); }),
+          "]");
+      const std::string got = absl::StrCat("[", absl::StrJoin(t.shape(), ","), "]");
+      if (vi.rank_known && t.rank() != static_cast<int64_t>(vi.shape.size())) {
+        return absl::InvalidArgumentError(absl::StrFormat("failed to run %s: input '%s' must have shape %s, got %s",
+                                                          source, vi.name, want, got));
+      }
+      for (size_t d = 0; vi.rank_known && d < vi.shape.size(); ++d) {
+        if (vi.shape[d] >= 0 && vi.shape[d] != t.shape()[d]) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "failed to run %s: input '%s' must have shape %s, got %s (dimension %d)", source, vi.name, want, got, d));
+        }
+      }
+      auto count = ElementCount(t.shape());
+      if (!count.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("failed to run %s: input '%s': %s", source, vi.name, count.status().message()));
+      }
+      if (*count > 0 && t.raw_data() == nullptr) {
+        return absl::InvalidArgumentError(absl::StrFormat("failed to run %s: input '%s' has no data", source, vi.name));
+      }
+      (*shapes)[vi.name] = t.shape();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<TensorMap> Run(const TensorMap& given) const {
+    std::map<std::string, std::vector<int64_t>> shapes;
+    if (auto s = ValidateInputs(given, &shapes); !s.ok()) return s;
+    auto cached = GetPlan(shapes);
+    if (!cached.ok()) return cached.status();
+    const ExecutionPlan& plan = *(*cached)->plan;
+    const Graph& g = model->graph;
+
+    std::vector<Tensor> outs(g.outputs.size());
+    for (size_t i = 0; i < g.outputs.size(); ++i) {
+      const ValueSlot& s = plan.slots[plan.output_slots[i]];
+      if (s.kind == ValueSlot::Kind::kOutput) outs[i] = Tensor::Zeros(s.dtype, s.shape);
+    }
+    std::vector<const Tensor*> in_tensors;
+    for (const std::string& name : g.inputs) in_tensors.push_back(&given.at(name));
+
+    ArenaBuffer arena = (*cached)->Acquire();
+    auto data_of = [&](const ValueSlot& s) -> void* {
+      switch (s.kind) {
+        case ValueSlot::Kind::kInput: return const_cast<void*>(in_tensors[s.index]->raw_data());
+        case ValueSlot::Kind::kConstant: return const_cast<void*>(s.constant);
+        case ValueSlot::Kind::kOutput: return outs[s.index].raw_data();
+        case ValueSlot::Kind::kArena: return arena.get() + s.offset;
+      }
+      return nullptr;
+    };
+    absl::InlinedVector<TensorArg, 8> in_args, out_args;
+    absl::Status status;
+    for (const PlanStep& step : plan.steps) {
+      in_args.clear();
+      out_args.clear();
+      for (int s : step.inputs) {
+        if (s < 0) {
+          in_args.push_back(TensorArg{});
+          continue;
+        }
+        const ValueSlot& v = plan.slots[s];
+        in_args.push_back(TensorArg{v.dtype, v.shape, data_of(v)});
+      }
+      for (int s : step.outputs) {
+        if (s < 0) {
+          out_args.push_back(TensorArg{});
+          continue;
+        }
+        const ValueSlot& v = plan.slots[s];
+        out_args.push_back(TensorArg{v.dtype, v.shape, data_of(v)});
+      }
+      KernelContext ctx{in_args, out_args, step.scratch_bytes ? arena.get() + step.scratch_offset : nullptr,
+                        pool.get()};
+      status = step.kernel->Run(ctx);
+      if (!status.ok()) break;
+    }
+    (*cached)->Release(std::move(arena));
+    if (!status.ok()) return status;
+
+    TensorMap result;
+    for (size_t i = 0; i < g.outputs.size(); ++i) {
+      const ValueSlot& s = plan.slots[plan.output_slots[i]];
+      if (s.kind == ValueSlot::Kind::kInput) {
+        outs[i] = in_tensors[s.index]->Clone();
+      } else if (s.kind == ValueSlot::Kind::kConstant) {
+        outs[i] = plan.constants.at(s.name).Clone();
+      }
+      result[g.outputs[i]] = std::move(outs[i]);
+    }
+    return result;
+  }
+};
+
+}  // namespace internal
+
+Session::Session(std::shared_ptr<const internal::SessionImpl> impl) : impl_(std::move(impl)) {}
+
+namespace {
+
+absl::StatusOr<Session> Build(absl::StatusOr<Graph> graph, const SessionOptions& options, const std::string& source,
+                              std::shared_ptr<internal::SessionImpl> impl) {
+  if (!graph.ok()) return graph.status();
+  if (options.num_threads < 1 || options.num_threads > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("failed to load %s: num_threads must be in [1, 1024], got %d", source, options.num_threads));
+  }
+  impl->source = source;
+  for (const std::string& in : graph->inputs) impl->inputs.push_back(internal::ToValueInfo(*graph, in));
+  for (const std::string& out : graph->outputs) impl->outputs.push_back(internal::ToValueInfo(*graph, out));
+  auto model = CompileModel(*std::move(graph), options, ActiveCpuFeatures());
+  if (!model.ok()) return model.status();
+  impl->model = *std::move(model);
+  for (size_t i = 0; i < impl->outputs.size(); ++i) {
+    impl->outputs[i] = internal::ToValueInfo(impl->model->graph, impl->outputs[i].name);
+  }
+  impl->pool = std::make_unique<ThreadPool>(options.num_threads);
+  return internal::SessionImpl::Wrap(std::move(impl));
+}
+
+}  // namespace
+
+absl::StatusOr<Session> Session::Load(const std::string& path, const SessionOptions& options) {
+  ImportOptions io;
+  io.max_weight_bytes = options.max_weight_bytes;
+  return Build(ImportOnnxFile(path, io), options, path, std::make_shared<internal::SessionImpl>());
+}
+
+absl::StatusOr<Session> Session::LoadFromBytes(std::string_view bytes, const SessionOptions& options,
+                                               const std::string& base_dir) {
+  ImportOptions io;
+  io.max_weight_bytes = options.max_weight_bytes;
+  return Build(ImportOnnxBytes(bytes, base_dir, "<memory>", io), options, "<memory>",
+               std::make_shared<internal::SessionImpl>());
+}
+
+const std::vector<ValueInfo>& Session::inputs() const { return impl_->inputs; }
+const std::vector<ValueInfo>& Session::outputs() const { return impl_->outputs; }
+
+absl::StatusOr<TensorMap> Session::Run(const TensorMap& inputs) const { return impl_->Run(inputs); }
+
+absl::StatusOr<PlanReport> Session::Plan(const std::map<std::string, std::vector<int64_t>>& shapes) const {
+  for (const ValueInfo& vi : impl_->inputs) {
+    if (!shapes.contains(vi.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("failed to plan %s: input '%s' must have a shape, got none", impl_->source, vi.name));
+    }
+  }
+  auto cached = impl_->GetPlan(shapes);
+  if (!cached.ok()) return cached.status();
+  return (*cached)->plan->report;
+}
+
+std::string Session::GraphText() const { return impl_->model->graph.DebugString(); }
+
+}  // namespace kvant

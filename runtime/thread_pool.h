@@ -1,0 +1,43 @@
+// The session thread pool: num_threads - 1 workers plus the calling thread.
+// ParallelFor may be called from several threads at once (concurrent Run
+// calls); each call is a job the workers and its caller drain together.
+#ifndef KVANT_RUNTIME_THREAD_POOL_H_
+#define KVANT_RUNTIME_THREAD_POOL_H_
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "ops/kernel.h"
+
+namespace kvant {
+
+class ThreadPool final : public ParallelRunner {
+ public:
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool() override;
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const override { return num_threads_; }
+  void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) override;
+
+ private:
+  struct Job;
+  void WorkerLoop();
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); }
+  static void Drain(Job& job);
+
+  const int num_threads_;
+  absl::Mutex mu_;
+  std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace kvant
+
+#endif  // KVANT_RUNTIME_THREAD_POOL_H_

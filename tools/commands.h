@@ -1,0 +1,42 @@
+// Subcommands of the `kvant` command line; each returns the process exit code.
+#ifndef KVANT_TOOLS_COMMANDS_H_
+#define KVANT_TOOLS_COMMANDS_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kvant/kvant.h"
+
+namespace kvant::tools {
+
+struct RunArgs {
+  std::string model;
+  std::vector<std::string> inputs;  // NAME=FILE.npy
+  std::vector<std::string> shapes;  // NAME=D0,D1,... for random inputs with symbolic dims
+  std::string output_dir;
+  int threads = 1;
+  int repeat = 1;
+  uint64_t seed = 0;
+  bool seed_given = false;
+};
+int RunCommand(const RunArgs& args);
+
+struct InspectArgs {
+  std::string model;
+  bool hardware = false;
+  bool graph = false;
+  bool plan = false;
+  std::vector<std::string> shapes;
+};
+int InspectCommand(const InspectArgs& args);
+
+// NAME=D0,D1,... -> map; symbolic dims of other inputs default to 1.
+absl::StatusOr<std::map<std::string, std::vector<int64_t>>> ResolveShapes(const Session& session,
+                                                                          const std::vector<std::string>& specs);
+
+}  // namespace kvant::tools
+
+#endif  // KVANT_TOOLS_COMMANDS_H_
