@@ -1,6 +1,8 @@
 // ONNX import: ModelProto (protobuf, through libonnx's onnx_proto) -> Graph.
 //
-// Accepts default-domain opsets 7 to 22 (tested on 11 to 21), initializers with
+// Accepts default-domain opsets 7 to 25 (operators whose meaning changed in a
+// newer opset are refused by their shape rules; element types added after
+// opset 21, such as float8 and int4, are refused at import), initializers with
 // raw, typed or external data, and symbolic input dimensions. Constant nodes
 // become initializers. Errors name the file, node and tensor.
 #ifndef KVANT_GRAPH_ONNX_IMPORT_H_
@@ -23,7 +25,7 @@ struct ImportOptions {
 };
 
 inline constexpr int64_t kMinOpset = 7;
-inline constexpr int64_t kMaxOpset = 22;
+inline constexpr int64_t kMaxOpset = 25;
 
 absl::StatusOr<Graph> ImportOnnxFile(const std::string& path, const ImportOptions& options = {});
 // `base_dir` resolves external data; `source` names the model in errors.

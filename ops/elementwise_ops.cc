@@ -1,6 +1,7 @@
 // Shape rules of elementwise operators: unary maps, Clip, Cast, Dropout,
 // Softmax and the broadcasting binary operators.
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "ops/broadcast.h"
 #include "ops/op_schema.h"
 
@@ -26,12 +27,26 @@ absl::Status InferClip(InferContext& ctx) {
 absl::Status InferCast(InferContext& ctx) {
   int64_t to = ctx.attrs().GetInt("to", -1);
   DataType t = static_cast<DataType>(to);
-  if (DataTypeSize(t) == 0) return ctx.Error("attribute 'to' must name a numeric type, got %d", to);
+  if (DataTypeSize(t) == 0) {
+    if (to == 8 || (to >= 17 && to <= 26)) {  // string, float8, int4/uint4, float4, e8m0, int2/uint2
+      return absl::UnimplementedError(absl::StrFormat(
+          "failed to infer shapes of node %s: Cast to ONNX type %d is not supported", ctx.node().Label(), to));
+    }
+    return ctx.Error("attribute 'to' must name an ONNX element type, got %d", to);
+  }
   ctx.output(0) = ValueType{t, ctx.shape(0)};
   return absl::OkStatus();
 }
 
 absl::Status InferDropout(InferContext& ctx) {
+  // Inference only: training_mode must be absent or a constant false.
+  if (ctx.has_input(2)) {
+    const Tensor* t = ctx.constant(2);
+    if (t == nullptr || t->data<uint8_t>()[0] != 0) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "failed to infer shapes of node %s: Dropout in training mode is not supported", ctx.node().Label()));
+    }
+  }
   ctx.output(0) = ctx.input(0);
   if (ctx.num_outputs() > 1) ctx.output(1) = ValueType{DataType::kBool, ctx.shape(0)};
   return absl::OkStatus();

@@ -140,7 +140,10 @@ absl::Status InferConv(InferContext& ctx) {
 
 absl::Status InferPool(InferContext& ctx) {
   if (ctx.attrs().GetInts("kernel_shape").empty()) return ctx.Error("attribute kernel_shape is required");
-  if (ctx.num_outputs() > 1) return ctx.Error("the Indices output of MaxPool is not supported");
+  if (ctx.num_outputs() > 1 && !ctx.node().outputs[1].empty()) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "failed to infer shapes of node %s: the Indices output of MaxPool is not supported", ctx.node().Label()));
+  }
   return InferWindowed(ctx, -1, {});
 }
 
@@ -156,7 +159,9 @@ absl::Status InferGlobalPool(InferContext& ctx) {
 
 absl::Status InferBatchNorm(InferContext& ctx) {
   if (ctx.attrs().GetInt("training_mode", 0) != 0 || ctx.num_outputs() > 1) {
-    return ctx.Error("training mode (running statistics outputs) is not supported");
+    return absl::UnimplementedError(absl::StrFormat(
+        "failed to infer shapes of node %s: training mode (running statistics outputs) is not supported",
+        ctx.node().Label()));
   }
   const Shape& x = ctx.shape(0);
   for (int i = 1; i < 5; ++i) {

@@ -1,5 +1,5 @@
 // Binary elementwise kernels with numpy broadcasting: Add, Sub, Mul, Div for
-// f32, s32 and s64 (shape arithmetic needs the integer ones), and Pow for f32.
+// every numeric type (shape arithmetic needs the integer ones), Pow for f32.
 // Equal shapes and scalar operands take flat loops; the general case walks
 // output rows with per-input strides (0 along broadcast dimensions).
 #include <cmath>
@@ -23,7 +23,7 @@ inline T Apply(T a, T b) {
     if constexpr (std::is_integral_v<T>) return b == 0 ? T{0} : a / b;
     else return a / b;
   } else {
-    return static_cast<T>(std::pow(a, b));
+    return static_cast<T>(std::pow(static_cast<double>(a), static_cast<double>(b)));
   }
 }
 
@@ -138,12 +138,18 @@ class Binary final : public Kernel {
         Pick<float>(op_)(a.as<const float>(), bp, y.as<float>(), as, bs, y.shape, ctx.pool);
         break;
       }
-      case DataType::kInt32:
-        Pick<int32_t>(op_)(a.as<const int32_t>(), b.as<const int32_t>(), y.as<int32_t>(), as, bs, y.shape, ctx.pool);
-        break;
-      case DataType::kInt64:
-        Pick<int64_t>(op_)(a.as<const int64_t>(), b.as<const int64_t>(), y.as<int64_t>(), as, bs, y.shape, ctx.pool);
-        break;
+#define KVANT_BINARY_CASE(dtype, T) \
+      case dtype: Pick<T>(op_)(a.as<const T>(), b.as<const T>(), y.as<T>(), as, bs, y.shape, ctx.pool); break;
+      KVANT_BINARY_CASE(DataType::kFloat64, double)
+      KVANT_BINARY_CASE(DataType::kInt8, int8_t)
+      KVANT_BINARY_CASE(DataType::kUInt8, uint8_t)
+      KVANT_BINARY_CASE(DataType::kInt16, int16_t)
+      KVANT_BINARY_CASE(DataType::kUInt16, uint16_t)
+      KVANT_BINARY_CASE(DataType::kInt32, int32_t)
+      KVANT_BINARY_CASE(DataType::kUInt32, uint32_t)
+      KVANT_BINARY_CASE(DataType::kInt64, int64_t)
+      KVANT_BINARY_CASE(DataType::kUInt64, uint64_t)
+#undef KVANT_BINARY_CASE
       default:
         return absl::UnimplementedError(absl::StrFormat("binary op on %s", DataTypeName(a.dtype)));
     }

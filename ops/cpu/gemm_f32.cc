@@ -3,7 +3,8 @@
 // Steps of RunGemmF32:
 //  1. pack B for all of K (unless pre-packed) into scratch, split across threads;
 //  2. cut C into tasks of kMc rows x nc columns, enough tasks for the threads;
-//  3. per task and K block: pack A's block (unless pre-packed), then for each
+//  3. per task and K block: pack A's block (unless pre-packed or N is narrow
+//     enough to read A in place), then for each
 //     nr-wide B panel and each mr-high A panel call the microkernel, which
 //     accumulates after the first K block and applies the epilogue on the last.
 #include "ops/cpu/gemm_f32.h"
@@ -22,6 +23,23 @@ int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 void PackStridedF32(int64_t outer, int64_t k, int64_t tile, const float* src, int64_t so, int64_t sk,
                     float scale, float* dst) {
+  if (sk == 1 && k <= kGemmKc) {
+    // Rows contiguous along K (row-major A, transposed B): read each row once
+    // in order and scatter it down its panel column.
+    const int64_t padded = (outer + tile - 1) / tile * tile;
+    for (int64_t p = 0; p < padded; p += tile) {
+      float* panel = dst + (p / tile) * k * tile;
+      for (int64_t t = 0; t < tile; ++t) {
+        if (p + t >= outer) {
+          for (int64_t kk = 0; kk < k; ++kk) panel[kk * tile + t] = 0.f;
+          continue;
+        }
+        const float* row = src + (p + t) * so;
+        for (int64_t kk = 0; kk < k; ++kk) panel[kk * tile + t] = row[kk] * scale;
+      }
+    }
+    return;
+  }
   if (scale == 1.f) {
     PackPanelsF32(outer, k, tile, dst, [&](int64_t o, int64_t kk) { return src[o * so + kk * sk]; });
   } else {
@@ -120,10 +138,15 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
   const int64_t m_tasks = (m + mc - 1) / mc;
   int64_t n_split = 1;
   const int64_t n_panels = RoundUp(n, nr) / nr;
-  while (m_tasks * n_split < 4 * threads && n_split < n_panels) ++n_split;
+  // Enough tasks to keep every thread busy; one thread needs no split (a split
+  // would only repack A once per task).
+  while (threads > 1 && m_tasks * n_split < 2 * threads && n_split < n_panels) ++n_split;
   const int64_t nc = RoundUp((n_panels + n_split - 1) / n_split, 1) * nr;
   const int64_t n_tasks = (n + nc - 1) / nc;
   const size_t a_buf_floats = RoundUp(mc * std::min(k, kGemmKc), 16);
+  // Packing A pays off when each A block meets many B panels; with few
+  // columns the microkernel reads A where it lies (alpha must then be 1).
+  const bool read_a_in_place = args.a.packed == nullptr && args.alpha == 1.f && nc <= 4 * nr;
   float* a_bufs = reinterpret_cast<float*>(cursor);
 
   // 3. Tiles. ParallelFor hands out contiguous task ranges; each range owns one A buffer.
@@ -141,13 +164,17 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
           const bool last = k0 + kc >= k;
           const bool accumulate = k0 > 0 || args.accumulate;
           const float* a_block;
+          int64_t a_rs = 1, a_cs = mr, a_panel_stride = kc * mr;
           if (args.a.packed != nullptr) {
             a_block = args.a.packed->panel(ic, k0);
+          } else if (read_a_in_place) {
+            a_block = args.a.src + ic * args.a.so + k0 * args.a.sk;
+            a_rs = args.a.so;
+            a_cs = args.a.sk;
+            a_panel_stride = mr * args.a.so;
           } else {
-            const float* src = args.a.src + ic * args.a.so + k0 * args.a.sk;
-            PackPanelsF32(mcur, kc, mr, a_buf, [&](int64_t o, int64_t kk) {
-              return src[o * args.a.so + kk * args.a.sk] * args.alpha;
-            });
+            PackStridedF32(mcur, kc, mr, args.a.src + ic * args.a.so + k0 * args.a.sk, args.a.so, args.a.sk,
+                           args.alpha, a_buf);
             a_block = a_buf;
           }
           for (int64_t jr = 0; jr < ncur; jr += nr) {
@@ -161,7 +188,7 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
                 ep.row_bias = args.row_bias ? args.row_bias + ic + ir : nullptr;
                 ep.col_bias = args.col_bias ? args.col_bias + jc + jr : nullptr;
               }
-              uk.by_rows[m_valid - 1](kc, a_block + (ir / mr) * kc * mr, mr, b_panel,
+              uk.by_rows[m_valid - 1](kc, a_block + (ir / mr) * a_panel_stride, a_rs, a_cs, b_panel,
                                       args.c + (ic + ir) * args.ldc + jc + jr, args.ldc, m_valid, n_valid,
                                       accumulate, last ? &ep : nullptr);
             }

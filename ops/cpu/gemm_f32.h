@@ -27,10 +27,11 @@ struct GemmEpilogueF32 {
   ActivationF32 act;
 };
 
-// c[m_valid x n_valid] (+)= a_panel (kc x mr) * b_panel (kc x nr); the
-// epilogue is applied when `ep` is non-null (last K block). `mr` is the panel
-// width of A, the kernel uses its first `m_valid` rows.
-using GemmUkernelF32 = void (*)(int64_t kc, const float* a_panel, int64_t mr, const float* b_panel,
+// c[m_valid x n_valid] (+)= A (m_valid x kc) * b_panel (kc x nr); the
+// epilogue is applied when `ep` is non-null (last K block). A(r, k) is read at
+// a[r * a_rs + k * a_cs]: a packed panel has a_rs = 1, a_cs = mr; row-major
+// A read in place has a_rs = lda, a_cs = 1.
+using GemmUkernelF32 = void (*)(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b_panel,
                                 float* c, int64_t ldc, int64_t m_valid, int64_t n_valid, bool accumulate,
                                 const GemmEpilogueF32* ep);
 

@@ -12,7 +12,7 @@ namespace kvant::cpu::avx2 {
 namespace {
 
 template <int R>
-void Ukernel(int64_t kc, const float* a, int64_t mr, const float* b, float* c, int64_t ldc, int64_t m_valid,
+void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc, int64_t m_valid,
              int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
   __m256 acc0[R], acc1[R];
 #pragma GCC unroll 6
@@ -22,11 +22,11 @@ void Ukernel(int64_t kc, const float* a, int64_t mr, const float* b, float* c, i
     const __m256 b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + r);
+      const __m256 av = _mm256_broadcast_ss(a + r * a_rs);
       acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
       acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
     }
-    a += mr;
+    a += a_cs;
     b += 16;
   }
   alignas(32) float tile[R][16];

@@ -26,7 +26,7 @@ inline __m512 Activate(__m512 v, const ActivationF32& act) {
 }
 
 template <int R>
-void Ukernel(int64_t kc, const float* a, int64_t mr, const float* b, float* c, int64_t ldc, int64_t m_valid,
+void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc, int64_t m_valid,
              int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
   __m512 acc0[R], acc1[R];
 #pragma GCC unroll 14
@@ -36,11 +36,11 @@ void Ukernel(int64_t kc, const float* a, int64_t mr, const float* b, float* c, i
     const __m512 b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
     for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r]);
+      const __m512 av = _mm512_set1_ps(a[r * a_rs]);
       acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
       acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
     }
-    a += mr;
+    a += a_cs;
     b += 32;
   }
   const __mmask16 m0 = n_valid >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n_valid) - 1);

@@ -9,14 +9,14 @@ namespace kvant::cpu::ref {
 namespace {
 
 template <int R>
-void Ukernel(int64_t kc, const float* a, int64_t mr, const float* b, float* c, int64_t ldc, int64_t m_valid,
+void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc, int64_t m_valid,
              int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
   float acc[R][16] = {};
   for (int64_t kk = 0; kk < kc; ++kk) {
     for (int r = 0; r < R; ++r) {
-      for (int j = 0; j < 16; ++j) acc[r][j] += a[r] * b[j];
+      for (int j = 0; j < 16; ++j) acc[r][j] += a[r * a_rs] * b[j];
     }
-    a += mr;
+    a += a_cs;
     b += 16;
   }
   for (int r = 0; r < R; ++r) {

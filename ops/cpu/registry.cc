@@ -29,7 +29,6 @@ const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32() {
 namespace {
 
 constexpr uint64_t F32 = DtypeBit(DataType::kFloat32);
-constexpr uint64_t NUMERIC = F32 | DtypeBit(DataType::kInt32) | DtypeBit(DataType::kInt64);
 constexpr uint64_t ANY = kAnyDtype;
 constexpr uint64_t CASTABLE = F32 | DtypeBit(DataType::kFloat64) | DtypeBit(DataType::kFloat16) |
                               DtypeBit(DataType::kBFloat16) | DtypeBit(DataType::kInt8) |
@@ -37,6 +36,8 @@ constexpr uint64_t CASTABLE = F32 | DtypeBit(DataType::kFloat64) | DtypeBit(Data
                               DtypeBit(DataType::kUInt16) | DtypeBit(DataType::kInt32) |
                               DtypeBit(DataType::kUInt32) | DtypeBit(DataType::kInt64) |
                               DtypeBit(DataType::kUInt64) | DtypeBit(DataType::kBool);
+constexpr uint64_t NUMERIC = CASTABLE & ~DtypeBit(DataType::kBool) & ~DtypeBit(DataType::kFloat16) &
+                             ~DtypeBit(DataType::kBFloat16);
 
 const KernelDef kCpuKernels[] = {
 #define KVANT_CPU_KERNEL(name, op, dtypes, type_input, needs, priority, factory, inplace) \

@@ -1,0 +1,125 @@
+// FP32 GEMM: every microkernel row of ops/cpu/kernels.inc the machine allows,
+// next to oneDNN's f32 matmul on the same shapes, in one run. Weights (B) are
+// pre-packed as in a model; A is packed per call. Single thread unless
+// --threads is given (oneDNN is limited the same way through OMP_NUM_THREADS).
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <unistd.h>
+#include <random>
+#include <vector>
+
+#include "dnnl.hpp"
+#include "ops/cpu/gemm_f32.h"
+#include "runtime/cpu_caps.h"
+#include "runtime/thread_pool.h"
+
+namespace kvant {
+namespace {
+
+struct GemmShape {
+  const char* name;
+  int64_t m, n, k;
+};
+
+// Named after the layers they come from.
+constexpr GemmShape kShapes[] = {
+    {"square/512", 512, 512, 512},
+    {"square/1024", 1024, 1024, 1024},
+    {"minilm/ffn_up_seq128", 128, 1536, 384},
+    {"minilm/ffn_down_seq128", 128, 384, 1536},
+    {"resnet50/res2a_2b_im2col", 64, 3136, 576},
+    {"digits/fc1_batch360", 360, 64, 1024},
+    {"token/m1_768x768", 1, 768, 768},
+};
+
+int g_threads = 1;
+
+std::vector<float> Random(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+void SetCounters(benchmark::State& state, const GemmShape& s) {
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * s.m * s.n * s.k * state.iterations() / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.counters["GB/s"] = benchmark::Counter((s.m * s.k + s.k * s.n + s.m * s.n) * 4.0 * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
+void BM_Kvant(benchmark::State& state, const cpu::GemmUkernelInfoF32* uk, GemmShape s) {
+  std::vector<float> a = Random(s.m * s.k, 1), b = Random(s.k * s.n, 2), c(s.m * s.n);
+  cpu::PackedPanelsF32 packed = cpu::PackConstantF32(s.n, s.k, uk->nr, b.data(), 1, s.n, 1.f);
+  ThreadPool pool(g_threads);
+  std::vector<char> scratch(cpu::GemmScratchBytesF32(*uk, s.m, s.n, s.k, false, g_threads) + 64);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
+  cpu::GemmArgsF32 g;
+  g.m = s.m;
+  g.n = s.n;
+  g.k = s.k;
+  g.a = {nullptr, a.data(), s.k, 1};
+  g.b.packed = &packed;
+  g.c = c.data();
+  g.ldc = s.n;
+  for (auto _ : state) {
+    cpu::RunGemmF32(*uk, g, aligned, &pool);
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetCounters(state, s);
+}
+
+void BM_OneDnn(benchmark::State& state, GemmShape s) {
+  using dnnl::memory;
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  memory::desc ad({s.m, s.k}, memory::data_type::f32, memory::format_tag::ab);
+  memory::desc bd({s.k, s.n}, memory::data_type::f32, memory::format_tag::ab);
+  memory::desc cd({s.m, s.n}, memory::data_type::f32, memory::format_tag::ab);
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), eng);
+  dnnl::matmul prim(pd);
+  std::vector<float> a = Random(s.m * s.k, 1), b = Random(s.k * s.n, 2), c(s.m * s.n);
+  memory am(ad, eng, a.data()), bm(bd, eng, b.data()), cm(cd, eng, c.data());
+  for (auto _ : state) {
+    prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    strm.wait();
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetCounters(state, s);
+}
+
+}  // namespace
+}  // namespace kvant
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::sscanf(argv[i], "--threads=%d", &kvant::g_threads) == 1) argv[i] = const_cast<char*>("");
+  }
+  // OpenMP reads OMP_NUM_THREADS when libgomp loads, before main: re-exec once with it set.
+  const std::string want = std::to_string(kvant::g_threads);
+  const char* have = std::getenv("OMP_NUM_THREADS");
+  if (have == nullptr || want != have) {
+    setenv("OMP_NUM_THREADS", want.c_str(), 1);
+    execv("/proc/self/exe", argv);
+  }
+  const kvant::CpuFeatures f = kvant::ActiveCpuFeatures();
+  std::printf("capability: %s | %s | threads %d | device cpu\n", kvant::CpuModelName().c_str(),
+              kvant::CpuFeatureNames(f).c_str(), kvant::g_threads);
+  for (const auto& s : kvant::kShapes) {
+    for (const auto& uk : kvant::cpu::GemmUkernelsF32()) {
+      if ((uk.needs & f) != uk.needs) continue;
+      benchmark::RegisterBenchmark((std::string("kvant/") + uk.name + "/" + s.name).c_str(), kvant::BM_Kvant, &uk, s)
+          ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
+    benchmark::RegisterBenchmark((std::string("onednn/matmul_f32/") + s.name).c_str(), kvant::BM_OneDnn, s)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}
