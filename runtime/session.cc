@@ -119,9 +119,11 @@ class SessionImpl {
         return absl::InvalidArgumentError(absl::StrFormat("failed to run %s: input '%s' must be %s, got %s", source,
                                                           vi.name, DataTypeName(vi.dtype), DataTypeName(t.dtype())));
       }
-      const std::string want = absl::StrCat(
-          "[", absl::StrJoin(vi.shape, ",", [](std::string* o, int64_t d) { o->append(d < 0 ? "?" : absl::StrCat(d)); }),
-          "]");
+      std::vector<std::string> dims;
+      for (size_t d = 0; d < vi.shape.size(); ++d) {
+        dims.push_back(vi.shape[d] >= 0 ? absl::StrCat(vi.shape[d]) : vi.dim_names[d].empty() ? "?" : vi.dim_names[d]);
+      }
+      const std::string want = absl::StrCat("[", absl::StrJoin(dims, ","), "]");
       const std::string got = absl::StrCat("[", absl::StrJoin(t.shape(), ","), "]");
       if (vi.rank_known && t.rank() != static_cast<int64_t>(vi.shape.size())) {
         return absl::InvalidArgumentError(absl::StrFormat("failed to run %s: input '%s' must have shape %s, got %s",

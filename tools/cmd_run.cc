@@ -149,6 +149,32 @@ int RunCommand(const RunArgs& args) {
       if (auto s = WriteNpy(file, t); !s.ok()) return Fail(s);
     }
   }
+  for (const std::string& spec : args.labels) {
+    std::vector<std::string> kv = absl::StrSplit(spec, absl::MaxSplits('=', 1));
+    if (kv.size() != 2 || !outputs->contains(kv[0])) {
+      return Fail(absl::InvalidArgumentError(absl::StrFormat("--labels must be OUTPUT=LABELS.npy for a model output, got '%s'", spec)));
+    }
+    auto labels = ReadNpy(kv[1]);
+    if (!labels.ok()) return Fail(labels.status());
+    const Tensor& scores = outputs->at(kv[0]);
+    if (scores.dtype() != DataType::kFloat32 || scores.rank() != 2 || labels->num_elements() != scores.shape()[0] ||
+        (labels->dtype() != DataType::kInt64 && labels->dtype() != DataType::kInt32)) {
+      return Fail(absl::InvalidArgumentError(absl::StrFormat(
+          "--labels: output '%s' must be f32 [N,classes] and the labels N integers, got %s [%s] and %s [%s]", kv[0],
+          DataTypeName(scores.dtype()), absl::StrJoin(scores.shape(), ","), DataTypeName(labels->dtype()),
+          absl::StrJoin(labels->shape(), ","))));
+    }
+    const int64_t n = scores.shape()[0], classes = scores.shape()[1];
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = scores.data<float>() + i * classes;
+      const int64_t best = std::max_element(row, row + classes) - row;
+      const int64_t want = labels->dtype() == DataType::kInt64 ? labels->data<int64_t>()[i] : labels->data<int32_t>()[i];
+      correct += best == want;
+    }
+    std::printf("top-1 accuracy of %s: %.2f%% (%lld/%lld)\n", kv[0].c_str(), 100.0 * correct / std::max<int64_t>(n, 1),
+                static_cast<long long>(correct), static_cast<long long>(n));
+  }
   std::sort(ms.begin(), ms.end());
   std::printf("latency: median %.3f ms over %d run(s) (min %.3f, max %.3f), %d thread(s)\n", ms[ms.size() / 2],
               args.repeat, ms.front(), ms.back(), args.threads);

@@ -16,6 +16,7 @@ struct RunArgs {
   std::string model;
   std::vector<std::string> inputs;  // NAME=FILE.npy
   std::vector<std::string> shapes;  // NAME=D0,D1,... for random inputs with symbolic dims
+  std::vector<std::string> labels;  // OUTPUT=LABELS.npy: report top-1 accuracy of OUTPUT
   std::string output_dir;
   int threads = 1;
   int repeat = 1;

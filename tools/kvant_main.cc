@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("model", run.model, "ONNX model")->required();
   run_cmd->add_option("--input", run.inputs, "NAME=FILE.npy (repeatable)");
   run_cmd->add_option("--shape", run.shapes, "NAME=D0,D1,... shape of a random input (repeatable)");
+  run_cmd->add_option("--labels", run.labels, "OUTPUT=LABELS.npy: print top-1 accuracy of OUTPUT (repeatable)");
   run_cmd->add_option("--output-dir", run.output_dir, "write each output to DIR/<name>.npy");
   run_cmd->add_option("--threads", run.threads, "intra-op threads")->check(CLI::Range(1, 1024));
   run_cmd->add_option("--repeat", run.repeat, "timed runs (median reported)")->check(CLI::Range(1, 1000000));

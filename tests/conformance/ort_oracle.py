@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""ONNX Runtime as the oracle for whole models (pip python3: numpy, onnx, onnxruntime).
+
+Builds small models with onnx.helper, runs each in ONNX Runtime and through
+`kvant run` on the same seeded inputs, and requires
+    max |kvant - ort| / max(1, |ort|) <= 1e-4
+for every output element. Also runs the bundled digits model.
+
+usage: ort_oracle.py KVANT_BINARY WORK_DIR
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+TOL = 1e-4
+
+
+def model(nodes, inputs, outputs, inits, opset=17):
+    g = helper.make_graph(nodes, "oracle", inputs, outputs,
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def vi(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def rnd(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def cases(rng):
+    c = {}
+    w = rnd(rng, 16, 3, 3, 3, scale=0.3)
+    c["conv_same_upper_relu"] = (model(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2]),
+         helper.make_node("Relu", ["c"], ["y"])],
+        [vi("x", [2, 3, 15, 17])], [vi("y", None)], {"w": w, "b": rnd(rng, 16)}), {"x": rnd(rng, 2, 3, 15, 17)})
+    c["conv_depthwise_dilated"] = (model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], group=8, dilations=[2, 2], pads=[2, 2, 2, 2])],
+        [vi("x", [1, 8, 12, 12])], [vi("y", None)], {"w": rnd(rng, 8, 1, 3, 3)}), {"x": rnd(rng, 1, 8, 12, 12)})
+    c["conv1d_grouped"] = (model(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], group=2, strides=[3], pads=[1, 2])],
+        [vi("x", [2, 6, 31])], [vi("y", None)], {"w": rnd(rng, 4, 3, 5), "b": rnd(rng, 4)}), {"x": rnd(rng, 2, 6, 31)})
+    c["conv_bn_clip_pool"] = (model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"], epsilon=1e-3),
+         helper.make_node("Clip", ["n", "lo", "hi"], ["r"]),
+         helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+         helper.make_node("AveragePool", ["p"], ["y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1])],
+        [vi("x", [1, 3, 20, 20])], [vi("y", None)],
+        {"w": w, "s": rnd(rng, 16), "bb": rnd(rng, 16), "m": rnd(rng, 16),
+         "v": np.abs(rnd(rng, 16)) + 0.5, "lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}),
+        {"x": rnd(rng, 1, 3, 20, 20)})
+    c["gemm_trans_alpha_beta"] = (model(
+        [helper.make_node("Gemm", ["a", "w", "c"], ["y"], transA=1, transB=1, alpha=0.5, beta=2.0)],
+        [vi("a", [33, 7])], [vi("y", None)], {"w": rnd(rng, 45, 33), "c": rnd(rng, 7, 45)}),
+        {"a": rnd(rng, 33, 7)})
+    # A transformer-style attention block: projections, heads, softmax.
+    d, h, s = 32, 4, 9
+    c["attention_block"] = (model(
+        [helper.make_node("MatMul", ["x", "wq"], ["q0"]), helper.make_node("MatMul", ["x", "wk"], ["k0"]),
+         helper.make_node("MatMul", ["x", "wv"], ["v0"]),
+         helper.make_node("Reshape", ["q0", "hs"], ["q1"]), helper.make_node("Reshape", ["k0", "hs"], ["k1"]),
+         helper.make_node("Reshape", ["v0", "hs"], ["v1"]),
+         helper.make_node("Transpose", ["q1"], ["q"], perm=[0, 2, 1, 3]),
+         helper.make_node("Transpose", ["k1"], ["k"], perm=[0, 2, 3, 1]),
+         helper.make_node("Transpose", ["v1"], ["v"], perm=[0, 2, 1, 3]),
+         helper.make_node("MatMul", ["q", "k"], ["qk"]), helper.make_node("Div", ["qk", "scale"], ["qs"]),
+         helper.make_node("Softmax", ["qs"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["o"]),
+         helper.make_node("Transpose", ["o"], ["o1"], perm=[0, 2, 1, 3]),
+         helper.make_node("Reshape", ["o1", "flat"], ["o2"]), helper.make_node("MatMul", ["o2", "wo"], ["mo"]),
+         helper.make_node("Add", ["mo", "x"], ["res"]), helper.make_node("Erf", ["res"], ["er"]),
+         helper.make_node("Mul", ["er", "res"], ["y"])],
+        [vi("x", [2, s, d])], [vi("y", None)],
+        {"wq": rnd(rng, d, d, scale=0.2), "wk": rnd(rng, d, d, scale=0.2), "wv": rnd(rng, d, d, scale=0.2),
+         "wo": rnd(rng, d, d, scale=0.2), "hs": np.array([2, s, h, d // h], np.int64),
+         "flat": np.array([2, s, d], np.int64), "scale": np.array(np.sqrt(d // h), np.float32)}),
+        {"x": rnd(rng, 2, s, d)})
+    c["elementwise_zoo"] = (model(
+        [helper.make_node("Sigmoid", ["x"], ["a"]), helper.make_node("HardSwish", ["x"], ["b"]),
+         helper.make_node("Tanh", ["x"], ["t"]), helper.make_node("LeakyRelu", ["t"], ["l"], alpha=0.2),
+         helper.make_node("Mul", ["a", "b"], ["ab"]), helper.make_node("Sub", ["ab", "l"], ["d"]),
+         helper.make_node("HardSigmoid", ["d"], ["hs"], alpha=0.3, beta=0.4),
+         helper.make_node("Pow", ["hs", "two"], ["p"]), helper.make_node("Sqrt", ["p"], ["q"]),
+         helper.make_node("Exp", ["q"], ["e"]), helper.make_node("Reciprocal", ["e"], ["r"]),
+         helper.make_node("Neg", ["r"], ["n"]), helper.make_node("GlobalAveragePool", ["n"], ["g"]),
+         helper.make_node("Concat", ["g", "g"], ["cc"], axis=1), helper.make_node("Flatten", ["cc"], ["y"], axis=1)],
+        [vi("x", [2, 3, 5, 5])], [vi("y", None)], {"two": np.array([2.0], np.float32)}),
+        {"x": rnd(rng, 2, 3, 5, 5)})
+    c["slice_gather_squeeze"] = (model(
+        [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["s"]),
+         helper.make_node("Gather", ["s", "idx"], ["g"], axis=1),
+         helper.make_node("Unsqueeze", ["g", "u"], ["u1"]), helper.make_node("Squeeze", ["u1", "u"], ["y"])],
+        [vi("x", [4, 10, 6])], [vi("y", None)],
+        {"st": np.array([1, 8], np.int64), "en": np.array([4, 0], np.int64), "ax": np.array([0, 1], np.int64),
+         "sp": np.array([1, -2], np.int64), "idx": np.array([[0, 3], [2, 1]], np.int64), "u": np.array([0], np.int64)}),
+        {"x": rnd(rng, 4, 10, 6)})
+    return c
+
+
+def run_kvant(binary, path, feeds, work):
+    args = [binary, "run", path, "--output-dir", os.path.join(work, "out")]
+    for name, value in feeds.items():
+        f = os.path.join(work, name + ".npy")
+        np.save(f, value)
+        args += ["--input", f"{name}={f}"]
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr)
+    return os.path.join(work, "out")
+
+
+def compare(name, binary, path, feeds, work):
+    os.makedirs(work, exist_ok=True)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)
+    out_dir = run_kvant(binary, path, feeds, work)
+    worst = 0.0
+    for meta, w in zip(sess.get_outputs(), want):
+        got = np.load(os.path.join(out_dir, meta.name + ".npy"))
+        if got.shape != w.shape:
+            return f"{name}: output {meta.name} shape {got.shape} != {w.shape}"
+        worst = max(worst, float(np.max(np.abs(got - w) / np.maximum(1.0, np.abs(w)))) if w.size else 0.0)
+    status = "ok" if worst <= TOL else "FAILED"
+    print(f"{status:6s} {name:28s} max relative error {worst:.2e}")
+    return None if worst <= TOL else f"{name}: error {worst:.2e} > {TOL}"
+
+
+def main():
+    binary, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    rng = np.random.default_rng(1234)
+    failures = []
+    for name, (m, feeds) in cases(rng).items():
+        path = os.path.join(work, name + ".onnx")
+        onnx.save(m, path)
+        err = compare(name, binary, path, feeds, os.path.join(work, name))
+        if err:
+            failures.append(err)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    digits = os.path.join(root, "models", "digits", "digits.onnx")
+    x = np.load(os.path.join(root, "models", "digits", "eval_x.npy"))
+    err = compare("digits_eval", binary, digits, {"image": x}, os.path.join(work, "digits"))
+    if err:
+        failures.append(err)
+    for f in failures:
+        print("FAILED:", f)
+    print(f"{len(failures) == 0 and 'all' or 'not all'} ORT oracle cases passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+// Graph passes: each keeps the model's outputs (checked by running the
+// optimized and unoptimized sessions on the same input) and does the rewrite
+// it promises (checked on the graph).
+#include "graph/onnx_import.h"
+#include "graph/passes/passes.h"
+#include "gtest/gtest.h"
+#include "kvant/kvant.h"
+#include "runtime/cpu_caps.h"
+#include "tests/testing/onnx_builder.h"
+
+namespace kvant {
+namespace {
+
+using testing::OnnxBuilder;
+using testing::RandomF32;
+
+int CountOps(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (const Node& node : g.nodes) n += node.op_type == op;
+  return n;
+}
+
+void ExpectSameOutputs(const std::string& bytes, const TensorMap& inputs) {
+  SessionOptions plain;
+  plain.optimize = false;
+  auto a = Session::LoadFromBytes(bytes, plain), b = Session::LoadFromBytes(bytes);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto ya = a->Run(inputs), yb = b->Run(inputs);
+  ASSERT_TRUE(ya.ok()) << ya.status();
+  ASSERT_TRUE(yb.ok()) << yb.status();
+  for (const auto& [name, t] : *ya) {
+    const Tensor& u = yb->at(name);
+    ASSERT_EQ(t.shape(), u.shape());
+    for (int64_t i = 0; i < t.num_elements(); ++i) {
+      ASSERT_NEAR(t.data<float>()[i], u.data<float>()[i], 1e-4 * (1 + std::fabs(t.data<float>()[i]))) << name << " " << i;
+    }
+  }
+}
+
+std::string ConvBnRelu() {
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, {2, 3, 8, 8}).Output("y");
+  b.Initializer("w", RandomF32({4, 3, 3, 3}, 1)).Initializer("cb", RandomF32({4}, 2));
+  b.Initializer("s", RandomF32({4}, 3)).Initializer("b", RandomF32({4}, 4)).Initializer("m", RandomF32({4}, 5));
+  b.Initializer("v", RandomF32({4}, 6, 0.5f, 2.f));
+  b.Initializer("lo", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.f}));
+  b.Initializer("hi", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.5f}));
+  b.Node("Conv", {"x", "w", "cb"}, {"c"});
+  b.Node("BatchNormalization", {"c", "s", "b", "m", "v"}, {"n"});
+  b.Node("Identity", {"n"}, {"i"});
+  b.Node("Clip", {"i", "lo", "hi"}, {"d"});
+  b.Node("Dropout", {"d"}, {"y"});
+  return b.Serialize();
+}
+
+TEST(Passes, BatchNormFoldsAndClipFusesIntoConv) {
+  const std::string bytes = ConvBnRelu();
+  auto g = ImportOnnxBytes(bytes, ".", "m.onnx");
+  ASSERT_TRUE(g.ok());
+  OptimizeOptions opt;
+  opt.cpu = ActiveCpuFeatures();
+  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+  EXPECT_EQ(g->nodes.size(), 1u) << g->DebugString();
+  EXPECT_EQ(g->nodes[0].attrs.GetString("fused_activation", ""), "Clip");
+  EXPECT_EQ(g->nodes[0].outputs[0], "y");
+  ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3, 8, 8}, 9)}});
+}
+
+TEST(Passes, GemmBatchNormAndReluFold) {
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, {5, 6}).Output("y");
+  b.Initializer("w", RandomF32({4, 6}, 1)).Initializer("c", RandomF32({4}, 2));
+  b.Initializer("s", RandomF32({4}, 3)).Initializer("bb", RandomF32({4}, 4)).Initializer("m", RandomF32({4}, 5));
+  b.Initializer("v", RandomF32({4}, 6, 0.5f, 2.f));
+  auto& gemm = b.Node("Gemm", {"x", "w", "c"}, {"g"});
+  OnnxBuilder::SetInt(gemm, "transB", 1);
+  OnnxBuilder::SetFloat(gemm, "beta", 0.5f);
+  b.Node("BatchNormalization", {"g", "s", "bb", "m", "v"}, {"n"});
+  b.Node("Relu", {"n"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "m.onnx");
+  ASSERT_TRUE(g.ok());
+  OptimizeOptions opt;
+  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+  EXPECT_EQ(g->nodes.size(), 1u) << g->DebugString();
+  ExpectSameOutputs(bytes, {{"x", RandomF32({5, 6}, 9)}});
+}
+
+TEST(Passes, ConstantSubgraphsFoldAndDeadNodesGo) {
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, {2, 3}).Output("y");
+  b.Initializer("a", RandomF32({2, 3}, 1)).Initializer("c", RandomF32({2, 3}, 2));
+  b.Node("Mul", {"a", "c"}, {"ac"});
+  b.Node("Exp", {"ac"}, {"e"});
+  b.Node("Add", {"x", "e"}, {"y"});
+  b.Node("Sqrt", {"x"}, {"unused"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "m.onnx");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE(OptimizeGraph(*g, OptimizeOptions{}).ok());
+  EXPECT_EQ(g->nodes.size(), 1u) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Add"), 1);
+  EXPECT_FALSE(g->initializers.contains("a"));
+  ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3}, 9)}});
+}
+
+TEST(Passes, ActivationWithSecondReaderIsNotFused) {
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, {2, 3}).Output("y").Output("z");
+  b.Initializer("w", RandomF32({3, 3}, 1));
+  b.Node("MatMul", {"x", "w"}, {"m"});
+  b.Node("Relu", {"m"}, {"y"});
+  b.Node("Neg", {"m"}, {"z"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "m.onnx");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE(OptimizeGraph(*g, OptimizeOptions{}).ok());
+  EXPECT_EQ(CountOps(*g, "Relu"), 1);
+  ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3}, 9)}});
+}
+
+TEST(Passes, BadAttributesAreInvalidArgument) {
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, {1, 4, 5, 5}).Output("y");
+  b.Initializer("w", RandomF32({6, 2, 3, 3}, 1));
+  auto& conv = b.Node("Conv", {"x", "w"}, {"y"}, "bad_conv");
+  OnnxBuilder::SetInt(conv, "group", 4);  // 6 output channels are not divisible by 4
+  auto s = Session::LoadFromBytes(b.Serialize());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("bad_conv"), std::string::npos) << s.status();
+
+  OnnxBuilder b2;
+  b2.Input("x", DataType::kFloat32, {1, 4, 5, 5}).Output("y");
+  b2.Initializer("w", RandomF32({6, 4, 3, 3}, 1));
+  OnnxBuilder::SetInts(b2.Node("Conv", {"x", "w"}, {"y"}, "zero_stride"), "strides", {0, 1});
+  auto s2 = Session::LoadFromBytes(b2.Serialize());
+  EXPECT_NE(s2.status().message().find("strides must be > 0"), std::string::npos) << s2.status();
+
+  OnnxBuilder b3;
+  b3.Input("x", DataType::kFloat32, {2, 3}).Output("y");
+  OnnxBuilder::SetInts(b3.Node("Transpose", {"x"}, {"y"}, "bad_perm"), "perm", {0, 0});
+  auto s3 = Session::LoadFromBytes(b3.Serialize());
+  EXPECT_NE(s3.status().message().find("perm must be a permutation"), std::string::npos) << s3.status();
+}
+
+}  // namespace
+}  // namespace kvant

@@ -1,0 +1,436 @@
+// Every FP32 CPU operator against a plain reference on seeded random inputs,
+// run through a one-node model (import, shape inference, kernel selection,
+// planning and execution all take part). References are short loops written
+// from the ONNX operator specifications.
+#include <cmath>
+#include <functional>
+#include <numeric>
+
+#include "gtest/gtest.h"
+#include "kvant/kvant.h"
+#include "tests/testing/onnx_builder.h"
+
+namespace kvant {
+namespace {
+
+using testing::OnnxBuilder;
+using testing::RandomF32;
+
+std::vector<int64_t> Strides(const std::vector<int64_t>& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (int64_t i = static_cast<int64_t>(s.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * s[i + 1];
+  return st;
+}
+
+std::vector<int64_t> Coords(int64_t flat, const std::vector<int64_t>& shape) {
+  std::vector<int64_t> c(shape.size());
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 1; i >= 0; --i) {
+    c[i] = flat % shape[i];
+    flat /= shape[i];
+  }
+  return c;
+}
+
+// Runs `b`'s model on the inputs and returns output "y".
+Tensor RunModel(OnnxBuilder& b, const TensorMap& inputs) {
+  auto s = Session::LoadFromBytes(b.Serialize());
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return Tensor();
+  auto out = s->Run(inputs);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? out->at("y") : Tensor();
+}
+
+void ExpectClose(const Tensor& got, const Tensor& want, float tol, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  for (int64_t i = 0; i < want.num_elements(); ++i) {
+    const float w = want.data<float>()[i], g = got.data<float>()[i];
+    ASSERT_NEAR(g, w, tol * (1 + std::fabs(w))) << what << " at index " << i;
+  }
+}
+
+struct UnaryCase {
+  const char* op;
+  std::function<float(float)> ref;
+  float lo = -3.f, hi = 3.f;
+};
+
+TEST(CpuOps, Unary) {
+  const UnaryCase cases[] = {
+      {"Relu", [](float x) { return std::max(x, 0.f); }},
+      {"Sigmoid", [](float x) { return 1.f / (1.f + std::exp(-x)); }},
+      {"Tanh", [](float x) { return std::tanh(x); }},
+      {"Erf", [](float x) { return std::erf(x); }},
+      {"Exp", [](float x) { return std::exp(x); }},
+      {"Neg", [](float x) { return -x; }},
+      {"Abs", [](float x) { return std::fabs(x); }},
+      {"Sqrt", [](float x) { return std::sqrt(x); }, 0.f, 4.f},
+      {"Reciprocal", [](float x) { return 1.f / x; }, 0.5f, 4.f},
+      {"HardSwish", [](float x) { return x * std::min(1.f, std::max(0.f, x / 6 + 0.5f)); }},
+      {"HardSigmoid", [](float x) { return std::min(1.f, std::max(0.f, 0.2f * x + 0.5f)); }},
+      {"LeakyRelu", [](float x) { return x >= 0 ? x : 0.01f * x; }},
+  };
+  uint64_t seed = 1;
+  for (const auto& c : cases) {
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, {3, 5, 7}).Output("y");
+    b.Node(c.op, {"x"}, {"y"});
+    Tensor x = RandomF32({3, 5, 7}, seed++, c.lo, c.hi);
+    Tensor want = Tensor::Zeros(DataType::kFloat32, {3, 5, 7});
+    for (int64_t i = 0; i < x.num_elements(); ++i) want.data<float>()[i] = c.ref(x.data<float>()[i]);
+    ExpectClose(RunModel(b, {{"x", x}}), want, 1e-5f, c.op);
+  }
+}
+
+TEST(CpuOps, BinaryBroadcast) {
+  const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
+      {{4, 5}, {4, 5}}, {{4, 5}, {5}}, {{4, 1}, {1, 5}}, {{2, 3, 4}, {}}, {{3, 1, 4}, {2, 1}}, {{1}, {2, 3}}};
+  const std::pair<const char*, std::function<float(float, float)>> ops[] = {
+      {"Add", std::plus<float>()}, {"Sub", std::minus<float>()}, {"Mul", std::multiplies<float>()},
+      {"Div", std::divides<float>()}, {"Pow", [](float a, float b) { return std::pow(a, b); }}};
+  uint64_t seed = 10;
+  for (const auto& [op, f] : ops) {
+    for (const auto& [sa, sb] : shapes) {
+      OnnxBuilder b;
+      b.Input("a", DataType::kFloat32, sa).Input("b", DataType::kFloat32, sb).Output("y");
+      b.Node(op, {"a", "b"}, {"y"});
+      Tensor a = RandomF32(sa, seed++, 0.5f, 2.f), bt = RandomF32(sb, seed++, 0.5f, 2.f);
+      std::vector<int64_t> ys(std::max(sa.size(), sb.size()));
+      for (size_t i = 0; i < ys.size(); ++i) {
+        int64_t da = i + sa.size() >= ys.size() ? sa[i + sa.size() - ys.size()] : 1;
+        int64_t db = i + sb.size() >= ys.size() ? sb[i + sb.size() - ys.size()] : 1;
+        ys[i] = std::max(da, db);
+      }
+      Tensor want = Tensor::Zeros(DataType::kFloat32, ys);
+      for (int64_t i = 0; i < want.num_elements(); ++i) {
+        auto c = Coords(i, ys);
+        auto at = [&](const Tensor& t, const std::vector<int64_t>& s) {
+          int64_t off = 0, st = 1;
+          for (int64_t d = static_cast<int64_t>(s.size()) - 1; d >= 0; --d) {
+            off += (s[d] == 1 ? 0 : c[d + ys.size() - s.size()]) * st;
+            st *= s[d];
+          }
+          return t.data<float>()[off];
+        };
+        want.data<float>()[i] = f(at(a, sa), at(bt, sb));
+      }
+      ExpectClose(RunModel(b, {{"a", a}, {"b", bt}}), want, 1e-5f, op);
+    }
+  }
+}
+
+// Direct convolution, NCHW, 2-D (1-D as H = 1).
+Tensor RefConv(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t group, std::vector<int64_t> strides,
+               std::vector<int64_t> dil, std::vector<int64_t> pads) {
+  const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
+  const int64_t m = w.shape()[0], cg = w.shape()[1], kh = w.shape()[2], kw = w.shape()[3];
+  const int64_t oh = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) / strides[0] + 1;
+  const int64_t ow = (wd + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) / strides[1] + 1;
+  Tensor y = Tensor::Zeros(DataType::kFloat32, {n, m, oh, ow});
+  const int64_t mg = m / group;
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t o = 0; o < m; ++o)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          double acc = bias ? bias->data<float>()[o] : 0.0;
+          const int64_t g = o / mg;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t p = 0; p < kh; ++p)
+              for (int64_t q = 0; q < kw; ++q) {
+                const int64_t ih = i * strides[0] - pads[0] + p * dil[0], iw = j * strides[1] - pads[1] + q * dil[1];
+                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+                acc += double(x.data<float>()[((b * c + g * cg + ci) * h + ih) * wd + iw]) *
+                       w.data<float>()[((o * cg + ci) * kh + p) * kw + q];
+              }
+          y.data<float>()[((b * m + o) * oh + i) * ow + j] = static_cast<float>(acc);
+        }
+  return y;
+}
+
+TEST(CpuOps, Conv) {
+  struct Case {
+    int64_t n, c, h, w, m, k, group, stride, dil, pad;
+    bool bias;
+  };
+  const Case cases[] = {
+      {1, 3, 9, 11, 8, 3, 1, 1, 1, 1, true},  {2, 4, 8, 8, 6, 1, 1, 1, 1, 0, false},
+      {1, 8, 10, 10, 8, 3, 8, 2, 1, 1, true}, {1, 6, 7, 9, 9, 3, 3, 1, 2, 2, true},
+      {1, 16, 5, 5, 32, 3, 1, 2, 1, 0, true}, {3, 2, 1, 17, 5, 1, 1, 1, 1, 0, true},
+      {1, 4, 6, 6, 8, 5, 2, 3, 1, 2, false},
+  };
+  uint64_t seed = 100;
+  for (const Case& c : cases) {
+    OnnxBuilder b;
+    Tensor x = RandomF32({c.n, c.c, c.h, c.w}, seed++);
+    Tensor w = RandomF32({c.m, c.c / c.group, c.k, c.h == 1 ? 1 : c.k}, seed++);
+    Tensor bias = RandomF32({c.m}, seed++);
+    b.Input("x", DataType::kFloat32, {c.n, c.c, c.h, c.w}).Initializer("w", w).Output("y");
+    std::vector<std::string> ins = {"x", "w"};
+    if (c.bias) {
+      b.Initializer("b", bias);
+      ins.push_back("b");
+    }
+    auto& node = b.Node("Conv", ins, {"y"});
+    const int64_t ph = c.h == 1 ? 0 : c.pad;
+    OnnxBuilder::SetInt(node, "group", c.group);
+    OnnxBuilder::SetInts(node, "strides", {c.h == 1 ? 1 : c.stride, c.stride});
+    OnnxBuilder::SetInts(node, "dilations", {c.h == 1 ? 1 : c.dil, c.dil});
+    OnnxBuilder::SetInts(node, "pads", {ph, c.pad, ph, c.pad});
+    Tensor want = RefConv(x, w, c.bias ? &bias : nullptr, c.group, {c.h == 1 ? 1 : c.stride, c.stride},
+                          {c.h == 1 ? 1 : c.dil, c.dil}, {ph, c.pad, ph, c.pad});
+    ExpectClose(RunModel(b, {{"x", x}}), want, 1e-4f, "Conv");
+  }
+}
+
+TEST(CpuOps, GemmAndMatMul) {
+  uint64_t seed = 200;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      const int64_t m = 13, k = 21, n = 37;
+      Tensor a = RandomF32(ta ? std::vector<int64_t>{k, m} : std::vector<int64_t>{m, k}, seed++);
+      Tensor w = RandomF32(tb ? std::vector<int64_t>{n, k} : std::vector<int64_t>{k, n}, seed++);
+      Tensor c = RandomF32({n}, seed++);
+      OnnxBuilder b;
+      b.Input("a", DataType::kFloat32, a.shape()).Initializer("w", w).Initializer("c", c).Output("y");
+      auto& node = b.Node("Gemm", {"a", "w", "c"}, {"y"});
+      OnnxBuilder::SetInt(node, "transA", ta);
+      OnnxBuilder::SetInt(node, "transB", tb);
+      OnnxBuilder::SetFloat(node, "alpha", 0.75f);
+      OnnxBuilder::SetFloat(node, "beta", 1.5f);
+      Tensor want = Tensor::Zeros(DataType::kFloat32, {m, n});
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double acc = 0;
+          for (int64_t kk = 0; kk < k; ++kk)
+            acc += double(a.data<float>()[ta ? kk * m + i : i * k + kk]) * w.data<float>()[tb ? j * k + kk : kk * n + j];
+          want.data<float>()[i * n + j] = static_cast<float>(0.75 * acc + 1.5 * c.data<float>()[j]);
+        }
+      ExpectClose(RunModel(b, {{"a", a}}), want, 1e-5f, "Gemm");
+    }
+  }
+  // Batched MatMul with broadcasting, both operands computed at run time.
+  const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
+      {{2, 3, 5, 7}, {7, 4}}, {{2, 1, 5, 7}, {3, 7, 4}}, {{7}, {2, 7, 3}}, {{4, 7}, {7}}};
+  for (const auto& [sa, sb] : shapes) {
+    OnnxBuilder b;
+    b.Input("a", DataType::kFloat32, sa).Input("b", DataType::kFloat32, sb).Output("y");
+    b.Node("MatMul", {"a", "b"}, {"y"});
+    Tensor a = RandomF32(sa, seed++), bt = RandomF32(sb, seed++);
+    auto s = Session::LoadFromBytes(b.Serialize());
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto out = s->Run({{"a", a}, {"b", bt}});
+    ASSERT_TRUE(out.ok()) << out.status();
+    const Tensor& y = out->at("y");
+    // Reference through explicit broadcasting of padded shapes.
+    std::vector<int64_t> pa = sa, pb = sb;
+    if (pa.size() == 1) pa.insert(pa.begin(), 1);
+    if (pb.size() == 1) pb.push_back(1);
+    const int64_t m = pa[pa.size() - 2], k = pa.back(), n = pb.back();
+    const int64_t rank = std::max(pa.size(), pb.size());
+    while (static_cast<int64_t>(pa.size()) < rank) pa.insert(pa.begin(), 1);
+    while (static_cast<int64_t>(pb.size()) < rank) pb.insert(pb.begin(), 1);
+    std::vector<int64_t> batch(rank - 2);
+    for (int64_t d = 0; d < rank - 2; ++d) batch[d] = std::max(pa[d], pb[d]);
+    const int64_t nb = std::accumulate(batch.begin(), batch.end(), int64_t{1}, std::multiplies<>());
+    ASSERT_EQ(y.num_elements(), nb * m * n);
+    for (int64_t bi = 0; bi < nb; ++bi) {
+      auto c = Coords(bi, batch);
+      int64_t oa = 0, ob = 0, sa_ = m * k, sb_ = k * n;
+      for (int64_t d = rank - 3; d >= 0; --d) {
+        oa += (pa[d] == 1 ? 0 : c[d]) * sa_;
+        ob += (pb[d] == 1 ? 0 : c[d]) * sb_;
+        sa_ *= pa[d];
+        sb_ *= pb[d];
+      }
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double acc = 0;
+          for (int64_t kk = 0; kk < k; ++kk) acc += double(a.data<float>()[oa + i * k + kk]) * bt.data<float>()[ob + kk * n + j];
+          ASSERT_NEAR(y.data<float>()[(bi * m + i) * n + j], acc, 1e-4) << "MatMul batch " << bi;
+        }
+    }
+  }
+}
+
+TEST(CpuOps, PoolingSoftmaxBatchNorm) {
+  const std::vector<int64_t> s = {2, 3, 7, 9};
+  Tensor x = RandomF32(s, 300);
+  for (const char* op : {"MaxPool", "AveragePool"}) {
+    for (int64_t include_pad : {0, 1}) {
+      OnnxBuilder b;
+      b.Input("x", DataType::kFloat32, s).Output("y");
+      auto& node = b.Node(op, {"x"}, {"y"});
+      OnnxBuilder::SetInts(node, "kernel_shape", {3, 2});
+      OnnxBuilder::SetInts(node, "strides", {2, 2});
+      OnnxBuilder::SetInts(node, "pads", {1, 0, 1, 1});
+      if (std::string(op) == "AveragePool") OnnxBuilder::SetInt(node, "count_include_pad", include_pad);
+      const int64_t oh = (7 + 2 - 3) / 2 + 1, ow = (9 + 1 - 2) / 2 + 1;
+      Tensor want = Tensor::Zeros(DataType::kFloat32, {2, 3, oh, ow});
+      for (int64_t p = 0; p < 6; ++p)
+        for (int64_t i = 0; i < oh; ++i)
+          for (int64_t j = 0; j < ow; ++j) {
+            float mx = -INFINITY, sum = 0;
+            int cnt = 0;
+            for (int64_t a = 0; a < 3; ++a)
+              for (int64_t c = 0; c < 2; ++c) {
+                const int64_t ih = i * 2 - 1 + a, iw = j * 2 + c;
+                if (ih < 0 || ih >= 7 || iw >= 9) continue;
+                const float v = x.data<float>()[(p * 7 + ih) * 9 + iw];
+                mx = std::max(mx, v);
+                sum += v;
+                ++cnt;
+              }
+            float avg = sum / (include_pad ? 6 : cnt);
+            want.data<float>()[(p * oh + i) * ow + j] = std::string(op) == "MaxPool" ? mx : avg;
+          }
+      ExpectClose(RunModel(b, {{"x", x}}), want, 1e-5f, op);
+      if (std::string(op) == "MaxPool") break;
+    }
+  }
+  for (int64_t axis : {-1, 1, 0}) {
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, s).Output("y");
+    OnnxBuilder::SetInt(b.Node("Softmax", {"x"}, {"y"}), "axis", axis);
+    const int64_t ax = axis < 0 ? axis + 4 : axis;
+    Tensor want = Tensor::Zeros(DataType::kFloat32, s);
+    const auto st = Strides(s);
+    for (int64_t i = 0; i < x.num_elements(); ++i) {
+      auto c = Coords(i, s);
+      const int64_t base = i - c[ax] * st[ax];
+      double mx = -INFINITY, sum = 0;
+      for (int64_t t = 0; t < s[ax]; ++t) mx = std::max<double>(mx, x.data<float>()[base + t * st[ax]]);
+      for (int64_t t = 0; t < s[ax]; ++t) sum += std::exp(x.data<float>()[base + t * st[ax]] - mx);
+      want.data<float>()[i] = static_cast<float>(std::exp(x.data<float>()[i] - mx) / sum);
+    }
+    ExpectClose(RunModel(b, {{"x", x}}), want, 1e-5f, "Softmax");
+  }
+  {
+    OnnxBuilder b;
+    Tensor sc = RandomF32({3}, 1), bi = RandomF32({3}, 2), mean = RandomF32({3}, 3), var = RandomF32({3}, 4, 0.1f, 2.f);
+    b.Input("x", DataType::kFloat32, s).Initializer("s", sc).Initializer("b", bi).Initializer("m", mean);
+    b.Initializer("v", var).Output("y");
+    b.Node("BatchNormalization", {"x", "s", "b", "m", "v"}, {"y"});
+    Tensor want = Tensor::Zeros(DataType::kFloat32, s);
+    for (int64_t i = 0; i < x.num_elements(); ++i) {
+      const int64_t ch = Coords(i, s)[1];
+      want.data<float>()[i] = (x.data<float>()[i] - mean.data<float>()[ch]) /
+                                  std::sqrt(var.data<float>()[ch] + 1e-5f) * sc.data<float>()[ch] +
+                              bi.data<float>()[ch];
+    }
+    ExpectClose(RunModel(b, {{"x", x}}), want, 1e-5f, "BatchNormalization");
+  }
+  {
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, s).Output("y");
+    b.Node("GlobalAveragePool", {"x"}, {"y"});
+    Tensor want = Tensor::Zeros(DataType::kFloat32, {2, 3, 1, 1});
+    for (int64_t i = 0; i < x.num_elements(); ++i) want.data<float>()[i / 63] += x.data<float>()[i] / 63.f;
+    ExpectClose(RunModel(b, {{"x", x}}), want, 1e-5f, "GlobalAveragePool");
+  }
+}
+
+TEST(CpuOps, DataMovement) {
+  const std::vector<int64_t> s = {2, 3, 4, 5};
+  Tensor x = RandomF32(s, 400);
+  const auto st = Strides(s);
+  {
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, s).Output("y");
+    OnnxBuilder::SetInts(b.Node("Transpose", {"x"}, {"y"}), "perm", {2, 0, 3, 1});
+    const std::vector<int64_t> ys = {4, 2, 5, 3};
+    Tensor want = Tensor::Zeros(DataType::kFloat32, ys);
+    for (int64_t i = 0; i < want.num_elements(); ++i) {
+      auto c = Coords(i, ys);
+      want.data<float>()[i] = x.data<float>()[c[1] * st[0] + c[3] * st[1] + c[0] * st[2] + c[2] * st[3]];
+    }
+    ExpectClose(RunModel(b, {{"x", x}}), want, 0, "Transpose");
+  }
+  {
+    OnnxBuilder b;
+    Tensor x2 = RandomF32({2, 2, 4, 5}, 401);
+    b.Input("x", DataType::kFloat32, s).Input("x2", DataType::kFloat32, {2, 2, 4, 5}).Output("y");
+    OnnxBuilder::SetInt(b.Node("Concat", {"x", "x2"}, {"y"}), "axis", 1);
+    Tensor want = Tensor::Zeros(DataType::kFloat32, {2, 5, 4, 5});
+    for (int64_t i = 0; i < want.num_elements(); ++i) {
+      auto c = Coords(i, {2, 5, 4, 5});
+      want.data<float>()[i] = c[1] < 3 ? x.data<float>()[((c[0] * 3 + c[1]) * 4 + c[2]) * 5 + c[3]]
+                                       : x2.data<float>()[((c[0] * 2 + c[1] - 3) * 4 + c[2]) * 5 + c[3]];
+    }
+    ExpectClose(RunModel(b, {{"x", x}, {"x2", x2}}), want, 0, "Concat");
+  }
+  {
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, s).Output("y");
+    b.Initializer("starts", Tensor::FromVector<int64_t>(DataType::kInt64, {3}, {1, -1, 4}));
+    b.Initializer("ends", Tensor::FromVector<int64_t>(DataType::kInt64, {3}, {3, -100, 0}));
+    b.Initializer("axes", Tensor::FromVector<int64_t>(DataType::kInt64, {3}, {1, 2, 3}));
+    b.Initializer("steps", Tensor::FromVector<int64_t>(DataType::kInt64, {3}, {1, -2, -3}));
+    b.Node("Slice", {"x", "starts", "ends", "axes", "steps"}, {"y"});
+    const std::vector<int64_t> ys = {2, 2, 2, 2};
+    Tensor want = Tensor::Zeros(DataType::kFloat32, ys);
+    for (int64_t i = 0; i < want.num_elements(); ++i) {
+      auto c = Coords(i, ys);
+      want.data<float>()[i] = x.data<float>()[c[0] * st[0] + (1 + c[1]) * st[1] + (3 - 2 * c[2]) * st[2] + (4 - 3 * c[3])];
+    }
+    ExpectClose(RunModel(b, {{"x", x}}), want, 0, "Slice");
+  }
+  {
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, s).Output("y");
+    b.Initializer("idx", Tensor::FromVector<int64_t>(DataType::kInt64, {2, 2}, {3, -1, 0, 2}));
+    OnnxBuilder::SetInt(b.Node("Gather", {"x", "idx"}, {"y"}), "axis", 2);
+    const std::vector<int64_t> ys = {2, 3, 2, 2, 5};
+    const int64_t idx[] = {3, 3, 0, 2};
+    Tensor want = Tensor::Zeros(DataType::kFloat32, ys);
+    for (int64_t i = 0; i < want.num_elements(); ++i) {
+      auto c = Coords(i, ys);
+      want.data<float>()[i] = x.data<float>()[c[0] * st[0] + c[1] * st[1] + idx[c[2] * 2 + c[3]] * st[2] + c[4]];
+    }
+    ExpectClose(RunModel(b, {{"x", x}}), want, 0, "Gather");
+  }
+  {
+    // Shape -> Gather -> Unsqueeze -> Concat -> Reshape, Flatten, Squeeze: the
+    // shape arithmetic folds away once the input shape is known.
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, {-1, 3, 4, 5}).Output("y");
+    b.Initializer("zero", Tensor::FromVector<int64_t>(DataType::kInt64, {}, {0}));
+    b.Initializer("ax0", Tensor::FromVector<int64_t>(DataType::kInt64, {1}, {0}));
+    b.Initializer("rest", Tensor::FromVector<int64_t>(DataType::kInt64, {2}, {1, -1}));
+    b.Node("Shape", {"x"}, {"shape"});
+    b.Node("Gather", {"shape", "zero"}, {"n"});
+    b.Node("Unsqueeze", {"n", "ax0"}, {"n1"});
+    OnnxBuilder::SetInt(b.Node("Concat", {"n1", "rest"}, {"target"}), "axis", 0);
+    b.Node("Reshape", {"x", "target"}, {"r"});
+    OnnxBuilder::SetInt(b.Node("Flatten", {"r"}, {"f"}), "axis", 1);
+    b.Node("Unsqueeze", {"f", "ax0"}, {"u"});
+    b.Node("Squeeze", {"u", "ax0"}, {"y"});
+    auto sess = Session::LoadFromBytes(b.Serialize());
+    ASSERT_TRUE(sess.ok()) << sess.status();
+    for (int64_t n : {1, 2, 5}) {
+      Tensor xn = RandomF32({n, 3, 4, 5}, 500 + n);
+      auto out = sess->Run({{"x", xn}});
+      ASSERT_TRUE(out.ok()) << out.status();
+      Tensor want = *xn.Reshaped({n, 60});
+      ExpectClose(out->at("y"), want, 0, "shape chain");
+    }
+  }
+}
+
+TEST(CpuOps, CastAndClip) {
+  Tensor x = RandomF32({4, 6}, 600, -100.f, 100.f);
+  OnnxBuilder b(11);
+  b.Input("x", DataType::kFloat32, {4, 6}).Output("y");
+  b.Initializer("lo", Tensor::FromVector<float>(DataType::kFloat32, {}, {-20.f}));
+  b.Initializer("hi", Tensor::FromVector<float>(DataType::kFloat32, {}, {30.5f}));
+  b.Node("Clip", {"x", "lo", "hi"}, {"c"});
+  OnnxBuilder::SetInt(b.Node("Cast", {"c"}, {"i"}), "to", static_cast<int>(DataType::kInt32));
+  OnnxBuilder::SetInt(b.Node("Cast", {"i"}, {"y"}), "to", static_cast<int>(DataType::kFloat32));
+  Tensor want = Tensor::Zeros(DataType::kFloat32, {4, 6});
+  for (int64_t i = 0; i < 24; ++i) {
+    want.data<float>()[i] = static_cast<float>(static_cast<int32_t>(std::min(30.5f, std::max(-20.f, x.data<float>()[i]))));
+  }
+  ExpectClose(RunModel(b, {{"x", x}}), want, 0, "Clip+Cast");
+}
+
+}  // namespace
+}  // namespace kvant

@@ -1,0 +1,162 @@
+// FP32 GEMM microkernels (every row of ops/cpu/kernels.inc the machine has)
+// against a plain triple loop: sizes around the mr/nr tiles and the K block,
+// transposed and strided operands, pre-packed and run-time-packed weights,
+// bias per row and per column, fused activations, accumulation, 1 and 2 threads.
+// Operands live in guard-page buffers.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "ops/cpu/gemm_f32.h"
+#include "runtime/cpu_caps.h"
+#include "runtime/thread_pool.h"
+#include "tests/testing/guarded_buffer.h"
+
+namespace kvant::cpu {
+namespace {
+
+using testing::GuardedBuffer;
+
+class GemmTester {
+ public:
+  GemmTester& M(int64_t v) { m_ = v; return *this; }
+  GemmTester& N(int64_t v) { n_ = v; return *this; }
+  GemmTester& K(int64_t v) { k_ = v; return *this; }
+  GemmTester& TransA(bool v) { ta_ = v; return *this; }
+  GemmTester& TransB(bool v) { tb_ = v; return *this; }
+  GemmTester& PackB(bool v) { pack_b_ = v; return *this; }
+  GemmTester& Alpha(float v) { alpha_ = v; return *this; }
+  GemmTester& RowBias(bool v) { row_bias_ = v; return *this; }
+  GemmTester& ColBias(bool v) { col_bias_ = v; return *this; }
+  GemmTester& Accumulate(bool v) { accumulate_ = v; return *this; }
+  GemmTester& Act(ActivationF32::Kind k) { act_.kind = k; act_.lo = -0.5f; act_.hi = 0.75f; act_.alpha = 0.1f; return *this; }
+  GemmTester& Threads(int v) { threads_ = v; return *this; }
+  GemmTester& Seed(uint64_t v) { seed_ = v; return *this; }
+
+  void Test(const GemmUkernelInfoF32& uk) const {
+    std::mt19937_64 rng(seed_);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    GuardedBuffer<float> a(std::max<int64_t>(1, m_ * k_)), b(std::max<int64_t>(1, k_ * n_)),
+        c(std::max<int64_t>(1, m_ * n_));
+    std::vector<float> rb(m_), cb(n_), ref(m_ * n_);
+    for (int64_t i = 0; i < m_ * k_; ++i) a[i] = u(rng);
+    for (int64_t i = 0; i < k_ * n_; ++i) b[i] = u(rng);
+    for (float& v : rb) v = u(rng);
+    for (float& v : cb) v = u(rng);
+    for (int64_t i = 0; i < m_ * n_; ++i) c[i] = u(rng);
+    // Reference: plain loops in double.
+    for (int64_t i = 0; i < m_; ++i) {
+      for (int64_t j = 0; j < n_; ++j) {
+        double acc = 0;
+        for (int64_t kk = 0; kk < k_; ++kk) {
+          acc += double(a[ta_ ? kk * m_ + i : i * k_ + kk]) * b[tb_ ? j * k_ + kk : kk * n_ + j];
+        }
+        acc *= alpha_;
+        if (accumulate_) acc += c[i * n_ + j];
+        if (row_bias_) acc += rb[i];
+        if (col_bias_) acc += cb[j];
+        ref[i * n_ + j] = act_.Apply(static_cast<float>(acc));
+      }
+    }
+    GemmArgsF32 g;
+    g.m = m_;
+    g.n = n_;
+    g.k = k_;
+    g.a = {nullptr, a.data(), ta_ ? 1 : k_, ta_ ? m_ : 1};
+    const int64_t so = tb_ ? k_ : 1, sk = tb_ ? 1 : n_;
+    PackedPanelsF32 packed;
+    if (pack_b_) {
+      packed = PackConstantF32(n_, k_, uk.nr, b.data(), so, sk, 1.f);
+      g.b.packed = &packed;
+    } else {
+      g.b = {nullptr, b.data(), so, sk};
+    }
+    g.alpha = alpha_;
+    g.c = c.data();
+    g.ldc = n_;
+    g.accumulate = accumulate_;
+    g.row_bias = row_bias_ ? rb.data() : nullptr;
+    g.col_bias = col_bias_ ? cb.data() : nullptr;
+    g.act = act_;
+    ThreadPool pool(threads_);
+    std::vector<char> scratch(GemmScratchBytesF32(uk, m_, n_, k_, !pack_b_, threads_) + 64);
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
+    RunGemmF32(uk, g, aligned, &pool);
+    const float tol = 1e-5f * (k_ + 1);
+    for (int64_t i = 0; i < m_ * n_; ++i) {
+      ASSERT_NEAR(c[i], ref[i], tol * (1.f + std::fabs(ref[i])))
+          << uk.name << " index " << i << " (row " << i / std::max<int64_t>(n_, 1) << ") M=" << m_ << " N=" << n_
+          << " K=" << k_ << " transA=" << ta_ << " transB=" << tb_ << " packB=" << pack_b_ << " seed=" << seed_;
+    }
+  }
+
+ private:
+  int64_t m_ = 1, n_ = 1, k_ = 1;
+  bool ta_ = false, tb_ = false, pack_b_ = true, row_bias_ = false, col_bias_ = false, accumulate_ = false;
+  float alpha_ = 1.f;
+  ActivationF32 act_;
+  int threads_ = 1;
+  uint64_t seed_ = 1;
+};
+
+class GemmF32UkernelTest : public ::testing::TestWithParam<int> {
+ protected:
+  const GemmUkernelInfoF32& uk() const { return GemmUkernelsF32()[GetParam()]; }
+  void SetUp() override {
+    if ((uk().needs & ActiveCpuFeatures()) != uk().needs) GTEST_SKIP() << uk().name << " needs features this CPU lacks";
+  }
+};
+
+TEST_P(GemmF32UkernelTest, SizesAroundTiles) {
+  const int64_t mr = uk().mr, nr = uk().nr;
+  uint64_t seed = 1;
+  for (int64_t m : {int64_t{1}, mr - 1, mr, mr + 1, 2 * mr + 3}) {
+    for (int64_t n : {int64_t{1}, nr - 1, nr, nr + 1, 3 * nr + 5}) {
+      for (int64_t k : {1, 3, 17, 255, 256, 257}) {
+        GemmTester().M(m).N(n).K(k).Seed(seed++).Test(uk());
+      }
+    }
+  }
+}
+
+TEST_P(GemmF32UkernelTest, OperandLayouts) {
+  uint64_t seed = 100;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (bool pack : {false, true}) {
+        GemmTester().M(37).N(45).K(300).TransA(ta).TransB(tb).PackB(pack).Seed(seed++).Test(uk());
+        GemmTester().M(200).N(150).K(70).TransA(ta).TransB(tb).PackB(pack).Seed(seed++).Test(uk());
+      }
+    }
+  }
+}
+
+TEST_P(GemmF32UkernelTest, EpilogueBiasActivationAccumulate) {
+  uint64_t seed = 200;
+  for (auto act : {ActivationF32::Kind::kNone, ActivationF32::Kind::kRelu, ActivationF32::Kind::kClip,
+                   ActivationF32::Kind::kLeakyRelu}) {
+    GemmTester().M(29).N(70).K(513).RowBias(true).Act(act).Seed(seed++).Test(uk());
+    GemmTester().M(29).N(70).K(40).ColBias(true).Accumulate(true).Act(act).Seed(seed++).Test(uk());
+    GemmTester().M(5).N(9).K(0).ColBias(true).RowBias(true).Act(act).Seed(seed++).Test(uk());
+  }
+  GemmTester().M(33).N(65).K(129).Alpha(0.5f).Seed(seed++).Test(uk());
+}
+
+TEST_P(GemmF32UkernelTest, Threads) {
+  uint64_t seed = 300;
+  for (int64_t m : {1, 7, 300}) {
+    for (int64_t n : {5, 64, 513}) {
+      GemmTester().M(m).N(n).K(300).Threads(2).PackB(n != 64).Seed(seed++).Test(uk());
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllRows, GemmF32UkernelTest,
+                         ::testing::Range(0, static_cast<int>(GemmUkernelsF32().size())),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return std::string(GemmUkernelsF32()[info.param].name);
+                         });
+
+}  // namespace
+}  // namespace kvant::cpu

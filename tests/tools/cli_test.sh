@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `kvant` on good and bad input: each bad case must exit non-zero with a
+# message naming what is wrong, never crash (exit codes >= 128 are signals).
+# usage: cli_test.sh KVANT_BINARY SOURCE_DIR WORK_DIR   (needs pip python3 with numpy, onnx)
+set -u
+kvant=$1 src=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+digits=$src/models/digits/digits.onnx
+pass=0 fail=0
+
+expect() {  # expect NAME WANT_EXIT(0|fail) PATTERN -- command...
+  local name=$1 want=$2 pattern=$3
+  shift 4
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [[ $want == 0 && $rc -ne 0 ]] || [[ $want == fail && ( $rc -eq 0 || $rc -ge 128 ) ]] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL $name (exit $rc): $out" | head -5
+    fail=$((fail + 1))
+  else
+    echo "ok   $name"
+    pass=$((pass + 1))
+  fi
+}
+
+python3 - "$work" "$src" <<'PY'
+import sys, numpy as np, onnx
+from onnx import helper, TensorProto
+work, src = sys.argv[1], sys.argv[2]
+open(f"{work}/garbage.onnx", "wb").write(b"\x00\x01not an onnx model at all\xff" * 10)
+data = open(f"{src}/models/digits/digits.onnx", "rb").read()
+open(f"{work}/truncated.onnx", "wb").write(data[: len(data) // 3])
+g = helper.make_graph([helper.make_node("Det", ["x"], ["y"], name="det_node")], "g",
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), f"{work}/unsupported.onnx")
+np.save(f"{work}/wrong_shape.npy", np.zeros((2, 1, 7, 8), np.float32))
+np.save(f"{work}/wrong_dtype.npy", np.zeros((2, 1, 8, 8), np.float64))
+np.save(f"{work}/good.npy", np.load(f"{src}/models/digits/eval_x.npy")[:5])
+PY
+
+expect run_random 0 "seed 42" -- "$kvant" run "$digits" --seed 42 --repeat 3
+expect run_npy_writes_output 0 "output logits: f32 \[5,10\]" -- "$kvant" run "$digits" --input image="$work/good.npy" --output-dir "$work/out"
+[[ -f $work/out/logits.npy ]] && pass=$((pass + 1)) || { echo "FAIL output file missing"; fail=$((fail + 1)); }
+expect malformed fail "garbage.onnx.*ModelProto" -- "$kvant" run "$work/garbage.onnx"
+expect truncated fail "truncated.onnx" -- "$kvant" run "$work/truncated.onnx"
+expect missing_file fail "no such file" -- "$kvant" run "$work/nope.onnx"
+expect unsupported_op fail "Det.*det_node.*opset 13" -- "$kvant" run "$work/unsupported.onnx"
+expect wrong_shape fail "input 'image' must have shape \[batch,1,8,8\], got \[2,1,7,8\]" -- "$kvant" run "$digits" --input image="$work/wrong_shape.npy"
+expect wrong_dtype fail "input 'image' must be f32, got f64" -- "$kvant" run "$digits" --input image="$work/wrong_dtype.npy"
+expect unknown_input fail "input 'pixels' must be one of" -- "$kvant" run "$digits" --input pixels="$work/good.npy"
+expect missing_npy fail "no such file" -- "$kvant" run "$digits" --input image="$work/none.npy"
+expect inspect_model 0 "operators: Conv x3" -- "$kvant" inspect "$digits"
+expect inspect_plan 0 "lower bound" -- "$kvant" inspect "$digits" --plan --shape image=4,1,8,8
+expect inspect_hardware 0 "avx2" -- "$kvant" inspect --hardware
+echo "$pass passed, $fail failed"
+[[ $fail -eq 0 ]]
