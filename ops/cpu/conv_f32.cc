@@ -77,12 +77,33 @@ class ConvF32 final : public Kernel {
     return c;
   }
 
+  // Small outputs batch several images into one GEMM (columns = image x
+  // position) so that the GEMM is wide enough to run at speed.
+  static int64_t ImagesPerGemm(const ConvShape& c) {
+    const int64_t ohw = std::max<int64_t>(1, c.out_size()), k = c.cin_g * c.k_size();
+    int64_t per = std::max<int64_t>(1, std::min(c.n, 1024 / ohw));
+    while (per > 1 && k * ohw * per * 4 > (int64_t{8} << 20)) per /= 2;  // col buffer <= 8 MiB
+    return per;
+  }
+
+  struct ScratchLayout {
+    int64_t per, col_bytes, staging_bytes;
+  };
+  static ScratchLayout Layout(const ConvShape& c) {
+    ScratchLayout l;
+    l.per = ImagesPerGemm(c);
+    const int64_t k = c.cin_g * c.k_size(), cols = l.per * c.out_size();
+    l.col_bytes = (c.pointwise() && l.per == 1) ? 0 : (k * cols * 4 + 63) / 64 * 64;
+    l.staging_bytes = l.per == 1 ? 0 : (c.cout_g * cols * 4 + 63) / 64 * 64;
+    return l;
+  }
+
   size_t ScratchBytes(const KernelShapes& s) const override {
     auto c = Geometry(s.inputs[0], s.inputs[1], s.outputs[0]);
     if (!c.ok() || Depthwise(*c)) return 0;
-    const int64_t k = c->cin_g * c->k_size(), n = c->out_size();
-    size_t col = c->pointwise() ? 0 : (k * n * 4 + 63) / 64 * 64;
-    return col + GemmScratchBytesF32(uk_, c->cout_g, n, k, true, s.num_threads);
+    const ScratchLayout l = Layout(*c);
+    return l.col_bytes + l.staging_bytes +
+           GemmScratchBytesF32(uk_, c->cout_g, l.per * c->out_size(), c->cin_g * c->k_size(), true, s.num_threads);
   }
 
   static bool Depthwise(const ConvShape& c) { return c.group > 1 && c.cin_g == 1 && c.cout_g == 1; }
@@ -99,29 +120,43 @@ class ConvF32 final : public Kernel {
       RunDepthwise(c, x.as<const float>(), w.as<const float>(), bias, y.as<float>(), ctx.pool);
       return absl::OkStatus();
     }
-    const int64_t k = c.cin_g * c.k_size(), n = c.out_size();
-    float* col = static_cast<float*>(ctx.scratch);
-    void* gemm_scratch = static_cast<char*>(ctx.scratch) + (c.pointwise() ? 0 : (k * n * 4 + 63) / 64 * 64);
-    for (int64_t b = 0; b < c.n; ++b) {
+    const int64_t k = c.cin_g * c.k_size(), ohw = c.out_size();
+    const ScratchLayout l = Layout(c);
+    char* scratch = static_cast<char*>(ctx.scratch);
+    float* col = reinterpret_cast<float*>(scratch);
+    float* staging = reinterpret_cast<float*>(scratch + l.col_bytes);
+    void* gemm_scratch = scratch + l.col_bytes + l.staging_bytes;
+    const float* xs = x.as<const float>();
+    float* ys = y.as<float>();
+    for (int64_t b0 = 0; b0 < c.n; b0 += l.per) {
+      const int64_t imgs = std::min(l.per, c.n - b0), cols = imgs * ohw;
       for (int64_t g = 0; g < c.group; ++g) {
-        const float* xg = x.as<const float>() + (b * c.cin + g * c.cin_g) * c.in_size();
         GemmArgsF32 args;
         args.m = c.cout_g;
-        args.n = n;
+        args.n = cols;
         args.k = k;
         if (!packed_w_.empty()) args.a.packed = &packed_w_[g];
         else args.a = {nullptr, w.as<const float>() + g * c.cout_g * k, k, 1};
-        if (c.pointwise()) {
-          args.b = {nullptr, xg, 1, n};
+        const float* x0 = xs + (b0 * c.cin + g * c.cin_g) * c.in_size();
+        if (l.per == 1 && c.pointwise()) {
+          args.b = {nullptr, x0, 1, ohw};
         } else {
-          Im2Col(c, xg, col);
-          args.b = {nullptr, col, 1, n};
+          for (int64_t i = 0; i < imgs; ++i) Im2Col(c, x0 + i * c.cin * c.in_size(), col + i * ohw, cols);
+          args.b = {nullptr, col, 1, cols};
         }
-        args.c = y.as<float>() + (b * c.cout + g * c.cout_g) * n;
-        args.ldc = n;
+        args.c = l.per == 1 ? ys + (b0 * c.cout + g * c.cout_g) * ohw : staging;
+        args.ldc = cols;
         args.row_bias = bias ? bias + g * c.cout_g : nullptr;
         args.act = act_;
         RunGemmF32(uk_, args, gemm_scratch, ctx.pool);
+        if (l.per > 1) {  // [cout_g][image][position] -> NCHW
+          for (int64_t i = 0; i < imgs; ++i) {
+            for (int64_t m = 0; m < c.cout_g; ++m) {
+              std::memcpy(ys + ((b0 + i) * c.cout + g * c.cout_g + m) * ohw, staging + m * cols + i * ohw,
+                          ohw * sizeof(float));
+            }
+          }
+        }
       }
     }
     return absl::OkStatus();
@@ -135,28 +170,36 @@ class ConvF32 final : public Kernel {
   }
 
  private:
-  // col[(c, kd, kh, kw)][(od, oh, ow)], zero where the window reads padding.
-  static void Im2Col(const ConvShape& c, const float* x, float* col) {
-    const int64_t n = c.out_size();
+  // col[(c, kd, kh, kw) * ld + (od, oh, ow)], zero where the window reads
+  // padding. Along W only the valid output range is computed; the rest is zero.
+  static void Im2Col(const ConvShape& c, const float* x, float* col, int64_t ld) {
     for (int64_t ci = 0; ci < c.cin_g; ++ci) {
       for (int64_t kd = 0; kd < c.k[0]; ++kd) {
         for (int64_t kh = 0; kh < c.k[1]; ++kh) {
           for (int64_t kw = 0; kw < c.k[2]; ++kw) {
-            float* row = col + (((ci * c.k[0] + kd) * c.k[1] + kh) * c.k[2] + kw) * n;
+            float* row = col + (((ci * c.k[0] + kd) * c.k[1] + kh) * c.k[2] + kw) * ld;
+            // Output columns whose input column iw = ow * s - p + kw * d lies in [0, in).
+            const int64_t off = kw * c.d[2] - c.p[2];
+            const int64_t lo = std::min(c.out[2], off >= 0 ? 0 : (-off + c.s[2] - 1) / c.s[2]);
+            const int64_t hi = std::max(lo, std::min(c.out[2], (c.in[2] - off + c.s[2] - 1) / c.s[2]));
             for (int64_t od = 0; od < c.out[0]; ++od) {
               const int64_t id = od * c.s[0] - c.p[0] + kd * c.d[0];
               for (int64_t oh = 0; oh < c.out[1]; ++oh) {
                 const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
                 float* dst = row + (od * c.out[1] + oh) * c.out[2];
                 if (id < 0 || id >= c.in[0] || ih < 0 || ih >= c.in[1]) {
-                  std::memset(dst, 0, c.out[2] * sizeof(float));
+                  for (int64_t ow = 0; ow < c.out[2]; ++ow) dst[ow] = 0.f;
                   continue;
                 }
-                const float* src = x + ((ci * c.in[0] + id) * c.in[1] + ih) * c.in[2];
-                for (int64_t ow = 0; ow < c.out[2]; ++ow) {
-                  const int64_t iw = ow * c.s[2] - c.p[2] + kw * c.d[2];
-                  dst[ow] = (iw >= 0 && iw < c.in[2]) ? src[iw] : 0.f;
+                // Plain loops: rows are often short (8-56 values), too short for memcpy calls.
+                const float* src = x + ((ci * c.in[0] + id) * c.in[1] + ih) * c.in[2] + off;
+                for (int64_t ow = 0; ow < lo; ++ow) dst[ow] = 0.f;
+                if (c.s[2] == 1) {
+                  for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow];
+                } else {
+                  for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * c.s[2]];
                 }
+                for (int64_t ow = hi; ow < c.out[2]; ++ow) dst[ow] = 0.f;
               }
             }
           }

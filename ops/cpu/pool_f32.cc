@@ -45,44 +45,71 @@ class PoolF32 final : public Kernel {
     const bool include_pad = p->count_include_pad;
     const float* xs = x.as<const float>();
     float* ys = y.as<float>();
+    // Per output position and dimension: the window's taps inside the input
+    // [lo, hi) (tap indices) and its size counting padding, computed once.
+    struct Taps {
+      int64_t lo, hi, padded;
+    };
+    std::vector<Taps> taps[3];
+    for (int i = 0; i < 3; ++i) {
+      for (int64_t o = 0; o < out[i]; ++o) {
+        const int64_t start = o * s[i] - pb[i];
+        Taps t{0, 0, 0};
+        t.lo = start >= 0 ? 0 : (-start + d[i] - 1) / d[i];
+        t.hi = std::min(k[i], (in[i] - start + d[i] - 1) / d[i]);
+        if (t.hi < t.lo) t.hi = t.lo;
+        for (int64_t q = 0; q < k[i]; ++q) {
+          const int64_t pos = start + q * d[i];
+          t.padded += pos < in[i] + pe[i];
+        }
+        taps[i].push_back(t);
+      }
+    }
+    // Rows are computed a tap at a time: for tap q2 of the innermost window
+    // dimension, output columns [lo2[q2], hi2[q2]) read inside the input; each
+    // pass is a plain loop over the output row.
+    std::vector<int64_t> lo2(k[2]), hi2(k[2]), count2(out[2]);
+    for (int64_t q = 0; q < k[2]; ++q) {
+      const int64_t off = q * d[2] - pb[2];
+      lo2[q] = std::min(out[2], off >= 0 ? 0 : (-off + s[2] - 1) / s[2]);
+      hi2[q] = std::max(lo2[q], std::min(out[2], (in[2] - off + s[2] - 1) / s[2]));
+    }
+    for (int64_t o = 0; o < out[2]; ++o) {
+      count2[o] = include_pad ? taps[2][o].padded : taps[2][o].hi - taps[2][o].lo;
+    }
+    const bool is_max = is_max_;
+    const int64_t s2 = s[2];
     ctx.pool->ParallelFor(planes, [&](int64_t p0, int64_t p1) {
       for (int64_t plane = p0; plane < p1; ++plane) {
         const float* xp = xs + plane * in_size;
         float* yp = ys + plane * out_size;
         for (int64_t o0 = 0; o0 < out[0]; ++o0) {
+          const Taps& t0 = taps[0][o0];
           for (int64_t o1 = 0; o1 < out[1]; ++o1) {
-            for (int64_t o2 = 0; o2 < out[2]; ++o2) {
-              const int64_t o[3] = {o0, o1, o2};
-              float acc = is_max_ ? -std::numeric_limits<float>::infinity() : 0.f;
-              int64_t count = 0, padded_count = 1;
-              for (int i = 0; i < 3; ++i) {
-                // Window positions inside [-pad_begin, in + pad_end) for count_include_pad.
-                int64_t n = 0;
-                for (int64_t t = 0; t < k[i]; ++t) {
-                  const int64_t pos = o[i] * s[i] - pb[i] + t * d[i];
-                  if (pos >= -pb[i] && pos < in[i] + pe[i]) ++n;
-                }
-                padded_count *= n;
-              }
-              for (int64_t t0 = 0; t0 < k[0]; ++t0) {
-                const int64_t i0 = o0 * s[0] - pb[0] + t0 * d[0];
-                if (i0 < 0 || i0 >= in[0]) continue;
-                for (int64_t t1 = 0; t1 < k[1]; ++t1) {
-                  const int64_t i1 = o1 * s[1] - pb[1] + t1 * d[1];
-                  if (i1 < 0 || i1 >= in[1]) continue;
-                  const float* row = xp + (i0 * in[1] + i1) * in[2];
-                  for (int64_t t2 = 0; t2 < k[2]; ++t2) {
-                    const int64_t i2 = o2 * s[2] - pb[2] + t2 * d[2];
-                    if (i2 < 0 || i2 >= in[2]) continue;
-                    const float v = row[i2];
-                    if (is_max_) acc = (v > acc || std::isnan(v)) ? v : acc;
-                    else acc += v;
-                    ++count;
+            const Taps& t1 = taps[1][o1];
+            float* yrow = yp + (o0 * out[1] + o1) * out[2];
+            const float init = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
+            for (int64_t o2 = 0; o2 < out[2]; ++o2) yrow[o2] = init;
+            for (int64_t q0 = t0.lo; q0 < t0.hi; ++q0) {
+              const int64_t i0 = o0 * s[0] - pb[0] + q0 * d[0];
+              for (int64_t q1 = t1.lo; q1 < t1.hi; ++q1) {
+                const int64_t i1 = o1 * s[1] - pb[1] + q1 * d[1];
+                const float* xrow = xp + (i0 * in[1] + i1) * in[2];
+                for (int64_t q2 = 0; q2 < k[2]; ++q2) {
+                  const float* src = xrow + q2 * d[2] - pb[2];
+                  if (is_max) {
+                    for (int64_t o2 = lo2[q2]; o2 < hi2[q2]; ++o2) yrow[o2] = std::max(yrow[o2], src[o2 * s2]);
+                  } else {
+                    for (int64_t o2 = lo2[q2]; o2 < hi2[q2]; ++o2) yrow[o2] += src[o2 * s2];
                   }
                 }
               }
-              if (!is_max_) acc /= static_cast<float>(include_pad ? padded_count : std::max<int64_t>(count, 1));
-              yp[(o0 * out[1] + o1) * out[2] + o2] = acc;
+            }
+            if (!is_max) {
+              const int64_t c01 = include_pad ? t0.padded * t1.padded : (t0.hi - t0.lo) * (t1.hi - t1.lo);
+              for (int64_t o2 = 0; o2 < out[2]; ++o2) {
+                yrow[o2] /= static_cast<float>(std::max<int64_t>(c01 * count2[o2], 1));
+              }
             }
           }
         }
