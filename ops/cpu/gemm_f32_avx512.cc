@@ -25,9 +25,11 @@ inline __m512 Activate(__m512 v, const ActivationF32& act) {
   return v;
 }
 
-template <int R>
-void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc, int64_t m_valid,
-             int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
+// kPacked: A is a packed panel (a_rs == 1), so broadcasts use fixed offsets.
+template <int R, bool kPacked>
+void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc,
+          int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
+  if constexpr (kPacked) a_rs = 1;
   __m512 acc0[R], acc1[R];
 #pragma GCC unroll 14
   for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
@@ -71,6 +73,16 @@ void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float
     }
     _mm512_mask_storeu_ps(row, m0, v0);
     _mm512_mask_storeu_ps(row + 16, m1, v1);
+  }
+}
+
+template <int R>
+void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc,
+             int64_t m_valid, int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
+  if (a_rs == 1) {
+    Body<R, true>(kc, a, 1, a_cs, b, c, ldc, n_valid, accumulate, ep);
+  } else {
+    Body<R, false>(kc, a, a_rs, a_cs, b, c, ldc, n_valid, accumulate, ep);
   }
 }
 
