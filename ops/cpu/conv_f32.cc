@@ -173,6 +173,11 @@ class ConvF32 final : public Kernel {
   // col[(c, kd, kh, kw) * ld + (od, oh, ow)], zero where the window reads
   // padding. Along W only the valid output range is computed; the rest is zero.
   static void Im2Col(const ConvShape& c, const float* x, float* col, int64_t ld) {
+    if (c.s[1] == 1 && c.s[2] == 1 && c.d[1] == 1 && c.d[2] == 1 && c.out[1] == c.in[1] && c.out[2] == c.in[2] &&
+        c.k[0] == 1 && c.in[0] == 1) {
+      Im2ColSame2d(c, x, col, ld);
+      return;
+    }
     for (int64_t ci = 0; ci < c.cin_g; ++ci) {
       for (int64_t kd = 0; kd < c.k[0]; ++kd) {
         for (int64_t kh = 0; kh < c.k[1]; ++kh) {
@@ -201,6 +206,37 @@ class ConvF32 final : public Kernel {
                 }
                 for (int64_t ow = hi; ow < c.out[2]; ++ow) dst[ow] = 0.f;
               }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // Stride 1, "same" size 2-D: each col row is the input plane shifted by
+  // (kh - pad_h, kw - pad_w), so it is one contiguous copy followed by zeroing
+  // the rows and columns the shift pushed outside the input.
+  static void Im2ColSame2d(const ConvShape& c, const float* x, float* col, int64_t ld) {
+    const int64_t h = c.in[1], w = c.in[2], plane = h * w;
+    for (int64_t ci = 0; ci < c.cin_g; ++ci) {
+      const float* xp = x + ci * plane;
+      for (int64_t kh = 0; kh < c.k[1]; ++kh) {
+        for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+          float* dst = col + ((ci * c.k[1] + kh) * c.k[2] + kw) * ld;
+          const int64_t sh = kh - c.p[1], sw = kw - c.p[2], shift = sh * w + sw;
+          const int64_t begin = std::max<int64_t>(0, -shift), end = std::min(plane, plane - shift);
+          for (int64_t i = 0; i < std::min(begin, plane); ++i) dst[i] = 0.f;
+          if (end > begin) std::memcpy(dst + begin, xp + begin + shift, (end - begin) * sizeof(float));
+          for (int64_t i = std::max(end, begin); i < plane; ++i) dst[i] = 0.f;
+          // Rows shifted in from above or below, then columns wrapped from the neighbouring row.
+          const int64_t row_lo = std::clamp<int64_t>(-sh, 0, h), row_hi = std::clamp<int64_t>(h - sh, 0, h);
+          for (int64_t r = 0; r < row_lo; ++r) std::fill(dst + r * w, dst + (r + 1) * w, 0.f);
+          for (int64_t r = row_hi; r < h; ++r) std::fill(dst + r * w, dst + (r + 1) * w, 0.f);
+          const int64_t col_lo = std::clamp<int64_t>(-sw, 0, w), col_hi = std::clamp<int64_t>(w - sw, 0, w);
+          if (col_lo > 0 || col_hi < w) {
+            for (int64_t r = row_lo; r < row_hi; ++r) {
+              for (int64_t q = 0; q < col_lo; ++q) dst[r * w + q] = 0.f;
+              for (int64_t q = col_hi; q < w; ++q) dst[r * w + q] = 0.f;
             }
           }
         }
