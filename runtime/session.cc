@@ -1,5 +1,6 @@
 // The public Session: load (import, optimize, compile), input validation, the
 // per-shape plan cache with its arena pool, and plan execution.
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -70,6 +71,23 @@ ValueInfo ToValueInfo(const Graph& g, const std::string& name) {
 
 class SessionImpl {
  public:
+  bool profile = false;
+  mutable absl::Mutex profile_mu;
+  mutable std::map<std::string, size_t> profile_index ABSL_GUARDED_BY(profile_mu);
+  mutable std::vector<NodeProfile> profile_rows ABSL_GUARDED_BY(profile_mu);
+
+  void Record(const PlanStep& step, double ms) const {
+    absl::MutexLock lock(&profile_mu);
+    auto [it, inserted] = profile_index.emplace(step.label, profile_rows.size());
+    if (inserted) {
+      std::string impl = step.kernel->Describe();
+      profile_rows.push_back(NodeProfile{step.label, impl.empty() ? step.def->name : std::string(step.def->name) + " " + impl});
+    }
+    NodeProfile& row = profile_rows[it->second];
+    ++row.calls;
+    row.total_ms += ms;
+  }
+
   static Session Wrap(std::shared_ptr<const SessionImpl> impl) { return Session(std::move(impl)); }
 
   std::string source;
@@ -197,7 +215,13 @@ class SessionImpl {
       }
       KernelContext ctx{in_args, out_args, step.scratch_bytes ? arena.get() + step.scratch_offset : nullptr,
                         pool.get()};
-      status = step.kernel->Run(ctx);
+      if (profile) {
+        const auto t0 = std::chrono::steady_clock::now();
+        status = step.kernel->Run(ctx);
+        Record(step, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      } else {
+        status = step.kernel->Run(ctx);
+      }
       if (!status.ok()) break;
     }
     (*cached)->Release(std::move(arena));
@@ -231,6 +255,7 @@ absl::StatusOr<Session> Build(absl::StatusOr<Graph> graph, const SessionOptions&
         absl::StrFormat("failed to load %s: num_threads must be in [1, 1024], got %d", source, options.num_threads));
   }
   impl->source = source;
+  impl->profile = options.profile;
   for (const std::string& in : graph->inputs) impl->inputs.push_back(internal::ToValueInfo(*graph, in));
   for (const std::string& out : graph->outputs) impl->outputs.push_back(internal::ToValueInfo(*graph, out));
   auto model = CompileModel(*std::move(graph), options, ActiveCpuFeatures());
@@ -277,5 +302,10 @@ absl::StatusOr<PlanReport> Session::Plan(const std::map<std::string, std::vector
 }
 
 std::string Session::GraphText() const { return impl_->model->graph.DebugString(); }
+
+std::vector<NodeProfile> Session::Profile() const {
+  absl::MutexLock lock(&impl_->profile_mu);
+  return impl_->profile_rows;
+}
 
 }  // namespace kvant

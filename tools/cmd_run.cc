@@ -89,6 +89,7 @@ absl::StatusOr<std::map<std::string, std::vector<int64_t>>> ResolveShapes(const 
 int RunCommand(const RunArgs& args) {
   SessionOptions options;
   options.num_threads = args.threads;
+  options.profile = args.profile;
   auto session = Session::Load(args.model, options);
   if (!session.ok()) return Fail(session.status());
 
@@ -174,6 +175,15 @@ int RunCommand(const RunArgs& args) {
     }
     std::printf("top-1 accuracy of %s: %.2f%% (%lld/%lld)\n", kv[0].c_str(), 100.0 * correct / std::max<int64_t>(n, 1),
                 static_cast<long long>(correct), static_cast<long long>(n));
+  }
+  if (args.profile) {
+    double total = 0;
+    for (const NodeProfile& p : session->Profile()) total += p.total_ms;
+    std::printf("%-44s %-38s %10s %7s\n", "node", "kernel", "ms/run", "share");
+    for (const NodeProfile& p : session->Profile()) {
+      std::printf("%-44s %-38s %10.4f %6.1f%%\n", p.node.c_str(), p.kernel.c_str(), p.total_ms / std::max<int64_t>(p.calls, 1),
+                  total > 0 ? 100.0 * p.total_ms / total : 0.0);
+    }
   }
   std::sort(ms.begin(), ms.end());
   std::printf("latency: median %.3f ms over %d run(s) (min %.3f, max %.3f), %d thread(s)\n", ms[ms.size() / 2],

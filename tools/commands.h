@@ -22,6 +22,7 @@ struct RunArgs {
   int repeat = 1;
   uint64_t seed = 0;
   bool seed_given = false;
+  bool profile = false;
 };
 int RunCommand(const RunArgs& args);
 

@@ -116,6 +116,16 @@ struct SessionOptions {
   int64_t max_arena_bytes = int64_t{16} << 30;
   // Refuse models whose weights exceed this many bytes.
   int64_t max_weight_bytes = int64_t{16} << 30;
+  // Time every kernel call; read the totals with Session::Profile().
+  bool profile = false;
+};
+
+// Time spent in one graph node over all profiled runs.
+struct NodeProfile {
+  std::string node;    // "Conv 'conv1'"
+  std::string kernel;  // registry row and implementation, e.g. "conv_f32 gemm_f32_avx512_14x32"
+  int64_t calls = 0;
+  double total_ms = 0;
 };
 
 // Memory and kernel plan for one input-shape signature.
@@ -151,6 +161,10 @@ class Session {
 
   // The optimized graph as text.
   std::string GraphText() const;
+
+  // Per-node times accumulated while SessionOptions::profile is set, in
+  // execution order (empty otherwise).
+  std::vector<NodeProfile> Profile() const;
 
  private:
   friend class internal::SessionImpl;

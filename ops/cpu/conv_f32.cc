@@ -1,36 +1,43 @@
 // FP32 convolution, NCHW, 1-D to 3-D (lower ranks run as 3-D with unit sizes).
-// Grouped convolution runs one GEMM per group: weights (pre-packed A, one panel
-// set per group) x im2col columns (B); 1x1/stride-1/unpadded convolutions read
-// the input directly. Depthwise convolution (one input channel per group) runs
-// a direct loop instead. Bias and the fused activation are the GEMM epilogue.
+//
+// Grouped convolution is one GEMM per group and tile of output positions, in
+// one of two orientations chosen at load:
+//  - positions as rows (up to kPositionsAsRowsMaxCout channels per group):
+//    Y^T[position, channel] = col^T x W^T. The im2col tile (K x T, T = 256
+//    positions) is read in place as A, W^T is pre-packed once as B, the bias
+//    is a column bias; the small result is transposed into NCHW. Pointwise
+//    convolutions read the input itself as A.
+//  - channels as rows (wide layers, or weights computed at run time):
+//    Y = W x col, W pre-packed as A, bias per row, written straight into Y.
+// Small images are batched so a tile holds several images. Depthwise
+// convolution (one input channel per group) runs a direct loop.
 #include <cstring>
 
 #include "absl/strings/str_format.h"
 #include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/im2col_f32.h"
 #include "ops/nn_ops.h"
 
 namespace kvant::cpu {
 namespace {
 
-// Geometry of one call, as 3-D.
-struct ConvShape {
-  int64_t n, cin, cout, group, cin_g, cout_g;
-  int64_t in[3], out[3], k[3], s[3], d[3], p[3];
-  int64_t in_size() const { return in[0] * in[1] * in[2]; }
-  int64_t out_size() const { return out[0] * out[1] * out[2]; }
-  int64_t k_size() const { return k[0] * k[1] * k[2]; }
-  bool pointwise() const {
-    for (int i = 0; i < 3; ++i) {
-      if (k[i] != 1 || s[i] != 1 || p[i] != 0) return false;
-    }
-    return true;
-  }
+constexpr int64_t kPositionsAsRowsMaxCout = 128;
+constexpr int64_t kTilePositions = 256;  // positions-as-rows tile (multiple of 16)
+
+int64_t Align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// A tile of output positions: positions [p0, p1) of `images` consecutive
+// images starting at `image` (several images only when each is small).
+struct Tile {
+  int64_t image, images, p0, p1;
+  int64_t cols() const { return images * (p1 - p0); }
 };
 
 class ConvF32 final : public Kernel {
  public:
-  ConvF32(const GemmUkernelInfoF32& uk, std::string label, const AttributeMap& attrs)
-      : uk_(uk), label_(std::move(label)), attrs_(attrs), act_(ReadFusedActivation(attrs)) {}
+  ConvF32(const GemmUkernelInfoF32& uk, std::string label, const AttributeMap& attrs, CpuFeatures cpu)
+      : uk_(uk), label_(std::move(label)), attrs_(attrs), act_(ReadFusedActivation(attrs)),
+        avx512_((cpu & kIsaAvx512) == kIsaAvx512) {}
 
   absl::Status Prepare(const KernelInit& init) {
     const Tensor* w = init.constant_inputs[1];
@@ -38,14 +45,16 @@ class ConvF32 final : public Kernel {
     const int64_t cout = w->shape()[0], group = attrs_.GetInt("group", 1);
     const int64_t cout_g = cout / group, k = w->num_elements() / cout;
     if (w->shape()[1] == 1 && group > 1 && cout_g == 1) return absl::OkStatus();  // depthwise reads W directly
+    positions_as_rows_ = cout_g <= kPositionsAsRowsMaxCout;
     for (int64_t g = 0; g < group; ++g) {
-      packed_w_.push_back(PackConstantF32(cout_g, k, uk_.mr, w->data<float>() + g * cout_g * k, k, 1, 1.f));
+      const float* wg = w->data<float>() + g * cout_g * k;
+      // Positions as rows: W^T is B (panels of nr channels); else W is A (panels of mr channels).
+      packed_w_.push_back(PackConstantF32(cout_g, k, positions_as_rows_ ? uk_.nr : uk_.mr, wg, k, 1, 1.f));
     }
     return absl::OkStatus();
   }
 
-  absl::StatusOr<ConvShape> Geometry(absl::Span<const int64_t> x, absl::Span<const int64_t> w,
-                                     absl::Span<const int64_t> y) const {
+  absl::StatusOr<ConvGeometry> Geometry(absl::Span<const int64_t> x, absl::Span<const int64_t> w) const {
     const int64_t spatial = x.size() - 2;
     if (spatial < 1 || spatial > 3) {
       return absl::UnimplementedError(absl::StrFormat(
@@ -56,7 +65,7 @@ class ConvF32 final : public Kernel {
     std::vector<int64_t> in(x.begin() + 2, x.end());
     auto out = WindowOutputSizes(*p, in, label_);
     if (!out.ok()) return out.status();
-    ConvShape c;
+    ConvGeometry c;
     c.n = x[0];
     c.cin = x[1];
     c.cout = w[0];
@@ -65,7 +74,7 @@ class ConvF32 final : public Kernel {
     c.cout_g = c.cout / c.group;
     const int64_t off = 3 - spatial;
     for (int i = 0; i < 3; ++i) {
-      const int j = i - off;
+      const int64_t j = i - off;
       const bool real = j >= 0;
       c.in[i] = real ? in[j] : 1;
       c.out[i] = real ? (*out)[j] : 1;
@@ -77,92 +86,86 @@ class ConvF32 final : public Kernel {
     return c;
   }
 
-  // Small outputs batch several images into one GEMM (columns = image x
-  // position) so that the GEMM is wide enough to run at speed.
-  static int64_t ImagesPerGemm(const ConvShape& c) {
-    const int64_t ohw = std::max<int64_t>(1, c.out_size()), k = c.cin_g * c.k_size();
+  static bool Depthwise(const ConvGeometry& c) { return c.group > 1 && c.cin_g == 1 && c.cout_g == 1; }
+
+  // Positions per tile: kTilePositions for positions as rows; whole images
+  // (at least 1024 columns, col buffer at most 8 MiB) for channels as rows.
+  int64_t TileColumns(const ConvGeometry& c) const {
+    const int64_t ohw = std::max<int64_t>(1, c.out_size());
+    if (positions_as_rows_) return ohw >= kTilePositions ? kTilePositions : (kTilePositions / ohw) * ohw;
     int64_t per = std::max<int64_t>(1, std::min(c.n, 1024 / ohw));
-    while (per > 1 && k * ohw * per * 4 > (int64_t{8} << 20)) per /= 2;  // col buffer <= 8 MiB
-    return per;
+    while (per > 1 && c.gemm_k() * ohw * per * 4 > (int64_t{8} << 20)) per /= 2;
+    return per * ohw;
   }
 
-  struct ScratchLayout {
-    int64_t per, col_bytes, staging_bytes;
+  std::vector<Tile> Tiles(const ConvGeometry& c) const {
+    std::vector<Tile> tiles;
+    const int64_t ohw = c.out_size(), cols = TileColumns(c);
+    if (cols <= ohw) {
+      for (int64_t b = 0; b < c.n; ++b) {
+        for (int64_t p = 0; p < ohw; p += cols) tiles.push_back({b, 1, p, std::min(ohw, p + cols)});
+      }
+    } else {
+      const int64_t per = cols / ohw;
+      for (int64_t b = 0; b < c.n; b += per) tiles.push_back({b, std::min(per, c.n - b), 0, ohw});
+    }
+    return tiles;
+  }
+
+  struct Scratch {
+    int64_t col_bytes, staging_bytes;
   };
-  static ScratchLayout Layout(const ConvShape& c) {
-    ScratchLayout l;
-    l.per = ImagesPerGemm(c);
-    const int64_t k = c.cin_g * c.k_size(), cols = l.per * c.out_size();
-    l.col_bytes = (c.pointwise() && l.per == 1) ? 0 : (k * cols * 4 + 63) / 64 * 64;
-    l.staging_bytes = l.per == 1 ? 0 : (c.cout_g * cols * 4 + 63) / 64 * 64;
-    return l;
+  Scratch Layout(const ConvGeometry& c) const {
+    const int64_t cols = TileColumns(c);
+    return {Align64(c.gemm_k() * cols * 4), Align64(c.cout_g * cols * 4)};
   }
 
   size_t ScratchBytes(const KernelShapes& s) const override {
-    auto c = Geometry(s.inputs[0], s.inputs[1], s.outputs[0]);
+    auto c = Geometry(s.inputs[0], s.inputs[1]);
     if (!c.ok() || Depthwise(*c)) return 0;
-    const ScratchLayout l = Layout(*c);
-    return l.col_bytes + l.staging_bytes +
-           GemmScratchBytesF32(uk_, c->cout_g, l.per * c->out_size(), c->cin_g * c->k_size(), true, s.num_threads);
+    const Scratch l = Layout(*c);
+    const int64_t cols = TileColumns(*c);
+    const size_t gemm = positions_as_rows_ ? GemmScratchBytesF32(uk_, cols, c->cout_g, c->gemm_k(), false, s.num_threads)
+                                           : GemmScratchBytesF32(uk_, c->cout_g, cols, c->gemm_k(), true, s.num_threads);
+    return l.col_bytes + l.staging_bytes + gemm;
   }
-
-  static bool Depthwise(const ConvShape& c) { return c.group > 1 && c.cin_g == 1 && c.cout_g == 1; }
 
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
     const TensorArg& w = ctx.input(1);
-    const TensorArg& y = ctx.output(0);
-    auto geom = Geometry(x.shape, w.shape, y.shape);
+    auto geom = Geometry(x.shape, w.shape);
     if (!geom.ok()) return geom.status();
-    const ConvShape& c = *geom;
+    const ConvGeometry& c = *geom;
     const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
+    float* y = ctx.output(0).as<float>();
     if (Depthwise(c)) {
-      RunDepthwise(c, x.as<const float>(), w.as<const float>(), bias, y.as<float>(), ctx.pool);
+      RunDepthwise(c, x.as<const float>(), w.as<const float>(), bias, y, ctx.pool);
       return absl::OkStatus();
     }
-    const int64_t k = c.cin_g * c.k_size(), ohw = c.out_size();
-    const ScratchLayout l = Layout(c);
-    char* scratch = static_cast<char*>(ctx.scratch);
-    float* col = reinterpret_cast<float*>(scratch);
-    float* staging = reinterpret_cast<float*>(scratch + l.col_bytes);
-    void* gemm_scratch = scratch + l.col_bytes + l.staging_bytes;
-    const float* xs = x.as<const float>();
-    float* ys = y.as<float>();
-    for (int64_t b0 = 0; b0 < c.n; b0 += l.per) {
-      const int64_t imgs = std::min(l.per, c.n - b0), cols = imgs * ohw;
+    const Scratch l = Layout(c);
+    Buffers buf;
+    buf.col = static_cast<float*>(ctx.scratch);
+    buf.staging = reinterpret_cast<float*>(static_cast<char*>(ctx.scratch) + l.col_bytes);
+    buf.gemm = static_cast<char*>(ctx.scratch) + l.col_bytes + l.staging_bytes;
+    if (avx512_ && c.same_size_2d()) buf.masks = Im2ColSame2dMasks(c);
+    for (const Tile& t : Tiles(c)) {
       for (int64_t g = 0; g < c.group; ++g) {
-        GemmArgsF32 args;
-        args.m = c.cout_g;
-        args.n = cols;
-        args.k = k;
-        if (!packed_w_.empty()) args.a.packed = &packed_w_[g];
-        else args.a = {nullptr, w.as<const float>() + g * c.cout_g * k, k, 1};
-        const float* x0 = xs + (b0 * c.cin + g * c.cin_g) * c.in_size();
-        if (l.per == 1 && c.pointwise()) {
-          args.b = {nullptr, x0, 1, ohw};
+        const float* xg = x.as<const float>() + (t.image * c.cin + g * c.cin_g) * c.in_size();
+        const float* bg = bias ? bias + g * c.cout_g : nullptr;
+        if (positions_as_rows_) {
+          RunPositionsAsRows(c, t, g, xg, bg, y, buf, ctx.pool);
         } else {
-          for (int64_t i = 0; i < imgs; ++i) Im2Col(c, x0 + i * c.cin * c.in_size(), col + i * ohw, cols);
-          args.b = {nullptr, col, 1, cols};
-        }
-        args.c = l.per == 1 ? ys + (b0 * c.cout + g * c.cout_g) * ohw : staging;
-        args.ldc = cols;
-        args.row_bias = bias ? bias + g * c.cout_g : nullptr;
-        args.act = act_;
-        RunGemmF32(uk_, args, gemm_scratch, ctx.pool);
-        if (l.per > 1) {  // [cout_g][image][position] -> NCHW
-          for (int64_t i = 0; i < imgs; ++i) {
-            for (int64_t m = 0; m < c.cout_g; ++m) {
-              std::memcpy(ys + ((b0 + i) * c.cout + g * c.cout_g + m) * ohw, staging + m * cols + i * ohw,
-                          ohw * sizeof(float));
-            }
-          }
+          RunChannelsAsRows(c, t, g, xg, w.as<const float>(), bg, y, buf, ctx.pool);
         }
       }
     }
     return absl::OkStatus();
   }
 
-  std::string Describe() const override { return uk_.name; }
+  std::string Describe() const override {
+    return std::string(uk_.name) + (positions_as_rows_ ? " positions-as-rows" : "");
+  }
+
   int64_t PackedBytes() const override {
     int64_t b = 0;
     for (const auto& p : packed_w_) b += p.bytes();
@@ -170,81 +173,88 @@ class ConvF32 final : public Kernel {
   }
 
  private:
-  // col[(c, kd, kh, kw) * ld + (od, oh, ow)], zero where the window reads
-  // padding. Along W only the valid output range is computed; the rest is zero.
-  static void Im2Col(const ConvShape& c, const float* x, float* col, int64_t ld) {
-    if (c.s[1] == 1 && c.s[2] == 1 && c.d[1] == 1 && c.d[2] == 1 && c.out[1] == c.in[1] && c.out[2] == c.in[2] &&
-        c.k[0] == 1 && c.in[0] == 1) {
-      Im2ColSame2d(c, x, col, ld);
-      return;
-    }
-    for (int64_t ci = 0; ci < c.cin_g; ++ci) {
-      for (int64_t kd = 0; kd < c.k[0]; ++kd) {
-        for (int64_t kh = 0; kh < c.k[1]; ++kh) {
-          for (int64_t kw = 0; kw < c.k[2]; ++kw) {
-            float* row = col + (((ci * c.k[0] + kd) * c.k[1] + kh) * c.k[2] + kw) * ld;
-            // Output columns whose input column iw = ow * s - p + kw * d lies in [0, in).
-            const int64_t off = kw * c.d[2] - c.p[2];
-            const int64_t lo = std::min(c.out[2], off >= 0 ? 0 : (-off + c.s[2] - 1) / c.s[2]);
-            const int64_t hi = std::max(lo, std::min(c.out[2], (c.in[2] - off + c.s[2] - 1) / c.s[2]));
-            for (int64_t od = 0; od < c.out[0]; ++od) {
-              const int64_t id = od * c.s[0] - c.p[0] + kd * c.d[0];
-              for (int64_t oh = 0; oh < c.out[1]; ++oh) {
-                const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
-                float* dst = row + (od * c.out[1] + oh) * c.out[2];
-                if (id < 0 || id >= c.in[0] || ih < 0 || ih >= c.in[1]) {
-                  for (int64_t ow = 0; ow < c.out[2]; ++ow) dst[ow] = 0.f;
-                  continue;
-                }
-                // Plain loops: rows are often short (8-56 values), too short for memcpy calls.
-                const float* src = x + ((ci * c.in[0] + id) * c.in[1] + ih) * c.in[2] + off;
-                for (int64_t ow = 0; ow < lo; ++ow) dst[ow] = 0.f;
-                if (c.s[2] == 1) {
-                  for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow];
-                } else {
-                  for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * c.s[2]];
-                }
-                for (int64_t ow = hi; ow < c.out[2]; ++ow) dst[ow] = 0.f;
-              }
-            }
-          }
-        }
+  struct Buffers {
+    float* col;
+    float* staging;
+    void* gemm;
+    std::vector<uint16_t> masks;  // AVX-512 same-size im2col, when it applies
+  };
+
+  // Fills col[K][t.cols()] for tile t of group input `xg`.
+  void Im2ColTile(const ConvGeometry& c, const Tile& t, const float* xg, const Buffers& buf) const {
+    const int64_t cols = t.cols(), span = t.p1 - t.p0;
+    for (int64_t i = 0; i < t.images; ++i) {
+      const float* xi = xg + i * c.cin * c.in_size();
+      float* dst = buf.col + i * span;
+      if (!buf.masks.empty()) {
+        avx512::Im2ColSame2dF32(c, xi, buf.masks.data(), t.p0, t.p1, dst, cols);
+      } else {
+        Im2ColF32(c, xi, t.p0, t.p1, dst, cols);
       }
     }
   }
 
-  // Stride 1, "same" size 2-D: each col row is the input plane shifted by
-  // (kh - pad_h, kw - pad_w), so it is one contiguous copy followed by zeroing
-  // the rows and columns the shift pushed outside the input.
-  static void Im2ColSame2d(const ConvShape& c, const float* x, float* col, int64_t ld) {
-    const int64_t h = c.in[1], w = c.in[2], plane = h * w;
-    for (int64_t ci = 0; ci < c.cin_g; ++ci) {
-      const float* xp = x + ci * plane;
-      for (int64_t kh = 0; kh < c.k[1]; ++kh) {
-        for (int64_t kw = 0; kw < c.k[2]; ++kw) {
-          float* dst = col + ((ci * c.k[1] + kh) * c.k[2] + kw) * ld;
-          const int64_t sh = kh - c.p[1], sw = kw - c.p[2], shift = sh * w + sw;
-          const int64_t begin = std::max<int64_t>(0, -shift), end = std::min(plane, plane - shift);
-          for (int64_t i = 0; i < std::min(begin, plane); ++i) dst[i] = 0.f;
-          if (end > begin) std::memcpy(dst + begin, xp + begin + shift, (end - begin) * sizeof(float));
-          for (int64_t i = std::max(end, begin); i < plane; ++i) dst[i] = 0.f;
-          // Rows shifted in from above or below, then columns wrapped from the neighbouring row.
-          const int64_t row_lo = std::clamp<int64_t>(-sh, 0, h), row_hi = std::clamp<int64_t>(h - sh, 0, h);
-          for (int64_t r = 0; r < row_lo; ++r) std::fill(dst + r * w, dst + (r + 1) * w, 0.f);
-          for (int64_t r = row_hi; r < h; ++r) std::fill(dst + r * w, dst + (r + 1) * w, 0.f);
-          const int64_t col_lo = std::clamp<int64_t>(-sw, 0, w), col_hi = std::clamp<int64_t>(w - sw, 0, w);
-          if (col_lo > 0 || col_hi < w) {
-            for (int64_t r = row_lo; r < row_hi; ++r) {
-              for (int64_t q = 0; q < col_lo; ++q) dst[r * w + q] = 0.f;
-              for (int64_t q = col_hi; q < w; ++q) dst[r * w + q] = 0.f;
-            }
-          }
-        }
+  void RunPositionsAsRows(const ConvGeometry& c, const Tile& t, int64_t g, const float* xg, const float* bias,
+                          float* y, const Buffers& buf, ParallelRunner* pool) const {
+    const int64_t ohw = c.out_size(), cols = t.cols(), span = t.p1 - t.p0;
+    GemmArgsF32 args;
+    args.m = cols;
+    args.n = c.cout_g;
+    args.k = c.gemm_k();
+    if (t.images == 1 && c.pointwise()) {
+      args.a = {nullptr, xg + t.p0, 1, ohw};  // the input plane is already col for 1x1
+    } else {
+      Im2ColTile(c, t, xg, buf);
+      args.a = {nullptr, buf.col, 1, cols};
+    }
+    args.b.packed = &packed_w_[g];
+    args.c = buf.staging;
+    args.ldc = c.cout_g;
+    args.col_bias = bias;
+    args.act = act_;
+    RunGemmF32(uk_, args, buf.gemm, pool);
+    // [image][position][channel] -> NCHW
+    for (int64_t i = 0; i < t.images; ++i) {
+      for (int64_t m = 0; m < c.cout_g; ++m) {
+        float* dst = y + ((t.image + i) * c.cout + g * c.cout_g + m) * ohw + t.p0;
+        const float* src = buf.staging + i * span * c.cout_g + m;
+        for (int64_t p = 0; p < span; ++p) dst[p] = src[p * c.cout_g];
       }
     }
   }
 
-  void RunDepthwise(const ConvShape& c, const float* x, const float* w, const float* bias, float* y,
+  void RunChannelsAsRows(const ConvGeometry& c, const Tile& t, int64_t g, const float* xg, const float* w,
+                         const float* bias, float* y, const Buffers& buf, ParallelRunner* pool) const {
+    const int64_t ohw = c.out_size(), cols = t.cols(), k = c.gemm_k();
+    GemmArgsF32 args;
+    args.m = c.cout_g;
+    args.n = cols;
+    args.k = k;
+    if (!packed_w_.empty()) args.a.packed = &packed_w_[g];
+    else args.a = {nullptr, w + g * c.cout_g * k, k, 1};
+    if (t.images == 1 && c.pointwise()) {
+      args.b = {nullptr, xg + t.p0, 1, ohw};
+    } else {
+      Im2ColTile(c, t, xg, buf);
+      args.b = {nullptr, buf.col, 1, cols};
+    }
+    // One image: write straight into Y (rows are channels, ldc the plane).
+    const bool direct = t.images == 1;
+    args.c = direct ? y + (t.image * c.cout + g * c.cout_g) * ohw + t.p0 : buf.staging;
+    args.ldc = direct ? ohw : cols;
+    args.row_bias = bias;
+    args.act = act_;
+    RunGemmF32(uk_, args, buf.gemm, pool);
+    if (direct) return;
+    for (int64_t i = 0; i < t.images; ++i) {  // [channel][image][position] -> NCHW
+      for (int64_t m = 0; m < c.cout_g; ++m) {
+        std::memcpy(y + ((t.image + i) * c.cout + g * c.cout_g + m) * ohw, buf.staging + m * cols + i * ohw,
+                    ohw * sizeof(float));
+      }
+    }
+  }
+
+  void RunDepthwise(const ConvGeometry& c, const float* x, const float* w, const float* bias, float* y,
                     ParallelRunner* pool) const {
     pool->ParallelFor(c.n * c.cout, [&](int64_t p0, int64_t p1) {
       for (int64_t plane = p0; plane < p1; ++plane) {
@@ -283,13 +293,15 @@ class ConvF32 final : public Kernel {
   std::string label_;
   AttributeMap attrs_;
   ActivationF32 act_;
+  bool avx512_;
+  bool positions_as_rows_ = false;
   std::vector<PackedPanelsF32> packed_w_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateConvF32(const KernelInit& init) {
-  auto k = std::make_unique<ConvF32>(SelectGemmUkernelF32(init.cpu), init.node_label, *init.attrs);
+  auto k = std::make_unique<ConvF32>(SelectGemmUkernelF32(init.cpu), init.node_label, *init.attrs, init.cpu);
   if (auto s = k->Prepare(init); !s.ok()) return s;
   return k;
 }

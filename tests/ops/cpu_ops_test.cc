@@ -157,6 +157,11 @@ TEST(CpuOps, Conv) {
       {1, 8, 10, 10, 8, 3, 8, 2, 1, 1, true}, {1, 6, 7, 9, 9, 3, 3, 1, 2, 2, true},
       {1, 16, 5, 5, 32, 3, 1, 2, 1, 0, true}, {3, 2, 1, 17, 5, 1, 1, 1, 1, 0, true},
       {1, 4, 6, 6, 8, 5, 2, 3, 1, 2, false},
+      // Tiles: a 20x20 plane is two position tiles (256 + 144); 160 channels
+      // per group take the channels-as-rows GEMM; 3x3 planes batch images.
+      {2, 5, 20, 20, 12, 3, 1, 1, 1, 1, true}, {1, 6, 9, 7, 160, 3, 1, 1, 1, 1, true},
+      {2, 8, 17, 16, 320, 1, 2, 1, 1, 0, true}, {37, 3, 3, 3, 7, 3, 1, 1, 1, 1, true},
+      {3, 4, 18, 18, 6, 1, 1, 1, 1, 0, false},
   };
   uint64_t seed = 100;
   for (const Case& c : cases) {

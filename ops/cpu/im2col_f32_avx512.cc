@@ -1,0 +1,32 @@
+// im2col for stride-1, same-size 2-D convolutions with AVX-512: each column
+// row is the input plane shifted by (kh - pad_h, kw - pad_w); 16 positions
+// are copied with one masked load whose mask marks the positions that read
+// inside the input (masked-out lanes never touch memory, so the shift may
+// point before or after the plane). Compiled with -mavx512f.
+#include <immintrin.h>
+
+#include "ops/cpu/im2col_f32.h"
+
+namespace kvant::cpu::avx512 {
+
+void Im2ColSame2dF32(const ConvGeometry& c, const float* x, const uint16_t* masks, int64_t p0, int64_t p1,
+                     float* col, int64_t ld) {
+  const int64_t w = c.in[2], plane = c.in[1] * w, blocks = (plane + 15) / 16;
+  const int64_t b0 = p0 / 16, b1 = (p1 + 15) / 16;
+  const __mmask16 tail = p1 % 16 ? static_cast<__mmask16>((1u << (p1 % 16)) - 1) : 0xFFFF;
+  for (int64_t ci = 0; ci < c.cin_g; ++ci) {
+    const float* xp = x + ci * plane;
+    for (int64_t kh = 0; kh < c.k[1]; ++kh) {
+      for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+        float* dst = col + ((ci * c.k[1] + kh) * c.k[2] + kw) * ld - p0;
+        const float* src = xp + (kh - c.p[1]) * w + (kw - c.p[2]);
+        const uint16_t* m = masks + (kh * c.k[2] + kw) * blocks;
+        int64_t b = b0;
+        for (; b + 1 < b1; ++b) _mm512_storeu_ps(dst + b * 16, _mm512_maskz_loadu_ps(m[b], src + b * 16));
+        _mm512_mask_storeu_ps(dst + b * 16, tail, _mm512_maskz_loadu_ps(m[b] & tail, src + b * 16));
+      }
+    }
+  }
+}
+
+}  // namespace kvant::cpu::avx512
