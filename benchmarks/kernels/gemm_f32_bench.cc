@@ -97,6 +97,7 @@ void BM_OneDnn(benchmark::State& state, GemmShape s) {
 }  // namespace kvant
 
 int main(int argc, char** argv) {
+  std::vector<char*> original(argv, argv + argc + 1);
   for (int i = 1; i < argc; ++i) {
     if (std::sscanf(argv[i], "--threads=%d", &kvant::g_threads) == 1) argv[i] = const_cast<char*>("");
   }
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
   const char* have = std::getenv("OMP_NUM_THREADS");
   if (have == nullptr || want != have) {
     setenv("OMP_NUM_THREADS", want.c_str(), 1);
-    execv("/proc/self/exe", argv);
+    execv("/proc/self/exe", original.data());
   }
   const kvant::CpuFeatures f = kvant::ActiveCpuFeatures();
   std::printf("capability: %s | %s | threads %d | device cpu\n", kvant::CpuModelName().c_str(),

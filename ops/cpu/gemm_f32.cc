@@ -2,7 +2,7 @@
 //
 // Steps of RunGemmF32:
 //  1. pack B for all of K (unless pre-packed) into scratch, split across threads;
-//  2. cut C into tasks of kMc rows x nc columns, enough tasks for the threads;
+//  2. give each thread one contiguous block of C (split along M or N);
 //  3. per task and K block: pack A's block (unless pre-packed or N is narrow
 //     enough to read A in place), then for each
 //     nr-wide B panel and each mr-high A panel call the microkernel, which
@@ -133,32 +133,35 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
     b = &local_b;
   }
 
-  // 2. Tasks.
+  // 2. One contiguous block of C per thread. Split M when C is at least as
+  //    tall as wide (every thread then streams all of B once), else split N
+  //    (every thread packs all of A once).
   const int64_t mc = kMcPanels * mr;
-  const int64_t m_tasks = (m + mc - 1) / mc;
-  int64_t n_split = 1;
-  const int64_t n_panels = RoundUp(n, nr) / nr;
-  // Enough tasks to keep every thread busy; one thread needs no split (a split
-  // would only repack A once per task).
-  while (threads > 1 && m_tasks * n_split < 2 * threads && n_split < n_panels) ++n_split;
-  const int64_t nc = RoundUp((n_panels + n_split - 1) / n_split, 1) * nr;
-  const int64_t n_tasks = (n + nc - 1) / nc;
+  const int64_t m_panels = RoundUp(m, mr) / mr, n_panels = RoundUp(n, nr) / nr;
+  int64_t m_parts = 1, n_parts = 1;
+  if (threads > 1) {
+    if ((m >= n && m_panels >= threads) || n_panels < threads) {
+      m_parts = std::min<int64_t>(threads, m_panels);
+    } else {
+      n_parts = std::min<int64_t>(threads, n_panels);
+    }
+  }
   const size_t a_buf_floats = RoundUp(mc * std::min(k, kGemmKc), 16);
-  // Packing A pays off when each A block meets many B panels; with few
-  // columns the microkernel reads A where it lies (alpha must then be 1).
-  const bool read_a_in_place = args.a.packed == nullptr && args.alpha == 1.f && nc <= 4 * nr;
   float* a_bufs = reinterpret_cast<float*>(cursor);
 
-  // 3. Tiles. ParallelFor hands out contiguous task ranges; each range owns one A buffer.
-  const int64_t num_tasks = m_tasks * n_tasks;
-  const int64_t chunks = std::min<int64_t>(threads, num_tasks);
-  pool->ParallelFor(chunks, [&](int64_t c0, int64_t c1) {
+  // 3. Blocks: rows in kMc slices, K in kKc blocks, then nr x mr microtiles.
+  pool->ParallelFor(m_parts * n_parts, [&](int64_t c0, int64_t c1) {
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       float* a_buf = a_bufs + chunk * a_buf_floats;
-      const int64_t t_begin = num_tasks * chunk / chunks, t_end = num_tasks * (chunk + 1) / chunks;
-      for (int64_t t = t_begin; t < t_end; ++t) {
-        const int64_t ic = (t / n_tasks) * mc, jc = (t % n_tasks) * nc;
-        const int64_t mcur = std::min(mc, m - ic), ncur = std::min(nc, n - jc);
+      const int64_t mi = chunk / n_parts, ni = chunk % n_parts;
+      const int64_t m0 = std::min(m, m_panels * mi / m_parts * mr), m1 = std::min(m, m_panels * (mi + 1) / m_parts * mr);
+      const int64_t n0 = std::min(n, n_panels * ni / n_parts * nr), n1 = std::min(n, n_panels * (ni + 1) / n_parts * nr);
+      // Packing A pays off when each A block meets many B panels; with few
+      // columns the microkernel reads A where it lies (alpha must then be 1).
+      const bool read_a_in_place = args.a.packed == nullptr && args.alpha == 1.f && n1 - n0 <= 4 * nr;
+      const int64_t jc = n0, ncur = n1 - n0;
+      for (int64_t ic = m0; ic < m1; ic += mc) {
+        const int64_t mcur = std::min(mc, m1 - ic);
         for (int64_t k0 = 0; k0 < k; k0 += kGemmKc) {
           const int64_t kc = std::min(kGemmKc, k - k0);
           const bool last = k0 + kc >= k;
