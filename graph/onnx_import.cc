@@ -113,11 +113,9 @@ absl::StatusOr<ValueType> ConvertValueInfo(const onnx::ValueInfoProto& vi, const
     out.shape.rank_known = true;
     for (const auto& d : tt.shape().dim()) {
       if (d.has_dim_value()) {
-        if (d.dim_value() < 0) {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "%s: dimension of '%s' must be >= 0, got %d", what, vi.name(), d.dim_value()));
-        }
-        out.shape.dims.push_back(Dim::Known(d.dim_value()));
+        // Some exporters (paddle2onnx) declare dynamic dimensions as -1, which
+        // ONNX Runtime accepts as unknown; so do we.
+        out.shape.dims.push_back(d.dim_value() >= 0 ? Dim::Known(d.dim_value()) : Dim{});
       } else {
         out.shape.dims.push_back(Dim::Symbol(d.dim_param()));
       }

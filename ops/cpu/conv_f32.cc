@@ -44,7 +44,10 @@ class ConvF32 final : public Kernel {
     if (w == nullptr) return absl::OkStatus();
     const int64_t cout = w->shape()[0], group = attrs_.GetInt("group", 1);
     const int64_t cout_g = cout / group, k = w->num_elements() / cout;
-    if (w->shape()[1] == 1 && group > 1 && cout_g == 1) return absl::OkStatus();  // depthwise reads W directly
+    if (w->shape()[1] == 1 && group > 1 && cout_g == 1) {  // depthwise reads W directly
+      depthwise_ = true;
+      return absl::OkStatus();
+    }
     positions_as_rows_ = cout_g <= kPositionsAsRowsMaxCout;
     for (int64_t g = 0; g < group; ++g) {
       const float* wg = w->data<float>() + g * cout_g * k;
@@ -163,6 +166,7 @@ class ConvF32 final : public Kernel {
   }
 
   std::string Describe() const override {
+    if (depthwise_) return "depthwise_f32_direct";
     return std::string(uk_.name) + (positions_as_rows_ ? " positions-as-rows" : "");
   }
 
@@ -254,8 +258,18 @@ class ConvF32 final : public Kernel {
     }
   }
 
+  // Depthwise: each output row accumulates one tap (kd, kh, kw) at a time
+  // over the output columns that tap reads inside the input, so the inner
+  // loop is a plain multiply-add over a row.
   void RunDepthwise(const ConvGeometry& c, const float* x, const float* w, const float* bias, float* y,
                     ParallelRunner* pool) const {
+    std::vector<int64_t> lo(c.k[2]), hi(c.k[2]);
+    for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+      const int64_t off = kw * c.d[2] - c.p[2];
+      lo[kw] = std::min(c.out[2], off >= 0 ? 0 : (-off + c.s[2] - 1) / c.s[2]);
+      hi[kw] = std::max(lo[kw], std::min(c.out[2], (c.in[2] - off + c.s[2] - 1) / c.s[2]));
+    }
+    const int64_t s2 = c.s[2];
     pool->ParallelFor(c.n * c.cout, [&](int64_t p0, int64_t p1) {
       for (int64_t plane = p0; plane < p1; ++plane) {
         const int64_t ch = plane % c.cout;
@@ -265,24 +279,28 @@ class ConvF32 final : public Kernel {
         const float b = bias ? bias[ch] : 0.f;
         for (int64_t od = 0; od < c.out[0]; ++od) {
           for (int64_t oh = 0; oh < c.out[1]; ++oh) {
-            for (int64_t ow = 0; ow < c.out[2]; ++ow) {
-              float acc = b;
-              for (int64_t kd = 0; kd < c.k[0]; ++kd) {
-                const int64_t id = od * c.s[0] - c.p[0] + kd * c.d[0];
-                if (id < 0 || id >= c.in[0]) continue;
-                for (int64_t kh = 0; kh < c.k[1]; ++kh) {
-                  const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
-                  if (ih < 0 || ih >= c.in[1]) continue;
-                  const float* xr = xp + (id * c.in[1] + ih) * c.in[2];
-                  const float* wr = wp + (kd * c.k[1] + kh) * c.k[2];
-                  for (int64_t kw = 0; kw < c.k[2]; ++kw) {
-                    const int64_t iw = ow * c.s[2] - c.p[2] + kw * c.d[2];
-                    if (iw >= 0 && iw < c.in[2]) acc += xr[iw] * wr[kw];
+            float* yr = yp + (od * c.out[1] + oh) * c.out[2];
+            for (int64_t ow = 0; ow < c.out[2]; ++ow) yr[ow] = b;
+            for (int64_t kd = 0; kd < c.k[0]; ++kd) {
+              const int64_t id = od * c.s[0] - c.p[0] + kd * c.d[0];
+              if (id < 0 || id >= c.in[0]) continue;
+              for (int64_t kh = 0; kh < c.k[1]; ++kh) {
+                const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
+                if (ih < 0 || ih >= c.in[1]) continue;
+                const float* xr = xp + (id * c.in[1] + ih) * c.in[2];
+                const float* wr = wp + (kd * c.k[1] + kh) * c.k[2];
+                for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+                  const float wv = wr[kw];
+                  const float* src = xr + kw * c.d[2] - c.p[2];
+                  if (s2 == 1) {
+                    for (int64_t ow = lo[kw]; ow < hi[kw]; ++ow) yr[ow] += wv * src[ow];
+                  } else {
+                    for (int64_t ow = lo[kw]; ow < hi[kw]; ++ow) yr[ow] += wv * src[ow * s2];
                   }
                 }
               }
-              yp[(od * c.out[1] + oh) * c.out[2] + ow] = act_.Apply(acc);
             }
+            ApplyActivationF32(act_, yr, c.out[2]);
           }
         }
       }
@@ -295,6 +313,7 @@ class ConvF32 final : public Kernel {
   ActivationF32 act_;
   bool avx512_;
   bool positions_as_rows_ = false;
+  bool depthwise_ = false;
   std::vector<PackedPanelsF32> packed_w_;
 };
 
