@@ -78,3 +78,34 @@ absl::Status InferBroadcast(InferContext& ctx) {
 }
 
 }  // namespace kvant
+
+namespace kvant {
+
+absl::Status InferCompare(InferContext& ctx) {
+  if (ctx.dtype(0) != ctx.dtype(1)) {
+    return ctx.Error("inputs must have the same element type, got %s and %s", DataTypeName(ctx.dtype(0)),
+                     DataTypeName(ctx.dtype(1)));
+  }
+  auto out = BroadcastShapes(ctx.shape(0), ctx.shape(1));
+  if (!out) return ctx.Error("input shapes must broadcast, got %s and %s", ctx.shape(0).ToString(), ctx.shape(1).ToString());
+  ctx.output(0) = ValueType{DataType::kBool, *out};
+  return absl::OkStatus();
+}
+
+absl::Status InferWhere(InferContext& ctx) {
+  if (ctx.dtype(0) != DataType::kBool) return ctx.Error("condition must be bool, got %s", DataTypeName(ctx.dtype(0)));
+  if (ctx.dtype(1) != ctx.dtype(2)) {
+    return ctx.Error("X and Y must have the same element type, got %s and %s", DataTypeName(ctx.dtype(1)),
+                     DataTypeName(ctx.dtype(2)));
+  }
+  auto xy = BroadcastShapes(ctx.shape(1), ctx.shape(2));
+  auto out = xy ? BroadcastShapes(ctx.shape(0), *xy) : std::nullopt;
+  if (!out) {
+    return ctx.Error("condition, X and Y must broadcast, got %s, %s and %s", ctx.shape(0).ToString(),
+                     ctx.shape(1).ToString(), ctx.shape(2).ToString());
+  }
+  ctx.output(0) = ValueType{ctx.dtype(1), *out};
+  return absl::OkStatus();
+}
+
+}  // namespace kvant

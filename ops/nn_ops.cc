@@ -227,3 +227,26 @@ absl::Status InferMatMul(InferContext& ctx) {
 }
 
 }  // namespace kvant
+
+namespace kvant {
+
+absl::Status InferLayerNorm(InferContext& ctx) {
+  const Shape& x = ctx.shape(0);
+  ctx.output(0) = ctx.input(0);
+  if (!x.rank_known) return absl::OkStatus();
+  auto axis = NormalizeAxis(ctx, ctx.attrs().GetInt("axis", -1), x.rank());
+  if (!axis.ok()) return axis.status();
+  Shape stats = x;
+  for (int64_t d = *axis; d < x.rank(); ++d) stats.dims[d] = Dim::Known(1);
+  for (int i = 1; i < ctx.num_outputs(); ++i) ctx.output(i) = ValueType{DataType::kFloat32, stats};
+  return absl::OkStatus();
+}
+
+absl::Status InferInstanceNorm(InferContext& ctx) {
+  const Shape& x = ctx.shape(0);
+  if (x.rank_known && x.rank() < 3) return ctx.Error("input must have rank >= 3, got %s", x.ToString());
+  ctx.output(0) = ctx.input(0);
+  return absl::OkStatus();
+}
+
+}  // namespace kvant

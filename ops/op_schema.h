@@ -70,7 +70,8 @@ absl::StatusOr<int64_t> NormalizeAxis(const InferContext& ctx, int64_t axis, int
 // Integer values of a constant 1-D (or scalar) int32/int64 tensor.
 std::vector<int64_t> ReadInts(const Tensor& t);
 
-// Rules by family (ops/elementwise_ops.cc, ops/nn_ops.cc, ops/tensor_ops.cc).
+// Rules by family (ops/elementwise_ops.cc, ops/nn_ops.cc, ops/tensor_ops.cc,
+// ops/reduce_ops.cc, ops/generator_ops.cc).
 absl::Status InferUnary(InferContext& ctx);
 absl::Status InferBroadcast(InferContext& ctx);
 absl::Status InferClip(InferContext& ctx);
@@ -92,6 +93,21 @@ absl::Status InferSqueeze(InferContext& ctx);
 absl::Status InferUnsqueeze(InferContext& ctx);
 absl::Status InferGather(InferContext& ctx);
 absl::Status InferShape(InferContext& ctx);
+absl::Status InferReduce(InferContext& ctx);
+absl::Status InferArgReduce(InferContext& ctx);
+absl::Status InferCumSum(InferContext& ctx);
+absl::Status InferTopK(InferContext& ctx);
+absl::Status InferCompare(InferContext& ctx);
+absl::Status InferWhere(InferContext& ctx);
+absl::Status InferConstantOfShape(InferContext& ctx);
+absl::Status InferRange(InferContext& ctx);
+absl::Status InferSize(InferContext& ctx);
+absl::Status InferExpand(InferContext& ctx);
+absl::Status InferTile(InferContext& ctx);
+absl::Status InferPad(InferContext& ctx);
+absl::Status InferSplit(InferContext& ctx);
+absl::Status InferLayerNorm(InferContext& ctx);
+absl::Status InferInstanceNorm(InferContext& ctx);
 
 }  // namespace kvant
 

@@ -1,5 +1,5 @@
 // Constant folding: evaluates nodes whose inputs are all constant through the
-// CPU kernel registry, and Shape of statically shaped values, in one sweep with
+// CPU kernel registry, and Shape/Size of statically shaped values, in one sweep with
 // shape inference so that shape arithmetic (Shape -> Gather -> Concat ->
 // Reshape) collapses once input shapes are known.
 #include "absl/strings/str_format.h"
@@ -10,7 +10,7 @@ namespace kvant {
 namespace {
 
 bool Foldable(const Graph& g, const Node& n) {
-  if (n.op_type == "Shape" && n.domain.empty()) {
+  if ((n.op_type == "Shape" || n.op_type == "Size") && n.domain.empty()) {
     const ValueType* t = g.FindType(n.inputs[0]);
     return t != nullptr && t->shape.IsStatic();
   }

@@ -89,3 +89,93 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateSoftmaxF32(const KernelInit& init)
 }
 
 }  // namespace kvant::cpu
+
+namespace kvant::cpu {
+namespace {
+
+// LayerNormalization over the trailing dimensions from `axis`: statistics in
+// double, Y = (X - mean) / sqrt(var + eps) * scale + bias, scale and bias
+// broadcast over the normalized block.
+class LayerNormF32 final : public Kernel {
+ public:
+  LayerNormF32(int64_t axis, float epsilon) : axis_(axis), epsilon_(epsilon) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const int64_t axis = axis_ < 0 ? axis_ + x.rank() : axis_;
+    int64_t outer = 1, len = 1;
+    for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
+    for (int64_t i = axis; i < x.rank(); ++i) len *= x.shape[i];
+    const float* scale = ctx.input(1).as<const float>();
+    const int64_t scale_n = ctx.input(1).num_elements();
+    const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
+    const int64_t bias_n = bias ? ctx.input(2).num_elements() : 1;
+    const float* xs = x.as<const float>();
+    float* ys = ctx.output(0).as<float>();
+    float* mean_out = ctx.outputs.size() > 1 && ctx.output(1).present() ? ctx.output(1).as<float>() : nullptr;
+    float* inv_out = ctx.outputs.size() > 2 && ctx.output(2).present() ? ctx.output(2).as<float>() : nullptr;
+    ctx.pool->ParallelFor(outer, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = xs + r * len;
+        float* yr = ys + r * len;
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < len; ++i) sum += xr[i];
+        const double mean = sum / len;
+        for (int64_t i = 0; i < len; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
+        const float inv = static_cast<float>(1.0 / std::sqrt(sq / len + epsilon_));
+        const float m = static_cast<float>(mean);
+        for (int64_t i = 0; i < len; ++i) {
+          yr[i] = (xr[i] - m) * inv * scale[i % scale_n] + (bias ? bias[i % bias_n] : 0.f);
+        }
+        if (mean_out) mean_out[r] = m;
+        if (inv_out) inv_out[r] = inv;
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t axis_;
+  float epsilon_;
+};
+
+class InstanceNormF32 final : public Kernel {
+ public:
+  explicit InstanceNormF32(float epsilon) : epsilon_(epsilon) {}
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const int64_t c = x.shape[1], planes = x.shape[0] * c, size = x.num_elements() / std::max<int64_t>(planes, 1);
+    const float* scale = ctx.input(1).as<const float>();
+    const float* bias = ctx.input(2).as<const float>();
+    const float* xs = x.as<const float>();
+    float* ys = ctx.output(0).as<float>();
+    ctx.pool->ParallelFor(planes, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const float* xr = xs + p * size;
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < size; ++i) sum += xr[i];
+        const double mean = sum / size;
+        for (int64_t i = 0; i < size; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
+        const float a = static_cast<float>(scale[p % c] / std::sqrt(sq / size + epsilon_));
+        const float b = static_cast<float>(bias[p % c] - mean * a);
+        for (int64_t i = 0; i < size; ++i) ys[p * size + i] = xr[i] * a + b;
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  float epsilon_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateLayerNormF32(const KernelInit& init) {
+  return std::make_unique<LayerNormF32>(init.attrs->GetInt("axis", -1), init.attrs->GetFloat("epsilon", 1e-5f));
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateInstanceNormF32(const KernelInit& init) {
+  return std::make_unique<InstanceNormF32>(init.attrs->GetFloat("epsilon", 1e-5f));
+}
+
+}  // namespace kvant::cpu
