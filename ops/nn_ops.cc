@@ -250,3 +250,79 @@ absl::Status InferInstanceNorm(InferContext& ctx) {
 }
 
 }  // namespace kvant
+
+namespace kvant {
+
+absl::StatusOr<ConvTransposeSizes> ConvTransposeOutput(const AttributeMap& attrs, const WindowParams& p,
+                                                       const std::vector<int64_t>& in, const std::string& label) {
+  const int64_t sp = p.spatial;
+  std::vector<int64_t> out_pad = attrs.GetInts("output_padding", std::vector<int64_t>(sp, 0));
+  std::vector<int64_t> out_shape = attrs.GetInts("output_shape");
+  if (static_cast<int64_t>(out_pad.size()) != sp) {
+    return absl::InvalidArgumentError(absl::StrFormat("failed to read attributes of node %s: output_padding must have %d values, got %d", label, sp, out_pad.size()));
+  }
+  if (out_shape.size() > static_cast<size_t>(sp)) out_shape.erase(out_shape.begin(), out_shape.end() - sp);
+  ConvTransposeSizes r;
+  r.out.resize(sp);
+  r.pads = p.pads;
+  for (int64_t i = 0; i < sp; ++i) {
+    const int64_t span = p.dilations[i] * (p.kernel[i] - 1) + 1;
+    const int64_t full = p.strides[i] * (in[i] - 1) + out_pad[i] + span;
+    if (!out_shape.empty() || p.auto_pad == "SAME_UPPER" || p.auto_pad == "SAME_LOWER") {
+      const int64_t target = !out_shape.empty() ? out_shape[i] : in[i] * p.strides[i];
+      const int64_t total = full - target;
+      const int64_t half = total / 2;
+      const bool upper = p.auto_pad != "SAME_LOWER";
+      r.pads[i] = upper ? half : total - half;
+      r.pads[i + sp] = total - r.pads[i];
+      r.out[i] = target;
+    } else {
+      if (p.auto_pad == "VALID") r.pads[i] = r.pads[i + sp] = 0;
+      r.out[i] = full - r.pads[i] - r.pads[i + sp];
+    }
+    if (r.out[i] < 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("failed to infer shapes of node %s: output size must be >= 0, got %d", label, r.out[i]));
+    }
+  }
+  return r;
+}
+
+absl::Status InferConvTranspose(InferContext& ctx) {
+  const Shape& x = ctx.shape(0);
+  const Shape& w = ctx.shape(1);
+  if (!w.IsStatic()) return ctx.Error("weights must have a static shape, got %s", w.ToString());
+  std::vector<int64_t> ws = w.Sizes();
+  if (ws.size() < 3) return ctx.Error("weights must have rank >= 3, got %s", w.ToString());
+  const int64_t group = ctx.attrs().GetInt("group", 1);
+  if (group <= 0 || ws[0] % group != 0) return ctx.Error("group must be > 0 and divide %d input channels, got %d", ws[0], group);
+  const int64_t cout = ws[1] * group;
+  if (!x.rank_known) {
+    ctx.output(0) = ValueType{ctx.dtype(0), Shape::Unknown()};
+    return absl::OkStatus();
+  }
+  if (x.rank() != static_cast<int64_t>(ws.size())) return ctx.Error("weights must have the input's rank %d, got %s", x.rank(), w.ToString());
+  if (x.dims[1].known() && x.dims[1].value != ws[0]) return ctx.Error("input channels must be %d, got %d", ws[0], x.dims[1].value);
+  const int64_t sp = x.rank() - 2;
+  auto p = ParseWindow(ctx.attrs(), sp, std::vector<int64_t>(ws.begin() + 2, ws.end()), ctx.node().Label());
+  if (!p.ok()) return p.status();
+  Shape y;
+  y.rank_known = true;
+  y.dims = {x.dims[0], Dim::Known(cout)};
+  std::vector<int64_t> in(sp);
+  bool known = true;
+  for (int64_t i = 0; i < sp; ++i) {
+    in[i] = x.dims[2 + i].value;
+    known &= x.dims[2 + i].known();
+  }
+  if (!known) {
+    for (int64_t i = 0; i < sp; ++i) y.dims.push_back(Dim{});
+  } else {
+    auto r = ConvTransposeOutput(ctx.attrs(), *p, in, ctx.node().Label());
+    if (!r.ok()) return r.status();
+    for (int64_t v : r->out) y.dims.push_back(Dim::Known(v));
+  }
+  ctx.output(0) = ValueType{ctx.dtype(0), y};
+  return absl::OkStatus();
+}
+
+}  // namespace kvant

@@ -38,4 +38,17 @@ absl::StatusOr<std::vector<int64_t>> WindowOutputSizes(WindowParams& p,
 
 }  // namespace kvant
 
+
+
+namespace kvant {
+
+// ConvTranspose: output spatial sizes and resolved begin/end pads.
+struct ConvTransposeSizes {
+  std::vector<int64_t> out;
+  std::vector<int64_t> pads;  // begin[spatial], end[spatial]
+};
+absl::StatusOr<ConvTransposeSizes> ConvTransposeOutput(const AttributeMap& attrs, const WindowParams& p,
+                                                       const std::vector<int64_t>& in, const std::string& label);
+
+}  // namespace kvant
 #endif  // KVANT_OPS_NN_OPS_H_

@@ -86,6 +86,9 @@ constexpr OpSchema kSchemas[] = {
     // Normalization.
     {"", "LayerNormalization", 2, 3, InferLayerNorm},
     {"", "InstanceNormalization", 3, 3, InferInstanceNorm},
+    // Resampling and transposed convolution.
+    {"", "Resize", 1, 4, InferResize},
+    {"", "ConvTranspose", 2, 3, InferConvTranspose},
 };
 
 }  // namespace

@@ -108,6 +108,8 @@ absl::Status InferPad(InferContext& ctx);
 absl::Status InferSplit(InferContext& ctx);
 absl::Status InferLayerNorm(InferContext& ctx);
 absl::Status InferInstanceNorm(InferContext& ctx);
+absl::Status InferResize(InferContext& ctx);
+absl::Status InferConvTranspose(InferContext& ctx);
 
 }  // namespace kvant
 

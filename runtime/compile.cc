@@ -89,8 +89,12 @@ absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const S
 //  5. scratch is a buffer alive for its step only;
 //  6. the memory planner places buffers; slots take their buffer's offset.
 absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
-    const CompiledModel& model, const std::map<std::string, std::vector<int64_t>>& input_shapes) {
+    const CompiledModel& model, const std::map<std::string, std::vector<int64_t>>& input_shapes,
+    const TensorMap* input_values) {
   Graph g = model.graph;
+  if (input_values != nullptr) {
+    for (const auto& [name, t] : *input_values) g.initializers[name] = t.Clone();
+  }
   if (auto s = SpecializeShapes(g, input_shapes, model.cpu); !s.ok()) return s;
   auto plan = std::make_unique<ExecutionPlan>();
   plan->constants = g.initializers;

@@ -73,8 +73,12 @@ struct ExecutionPlan {
   PlanReport report;
 };
 
+// `input_values` (optional) fixes some inputs' contents: they are folded as
+// constants, for shapes that depend on input data (a Reshape target or Pad
+// amounts fed by the caller). Such a plan is only valid for those values.
 absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
-    const CompiledModel& model, const std::map<std::string, std::vector<int64_t>>& input_shapes);
+    const CompiledModel& model, const std::map<std::string, std::vector<int64_t>>& input_shapes,
+    const TensorMap* input_values = nullptr);
 
 }  // namespace kvant
 

@@ -1,11 +1,13 @@
 // The public Session: load (import, optimize, compile), input validation, the
 // per-shape plan cache with its arena pool, and plan execution.
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
+#include "absl/base/casts.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
@@ -97,19 +99,61 @@ class SessionImpl {
   mutable absl::Mutex mu;
   mutable absl::flat_hash_map<std::string, std::shared_ptr<CachedPlan>> plans ABSL_GUARDED_BY(mu);
 
-  absl::StatusOr<std::shared_ptr<CachedPlan>> GetPlan(const std::map<std::string, std::vector<int64_t>>& shapes) const {
+  // Plans are cached by input shapes. When a plan needs the contents of small
+  // inputs to know its shapes (data-dependent shapes: a Reshape target, Pad
+  // amounts or Resize scales fed by the caller), the session switches to
+  // keying plans by the values of its small integer and float inputs too.
+  // The cache is cleared past kMaxCachedPlans entries.
+  static constexpr int64_t kMaxValueKeyedElements = 64;
+  static constexpr size_t kMaxCachedPlans = 256;
+  mutable std::atomic<bool> value_keyed{false};
+
+  static bool SmallIntegerInput(const Tensor& t) {
+    const bool integer = t.dtype() == DataType::kInt64 || t.dtype() == DataType::kInt32;
+    const bool small_float = t.dtype() == DataType::kFloat32 && t.num_elements() <= 16;
+    return (integer && t.num_elements() <= kMaxValueKeyedElements) || small_float;
+  }
+
+  absl::StatusOr<std::shared_ptr<CachedPlan>> GetPlan(const std::map<std::string, std::vector<int64_t>>& shapes,
+                                                      const TensorMap* inputs = nullptr) const {
     std::string key;
     for (const auto& [name, s] : shapes) absl::StrAppend(&key, name, ":", absl::StrJoin(s, ","), ";");
+    TensorMap values;
+    if (inputs != nullptr && value_keyed.load()) {
+      for (const auto& [name, t] : *inputs) {
+        if (!SmallIntegerInput(t)) continue;
+        values[name] = t;
+        absl::StrAppend(&key, name, "=");
+        for (int64_t i = 0; i < t.num_elements(); ++i) {
+          switch (t.dtype()) {
+            case DataType::kInt64: absl::StrAppend(&key, t.data<int64_t>()[i], ","); break;
+            case DataType::kInt32: absl::StrAppend(&key, t.data<int32_t>()[i], ","); break;
+            default: absl::StrAppend(&key, absl::bit_cast<uint32_t>(t.data<float>()[i]), ","); break;
+          }
+        }
+        absl::StrAppend(&key, ";");
+      }
+    }
     {
       absl::MutexLock lock(&mu);
       auto it = plans.find(key);
       if (it != plans.end()) return it->second;
     }
-    auto plan = PlanForShapes(*model, shapes);
+    auto plan = PlanForShapes(*model, shapes, values.empty() ? nullptr : &values);
+    if (!plan.ok() && plan.status().code() == absl::StatusCode::kUnimplemented && inputs != nullptr &&
+        !value_keyed.load()) {
+      bool any = false;
+      for (const auto& [name, t] : *inputs) any |= SmallIntegerInput(t);
+      if (any) {
+        value_keyed.store(true);
+        return GetPlan(shapes, inputs);
+      }
+    }
     if (!plan.ok()) return plan.status();
     auto cached = std::make_shared<CachedPlan>();
     cached->plan = *std::move(plan);
     absl::MutexLock lock(&mu);
+    if (plans.size() >= kMaxCachedPlans) plans.clear();  // runs in flight keep their plan alive
     auto [it, inserted] = plans.emplace(key, cached);
     return it->second;
   }
@@ -169,7 +213,7 @@ class SessionImpl {
   absl::StatusOr<TensorMap> Run(const TensorMap& given) const {
     std::map<std::string, std::vector<int64_t>> shapes;
     if (auto s = ValidateInputs(given, &shapes); !s.ok()) return s;
-    auto cached = GetPlan(shapes);
+    auto cached = GetPlan(shapes, &given);
     if (!cached.ok()) return cached.status();
     const ExecutionPlan& plan = *(*cached)->plan;
     const Graph& g = model->graph;

@@ -1,5 +1,5 @@
 // Reductions (Reduce* over any set of axes), ArgMax/ArgMin, CumSum and TopK
-// for f32, s32 and s64. Floating sums accumulate in double.
+// for f32, f64, s32 and s64. Floating sums accumulate in double.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -94,6 +94,7 @@ class ReduceKernel final : public Kernel {
     if (!axes.ok()) return axes.status();
     switch (x.dtype) {
       case DataType::kFloat32: Reduce(op_, x.as<const float>(), x.shape, *axes, ctx.output(0).as<float>()); break;
+      case DataType::kFloat64: Reduce(op_, x.as<const double>(), x.shape, *axes, ctx.output(0).as<double>()); break;
       case DataType::kInt32: Reduce(op_, x.as<const int32_t>(), x.shape, *axes, ctx.output(0).as<int32_t>()); break;
       case DataType::kInt64: Reduce(op_, x.as<const int64_t>(), x.shape, *axes, ctx.output(0).as<int64_t>()); break;
       default: return absl::UnimplementedError(absl::StrFormat("%s on %s", label_, DataTypeName(x.dtype)));
@@ -145,6 +146,7 @@ class ArgReduceKernel final : public Kernel {
     int64_t* y = ctx.output(0).as<int64_t>();
     switch (x.dtype) {
       case DataType::kFloat32: ArgReduce(x.as<const float>(), s, is_max_, last_, y); break;
+      case DataType::kFloat64: ArgReduce(x.as<const double>(), s, is_max_, last_, y); break;
       case DataType::kInt32: ArgReduce(x.as<const int32_t>(), s, is_max_, last_, y); break;
       case DataType::kInt64: ArgReduce(x.as<const int64_t>(), s, is_max_, last_, y); break;
       default: return absl::UnimplementedError("ArgMax/ArgMin element type");
@@ -192,6 +194,7 @@ class CumSumKernel final : public Kernel {
     const AxisSplit s = SplitAt(x.shape, axis < 0 ? axis + x.rank() : axis);
     switch (x.dtype) {
       case DataType::kFloat32: CumSum(x.as<const float>(), s, exclusive_, reverse_, ctx.output(0).as<float>()); break;
+      case DataType::kFloat64: CumSum(x.as<const double>(), s, exclusive_, reverse_, ctx.output(0).as<double>()); break;
       case DataType::kInt32: CumSum(x.as<const int32_t>(), s, exclusive_, reverse_, ctx.output(0).as<int32_t>()); break;
       case DataType::kInt64: CumSum(x.as<const int64_t>(), s, exclusive_, reverse_, ctx.output(0).as<int64_t>()); break;
       default: return absl::UnimplementedError("CumSum element type");
@@ -243,6 +246,7 @@ class TopKKernel final : public Kernel {
     }
     switch (x.dtype) {
       case DataType::kFloat32: TopK(x.as<const float>(), s, k, largest_, sorted_, ctx.output(0).as<float>(), idx); break;
+      case DataType::kFloat64: TopK(x.as<const double>(), s, k, largest_, sorted_, ctx.output(0).as<double>(), idx); break;
       case DataType::kInt32: TopK(x.as<const int32_t>(), s, k, largest_, sorted_, ctx.output(0).as<int32_t>(), idx); break;
       case DataType::kInt64: TopK(x.as<const int64_t>(), s, k, largest_, sorted_, ctx.output(0).as<int64_t>(), idx); break;
       default: return absl::UnimplementedError("TopK element type");
