@@ -89,6 +89,10 @@ constexpr OpSchema kSchemas[] = {
     // Resampling and transposed convolution.
     {"", "Resize", 1, 4, InferResize},
     {"", "ConvTranspose", 2, 3, InferConvTranspose},
+    // Recurrent.
+    {"", "RNN", 3, 6, InferRecurrent},
+    {"", "GRU", 3, 6, InferRecurrent},
+    {"", "LSTM", 3, 8, InferRecurrent},
 };
 
 }  // namespace

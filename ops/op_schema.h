@@ -110,6 +110,7 @@ absl::Status InferLayerNorm(InferContext& ctx);
 absl::Status InferInstanceNorm(InferContext& ctx);
 absl::Status InferResize(InferContext& ctx);
 absl::Status InferConvTranspose(InferContext& ctx);
+absl::Status InferRecurrent(InferContext& ctx);
 
 }  // namespace kvant
 

@@ -1,0 +1,327 @@
+// FP32 recurrent operators: RNN, GRU and LSTM, all directions, optional
+// biases, initial states, peepholes and sequence lengths, batch-first layout.
+//
+// Per direction: 1. one GEMM projects every time step's input, X W^T (+ the
+// input biases), with W^T pre-packed; 2. per step, a small GEMM H_{t-1} R^T
+// with R^T pre-packed; 3. the gate arithmetic. Batch rows past their
+// sequence length keep their state and output zeros.
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "absl/strings/str_format.h"
+#include "ops/cpu/gemm_f32.h"
+
+namespace kvant::cpu {
+namespace {
+
+enum class Cell { kRnn, kGru, kLstm };
+
+using ActFn = std::function<float(float)>;
+
+absl::StatusOr<ActFn> MakeActivation(const std::string& name, float alpha, float beta, bool has_alpha, bool has_beta) {
+  if (name == "Sigmoid") return ActFn([](float x) { return 1.f / (1.f + std::exp(-x)); });
+  if (name == "Tanh") return ActFn([](float x) { return std::tanh(x); });
+  if (name == "Relu") return ActFn([](float x) { return std::max(x, 0.f); });
+  if (name == "Softsign") return ActFn([](float x) { return x / (1.f + std::fabs(x)); });
+  if (name == "Softplus") return ActFn([](float x) { return std::log1p(std::exp(x)); });
+  const float a = alpha, b = beta;
+  if (name == "HardSigmoid") {
+    const float ha = has_alpha ? a : 0.2f, hb = has_beta ? b : 0.5f;
+    return ActFn([=](float x) { return std::min(1.f, std::max(0.f, ha * x + hb)); });
+  }
+  if (name == "LeakyRelu") {
+    const float la = has_alpha ? a : 0.01f;
+    return ActFn([=](float x) { return x >= 0 ? x : la * x; });
+  }
+  if (name == "ThresholdedRelu") {
+    const float ta = has_alpha ? a : 1.f;
+    return ActFn([=](float x) { return x > ta ? x : 0.f; });
+  }
+  if (name == "ScaledTanh") return ActFn([=](float x) { return a * std::tanh(b * x); });
+  if (name == "Affine") return ActFn([=](float x) { return a * x + b; });
+  if (name == "Elu") {
+    const float ea = has_alpha ? a : 1.f;
+    return ActFn([=](float x) { return x >= 0 ? x : ea * (std::exp(x) - 1.f); });
+  }
+  return absl::UnimplementedError("activation " + name);
+}
+
+class RecurrentF32 final : public Kernel {
+ public:
+  RecurrentF32(Cell cell, const GemmUkernelInfoF32& uk, std::string label) : cell_(cell), uk_(uk), label_(std::move(label)) {}
+
+  absl::Status Prepare(const KernelInit& init) {
+    const AttributeMap& a = *init.attrs;
+    hidden_ = a.GetInt("hidden_size", 0);
+    const std::string dir = a.GetString("direction", "forward");
+    dirs_ = dir == "bidirectional" ? 2 : 1;
+    reverse_only_ = dir == "reverse";
+    gates_ = cell_ == Cell::kLstm ? 4 : cell_ == Cell::kGru ? 3 : 1;
+    batch_first_ = a.GetInt("layout", 0) != 0;
+    clip_ = a.GetFloat("clip", 0.f);
+    input_forget_ = a.GetInt("input_forget", 0) != 0;
+    linear_before_reset_ = a.GetInt("linear_before_reset", 0) != 0;
+    // Default activations per direction: f, g (and h for LSTM).
+    std::vector<std::string> names;
+    if (const Attribute* act = a.Find("activations")) names = act->strings;
+    const std::vector<std::string> defaults = cell_ == Cell::kLstm  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
+                                              : cell_ == Cell::kGru ? std::vector<std::string>{"Sigmoid", "Tanh"}
+                                                                    : std::vector<std::string>{"Tanh"};
+    const std::vector<float> alphas = a.GetFloats("activation_alpha"), betas = a.GetFloats("activation_beta");
+    for (int64_t d = 0; d < dirs_; ++d) {
+      for (size_t k = 0; k < defaults.size(); ++k) {
+        const size_t i = d * defaults.size() + k;
+        const std::string name = i < names.size() ? names[i] : defaults[k];
+        auto fn = MakeActivation(name, i < alphas.size() ? alphas[i] : 0.f, i < betas.size() ? betas[i] : 0.f,
+                                 i < alphas.size(), i < betas.size());
+        if (!fn.ok()) {
+          return absl::UnimplementedError(absl::StrFormat("failed to compile node %s: activation '%s' is not supported", label_, name));
+        }
+        acts_.push_back(*fn);
+      }
+    }
+    acts_per_dir_ = defaults.size();
+    input_ = init.input_shapes[1].IsStatic() ? init.input_shapes[1].Sizes()[2] : 0;
+    const Tensor* w = init.constant_inputs[1];
+    const Tensor* r = init.constant_inputs[2];
+    if (w != nullptr && r != nullptr) packed_ = Pack(w->data<float>(), r->data<float>());
+    return absl::OkStatus();
+  }
+
+  struct Weights {
+    std::vector<PackedPanelsF32> w, r, rh;  // W^T, R^T, and GRU's R_h^T alone, per direction
+  };
+
+  Weights Pack(const float* w, const float* r) const {
+    Weights p;
+    const int64_t gh = gates_ * hidden_;
+    for (int64_t d = 0; d < dirs_; ++d) {
+      p.w.push_back(PackConstantF32(gh, input_, uk_.nr, w + d * gh * input_, input_, 1, 1.f));
+      p.r.push_back(PackConstantF32(gh, hidden_, uk_.nr, r + d * gh * hidden_, hidden_, 1, 1.f));
+      if (cell_ == Cell::kGru) {
+        p.rh.push_back(PackConstantF32(hidden_, hidden_, uk_.nr, r + d * gh * hidden_ + 2 * hidden_ * hidden_, hidden_, 1, 1.f));
+      }
+    }
+    return p;
+  }
+
+  size_t ScratchBytes(const KernelShapes& s) const override {
+    const int64_t seq = s.inputs[0][batch_first_ ? 1 : 0], batch = s.inputs[0][batch_first_ ? 0 : 1];
+    const int64_t gh = gates_ * hidden_;
+    const int64_t floats = seq * batch * gh + batch * gh + 7 * batch * hidden_ + seq * batch * input_ + 64;
+    return floats * 4 + GemmScratchBytesF32(uk_, seq * batch, gh, std::max(input_, hidden_), false, s.num_threads) + 256;
+  }
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const int64_t seq = x.shape[batch_first_ ? 1 : 0], batch = x.shape[batch_first_ ? 0 : 1];
+    const int64_t gh = gates_ * hidden_, h = hidden_;
+    // Weights computed at run time are packed per call.
+    const Weights runtime = packed_.w.empty() ? Pack(ctx.input(1).as<const float>(), ctx.input(2).as<const float>())
+                                              : Weights{};
+    const Weights& wts = packed_.w.empty() ? runtime : packed_;
+    const float* bias = ctx.has_input(3) ? ctx.input(3).as<const float>() : nullptr;
+    const int32_t* lens = ctx.has_input(4) ? ctx.input(4).as<const int32_t>() : nullptr;
+    const float* init_h = ctx.has_input(5) ? ctx.input(5).as<const float>() : nullptr;
+    const float* init_c = cell_ == Cell::kLstm && ctx.has_input(6) ? ctx.input(6).as<const float>() : nullptr;
+    const float* peep = cell_ == Cell::kLstm && ctx.has_input(7) ? ctx.input(7).as<const float>() : nullptr;
+    if (lens != nullptr) {
+      for (int64_t b = 0; b < batch; ++b) {
+        if (lens[b] < 0 || lens[b] > seq) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "failed to run node %s: sequence_lens[%d] must be in [0, %d], got %d", label_, b, seq, lens[b]));
+        }
+      }
+    }
+    float* y = ctx.outputs.size() > 0 && ctx.output(0).present() ? ctx.output(0).as<float>() : nullptr;
+    float* y_h = ctx.outputs.size() > 1 && ctx.output(1).present() ? ctx.output(1).as<float>() : nullptr;
+    float* y_c = ctx.outputs.size() > 2 && ctx.output(2).present() ? ctx.output(2).as<float>() : nullptr;
+    if (y) std::memset(y, 0, ctx.output(0).num_elements() * 4);
+
+    float* xw = static_cast<float*>(ctx.scratch);           // [seq * batch, gh]
+    float* hr = xw + seq * batch * gh;                      // [batch, gh]
+    float* hstate = hr + batch * gh;                        // [batch, h]
+    float* cstate = hstate + batch * h;                     // [batch, h]
+    float* hprev = cstate + batch * h;                      // [batch, h]
+    float* gru = hprev + batch * h;                         // GRU: z, r, r (.) H, product: 4 x [batch, h]
+    float* xs = gru + 4 * batch * h;                        // X as [seq, batch, input]
+    void* gemm_scratch = reinterpret_cast<char*>(((reinterpret_cast<uintptr_t>(xs + seq * batch * input_ + 64)) + 63) & ~uintptr_t{63});
+    const float* xt = x.as<const float>();
+    if (batch_first_) {  // [batch, seq, input] -> [seq, batch, input]
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t t = 0; t < seq; ++t) std::memcpy(xs + (t * batch + b) * input_, xt + (b * seq + t) * input_, input_ * 4);
+      xt = xs;
+    }
+    for (int64_t d = 0; d < dirs_; ++d) {
+      const bool reverse = reverse_only_ || d == 1;
+      const float* wb = bias ? bias + d * 2 * gh : nullptr;
+      const float* rb = bias ? wb + gh : nullptr;
+      // 1. Input projections for all steps; fold both biases in, except GRU's
+      //    recurrent h-gate bias which linear_before_reset keeps inside r (.).
+      std::vector<float> in_bias(gh, 0.f);
+      for (int64_t g = 0; g < gh; ++g) {
+        if (wb) in_bias[g] += wb[g];
+        const bool keep_rb_apart = cell_ == Cell::kGru && g >= 2 * h;
+        if (rb && !keep_rb_apart) in_bias[g] += rb[g];
+      }
+      GemmArgsF32 proj;
+      proj.m = seq * batch;
+      proj.n = gh;
+      proj.k = input_;
+      proj.a = {nullptr, xt, input_, 1};
+      proj.b.packed = &wts.w[d];
+      proj.c = xw;
+      proj.ldc = gh;
+      proj.col_bias = in_bias.data();
+      RunGemmF32(uk_, proj, gemm_scratch, ctx.pool);
+      // Initial states.
+      for (int64_t i = 0; i < batch * h; ++i) {
+        hstate[i] = init_h ? init_h[d * batch * h + i] : 0.f;
+        cstate[i] = init_c ? init_c[d * batch * h + i] : 0.f;
+      }
+      const ActFn& f = acts_[d * acts_per_dir_];
+      const ActFn& g = acts_[d * acts_per_dir_ + std::min<int64_t>(1, acts_per_dir_ - 1)];
+      const ActFn& hact = acts_[d * acts_per_dir_ + std::min<int64_t>(2, acts_per_dir_ - 1)];
+      const float* pi = peep ? peep + d * 3 * h : nullptr;
+      const float* po = pi ? pi + h : nullptr;
+      const float* pf = pi ? pi + 2 * h : nullptr;
+      for (int64_t step = 0; step < seq; ++step) {
+        // 2. Recurrent projection H_{t-1} R^T.
+        std::memcpy(hprev, hstate, batch * h * 4);
+        GemmArgsF32 rec;
+        rec.m = batch;
+        rec.n = gh;
+        rec.k = h;
+        rec.a = {nullptr, hprev, h, 1};
+        rec.b.packed = &wts.r[d];
+        rec.c = hr;
+        rec.ldc = gh;
+        RunGemmF32(uk_, rec, gemm_scratch, ctx.pool);
+        // 3. Gates, one batch row at a time.
+        for (int64_t b = 0; b < batch; ++b) {
+          const int64_t len = lens ? lens[b] : seq;
+          if (step >= len) continue;
+          const int64_t t = reverse ? len - 1 - step : step;
+          const float* xg = xw + (t * batch + b) * gh;
+          const float* rg = hr + b * gh;
+          float* hs = hstate + b * h;
+          float* cs = cstate + b * h;
+          const float* hp = hprev + b * h;
+          for (int64_t j = 0; j < h; ++j) {
+            auto clip = [&](float v) { return clip_ > 0 ? std::min(clip_, std::max(-clip_, v)) : v; };
+            if (cell_ == Cell::kRnn) {
+              hs[j] = f(clip(xg[j] + rg[j]));
+            } else if (cell_ == Cell::kGru) {
+              // z and r now; the candidate after the whole batch (GruCandidates).
+              gru[b * h + j] = f(clip(xg[j] + rg[j]));
+              gru[batch * h + b * h + j] = f(clip(xg[h + j] + rg[h + j]));
+            } else {
+              const float c_prev = cs[j];
+              float it = xg[j] + rg[j] + (pi ? pi[j] * c_prev : 0.f);
+              float ot = xg[h + j] + rg[h + j];
+              float ft = xg[2 * h + j] + rg[2 * h + j] + (pf ? pf[j] * c_prev : 0.f);
+              const float ct = g(clip(xg[3 * h + j] + rg[3 * h + j]));
+              it = f(clip(it));
+              ft = input_forget_ ? 1.f - it : f(clip(ft));
+              const float c = ft * c_prev + it * ct;
+              ot = f(clip(ot + (po ? po[j] * c : 0.f)));
+              cs[j] = c;
+              hs[j] = ot * hact(c);
+            }
+          }
+        }
+        if (cell_ == Cell::kGru) GruCandidates(batch, step, seq, lens, reverse, xw, hr, rb, hprev, wts.rh[d], g, gru, hstate, gemm_scratch, ctx.pool);
+        // Outputs of this step.
+        if (y) {
+          for (int64_t b = 0; b < batch; ++b) {
+            const int64_t len = lens ? lens[b] : seq;
+            if (step >= len) continue;
+            const int64_t t = reverse ? len - 1 - step : step;
+            float* dst = batch_first_ ? y + ((b * seq + t) * dirs_ + d) * h : y + ((t * dirs_ + d) * batch + b) * h;
+            std::memcpy(dst, hstate + b * h, h * 4);
+          }
+        }
+      }
+      for (int64_t b = 0; b < batch; ++b) {
+        float* dst_h = y_h ? (batch_first_ ? y_h + (b * dirs_ + d) * h : y_h + (d * batch + b) * h) : nullptr;
+        float* dst_c = y_c ? (batch_first_ ? y_c + (b * dirs_ + d) * h : y_c + (d * batch + b) * h) : nullptr;
+        if (dst_h) std::memcpy(dst_h, hstate + b * h, h * 4);
+        if (dst_c) std::memcpy(dst_c, cstate + b * h, h * 4);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  std::string Describe() const override { return uk_.name; }
+  int64_t PackedBytes() const override {
+    int64_t b = 0;
+    for (const auto* v : {&packed_.w, &packed_.r, &packed_.rh}) {
+      for (const auto& p : *v) b += p.bytes();
+    }
+    return b;
+  }
+
+ private:
+  // GRU candidate and new state for every active batch row:
+  //   linear_before_reset: h~ = g(X W_h^T + Wb_h + r (.) (H R_h^T + Rb_h))
+  //   otherwise:           h~ = g(X W_h^T + Wb_h + (r (.) H) R_h^T + Rb_h)
+  //   H = (1 - z) (.) h~ + z (.) H_prev
+  // `gru` holds z, r, then scratch for r (.) H and its product with R_h^T.
+  void GruCandidates(int64_t batch, int64_t step, int64_t seq, const int32_t* lens, bool reverse, const float* xw,
+                     const float* hr, const float* rb, const float* hprev, const PackedPanelsF32& rh_t, const ActFn& g, float* gru,
+                     float* hstate, void* gemm_scratch, ParallelRunner* pool) const {
+    const int64_t h = hidden_, gh = gates_ * hidden_;
+    const float* z = gru;
+    const float* r = gru + batch * h;
+    float* rh = gru + 2 * batch * h;
+    float* prod = gru + 3 * batch * h;
+    if (!linear_before_reset_) {
+      for (int64_t i = 0; i < batch * h; ++i) rh[i] = r[i] * hprev[i];
+      GemmArgsF32 args;
+      args.m = batch;
+      args.n = h;
+      args.k = h;
+      args.a = {nullptr, rh, h, 1};
+      args.b.packed = &rh_t;
+      args.c = prod;
+      args.ldc = h;
+      RunGemmF32(uk_, args, gemm_scratch, pool);
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t len = lens ? lens[b] : seq;
+      if (step >= len) continue;
+      const int64_t t = reverse ? len - 1 - step : step;
+      const float* xg = xw + (t * batch + b) * gh;
+      for (int64_t j = 0; j < h; ++j) {
+        const int64_t i = b * h + j;
+        const float rbh = rb ? rb[2 * h + j] : 0.f;
+        float pre = linear_before_reset_ ? xg[2 * h + j] + r[i] * (hr[b * gh + 2 * h + j] + rbh)
+                                         : xg[2 * h + j] + prod[i] + rbh;
+        if (clip_ > 0) pre = std::min(clip_, std::max(-clip_, pre));
+        hstate[i] = (1 - z[i]) * g(pre) + z[i] * hprev[i];
+      }
+    }
+  }
+
+ private:
+  Cell cell_;
+  const GemmUkernelInfoF32& uk_;
+  std::string label_;
+  int64_t hidden_ = 0, input_ = 0, dirs_ = 1, gates_ = 1, acts_per_dir_ = 1;
+  bool reverse_only_ = false, batch_first_ = false, input_forget_ = false, linear_before_reset_ = false;
+  float clip_ = 0.f;
+  std::vector<ActFn> acts_;
+  Weights packed_;  // constant W and R, packed at load
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateRecurrentF32(const KernelInit& init) {
+  const Cell cell = init.op == "LSTM" ? Cell::kLstm : init.op == "GRU" ? Cell::kGru : Cell::kRnn;
+  auto k = std::make_unique<RecurrentF32>(cell, SelectGemmUkernelF32(init.cpu), init.node_label);
+  if (auto s = k->Prepare(init); !s.ok()) return s;
+  return k;
+}
+
+}  // namespace kvant::cpu
