@@ -145,7 +145,7 @@ bool Graph::IsGraphOutput(const std::string& value) const {
 //  2. a node is ready when all of its non-empty inputs are available;
 //  3. ready nodes are emitted in their original relative order (stable);
 //  4. leftovers mean a cycle or an input nobody produces.
-absl::Status Graph::TopologicalSort() {
+absl::Status Graph::TopologicalSort(bool outer_scope) {
   absl::flat_hash_map<std::string, int> producer;
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
     for (const std::string& out : nodes[i].outputs) {
@@ -168,12 +168,14 @@ absl::Status Graph::TopologicalSort() {
   absl::flat_hash_map<std::string, std::vector<int>> readers;
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
     absl::flat_hash_set<std::string> seen;
-    for (const std::string& in : nodes[i].inputs) {
+    std::vector<std::string> deps = nodes[i].inputs;
+    deps.insert(deps.end(), nodes[i].implicit_inputs.begin(), nodes[i].implicit_inputs.end());
+    for (const std::string& in : deps) {
       if (in.empty() || !seen.insert(in).second) continue;
       if (producer.contains(in)) {
         ++pending[i];
         readers[in].push_back(i);
-      } else if (!initializers.contains(in) &&
+      } else if (!outer_scope && !initializers.contains(in) &&
                  std::find(inputs.begin(), inputs.end(), in) == inputs.end()) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "failed to load %s: input '%s' of node %s must be a graph input, an initializer or "
@@ -213,7 +215,7 @@ absl::Status Graph::TopologicalSort() {
   for (int i : order) sorted.push_back(std::move(nodes[i]));
   nodes = std::move(sorted);
   for (const std::string& out : outputs) {
-    if (!producer.contains(out) && !initializers.contains(out) &&
+    if (!outer_scope && !producer.contains(out) && !initializers.contains(out) &&
         std::find(inputs.begin(), inputs.end(), out) == inputs.end()) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "failed to load %s: graph output '%s' must be produced by a node, got no producer",
@@ -223,12 +225,30 @@ absl::Status Graph::TopologicalSort() {
   return absl::OkStatus();
 }
 
+std::vector<std::string> Graph::OuterReferences() const {
+  absl::flat_hash_set<std::string> produced(inputs.begin(), inputs.end());
+  for (const auto& [name, t] : initializers) produced.insert(name);
+  for (const Node& n : nodes) produced.insert(n.outputs.begin(), n.outputs.end());
+  std::vector<std::string> refs;
+  absl::flat_hash_set<std::string> seen;
+  auto add = [&](const std::string& v) {
+    if (!v.empty() && !produced.contains(v) && seen.insert(v).second) refs.push_back(v);
+  };
+  for (const Node& n : nodes) {
+    for (const std::string& in : n.inputs) add(in);
+    for (const std::string& in : n.implicit_inputs) add(in);
+  }
+  for (const std::string& out : outputs) add(out);
+  return refs;
+}
+
 absl::flat_hash_map<std::string, int> Graph::UseCounts() const {
   absl::flat_hash_map<std::string, int> uses;
   for (const Node& n : nodes) {
     for (const std::string& in : n.inputs) {
       if (!in.empty()) ++uses[in];
     }
+    for (const std::string& in : n.implicit_inputs) ++uses[in];
   }
   for (const std::string& out : outputs) ++uses[out];
   return uses;
@@ -264,6 +284,8 @@ std::string AttributeText(const Attribute& a) {
     case Attribute::Kind::kTensor:
       return absl::StrCat("tensor<", DataTypeName(a.t.dtype()), "[", absl::StrJoin(a.t.shape(), ","),
                           "]>");
+    case Attribute::Kind::kGraph:
+      return absl::StrCat("graph<", a.g ? a.g->nodes.size() : 0, " nodes>");
     default: return "<unsupported>";
   }
 }

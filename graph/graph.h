@@ -7,6 +7,7 @@
 #define KVANT_GRAPH_GRAPH_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,8 @@ struct Dim {
   std::string ToString() const;
 };
 
+class Graph;
+
 struct Shape {
   bool rank_known = false;
   std::vector<Dim> dims;
@@ -49,7 +52,7 @@ struct Shape {
 absl::StatusOr<int64_t> ElementCount(const std::vector<int64_t>& sizes);
 
 struct Attribute {
-  enum class Kind { kInt, kFloat, kString, kInts, kFloats, kStrings, kTensor, kUnsupported };
+  enum class Kind { kInt, kFloat, kString, kInts, kFloats, kStrings, kTensor, kGraph, kUnsupported };
   Kind kind = Kind::kUnsupported;
   int64_t i = 0;
   float f = 0;
@@ -58,6 +61,7 @@ struct Attribute {
   std::vector<float> floats;
   std::vector<std::string> strings;
   Tensor t;
+  std::shared_ptr<const Graph> g;  // a subgraph (If branches)
 };
 
 class AttributeMap {
@@ -89,6 +93,9 @@ struct Node {
   std::vector<std::string> inputs;   // "" marks an omitted optional input
   std::vector<std::string> outputs;  // "" marks an omitted optional output
   AttributeMap attrs;
+  // Outer-scope values its subgraphs read (If branches): dependencies for
+  // ordering and liveness, never kernel inputs.
+  std::vector<std::string> implicit_inputs;
 
   // "Conv 'conv1'" - how error messages name a node.
   std::string Label() const;
@@ -116,8 +123,11 @@ class Graph {
   bool IsGraphOutput(const std::string& value) const;
 
   // Reorders nodes topologically; fails on a cycle, a value produced twice or a
-  // node input that nothing produces.
-  absl::Status TopologicalSort();
+  // node input that nothing produces. A subgraph (`outer_scope`) may read
+  // values its parent produces.
+  absl::Status TopologicalSort(bool outer_scope = false);
+  // Values this graph's nodes (and nested subgraphs) read but do not produce.
+  std::vector<std::string> OuterReferences() const;
   // Number of nodes that read each value (graph outputs count once).
   absl::flat_hash_map<std::string, int> UseCounts() const;
   // Index of the node producing each value.

@@ -19,6 +19,12 @@
 #include "onnx/onnx_pb.h"
 
 namespace kvant {
+
+// A graph or subgraph (If branches) of a model; subgraphs may read values of
+// their parent graph.
+absl::StatusOr<Graph> ImportGraph(const onnx::GraphProto& gp, const std::string& base_dir, const std::string& source,
+                                  int64_t opset, const ImportOptions& options, bool subgraph, int depth);
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -125,7 +131,8 @@ absl::StatusOr<ValueType> ConvertValueInfo(const onnx::ValueInfoProto& vi, const
 }
 
 absl::StatusOr<Attribute> ConvertAttribute(const onnx::AttributeProto& a, const std::string& base_dir,
-                                           const std::string& what) {
+                                           const std::string& what, const std::string& source, int64_t opset,
+                                           const ImportOptions& options, int depth) {
   Attribute out;
   switch (a.type()) {
     case onnx::AttributeProto::INT: out.kind = Attribute::Kind::kInt; out.i = a.i(); break;
@@ -148,6 +155,13 @@ absl::StatusOr<Attribute> ConvertAttribute(const onnx::AttributeProto& a, const 
       auto t = TensorFromProto(a.t(), base_dir, absl::StrCat(what, ": attribute '", a.name(), "'"));
       if (!t.ok()) return t.status();
       out.t = *std::move(t);
+      break;
+    }
+    case onnx::AttributeProto::GRAPH: {
+      auto g = ImportGraph(a.g(), base_dir, source, opset, options, /*subgraph=*/true, depth + 1);
+      if (!g.ok()) return g.status();
+      out.kind = Attribute::Kind::kGraph;
+      out.g = std::make_shared<const Graph>(*std::move(g));
       break;
     }
     default: out.kind = Attribute::Kind::kUnsupported; break;
@@ -278,29 +292,14 @@ absl::StatusOr<Tensor> ReadTensorProtoFile(const std::string& path, std::string*
   return TensorFromProto(proto, fs::path(path).parent_path().string(), path);
 }
 
-absl::StatusOr<Graph> ImportOnnxBytes(std::string_view bytes, const std::string& base_dir,
-                                      const std::string& source, const ImportOptions& options) {
-  onnx::ModelProto model;
-  if (!ParseProto(bytes, &model)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "failed to load %s: the file must be a serialized ONNX ModelProto, got %d bytes that do "
-        "not parse (truncated or not ONNX)",
-        source, bytes.size()));
-  }
-  if (!model.has_graph()) {
-    return absl::InvalidArgumentError(absl::StrFormat("failed to load %s: model has no graph", source));
+absl::StatusOr<Graph> ImportGraph(const onnx::GraphProto& gp, const std::string& base_dir, const std::string& source,
+                                  int64_t opset, const ImportOptions& options, bool subgraph, int depth) {
+  if (depth > 16) {
+    return absl::InvalidArgumentError(absl::StrFormat("failed to load %s: subgraphs must nest at most 16 deep", source));
   }
   Graph g;
   g.source = source;
-  for (const auto& op : model.opset_import()) {
-    if (op.domain().empty() || op.domain() == "ai.onnx") g.opset = op.version();
-  }
-  if (g.opset < kMinOpset || g.opset > kMaxOpset) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "failed to load %s: default-domain opset must be in [%d, %d], got %d", source, kMinOpset,
-        kMaxOpset, g.opset));
-  }
-  const onnx::GraphProto& gp = model.graph();
+  g.opset = opset;
   g.name = gp.name();
 
   int64_t weight_bytes = 0;
@@ -346,9 +345,15 @@ absl::StatusOr<Graph> ImportOnnxBytes(std::string_view bytes, const std::string&
     n.inputs.assign(np.input().begin(), np.input().end());
     n.outputs.assign(np.output().begin(), np.output().end());
     for (const auto& a : np.attribute()) {
-      auto attr = ConvertAttribute(a, base_dir, absl::StrCat("failed to load ", source, ": node ", n.Label()));
+      auto attr = ConvertAttribute(a, base_dir, absl::StrCat("failed to load ", source, ": node ", n.Label()), source,
+                                   opset, options, depth);
       if (!attr.ok()) return attr.status();
       n.attrs.Set(a.name(), *std::move(attr));
+    }
+    for (const auto& [name, attr] : n.attrs.all()) {
+      if (attr.kind == Attribute::Kind::kGraph) {
+        for (const std::string& ref : attr.g->OuterReferences()) n.implicit_inputs.push_back(ref);
+      }
     }
     if (n.op_type == "Constant" && n.domain.empty() && n.outputs.size() == 1) {
       auto value = ConstantValue(n);
@@ -359,8 +364,37 @@ absl::StatusOr<Graph> ImportOnnxBytes(std::string_view bytes, const std::string&
     }
     g.nodes.push_back(std::move(n));
   }
-  if (auto s = g.TopologicalSort(); !s.ok()) return s;
+  if (auto s = g.TopologicalSort(subgraph); !s.ok()) return s;
   return g;
+}
+
+
+absl::StatusOr<Graph> ImportOnnxBytes(std::string_view bytes, const std::string& base_dir,
+                                      const std::string& source, const ImportOptions& options) {
+  onnx::ModelProto model;
+  if (!ParseProto(bytes, &model)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "failed to load %s: the file must be a serialized ONNX ModelProto, got %d bytes that do "
+        "not parse (truncated or not ONNX)",
+        source, bytes.size()));
+  }
+  if (!model.has_graph()) {
+    return absl::InvalidArgumentError(absl::StrFormat("failed to load %s: model has no graph", source));
+  }
+  Graph g;
+  g.source = source;
+  for (const auto& op : model.opset_import()) {
+    if (op.domain().empty() || op.domain() == "ai.onnx") g.opset = op.version();
+  }
+  if (g.opset < kMinOpset || g.opset > kMaxOpset) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "failed to load %s: default-domain opset must be in [%d, %d], got %d", source, kMinOpset,
+        kMaxOpset, g.opset));
+  }
+  auto graph = ImportGraph(model.graph(), base_dir, source, g.opset, options, /*subgraph=*/false, 0);
+  if (!graph.ok()) return graph.status();
+  graph->opset = g.opset;
+  return graph;
 }
 
 absl::StatusOr<Graph> ImportOnnxFile(const std::string& path, const ImportOptions& options) {

@@ -109,3 +109,28 @@ absl::Status InferWhere(InferContext& ctx) {
 }
 
 }  // namespace kvant
+
+namespace kvant {
+
+// If: output types come from the then-branch's declared outputs; shapes are
+// known once the condition folds and the branch is inlined.
+absl::Status InferIf(InferContext& ctx) {
+  const Attribute* then_branch = ctx.attrs().Find("then_branch");
+  const Attribute* else_branch = ctx.attrs().Find("else_branch");
+  if (!then_branch || !else_branch || then_branch->kind != Attribute::Kind::kGraph ||
+      else_branch->kind != Attribute::Kind::kGraph) {
+    return ctx.Error("then_branch and else_branch must be graphs");
+  }
+  if (static_cast<int>(then_branch->g->outputs.size()) != ctx.num_outputs() ||
+      static_cast<int>(else_branch->g->outputs.size()) != ctx.num_outputs()) {
+    return ctx.Error("both branches must have %d outputs, got %d and %d", ctx.num_outputs(),
+                     then_branch->g->outputs.size(), else_branch->g->outputs.size());
+  }
+  for (int i = 0; i < ctx.num_outputs(); ++i) {
+    const ValueType* t = then_branch->g->FindType(then_branch->g->outputs[i]);
+    ctx.output(i) = ValueType{t ? t->dtype : DataType::kUndefined, Shape::Unknown()};
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvant

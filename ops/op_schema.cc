@@ -89,6 +89,8 @@ constexpr OpSchema kSchemas[] = {
     // Resampling and transposed convolution.
     {"", "Resize", 1, 4, InferResize},
     {"", "ConvTranspose", 2, 3, InferConvTranspose},
+    // Control flow: If is inlined once its condition folds (graph/passes/fold_constants.cc).
+    {"", "If", 1, 1, InferIf},
     // Recurrent.
     {"", "RNN", 3, 6, InferRecurrent},
     {"", "GRU", 3, 6, InferRecurrent},

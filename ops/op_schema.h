@@ -111,6 +111,7 @@ absl::Status InferInstanceNorm(InferContext& ctx);
 absl::Status InferResize(InferContext& ctx);
 absl::Status InferConvTranspose(InferContext& ctx);
 absl::Status InferRecurrent(InferContext& ctx);
+absl::Status InferIf(InferContext& ctx);
 
 }  // namespace kvant
 

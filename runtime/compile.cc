@@ -26,6 +26,49 @@ void UniquifyNodeNames(Graph& graph) {
 
 std::string ShapeText(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ","), "]"); }
 
+// Selects and creates the kernel of node `n` of `graph` (pre-packing its constants).
+absl::StatusOr<CompiledNode> CreateKernel(const Graph& graph, const Node& n, CpuFeatures cpu) {
+  if (n.op_type == "If" && n.domain.empty()) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "failed to plan node %s of %s: If whose condition is only known at run time is not supported (conditions "
+        "that fold to a constant once input shapes are known are)",
+        n.Label(), graph.source));
+  }
+  std::vector<DataType> types;
+  for (const std::string& in : n.inputs) {
+    const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
+    types.push_back(t ? t->dtype : DataType::kUndefined);
+  }
+  CompiledNode cn;
+  // Kernels are chosen by the element type of their first input.
+  DataType type = types.empty() ? DataType::kUndefined : types[0];
+  auto def = SelectKernel(CpuKernelDefs(), n.domain, n.op_type, type, cpu, n.Label(), graph.opset);
+  if (!def.ok()) {
+    return absl::Status(def.status().code(), absl::StrCat(def.status().message(), " (model ", graph.source, ")"));
+  }
+  cn.def = *def;
+  KernelInit init;
+  init.node_label = n.Label();
+  init.op = n.op_type;
+  init.attrs = &n.attrs;
+  init.opset = graph.opset;
+  init.cpu = cpu;
+  init.input_types = types;
+  for (const std::string& in : n.inputs) {
+    init.constant_inputs.push_back(in.empty() ? nullptr : graph.FindConstant(in));
+    const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
+    init.input_shapes.push_back(t ? t->shape : Shape::Unknown());
+  }
+  for (const std::string& out : n.outputs) {
+    const ValueType* t = out.empty() ? nullptr : graph.FindType(out);
+    init.output_types.push_back(t ? t->dtype : DataType::kUndefined);
+  }
+  auto kernel = cn.def->factory(init);
+  if (!kernel.ok()) return kernel.status();
+  cn.kernel = *std::move(kernel);
+  return cn;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const SessionOptions& options,
@@ -41,40 +84,11 @@ absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const S
   model->max_arena_bytes = options.max_arena_bytes;
   for (const auto& [name, t] : graph.initializers) model->weight_bytes += t.byte_size();
   for (const Node& n : graph.nodes) {
-    std::vector<DataType> types;
-    for (const std::string& in : n.inputs) {
-      const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
-      types.push_back(t ? t->dtype : DataType::kUndefined);
-    }
-    CompiledNode cn;
-    // Kernels are chosen by the element type of their type input (the first for every op here).
-    DataType type = types.empty() ? DataType::kUndefined : types[0];
-    auto def = SelectKernel(CpuKernelDefs(), n.domain, n.op_type, type, cpu, n.Label(), graph.opset);
-    if (!def.ok()) {
-      return absl::Status(def.status().code(), absl::StrCat(def.status().message(), " (model ", graph.source, ")"));
-    }
-    cn.def = *def;
-    KernelInit init;
-    init.node_label = n.Label();
-    init.op = n.op_type;
-    init.attrs = &n.attrs;
-    init.opset = graph.opset;
-    init.cpu = cpu;
-    init.input_types = types;
-    for (const std::string& in : n.inputs) {
-      init.constant_inputs.push_back(in.empty() ? nullptr : graph.FindConstant(in));
-      const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
-      init.input_shapes.push_back(t ? t->shape : Shape::Unknown());
-    }
-    for (const std::string& out : n.outputs) {
-      const ValueType* t = out.empty() ? nullptr : graph.FindType(out);
-      init.output_types.push_back(t ? t->dtype : DataType::kUndefined);
-    }
-    auto kernel = cn.def->factory(init);
-    if (!kernel.ok()) return kernel.status();
-    cn.kernel = *std::move(kernel);
-    model->weight_bytes += cn.kernel->PackedBytes();
-    model->nodes[n.name] = std::move(cn);
+    if (n.op_type == "If" && n.domain.empty()) continue;  // inlined when its condition folds at plan time
+    auto cn = CreateKernel(graph, n, cpu);
+    if (!cn.ok()) return cn.status();
+    model->weight_bytes += cn->kernel->PackedBytes();
+    model->nodes[n.name] = *std::move(cn);
   }
   model->graph = std::move(graph);
   return model;
@@ -130,11 +144,19 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   };
 
   for (const Node& n : g.nodes) {
-    auto it = model.nodes.find(n.name);
-    if (it == model.nodes.end()) return absl::InternalError(absl::StrCat("no kernel compiled for ", n.Label()));
+    // Nodes of If branches inlined at this shape get their kernels here.
+    const CompiledNode* compiled = nullptr;
+    if (auto it = model.nodes.find(n.name); it != model.nodes.end()) {
+      compiled = &it->second;
+    } else {
+      auto cn = CreateKernel(g, n, model.cpu);
+      if (!cn.ok()) return cn.status();
+      plan->own_kernels.push_back(std::make_unique<CompiledNode>(*std::move(cn)));
+      compiled = plan->own_kernels.back().get();
+    }
     PlanStep step;
-    step.kernel = it->second.kernel.get();
-    step.def = it->second.def;
+    step.kernel = compiled->kernel.get();
+    step.def = compiled->def;
     step.label = n.Label();
     for (const std::string& in : n.inputs) {
       if (in.empty()) {

@@ -70,6 +70,7 @@ struct ExecutionPlan {
   std::vector<BufferRequest> buffers;
   MemoryPlan memory;
   absl::flat_hash_map<std::string, Tensor> constants;  // initializers of the specialized graph
+  std::vector<std::unique_ptr<CompiledNode>> own_kernels;  // for nodes inlined at this shape
   PlanReport report;
 };
 

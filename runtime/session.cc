@@ -101,15 +101,16 @@ class SessionImpl {
 
   // Plans are cached by input shapes. When a plan needs the contents of small
   // inputs to know its shapes (data-dependent shapes: a Reshape target, Pad
-  // amounts or Resize scales fed by the caller), the session switches to
-  // keying plans by the values of its small integer and float inputs too.
+  // amounts, Resize scales or an If condition fed by the caller), the session
+  // switches to keying plans by the values of its small integer, bool and
+  // float inputs too.
   // The cache is cleared past kMaxCachedPlans entries.
   static constexpr int64_t kMaxValueKeyedElements = 64;
   static constexpr size_t kMaxCachedPlans = 256;
   mutable std::atomic<bool> value_keyed{false};
 
   static bool SmallIntegerInput(const Tensor& t) {
-    const bool integer = t.dtype() == DataType::kInt64 || t.dtype() == DataType::kInt32;
+    const bool integer = t.dtype() == DataType::kInt64 || t.dtype() == DataType::kInt32 || t.dtype() == DataType::kBool;
     const bool small_float = t.dtype() == DataType::kFloat32 && t.num_elements() <= 16;
     return (integer && t.num_elements() <= kMaxValueKeyedElements) || small_float;
   }
@@ -128,6 +129,7 @@ class SessionImpl {
           switch (t.dtype()) {
             case DataType::kInt64: absl::StrAppend(&key, t.data<int64_t>()[i], ","); break;
             case DataType::kInt32: absl::StrAppend(&key, t.data<int32_t>()[i], ","); break;
+            case DataType::kBool: absl::StrAppend(&key, t.data<uint8_t>()[i] ? 1 : 0, ","); break;
             default: absl::StrAppend(&key, absl::bit_cast<uint32_t>(t.data<float>()[i]), ","); break;
           }
         }

@@ -3,6 +3,7 @@
 // and write outputs as .npy.
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -145,8 +146,13 @@ int RunCommand(const RunArgs& args) {
                 nan ? absl::StrFormat("  NaN %d", nan).c_str() : "");
     if (!args.output_dir.empty()) {
       std::filesystem::create_directories(args.output_dir);
-      std::string file = (std::filesystem::path(args.output_dir) / (vi.name + ".npy")).string();
-      std::replace(file.begin() + args.output_dir.size(), file.end(), ':', '_');
+      // Output names may hold '/' or ':' (exporters' scopes): anything outside
+      // [A-Za-z0-9._-] becomes '_' in the file name.
+      std::string base = vi.name;
+      for (char& ch : base) {
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ch = '_';
+      }
+      std::string file = (std::filesystem::path(args.output_dir) / (base + ".npy")).string();
       if (auto s = WriteNpy(file, t); !s.ok()) return Fail(s);
     }
   }

@@ -1,7 +1,13 @@
 // Constant folding: evaluates nodes whose inputs are all constant through the
 // CPU kernel registry, and Shape/Size of statically shaped values, in one sweep with
 // shape inference so that shape arithmetic (Shape -> Gather -> Concat ->
-// Reshape) collapses once input shapes are known.
+// Reshape) collapses once input shapes are known. An If whose condition is
+// constant is replaced by its chosen branch.
+#include <deque>
+#include <functional>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "graph/passes/passes.h"
 #include "ops/registry.h"
@@ -25,10 +31,95 @@ bool Foldable(const Graph& g, const Node& n) {
 
 }  // namespace
 
+// A copy of subgraph `sub` whose references to outer values go through
+// `mapped` (names the subgraph defines itself shadow outer ones).
+std::shared_ptr<const Graph> RenameOuterReferences(const Graph& sub,
+                                                   const std::function<std::string(const std::string&)>& mapped) {
+  auto g = std::make_shared<Graph>(sub);
+  absl::flat_hash_set<std::string> local(g->inputs.begin(), g->inputs.end());
+  for (const auto& [name, t] : g->initializers) local.insert(name);
+  for (const Node& n : g->nodes) local.insert(n.outputs.begin(), n.outputs.end());
+  auto outer = [&](const std::string& v) { return v.empty() || local.contains(v) ? v : mapped(v); };
+  for (Node& n : g->nodes) {
+    for (std::string& in : n.inputs) in = outer(in);
+    for (std::string& in : n.implicit_inputs) in = outer(in);
+    std::vector<std::pair<std::string, Attribute>> graphs;
+    for (const auto& [name, a] : n.attrs.all()) {
+      if (a.kind == Attribute::Kind::kGraph) graphs.emplace_back(name, a);
+    }
+    for (auto& [name, a] : graphs) {
+      a.g = RenameOuterReferences(*a.g, outer);
+      n.attrs.Set(name, a);
+    }
+  }
+  for (std::string& o : g->outputs) o = outer(o);
+  return g;
+}
+
+// The chosen branch of an If whose condition is constant, as nodes of the
+// outer graph: values the branch makes are prefixed with the If's name, its
+// initializers join the graph, and Identity nodes hand its outputs to the If's.
+std::vector<Node> InlineBranch(Graph& graph, const Node& node, bool condition) {
+  const Graph& branch = *node.attrs.Find(condition ? "then_branch" : "else_branch")->g;
+  const std::string prefix = node.name + (condition ? "/then/" : "/else/");
+  absl::flat_hash_map<std::string, std::string> rename;
+  for (const auto& [name, t] : branch.initializers) {
+    rename[name] = prefix + name;
+    graph.initializers[prefix + name] = t;
+    graph.values[prefix + name] = ValueType{t.dtype(), Shape::Of(t.shape())};
+  }
+  for (const Node& n : branch.nodes) {
+    for (const std::string& o : n.outputs) {
+      if (!o.empty()) rename[o] = prefix + o;
+    }
+  }
+  auto mapped = [&](const std::string& v) {
+    auto it = rename.find(v);
+    return it == rename.end() ? v : it->second;
+  };
+  std::vector<Node> out;
+  for (const Node& n : branch.nodes) {
+    Node m = n;
+    m.name = prefix + n.name;
+    for (std::string& in : m.inputs) in = in.empty() ? in : mapped(in);
+    for (std::string& in : m.implicit_inputs) in = mapped(in);
+    for (std::string& o : m.outputs) o = o.empty() ? o : mapped(o);
+    // Nested subgraphs read the renamed values too.
+    std::vector<std::pair<std::string, Attribute>> graphs;
+    for (const auto& [name, a] : m.attrs.all()) {
+      if (a.kind == Attribute::Kind::kGraph) graphs.emplace_back(name, a);
+    }
+    for (auto& [name, a] : graphs) {
+      a.g = RenameOuterReferences(*a.g, mapped);
+      m.attrs.Set(name, a);
+    }
+    out.push_back(std::move(m));
+  }
+  for (size_t i = 0; i < node.outputs.size(); ++i) {
+    Node id;
+    id.name = prefix + "output_" + std::to_string(i);
+    id.op_type = "Identity";
+    id.inputs = {mapped(branch.outputs[i])};
+    id.outputs = {node.outputs[i]};
+    out.push_back(std::move(id));
+  }
+  return out;
+}
+
 absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes) {
   std::vector<Node> kept;
   kept.reserve(graph.nodes.size());
-  for (Node& node : graph.nodes) {
+  std::deque<Node> pending(std::make_move_iterator(graph.nodes.begin()), std::make_move_iterator(graph.nodes.end()));
+  while (!pending.empty()) {
+    Node node = std::move(pending.front());
+    pending.pop_front();
+    if (node.op_type == "If" && node.domain.empty()) {
+      if (const Tensor* cond = graph.FindConstant(node.inputs[0]); cond != nullptr && cond->num_elements() == 1) {
+        std::vector<Node> inlined = InlineBranch(graph, node, cond->data<uint8_t>()[0] != 0);
+        pending.insert(pending.begin(), std::make_move_iterator(inlined.begin()), std::make_move_iterator(inlined.end()));
+        continue;
+      }
+    }
     if (auto s = InferNodeShapes(graph, node); !s.ok()) return s;
     bool fold = Foldable(graph, node);
     int64_t out_bytes = 0;

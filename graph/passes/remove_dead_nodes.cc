@@ -17,6 +17,7 @@ absl::Status RemoveDeadNodes(Graph& graph) {
     for (const std::string& in : n.inputs) {
       if (!in.empty()) live.insert(in);
     }
+    live.insert(n.implicit_inputs.begin(), n.implicit_inputs.end());
   }
   std::vector<Node> kept;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {

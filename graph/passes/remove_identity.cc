@@ -1,6 +1,8 @@
 // Identity and Dropout removal: at inference both pass their input through.
 // Readers are rewired to the input; when the output is a graph output, the
 // producer of the input is renamed instead (if that is safe), else the node stays.
+#include <algorithm>
+
 #include "graph/passes/passes.h"
 
 namespace kvant {
@@ -42,6 +44,12 @@ absl::Status RemoveIdentities(Graph& graph) {
     Node& n = graph.nodes[i];
     if (!IsPassThrough(n, graph)) continue;
     const std::string in = n.inputs[0], out = n.outputs[0];
+    bool read_by_subgraph = false;  // subgraph nodes are not renamed; keep the node
+    for (const Node& m : graph.nodes) {
+      read_by_subgraph |= std::find(m.implicit_inputs.begin(), m.implicit_inputs.end(), out) != m.implicit_inputs.end() ||
+                          std::find(m.implicit_inputs.begin(), m.implicit_inputs.end(), in) != m.implicit_inputs.end();
+    }
+    if (read_by_subgraph) continue;
     if (!graph.IsGraphOutput(out)) {
       Rename(graph, out, in);
       removed[i] = true;

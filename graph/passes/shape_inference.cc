@@ -1,11 +1,68 @@
 // Shape and type inference driven by each operator's shape rule (ops/op_schema).
 #include "absl/strings/str_format.h"
+#include "graph/graph.h"
 #include "graph/passes/passes.h"
 #include "ops/op_schema.h"
 
 namespace kvant {
 
+namespace {
+
+// Output types of one If branch: the branch is inferred as a graph of its own
+// with the outer values it reads (types, and constants) copied in.
+absl::StatusOr<std::vector<ValueType>> InferBranch(const Graph& outer, const Graph& branch) {
+  Graph g = branch;
+  g.source = outer.source;
+  g.opset = outer.opset;
+  for (const std::string& ref : branch.OuterReferences()) {
+    if (const ValueType* t = outer.FindType(ref)) g.values[ref] = *t;
+    if (const Tensor* c = outer.FindConstant(ref)) g.initializers[ref] = *c;
+  }
+  if (auto s = InferShapes(g); !s.ok()) return s;
+  std::vector<ValueType> out;
+  for (const std::string& o : g.outputs) {
+    const ValueType* t = g.FindType(o);
+    out.push_back(t ? *t : ValueType{});
+  }
+  return out;
+}
+
+// Both branches inferred; a dimension is kept where they agree.
+absl::Status InferIfNode(Graph& graph, const Node& node) {
+  const Attribute* then_branch = node.attrs.Find("then_branch");
+  const Attribute* else_branch = node.attrs.Find("else_branch");
+  if (!then_branch || !else_branch || !then_branch->g || !else_branch->g) {
+    return absl::InvalidArgumentError(absl::StrFormat("failed to load %s: node %s must have then_branch and else_branch graphs",
+                                                      graph.source, node.Label()));
+  }
+  auto a = InferBranch(graph, *then_branch->g);
+  if (!a.ok()) return a.status();
+  auto b = InferBranch(graph, *else_branch->g);
+  if (!b.ok()) return b.status();
+  if (a->size() != node.outputs.size() || b->size() != node.outputs.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat("failed to load %s: both branches of node %s must have %d outputs",
+                                                      graph.source, node.Label(), node.outputs.size()));
+  }
+  for (size_t i = 0; i < node.outputs.size(); ++i) {
+    ValueType t = (*a)[i];
+    const ValueType& e = (*b)[i];
+    if (t.dtype == DataType::kUndefined) t.dtype = e.dtype;
+    if (!t.shape.rank_known || !e.shape.rank_known || t.shape.rank() != e.shape.rank()) {
+      t.shape = Shape::Unknown();
+    } else {
+      for (int64_t d = 0; d < t.shape.rank(); ++d) {
+        if (!(t.shape.dims[d] == e.shape.dims[d])) t.shape.dims[d] = Dim{};
+      }
+    }
+    if (!node.outputs[i].empty()) graph.values[node.outputs[i]] = t;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status InferNodeShapes(Graph& graph, const Node& node) {
+  if (node.op_type == "If" && node.domain.empty()) return InferIfNode(graph, node);
   const OpSchema* schema = FindSchema(node.domain, node.op_type);
   if (schema == nullptr) {
     return absl::UnimplementedError(absl::StrFormat(
