@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Every zoo model in models/cache against ONNX Runtime on its real inputs
+(pip python3: numpy, onnxruntime). For each output:
+    max |kvant - ort| / max |ort|  <=  1e-4
+and for classifiers the top-1 agrees. Models not fetched are reported as
+skipped; `--require` makes a missing zoo an error.
+
+usage: zoo_parity.py KVANT_BINARY WORK_DIR [--require]
+"""
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+TOL = 1e-4
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CACHE = os.environ.get("KVANT_ZOO_DIR", os.path.join(ROOT, "models", "cache"))
+
+
+def safe(name):
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def check(kvant, model_dir, case_dir, work):
+    model = os.path.join(model_dir, "model.onnx")
+    feeds = {os.path.basename(f)[:-4]: np.load(f) for f in sorted(glob.glob(os.path.join(case_dir, "*.npy")))}
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)
+    out = os.path.join(work, "out")
+    args = [kvant, "run", model, "--output-dir", out]
+    for k in feeds:
+        args += ["--input", f"{k}={os.path.join(case_dir, k + '.npy')}"]
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        return [f"kvant failed: {r.stderr.strip()}"], 0.0
+    errors, worst = [], 0.0
+    for meta, w in zip(sess.get_outputs(), want):
+        g = np.load(os.path.join(out, safe(meta.name) + ".npy"))
+        if g.shape != w.shape:
+            errors.append(f"{meta.name}: shape {g.shape} != {w.shape}")
+            continue
+        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        err = float(np.max(np.abs(g.astype(np.float64) - w))) / scale if scale > 0 else 0.0
+        worst = max(worst, err)
+        if err > TOL:
+            errors.append(f"{meta.name}: error {err:.2e} of scale {scale:.3g} > {TOL}")
+    return errors, worst
+
+
+def main():
+    kvant, work = sys.argv[1], sys.argv[2]
+    models = sorted(d for d in glob.glob(os.path.join(CACHE, "*")) if os.path.exists(os.path.join(d, "MODEL.json")))
+    if not models:
+        print("zoo: no models fetched (models/fetch_zoo); skipped")
+        return 1 if "--require" in sys.argv else 0
+    failures = 0
+    for d in models:
+        for case in sorted(glob.glob(os.path.join(d, "inputs", "*"))):
+            name = f"{os.path.basename(d)}/{os.path.basename(case)}"
+            errors, worst = check(kvant, d, case, os.path.join(work, safe(name)))
+            print(f"{'ok' if not errors else 'FAILED':6s} {name:52s} max error / scale {worst:.2e}")
+            for e in errors:
+                print("       ", e)
+            failures += bool(errors)
+    print(f"zoo parity: {'all' if not failures else failures} case(s) {'passed' if not failures else 'failed'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
