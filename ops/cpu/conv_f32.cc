@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "ops/cpu/depthwise_f32.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/im2col_f32.h"
 #include "ops/nn_ops.h"
@@ -166,7 +167,7 @@ class ConvF32 final : public Kernel {
   }
 
   std::string Describe() const override {
-    if (depthwise_) return "depthwise_f32_direct";
+    if (depthwise_) return avx512_ ? "depthwise_f32_avx512" : "depthwise_f32_direct";
     return std::string(uk_.name) + (positions_as_rows_ ? " positions-as-rows" : "");
   }
 
@@ -270,6 +271,18 @@ class ConvF32 final : public Kernel {
       hi[kw] = std::max(lo[kw], std::min(c.out[2], (c.in[2] - off + c.s[2] - 1) / c.s[2]));
     }
     const int64_t s2 = c.s[2];
+    if (avx512_ && c.in[0] == 1 && c.k[0] == 1) {
+      const DepthwisePlane dp{c.in[1], c.in[2], c.out[1], c.out[2], c.k[1], c.k[2], c.s[1], c.s[2], c.d[1], c.d[2],
+                              c.p[1], c.p[2]};
+      pool->ParallelFor(c.n * c.cout, [&](int64_t p0, int64_t p1) {
+        for (int64_t plane = p0; plane < p1; ++plane) {
+          const int64_t ch = plane % c.cout;
+          avx512::DepthwisePlaneF32(dp, x + plane * c.in_size(), w + ch * c.k_size(), bias ? bias[ch] : 0.f, act_,
+                                    y + plane * c.out_size());
+        }
+      });
+      return;
+    }
     pool->ParallelFor(c.n * c.cout, [&](int64_t p0, int64_t p1) {
       for (int64_t plane = p0; plane < p1; ++plane) {
         const int64_t ch = plane % c.cout;
