@@ -1,6 +1,7 @@
-// Activation fusion: Conv/Gemm/MatMul -> Relu | Clip | LeakyRelu becomes one
-// node whose kernel applies the activation in its epilogue. The producer's
-// output must have no other reader and not be a graph output.
+// Activation fusion: Conv/Gemm/MatMul -> Relu | Clip | LeakyRelu |
+// HardSigmoid | HardSwish becomes one node whose kernel applies the activation
+// in its epilogue, followed by any scalar Mul/Add/Div (the affine tail). The
+// producer's output must have no other reader and not be a graph output.
 #include <limits>
 
 #include "graph/passes/passes.h"
@@ -9,8 +10,35 @@ namespace kvant {
 namespace {
 
 bool IsFusionTarget(const Node& n) {
-  return n.domain.empty() && (n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "MatMul") &&
-         !n.attrs.Has("fused_activation");
+  return n.domain.empty() && (n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "MatMul");
+}
+
+bool HasPostAffine(const Node& n) { return n.attrs.Has("fused_scale") || n.attrs.Has("fused_shift"); }
+
+// A Mul/Add/Div of the producer's output by a scalar constant, folded into
+// the producer's post-activation affine tail. False if `op` is not one.
+bool ReadAffineTail(const Graph& g, const Node& op, const std::string& data, AttributeMap* attrs) {
+  if (!op.domain.empty() || op.inputs.size() != 2) return false;
+  const bool data_first = op.inputs[0] == data;
+  if (!data_first && op.inputs[1] != data) return false;
+  const Tensor* c = g.FindConstant(op.inputs[data_first ? 1 : 0]);
+  if (c == nullptr || c->dtype() != DataType::kFloat32 || c->num_elements() != 1) return false;
+  const float v = c->data<float>()[0];
+  float scale = attrs->GetFloat("fused_scale", 1.f), shift = attrs->GetFloat("fused_shift", 0.f);
+  if (op.op_type == "Mul") {
+    scale *= v;
+    shift *= v;
+  } else if (op.op_type == "Add") {
+    shift += v;
+  } else if (op.op_type == "Div" && data_first && v != 0.f) {
+    scale /= v;
+    shift /= v;
+  } else {
+    return false;
+  }
+  attrs->SetFloat("fused_scale", scale);
+  attrs->SetFloat("fused_shift", shift);
+  return true;
 }
 
 // Writes the activation into `attrs`; false if `act` cannot be fused.
@@ -18,6 +46,16 @@ bool ReadActivation(const Graph& g, const Node& act, AttributeMap* attrs) {
   if (!act.domain.empty()) return false;
   if (act.op_type == "Relu") {
     attrs->SetString("fused_activation", "Relu");
+    return true;
+  }
+  if (act.op_type == "HardSwish") {
+    attrs->SetString("fused_activation", "HardSwish");
+    return true;
+  }
+  if (act.op_type == "HardSigmoid") {
+    attrs->SetString("fused_activation", "HardSigmoid");
+    attrs->SetFloat("fused_alpha", act.attrs.GetFloat("alpha", 0.2f));
+    attrs->SetFloat("fused_beta", act.attrs.GetFloat("beta", 0.5f));
     return true;
   }
   if (act.op_type == "LeakyRelu") {
@@ -45,28 +83,35 @@ bool ReadActivation(const Graph& g, const Node& act, AttributeMap* attrs) {
 }  // namespace
 
 absl::Status FuseActivations(Graph& graph) {
-  auto uses = graph.UseCounts();
-  auto producers = graph.Producers();
-  std::vector<bool> removed(graph.nodes.size(), false);
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    const Node& act = graph.nodes[i];
-    if (act.inputs.empty() || act.outputs.size() != 1) continue;
-    auto it = producers.find(act.inputs[0]);
-    if (it == producers.end() || uses[act.inputs[0]] != 1 || graph.IsGraphOutput(act.inputs[0])) continue;
-    Node& prod = graph.nodes[it->second];
-    if (!IsFusionTarget(prod) || removed[it->second]) continue;
-    const ValueType* t = graph.FindType(prod.outputs[0]);
-    if (t == nullptr || t->dtype != DataType::kFloat32) continue;
-    if (!ReadActivation(graph, act, &prod.attrs)) continue;
-    graph.values.erase(prod.outputs[0]);
-    prod.outputs[0] = act.outputs[0];
-    removed[i] = true;
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    auto uses = graph.UseCounts();
+    auto producers = graph.Producers();
+    for (size_t i = 0; i < graph.nodes.size() && !changed; ++i) {
+      const Node& op = graph.nodes[i];
+      if (op.inputs.empty() || op.outputs.size() != 1) continue;
+      for (const std::string& data : op.inputs) {
+        auto it = producers.find(data);
+        if (data.empty() || it == producers.end() || uses[data] != 1 || graph.IsGraphOutput(data)) continue;
+        Node& prod = graph.nodes[it->second];
+        const ValueType* t = graph.FindType(prod.outputs[0]);
+        if (!IsFusionTarget(prod) || t == nullptr || t->dtype != DataType::kFloat32) continue;
+        // An activation goes before any affine tail; the tail absorbs scalar Mul/Add/Div.
+        AttributeMap attrs = prod.attrs;
+        const bool fused = (op.inputs[0] == data && !attrs.Has("fused_activation") && !HasPostAffine(prod) &&
+                            ReadActivation(graph, op, &attrs)) ||
+                           ReadAffineTail(graph, op, data, &attrs);
+        if (!fused) continue;
+        prod.attrs = attrs;
+        graph.values.erase(prod.outputs[0]);
+        prod.outputs[0] = op.outputs[0];
+        graph.nodes.erase(graph.nodes.begin() + i);
+        changed = true;
+        break;
+      }
+    }
   }
-  std::vector<Node> kept;
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (!removed[i]) kept.push_back(std::move(graph.nodes[i]));
-  }
-  graph.nodes = std::move(kept);
   return absl::OkStatus();
 }
 

@@ -28,8 +28,17 @@ absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes
 // weights folds into those weights and bias.
 absl::Status FoldBatchNorm(Graph& graph);
 
-// fuse_activation.cc: Relu, Clip (constant bounds) and LeakyRelu after Conv,
-// Gemm or MatMul become the producer's fused_activation attribute.
+// fold_conv_affine.cc: Mul/Add by a scalar or per-channel constant after a
+// Conv folds into its weights and bias.
+absl::Status FoldConvAffine(Graph& graph);
+
+// fuse_hard_swish.cc: x * Clip(x + 3, 0, 6) / 6 becomes HardSwish(x).
+absl::Status FuseHardSwish(Graph& graph);
+
+// fuse_activation.cc: Relu, Clip (constant bounds), LeakyRelu, HardSigmoid
+// and HardSwish after Conv, Gemm or MatMul become the producer's
+// fused_activation attribute; a following Mul/Add/Div by a scalar constant
+// becomes its fused_scale / fused_shift.
 absl::Status FuseActivations(Graph& graph);
 
 // remove_identity.cc: Identity and inference-mode Dropout are bypassed.

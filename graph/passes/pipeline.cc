@@ -2,7 +2,8 @@
 // input-shape signature:
 //  1. remove Identity/Dropout;
 //  2. infer shapes and fold constants (one sweep);
-//  3. fold BatchNorm into Conv/Gemm, then fuse activations;
+//  3. fold BatchNorm and constant scales/shifts into Conv/Gemm, recognize
+//     HardSwish, then fuse activations (and scalar affine tails);
 //  4. drop dead nodes and unused initializers;
 //  5. infer shapes again over the final graph.
 #include "absl/strings/str_format.h"
@@ -16,6 +17,9 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
   if (auto s = FoldConstants(graph, options.cpu); !s.ok()) return s;
   if (auto s = FoldBatchNorm(graph); !s.ok()) return s;
+  if (auto s = FoldConvAffine(graph); !s.ok()) return s;
+  if (auto s = FuseHardSwish(graph); !s.ok()) return s;
+  if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   return InferShapes(graph);

@@ -21,12 +21,20 @@ ActivationF32 ReadFusedActivation(const AttributeMap& attrs) {
   } else if (kind == "LeakyRelu") {
     act.kind = ActivationF32::Kind::kLeakyRelu;
     act.alpha = attrs.GetFloat("fused_alpha", 0.01f);
+  } else if (kind == "HardSigmoid") {
+    act.kind = ActivationF32::Kind::kHardSigmoid;
+    act.alpha = attrs.GetFloat("fused_alpha", 0.2f);
+    act.beta = attrs.GetFloat("fused_beta", 0.5f);
+  } else if (kind == "HardSwish") {
+    act.kind = ActivationF32::Kind::kHardSwish;
   }
+  act.post_scale = attrs.GetFloat("fused_scale", 1.f);
+  act.post_shift = attrs.GetFloat("fused_shift", 0.f);
   return act;
 }
 
 void ApplyActivationF32(const ActivationF32& act, float* data, int64_t n) {
-  if (act.kind == ActivationF32::Kind::kNone) return;
+  if (act.identity()) return;
   for (int64_t i = 0; i < n; ++i) data[i] = act.Apply(data[i]);
 }
 

@@ -10,25 +10,34 @@
 
 namespace kvant::cpu {
 
+// y = act(x) * post_scale + post_shift.
 struct ActivationF32 {
-  enum class Kind { kNone, kRelu, kClip, kLeakyRelu };
+  enum class Kind { kNone, kRelu, kClip, kLeakyRelu, kHardSigmoid, kHardSwish };
   Kind kind = Kind::kNone;
   float lo = -std::numeric_limits<float>::infinity();
   float hi = std::numeric_limits<float>::infinity();
-  float alpha = 0.f;
+  float alpha = 0.f;  // LeakyRelu slope; HardSigmoid alpha
+  float beta = 0.f;   // HardSigmoid beta
+  float post_scale = 1.f;
+  float post_shift = 0.f;
+
+  bool identity() const { return kind == Kind::kNone && post_scale == 1.f && post_shift == 0.f; }
 
   float Apply(float v) const {
     switch (kind) {
-      case Kind::kNone: return v;
-      case Kind::kRelu: return v > 0.f ? v : 0.f;
-      case Kind::kClip: return std::min(std::max(v, lo), hi);
-      case Kind::kLeakyRelu: return v >= 0.f ? v : v * alpha;
+      case Kind::kNone: break;
+      case Kind::kRelu: v = v > 0.f ? v : 0.f; break;
+      case Kind::kClip: v = std::min(std::max(v, lo), hi); break;
+      case Kind::kLeakyRelu: v = v >= 0.f ? v : v * alpha; break;
+      case Kind::kHardSigmoid: v = std::min(1.f, std::max(0.f, alpha * v + beta)); break;
+      case Kind::kHardSwish: v = v * std::min(1.f, std::max(0.f, v * (1.f / 6.f) + 0.5f)); break;
     }
-    return v;
+    return v * post_scale + post_shift;
   }
 };
 
-// Attributes "fused_activation" (Relu|Clip|LeakyRelu), "fused_min", "fused_max", "fused_alpha".
+// Attributes "fused_activation" (Relu|Clip|LeakyRelu|HardSigmoid|HardSwish),
+// "fused_min", "fused_max", "fused_alpha", "fused_beta", "fused_scale", "fused_shift".
 ActivationF32 ReadFusedActivation(const AttributeMap& attrs);
 
 // Applies `act` to n values in place.

@@ -4,6 +4,7 @@
 // keeps the even lanes, other strides gather. Compiled with -mavx512f.
 #include <immintrin.h>
 
+#include "ops/cpu/activation_f32_avx512.h"
 #include "ops/cpu/depthwise_f32.h"
 
 namespace kvant::cpu::avx512 {
@@ -50,18 +51,7 @@ void DepthwisePlaneF32(const DepthwisePlane& p, const float* x, const float* w, 
           acc = _mm512_fmadd_ps(_mm512_set1_ps(w[kh * p.k_w + kw]), LoadTap(row, base, p.s_w, p.in_w, lanes), acc);
         }
       }
-      switch (act.kind) {
-        case ActivationF32::Kind::kNone: break;
-        case ActivationF32::Kind::kRelu: acc = _mm512_max_ps(acc, _mm512_setzero_ps()); break;
-        case ActivationF32::Kind::kClip:
-          acc = _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(act.lo)), _mm512_set1_ps(act.hi));
-          break;
-        case ActivationF32::Kind::kLeakyRelu: {
-          const __mmask16 neg = _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_LT_OQ);
-          acc = _mm512_mask_mul_ps(acc, neg, acc, _mm512_set1_ps(act.alpha));
-          break;
-        }
-      }
+      acc = Activate(acc, act);
       _mm512_mask_storeu_ps(yr + ow0, lanes, acc);
     }
   }

@@ -6,24 +6,11 @@
 #include <array>
 #include <utility>
 
+#include "ops/cpu/activation_f32_avx512.h"
 #include "ops/cpu/gemm_f32.h"
 
 namespace kvant::cpu::avx512 {
 namespace {
-
-inline __m512 Activate(__m512 v, const ActivationF32& act) {
-  switch (act.kind) {
-    case ActivationF32::Kind::kNone: return v;
-    case ActivationF32::Kind::kRelu: return _mm512_max_ps(v, _mm512_setzero_ps());
-    case ActivationF32::Kind::kClip:
-      return _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(act.lo)), _mm512_set1_ps(act.hi));
-    case ActivationF32::Kind::kLeakyRelu: {
-      __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-      return _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(act.alpha));
-    }
-  }
-  return v;
-}
 
 // kPacked: A is a packed panel (a_rs == 1), so broadcasts use fixed offsets.
 template <int R, bool kPacked>

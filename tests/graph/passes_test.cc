@@ -120,6 +120,38 @@ TEST(Passes, ActivationWithSecondReaderIsNotFused) {
   ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3}, 9)}});
 }
 
+TEST(Passes, ConvScaleShiftHardSwishAndAffineTailFuseIntoOneConv) {
+  // Conv -> Mul(scalar) -> Add(per-channel) -> x*Clip(x+3,0,6)/6 -> Mul(scalar) -> Add(scalar)
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, {2, 3, 9, 9}).Output("y");
+  b.Initializer("w", RandomF32({5, 3, 3, 3}, 1)).Initializer("bias", RandomF32({5}, 2));
+  b.Initializer("s", Tensor::FromVector<float>(DataType::kFloat32, {1}, {1.7f}));
+  b.Initializer("t", RandomF32({1, 5, 1, 1}, 3));
+  b.Initializer("three", Tensor::FromVector<float>(DataType::kFloat32, {1}, {3.f}));
+  b.Initializer("zero", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.f}));
+  b.Initializer("six", Tensor::FromVector<float>(DataType::kFloat32, {}, {6.f}));
+  b.Initializer("six1", Tensor::FromVector<float>(DataType::kFloat32, {1}, {6.f}));
+  b.Initializer("k", Tensor::FromVector<float>(DataType::kFloat32, {1}, {0.3f}));
+  b.Initializer("c", Tensor::FromVector<float>(DataType::kFloat32, {1}, {-0.2f}));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w", "bias"}, {"conv"}), "pads", {1, 1, 1, 1});
+  b.Node("Mul", {"s", "conv"}, {"scaled"});
+  b.Node("Add", {"scaled", "t"}, {"shifted"});
+  b.Node("Add", {"shifted", "three"}, {"p3"});
+  b.Node("Clip", {"p3", "zero", "six"}, {"r6"});
+  b.Node("Mul", {"shifted", "r6"}, {"m"});
+  b.Node("Div", {"m", "six1"}, {"hs"});
+  b.Node("Mul", {"k", "hs"}, {"hk"});
+  b.Node("Add", {"hk", "c"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "m.onnx");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE(OptimizeGraph(*g, OptimizeOptions{}).ok());
+  ASSERT_EQ(g->nodes.size(), 1u) << g->DebugString();
+  EXPECT_EQ(g->nodes[0].attrs.GetString("fused_activation", ""), "HardSwish");
+  EXPECT_FLOAT_EQ(g->nodes[0].attrs.GetFloat("fused_scale", 1.f), 0.3f);
+  ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3, 9, 9}, 9, -3.f, 3.f)}});
+}
+
 TEST(Passes, BadAttributesAreInvalidArgument) {
   OnnxBuilder b;
   b.Input("x", DataType::kFloat32, {1, 4, 5, 5}).Output("y");

@@ -30,7 +30,15 @@ class GemmTester {
   GemmTester& RowBias(bool v) { row_bias_ = v; return *this; }
   GemmTester& ColBias(bool v) { col_bias_ = v; return *this; }
   GemmTester& Accumulate(bool v) { accumulate_ = v; return *this; }
-  GemmTester& Act(ActivationF32::Kind k) { act_.kind = k; act_.lo = -0.5f; act_.hi = 0.75f; act_.alpha = 0.1f; return *this; }
+  GemmTester& Act(ActivationF32::Kind k) {
+    act_.kind = k;
+    act_.lo = -0.5f;
+    act_.hi = 0.75f;
+    act_.alpha = k == ActivationF32::Kind::kHardSigmoid ? 0.3f : 0.1f;
+    act_.beta = 0.4f;
+    return *this;
+  }
+  GemmTester& PostAffine(float scale, float shift) { act_.post_scale = scale; act_.post_shift = shift; return *this; }
   GemmTester& Threads(int v) { threads_ = v; return *this; }
   GemmTester& Seed(uint64_t v) { seed_ = v; return *this; }
 
@@ -135,8 +143,9 @@ TEST_P(GemmF32UkernelTest, OperandLayouts) {
 TEST_P(GemmF32UkernelTest, EpilogueBiasActivationAccumulate) {
   uint64_t seed = 200;
   for (auto act : {ActivationF32::Kind::kNone, ActivationF32::Kind::kRelu, ActivationF32::Kind::kClip,
-                   ActivationF32::Kind::kLeakyRelu}) {
+                   ActivationF32::Kind::kLeakyRelu, ActivationF32::Kind::kHardSigmoid, ActivationF32::Kind::kHardSwish}) {
     GemmTester().M(29).N(70).K(513).RowBias(true).Act(act).Seed(seed++).Test(uk());
+    GemmTester().M(17).N(33).K(20).ColBias(true).Act(act).PostAffine(-1.5f, 0.25f).Seed(seed++).Test(uk());
     GemmTester().M(29).N(70).K(40).ColBias(true).Accumulate(true).Act(act).Seed(seed++).Test(uk());
     GemmTester().M(5).N(9).K(0).ColBias(true).RowBias(true).Act(act).Seed(seed++).Test(uk());
   }
