@@ -88,6 +88,10 @@ class ResizeF32 final : public Kernel {
       std::memcpy(y.data, x.data, x.num_elements() * 4);
       return absl::OkStatus();
     }
+    if (mode_ == "nearest") {
+      RunNearest(x.as<const float>(), in, spec->out, spec->scales, y.as<float>());
+      return absl::OkStatus();
+    }
     for (size_t r = 0; r < resized.size(); ++r) {
       const int64_t d = resized[r];
       const Taps taps = MakeTaps(in[d], spec->out[d], spec->scales[d]);
@@ -120,6 +124,33 @@ class ResizeF32 final : public Kernel {
  private:
   static Tensor View(const TensorArg& t) {
     return Tensor::Wrap(t.dtype, std::vector<int64_t>(t.shape.begin(), t.shape.end()), t.data);
+  }
+
+  // Nearest: one pass; each output row copies (or gathers) from the input row
+  // its leading indices select.
+  void RunNearest(const float* x, const std::vector<int64_t>& in, const std::vector<int64_t>& out,
+                  const std::vector<double>& scales, float* y) const {
+    const int64_t rank = in.size();
+    std::vector<std::vector<int64_t>> idx(rank);
+    for (int64_t d = 0; d < rank; ++d) idx[d] = MakeTaps(in[d], out[d], scales[d]).index;
+    std::vector<int64_t> in_strides(rank, 1);
+    for (int64_t d = rank - 2; d >= 0; --d) in_strides[d] = in_strides[d + 1] * in[d + 1];
+    const int64_t ow = rank ? out[rank - 1] : 1;
+    int64_t rows = 1;
+    for (int64_t d = 0; d + 1 < rank; ++d) rows *= out[d];
+    const std::vector<int64_t>& col = idx[rank - 1];
+    std::vector<int64_t> pos(rank, 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t off = 0;
+      for (int64_t d = 0; d + 1 < rank; ++d) off += idx[d][pos[d]] * in_strides[d];
+      const float* src = x + off;
+      float* dst = y + r * ow;
+      for (int64_t j = 0; j < ow; ++j) dst[j] = src[col[j]];
+      for (int64_t d = rank - 2; d >= 0; --d) {
+        if (++pos[d] < out[d]) break;
+        pos[d] = 0;
+      }
+    }
   }
 
   double Original(int64_t x, int64_t in_len, int64_t out_len, double scale) const {
