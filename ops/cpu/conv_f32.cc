@@ -124,14 +124,20 @@ class ConvF32 final : public Kernel {
     return {Align64(c.gemm_k() * cols * 4), Align64(c.cout_g * cols * 4)};
   }
 
+  // One slot (col, staging, GEMM scratch) per thread: threads take whole
+  // tiles when there are enough of them, else the GEMM itself is threaded.
+  int64_t SlotBytes(const ConvGeometry& c, int threads) const {
+    const Scratch l = Layout(c);
+    const int64_t cols = TileColumns(c);
+    const size_t gemm = positions_as_rows_ ? GemmScratchBytesF32(uk_, cols, c.cout_g, c.gemm_k(), false, threads)
+                                           : GemmScratchBytesF32(uk_, c.cout_g, cols, c.gemm_k(), true, threads);
+    return Align64(l.col_bytes + l.staging_bytes + gemm);
+  }
+
   size_t ScratchBytes(const KernelShapes& s) const override {
     auto c = Geometry(s.inputs[0], s.inputs[1]);
     if (!c.ok() || Depthwise(*c)) return 0;
-    const Scratch l = Layout(*c);
-    const int64_t cols = TileColumns(*c);
-    const size_t gemm = positions_as_rows_ ? GemmScratchBytesF32(uk_, cols, c->cout_g, c->gemm_k(), false, s.num_threads)
-                                           : GemmScratchBytesF32(uk_, c->cout_g, cols, c->gemm_k(), true, s.num_threads);
-    return l.col_bytes + l.staging_bytes + gemm;
+    return SlotBytes(*c, s.num_threads) * s.num_threads;
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -147,21 +153,37 @@ class ConvF32 final : public Kernel {
       return absl::OkStatus();
     }
     const Scratch l = Layout(c);
-    Buffers buf;
-    buf.col = static_cast<float*>(ctx.scratch);
-    buf.staging = reinterpret_cast<float*>(static_cast<char*>(ctx.scratch) + l.col_bytes);
-    buf.gemm = static_cast<char*>(ctx.scratch) + l.col_bytes + l.staging_bytes;
-    if (avx512_ && c.same_size_2d()) buf.masks = Im2ColSame2dMasks(c);
-    for (const Tile& t : Tiles(c)) {
-      for (int64_t g = 0; g < c.group; ++g) {
+    const int threads = ctx.pool->num_threads();
+    const int64_t slot_bytes = SlotBytes(c, threads);
+    const std::vector<uint16_t> masks =
+        avx512_ && c.same_size_2d() ? Im2ColSame2dMasks(c) : std::vector<uint16_t>{};
+    const std::vector<Tile> tiles = Tiles(c);
+    const int64_t tasks = static_cast<int64_t>(tiles.size()) * c.group;
+    auto run_tasks = [&](int64_t slot, int64_t t0, int64_t t1, ParallelRunner* gemm_pool) {
+      char* base = static_cast<char*>(ctx.scratch) + slot * slot_bytes;
+      Buffers buf{reinterpret_cast<float*>(base), reinterpret_cast<float*>(base + l.col_bytes),
+                  base + l.col_bytes + l.staging_bytes, &masks};
+      for (int64_t task = t0; task < t1; ++task) {
+        const Tile& t = tiles[task / c.group];
+        const int64_t g = task % c.group;
         const float* xg = x.as<const float>() + (t.image * c.cin + g * c.cin_g) * c.in_size();
         const float* bg = bias ? bias + g * c.cout_g : nullptr;
         if (positions_as_rows_) {
-          RunPositionsAsRows(c, t, g, xg, bg, y, buf, ctx.pool);
+          RunPositionsAsRows(c, t, g, xg, bg, y, buf, gemm_pool);
         } else {
-          RunChannelsAsRows(c, t, g, xg, w.as<const float>(), bg, y, buf, ctx.pool);
+          RunChannelsAsRows(c, t, g, xg, w.as<const float>(), bg, y, buf, gemm_pool);
         }
       }
+    };
+    if (threads > 1 && tasks >= 2 * threads) {
+      ctx.pool->ParallelFor(threads, [&](int64_t s0, int64_t s1) {
+        InlineRunner inline_runner;
+        for (int64_t slot = s0; slot < s1; ++slot) {
+          run_tasks(slot, tasks * slot / threads, tasks * (slot + 1) / threads, &inline_runner);
+        }
+      });
+    } else {
+      run_tasks(0, 0, tasks, ctx.pool);
     }
     return absl::OkStatus();
   }
@@ -182,7 +204,7 @@ class ConvF32 final : public Kernel {
     float* col;
     float* staging;
     void* gemm;
-    std::vector<uint16_t> masks;  // AVX-512 same-size im2col, when it applies
+    const std::vector<uint16_t>* masks;  // AVX-512 same-size im2col, when it applies
   };
 
   // Fills col[K][t.cols()] for tile t of group input `xg`.
@@ -191,8 +213,8 @@ class ConvF32 final : public Kernel {
     for (int64_t i = 0; i < t.images; ++i) {
       const float* xi = xg + i * c.cin * c.in_size();
       float* dst = buf.col + i * span;
-      if (!buf.masks.empty()) {
-        avx512::Im2ColSame2dF32(c, xi, buf.masks.data(), t.p0, t.p1, dst, cols);
+      if (!buf.masks->empty()) {
+        avx512::Im2ColSame2dF32(c, xi, buf.masks->data(), t.p0, t.p1, dst, cols);
       } else {
         Im2ColF32(c, xi, t.p0, t.p1, dst, cols);
       }

@@ -32,8 +32,10 @@ std::vector<int64_t> Coords(int64_t flat, const std::vector<int64_t>& shape) {
 }
 
 // Runs `b`'s model on the inputs and returns output "y".
-Tensor RunModel(OnnxBuilder& b, const TensorMap& inputs) {
-  auto s = Session::LoadFromBytes(b.Serialize());
+Tensor RunModel(OnnxBuilder& b, const TensorMap& inputs, int threads = 1) {
+  SessionOptions options;
+  options.num_threads = threads;
+  auto s = Session::LoadFromBytes(b.Serialize(), options);
   EXPECT_TRUE(s.ok()) << s.status();
   if (!s.ok()) return Tensor();
   auto out = s->Run(inputs);
@@ -188,6 +190,7 @@ TEST(CpuOps, Conv) {
     Tensor want = RefConv(x, w, c.bias ? &bias : nullptr, c.group, {c.h == 1 ? 1 : c.stride, c.stride},
                           {c.h == 1 ? 1 : c.dil, c.dil}, {ph, c.pad, ph, c.pad});
     ExpectClose(RunModel(b, {{"x", x}}), want, 1e-4f, "Conv");
+    ExpectClose(RunModel(b, {{"x", x}}, 2), want, 1e-4f, "Conv, 2 threads");
   }
 }
 
