@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "ops/cpu/vector_math.h"
 #include "ops/kernel.h"
 
 namespace kvant::cpu {
@@ -49,13 +50,13 @@ void Map(const float* x, float* y, int64_t n, float alpha, float beta) {
     const float v = x[i];
     if constexpr (kOp == UnaryOp::kRelu) y[i] = v > 0.f ? v : 0.f;
     else if constexpr (kOp == UnaryOp::kLeakyRelu) y[i] = v >= 0.f ? v : v * alpha;
-    else if constexpr (kOp == UnaryOp::kSigmoid) y[i] = 1.f / (1.f + std::exp(-v));
+    else if constexpr (kOp == UnaryOp::kSigmoid) y[i] = v != v ? v : FastSigmoid(v);
     else if constexpr (kOp == UnaryOp::kHardSigmoid) y[i] = std::min(1.f, std::max(0.f, alpha * v + beta));
     else if constexpr (kOp == UnaryOp::kHardSwish) y[i] = v * std::min(1.f, std::max(0.f, v / 6.f + 0.5f));
-    else if constexpr (kOp == UnaryOp::kTanh) y[i] = std::tanh(v);
-    else if constexpr (kOp == UnaryOp::kErf) y[i] = std::erf(v);
+    else if constexpr (kOp == UnaryOp::kTanh) y[i] = v != v ? v : FastTanh(v);
+    else if constexpr (kOp == UnaryOp::kErf) y[i] = v != v ? v : FastErf(v);
     else if constexpr (kOp == UnaryOp::kSqrt) y[i] = std::sqrt(v);
-    else if constexpr (kOp == UnaryOp::kExp) y[i] = std::exp(v);
+    else if constexpr (kOp == UnaryOp::kExp) y[i] = v != v ? v : (v > 88.72f ? INFINITY : FastExp(v));
     else if constexpr (kOp == UnaryOp::kNeg) y[i] = -v;
     else if constexpr (kOp == UnaryOp::kReciprocal) y[i] = 1.f / v;
     else if constexpr (kOp == UnaryOp::kAbs) y[i] = std::fabs(v);

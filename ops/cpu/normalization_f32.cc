@@ -2,6 +2,7 @@
 // (max-subtracted, along one axis; opset < 13 flattens to 2-D at the axis).
 #include <cmath>
 
+#include "ops/cpu/vector_math.h"
 #include "ops/kernel.h"
 
 namespace kvant::cpu {
@@ -61,7 +62,7 @@ class SoftmaxF32 final : public Kernel {
         for (int64_t i = 0; i < len; ++i) mx = std::max(mx, xs[base + i * inner]);
         float sum = 0.f;
         for (int64_t i = 0; i < len; ++i) {
-          const float e = std::exp(xs[base + i * inner] - mx);
+          const float e = FastExp(xs[base + i * inner] - mx);
           ys[base + i * inner] = e;
           sum += e;
         }

@@ -7,42 +7,59 @@
 // sequence length keep their state and output zeros.
 #include <cmath>
 #include <cstring>
-#include <functional>
 
 #include "absl/strings/str_format.h"
 #include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/vector_math.h"
 
 namespace kvant::cpu {
 namespace {
 
 enum class Cell { kRnn, kGru, kLstm };
 
-using ActFn = std::function<float(float)>;
+// One of the ONNX recurrent activations with its alpha and beta, applied to
+// whole rows so the loops vectorize.
+struct ActFn {
+  enum class Kind { kSigmoid, kTanh, kRelu, kSoftsign, kSoftplus, kHardSigmoid, kLeakyRelu, kThresholdedRelu,
+                    kScaledTanh, kAffine, kElu };
+  Kind kind = Kind::kSigmoid;
+  float alpha = 0.f, beta = 0.f;
+
+  void operator()(float* x, int64_t n) const {
+    const float a = alpha, b = beta;
+    switch (kind) {
+      case Kind::kSigmoid: for (int64_t i = 0; i < n; ++i) x[i] = FastSigmoid(x[i]); break;
+      case Kind::kTanh: for (int64_t i = 0; i < n; ++i) x[i] = FastTanh(x[i]); break;
+      case Kind::kRelu: for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f; break;
+      case Kind::kSoftsign: for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::fabs(x[i])); break;
+      case Kind::kSoftplus: for (int64_t i = 0; i < n; ++i) x[i] = std::log1p(FastExp(x[i])); break;
+      case Kind::kHardSigmoid: for (int64_t i = 0; i < n; ++i) x[i] = std::min(1.f, std::max(0.f, a * x[i] + b)); break;
+      case Kind::kLeakyRelu: for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= 0.f ? x[i] : a * x[i]; break;
+      case Kind::kThresholdedRelu: for (int64_t i = 0; i < n; ++i) x[i] = x[i] > a ? x[i] : 0.f; break;
+      case Kind::kScaledTanh: for (int64_t i = 0; i < n; ++i) x[i] = a * FastTanh(b * x[i]); break;
+      case Kind::kAffine: for (int64_t i = 0; i < n; ++i) x[i] = a * x[i] + b; break;
+      case Kind::kElu: for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= 0.f ? x[i] : a * (FastExp(x[i]) - 1.f); break;
+    }
+  }
+};
 
 absl::StatusOr<ActFn> MakeActivation(const std::string& name, float alpha, float beta, bool has_alpha, bool has_beta) {
-  if (name == "Sigmoid") return ActFn([](float x) { return 1.f / (1.f + std::exp(-x)); });
-  if (name == "Tanh") return ActFn([](float x) { return std::tanh(x); });
-  if (name == "Relu") return ActFn([](float x) { return std::max(x, 0.f); });
-  if (name == "Softsign") return ActFn([](float x) { return x / (1.f + std::fabs(x)); });
-  if (name == "Softplus") return ActFn([](float x) { return std::log1p(std::exp(x)); });
-  const float a = alpha, b = beta;
-  if (name == "HardSigmoid") {
-    const float ha = has_alpha ? a : 0.2f, hb = has_beta ? b : 0.5f;
-    return ActFn([=](float x) { return std::min(1.f, std::max(0.f, ha * x + hb)); });
-  }
-  if (name == "LeakyRelu") {
-    const float la = has_alpha ? a : 0.01f;
-    return ActFn([=](float x) { return x >= 0 ? x : la * x; });
-  }
-  if (name == "ThresholdedRelu") {
-    const float ta = has_alpha ? a : 1.f;
-    return ActFn([=](float x) { return x > ta ? x : 0.f; });
-  }
-  if (name == "ScaledTanh") return ActFn([=](float x) { return a * std::tanh(b * x); });
-  if (name == "Affine") return ActFn([=](float x) { return a * x + b; });
-  if (name == "Elu") {
-    const float ea = has_alpha ? a : 1.f;
-    return ActFn([=](float x) { return x >= 0 ? x : ea * (std::exp(x) - 1.f); });
+  using K = ActFn::Kind;
+  static const std::pair<const char*, K> kNames[] = {
+      {"Sigmoid", K::kSigmoid},       {"Tanh", K::kTanh},           {"Relu", K::kRelu},
+      {"Softsign", K::kSoftsign},     {"Softplus", K::kSoftplus},   {"HardSigmoid", K::kHardSigmoid},
+      {"LeakyRelu", K::kLeakyRelu},   {"ThresholdedRelu", K::kThresholdedRelu},
+      {"ScaledTanh", K::kScaledTanh}, {"Affine", K::kAffine},       {"Elu", K::kElu}};
+  for (const auto& [n, k] : kNames) {
+    if (name != n) continue;
+    ActFn f;
+    f.kind = k;
+    f.alpha = alpha;
+    f.beta = beta;
+    // Defaults where the attribute is absent.
+    if (!has_alpha) f.alpha = k == K::kHardSigmoid ? 0.2f : k == K::kLeakyRelu ? 0.01f : 1.f;
+    if (!has_beta) f.beta = k == K::kHardSigmoid ? 0.5f : k == K::kScaledTanh ? 1.f : 0.f;
+    return f;
   }
   return absl::UnimplementedError("activation " + name);
 }
@@ -186,6 +203,7 @@ class RecurrentF32 final : public Kernel {
       const float* pi = peep ? peep + d * 3 * h : nullptr;
       const float* po = pi ? pi + h : nullptr;
       const float* pf = pi ? pi + 2 * h : nullptr;
+      std::vector<float> gate(4 * h);
       for (int64_t step = 0; step < seq; ++step) {
         // 2. Recurrent projection H_{t-1} R^T.
         std::memcpy(hprev, hstate, batch * h * 4);
@@ -198,7 +216,7 @@ class RecurrentF32 final : public Kernel {
         rec.c = hr;
         rec.ldc = gh;
         RunGemmF32(uk_, rec, gemm_scratch, ctx.pool);
-        // 3. Gates, one batch row at a time.
+        // 3. Gates, one batch row at a time, as whole-row array operations.
         for (int64_t b = 0; b < batch; ++b) {
           const int64_t len = lens ? lens[b] : seq;
           if (step >= len) continue;
@@ -207,28 +225,46 @@ class RecurrentF32 final : public Kernel {
           const float* rg = hr + b * gh;
           float* hs = hstate + b * h;
           float* cs = cstate + b * h;
-          const float* hp = hprev + b * h;
-          for (int64_t j = 0; j < h; ++j) {
-            auto clip = [&](float v) { return clip_ > 0 ? std::min(clip_, std::max(-clip_, v)) : v; };
-            if (cell_ == Cell::kRnn) {
-              hs[j] = f(clip(xg[j] + rg[j]));
-            } else if (cell_ == Cell::kGru) {
-              // z and r now; the candidate after the whole batch (GruCandidates).
-              gru[b * h + j] = f(clip(xg[j] + rg[j]));
-              gru[batch * h + b * h + j] = f(clip(xg[h + j] + rg[h + j]));
-            } else {
-              const float c_prev = cs[j];
-              float it = xg[j] + rg[j] + (pi ? pi[j] * c_prev : 0.f);
-              float ot = xg[h + j] + rg[h + j];
-              float ft = xg[2 * h + j] + rg[2 * h + j] + (pf ? pf[j] * c_prev : 0.f);
-              const float ct = g(clip(xg[3 * h + j] + rg[3 * h + j]));
-              it = f(clip(it));
-              ft = input_forget_ ? 1.f - it : f(clip(ft));
-              const float c = ft * c_prev + it * ct;
-              ot = f(clip(ot + (po ? po[j] * c : 0.f)));
-              cs[j] = c;
-              hs[j] = ot * hact(c);
+          float* g0 = gate.data();
+          if (cell_ == Cell::kRnn) {
+            for (int64_t j = 0; j < h; ++j) g0[j] = xg[j] + rg[j];
+            Clip(g0, h);
+            f(g0, h);
+            std::memcpy(hs, g0, h * 4);
+          } else if (cell_ == Cell::kGru) {
+            // z and r now; the candidate after the whole batch (GruCandidates).
+            for (int64_t j = 0; j < 2 * h; ++j) g0[j] = xg[j] + rg[j];
+            Clip(g0, 2 * h);
+            f(g0, 2 * h);
+            std::memcpy(gru + b * h, g0, h * 4);
+            std::memcpy(gru + batch * h + b * h, g0 + h, h * 4);
+          } else {
+            float *gi = g0, *go = g0 + h, *gf = g0 + 2 * h, *gc = g0 + 3 * h;
+            for (int64_t j = 0; j < h; ++j) {
+              gi[j] = xg[j] + rg[j] + (pi ? pi[j] * cs[j] : 0.f);
+              go[j] = xg[h + j] + rg[h + j];
+              gf[j] = xg[2 * h + j] + rg[2 * h + j] + (pf ? pf[j] * cs[j] : 0.f);
+              gc[j] = xg[3 * h + j] + rg[3 * h + j];
             }
+            Clip(gi, h);
+            Clip(gc, h);
+            f(gi, h);
+            g(gc, h);
+            if (input_forget_) {
+              for (int64_t j = 0; j < h; ++j) gf[j] = 1.f - gi[j];
+            } else {
+              Clip(gf, h);
+              f(gf, h);
+            }
+            for (int64_t j = 0; j < h; ++j) {
+              cs[j] = gf[j] * cs[j] + gi[j] * gc[j];
+              go[j] += po ? po[j] * cs[j] : 0.f;
+            }
+            Clip(go, h);
+            f(go, h);
+            std::memcpy(gc, cs, h * 4);
+            hact(gc, h);
+            for (int64_t j = 0; j < h; ++j) hs[j] = go[j] * gc[j];
           }
         }
         if (cell_ == Cell::kGru) GruCandidates(batch, step, seq, lens, reverse, xw, hr, rb, hprev, wts.rh[d], g, gru, hstate, gemm_scratch, ctx.pool);
@@ -263,6 +299,11 @@ class RecurrentF32 final : public Kernel {
   }
 
  private:
+  void Clip(float* v, int64_t n) const {
+    if (clip_ <= 0) return;
+    for (int64_t i = 0; i < n; ++i) v[i] = std::min(clip_, std::max(-clip_, v[i]));
+  }
+
   // GRU candidate and new state for every active batch row:
   //   linear_before_reset: h~ = g(X W_h^T + Wb_h + r (.) (H R_h^T + Rb_h))
   //   otherwise:           h~ = g(X W_h^T + Wb_h + (r (.) H) R_h^T + Rb_h)
@@ -288,6 +329,7 @@ class RecurrentF32 final : public Kernel {
       args.ldc = h;
       RunGemmF32(uk_, args, gemm_scratch, pool);
     }
+    std::vector<float> pre(h);
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t len = lens ? lens[b] : seq;
       if (step >= len) continue;
@@ -296,10 +338,14 @@ class RecurrentF32 final : public Kernel {
       for (int64_t j = 0; j < h; ++j) {
         const int64_t i = b * h + j;
         const float rbh = rb ? rb[2 * h + j] : 0.f;
-        float pre = linear_before_reset_ ? xg[2 * h + j] + r[i] * (hr[b * gh + 2 * h + j] + rbh)
-                                         : xg[2 * h + j] + prod[i] + rbh;
-        if (clip_ > 0) pre = std::min(clip_, std::max(-clip_, pre));
-        hstate[i] = (1 - z[i]) * g(pre) + z[i] * hprev[i];
+        pre[j] = linear_before_reset_ ? xg[2 * h + j] + r[i] * (hr[b * gh + 2 * h + j] + rbh)
+                                      : xg[2 * h + j] + prod[i] + rbh;
+      }
+      Clip(pre.data(), h);
+      g(pre.data(), h);
+      for (int64_t j = 0; j < h; ++j) {
+        const int64_t i = b * h + j;
+        hstate[i] = (1 - z[i]) * pre[j] + z[i] * hprev[i];
       }
     }
   }
