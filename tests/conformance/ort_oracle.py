@@ -151,6 +151,11 @@ def main():
     err = compare("digits_eval", binary, digits, {"image": x}, os.path.join(work, "digits"))
     if err:
         failures.append(err)
+    lstm = os.path.join(root, "models", "lstm_digits", "lstm_digits.onnx")
+    rows = np.load(os.path.join(root, "models", "lstm_digits", "eval_x.npy"))
+    err = compare("lstm_digits_eval", binary, lstm, {"rows": rows}, os.path.join(work, "lstm_digits"))
+    if err:
+        failures.append(err)
     for f in failures:
         print("FAILED:", f)
     print(f"{len(failures) == 0 and 'all' or 'not all'} ORT oracle cases passed")
