@@ -32,6 +32,10 @@ absl::Status FoldBatchNorm(Graph& graph);
 // Conv folds into its weights and bias.
 absl::Status FoldConvAffine(Graph& graph);
 
+// fuse_pad.cc: a zero constant Pad of spatial dimensions before a Conv
+// becomes the Conv's pads.
+absl::Status FusePadIntoConv(Graph& graph);
+
 // fuse_hard_swish.cc: x * Clip(x + 3, 0, 6) / 6 becomes HardSwish(x).
 absl::Status FuseHardSwish(Graph& graph);
 

@@ -49,7 +49,7 @@ class ConvF32 final : public Kernel {
       depthwise_ = true;
       return absl::OkStatus();
     }
-    positions_as_rows_ = cout_g <= kPositionsAsRowsMaxCout;
+    positions_as_rows_ = cout_g <= kPositionsAsRowsMaxCout && k >= cout_g;
     for (int64_t g = 0; g < group; ++g) {
       const float* wg = w->data<float>() + g * cout_g * k;
       // Positions as rows: W^T is B (panels of nr channels); else W is A (panels of mr channels).

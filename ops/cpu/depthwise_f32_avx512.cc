@@ -4,6 +4,8 @@
 // keeps the even lanes, other strides gather. Compiled with -mavx512f.
 #include <immintrin.h>
 
+#include <vector>
+
 #include "ops/cpu/activation_f32_avx512.h"
 #include "ops/cpu/depthwise_f32.h"
 
@@ -19,40 +21,54 @@ inline __mmask16 ValidLanes(int64_t base, int64_t step, int64_t limit) {
          _mm512_cmplt_epi32_mask(pos, _mm512_set1_epi32(static_cast<int>(limit)));
 }
 
-inline __m512 LoadTap(const float* row, int64_t base, int64_t stride, int64_t in_w, __mmask16 lanes) {
-  if (stride == 1) return _mm512_maskz_loadu_ps(ValidLanes(base, 1, in_w) & lanes, row + base);
-  if (stride == 2) {
-    const __m512 lo = _mm512_maskz_loadu_ps(ValidLanes(base, 1, in_w), row + base);
-    const __m512 hi = _mm512_maskz_loadu_ps(ValidLanes(base + 16, 1, in_w), row + base + 16);
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    return _mm512_maskz_mov_ps(lanes, _mm512_permutex2var_ps(lo, even, hi));
-  }
-  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                         _mm512_set1_epi32(static_cast<int>(stride)));
-  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ValidLanes(base, stride, in_w) & lanes, idx, row + base, 4);
-}
-
 }  // namespace
 
 void DepthwisePlaneF32(const DepthwisePlane& p, const float* x, const float* w, float bias, const ActivationF32& act,
                        float* y) {
+  // Masks depend only on the column block and kw: computed once per plane.
+  const int64_t blocks = (p.out_w + 15) / 16, kw_n = p.k_w;
+  std::vector<__mmask16> lo(blocks * kw_n), hi(blocks * kw_n), store(blocks);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t n = std::min<int64_t>(16, p.out_w - b * 16);
+    store[b] = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
+    for (int64_t kw = 0; kw < kw_n; ++kw) {
+      const int64_t base = b * 16 * p.s_w - p.pad_w + kw * p.d_w;
+      if (p.s_w == 2) {
+        lo[b * kw_n + kw] = ValidLanes(base, 1, p.in_w);
+        hi[b * kw_n + kw] = ValidLanes(base + 16, 1, p.in_w);
+      } else {
+        lo[b * kw_n + kw] = ValidLanes(base, p.s_w, p.in_w) & store[b];
+      }
+    }
+  }
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i step = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                          _mm512_set1_epi32(static_cast<int>(p.s_w)));
   for (int64_t oh = 0; oh < p.out_h; ++oh) {
     float* yr = y + oh * p.out_w;
-    for (int64_t ow0 = 0; ow0 < p.out_w; ow0 += 16) {
-      const int64_t n = std::min<int64_t>(16, p.out_w - ow0);
-      const __mmask16 lanes = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
+    for (int64_t b = 0; b < blocks; ++b) {
       __m512 acc = _mm512_set1_ps(bias);
       for (int64_t kh = 0; kh < p.k_h; ++kh) {
         const int64_t ih = oh * p.s_h - p.pad_h + kh * p.d_h;
         if (ih < 0 || ih >= p.in_h) continue;
         const float* row = x + ih * p.in_w;
-        for (int64_t kw = 0; kw < p.k_w; ++kw) {
-          const int64_t base = ow0 * p.s_w - p.pad_w + kw * p.d_w;
-          acc = _mm512_fmadd_ps(_mm512_set1_ps(w[kh * p.k_w + kw]), LoadTap(row, base, p.s_w, p.in_w, lanes), acc);
+        for (int64_t kw = 0; kw < kw_n; ++kw) {
+          const int64_t base = b * 16 * p.s_w - p.pad_w + kw * p.d_w;
+          const __mmask16 m = lo[b * kw_n + kw];
+          __m512 v;
+          if (p.s_w == 1) {
+            v = _mm512_maskz_loadu_ps(m, row + base);
+          } else if (p.s_w == 2) {
+            const __m512 a = _mm512_maskz_loadu_ps(m, row + base);
+            const __m512 c = _mm512_maskz_loadu_ps(hi[b * kw_n + kw], row + base + 16);
+            v = _mm512_maskz_mov_ps(store[b], _mm512_permutex2var_ps(a, even, c));
+          } else {
+            v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, step, row + base, 4);
+          }
+          acc = _mm512_fmadd_ps(_mm512_set1_ps(w[kh * kw_n + kw]), v, acc);
         }
       }
-      acc = Activate(acc, act);
-      _mm512_mask_storeu_ps(yr + ow0, lanes, acc);
+      _mm512_mask_storeu_ps(yr + b * 16, store[b], Activate(acc, act));
     }
   }
 }

@@ -110,6 +110,8 @@ class TileKernel final : public Kernel {
   }
 };
 
+void ConstantPad(const TensorArg& x, const TensorArg& y, const PadSpec& p, const char* fill, size_t es);
+
 class PadKernel final : public Kernel {
  public:
   PadKernel(const AttributeMap& attrs, int64_t opset, std::string label)
@@ -136,6 +138,10 @@ class PadKernel final : public Kernel {
     for (int64_t d = rank - 2; d >= 0; --d) xs[d] = xs[d + 1] * x.shape[d + 1];
     std::vector<int64_t> idx(rank, 0);
     const int64_t n = y.num_elements();
+    if (p->mode == "constant" && rank > 0) {
+      ConstantPad(x, y, *p, fill.data(), es);
+      return absl::OkStatus();
+    }
     if (p->mode != "constant") {
       for (int64_t d = 0; d < rank; ++d) {
         if (x.shape[d] == 0 && y.shape[d] > 0) {
@@ -179,6 +185,45 @@ class PadKernel final : public Kernel {
   int64_t opset_;
   std::string label_;
 };
+
+// Constant mode: fill, then copy each input row (cropped by negative pads)
+// to its place.
+void ConstantPad(const TensorArg& x, const TensorArg& y, const PadSpec& p, const char* fill, size_t es) {
+  const int64_t rank = x.rank(), n = y.num_elements();
+  char* py = static_cast<char*>(y.data);
+  bool zero = true;
+  for (size_t i = 0; i < es; ++i) zero &= fill[i] == 0;
+  if (zero) {
+    std::memset(py, 0, n * es);
+  } else {
+    for (int64_t i = 0; i < n; ++i) std::memcpy(py + i * es, fill, es);
+  }
+  std::vector<int64_t> ys(rank, 1);
+  for (int64_t d = rank - 2; d >= 0; --d) ys[d] = ys[d + 1] * y.shape[d + 1];
+  const int64_t last = rank - 1;
+  const int64_t src0 = std::max<int64_t>(0, -p.begin[last]);
+  const int64_t dst0 = std::max<int64_t>(0, p.begin[last]);
+  const int64_t len = std::min(x.shape[last] - src0, y.shape[last] - dst0);
+  if (len <= 0) return;
+  int64_t rows = 1;
+  for (int64_t d = 0; d < last; ++d) rows *= x.shape[d];
+  std::vector<int64_t> idx(rank, 0);
+  const char* px = static_cast<const char*>(x.data);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t off = 0;
+    bool inside = true;
+    for (int64_t d = 0; d < last; ++d) {
+      const int64_t o = idx[d] + p.begin[d];
+      inside &= o >= 0 && o < y.shape[d];
+      off += o * ys[d];
+    }
+    if (inside) std::memcpy(py + (off + dst0) * es, px + (r * x.shape[last] + src0) * es, len * es);
+    for (int64_t d = last - 1; d >= 0; --d) {
+      if (++idx[d] < x.shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
 
 class SplitKernel final : public Kernel {
  public:
