@@ -1,5 +1,6 @@
 // The public Tensor and DataType helpers. They live in graph/ because the IR
 // stores initializers as Tensors; every room above uses the same type.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -54,7 +55,7 @@ int64_t Tensor::num_elements() const {
   return n;
 }
 
-Tensor Tensor::Zeros(DataType dtype, std::vector<int64_t> shape) {
+Tensor Tensor::Uninitialized(DataType dtype, std::vector<int64_t> shape) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
@@ -62,9 +63,14 @@ Tensor Tensor::Zeros(DataType dtype, std::vector<int64_t> shape) {
   size_t rounded = (bytes + 63) / 64 * 64;
   if (rounded == 0) rounded = 64;
   void* p = std::aligned_alloc(64, rounded);
-  std::memset(p, 0, rounded);
   t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::Zeros(DataType dtype, std::vector<int64_t> shape) {
+  Tensor t = Uninitialized(dtype, std::move(shape));
+  std::memset(t.data_, 0, std::max<size_t>(t.byte_size(), 1));
   return t;
 }
 

@@ -52,6 +52,8 @@ class Tensor {
   Tensor() = default;
   // Allocates a zero-filled, 64-byte aligned buffer.
   static Tensor Zeros(DataType dtype, std::vector<int64_t> shape);
+  // Allocates a 64-byte aligned buffer whose contents are unspecified.
+  static Tensor Uninitialized(DataType dtype, std::vector<int64_t> shape);
   // Wraps memory the caller keeps alive (owner may be null) without copying.
   static Tensor Wrap(DataType dtype, std::vector<int64_t> shape, void* data,
                      std::shared_ptr<void> owner = nullptr);
