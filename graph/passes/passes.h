@@ -36,6 +36,10 @@ absl::Status FoldConvAffine(Graph& graph);
 // becomes the Conv's pads.
 absl::Status FusePadIntoConv(Graph& graph);
 
+// fuse_layer_norm.cc: the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add
+// spelling of layer normalization becomes LayerNormalization.
+absl::Status FuseLayerNorm(Graph& graph);
+
 // fuse_hard_swish.cc: x * Clip(x + 3, 0, 6) / 6 becomes HardSwish(x).
 absl::Status FuseHardSwish(Graph& graph);
 

@@ -3,7 +3,8 @@
 //  1. remove Identity/Dropout;
 //  2. infer shapes and fold constants (one sweep);
 //  3. fold BatchNorm, constant scales/shifts and zero Pads into Conv/Gemm, recognize
-//     HardSwish, then fuse activations (and scalar affine tails);
+//     HardSwish and LayerNormalization, then fuse activations (and scalar
+//     affine tails);
 //  4. drop dead nodes and unused initializers;
 //  5. infer shapes again over the final graph.
 #include "absl/strings/str_format.h"
@@ -20,6 +21,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = FoldConvAffine(graph); !s.ok()) return s;
   if (auto s = FusePadIntoConv(graph); !s.ok()) return s;
   if (auto s = FuseHardSwish(graph); !s.ok()) return s;
+  if (auto s = FuseLayerNorm(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;

@@ -103,6 +103,26 @@ BroadcastFn<T> Pick(BinaryOp op) {
   return nullptr;
 }
 
+// x^e for the exponents models use (LayerNorm's square, square roots):
+// multiplications instead of pow calls. False for other exponents.
+bool PowByConstant(const float* x, float e, float* y, int64_t nx, int64_t ny) {
+  if (nx != ny) return false;
+  if (e == 2.f) {
+    for (int64_t i = 0; i < ny; ++i) y[i] = x[i] * x[i];
+  } else if (e == 3.f) {
+    for (int64_t i = 0; i < ny; ++i) y[i] = x[i] * x[i] * x[i];
+  } else if (e == 1.f) {
+    for (int64_t i = 0; i < ny; ++i) y[i] = x[i];
+  } else if (e == 0.5f) {
+    for (int64_t i = 0; i < ny; ++i) y[i] = std::sqrt(x[i]);
+  } else if (e == -1.f) {
+    for (int64_t i = 0; i < ny; ++i) y[i] = 1.f / x[i];
+  } else {
+    return false;
+  }
+  return true;
+}
+
 class Binary final : public Kernel {
  public:
   explicit Binary(BinaryOp op) : op_(op) {}
@@ -134,6 +154,10 @@ class Binary final : public Kernel {
             }
           }
           bp = conv;
+        }
+        if (op_ == BinaryOp::kPow && b.num_elements() == 1 && PowByConstant(a.as<const float>(), bp[0], y.as<float>(),
+                                                                             a.num_elements(), y.num_elements())) {
+          break;
         }
         Pick<float>(op_)(a.as<const float>(), bp, y.as<float>(), as, bs, y.shape, ctx.pool);
         break;

@@ -152,6 +152,46 @@ TEST(Passes, ConvScaleShiftHardSwishAndAffineTailFuseIntoOneConv) {
   ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3, 9, 9}, 9, -3.f, 3.f)}});
 }
 
+TEST(Passes, SpelledOutLayerNormBecomesLayerNormalization) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {2, 5, 8}).Output("y");
+  b.Initializer("two", Tensor::FromVector<float>(DataType::kFloat32, {}, {2.f}));
+  b.Initializer("eps", Tensor::FromVector<float>(DataType::kFloat32, {}, {1e-5f}));
+  b.Initializer("gamma", RandomF32({8}, 1)).Initializer("beta", RandomF32({8}, 2));
+  OnnxBuilder::SetInts(b.Node("ReduceMean", {"x"}, {"mean"}), "axes", {-1});
+  b.Node("Sub", {"x", "mean"}, {"d"});
+  b.Node("Pow", {"d", "two"}, {"sq"});
+  OnnxBuilder::SetInts(b.Node("ReduceMean", {"sq"}, {"var"}), "axes", {-1});
+  b.Node("Add", {"var", "eps"}, {"ve"});
+  b.Node("Sqrt", {"ve"}, {"sd"});
+  b.Node("Div", {"d", "sd"}, {"n"});
+  b.Node("Mul", {"n", "gamma"}, {"g"});
+  b.Node("Add", {"g", "beta"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "m.onnx");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE(OptimizeGraph(*g, OptimizeOptions{}).ok());
+  ASSERT_EQ(g->nodes.size(), 1u) << g->DebugString();
+  EXPECT_EQ(g->nodes[0].op_type, "LayerNormalization");
+  ExpectSameOutputs(bytes, {{"x", RandomF32({2, 5, 8}, 9, -2.f, 2.f)}});
+}
+
+TEST(Passes, ZeroPadFoldsIntoConvPads) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {1, 3, 9, 9}).Output("y");
+  b.Initializer("w", RandomF32({4, 3, 3, 3}, 1));
+  b.Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 0, 1, 0, 0, 1, 2}));
+  b.Node("Pad", {"x", "pads"}, {"p"});
+  OnnxBuilder::SetInts(b.Node("Conv", {"p", "w"}, {"y"}), "strides", {2, 2});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "m.onnx");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE(OptimizeGraph(*g, OptimizeOptions{}).ok());
+  ASSERT_EQ(g->nodes.size(), 1u) << g->DebugString();
+  EXPECT_EQ(g->nodes[0].attrs.GetInts("pads"), (std::vector<int64_t>{0, 1, 1, 2}));
+  ExpectSameOutputs(bytes, {{"x", RandomF32({1, 3, 9, 9}, 9)}});
+}
+
 TEST(Passes, BadAttributesAreInvalidArgument) {
   OnnxBuilder b;
   b.Input("x", DataType::kFloat32, {1, 4, 5, 5}).Output("y");
