@@ -1,5 +1,6 @@
 // Shape rules of elementwise operators: unary maps, Clip, Cast, Dropout,
-// Softmax and the broadcasting binary operators.
+// Softmax, the broadcasting binary operators, comparisons, Where, and If
+// (whose outputs' types come from its branches).
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "ops/broadcast.h"
@@ -77,9 +78,6 @@ absl::Status InferBroadcast(InferContext& ctx) {
   return absl::OkStatus();
 }
 
-}  // namespace kvant
-
-namespace kvant {
 
 absl::Status InferCompare(InferContext& ctx) {
   if (ctx.dtype(0) != ctx.dtype(1)) {
@@ -108,9 +106,6 @@ absl::Status InferWhere(InferContext& ctx) {
   return absl::OkStatus();
 }
 
-}  // namespace kvant
-
-namespace kvant {
 
 // If: output types come from the then-branch's declared outputs; shapes are
 // known once the condition folds and the branch is inlined.

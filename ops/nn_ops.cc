@@ -1,4 +1,5 @@
-// Shape rules of Conv, pooling, BatchNormalization, Gemm and MatMul, and the
+// Shape rules of Conv, ConvTranspose, pooling, BatchNormalization,
+// LayerNormalization, InstanceNormalization, Gemm and MatMul, and the
 // window-geometry helpers their kernels share.
 #include "ops/nn_ops.h"
 
@@ -226,9 +227,6 @@ absl::Status InferMatMul(InferContext& ctx) {
   return absl::OkStatus();
 }
 
-}  // namespace kvant
-
-namespace kvant {
 
 absl::Status InferLayerNorm(InferContext& ctx) {
   const Shape& x = ctx.shape(0);
@@ -249,9 +247,6 @@ absl::Status InferInstanceNorm(InferContext& ctx) {
   return absl::OkStatus();
 }
 
-}  // namespace kvant
-
-namespace kvant {
 
 absl::StatusOr<ConvTransposeSizes> ConvTransposeOutput(const AttributeMap& attrs, const WindowParams& p,
                                                        const std::vector<int64_t>& in, const std::string& label) {

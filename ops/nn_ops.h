@@ -36,11 +36,7 @@ absl::StatusOr<std::vector<int64_t>> WindowOutputSizes(WindowParams& p,
                                                        const std::vector<int64_t>& in,
                                                        const std::string& label);
 
-}  // namespace kvant
 
-
-
-namespace kvant {
 
 // ConvTranspose: output spatial sizes and resolved begin/end pads.
 struct ConvTransposeSizes {

@@ -1,5 +1,6 @@
-// FP32 BatchNormalization (inference: per-channel scale and shift) and Softmax
-// (max-subtracted, along one axis; opset < 13 flattens to 2-D at the axis).
+// FP32 BatchNormalization (inference: per-channel scale and shift), Softmax
+// (max-subtracted, along one axis; opset < 13 flattens to 2-D at the axis),
+// LayerNormalization and InstanceNormalization (statistics in double).
 #include <cmath>
 
 #include "ops/cpu/vector_math.h"
