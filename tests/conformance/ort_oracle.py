@@ -103,6 +103,78 @@ def cases(rng):
         {"st": np.array([1, 8], np.int64), "en": np.array([4, 0], np.int64), "ax": np.array([0, 1], np.int64),
          "sp": np.array([1, -2], np.int64), "idx": np.array([[0, 3], [2, 1]], np.int64), "u": np.array([0], np.int64)}),
         {"x": rnd(rng, 4, 10, 6)})
+    # Operators of the model-zoo issue, on random inputs with ONNX Runtime as the reference.
+    c["reduce_argmax_topk_cumsum"] = (model(
+        [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 3], keepdims=1),
+         helper.make_node("ReduceMax", ["x"], ["mx"], axes=[2], keepdims=0),
+         helper.make_node("ArgMax", ["x"], ["am"], axis=3, keepdims=0),
+         helper.make_node("TopK", ["flat", "k"], ["tv", "ti"], axis=-1, largest=1),
+         helper.make_node("Reshape", ["x", "fs"], ["flat"]),
+         helper.make_node("CumSum", ["mx", "ax"], ["cs"], exclusive=1, reverse=1),
+         helper.make_node("Cast", ["am"], ["amf"], to=TensorProto.FLOAT),
+         helper.make_node("Cast", ["ti"], ["tif"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceSum", ["tv", "ax1"], ["ts"], keepdims=1)],
+        [vi("x", [2, 5, 6, 7])], [vi("m", None), vi("cs", None), vi("amf", None), vi("tif", None), vi("ts", None)],
+        {"k": np.array([4], np.int64), "fs": np.array([2, 210], np.int64), "ax": np.array(1, np.int64),
+         "ax1": np.array([1], np.int64)}, opset=13),
+        {"x": rnd(rng, 2, 5, 6, 7)})
+    c["where_compare_expand_tile_pad"] = (model(
+        [helper.make_node("Less", ["x", "y"], ["lt"]), helper.make_node("Greater", ["x", "z"], ["gt"]),
+         helper.make_node("Or", ["lt", "gt"], ["o"]), helper.make_node("Not", ["o"], ["no"]),
+         helper.make_node("Where", ["no", "x", "y"], ["w"]), helper.make_node("Expand", ["z", "es"], ["e"]),
+         helper.make_node("Add", ["w", "e"], ["s"]), helper.make_node("Tile", ["s", "reps"], ["t"]),
+         helper.make_node("Pad", ["t", "p1"], ["pr"], mode="reflect"),
+         helper.make_node("Pad", ["pr", "p2"], ["pe"], mode="edge"),
+         helper.make_node("Pad", ["pe", "p3", "cv"], ["y_"], mode="constant")],
+        [vi("x", [3, 4]), vi("y", [3, 4]), vi("z", [1, 4])], [vi("y_", None)],
+        {"es": np.array([3, 4], np.int64), "reps": np.array([2, 1], np.int64),
+         "p1": np.array([1, 2, 1, 0], np.int64), "p2": np.array([0, 1, 2, 1], np.int64),
+         "p3": np.array([1, 0, 0, 2], np.int64), "cv": np.array(0.5, np.float32)}, opset=13),
+        {"x": rnd(rng, 3, 4), "y": rnd(rng, 3, 4), "z": rnd(rng, 1, 4)})
+    c["resize_modes"] = (model(
+        [helper.make_node("Resize", ["x", "", "s1"], ["a"], mode="linear", coordinate_transformation_mode="half_pixel"),
+         helper.make_node("Resize", ["x", "", "s2"], ["b"], mode="nearest", coordinate_transformation_mode="asymmetric",
+                          nearest_mode="floor"),
+         helper.make_node("Resize", ["x", "", "", "sz"], ["c"], mode="cubic",
+                          coordinate_transformation_mode="align_corners"),
+         helper.make_node("Resize", ["x", "", "", "sz2"], ["d"], mode="linear",
+                          coordinate_transformation_mode="pytorch_half_pixel")],
+        [vi("x", [1, 2, 7, 9])], [vi("a", None), vi("b", None), vi("c", None), vi("d", None)],
+        {"s1": np.array([1, 1, 1.5, 0.6], np.float32), "s2": np.array([1, 1, 2, 2], np.float32),
+         "sz": np.array([1, 2, 11, 5], np.int64), "sz2": np.array([1, 2, 1, 13], np.int64)}, opset=13),
+        {"x": rnd(rng, 1, 2, 7, 9)})
+    c["conv_transpose_groups_pads"] = (model(
+        [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 3], pads=[1, 0, 0, 1],
+                          output_padding=[1, 2], group=2, dilations=[1, 2])],
+        [vi("x", [2, 4, 5, 6])], [vi("y", None)], {"w": rnd(rng, 4, 3, 3, 2, scale=0.3), "b": rnd(rng, 6)}),
+        {"x": rnd(rng, 2, 4, 5, 6)})
+    hid = 8
+    c["lstm_bidirectional_seq_lens"] = (model(
+        [helper.make_node("LSTM", ["x", "w", "r", "b", "lens", "h0", "c0", "p"], ["y", "yh", "yc"], hidden_size=hid,
+                          direction="bidirectional")],
+        [vi("x", [6, 3, 5]), helper.make_tensor_value_info("lens", TensorProto.INT32, [3])],
+        [vi("y", None), vi("yh", None), vi("yc", None)],
+        {"w": rnd(rng, 2, 4 * hid, 5, scale=0.4), "r": rnd(rng, 2, 4 * hid, hid, scale=0.4),
+         "b": rnd(rng, 2, 8 * hid, scale=0.2), "h0": rnd(rng, 2, 3, hid), "c0": rnd(rng, 2, 3, hid),
+         "p": rnd(rng, 2, 3 * hid, scale=0.2)}),
+        {"x": rnd(rng, 6, 3, 5), "lens": np.array([6, 2, 4], np.int32)})
+    c["gru_reverse_and_linear_before_reset"] = (model(
+        [helper.make_node("GRU", ["x", "w", "r", "b"], ["y1", "h1"], hidden_size=hid, direction="reverse"),
+         helper.make_node("GRU", ["x", "w", "r", "b"], ["y2", "h2"], hidden_size=hid, linear_before_reset=1,
+                          layout=0)],
+        [vi("x", [5, 2, 4])], [vi("y1", None), vi("h1", None), vi("y2", None), vi("h2", None)],
+        {"w": rnd(rng, 1, 3 * hid, 4, scale=0.5), "r": rnd(rng, 1, 3 * hid, hid, scale=0.5),
+         "b": rnd(rng, 1, 6 * hid, scale=0.3)}),
+        {"x": rnd(rng, 5, 2, 4)})
+    c["layer_norm_instance_norm_split"] = (model(
+        [helper.make_node("LayerNormalization", ["x", "g", "bt"], ["ln"], axis=-1, epsilon=1e-4),
+         helper.make_node("InstanceNormalization", ["x4", "s", "bb"], ["inorm"], epsilon=1e-3),
+         helper.make_node("Split", ["ln", "sp"], ["a", "b"], axis=2),
+         helper.make_node("Mul", ["a", "b"], ["ab"])],
+        [vi("x", [2, 3, 8]), vi("x4", [2, 3, 4, 5])], [vi("ab", None), vi("inorm", None)],
+        {"g": rnd(rng, 8), "bt": rnd(rng, 8), "s": rnd(rng, 3), "bb": rnd(rng, 3), "sp": np.array([4, 4], np.int64)},
+        opset=17),
+        {"x": rnd(rng, 2, 3, 8), "x4": rnd(rng, 2, 3, 4, 5)})
     return c
 
 
