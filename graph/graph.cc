@@ -271,6 +271,22 @@ std::string Graph::UniqueName(const std::string& hint) const {
   }
 }
 
+std::string Graph::AddConstant(const std::string& hint, const Tensor& t) {
+  const std::string name = UniqueName(hint);
+  initializers[name] = t;
+  values[name] = ValueType{t.dtype(), Shape::Of(t.shape())};
+  return name;
+}
+
+void Graph::RemoveNodes(const std::vector<bool>& removed) {
+  std::vector<Node> kept;
+  kept.reserve(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (i >= removed.size() || !removed[i]) kept.push_back(std::move(nodes[i]));
+  }
+  nodes = std::move(kept);
+}
+
 namespace {
 
 std::string AttributeText(const Attribute& a) {

@@ -134,6 +134,10 @@ class Graph {
   absl::flat_hash_map<std::string, int> Producers() const;
   // Returns a fresh value name starting with `hint`.
   std::string UniqueName(const std::string& hint) const;
+  // Adds `t` as an initializer under a fresh name starting with `hint`; returns the name.
+  std::string AddConstant(const std::string& hint, const Tensor& t);
+  // Drops the nodes whose index is marked, keeping the order of the others.
+  void RemoveNodes(const std::vector<bool>& removed);
 
   // Readable dump: inputs, initializers (shapes only), nodes with attributes.
   std::string DebugString() const;

@@ -45,14 +45,9 @@ bool FoldIntoConv(Graph& g, Node& conv, const Node& bn) {
   }
   Tensor nb = Tensor::Zeros(DataType::kFloat32, {cout});
   for (int64_t c = 0; c < cout; ++c) nb.data<float>()[c] = (b ? b->data<float>()[c] : 0.f) * f.scale[c] + f.shift[c];
-  const std::string wn = g.UniqueName(conv.name + "_bn_weight"), bnm = g.UniqueName(conv.name + "_bn_bias");
-  g.initializers[wn] = nw;
-  g.values[wn] = ValueType{DataType::kFloat32, Shape::Of(nw.shape())};
-  g.initializers[bnm] = nb;
-  g.values[bnm] = ValueType{DataType::kFloat32, Shape::Of(nb.shape())};
   conv.inputs.resize(3);
-  conv.inputs[1] = wn;
-  conv.inputs[2] = bnm;
+  conv.inputs[1] = g.AddConstant(conv.name + "_bn_weight", nw);
+  conv.inputs[2] = g.AddConstant(conv.name + "_bn_bias", nb);
   return true;
 }
 
@@ -73,14 +68,9 @@ bool FoldIntoGemm(Graph& g, Node& gemm, const Node& bn) {
   }
   Tensor nc = Tensor::Zeros(DataType::kFloat32, {n});
   for (int64_t j = 0; j < n; ++j) nc.data<float>()[j] = (c ? beta * c->data<float>()[j] : 0.f) * f.scale[j] + f.shift[j];
-  const std::string wn = g.UniqueName(gemm.name + "_bn_weight"), cn = g.UniqueName(gemm.name + "_bn_bias");
-  g.initializers[wn] = nw;
-  g.values[wn] = ValueType{DataType::kFloat32, Shape::Of(nw.shape())};
-  g.initializers[cn] = nc;
-  g.values[cn] = ValueType{DataType::kFloat32, Shape::Of(nc.shape())};
   gemm.inputs.resize(3);
-  gemm.inputs[1] = wn;
-  gemm.inputs[2] = cn;
+  gemm.inputs[1] = g.AddConstant(gemm.name + "_bn_weight", nw);
+  gemm.inputs[2] = g.AddConstant(gemm.name + "_bn_bias", nc);
   gemm.attrs.SetFloat("beta", 1.f);
   (void)alpha;  // alpha scales only A*B, which the weight scale already covers
   return true;
@@ -111,11 +101,7 @@ absl::Status FoldBatchNorm(Graph& graph) {
     prod.outputs[0] = bn.outputs[0];
     removed[i] = true;
   }
-  std::vector<Node> kept;
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (!removed[i]) kept.push_back(std::move(graph.nodes[i]));
-  }
-  graph.nodes = std::move(kept);
+  graph.RemoveNodes(removed);
   return absl::OkStatus();
 }
 

@@ -70,14 +70,9 @@ absl::Status FoldConvAffine(Graph& graph) {
         } else {
           for (int64_t k = 0; k < cout; ++k) nb.data<float>()[k] += v[k];
         }
-        const std::string wn = graph.UniqueName(conv.name + "_w"), bn = graph.UniqueName(conv.name + "_b");
-        graph.initializers[wn] = nw;
-        graph.values[wn] = ValueType{DataType::kFloat32, Shape::Of(nw.shape())};
-        graph.initializers[bn] = nb;
-        graph.values[bn] = ValueType{DataType::kFloat32, Shape::Of(nb.shape())};
         conv.inputs.resize(3);
-        conv.inputs[1] = wn;
-        conv.inputs[2] = bn;
+        conv.inputs[1] = graph.AddConstant(conv.name + "_w", nw);
+        conv.inputs[2] = graph.AddConstant(conv.name + "_b", nb);
         graph.values.erase(conv.outputs[0]);
         conv.outputs[0] = op.outputs[0];
         graph.nodes.erase(graph.nodes.begin() + i);

@@ -47,11 +47,7 @@ absl::Status FusePadIntoConv(Graph& graph) {
     conv.inputs[0] = pad.inputs[0];
     removed[it->second] = true;
   }
-  std::vector<Node> kept;
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (!removed[i]) kept.push_back(std::move(graph.nodes[i]));
-  }
-  graph.nodes = std::move(kept);
+  graph.RemoveNodes(removed);
   return absl::OkStatus();
 }
 

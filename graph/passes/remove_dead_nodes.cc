@@ -19,11 +19,9 @@ absl::Status RemoveDeadNodes(Graph& graph) {
     }
     live.insert(n.implicit_inputs.begin(), n.implicit_inputs.end());
   }
-  std::vector<Node> kept;
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (keep[i]) kept.push_back(std::move(graph.nodes[i]));
-  }
-  graph.nodes = std::move(kept);
+  std::vector<bool> removed(keep.size());
+  for (size_t i = 0; i < keep.size(); ++i) removed[i] = !keep[i];
+  graph.RemoveNodes(removed);
   for (auto it = graph.initializers.begin(); it != graph.initializers.end();) {
     if (!live.contains(it->first)) {
       graph.values.erase(it->first);

@@ -68,11 +68,7 @@ absl::Status RemoveIdentities(Graph& graph) {
     graph.values[out] = graph.values[in];
     removed[i] = true;
   }
-  std::vector<Node> kept;
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (!removed[i]) kept.push_back(std::move(graph.nodes[i]));
-  }
-  graph.nodes = std::move(kept);
+  graph.RemoveNodes(removed);
   return absl::OkStatus();
 }
 
