@@ -146,12 +146,23 @@ class Slice final : public Kernel {
     const size_t es = ElemSize(x);
     const char* xs = static_cast<const char*>(x.data);
     char* ys = static_cast<char*>(y.data);
+    if (rank == 0) {
+      std::memcpy(ys, xs, es);
+      return absl::OkStatus();
+    }
+    // Rows along the last dimension: one memcpy per row when its step is 1.
+    const int64_t last = rank - 1, row = y.shape[last], rows = n / row;
     std::vector<int64_t> idx(rank, 0);
-    for (int64_t o = 0; o < n; ++o) {
-      int64_t off = 0;
-      for (int64_t d = 0; d < rank; ++d) off += (r->start[d] + idx[d] * r->step[d]) * in_strides[d];
-      std::memcpy(ys + o * es, xs + off * es, es);
-      for (int64_t d = rank - 1; d >= 0; --d) {
+    for (int64_t o = 0; o < rows; ++o) {
+      int64_t off = r->start[last];
+      for (int64_t d = 0; d < last; ++d) off += (r->start[d] + idx[d] * r->step[d]) * in_strides[d];
+      char* dst = ys + o * row * es;
+      if (r->step[last] == 1) {
+        std::memcpy(dst, xs + off * es, row * es);
+      } else {
+        for (int64_t j = 0; j < row; ++j) std::memcpy(dst + j * es, xs + (off + j * r->step[last]) * es, es);
+      }
+      for (int64_t d = last - 1; d >= 0; --d) {
         if (++idx[d] < y.shape[d]) break;
         idx[d] = 0;
       }

@@ -150,15 +150,16 @@ class PadKernel final : public Kernel {
         }
       }
     }
-    for (int64_t o = 0; o < n; ++o) {
-      int64_t off = 0;
-      bool inside = true;
-      for (int64_t d = 0; d < rank && inside; ++d) {
-        int64_t i = idx[d] - p->begin[d];
-        const int64_t len = x.shape[d];
+    // Source index of every output index per dimension (-1: the fill value),
+    // then output rows gathered through those tables.
+    std::vector<std::vector<int64_t>> src(rank);
+    for (int64_t d = 0; d < rank; ++d) {
+      const int64_t len = x.shape[d];
+      for (int64_t o = 0; o < y.shape[d]; ++o) {
+        int64_t i = o - p->begin[d];
         if (i < 0 || i >= len) {
           if (p->mode == "constant") {
-            inside = false;
+            i = -1;
           } else if (p->mode == "edge") {
             i = i < 0 ? 0 : len - 1;
           } else if (p->mode == "wrap") {
@@ -169,10 +170,30 @@ class PadKernel final : public Kernel {
             if (i >= len) i = period - i;
           }
         }
+        src[d].push_back(i);
+      }
+    }
+    if (rank == 0 || n == 0) {
+      if (n) std::memcpy(y.data, x.data, es);
+      return absl::OkStatus();
+    }
+    const int64_t last = rank - 1, row = y.shape[last], rows = n / row;
+    const char* px = static_cast<const char*>(x.data);
+    char* py = static_cast<char*>(y.data);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t off = 0;
+      bool inside = true;
+      for (int64_t d = 0; d < last; ++d) {
+        const int64_t i = src[d][idx[d]];
+        inside &= i >= 0;
         off += i * xs[d];
       }
-      std::memcpy(static_cast<char*>(y.data) + o * es, inside ? static_cast<const char*>(x.data) + off * es : fill.data(), es);
-      for (int64_t d = rank - 1; d >= 0; --d) {
+      char* dst = py + r * row * es;
+      for (int64_t j = 0; j < row; ++j) {
+        const int64_t i = src[last][j];
+        std::memcpy(dst + j * es, inside && i >= 0 ? px + (off + i) * es : fill.data(), es);
+      }
+      for (int64_t d = last - 1; d >= 0; --d) {
         if (++idx[d] < y.shape[d]) break;
         idx[d] = 0;
       }
