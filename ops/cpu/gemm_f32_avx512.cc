@@ -21,6 +21,12 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
 #pragma GCC unroll 14
   for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
   for (int64_t kk = 0; kk < kc; ++kk) {
+    // With fewer than 14 rows (token-sized M), B is read once and streams from
+    // memory: fetch 16 k-steps (2 KiB) ahead. Full-height panels reuse B from L1.
+    if constexpr (R < 14) {
+      _mm_prefetch(reinterpret_cast<const char*>(b + 512), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(b + 528), _MM_HINT_T0);
+    }
     const __m512 b0 = _mm512_load_ps(b);
     const __m512 b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
