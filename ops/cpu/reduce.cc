@@ -30,8 +30,10 @@ void Reduce(ReduceOp op, const T* x, absl::Span<const int64_t> shape, const std:
   const int64_t count = out_n ? n / out_n : 0;
   using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
   Acc init = 0;
-  if (op == ReduceOp::kMax) init = std::is_floating_point_v<T> ? -INFINITY : std::numeric_limits<int64_t>::min();
-  if (op == ReduceOp::kMin) init = std::is_floating_point_v<T> ? INFINITY : std::numeric_limits<int64_t>::max();
+  if (op == ReduceOp::kMax) init = std::numeric_limits<Acc>::has_infinity ? -std::numeric_limits<Acc>::infinity()
+                                                                          : std::numeric_limits<Acc>::lowest();
+  if (op == ReduceOp::kMin) init = std::numeric_limits<Acc>::has_infinity ? std::numeric_limits<Acc>::infinity()
+                                                                          : std::numeric_limits<Acc>::max();
   if (op == ReduceOp::kProd) init = 1;
   std::vector<Acc> acc(out_n, init);
   std::vector<double> shift;
