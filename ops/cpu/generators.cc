@@ -12,14 +12,6 @@
 namespace kvant::cpu {
 namespace {
 
-std::vector<int64_t> Ints(const TensorArg& t) {
-  std::vector<int64_t> v(t.num_elements());
-  for (int64_t i = 0; i < t.num_elements(); ++i) {
-    v[i] = t.dtype == DataType::kInt32 ? t.as<const int32_t>()[i] : t.as<const int64_t>()[i];
-  }
-  return v;
-}
-
 Tensor View(const TensorArg& t) {
   return Tensor::Wrap(t.dtype, std::vector<int64_t>(t.shape.begin(), t.shape.end()), t.data);
 }
