@@ -71,6 +71,8 @@ struct TensorArg {
   }
   template <typename T>
   T* as() const { return static_cast<T*>(data); }
+  // A Tensor over the same memory (no copy), for helpers that take Tensors.
+  Tensor View() const { return Tensor::Wrap(dtype, std::vector<int64_t>(shape.begin(), shape.end()), data); }
 };
 
 struct KernelContext {

@@ -45,6 +45,26 @@ absl::StatusOr<const KernelDef*> SelectKernel(absl::Span<const KernelDef> table,
       node_label, opset, DataTypeName(dtype), absl::StrJoin(tried, ", ")));
 }
 
+KernelInit KernelInitFor(const Graph& graph, const Node& node, CpuFeatures cpu) {
+  KernelInit init;
+  init.node_label = node.Label();
+  init.op = node.op_type;
+  init.attrs = &node.attrs;
+  init.opset = graph.opset;
+  init.cpu = cpu;
+  for (const std::string& in : node.inputs) {
+    const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
+    init.input_types.push_back(t ? t->dtype : DataType::kUndefined);
+    init.input_shapes.push_back(t ? t->shape : Shape::Unknown());
+    init.constant_inputs.push_back(in.empty() ? nullptr : graph.FindConstant(in));
+  }
+  for (const std::string& out : node.outputs) {
+    const ValueType* t = out.empty() ? nullptr : graph.FindType(out);
+    init.output_types.push_back(t ? t->dtype : DataType::kUndefined);
+  }
+  return init;
+}
+
 absl::StatusOr<std::vector<Tensor>> EvaluateOnCpu(const KernelDef& def, const KernelInit& init,
                                                   const std::vector<const Tensor*>& inputs,
                                                   const std::vector<ValueType>& outputs) {

@@ -24,6 +24,10 @@ absl::StatusOr<const KernelDef*> SelectKernel(absl::Span<const KernelDef> table,
 
 bool HasKernelFor(absl::Span<const KernelDef> table, const std::string& domain, const std::string& op);
 
+// What a kernel factory sees for `node` of `graph`: types, shapes and
+// constant inputs as the graph records them.
+KernelInit KernelInitFor(const Graph& graph, const Node& node, CpuFeatures cpu);
+
 // Runs one node on constant inputs (nullptr = omitted) with known output types
 // and shapes; used by constant folding.
 absl::StatusOr<std::vector<Tensor>> EvaluateOnCpu(const KernelDef& def, const KernelInit& init,

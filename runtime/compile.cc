@@ -34,35 +34,15 @@ absl::StatusOr<CompiledNode> CreateKernel(const Graph& graph, const Node& n, Cpu
         "that fold to a constant once input shapes are known are)",
         n.Label(), graph.source));
   }
-  std::vector<DataType> types;
-  for (const std::string& in : n.inputs) {
-    const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
-    types.push_back(t ? t->dtype : DataType::kUndefined);
-  }
+  const KernelInit init = KernelInitFor(graph, n, cpu);
   CompiledNode cn;
   // Kernels are chosen by the element type of their first input.
-  DataType type = types.empty() ? DataType::kUndefined : types[0];
+  const DataType type = init.input_types.empty() ? DataType::kUndefined : init.input_types[0];
   auto def = SelectKernel(CpuKernelDefs(), n.domain, n.op_type, type, cpu, n.Label(), graph.opset);
   if (!def.ok()) {
     return absl::Status(def.status().code(), absl::StrCat(def.status().message(), " (model ", graph.source, ")"));
   }
   cn.def = *def;
-  KernelInit init;
-  init.node_label = n.Label();
-  init.op = n.op_type;
-  init.attrs = &n.attrs;
-  init.opset = graph.opset;
-  init.cpu = cpu;
-  init.input_types = types;
-  for (const std::string& in : n.inputs) {
-    init.constant_inputs.push_back(in.empty() ? nullptr : graph.FindConstant(in));
-    const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
-    init.input_shapes.push_back(t ? t->shape : Shape::Unknown());
-  }
-  for (const std::string& out : n.outputs) {
-    const ValueType* t = out.empty() ? nullptr : graph.FindType(out);
-    init.output_types.push_back(t ? t->dtype : DataType::kUndefined);
-  }
   auto kernel = cn.def->factory(init);
   if (!kernel.ok()) return kernel.status();
   cn.kernel = *std::move(kernel);

@@ -149,29 +149,21 @@ absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes
       kept.push_back(std::move(node));
       continue;
     }
-    KernelInit init;
-    init.node_label = node.Label();
-    init.op = node.op_type;
-    init.attrs = &node.attrs;
-    init.opset = graph.opset;
-    init.cpu = cpu;
+    KernelInit init = KernelInitFor(graph, node, cpu);
     std::vector<const Tensor*> inputs;
     std::vector<Tensor> shape_holder;
     shape_holder.reserve(node.inputs.size());
-    for (const std::string& in : node.inputs) {
-      const Tensor* t = in.empty() ? nullptr : graph.FindConstant(in);
-      if (t == nullptr && !in.empty()) {
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      const Tensor* t = init.constant_inputs[i];
+      if (t == nullptr && !node.inputs[i].empty()) {
         // Shape of a non-constant value: hand the kernel a shape-only view.
-        const ValueType* vt = graph.FindType(in);
+        const ValueType* vt = graph.FindType(node.inputs[i]);
         shape_holder.push_back(Tensor::Wrap(vt->dtype, vt->shape.Sizes(), nullptr));
         t = &shape_holder.back();
+        init.constant_inputs[i] = t;
       }
       inputs.push_back(t);
-      init.input_types.push_back(t ? t->dtype() : DataType::kUndefined);
-      init.constant_inputs.push_back(t);
-      init.input_shapes.push_back(t ? Shape::Of(t->shape()) : Shape::Unknown());
     }
-    for (const ValueType& vt : outs) init.output_types.push_back(vt.dtype);
     auto results = EvaluateOnCpu(*def, init, inputs, outs);
     if (!results.ok()) {
       return absl::Status(results.status().code(),

@@ -13,13 +13,7 @@ namespace {
 
 size_t ElemSize(const TensorArg& t) { return DataTypeSize(t.dtype); }
 
-std::vector<int64_t> ReadIntArg(const TensorArg& t) {
-  std::vector<int64_t> v(t.num_elements());
-  for (int64_t i = 0; i < t.num_elements(); ++i) {
-    v[i] = t.dtype == DataType::kInt32 ? t.as<const int32_t>()[i] : t.as<const int64_t>()[i];
-  }
-  return v;
-}
+std::vector<int64_t> ReadIntArg(const TensorArg& t) { return ReadInts(t.View()); }
 
 class Copy final : public Kernel {
  public:

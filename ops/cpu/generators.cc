@@ -12,10 +12,6 @@
 namespace kvant::cpu {
 namespace {
 
-Tensor View(const TensorArg& t) {
-  return Tensor::Wrap(t.dtype, std::vector<int64_t>(t.shape.begin(), t.shape.end()), t.data);
-}
-
 class ConstantOfShapeKernel final : public Kernel {
  public:
   explicit ConstantOfShapeKernel(Tensor value) : value_(std::move(value)) {}
@@ -114,8 +110,8 @@ class PadKernel final : public Kernel {
     const TensorArg& y = ctx.output(0);
     const int64_t rank = x.rank();
     Tensor pads, axes;
-    if (opset_ >= 11) pads = View(ctx.input(1));
-    if (ctx.has_input(3)) axes = View(ctx.input(3));
+    if (opset_ >= 11) pads = ctx.input(1).View();
+    if (ctx.has_input(3)) axes = ctx.input(3).View();
     auto p = ResolvePads(attrs_, opset_, opset_ >= 11 ? &pads : nullptr, ctx.has_input(3) ? &axes : nullptr, rank, label_);
     if (!p.ok()) return p.status();
     const size_t es = DataTypeSize(y.dtype);

@@ -89,8 +89,7 @@ class ReduceKernel final : public Kernel {
     const TensorArg& x = ctx.input(0);
     Tensor axes_tensor;
     if (ctx.has_input(1)) {
-      axes_tensor = Tensor::Wrap(ctx.input(1).dtype, std::vector<int64_t>(ctx.input(1).shape.begin(), ctx.input(1).shape.end()),
-                                 ctx.input(1).data);
+      axes_tensor = ctx.input(1).View();
     }
     auto axes = ReduceAxes(attrs_, ctx.has_input(1) ? &axes_tensor : nullptr, opset_, name_, x.rank(), label_);
     if (!axes.ok()) return axes.status();

@@ -68,8 +68,8 @@ class ResizeF32 final : public Kernel {
     const TensorArg& y = ctx.output(0);
     const int scales_index = opset_ < 11 ? 1 : 2;
     Tensor scales, sizes;
-    if (ctx.has_input(scales_index)) scales = View(ctx.input(scales_index));
-    if (opset_ >= 11 && ctx.has_input(3)) sizes = View(ctx.input(3));
+    if (ctx.has_input(scales_index)) scales = ctx.input(scales_index).View();
+    if (opset_ >= 11 && ctx.has_input(3)) sizes = ctx.input(3).View();
     std::vector<int64_t> in(x.shape.begin(), x.shape.end());
     auto spec = ResolveResize(attrs_, in, scales.empty() ? nullptr : &scales, sizes.empty() ? nullptr : &sizes, label_);
     if (!spec.ok()) return spec.status();
@@ -122,10 +122,6 @@ class ResizeF32 final : public Kernel {
   }
 
  private:
-  static Tensor View(const TensorArg& t) {
-    return Tensor::Wrap(t.dtype, std::vector<int64_t>(t.shape.begin(), t.shape.end()), t.data);
-  }
-
   // Nearest: one pass; each output row copies (or gathers) from the input row
   // its leading indices select.
   void RunNearest(const float* x, const std::vector<int64_t>& in, const std::vector<int64_t>& out,
