@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "ops/broadcast.h"
 #include "ops/generator_ops.h"
 #include "ops/op_schema.h"
@@ -122,7 +123,11 @@ absl::Status InferExpand(InferContext& ctx) {
     ctx.output(0) = ValueType{ctx.dtype(0), Shape::Unknown()};
     return absl::OkStatus();
   }
-  auto out = BroadcastShapes(ctx.shape(0), Shape::Of(ReadInts(*s)));
+  const std::vector<int64_t> dims = ReadInts(*s);
+  for (int64_t d : dims) {
+    if (d < 0) return ctx.Error("shape values must be >= 0, got [%s]", absl::StrJoin(dims, ","));
+  }
+  auto out = BroadcastShapes(ctx.shape(0), Shape::Of(dims));
   if (!out) return ctx.Error("input %s must broadcast to the shape input", ctx.shape(0).ToString());
   ctx.output(0) = ValueType{ctx.dtype(0), *out};
   return absl::OkStatus();
@@ -140,7 +145,11 @@ absl::Status InferTile(InferContext& ctx) {
   Shape y = x;
   for (int64_t d = 0; d < x.rank(); ++d) {
     if (reps[d] < 0) return ctx.Error("repeats must be >= 0, got %d", reps[d]);
-    y.dims[d] = x.dims[d].known() ? Dim::Known(x.dims[d].value * reps[d]) : Dim{};
+    int64_t n = 0;
+    if (x.dims[d].known() && __builtin_mul_overflow(x.dims[d].value, reps[d], &n)) {
+      return ctx.Error("dimension %d times %d repeats overflows 64 bits", x.dims[d].value, reps[d]);
+    }
+    y.dims[d] = x.dims[d].known() ? Dim::Known(n) : Dim{};
   }
   ctx.output(0) = ValueType{ctx.dtype(0), y};
   return absl::OkStatus();

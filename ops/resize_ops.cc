@@ -29,6 +29,7 @@ absl::StatusOr<ResizeSpec> ResolveResize(const AttributeMap& attrs, const std::v
   const bool have_scales = scales != nullptr && scales->num_elements() > 0;
   if (have_sizes == have_scales) return err("exactly one of scales and sizes must be given");
   if (have_scales) {
+    if (scales->dtype() != DataType::kFloat32) return err(absl::StrFormat("scales must be f32, got %s", DataTypeName(scales->dtype())));
     if (scales->num_elements() != static_cast<int64_t>(axes.size())) {
       return err(absl::StrFormat("scales must have %d values, got %d", axes.size(), scales->num_elements()));
     }

@@ -6,14 +6,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include "absl/base/casts.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "graph/onnx_import.h"
 #include "kvant/kvant.h"
 #include "runtime/compile.h"
@@ -25,21 +26,30 @@ namespace internal {
 
 namespace {
 
-struct FreeDeleter {
-  void operator()(char* p) const { std::free(p); }
+// The C heap, 64-byte aligned: the allocator when the options name none.
+class HeapAllocator final : public Allocator {
+ public:
+  void* Allocate(size_t bytes) override { return std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64); }
+  void Free(void* p) override { std::free(p); }
 };
-using ArenaBuffer = std::unique_ptr<char, FreeDeleter>;
+
+struct ArenaDeleter {
+  Allocator* allocator;
+  void operator()(char* p) const { allocator->Free(p); }
+};
+using ArenaBuffer = std::unique_ptr<char, ArenaDeleter>;
 
 // A plan and the arenas of the runs that used it; concurrent runs take
 // different arenas.
 struct CachedPlan {
   std::unique_ptr<ExecutionPlan> plan;
-  absl::Mutex mu;
+  std::mutex mu;
   std::vector<ArenaBuffer> free_arenas ABSL_GUARDED_BY(mu);
 
-  ArenaBuffer Acquire() {
+  // A free arena, or a new one (null when the allocator has none).
+  ArenaBuffer Acquire(Allocator* allocator) {
     {
-      absl::MutexLock lock(&mu);
+      std::lock_guard<std::mutex> lock(mu);
       if (!free_arenas.empty()) {
         ArenaBuffer a = std::move(free_arenas.back());
         free_arenas.pop_back();
@@ -47,13 +57,26 @@ struct CachedPlan {
       }
     }
     const size_t bytes = std::max<int64_t>(64, (plan->memory.arena_bytes + 63) / 64 * 64);
-    return ArenaBuffer(static_cast<char*>(std::aligned_alloc(64, bytes)));
+    return ArenaBuffer(static_cast<char*>(allocator->Allocate(bytes)), ArenaDeleter{allocator});
   }
   void Release(ArenaBuffer a) {
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     free_arenas.push_back(std::move(a));
   }
 };
+
+// An uninitialized tensor from `allocator`, or ResourceExhausted.
+absl::StatusOr<Tensor> AllocateTensor(const std::shared_ptr<Allocator>& allocator, DataType dtype,
+                                      const std::vector<int64_t>& shape, std::string_view what) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  const size_t bytes = n * DataTypeSize(dtype);
+  void* p = allocator->Allocate(bytes);
+  if (p == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrFormat("%s: allocating %d bytes failed", what, bytes));
+  }
+  return Tensor::Wrap(dtype, shape, p, std::shared_ptr<void>(p, [allocator](void* q) { allocator->Free(q); }));
+}
 
 ValueInfo ToValueInfo(const Graph& g, const std::string& name) {
   ValueInfo vi;
@@ -74,12 +97,12 @@ ValueInfo ToValueInfo(const Graph& g, const std::string& name) {
 class SessionImpl {
  public:
   bool profile = false;
-  mutable absl::Mutex profile_mu;
+  mutable std::mutex profile_mu;
   mutable std::map<std::string, size_t> profile_index ABSL_GUARDED_BY(profile_mu);
   mutable std::vector<NodeProfile> profile_rows ABSL_GUARDED_BY(profile_mu);
 
   void Record(const PlanStep& step, double ms) const {
-    absl::MutexLock lock(&profile_mu);
+    std::lock_guard<std::mutex> lock(profile_mu);
     auto [it, inserted] = profile_index.emplace(step.label, profile_rows.size());
     if (inserted) {
       std::string impl = step.kernel->Describe();
@@ -93,10 +116,11 @@ class SessionImpl {
   static Session Wrap(std::shared_ptr<const SessionImpl> impl) { return Session(std::move(impl)); }
 
   std::string source;
+  std::shared_ptr<Allocator> allocator;
   std::unique_ptr<CompiledModel> model;
   std::unique_ptr<ThreadPool> pool;
   std::vector<ValueInfo> inputs, outputs;
-  mutable absl::Mutex mu;
+  mutable std::mutex mu;
   mutable absl::flat_hash_map<std::string, std::shared_ptr<CachedPlan>> plans ABSL_GUARDED_BY(mu);
 
   // Plans are cached by input shapes. When a plan needs the contents of small
@@ -137,7 +161,7 @@ class SessionImpl {
       }
     }
     {
-      absl::MutexLock lock(&mu);
+      std::lock_guard<std::mutex> lock(mu);
       auto it = plans.find(key);
       if (it != plans.end()) return it->second;
     }
@@ -154,7 +178,7 @@ class SessionImpl {
     if (!plan.ok()) return plan.status();
     auto cached = std::make_shared<CachedPlan>();
     cached->plan = *std::move(plan);
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     if (plans.size() >= kMaxCachedPlans) plans.clear();  // runs in flight keep their plan alive
     auto [it, inserted] = plans.emplace(key, cached);
     return it->second;
@@ -224,12 +248,20 @@ class SessionImpl {
     for (size_t i = 0; i < g.outputs.size(); ++i) {
       const ValueSlot& s = plan.slots[plan.output_slots[i]];
       // Kernels write every element of their outputs: no need to zero them.
-      if (s.kind == ValueSlot::Kind::kOutput) outs[i] = Tensor::Uninitialized(s.dtype, s.shape);
+      if (s.kind != ValueSlot::Kind::kOutput) continue;
+      auto t = AllocateTensor(allocator, s.dtype, s.shape,
+                              absl::StrFormat("failed to run %s: output '%s'", source, g.outputs[i]));
+      if (!t.ok()) return t.status();
+      outs[i] = *std::move(t);
     }
     std::vector<const Tensor*> in_tensors;
     for (const std::string& name : g.inputs) in_tensors.push_back(&given.at(name));
 
-    ArenaBuffer arena = (*cached)->Acquire();
+    ArenaBuffer arena = (*cached)->Acquire(allocator.get());
+    if (arena == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrFormat("failed to run %s: allocating the %d-byte arena failed",
+                                                          source, plan.memory.arena_bytes));
+    }
     auto data_of = [&](const ValueSlot& s) -> void* {
       switch (s.kind) {
         case ValueSlot::Kind::kInput: return const_cast<void*>(in_tensors[s.index]->raw_data());
@@ -277,10 +309,13 @@ class SessionImpl {
     TensorMap result;
     for (size_t i = 0; i < g.outputs.size(); ++i) {
       const ValueSlot& s = plan.slots[plan.output_slots[i]];
-      if (s.kind == ValueSlot::Kind::kInput) {
-        outs[i] = in_tensors[s.index]->Clone();
-      } else if (s.kind == ValueSlot::Kind::kConstant) {
-        outs[i] = plan.constants.at(s.name).Clone();
+      if (s.kind == ValueSlot::Kind::kInput || s.kind == ValueSlot::Kind::kConstant) {
+        const Tensor& src = s.kind == ValueSlot::Kind::kInput ? *in_tensors[s.index] : plan.constants.at(s.name);
+        auto t = AllocateTensor(allocator, src.dtype(), src.shape(),
+                                absl::StrFormat("failed to run %s: output '%s'", source, g.outputs[i]));
+        if (!t.ok()) return t.status();
+        if (src.byte_size() > 0) std::memcpy(t->raw_data(), src.raw_data(), src.byte_size());
+        outs[i] = *std::move(t);
       }
       result[g.outputs[i]] = std::move(outs[i]);
     }
@@ -303,6 +338,7 @@ absl::StatusOr<Session> Build(absl::StatusOr<Graph> graph, const SessionOptions&
   }
   impl->source = source;
   impl->profile = options.profile;
+  impl->allocator = options.allocator ? options.allocator : std::make_shared<internal::HeapAllocator>();
   for (const std::string& in : graph->inputs) impl->inputs.push_back(internal::ToValueInfo(*graph, in));
   for (const std::string& out : graph->outputs) impl->outputs.push_back(internal::ToValueInfo(*graph, out));
   auto model = CompileModel(*std::move(graph), options, ActiveCpuFeatures());
@@ -351,7 +387,7 @@ absl::StatusOr<PlanReport> Session::Plan(const std::map<std::string, std::vector
 std::string Session::GraphText() const { return impl_->model->graph.DebugString(); }
 
 std::vector<NodeProfile> Session::Profile() const {
-  absl::MutexLock lock(&impl_->profile_mu);
+  std::lock_guard<std::mutex> lock(impl_->profile_mu);
   return impl_->profile_rows;
 }
 

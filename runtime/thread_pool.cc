@@ -14,7 +14,8 @@ struct ThreadPool::Job {
   int64_t blocks;
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> done{0};
-  absl::Mutex mu;
+  std::mutex mu;
+  std::condition_variable finished_cv;
   bool finished ABSL_GUARDED_BY(mu) = false;
 
   Job(absl::FunctionRef<void(int64_t, int64_t)> f, int64_t n_, int64_t block_)
@@ -27,9 +28,10 @@ ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads))
 
 ThreadPool::~ThreadPool() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  work_cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
@@ -40,8 +42,11 @@ void ThreadPool::Drain(Job& job) {
     const int64_t begin = b * job.block, end = std::min(job.n, begin + job.block);
     job.fn(begin, end);
     if (job.done.fetch_add(1) + 1 == job.blocks) {
-      absl::MutexLock lock(&job.mu);
-      job.finished = true;
+      {
+        std::lock_guard<std::mutex> lock(job.mu);
+        job.finished = true;
+      }
+      job.finished_cv.notify_all();
     }
   }
 }
@@ -50,8 +55,8 @@ void ThreadPool::WorkerLoop() {
   for (;;) {
     std::shared_ptr<Job> job;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &ThreadPool::HasWork));
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [this] { return HasWork(); });
       if (stop_ && queue_.empty()) return;
       job = queue_.front();
       // Leave the job queued while blocks remain so other workers join it.
@@ -70,18 +75,19 @@ void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)
   const int64_t block = (n + num_threads_ - 1) / num_threads_;
   auto job = std::make_shared<Job>(fn, n, block);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(job);
   }
+  work_cv_.notify_all();
   Drain(*job);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     // Remove the job if no worker took it off the queue.
     auto it = std::find(queue_.begin(), queue_.end(), job);
     if (it != queue_.end()) queue_.erase(it);
   }
-  absl::MutexLock lock(&job->mu);
-  job->mu.Await(absl::Condition(&job->finished));
+  std::unique_lock<std::mutex> lock(job->mu);
+  job->finished_cv.wait(lock, [&] { return job->finished; });
 }
 
 }  // namespace kvant

@@ -5,12 +5,14 @@
 #define KVANT_RUNTIME_THREAD_POOL_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include "absl/base/thread_annotations.h"
 #include "ops/kernel.h"
 
 namespace kvant {
@@ -32,7 +34,10 @@ class ThreadPool final : public ParallelRunner {
   static void Drain(Job& job);
 
   const int num_threads_;
-  absl::Mutex mu_;
+  // std::mutex (pthreads) rather than absl::Mutex: ThreadSanitizer sees it
+  // without an instrumented Abseil.
+  std::mutex mu_;
+  std::condition_variable work_cv_;
   std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;

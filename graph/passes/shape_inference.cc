@@ -1,4 +1,7 @@
 // Shape and type inference driven by each operator's shape rule (ops/op_schema).
+#include <algorithm>
+#include <cstring>
+
 #include "absl/strings/str_format.h"
 #include "graph/graph.h"
 #include "graph/passes/passes.h"
@@ -59,6 +62,40 @@ absl::Status InferIfNode(Graph& graph, const Node& node) {
   return absl::OkStatus();
 }
 
+// The schema's type letters against the inputs' element types.
+absl::Status CheckInputTypes(const Graph& graph, const Node& node, const OpSchema& schema,
+                             const std::vector<const ValueType*>& inputs) {
+  const size_t letters = std::strlen(schema.types);
+  int first_t = -1;
+  for (size_t i = 0; i < inputs.size() && letters > 0; ++i) {
+    if (inputs[i] == nullptr) continue;
+    const DataType t = inputs[i]->dtype;
+    const char c = schema.types[std::min(i, letters - 1)];
+    std::string want;
+    switch (c) {
+      case 'T':
+        if (first_t < 0) {
+          first_t = static_cast<int>(i);
+        } else if (t != inputs[first_t]->dtype) {
+          want = absl::StrFormat("%s like input %d ('%s')", DataTypeName(inputs[first_t]->dtype), first_t,
+                                 node.inputs[first_t]);
+        }
+        break;
+      case 'i': if (t != DataType::kInt64) want = "s64"; break;
+      case 'I': if (t != DataType::kInt32) want = "s32"; break;
+      case 'j': if (t != DataType::kInt64 && t != DataType::kInt32) want = "s32 or s64"; break;
+      case 'b': if (t != DataType::kBool) want = "bool"; break;
+      default: break;
+    }
+    if (!want.empty()) {
+      return absl::InvalidArgumentError(absl::StrFormat("failed to load %s: input %d ('%s') of node %s must be %s, got %s",
+                                                        graph.source, i, node.inputs[i], node.Label(), want,
+                                                        DataTypeName(t)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status InferNodeShapes(Graph& graph, const Node& node) {
@@ -92,6 +129,7 @@ absl::Status InferNodeShapes(Graph& graph, const Node& node) {
           "failed to load %s: node %s must have input %d, got none", graph.source, node.Label(), i));
     }
   }
+  if (auto s = CheckInputTypes(graph, node, *schema, inputs); !s.ok()) return s;
   InferContext ctx(node, graph.opset, std::move(inputs), std::move(constants));
   if (auto s = schema->infer(ctx); !s.ok()) {
     return absl::Status(s.code(), absl::StrFormat("%s (model %s)", s.message(), graph.source));

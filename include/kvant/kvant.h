@@ -50,7 +50,8 @@ const char* DataTypeName(DataType type);
 class Tensor {
  public:
   Tensor() = default;
-  // Allocates a zero-filled, 64-byte aligned buffer.
+  // Allocates a zero-filled, 64-byte aligned buffer (throws std::bad_alloc
+  // when the heap has none, as std::vector does).
   static Tensor Zeros(DataType dtype, std::vector<int64_t> shape);
   // Allocates a 64-byte aligned buffer whose contents are unspecified.
   static Tensor Uninitialized(DataType dtype, std::vector<int64_t> shape);
@@ -109,6 +110,18 @@ struct ValueInfo {
   std::vector<std::string> dim_names;
 };
 
+// Memory for the buffers a Run allocates: its arena (every intermediate
+// tensor and kernel scratch space) and its output tensors. Implementations
+// must be thread-safe; Run calls them from the calling thread.
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  // A 64-byte aligned block of at least `bytes` bytes, or nullptr when none
+  // can be had (Run then returns ResourceExhausted).
+  virtual void* Allocate(size_t bytes) = 0;
+  virtual void Free(void* p) = 0;
+};
+
 struct SessionOptions {
   // Intra-op threads for this session (1 = run on the calling thread).
   int num_threads = 1;
@@ -120,6 +133,9 @@ struct SessionOptions {
   int64_t max_weight_bytes = int64_t{16} << 30;
   // Time every kernel call; read the totals with Session::Profile().
   bool profile = false;
+  // Run-time buffers come from here (null: the C heap, 64-byte aligned).
+  // Outputs keep the allocator alive until they are released.
+  std::shared_ptr<Allocator> allocator;
 };
 
 // Time spent in one graph node over all profiled runs.

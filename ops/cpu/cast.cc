@@ -1,8 +1,10 @@
 // Cast between all numeric types and bool. Integers convert through int64,
-// floats (f16, bf16 by their bit patterns) through double; float to integer
-// truncates toward zero as C++ does.
+// floats (f16, bf16 by their bit patterns) through double. Float to integer
+// truncates toward zero; values outside the target type saturate and NaN
+// becomes 0 (ONNX leaves these undefined; C++ makes them undefined behaviour).
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "ops/kernel.h"
 
@@ -89,6 +91,24 @@ int64_t LoadInt(const void* p, int64_t i, DataType t) {
   }
 }
 
+// Float to integer without undefined behaviour, as Rust's `as` does: NaN -> 0,
+// out-of-range values saturate. Integer to narrower integer keeps the low bits.
+template <typename I>
+I ToInt(double v) {
+  if (std::isnan(v)) return 0;
+  // Bounds as doubles: the max of 64-bit types rounds up to 2^63 / 2^64, so
+  // compare with >= there.
+  constexpr double lo = static_cast<double>(std::numeric_limits<I>::min());
+  constexpr double hi = static_cast<double>(std::numeric_limits<I>::max());
+  if (v <= lo) return std::numeric_limits<I>::min();
+  if (v >= hi) return std::numeric_limits<I>::max();
+  return static_cast<I>(v);
+}
+template <typename I>
+I ToInt(int64_t v) {
+  return static_cast<I>(v);
+}
+
 template <typename T>
 void Store(void* p, int64_t i, T v, DataType t) {
   switch (t) {
@@ -96,14 +116,14 @@ void Store(void* p, int64_t i, T v, DataType t) {
     case DataType::kFloat64: static_cast<double*>(p)[i] = static_cast<double>(v); break;
     case DataType::kFloat16: static_cast<uint16_t*>(p)[i] = FloatToHalf(static_cast<float>(v)); break;
     case DataType::kBFloat16: static_cast<uint16_t*>(p)[i] = FloatToBf16(static_cast<float>(v)); break;
-    case DataType::kUInt8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(static_cast<int64_t>(v)); break;
-    case DataType::kInt8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(static_cast<int64_t>(v)); break;
-    case DataType::kUInt16: static_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(static_cast<int64_t>(v)); break;
-    case DataType::kInt16: static_cast<int16_t*>(p)[i] = static_cast<int16_t>(static_cast<int64_t>(v)); break;
-    case DataType::kInt32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(static_cast<int64_t>(v)); break;
-    case DataType::kUInt32: static_cast<uint32_t*>(p)[i] = static_cast<uint32_t>(static_cast<int64_t>(v)); break;
-    case DataType::kInt64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
-    case DataType::kUInt64: static_cast<uint64_t*>(p)[i] = static_cast<uint64_t>(v); break;
+    case DataType::kUInt8: static_cast<uint8_t*>(p)[i] = ToInt<uint8_t>(v); break;
+    case DataType::kInt8: static_cast<int8_t*>(p)[i] = ToInt<int8_t>(v); break;
+    case DataType::kUInt16: static_cast<uint16_t*>(p)[i] = ToInt<uint16_t>(v); break;
+    case DataType::kInt16: static_cast<int16_t*>(p)[i] = ToInt<int16_t>(v); break;
+    case DataType::kInt32: static_cast<int32_t*>(p)[i] = ToInt<int32_t>(v); break;
+    case DataType::kUInt32: static_cast<uint32_t*>(p)[i] = ToInt<uint32_t>(v); break;
+    case DataType::kInt64: static_cast<int64_t*>(p)[i] = ToInt<int64_t>(v); break;
+    case DataType::kUInt64: static_cast<uint64_t*>(p)[i] = ToInt<uint64_t>(v); break;
     case DataType::kBool: static_cast<uint8_t*>(p)[i] = v != T{0}; break;
     default: break;
   }

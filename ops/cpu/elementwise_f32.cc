@@ -4,6 +4,8 @@
 // output rows with per-input strides (0 along broadcast dimensions).
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "absl/strings/str_format.h"
 #include "ops/broadcast.h"
@@ -14,15 +16,37 @@ namespace {
 
 enum class BinaryOp { kAdd, kSub, kMul, kDiv, kPow };
 
+// Integer arithmetic wraps (two's complement, as numpy and ONNX Runtime
+// produce) instead of overflowing: it is done in the unsigned type, and x / 0
+// is 0, INT_MIN / -1 wraps.
+template <typename T, BinaryOp kOp>
+inline T ApplyInteger(T a, T b) {
+  using U = std::make_unsigned_t<std::common_type_t<T, unsigned>>;
+  if constexpr (kOp == BinaryOp::kAdd) return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
+  else if constexpr (kOp == BinaryOp::kSub) return static_cast<T>(static_cast<U>(a) - static_cast<U>(b));
+  else if constexpr (kOp == BinaryOp::kMul) return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
+  else if constexpr (kOp == BinaryOp::kDiv) {
+    if (b == 0) return T{0};
+    if constexpr (std::is_signed_v<T>) {
+      if (b == T{-1}) return static_cast<T>(U{0} - static_cast<U>(a));
+    }
+    return static_cast<T>(a / b);
+  } else {
+    const double p = std::pow(static_cast<double>(a), static_cast<double>(b));
+    if (!(p > static_cast<double>(std::numeric_limits<T>::min()))) return std::numeric_limits<T>::min();
+    if (!(p < static_cast<double>(std::numeric_limits<T>::max()))) return std::numeric_limits<T>::max();
+    return static_cast<T>(p);
+  }
+}
+
 template <typename T, BinaryOp kOp>
 inline T Apply(T a, T b) {
-  if constexpr (kOp == BinaryOp::kAdd) return a + b;
+  if constexpr (std::is_integral_v<T>) return ApplyInteger<T, kOp>(a, b);
+  else if constexpr (kOp == BinaryOp::kAdd) return a + b;
   else if constexpr (kOp == BinaryOp::kSub) return a - b;
   else if constexpr (kOp == BinaryOp::kMul) return a * b;
-  else if constexpr (kOp == BinaryOp::kDiv) {
-    if constexpr (std::is_integral_v<T>) return b == 0 ? T{0} : a / b;
-    else return a / b;
-  } else {
+  else if constexpr (kOp == BinaryOp::kDiv) return a / b;
+  else {
     return static_cast<T>(std::pow(static_cast<double>(a), static_cast<double>(b)));
   }
 }
