@@ -52,6 +52,14 @@ absl::StatusOr<WindowParams> ParseWindow(const AttributeMap& attrs, int64_t spat
     if (v < 0) return err(absl::StrFormat("pads must be >= 0, got %d", v));
   }
   if (p.group <= 0) return err(absl::StrFormat("group must be > 0, got %d", p.group));
+  // Window arithmetic stays far from overflow: no real model comes near 2^31.
+  constexpr int64_t kMax = int64_t{1} << 31;
+  for (const auto* v : {&p.kernel, &p.strides, &p.dilations, &p.pads}) {
+    for (int64_t x : *v) {
+      if (x > kMax) return err(absl::StrFormat("kernel, strides, dilations and pads must be <= 2^31, got %d", x));
+    }
+  }
+  if (p.group > kMax) return err(absl::StrFormat("group must be <= 2^31, got %d", p.group));
   if (p.auto_pad != "NOTSET" && p.auto_pad != "VALID" && p.auto_pad != "SAME_UPPER" &&
       p.auto_pad != "SAME_LOWER") {
     return err(absl::StrFormat("auto_pad must be NOTSET, VALID, SAME_UPPER or SAME_LOWER, got '%s'", p.auto_pad));

@@ -30,9 +30,14 @@ class InferContext {
   DataType dtype(int i) const { return inputs_[i]->dtype; }
   // Constant value of input i, or null when it is computed at run time.
   const Tensor* constant(int i) const { return i < num_inputs() ? constants_[i] : nullptr; }
-  ValueType& output(int i) { return outputs_[i]; }
+  // Output i's type; a rule may set outputs the node does not name (they are
+  // dropped), so a node with fewer outputs than its operator has is safe.
+  ValueType& output(int i) {
+    if (static_cast<size_t>(i) >= outputs_.size()) outputs_.resize(i + 1);
+    return outputs_[i];
+  }
   std::vector<ValueType>& outputs() { return outputs_; }
-  int num_outputs() const { return static_cast<int>(outputs_.size()); }
+  int num_outputs() const { return static_cast<int>(node_.outputs.size()); }
 
   // InvalidArgument "failed to infer shapes of <node>: <message>".
   template <typename... Args>

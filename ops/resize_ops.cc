@@ -37,7 +37,9 @@ absl::StatusOr<ResizeSpec> ResolveResize(const AttributeMap& attrs, const std::v
       const double s = scales->data<float>()[i];
       if (!(s > 0)) return err(absl::StrFormat("scales must be > 0, got %g", s));
       r.scales[axes[i]] = s;
-      r.out[axes[i]] = static_cast<int64_t>(std::floor(in[axes[i]] * s));
+      const double out = std::floor(in[axes[i]] * s);
+      if (!(out < 0x1p40)) return err(absl::StrFormat("scale %g makes dimension %d larger than 2^40", s, axes[i]));
+      r.out[axes[i]] = static_cast<int64_t>(out);
     }
     return r;
   }
@@ -62,7 +64,9 @@ absl::StatusOr<ResizeSpec> ResolveResize(const AttributeMap& attrs, const std::v
   }
   for (int64_t a : axes) {
     r.scales[a] = scale;
-    r.out[a] = static_cast<int64_t>(std::round(in[a] * scale));
+    const double out = std::round(in[a] * scale);
+    if (!(out < 0x1p40)) return err(absl::StrFormat("sizes make dimension %d larger than 2^40", a));
+    r.out[a] = static_cast<int64_t>(out);
   }
   return r;
 }

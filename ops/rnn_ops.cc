@@ -14,6 +14,7 @@ absl::Status InferRecurrent(InferContext& ctx) {
   }
   const int64_t dirs = dir == "bidirectional" ? 2 : 1;
   const int64_t gates = ctx.node().op_type == "LSTM" ? 4 : ctx.node().op_type == "GRU" ? 3 : 1;
+  if (hidden > (int64_t{1} << 24)) return ctx.Error("hidden_size must be <= 2^24, got %d", hidden);
   if (!w.IsStatic() || w.rank() != 3) return ctx.Error("W must have a static 3-D shape, got %s", w.ToString());
   const auto ws = w.Sizes();
   if (hidden <= 0 || ws[0] != dirs || ws[1] != gates * hidden) {
@@ -25,6 +26,30 @@ absl::Status InferRecurrent(InferContext& ctx) {
   Dim batch = x.rank_known ? x.dims[batch_first ? 0 : 1] : Dim{};
   if (x.rank_known && x.dims[2].known() && x.dims[2].value != ws[2]) {
     return ctx.Error("X must have %d features (W's input size), got %d", ws[2], x.dims[2].value);
+  }
+  // R, B, sequence_lens, initial_h, initial_c, P: the kernel reads them at
+  // exactly these shapes.
+  const Dim h = Dim::Known(hidden), d = Dim::Known(dirs);
+  const std::vector<std::pair<int, std::vector<Dim>>> expected = {
+      {2, {d, Dim::Known(gates * hidden), h}},
+      {3, {d, Dim::Known(2 * gates * hidden)}},
+      {4, {batch}},
+      {5, batch_first ? std::vector<Dim>{batch, d, h} : std::vector<Dim>{d, batch, h}},
+      {6, batch_first ? std::vector<Dim>{batch, d, h} : std::vector<Dim>{d, batch, h}},
+      {7, {d, Dim::Known(3 * hidden)}},
+  };
+  for (const auto& [i, dims] : expected) {
+    if (i >= ctx.num_inputs() || !ctx.has_input(i)) continue;
+    if (i >= 6 && ctx.node().op_type != "LSTM") continue;
+    const Shape& got = ctx.shape(i);
+    bool ok = !got.rank_known || got.rank() == static_cast<int64_t>(dims.size());
+    for (size_t k = 0; ok && got.rank_known && k < dims.size(); ++k) {
+      ok = !got.dims[k].known() || !dims[k].known() || got.dims[k].value == dims[k].value;
+    }
+    if (!ok) {
+      return ctx.Error("input %d ('%s') must have shape %s, got %s", i, ctx.node().inputs[i],
+                       Shape{true, dims}.ToString(), got.ToString());
+    }
   }
   Shape y{true, batch_first ? std::vector<Dim>{batch, seq, Dim::Known(dirs), Dim::Known(hidden)}
                             : std::vector<Dim>{seq, Dim::Known(dirs), batch, Dim::Known(hidden)}};

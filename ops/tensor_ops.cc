@@ -88,8 +88,9 @@ absl::StatusOr<std::vector<int64_t>> ResolveReshape(const std::vector<int64_t>& 
     } else if (out[i] < 0) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "failed to reshape in node %s: target dimensions must be >= -1, got [%s]", label, absl::StrJoin(target, ",")));
-    } else {
-      known *= out[i];
+    } else if (__builtin_mul_overflow(known, out[i], &known)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "failed to reshape in node %s: target [%s] has more than 2^63 elements", label, absl::StrJoin(target, ",")));
     }
   }
   if (infer >= 0) {
@@ -170,8 +171,7 @@ absl::Status InferFlatten(InferContext& ctx) {
     if (e - b == 1) return x.dims[b];
     int64_t p = 1;
     for (int64_t i = b; i < e; ++i) {
-      if (!x.dims[i].known()) return Dim{};
-      p *= x.dims[i].value;
+      if (!x.dims[i].known() || __builtin_mul_overflow(p, x.dims[i].value, &p)) return Dim{};
     }
     return Dim::Known(p);
   };

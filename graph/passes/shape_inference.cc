@@ -112,6 +112,10 @@ absl::Status InferNodeShapes(Graph& graph, const Node& node) {
         "failed to load %s: node %s must have %d to %d inputs, got %d", graph.source, node.Label(),
         schema->min_inputs, schema->max_inputs, n));
   }
+  if (std::all_of(node.outputs.begin(), node.outputs.end(), [](const std::string& o) { return o.empty(); })) {
+    return absl::InvalidArgumentError(absl::StrFormat("failed to load %s: node %s must have an output, got none",
+                                                      graph.source, node.Label()));
+  }
   std::vector<const ValueType*> inputs(n, nullptr);
   std::vector<const Tensor*> constants(n, nullptr);
   for (int i = 0; i < n; ++i) {

@@ -13,8 +13,10 @@
 
 namespace kvant::cpu {
 
-inline float FastExp(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+inline float FastExp(float in) {
+  // Clamp so that NaN becomes -87.3 (no float->int conversion of NaN, which is
+  // undefined behaviour), and give NaN back at the end.
+  const float x = -87.3f < in ? (in < 88.7f ? in : 88.7f) : -87.3f;
   // Round to nearest by adding and removing 1.5 * 2^23 (vectorizes without SSE4.1).
   const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
   const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
@@ -28,7 +30,7 @@ inline float FastExp(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
-  return p * scale;
+  return in == in ? p * scale : in;
 }
 
 inline float FastSigmoid(float x) { return 1.f / (1.f + FastExp(-x)); }

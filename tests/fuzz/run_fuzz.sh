@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs the load+run fuzzer for a bounded time. Seeds: the models in models/,
+# the inputs that once crashed it (tests/fuzz/regressions),
 # and the model.onnx of every ONNX backend node test (pip onnx and Debian's
 # libonnx-testdata). New inputs the fuzzer finds go to WORK/corpus; crashes
 # to WORK/crashes.
@@ -25,4 +26,4 @@ echo "fuzz: $(ls "$work/seeds" | wc -l) seeds, $(ls "$work/corpus" | wc -l) corp
 # -timeout flags any single input that runs longer than 10 s.
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=524288 -print_final_stats=1 \
-  -artifact_prefix="$work/crashes/" "$work/corpus" "$work/seeds"
+  -artifact_prefix="$work/crashes/" "$work/corpus" "$work/seeds" "$src/tests/fuzz/regressions"
