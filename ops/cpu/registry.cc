@@ -1,6 +1,7 @@
 // Builds the CPU kernel table and the FP32 GEMM microkernel list from
 // ops/cpu/kernels.inc. Adding a kernel is adding a row there.
 #include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/gemm_s8.h"
 #include "ops/registry.h"
 
 namespace kvant {
@@ -20,6 +21,22 @@ const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32() {
 #define KVANT_GEMM_F32_UKERNEL(name, needs, mr, nr, table) {#name, needs, mr, nr, table()},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_GEMM_F32_UKERNEL
+  };
+  return *list;
+}
+
+using GemmS8EpilogueFn = void(const int32_t*, int64_t, int64_t, int64_t, const GemmS8Output&, void*, int64_t);
+namespace ref { const GemmUkernelS8* GemmS8ByRows(); GemmS8EpilogueFn GemmS8Epilogue; }
+namespace avx2 { const GemmUkernelS8* GemmS8ByRows(); GemmS8EpilogueFn GemmS8Epilogue; }
+namespace avxvnni { const GemmUkernelS8* GemmS8ByRows(); }
+namespace avx512 { const GemmUkernelS8* GemmS8BwByRows(); GemmS8EpilogueFn GemmS8Epilogue; }
+namespace avx512vnni { const GemmUkernelS8* GemmS8ByRows(); }
+
+const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8() {
+  static const auto* list = new std::vector<GemmUkernelInfoS8>{
+#define KVANT_GEMM_S8_UKERNEL(name, needs, mr, nr, table, epilogue) {#name, needs, mr, nr, table(), epilogue},
+#include "ops/cpu/kernels.inc"
+#undef KVANT_GEMM_S8_UKERNEL
   };
   return *list;
 }

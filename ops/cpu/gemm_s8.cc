@@ -1,0 +1,208 @@
+// INT8 GEMM driver: B packing with column sums, per-call zero-point terms,
+// blocking and threading around the ISA microkernels and epilogues, and the
+// scalar requantization every epilogue must reproduce.
+//
+// RunGemmS8:
+//  1. col_offset[n] = bias[n] - za * colsum[n] + K * za * zb[n] (and the row
+//     sums of A when some zb[n] != 0);
+//  2. one contiguous block of C per thread (split along M when C is at least
+//     as tall as wide, else along N);
+//  3. per block: N in slices whose B panels fit in L2, then mr-row panels of A
+//     (read in place when K % 4 == 0, else packed with zero padding), then
+//     the nr-wide B panels of the slice: microkernel, then epilogue.
+#include "ops/cpu/gemm_s8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+namespace kvant::cpu {
+namespace {
+
+int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+constexpr int64_t kSliceBytes = 1 << 20;  // B panels per N slice (L2-resident)
+
+}  // namespace
+
+int32_t RequantizeFloat(int32_t v, float scale) {
+  // float(v) * scale rounded half to even (the default rounding mode), as
+  // VCVTPS2DQ does; out-of-range values saturate.
+  const float r = std::nearbyint(static_cast<float>(v) * scale);
+  if (!(r > -2147483648.f)) return std::numeric_limits<int32_t>::min();
+  if (!(r < 2147483648.f)) return std::numeric_limits<int32_t>::max();
+  return static_cast<int32_t>(r);
+}
+
+int32_t RequantizeFixedPoint(int32_t v, int32_t m0, int32_t shift) {
+  // gemmlowp: SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT.
+  int32_t high;
+  if (v == std::numeric_limits<int32_t>::min() && m0 == std::numeric_limits<int32_t>::min()) {
+    high = std::numeric_limits<int32_t>::max();
+  } else {
+    const int64_t ab = static_cast<int64_t>(v) * m0;
+    const int64_t nudge = ab >= 0 ? (int64_t{1} << 30) : (1 - (int64_t{1} << 30));
+    high = static_cast<int32_t>((ab + nudge) / (int64_t{1} << 31));
+  }
+  const int32_t mask = static_cast<int32_t>((int64_t{1} << shift) - 1);
+  const int32_t remainder = high & mask;
+  const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return (high >> shift) + (remainder > threshold ? 1 : 0);
+}
+
+void QuantizeMultiplier(double scale, int32_t* m0, int32_t* shift) {
+  if (!(scale > 0) || scale >= 1) {
+    *m0 = 0;
+    *shift = 0;
+    return;
+  }
+  int exponent = 0;
+  const double q = std::frexp(scale, &exponent);  // scale = q * 2^exponent, q in [0.5, 1)
+  int64_t q31 = static_cast<int64_t>(std::llround(q * 2147483648.0));
+  if (q31 == (int64_t{1} << 31)) {
+    q31 /= 2;
+    ++exponent;
+  }
+  *m0 = static_cast<int32_t>(q31);
+  *shift = std::min(31, -exponent);
+}
+
+const GemmUkernelInfoS8& SelectGemmUkernelS8(CpuFeatures features) {
+  const auto& all = GemmUkernelsS8();
+  const GemmUkernelInfoS8* best = &all.front();
+  for (const auto& uk : all) {
+    if ((uk.needs & features) == uk.needs) best = &uk;
+  }
+  return *best;
+}
+
+PackedBS8 PackBS8(int64_t k, int64_t n, int64_t nr, const int8_t* src, int64_t sk, int64_t sn) {
+  PackedBS8 p;
+  p.n = n;
+  p.k = k;
+  p.kp = RoundUp(std::max<int64_t>(k, 1), 4);
+  p.nr = nr;
+  const size_t bytes = RoundUp(std::max<int64_t>(p.bytes(), 1), 64);
+  p.data = std::shared_ptr<int8_t>(static_cast<int8_t*>(std::aligned_alloc(64, bytes)), [](int8_t* q) { std::free(q); });
+  std::memset(p.data.get(), 0, bytes);
+  p.col_sums.assign(n, 0);
+  for (int64_t col = 0; col < n; ++col) {
+    int8_t* panel = p.data.get() + (col / nr) * p.kp * nr;
+    const int64_t c = col % nr;
+    int32_t sum = 0;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int8_t v = src[kk * sk + col * sn];
+      panel[(kk / 4) * nr * 4 + c * 4 + kk % 4] = v;
+      sum += v;
+    }
+    p.col_sums[col] = sum;
+  }
+  return p;
+}
+
+size_t GemmScratchBytesS8(const GemmUkernelInfoS8& uk, int64_t m, int64_t n, int64_t k, int threads) {
+  const int64_t kp = RoundUp(std::max<int64_t>(k, 1), 4);
+  return RoundUp(n * 4, 64) + RoundUp(m * 4, 64) + threads * RoundUp(uk.mr * kp, 64) + 64;
+}
+
+void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratch, ParallelRunner* pool) {
+  const PackedBS8& b = *args.b;
+  const int64_t m = args.m, n = b.n, k = b.k, kp = b.kp, mr = uk.mr, nr = uk.nr;
+  if (m == 0 || n == 0) return;
+  InlineRunner inline_runner;
+  if (pool == nullptr) pool = &inline_runner;
+  const int threads = pool->num_threads();
+  char* cursor = static_cast<char*>(scratch);
+
+  // 1. Zero-point and bias terms.
+  int32_t* col_offset = reinterpret_cast<int32_t*>(cursor);
+  cursor += RoundUp(n * 4, 64);
+  const int32_t za = args.a_zero_point;
+  bool any_zb = false;
+  for (int64_t j = 0; j < n; ++j) {
+    const int32_t zb = args.b_zero_points ? args.b_zero_points[j] : 0;
+    any_zb |= zb != 0;
+    // int64, then wrapped to int32 as the SIMD accumulators wrap.
+    col_offset[j] = static_cast<int32_t>((args.bias ? args.bias[j] : 0) - int64_t{za} * b.col_sums[j] + k * za * zb);
+  }
+  int32_t* row_sum = reinterpret_cast<int32_t*>(cursor);
+  cursor += RoundUp(m * 4, 64);
+  if (any_zb) {
+    for (int64_t i = 0; i < m; ++i) {
+      const uint8_t* row = args.a + i * args.lda;
+      int32_t s = 0;
+      for (int64_t kk = 0; kk < k; ++kk) s += row[kk];
+      row_sum[i] = s;
+    }
+  }
+  uint8_t* a_bufs = reinterpret_cast<uint8_t*>(cursor);
+  const int64_t a_buf_bytes = RoundUp(mr * kp, 64);
+  const bool a_in_place = k % 4 == 0 && k > 0;
+  const size_t out_size = args.out.kind == GemmS8Output::Kind::kS32 || args.out.kind == GemmS8Output::Kind::kF32 ? 4 : 1;
+
+  // 2. Blocks of C per thread.
+  const int64_t m_panels = RoundUp(m, mr) / mr, n_panels = RoundUp(n, nr) / nr;
+  int64_t m_parts = 1, n_parts = 1;
+  if (threads > 1) {
+    if ((m >= n && m_panels >= threads) || n_panels < threads) {
+      m_parts = std::min<int64_t>(threads, m_panels);
+    } else {
+      n_parts = std::min<int64_t>(threads, n_panels);
+    }
+  }
+  const int64_t slice = std::max<int64_t>(nr, kSliceBytes / (kp * nr) * nr);
+
+  // 3. Slices of N, panels of A, panels of B.
+  pool->ParallelFor(m_parts * n_parts, [&](int64_t c0, int64_t c1) {
+    alignas(64) int32_t tile[64 * 64];
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      uint8_t* a_buf = a_bufs + chunk * a_buf_bytes;
+      const int64_t mi = chunk / n_parts, ni = chunk % n_parts;
+      const int64_t m0 = std::min(m, m_panels * mi / m_parts * mr), m1 = std::min(m, m_panels * (mi + 1) / m_parts * mr);
+      const int64_t n0 = std::min(n, n_panels * ni / n_parts * nr), n1 = std::min(n, n_panels * (ni + 1) / n_parts * nr);
+      for (int64_t jc = n0; jc < n1; jc += slice) {
+        const int64_t jend = std::min(n1, jc + slice);
+        for (int64_t ir = m0; ir < m1; ir += mr) {
+          const int64_t rows = std::min(mr, m1 - ir);
+          const uint8_t* a_panel;
+          int64_t a_rs, a_gs;
+          if (a_in_place) {
+            a_panel = args.a + ir * args.lda;
+            a_rs = args.lda;
+            a_gs = 4;
+          } else {
+            // [group][row][4], zero-padded past K.
+            std::memset(a_buf, 0, mr * kp);
+            for (int64_t r = 0; r < rows; ++r) {
+              const uint8_t* src = args.a + (ir + r) * args.lda;
+              for (int64_t kk = 0; kk < k; ++kk) a_buf[(kk / 4) * mr * 4 + r * 4 + kk % 4] = src[kk];
+            }
+            a_panel = a_buf;
+            a_rs = 4;
+            a_gs = 4 * mr;
+          }
+          GemmS8Output out = args.out;
+          out.row_sum = any_zb ? row_sum + ir : nullptr;
+          for (int64_t jr = jc; jr < jend; jr += nr) {
+            const int64_t cols = std::min(nr, jend - jr);
+            uk.by_rows[rows - 1](kp, a_panel, a_rs, a_gs, b.panel(jr), tile);
+            out.col_offset = col_offset + jr;
+            out.col_zb = any_zb ? args.b_zero_points + jr : nullptr;
+            if (args.out.scale) out.scale = args.out.scale + jr;
+            if (args.out.bias_f32) out.bias_f32 = args.out.bias_f32 + jr;
+            if (args.out.m0) {
+              out.m0 = args.out.m0 + jr;
+              out.shift = args.out.shift + jr;
+            }
+            uk.epilogue(tile, nr, rows, cols, out,
+                        static_cast<char*>(args.c) + (ir * args.ldc + jr) * out_size, args.ldc);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace kvant::cpu

@@ -1,0 +1,105 @@
+// INT8 GEMM: C[M,N] = requantize(sum_k (A[m,k] - za) * (B[k,n] - zb[n]) + bias[n]).
+//
+// A is u8 (s8 activations run as u8 with za + 128: the +128 shift), B is s8,
+// products accumulate in int32. B is packed once at load into panels of nr
+// columns whose K runs in groups of 4 (the 4 bytes one VPDPBUSD lane
+// multiplies), zero-padded to a multiple of 4, with its column sums. A is
+// read in place when K is a multiple of 4, else packed (zero-padded) per call.
+// Microkernels (ops/cpu/gemm_s8_<isa>.cc) compute one mr x nr int32 tile over
+// all of K; one epilogue per ISA turns the tile into the output:
+//   v = acc + col_offset[n] - row_sum[m] * zb[n]       (exact int32)
+//   s32: v;  f32: v * scale[n] + bias_f32[n];
+//   u8/s8: clamp(round_half_even(v * scale[n]) + zy, lo, hi)      (float)
+//       or clamp(RoundingDivideByPOT(SRDHM(v, m0[n]), shift[n]) + zy, lo, hi)
+//          (gemmlowp fixed point, bit exact).
+// col_offset[n] = bias[n] - za * colsum(B)[n] + K * za * zb[n] is computed per
+// call from the packed column sums (za may change per call: dynamic
+// quantization); row sums of A are only needed when some zb[n] != 0.
+#ifndef KVANT_OPS_CPU_GEMM_S8_H_
+#define KVANT_OPS_CPU_GEMM_S8_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ops/kernel.h"
+
+namespace kvant::cpu {
+
+// int32 tile[r * nr + c] = sum over kp / 4 groups of A(r, g) . B(g, c) for
+// r < rows (the by_rows entry). A's group g of row r is the 4 bytes at
+// a + r * a_rs + g * a_gs; b_panel holds kp * nr bytes (group-major, 4 bytes
+// per column). kp is a multiple of 4.
+using GemmUkernelS8 = void (*)(int64_t kp, const uint8_t* a, int64_t a_rs, int64_t a_gs, const int8_t* b_panel,
+                               int32_t* tile);
+
+// The requantization of one tile, pointers offset to the tile.
+struct GemmS8Output {
+  enum class Kind { kS32, kF32, kU8, kS8 };
+  Kind kind = Kind::kS32;
+  const int32_t* col_offset = nullptr;  // per column (bias and zero-point terms)
+  const int32_t* row_sum = nullptr;     // per row, with col_zb (null: all zb are 0)
+  const int32_t* col_zb = nullptr;
+  const float* scale = nullptr;         // per column (f32, u8, s8 float requantization)
+  const float* bias_f32 = nullptr;      // per column (f32 output), may be null
+  const int32_t* m0 = nullptr;          // per column fixed-point multiplier (null: float)
+  const int32_t* shift = nullptr;       // per column right shift, >= 0
+  int32_t zero_point = 0;               // output zero point
+  int32_t lo = 0, hi = 255;             // clamp after the zero point (u8/s8)
+};
+
+// Applies `out` to an int32 tile (rows x cols valid of an nr-wide tile) and
+// stores it at c (element type per out.kind) with row stride ldc elements.
+using GemmEpilogueS8 = void (*)(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
+                                const GemmS8Output& out, void* c, int64_t ldc);
+
+struct GemmUkernelInfoS8 {
+  const char* name;
+  CpuFeatures needs;
+  int mr;
+  int nr;
+  const GemmUkernelS8* by_rows;  // by_rows[r - 1] computes r <= mr rows
+  GemmEpilogueS8 epilogue;
+};
+
+// Rows of ops/cpu/kernels.inc (KVANT_GEMM_S8_UKERNEL), best last.
+const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8();
+const GemmUkernelInfoS8& SelectGemmUkernelS8(CpuFeatures features);
+
+// B packed for one microkernel width: K padded to kp, panels of nr columns.
+struct PackedBS8 {
+  int64_t n = 0, k = 0, kp = 0, nr = 0;
+  std::shared_ptr<int8_t> data;
+  std::vector<int32_t> col_sums;  // sum over k of B[k, n]
+  const int8_t* panel(int64_t col) const { return data.get() + (col / nr) * kp * nr; }
+  int64_t bytes() const { return (n + nr - 1) / nr * nr * kp; }
+};
+
+// B(k, n) = src[k * sk + n * sn].
+PackedBS8 PackBS8(int64_t k, int64_t n, int64_t nr, const int8_t* src, int64_t sk, int64_t sn);
+
+struct GemmArgsS8 {
+  int64_t m = 0;
+  const uint8_t* a = nullptr;  // row-major, row stride lda, K contiguous
+  int64_t lda = 0;
+  const PackedBS8* b = nullptr;
+  int32_t a_zero_point = 0;            // za (s8 activations: their zero point + 128)
+  const int32_t* b_zero_points = nullptr;  // per column zb, null = all 0
+  const int32_t* bias = nullptr;       // per column int32 bias, may be null
+  GemmS8Output out;                    // col_offset / row_sum / col_zb are filled by RunGemmS8
+  void* c = nullptr;
+  int64_t ldc = 0;
+};
+
+size_t GemmScratchBytesS8(const GemmUkernelInfoS8& uk, int64_t m, int64_t n, int64_t k, int threads);
+void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratch, ParallelRunner* pool);
+
+// Scalar requantization, shared by the reference epilogue and the tests.
+int32_t RequantizeFloat(int32_t v, float scale);
+int32_t RequantizeFixedPoint(int32_t v, int32_t m0, int32_t shift);
+// The gemmlowp multiplier of a real scale in (0, 1): scale = m0 * 2^-31 * 2^-shift.
+void QuantizeMultiplier(double scale, int32_t* m0, int32_t* shift);
+
+}  // namespace kvant::cpu
+
+#endif  // KVANT_OPS_CPU_GEMM_S8_H_
