@@ -2,6 +2,9 @@
 // vendors) and the hardware description `kvant inspect --hardware` prints.
 #include "runtime/cpu_caps.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cpuid.h>
 
 #include <cstdlib>
@@ -47,6 +50,20 @@ constexpr FeatureName kNames[] = {
 
 }  // namespace
 
+namespace {
+
+bool RequestAmxPermission() {
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
 CpuFeatures DetectCpuFeatures() {
   CpuFeatures f = 0;
   const unsigned max_leaf = Cpuid(0).a;
@@ -75,9 +92,10 @@ CpuFeatures DetectCpuFeatures() {
       if (l7.d & (1u << 23)) f |= kCpuAvx512fp16;
       if (l71.a & (1u << 5)) f |= kCpuAvx512bf16;
     }
-    // AMX also needs the kernel's permission (arch_prctl ARCH_REQ_XCOMP_PERM),
-    // requested by the AMX kernels themselves; here: CPU and XCR0 support.
-    if (os_amx) {
+    // AMX also needs Linux's permission for the tile data state
+    // (arch_prctl ARCH_REQ_XCOMP_PERM, for the whole process): asked here,
+    // and AMX is reported only when it is granted.
+    if (os_amx && (l7.d & ((1u << 25) | (1u << 22))) && RequestAmxPermission()) {
       if (l7.d & (1u << 25)) f |= kCpuAmxInt8;
       if (l7.d & (1u << 22)) f |= kCpuAmxBf16;
     }

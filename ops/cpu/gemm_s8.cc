@@ -69,6 +69,13 @@ void QuantizeMultiplier(double scale, int32_t* m0, int32_t* shift) {
   *shift = std::min(31, -exponent);
 }
 
+const GemmUkernelInfoS8* FindGemmUkernelS8(const char* name) {
+  for (const auto& uk : GemmUkernelsS8()) {
+    if (std::strcmp(uk.name, name) == 0) return &uk;
+  }
+  return nullptr;
+}
+
 const GemmUkernelInfoS8& SelectGemmUkernelS8(CpuFeatures features) {
   const auto& all = GemmUkernelsS8();
   const GemmUkernelInfoS8* best = &all.front();
@@ -78,11 +85,12 @@ const GemmUkernelInfoS8& SelectGemmUkernelS8(CpuFeatures features) {
   return *best;
 }
 
-PackedBS8 PackBS8(int64_t k, int64_t n, int64_t nr, const int8_t* src, int64_t sk, int64_t sn) {
+PackedBS8 PackBS8(const GemmUkernelInfoS8& uk, int64_t k, int64_t n, const int8_t* src, int64_t sk, int64_t sn) {
+  const int64_t nr = uk.nr;
   PackedBS8 p;
   p.n = n;
   p.k = k;
-  p.kp = RoundUp(std::max<int64_t>(k, 1), 4);
+  p.kp = RoundUp(std::max<int64_t>(k, 1), uk.k_align);
   p.nr = nr;
   const size_t bytes = RoundUp(std::max<int64_t>(p.bytes(), 1), 64);
   p.data = std::shared_ptr<int8_t>(static_cast<int8_t*>(std::aligned_alloc(64, bytes)), [](int8_t* q) { std::free(q); });
@@ -103,11 +111,14 @@ PackedBS8 PackBS8(int64_t k, int64_t n, int64_t nr, const int8_t* src, int64_t s
 }
 
 size_t GemmScratchBytesS8(const GemmUkernelInfoS8& uk, int64_t m, int64_t n, int64_t k, int threads) {
-  const int64_t kp = RoundUp(std::max<int64_t>(k, 1), 4);
+  const int64_t kp = RoundUp(std::max<int64_t>(k, 1), uk.k_align);
   return RoundUp(n * 4, 64) + RoundUp(m * 4, 64) + threads * RoundUp(uk.mr * kp, 64) + 64;
 }
 
 void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratch, ParallelRunner* pool) {
+  if (args.m < uk.min_m && uk.small_m != nullptr) {
+    if (const GemmUkernelInfoS8* small = FindGemmUkernelS8(uk.small_m)) return RunGemmS8(*small, args, scratch, pool);
+  }
   const PackedBS8& b = *args.b;
   const int64_t m = args.m, n = b.n, k = b.k, kp = b.kp, mr = uk.mr, nr = uk.nr;
   if (m == 0 || n == 0) return;
@@ -139,7 +150,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
   }
   uint8_t* a_bufs = reinterpret_cast<uint8_t*>(cursor);
   const int64_t a_buf_bytes = RoundUp(mr * kp, 64);
-  const bool a_in_place = k % 4 == 0 && k > 0;
+  const bool a_in_place = kp == k;
   const size_t out_size = args.out.kind == GemmS8Output::Kind::kS32 || args.out.kind == GemmS8Output::Kind::kF32 ? 4 : 1;
 
   // 2. Blocks of C per thread.
@@ -157,6 +168,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
   // 3. Slices of N, panels of A, panels of B.
   pool->ParallelFor(m_parts * n_parts, [&](int64_t c0, int64_t c1) {
     alignas(64) int32_t tile[64 * 64];
+    if (uk.begin) uk.begin();
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       uint8_t* a_buf = a_bufs + chunk * a_buf_bytes;
       const int64_t mi = chunk / n_parts, ni = chunk % n_parts;
@@ -168,21 +180,17 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
           const int64_t rows = std::min(mr, m1 - ir);
           const uint8_t* a_panel;
           int64_t a_rs, a_gs;
-          if (a_in_place) {
+          if (a_in_place && (rows == mr || !uk.full_panels)) {
             a_panel = args.a + ir * args.lda;
             a_rs = args.lda;
-            a_gs = 4;
           } else {
-            // [group][row][4], zero-padded past K.
+            // Rows of kp bytes, zero past K and past the valid rows.
             std::memset(a_buf, 0, mr * kp);
-            for (int64_t r = 0; r < rows; ++r) {
-              const uint8_t* src = args.a + (ir + r) * args.lda;
-              for (int64_t kk = 0; kk < k; ++kk) a_buf[(kk / 4) * mr * 4 + r * 4 + kk % 4] = src[kk];
-            }
+            for (int64_t r = 0; r < rows; ++r) std::memcpy(a_buf + r * kp, args.a + (ir + r) * args.lda, k);
             a_panel = a_buf;
-            a_rs = 4;
-            a_gs = 4 * mr;
+            a_rs = kp;
           }
+          a_gs = 4;
           GemmS8Output out = args.out;
           out.row_sum = any_zb ? row_sum + ir : nullptr;
           for (int64_t jr = jc; jr < jend; jr += nr) {
@@ -202,6 +210,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
         }
       }
     }
+    if (uk.end) uk.end();
   });
 }
 

@@ -3,8 +3,9 @@
 // A is u8 (s8 activations run as u8 with za + 128: the +128 shift), B is s8,
 // products accumulate in int32. B is packed once at load into panels of nr
 // columns whose K runs in groups of 4 (the 4 bytes one VPDPBUSD lane
-// multiplies), zero-padded to a multiple of 4, with its column sums. A is
-// read in place when K is a multiple of 4, else packed (zero-padded) per call.
+// multiplies), zero-padded to the microkernel's K alignment (4; 64 for AMX),
+// with its column sums. A is read in place when K needs no padding, else
+// packed per call into zero-padded rows.
 // Microkernels (ops/cpu/gemm_s8_<isa>.cc) compute one mr x nr int32 tile over
 // all of K; one epilogue per ISA turns the tile into the output:
 //   v = acc + col_offset[n] - row_sum[m] * zb[n]       (exact int32)
@@ -28,8 +29,9 @@ namespace kvant::cpu {
 
 // int32 tile[r * nr + c] = sum over kp / 4 groups of A(r, g) . B(g, c) for
 // r < rows (the by_rows entry). A's group g of row r is the 4 bytes at
-// a + r * a_rs + g * a_gs; b_panel holds kp * nr bytes (group-major, 4 bytes
-// per column). kp is a multiple of 4.
+// a + r * a_rs + g * a_gs (a_gs is 4: rows are K-contiguous); b_panel holds
+// kp * nr bytes (group-major, 4 bytes per column). kp is a multiple of the
+// microkernel's k_align.
 using GemmUkernelS8 = void (*)(int64_t kp, const uint8_t* a, int64_t a_rs, int64_t a_gs, const int8_t* b_panel,
                                int32_t* tile);
 
@@ -58,13 +60,20 @@ struct GemmUkernelInfoS8 {
   CpuFeatures needs;
   int mr;
   int nr;
+  int k_align;                   // kp is a multiple of this (4, or 64 for AMX tiles)
   const GemmUkernelS8* by_rows;  // by_rows[r - 1] computes r <= mr rows
   GemmEpilogueS8 epilogue;
+  bool full_panels = false;      // reads mr rows of A even for fewer (the driver pads)
+  void (*begin)() = nullptr;     // per thread and task (AMX tile configuration)
+  void (*end)() = nullptr;
+  int min_m = 0;                 // below this M, run `small_m` (same B packing)
+  const char* small_m = nullptr;
 };
 
 // Rows of ops/cpu/kernels.inc (KVANT_GEMM_S8_UKERNEL), best last.
 const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8();
 const GemmUkernelInfoS8& SelectGemmUkernelS8(CpuFeatures features);
+const GemmUkernelInfoS8* FindGemmUkernelS8(const char* name);
 
 // B packed for one microkernel width: K padded to kp, panels of nr columns.
 struct PackedBS8 {
@@ -75,8 +84,8 @@ struct PackedBS8 {
   int64_t bytes() const { return (n + nr - 1) / nr * nr * kp; }
 };
 
-// B(k, n) = src[k * sk + n * sn].
-PackedBS8 PackBS8(int64_t k, int64_t n, int64_t nr, const int8_t* src, int64_t sk, int64_t sn);
+// B(k, n) = src[k * sk + n * sn], packed for `uk` (its nr and k_align).
+PackedBS8 PackBS8(const GemmUkernelInfoS8& uk, int64_t k, int64_t n, const int8_t* src, int64_t sk, int64_t sn);
 
 struct GemmArgsS8 {
   int64_t m = 0;

@@ -31,10 +31,12 @@ namespace avx2 { const GemmUkernelS8* GemmS8ByRows(); GemmS8EpilogueFn GemmS8Epi
 namespace avxvnni { const GemmUkernelS8* GemmS8ByRows(); }
 namespace avx512 { const GemmUkernelS8* GemmS8BwByRows(); GemmS8EpilogueFn GemmS8Epilogue; }
 namespace avx512vnni { const GemmUkernelS8* GemmS8ByRows(); }
+namespace amx { const GemmUkernelS8* GemmS8ByRows(); void Begin(); void End(); }
 
 const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8() {
   static const auto* list = new std::vector<GemmUkernelInfoS8>{
-#define KVANT_GEMM_S8_UKERNEL(name, needs, mr, nr, table, epilogue) {#name, needs, mr, nr, table(), epilogue},
+#define KVANT_GEMM_S8_UKERNEL(name, needs, mr, nr, k_align, table, epilogue, ...) \
+  {#name, needs, mr, nr, k_align, table(), epilogue __VA_OPT__(, ) __VA_ARGS__},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_GEMM_S8_UKERNEL
   };

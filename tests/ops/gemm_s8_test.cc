@@ -91,7 +91,7 @@ class GemmS8Tester {
     const size_t esize = kind_ == Kind::kS32 || kind_ == Kind::kF32 ? 4 : 1;
     GuardedBuffer<char> c(std::max<int64_t>(1, m_ * n_ * esize));
     for (int64_t i = 0; i < m_ * n_ * static_cast<int64_t>(esize); ++i) c[i] = static_cast<char>(0xA5);  // poison
-    const PackedBS8 packed = PackBS8(k_, n_, uk.nr, b.data(), n_, 1);
+    const PackedBS8 packed = PackBS8(uk, k_, n_, b.data(), n_, 1);
     GemmArgsS8 args;
     args.m = m_;
     args.a = a.data();

@@ -1,0 +1,216 @@
+// INT8 GEMM: every u8 x s8 microkernel row of ops/cpu/kernels.inc the machine
+// allows, next to oneDNN's u8s8 matmul (weights reordered once, as in a
+// model), our FP32 GEMM, oneDNN's f32 matmul and the VPDPBUSD peak, in one
+// run. Both INT8 sides do the same job: u8 activations with zero point 128,
+// s8 weights, int32 bias, per-channel requantization to u8 with a zero
+// point. GOP/s counts 2 operations per multiply-add. Single thread unless
+// --threads is given (oneDNN is limited the same way through OMP_NUM_THREADS).
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dnnl.hpp"
+#include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/gemm_s8.h"
+#include "runtime/cpu_caps.h"
+#include "runtime/thread_pool.h"
+
+namespace kvant {
+namespace bench {
+int32_t VnniPeakLoop(int64_t iterations, int32_t seed);
+}  // namespace bench
+namespace {
+
+struct GemmShape {
+  const char* name;
+  int64_t m, k, n;
+};
+
+constexpr GemmShape kShapes[] = {
+    {"1x768x768", 1, 768, 768},           {"128x768x3072", 128, 768, 3072}, {"512x512x512", 512, 512, 512},
+    {"1024x1024x1024", 1024, 1024, 1024}, {"2048x2048x2048", 2048, 2048, 2048},
+};
+
+int g_threads = 1;
+
+void SetCounters(benchmark::State& state, const GemmShape& s) {
+  state.counters["GOP/s"] = benchmark::Counter(2.0 * s.m * s.n * s.k * state.iterations() / 1e9,
+                                               benchmark::Counter::kIsRate);
+}
+
+template <typename T>
+std::vector<T> Random(int64_t n, uint32_t seed, int lo, int hi) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u(lo, hi);
+  std::vector<T> v(n);
+  for (T& x : v) x = static_cast<T>(u(rng));
+  return v;
+}
+
+void* Aligned(std::vector<char>& v) {
+  return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
+}
+
+void BM_KvantS8(benchmark::State& state, const cpu::GemmUkernelInfoS8* uk, GemmShape s) {
+  auto a = Random<uint8_t>(s.m * s.k, 1, 0, 255);
+  auto b = Random<int8_t>(s.k * s.n, 2, -127, 127);
+  auto bias = Random<int32_t>(s.n, 3, -1000, 1000);
+  std::vector<float> scale(s.n, 1e-4f);
+  std::vector<uint8_t> c(s.m * s.n);
+  const cpu::PackedBS8 packed = cpu::PackBS8(*uk, s.k, s.n, b.data(), s.n, 1);
+  ThreadPool pool(g_threads);
+  std::vector<char> scratch(cpu::GemmScratchBytesS8(*uk, s.m, s.n, s.k, g_threads) + 64);
+  cpu::GemmArgsS8 g;
+  g.m = s.m;
+  g.a = a.data();
+  g.lda = s.k;
+  g.b = &packed;
+  g.a_zero_point = 128;
+  g.bias = bias.data();
+  g.out.kind = cpu::GemmS8Output::Kind::kU8;
+  g.out.scale = scale.data();
+  g.out.zero_point = 117;
+  g.c = c.data();
+  g.ldc = s.n;
+  for (auto _ : state) {
+    cpu::RunGemmS8(*uk, g, Aligned(scratch), &pool);
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetCounters(state, s);
+}
+
+void BM_KvantF32(benchmark::State& state, GemmShape s) {
+  const auto& uk = cpu::SelectGemmUkernelF32(ActiveCpuFeatures());
+  std::vector<float> a(s.m * s.k, 0.5f), b(s.k * s.n, 0.25f), c(s.m * s.n);
+  cpu::PackedPanelsF32 packed = cpu::PackConstantF32(s.n, s.k, uk.nr, b.data(), 1, s.n, 1.f);
+  ThreadPool pool(g_threads);
+  std::vector<char> scratch(cpu::GemmScratchBytesF32(uk, s.m, s.n, s.k, false, g_threads) + 64);
+  cpu::GemmArgsF32 g;
+  g.m = s.m;
+  g.n = s.n;
+  g.k = s.k;
+  g.a = {nullptr, a.data(), s.k, 1};
+  g.b.packed = &packed;
+  g.c = c.data();
+  g.ldc = s.n;
+  for (auto _ : state) {
+    cpu::RunGemmF32(uk, g, Aligned(scratch), &pool);
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetCounters(state, s);
+}
+
+void BM_OneDnnU8S8(benchmark::State& state, GemmShape s) {
+  using dnnl::memory;
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  memory::desc ad({s.m, s.k}, memory::data_type::u8, memory::format_tag::ab);
+  memory::desc bd_any({s.k, s.n}, memory::data_type::s8, memory::format_tag::any);
+  memory::desc bd_plain({s.k, s.n}, memory::data_type::s8, memory::format_tag::ab);
+  memory::desc biasd({1, s.n}, memory::data_type::s32, memory::format_tag::ab);
+  memory::desc cd({s.m, s.n}, memory::data_type::u8, memory::format_tag::ab);
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(2, std::vector<float>(s.n, 1e-4f));
+  attr.set_zero_points(DNNL_ARG_SRC, 0, {128});
+  attr.set_zero_points(DNNL_ARG_DST, 0, {117});
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd_any, biasd, cd), attr, eng);
+  dnnl::matmul prim(pd);
+  auto a = Random<uint8_t>(s.m * s.k, 1, 0, 255);
+  auto b = Random<int8_t>(s.k * s.n, 2, -127, 127);
+  auto bias = Random<int32_t>(s.n, 3, -1000, 1000);
+  std::vector<uint8_t> c(s.m * s.n);
+  memory am(ad, eng, a.data()), b_plain(bd_plain, eng, b.data()), biasm(biasd, eng, bias.data()),
+      cm(cd, eng, c.data());
+  memory bm(pd.weights_desc(), eng);
+  dnnl::reorder(b_plain, bm).execute(strm, b_plain, bm);  // pre-packed once, as in a model
+  strm.wait();
+  for (auto _ : state) {
+    prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
+    strm.wait();
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetCounters(state, s);
+  state.SetLabel(pd.impl_info_str());
+}
+
+void BM_OneDnnF32(benchmark::State& state, GemmShape s) {
+  using dnnl::memory;
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  memory::desc ad({s.m, s.k}, memory::data_type::f32, memory::format_tag::ab);
+  memory::desc bd_any({s.k, s.n}, memory::data_type::f32, memory::format_tag::any);
+  memory::desc bd_plain({s.k, s.n}, memory::data_type::f32, memory::format_tag::ab);
+  memory::desc cd({s.m, s.n}, memory::data_type::f32, memory::format_tag::ab);
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd_any, cd), eng);
+  dnnl::matmul prim(pd);
+  std::vector<float> a(s.m * s.k, 0.5f), b(s.k * s.n, 0.25f), c(s.m * s.n);
+  memory am(ad, eng, a.data()), b_plain(bd_plain, eng, b.data()), cm(cd, eng, c.data());
+  memory bm(pd.weights_desc(), eng);
+  dnnl::reorder(b_plain, bm).execute(strm, b_plain, bm);
+  strm.wait();
+  for (auto _ : state) {
+    prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    strm.wait();
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetCounters(state, s);
+}
+
+// VPDPBUSD peak of one thread (g_threads threads run the loop at once).
+void BM_VnniPeak(benchmark::State& state) {
+  constexpr int64_t kIterations = 1 << 16;
+  ThreadPool pool(g_threads);
+  for (auto _ : state) {
+    pool.ParallelFor(g_threads, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) benchmark::DoNotOptimize(bench::VnniPeakLoop(kIterations, static_cast<int32_t>(t)));
+    });
+  }
+  state.counters["GOP/s"] = benchmark::Counter(2.0 * 64 * 24 * kIterations * g_threads * state.iterations() / 1e9,
+                                               benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+}  // namespace kvant
+
+int main(int argc, char** argv) {
+  std::vector<char*> original(argv, argv + argc + 1);
+  for (int i = 1; i < argc; ++i) {
+    if (std::sscanf(argv[i], "--threads=%d", &kvant::g_threads) == 1) argv[i] = const_cast<char*>("");
+  }
+  // OpenMP reads OMP_NUM_THREADS when libgomp loads, before main: re-exec once with it set.
+  const std::string want = std::to_string(kvant::g_threads);
+  const char* have = std::getenv("OMP_NUM_THREADS");
+  if (have == nullptr || want != have) {
+    setenv("OMP_NUM_THREADS", want.c_str(), 1);
+    execv("/proc/self/exe", original.data());
+  }
+  const kvant::CpuFeatures f = kvant::ActiveCpuFeatures();
+  std::printf("capability: %s | %s | threads %d | device cpu\n", kvant::CpuModelName().c_str(),
+              kvant::CpuFeatureNames(f).c_str(), kvant::g_threads);
+  if (f & kvant::kCpuAvx512vnni) {
+    benchmark::RegisterBenchmark("peak/vpdpbusd_zmm", kvant::BM_VnniPeak)->Unit(benchmark::kMicrosecond)->UseRealTime();
+  }
+  for (const auto& s : kvant::kShapes) {
+    for (const auto& uk : kvant::cpu::GemmUkernelsS8()) {
+      if ((uk.needs & f) != uk.needs || uk.needs == 0) continue;  // the reference is for tests
+      benchmark::RegisterBenchmark((std::string("kvant/") + uk.name + "/" + s.name).c_str(), kvant::BM_KvantS8, &uk, s)
+          ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
+    benchmark::RegisterBenchmark((std::string("onednn/matmul_u8s8/") + s.name).c_str(), kvant::BM_OneDnnU8S8, s)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("kvant/gemm_f32/") + s.name).c_str(), kvant::BM_KvantF32, s)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("onednn/matmul_f32/") + s.name).c_str(), kvant::BM_OneDnnF32, s)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
