@@ -242,6 +242,16 @@ absl::Status InferLayerNorm(InferContext& ctx) {
   if (!x.rank_known) return absl::OkStatus();
   auto axis = NormalizeAxis(ctx, ctx.attrs().GetInt("axis", -1), x.rank());
   if (!axis.ok()) return axis.status();
+  // Scale and bias must broadcast to the normalized dimensions.
+  Shape normalized{true, std::vector<Dim>(x.dims.begin() + *axis, x.dims.end())};
+  for (int i = 1; i < 3 && i < ctx.num_inputs(); ++i) {
+    if (!ctx.has_input(i)) continue;
+    auto b = BroadcastShapes(normalized, ctx.shape(i));
+    if (!b || (normalized.IsStatic() && b->IsStatic() && b->Sizes() != normalized.Sizes())) {
+      return ctx.Error("input %d %s must broadcast to the normalized dimensions %s", i, ctx.shape(i).ToString(),
+                       normalized.ToString());
+    }
+  }
   Shape stats = x;
   for (int64_t d = *axis; d < x.rank(); ++d) stats.dims[d] = Dim::Known(1);
   for (int i = 1; i < ctx.num_outputs(); ++i) ctx.output(i) = ValueType{DataType::kFloat32, stats};
@@ -251,6 +261,13 @@ absl::Status InferLayerNorm(InferContext& ctx) {
 absl::Status InferInstanceNorm(InferContext& ctx) {
   const Shape& x = ctx.shape(0);
   if (x.rank_known && x.rank() < 3) return ctx.Error("input must have rank >= 3, got %s", x.ToString());
+  for (int i = 1; i < 3; ++i) {  // scale and bias: one value per channel
+    const Shape& s = ctx.shape(i);
+    if (s.rank_known && s.rank() != 1) return ctx.Error("input %d must be 1-D, got %s", i, s.ToString());
+    if (x.rank_known && x.dims[1].known() && s.IsStatic() && s.dims[0].value != x.dims[1].value) {
+      return ctx.Error("input %d must have %d entries (channels), got %d", i, x.dims[1].value, s.dims[0].value);
+    }
+  }
   ctx.output(0) = ctx.input(0);
   return absl::OkStatus();
 }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/gemm_s8.h"
 #include "runtime/cuda/cuda_backend.h"
 
 namespace kvant {
@@ -158,6 +159,9 @@ std::string DescribeHardware() {
   }
   absl::StrAppend(&s, "Kernels by precision:\n");
   absl::StrAppend(&s, absl::StrFormat("  %-6s %s\n", "f32", cpu::SelectGemmUkernelF32(active).name));
+  const cpu::GemmUkernelInfoS8& s8 = cpu::SelectGemmUkernelS8(active);
+  absl::StrAppend(&s, absl::StrFormat("  %-6s %s%s\n", "int8", s8.name,
+                                      s8.small_m ? absl::StrFormat(" (M < %d: %s)", s8.min_m, s8.small_m) : ""));
   absl::StrAppend(&s, absl::StrFormat("  %-6s %s\n", "f16",
                                       (active & kCpuAvx512fp16) ? "hardware FP16 arithmetic present (no kernel yet)"
                                                                 : "no FP16 arithmetic on this CPU"));

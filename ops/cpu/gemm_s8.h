@@ -50,7 +50,8 @@ struct GemmS8Output {
   int32_t lo = 0, hi = 255;             // clamp after the zero point (u8/s8)
 };
 
-// Applies `out` to an int32 tile (rows x cols valid of an nr-wide tile) and
+// Applies `out` to an int32 tile (rows x cols valid, rows nr apart, any
+// alignment) and
 // stores it at c (element type per out.kind) with row stride ldc elements.
 using GemmEpilogueS8 = void (*)(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
                                 const GemmS8Output& out, void* c, int64_t ldc);

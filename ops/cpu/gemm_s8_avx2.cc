@@ -67,7 +67,7 @@ void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
     const __m256 scale = out.kind == GemmS8Output::Kind::kS32 ? _mm256_setzero_ps() : _mm256_loadu_ps(out.scale + j);
     const __m256 bias = out.bias_f32 ? _mm256_loadu_ps(out.bias_f32 + j) : _mm256_setzero_ps();
     for (int64_t r = 0; r < rows; ++r) {
-      __m256i v = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(tile + r * nr + j)), off);
+      __m256i v = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * nr + j)), off);
       if (out.row_sum) v = _mm256_sub_epi32(v, _mm256_mullo_epi32(_mm256_set1_epi32(out.row_sum[r]), zb));
       if (out.kind == GemmS8Output::Kind::kS32) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<int32_t*>(c) + r * ldc + j), v);

@@ -83,7 +83,7 @@ void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
     }
     const __m512i zp = _mm512_set1_epi32(out.zero_point), lo = _mm512_set1_epi32(out.lo), hi = _mm512_set1_epi32(out.hi);
     for (int64_t r = 0; r < rows; ++r) {
-      __m512i v = _mm512_add_epi32(_mm512_load_si512(tile + r * nr + j), off);
+      __m512i v = _mm512_add_epi32(_mm512_loadu_si512(tile + r * nr + j), off);
       if (out.row_sum) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(out.row_sum[r]), zb));
       switch (out.kind) {
         case GemmS8Output::Kind::kS32:

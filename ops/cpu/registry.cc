@@ -1,6 +1,7 @@
 // Builds the CPU kernel table and the FP32 GEMM microkernel list from
 // ops/cpu/kernels.inc. Adding a kernel is adding a row there.
 #include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/conv_s8.h"
 #include "ops/cpu/gemm_s8.h"
 #include "ops/registry.h"
 
@@ -39,6 +40,18 @@ const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8() {
   {#name, needs, mr, nr, k_align, table(), epilogue __VA_OPT__(, ) __VA_ARGS__},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_GEMM_S8_UKERNEL
+  };
+  return *list;
+}
+
+namespace ref { void DepthwiseRowS8(const ConvS8Shape&, const uint8_t*, int64_t, const int32_t*, int32_t*); }
+namespace avx512 { void DepthwiseRowS8(const ConvS8Shape&, const uint8_t*, int64_t, const int32_t*, int32_t*); }
+
+const std::vector<DepthwiseS8Info>& DepthwiseS8Kernels() {
+  static const auto* list = new std::vector<DepthwiseS8Info>{
+#define KVANT_DEPTHWISE_S8(name, needs, row) {#name, needs, row},
+#include "ops/cpu/kernels.inc"
+#undef KVANT_DEPTHWISE_S8
   };
   return *list;
 }

@@ -1,0 +1,144 @@
+// INT8 convolution (NHWC) against plain loops: group-1 convolutions through
+// the INT8 GEMM (1x1 read in place, im2col with zero-point padding, strides,
+// dilations, channel counts that leave K % 4 != 0) and every depthwise row
+// kernel the machine has (channels around the 16-lane vector, 3x3 and 5x5,
+// strides, dilation), input zero points 0/128/255, per-channel
+// requantization to u8, s32 outputs, 1 and 2 threads. Integer outputs must
+// match exactly.
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "ops/cpu/conv_s8.h"
+#include "runtime/cpu_caps.h"
+#include "runtime/thread_pool.h"
+#include "tests/testing/guarded_buffer.h"
+
+namespace kvant::cpu {
+namespace {
+
+using testing::GuardedBuffer;
+using Kind = GemmS8Output::Kind;
+
+struct ConvCase {
+  ConvS8Shape s;
+  int32_t zx = 128;
+  Kind kind = Kind::kU8;
+  int threads = 1;
+};
+
+// Runs the case with the depthwise row `dw` (null: the best) and compares.
+void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed) {
+  const ConvS8Shape& s = c.s;
+  std::mt19937_64 rng(seed);
+  const int64_t taps = s.kh * s.kw, cin_g = s.depthwise ? 1 : s.cin;
+  GuardedBuffer<uint8_t> x(s.n * s.h * s.w * s.cin);
+  std::vector<int8_t> w(s.cout * cin_g * taps);
+  std::vector<int32_t> bias(s.cout);
+  std::vector<float> scale(s.cout);
+  for (int64_t i = 0; i < s.n * s.h * s.w * s.cin; ++i) x[i] = static_cast<uint8_t>(rng());
+  for (int8_t& v : w) v = static_cast<int8_t>(rng());
+  for (int32_t& v : bias) v = static_cast<int32_t>(rng() % 20001) - 10000;
+  for (float& v : scale) v = (0.5f + (rng() % 1000) / 1000.f) / (std::sqrt(float(cin_g * taps)) * 2000.f);
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  GemmS8Output out;
+  out.kind = c.kind;
+  out.scale = scale.data();
+  out.zero_point = 100;
+  out.lo = 0;
+  out.hi = 255;
+
+  std::vector<int64_t> want(s.n * oh * ow * s.cout);
+  for (int64_t img = 0; img < s.n; ++img) {
+    for (int64_t y = 0; y < oh; ++y) {
+      for (int64_t xo = 0; xo < ow; ++xo) {
+        for (int64_t co = 0; co < s.cout; ++co) {
+          int64_t acc = bias[co];
+          for (int64_t ci = 0; ci < cin_g; ++ci) {
+            for (int64_t ky = 0; ky < s.kh; ++ky) {
+              for (int64_t kx = 0; kx < s.kw; ++kx) {
+                const int64_t iy = y * s.sh - s.pad_t + ky * s.dh, ix = xo * s.sw - s.pad_l + kx * s.dw;
+                if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;  // padding is zx: contributes 0
+                const int64_t channel = s.depthwise ? co : ci;
+                acc += (int64_t{x[((img * s.h + iy) * s.w + ix) * s.cin + channel]} - c.zx) *
+                       w[((co * cin_g + ci) * s.kh + ky) * s.kw + kx];
+              }
+            }
+          }
+          const int32_t v = static_cast<int32_t>(acc);
+          want[((img * oh + y) * ow + xo) * s.cout + co] =
+              c.kind == Kind::kS32 ? v : std::clamp<int64_t>(int64_t{RequantizeFloat(v, scale[co])} + 100, 0, 255);
+        }
+      }
+    }
+  }
+
+  auto conv = ConvS8::Create(s, w.data(), ActiveCpuFeatures());
+  ASSERT_TRUE(conv.ok()) << conv.status();
+  if (dw != nullptr) (*conv)->ForceDepthwise(*dw);
+  const size_t esize = c.kind == Kind::kS32 ? 4 : 1;
+  GuardedBuffer<char> y(want.size() * esize);
+  for (size_t i = 0; i < want.size() * esize; ++i) y[i] = static_cast<char>(0xA5);
+  ThreadPool pool(c.threads);
+  std::vector<char> scratch((*conv)->ScratchBytes(c.threads) + 64);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
+  (*conv)->Run(x.data(), c.zx, bias.data(), out, y.data(), aligned, &pool);
+  int bad = 0;
+  for (size_t i = 0; i < want.size() && bad < 5; ++i) {
+    const int64_t got = c.kind == Kind::kS32 ? reinterpret_cast<const int32_t*>(y.data())[i]
+                                             : reinterpret_cast<const uint8_t*>(y.data())[i];
+    if (got != want[i]) {
+      ++bad;
+      ADD_FAILURE() << (*conv)->kernel_name() << " " << s.kh << "x" << s.kw << " s" << s.sh << " d" << s.dh
+                    << " cin " << s.cin << " cout " << s.cout << " zx " << c.zx << " at " << i << ": got " << got
+                    << ", want " << want[i];
+    }
+  }
+}
+
+ConvS8Shape Shape(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout, int64_t k, int64_t stride, int64_t pad,
+                  int64_t dil = 1, bool depthwise = false) {
+  ConvS8Shape s;
+  s.n = n;
+  s.h = h;
+  s.w = w;
+  s.cin = cin;
+  s.cout = cout;
+  s.kh = s.kw = k;
+  s.sh = s.sw = stride;
+  s.dh = s.dw = dil;
+  s.pad_t = s.pad_l = s.pad_b = s.pad_r = pad;
+  s.depthwise = depthwise;
+  return s;
+}
+
+TEST(ConvS8, GroupOneThroughGemm) {
+  uint64_t seed = 1;
+  for (int32_t zx : {0, 128, 255}) {
+    Check({Shape(2, 7, 9, 16, 24, 1, 1, 0), zx}, nullptr, seed++);          // 1x1: input read in place
+    Check({Shape(1, 9, 8, 13, 5, 1, 2, 0), zx}, nullptr, seed++);           // 1x1 stride 2, K % 4 != 0
+    Check({Shape(1, 10, 11, 8, 33, 3, 1, 1), zx}, nullptr, seed++);         // 3x3 pad 1
+    Check({Shape(2, 12, 9, 3, 17, 5, 2, 2), zx, Kind::kS32}, nullptr, seed++);  // 5x5 stride 2, cin 3
+    Check({Shape(1, 13, 13, 6, 8, 3, 1, 2, 2), zx}, nullptr, seed++);       // dilation 2
+    Check({Shape(1, 20, 20, 32, 40, 3, 1, 1), zx, Kind::kU8, 2}, nullptr, seed++);
+  }
+}
+
+TEST(ConvS8, DepthwiseEveryRowKernel) {
+  uint64_t seed = 100;
+  for (const auto& k : DepthwiseS8Kernels()) {
+    if ((k.needs & ActiveCpuFeatures()) != k.needs) continue;
+    for (int32_t zx : {0, 128, 255}) {
+      for (int64_t c : {1, 15, 16, 17, 144}) {
+        Check({Shape(1, 9, 10, c, c, 3, 1, 1, 1, true), zx}, &k, seed++);
+        Check({Shape(2, 11, 8, c, c, 5, 2, 2, 1, true), zx, Kind::kS32}, &k, seed++);
+      }
+      Check({Shape(1, 14, 14, 40, 40, 3, 2, 1, 1, true), zx, Kind::kU8, 2}, &k, seed++);
+      Check({Shape(1, 12, 12, 24, 24, 3, 1, 2, 2, true), zx}, &k, seed++);  // dilation 2
+      Check({Shape(1, 6, 5, 16, 16, 2, 1, 0, 1, true), zx}, &k, seed++);    // even tap count
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvant::cpu
