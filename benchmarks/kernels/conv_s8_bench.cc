@@ -1,0 +1,218 @@
+// INT8 convolution on 1x56x56 inputs: 3x3 64->64, 1x1 256->64 and depthwise
+// 3x3 with 144 channels. Our INT8 NHWC convolution next to oneDNN's int8
+// convolution (u8 NHWC source with zero point 128, s8 weights reordered once,
+// per-channel output scales, u8 destination), our FP32 convolution (a
+// one-node Session, NCHW) and oneDNN's f32 convolution, in one run.
+// GOP/s counts 2 operations per multiply-add. Single thread unless
+// --threads is given (oneDNN is limited the same way through OMP_NUM_THREADS).
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dnnl.hpp"
+#include "kvant/kvant.h"
+#include "onnx/onnx_pb.h"
+#include "ops/cpu/conv_s8.h"
+#include "runtime/cpu_caps.h"
+#include "runtime/thread_pool.h"
+
+namespace kvant {
+namespace {
+
+struct ConvCase {
+  const char* name;
+  int64_t c, m, k, group;
+};
+
+constexpr ConvCase kCases[] = {
+    {"3x3_64to64_56x56", 64, 64, 3, 1},
+    {"1x1_256to64_56x56", 256, 64, 1, 1},
+    {"dw3x3_144_56x56", 144, 144, 3, 144},
+};
+constexpr int64_t kHw = 56;
+
+int g_threads = 1;
+
+double Ops(const ConvCase& c) { return 2.0 * kHw * kHw * c.m * (c.c / c.group) * c.k * c.k; }
+
+void SetCounters(benchmark::State& state, const ConvCase& c) {
+  state.counters["GOP/s"] = benchmark::Counter(Ops(c) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
+template <typename T>
+std::vector<T> Random(int64_t n, uint32_t seed, int lo, int hi) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u(lo, hi);
+  std::vector<T> v(n);
+  for (T& x : v) x = static_cast<T>(u(rng));
+  return v;
+}
+
+void BM_KvantS8(benchmark::State& state, ConvCase c) {
+  cpu::ConvS8Shape s;
+  s.h = s.w = kHw;
+  s.cin = c.c;
+  s.cout = c.m;
+  s.kh = s.kw = c.k;
+  s.pad_t = s.pad_l = s.pad_b = s.pad_r = c.k / 2;
+  s.depthwise = c.group > 1;
+  auto w = Random<int8_t>(c.m * (c.c / c.group) * c.k * c.k, 2, -127, 127);
+  auto conv = cpu::ConvS8::Create(s, w.data(), ActiveCpuFeatures());
+  auto x = Random<uint8_t>(kHw * kHw * c.c, 1, 0, 255);
+  auto bias = Random<int32_t>(c.m, 3, -1000, 1000);
+  std::vector<float> scale(c.m, 1e-3f);
+  std::vector<uint8_t> y(kHw * kHw * c.m);
+  cpu::GemmS8Output out;
+  out.kind = cpu::GemmS8Output::Kind::kU8;
+  out.scale = scale.data();
+  out.zero_point = 117;
+  ThreadPool pool(g_threads);
+  std::vector<char> scratch((*conv)->ScratchBytes(g_threads) + 64);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
+  for (auto _ : state) {
+    (*conv)->Run(x.data(), 128, bias.data(), out, y.data(), aligned, &pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetCounters(state, c);
+  state.SetLabel((*conv)->kernel_name());
+}
+
+// A one-node ONNX model: Conv(x[1,c,56,56], w, b) with `group`.
+std::string ConvModel(const ConvCase& c) {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  onnx::GraphProto* g = model.mutable_graph();
+  auto add_value = [](google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>* list, const std::string& name,
+                      std::vector<int64_t> dims) {
+    onnx::ValueInfoProto* v = list->Add();
+    v->set_name(name);
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : dims) t->mutable_shape()->add_dim()->set_dim_value(d);
+  };
+  add_value(g->mutable_input(), "x", {1, c.c, kHw, kHw});
+  add_value(g->mutable_output(), "y", {1, c.m, kHw, kHw});
+  auto add_init = [&](const std::string& name, std::vector<int64_t> dims) {
+    onnx::TensorProto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    int64_t n = 1;
+    for (int64_t d : dims) {
+      t->add_dims(d);
+      n *= d;
+    }
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> u(-0.1f, 0.1f);
+    for (int64_t i = 0; i < n; ++i) t->add_float_data(u(rng));
+  };
+  add_init("w", {c.m, c.c / c.group, c.k, c.k});
+  add_init("b", {c.m});
+  onnx::NodeProto* n = g->add_node();
+  n->set_op_type("Conv");
+  n->add_input("x");
+  n->add_input("w");
+  n->add_input("b");
+  n->add_output("y");
+  auto* group = n->add_attribute();
+  group->set_name("group");
+  group->set_type(onnx::AttributeProto::INT);
+  group->set_i(c.group);
+  auto* pads = n->add_attribute();
+  pads->set_name("pads");
+  pads->set_type(onnx::AttributeProto::INTS);
+  for (int i = 0; i < 4; ++i) pads->add_ints(c.k / 2);
+  return model.SerializeAsString();
+}
+
+void BM_KvantF32(benchmark::State& state, ConvCase c) {
+  SessionOptions opt;
+  opt.num_threads = g_threads;
+  auto s = Session::LoadFromBytes(ConvModel(c), opt);
+  if (!s.ok()) {
+    state.SkipWithError(std::string(s.status().message()).c_str());
+    return;
+  }
+  TensorMap in{{"x", Tensor::Zeros(DataType::kFloat32, {1, c.c, kHw, kHw})}};
+  std::fill_n(in["x"].data<float>(), c.c * kHw * kHw, 0.5f);
+  for (auto _ : state) benchmark::DoNotOptimize(s->Run(in));
+  SetCounters(state, c);
+}
+
+void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
+  using dnnl::memory;
+  using dt = memory::data_type;
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  const dt src_t = int8 ? dt::u8 : dt::f32, wei_t = int8 ? dt::s8 : dt::f32, dst_t = int8 ? dt::u8 : dt::f32;
+  const memory::dims src_dims{1, c.c, kHw, kHw}, dst_dims{1, c.m, kHw, kHw}, bias_dims{c.m};
+  const memory::dims wei_dims = c.group > 1 ? memory::dims{c.group, c.m / c.group, c.c / c.group, c.k, c.k}
+                                            : memory::dims{c.m, c.c, c.k, c.k};
+  memory::desc src(src_dims, src_t, memory::format_tag::nhwc), dst(dst_dims, dst_t, memory::format_tag::nhwc);
+  memory::desc wei_any(wei_dims, wei_t, memory::format_tag::any);
+  memory::desc wei_plain(wei_dims, wei_t, c.group > 1 ? memory::format_tag::goihw : memory::format_tag::oihw);
+  memory::desc bias(bias_dims, int8 ? dt::s32 : dt::f32, memory::format_tag::x);
+  dnnl::primitive_attr attr;
+  if (int8) {
+    attr.set_output_scales(2, std::vector<float>(c.m, 1e-3f));
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {128});
+    attr.set_zero_points(DNNL_ARG_DST, 0, {117});
+  }
+  const memory::dims pad{c.k / 2, c.k / 2};
+  dnnl::convolution_forward::primitive_desc pd(
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                      wei_any, bias, dst, {1, 1}, pad, pad),
+      attr, eng);
+  dnnl::convolution_forward prim(pd);
+  const int64_t es = int8 ? 1 : 4;
+  std::vector<char> xs(kHw * kHw * c.c * es, 1), ys(kHw * kHw * c.m * es), ws(c.m * (c.c / c.group) * c.k * c.k * es, 1),
+      bs(c.m * 4, 0);
+  memory xm(src, eng, xs.data()), ym(dst, eng, ys.data()), w_plain(wei_plain, eng, ws.data()), bm(bias, eng, bs.data());
+  memory wm(pd.weights_desc(), eng);
+  dnnl::reorder(w_plain, wm).execute(strm, w_plain, wm);
+  strm.wait();
+  for (auto _ : state) {
+    prim.execute(strm, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
+    strm.wait();
+  }
+  SetCounters(state, c);
+  state.SetLabel(pd.impl_info_str());
+}
+
+}  // namespace
+}  // namespace kvant
+
+int main(int argc, char** argv) {
+  std::vector<char*> original(argv, argv + argc + 1);
+  for (int i = 1; i < argc; ++i) {
+    if (std::sscanf(argv[i], "--threads=%d", &kvant::g_threads) == 1) argv[i] = const_cast<char*>("");
+  }
+  const std::string want = std::to_string(kvant::g_threads);
+  const char* have = std::getenv("OMP_NUM_THREADS");
+  if (have == nullptr || want != have) {
+    setenv("OMP_NUM_THREADS", want.c_str(), 1);
+    execv("/proc/self/exe", original.data());
+  }
+  const kvant::CpuFeatures f = kvant::ActiveCpuFeatures();
+  std::printf("capability: %s | %s | threads %d | device cpu\n", kvant::CpuModelName().c_str(),
+              kvant::CpuFeatureNames(f).c_str(), kvant::g_threads);
+  for (const auto& c : kvant::kCases) {
+    benchmark::RegisterBenchmark((std::string("kvant/conv_s8/") + c.name).c_str(), kvant::BM_KvantS8, c)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("onednn/conv_u8s8/") + c.name).c_str(), kvant::BM_OneDnn, c, true)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("kvant/conv_f32/") + c.name).c_str(), kvant::BM_KvantF32, c)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("onednn/conv_f32/") + c.name).c_str(), kvant::BM_OneDnn, c, false)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
