@@ -12,31 +12,40 @@ namespace {
 
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-int64_t Pairs(const ConvS8Shape& s) { return (s.kh * s.kw + 1) / 2; }
+// Scratch of one depthwise thread: the ring of kh pair-image rows, a padded
+// input row, one output row of sums.
+int64_t DepthwiseSlotBytes(const ConvS8Shape& s) {
+  const int64_t wp = s.w + s.pad_l + s.pad_r, ring = (s.kh - 1) * s.dh + 1;
+  return RoundUp(ring * wp * s.cin * 4, 64) + RoundUp((wp + s.dw) * s.cin, 64) + RoundUp(s.out_w() * s.cin * 4, 64);
+}
 
-// Tap t of output column ow in the padded input row block starting at oh.
-inline const uint8_t* Tap(const ConvS8Shape& s, const uint8_t* x, int64_t row, int64_t oh, int64_t ow, int64_t t) {
-  const int64_t ky = t / s.kw, kx = t % s.kw;
-  return x + (oh * s.sh + ky * s.dh) * row + (ow * s.sw + kx * s.dw) * s.cin;
+int32_t Pack16(int32_t lo, int32_t hi) {
+  return static_cast<int32_t>((static_cast<uint32_t>(lo) & 0xffffu) | (static_cast<uint32_t>(hi) << 16));
 }
 
 }  // namespace
 
 namespace ref {
 
-void DepthwiseRowS8(const ConvS8Shape& s, const uint8_t* x, int64_t oh, const int32_t* w_pairs, int32_t* acc) {
-  const int64_t c = s.cin, taps = s.kh * s.kw, row = (s.w + s.pad_l + s.pad_r) * c;
+void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_pairs, int32_t* acc) {
+  const int64_t c = s.cin, pairs = DepthwisePairsPerRow(s);
   for (int64_t ow = 0; ow < s.out_w(); ++ow) {
     for (int64_t ch = 0; ch < c; ++ch) {
       int32_t sum = 0;
-      for (int64_t t = 0; t < taps; ++t) {
-        const int32_t pair = w_pairs[(t / 2) * c + ch];
-        const int32_t w = t % 2 == 0 ? static_cast<int16_t>(pair & 0xffff) : pair >> 16;
-        sum += int32_t{Tap(s, x, row, oh, ow, t)[ch]} * w;
+      for (int64_t ky = 0; ky < s.kh; ++ky) {
+        for (int64_t j = 0; j < pairs; ++j) {
+          const int32_t p = rows[ky][(ow * s.sw + 2 * j * s.dw) * c + ch];
+          const int32_t w = w_pairs[(ky * pairs + j) * c + ch];
+          sum += static_cast<int16_t>(p & 0xffff) * static_cast<int16_t>(w & 0xffff) + (p >> 16) * (w >> 16);
+        }
       }
       acc[ow * c + ch] = sum;
     }
   }
+}
+
+void PairRowS8(const uint8_t* x, int64_t n, int64_t partner, int32_t* p) {
+  for (int64_t i = 0; i < n; ++i) p[i] = Pack16(x[i], x[i + partner]);
 }
 
 }  // namespace ref
@@ -46,6 +55,9 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
   if (s.out_h() <= 0 || s.out_w() <= 0) {
     return absl::InvalidArgumentError(absl::StrFormat("INT8 convolution: output must be non-empty, got %dx%d",
                                                       s.out_h(), s.out_w()));
+  }
+  if (s.depthwise && s.kh > 64) {
+    return absl::InvalidArgumentError(absl::StrFormat("INT8 depthwise convolution: kernel height must be <= 64, got %d", s.kh));
   }
   if (s.depthwise && s.cin != s.cout) {
     return absl::InvalidArgumentError(
@@ -59,16 +71,17 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
     for (const auto& k : DepthwiseS8Kernels()) {
       if ((k.needs & features) == k.needs) conv->dw_ = &k;
     }
-    const int64_t c = s.cin, pairs = Pairs(s);
-    conv->dw_pairs_.assign(pairs * c, 0);
+    const int64_t c = s.cin, pairs = DepthwisePairsPerRow(s);
+    conv->dw_pairs_.assign(s.kh * pairs * c, 0);
     conv->dw_wsum_.assign(c, 0);
     for (int64_t ch = 0; ch < c; ++ch) {
-      for (int64_t t = 0; t < taps; ++t) {
-        const int32_t w = weights[ch * taps + t];
-        conv->dw_wsum_[ch] += w;
-        int32_t& pair = conv->dw_pairs_[(t / 2) * c + ch];
-        pair = t % 2 == 0 ? static_cast<int32_t>((pair & ~0xffff) | (w & 0xffff))
-                          : static_cast<int32_t>((pair & 0xffff) | static_cast<int32_t>(static_cast<uint32_t>(w) << 16));
+      for (int64_t t = 0; t < taps; ++t) conv->dw_wsum_[ch] += weights[ch * taps + t];
+      for (int64_t ky = 0; ky < s.kh; ++ky) {
+        for (int64_t j = 0; j < pairs; ++j) {
+          const int32_t w0 = weights[ch * taps + ky * s.kw + 2 * j];
+          const int32_t w1 = 2 * j + 1 < s.kw ? weights[ch * taps + ky * s.kw + 2 * j + 1] : 0;
+          conv->dw_pairs_[(ky * pairs + j) * c + ch] = Pack16(w0, w1);
+        }
       }
     }
     return conv;
@@ -88,10 +101,7 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
 size_t ConvS8::ScratchBytes(int threads) const {
   const ConvS8Shape& s = shape_;
   const int64_t oh = s.out_h(), ow = s.out_w();
-  if (s.depthwise) {
-    const int64_t padded = (s.h + s.pad_t + s.pad_b) * (s.w + s.pad_l + s.pad_r) * s.cin;
-    return RoundUp(padded, 64) + RoundUp(s.cin * 4, 64) + threads * RoundUp(ow * s.cin * 4, 64) + 64;
-  }
+  if (s.depthwise) return RoundUp(s.cin * 4, 64) + threads * DepthwiseSlotBytes(s) + 64;
   const int64_t m = s.n * oh * ow, k = s.kh * s.kw * s.cin;
   return RoundUp(m * k, 64) + GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64;
 }
@@ -105,9 +115,7 @@ void ConvS8::Run(const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8
   const size_t esize = out.kind == GemmS8Output::Kind::kS32 || out.kind == GemmS8Output::Kind::kF32 ? 4 : 1;
   char* cursor = static_cast<char*>(scratch);
   if (s.depthwise) {
-    const int64_t c = s.cin, hp = s.h + s.pad_t + s.pad_b, wp = s.w + s.pad_l + s.pad_r;
-    uint8_t* xp = reinterpret_cast<uint8_t*>(cursor);
-    cursor += RoundUp(hp * wp * c, 64);
+    const int64_t c = s.cin, wp = s.w + s.pad_l + s.pad_r, wx = wp + s.dw, ring = (s.kh - 1) * s.dh + 1;
     int32_t* offset = reinterpret_cast<int32_t*>(cursor);
     cursor += RoundUp(c * 4, 64);
     for (int64_t ch = 0; ch < c; ++ch) offset[ch] = (bias ? bias[ch] : 0) - zx * dw_wsum_[ch];
@@ -115,27 +123,41 @@ void ConvS8::Run(const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8
     o.col_offset = offset;
     o.row_sum = nullptr;
     o.col_zb = nullptr;
-    int32_t* accs = reinterpret_cast<int32_t*>(cursor);
-    const int64_t acc_ints = RoundUp(ow_n * c * 4, 64) / 4;
-    for (int64_t img = 0; img < s.n; ++img) {
-      // The image with a border of zx (which the weight sums cancel).
-      const uint8_t* xi = x + img * s.h * s.w * c;
-      std::memset(xp, zx, hp * wp * c);
-      for (int64_t iy = 0; iy < s.h; ++iy) {
-        std::memcpy(xp + ((iy + s.pad_t) * wp + s.pad_l) * c, xi + iy * s.w * c, s.w * c);
-      }
-      char* yi = static_cast<char*>(y) + img * oh_n * ow_n * c * esize;
-      const int64_t slots = std::min<int64_t>(pool->num_threads(), oh_n);
-      pool->ParallelFor(slots, [&](int64_t s0, int64_t s1) {
-        for (int64_t slot = s0; slot < s1; ++slot) {
-          int32_t* acc = accs + slot * acc_ints;
-          for (int64_t oh = oh_n * slot / slots; oh < oh_n * (slot + 1) / slots; ++oh) {
-            dw_->row(s, xp, oh, dw_pairs_.data(), acc);
-            uk_->epilogue(acc, c, ow_n, c, o, yi + oh * ow_n * c * esize, c);
+    // Per thread: a ring of pair-image rows, one zx-padded input row, the
+    // int32 sums of one output row.
+    const int64_t slots = std::min<int64_t>(pool->num_threads(), s.n * oh_n);
+    pool->ParallelFor(slots, [&](int64_t s0, int64_t s1) {
+      for (int64_t slot = s0; slot < s1; ++slot) {
+        char* mine = cursor + slot * DepthwiseSlotBytes(s);
+        int32_t* ring_rows = reinterpret_cast<int32_t*>(mine);
+        uint8_t* padded = reinterpret_cast<uint8_t*>(mine + RoundUp(ring * wp * c * 4, 64));
+        int32_t* acc = reinterpret_cast<int32_t*>(mine + RoundUp(ring * wp * c * 4, 64) + RoundUp(wx * c, 64));
+        std::vector<int64_t> held(ring, -1);  // padded-image row held by each ring slot, per image
+        int64_t held_image = -1;
+        const int32_t* rows[64];
+        for (int64_t task = s.n * oh_n * slot / slots; task < s.n * oh_n * (slot + 1) / slots; ++task) {
+          const int64_t img = task / oh_n, oh = task % oh_n;
+          if (img != held_image) {
+            std::fill(held.begin(), held.end(), -1);
+            held_image = img;
           }
+          for (int64_t ky = 0; ky < s.kh; ++ky) {
+            const int64_t r = oh * s.sh + ky * s.dh;  // row of the padded image
+            int32_t* dst = ring_rows + (r % ring) * wp * c;
+            if (held[r % ring] != r) {
+              const int64_t iy = r - s.pad_t;
+              std::memset(padded, zx, wx * c);
+              if (iy >= 0 && iy < s.h) std::memcpy(padded + s.pad_l * c, x + ((img * s.h + iy) * s.w) * c, s.w * c);
+              dw_->pair_row(padded, wp * c, s.dw * c, dst);
+              held[r % ring] = r;
+            }
+            rows[ky] = dst;
+          }
+          dw_->row(s, rows, dw_pairs_.data(), acc);
+          uk_->epilogue(acc, c, ow_n, c, o, static_cast<char*>(y) + ((img * oh_n + oh) * ow_n) * c * esize, c);
         }
-      });
-    }
+      }
+    });
     return;
   }
   const int64_t m = s.n * oh_n * ow_n, k = taps * s.cin;

@@ -5,10 +5,15 @@
 //  - group 1: GEMM with A = the input itself for 1x1 / stride 1 / no padding,
 //    else an im2col of output positions (kh x kw x cin bytes per row, padding
 //    filled with zx so that it contributes zero); B = the weights packed once.
-//  - depthwise (group == cin == cout): a direct kernel over a zx-padded copy
-//    of each image; channels are the vector dimension (NHWC), two taps per
-//    VPMADDWD (u8 and s8 widened to 16 bits: exact, no saturation), minus
-//    zx * sum(w) per channel, then the same epilogue per output row.
+//  - depthwise (group == cin == cout): the input becomes, a few rows at a
+//    time (a ring of kh rows per thread), a zx-padded "pair image"
+//    P[iy][ix][c] = x[iy][ix][c] | x[iy][ix + dw][c] << 16 (int32), so that
+//    two horizontally adjacent taps are one VPMADDWD
+//    against the weight pair (w[ky][kx], w[ky][kx + 1]) (u8 and s8 as 16-bit
+//    halves: exact, no saturation; an odd last tap pairs with weight 0).
+//    Each input pixel is widened once instead of once per tap. Channels are
+//    the vector dimension (NHWC); the sum less zx * sum(w) per channel goes
+//    through the same epilogue, one output row at a time.
 #ifndef KVANT_OPS_CPU_CONV_S8_H_
 #define KVANT_OPS_CPU_CONV_S8_H_
 
@@ -30,16 +35,23 @@ struct ConvS8Shape {
   int64_t out_w() const { return (w + pad_l + pad_r - dw * (kw - 1) - 1) / sw + 1; }
 };
 
-// One depthwise output row: acc[ow * c + ch] = sum over taps of
-// x[(oh * sh + ky * dh) * row + (ow * sw + kx * dw) * c + ch] * w (padded
-// input, row = padded width * c); weights as prepared by PrepareDepthwiseS8.
-using DepthwiseRowS8 = void (*)(const ConvS8Shape& s, const uint8_t* x_padded, int64_t oh, const int32_t* w_pairs,
+// Horizontal tap pairs per kernel row.
+inline int64_t DepthwisePairsPerRow(const ConvS8Shape& s) { return (s.kw + 1) / 2; }
+
+// One depthwise output row: acc[ow * c + ch] = sum over ky and pairs j of
+// madd(rows[ky][(ow * sw + 2 * j * dw) * c + ch], w_pairs[(ky * pairs + j) * c + ch])
+// where rows[ky] is the pair-image row oh * sh + ky * dh.
+using DepthwiseRowS8 = void (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_pairs,
                                 int32_t* acc);
+
+// p[i] = x[i] | x[i + partner] << 16 for i < n (one row of the pair image).
+using PairRowS8 = void (*)(const uint8_t* x, int64_t n, int64_t partner, int32_t* p);
 
 struct DepthwiseS8Info {
   const char* name;
   CpuFeatures needs;
   DepthwiseRowS8 row;
+  PairRowS8 pair_row;
 };
 const std::vector<DepthwiseS8Info>& DepthwiseS8Kernels();  // best last (ops/cpu/kernels.inc)
 
@@ -63,7 +75,7 @@ class ConvS8 {
   const GemmUkernelInfoS8* uk_ = nullptr;
   PackedBS8 packed_;                // group 1
   const DepthwiseS8Info* dw_ = nullptr;
-  std::vector<int32_t> dw_pairs_;   // depthwise: [tap pair][channel] (w0 & 0xffff) | w1 << 16
+  std::vector<int32_t> dw_pairs_;   // depthwise: [ky][pair][channel] (w0 & 0xffff) | w1 << 16
   std::vector<int32_t> dw_wsum_;    // depthwise: sum of the channel's weights
 };
 

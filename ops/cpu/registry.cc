@@ -44,12 +44,18 @@ const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8() {
   return *list;
 }
 
-namespace ref { void DepthwiseRowS8(const ConvS8Shape&, const uint8_t*, int64_t, const int32_t*, int32_t*); }
-namespace avx512 { void DepthwiseRowS8(const ConvS8Shape&, const uint8_t*, int64_t, const int32_t*, int32_t*); }
+namespace ref {
+void DepthwiseRowS8(const ConvS8Shape&, const int32_t* const*, const int32_t*, int32_t*);
+void PairRowS8(const uint8_t*, int64_t, int64_t, int32_t*);
+}  // namespace ref
+namespace avx512 {
+void DepthwiseRowS8(const ConvS8Shape&, const int32_t* const*, const int32_t*, int32_t*);
+void PairRowS8(const uint8_t*, int64_t, int64_t, int32_t*);
+}  // namespace avx512
 
 const std::vector<DepthwiseS8Info>& DepthwiseS8Kernels() {
   static const auto* list = new std::vector<DepthwiseS8Info>{
-#define KVANT_DEPTHWISE_S8(name, needs, row) {#name, needs, row},
+#define KVANT_DEPTHWISE_S8(name, needs, row, pair_row) {#name, needs, row, pair_row},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_DEPTHWISE_S8
   };
