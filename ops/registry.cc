@@ -94,10 +94,13 @@ absl::StatusOr<std::vector<Tensor>> EvaluateOnCpu(const KernelDef& def, const Ke
     out_args[i] = TensorArg{results[i].dtype(), results[i].shape(), results[i].raw_data()};
     shapes.outputs.push_back(results[i].shape());
   }
-  size_t scratch_bytes = (*kernel)->ScratchBytes(shapes);
-  std::shared_ptr<void> scratch(scratch_bytes ? std::aligned_alloc(64, (scratch_bytes + 63) / 64 * 64)
-                                              : nullptr,
-                                [](void* p) { std::free(p); });
+  const size_t scratch_bytes = (*kernel)->ScratchBytes(shapes);
+  void* scratch_block = nullptr;
+  if (scratch_bytes > 0 && posix_memalign(&scratch_block, 64, scratch_bytes) != 0) {
+    return absl::ResourceExhaustedError(absl::StrFormat("failed to evaluate node %s: allocating %d scratch bytes failed",
+                                                        init.node_label, scratch_bytes));
+  }
+  std::shared_ptr<void> scratch(scratch_block, [](void* p) { std::free(p); });
   InlineRunner runner;
   KernelContext ctx{in_args, out_args, scratch.get(), &runner};
   if (auto s = (*kernel)->Run(ctx); !s.ok()) return s;

@@ -3,6 +3,7 @@
 // shape inference so that shape arithmetic (Shape -> Gather -> Concat ->
 // Reshape) collapses once input shapes are known. An If whose condition is
 // constant is replaced by its chosen branch.
+#include <algorithm>
 #include <deque>
 #include <functional>
 
@@ -133,7 +134,13 @@ absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes
       auto count = ElementCount(t->shape.Sizes());
       if (!count.ok()) return absl::InvalidArgumentError(absl::StrFormat(
           "failed to load %s: output '%s' of node %s: %s", graph.source, o, node.Label(), count.status().message()));
-      out_bytes += *count * DataTypeSize(t->dtype);
+      // Compared before multiplying: count * 8 can pass 2^63.
+      const int64_t size = std::max<int64_t>(1, DataTypeSize(t->dtype));
+      if (*count > (max_fold_bytes - out_bytes) / size) {
+        fold = false;
+        break;
+      }
+      out_bytes += *count * size;
       outs.push_back(*t);
     }
     if (fold && out_bytes > max_fold_bytes) fold = false;
