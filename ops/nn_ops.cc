@@ -173,12 +173,14 @@ absl::Status InferBatchNorm(InferContext& ctx) {
         ctx.node().Label()));
   }
   const Shape& x = ctx.shape(0);
+  if (x.rank_known && x.rank() < 1) return ctx.Error("input must have rank >= 1, got %s", x.ToString());
+  // Channels: dimension 1, or 1 for a 1-D input.
+  const Dim channels = !x.rank_known ? Dim{} : x.rank() >= 2 ? x.dims[1] : Dim::Known(1);
   for (int i = 1; i < 5; ++i) {
     const Shape& s = ctx.shape(i);
     if (s.rank_known && s.rank() != 1) return ctx.Error("input %d must be 1-D, got %s", i, s.ToString());
-    if (x.rank_known && x.rank() >= 2 && x.dims[1].known() && s.IsStatic() &&
-        s.dims[0].value != x.dims[1].value) {
-      return ctx.Error("input %d must have %d entries (channels), got %d", i, x.dims[1].value, s.dims[0].value);
+    if (channels.known() && s.IsStatic() && s.dims[0].value != channels.value) {
+      return ctx.Error("input %d must have %d entries (channels), got %d", i, channels.value, s.dims[0].value);
     }
   }
   ctx.output(0) = ctx.input(0);
