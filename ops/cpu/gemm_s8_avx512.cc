@@ -81,7 +81,10 @@ void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
       }
       if (out.bias_f32) bias = _mm512_maskz_loadu_ps(m, out.bias_f32 + j);
     }
-    const __m512i zp = _mm512_set1_epi32(out.zero_point), lo = _mm512_set1_epi32(out.lo), hi = _mm512_set1_epi32(out.hi);
+    // Bounds before the zero point is added (integers, exact in float).
+    const __m512i zp = _mm512_set1_epi32(out.zero_point);
+    const __m512i qlo = _mm512_set1_epi32(out.lo - out.zero_point), qhi = _mm512_set1_epi32(out.hi - out.zero_point);
+    const __m512 flo = _mm512_cvtepi32_ps(qlo), fhi = _mm512_cvtepi32_ps(qhi);
     for (int64_t r = 0; r < rows; ++r) {
       __m512i v = _mm512_add_epi32(_mm512_loadu_si512(tile + r * nr + j), off);
       if (out.row_sum) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(out.row_sum[r]), zb));
@@ -95,15 +98,14 @@ void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
           continue;
         default: break;
       }
-      __m512i q;
+      __m512i y;
       if (float_requant) {
-        // Round half to even (MXCSR default); out-of-range gives INT_MIN,
-        // which the clamp below saturates as the reference does.
-        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), scale);
-        q = _mm512_cvtps_epi32(f);
-        // cvtps gives INT_MIN for large positive values too: fix those.
-        q = _mm512_mask_mov_epi32(q, _mm512_cmp_ps_mask(f, _mm512_set1_ps(2147483648.f), _CMP_GE_OQ),
-                                  _mm512_set1_epi32(0x7fffffff));
+        // Clamp in float to [lo - zp, hi - zp] (integers), then round half to
+        // even: the same as rounding, saturating, adding zp and clamping,
+        // because rounding is monotonic and the bounds are integers.
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), scale);
+        f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+        y = _mm512_add_epi32(_mm512_cvtps_epi32(f), zp);
       } else {
         // SaturatingRoundingDoublingHighMul: 64-bit products of even and odd lanes.
         const __m512i nudge_pos = _mm512_set1_epi64(int64_t{1} << 30), nudge_neg = _mm512_set1_epi64(1 - (int64_t{1} << 30));
@@ -128,18 +130,11 @@ void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
         const __m512i thr = _mm512_add_epi32(_mm512_srai_epi32(mask, 1),
                                              _mm512_maskz_mov_epi32(_mm512_cmplt_epi32_mask(h, _mm512_setzero_si512()),
                                                                     _mm512_set1_epi32(1)));
-        q = _mm512_add_epi32(_mm512_srav_epi32(h, shift),
-                             _mm512_maskz_mov_epi32(_mm512_cmpgt_epi32_mask(rem, thr), _mm512_set1_epi32(1)));
+        const __m512i q = _mm512_add_epi32(_mm512_srav_epi32(h, shift),
+                                           _mm512_maskz_mov_epi32(_mm512_cmpgt_epi32_mask(rem, thr), _mm512_set1_epi32(1)));
+        // q is within +-2^31 / 2^shift: clamp first, then add the zero point.
+        y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, qlo), qhi), zp);
       }
-      // Saturating add of the zero point, then the clamp.
-      const __m512i sum = _mm512_add_epi32(q, zp);
-      const __mmask16 ovf = _mm512_cmplt_epi32_mask(_mm512_xor_si512(sum, q), _mm512_setzero_si512()) &
-                            _mm512_cmplt_epi32_mask(_mm512_xor_si512(sum, zp), _mm512_setzero_si512());
-      __m512i y = _mm512_mask_mov_epi32(sum, ovf,
-                                        _mm512_mask_mov_epi32(_mm512_set1_epi32(INT32_MIN),
-                                                              _mm512_cmpgt_epi32_mask(zp, _mm512_setzero_si512()),
-                                                              _mm512_set1_epi32(0x7fffffff)));
-      y = _mm512_min_epi32(_mm512_max_epi32(y, lo), hi);
       if (out.kind == GemmS8Output::Kind::kU8) {
         _mm_mask_storeu_epi8(static_cast<uint8_t*>(c) + r * ldc + j, m, _mm512_cvtepi32_epi8(y));
       } else {
