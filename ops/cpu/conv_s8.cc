@@ -103,7 +103,7 @@ size_t ConvS8::ScratchBytes(int threads) const {
   const int64_t oh = s.out_h(), ow = s.out_w();
   if (s.depthwise) return RoundUp(s.cin * 4, 64) + threads * DepthwiseSlotBytes(s) + 64;
   const int64_t m = s.n * oh * ow, k = s.kh * s.kw * s.cin;
-  return RoundUp(m * k, 64) + GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64;
+  return GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64;
 }
 
 void ConvS8::Run(const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8Output& out, void* y, void* scratch,
@@ -161,32 +161,29 @@ void ConvS8::Run(const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8
     return;
   }
   const int64_t m = s.n * oh_n * ow_n, k = taps * s.cin;
-  const uint8_t* a = x;
   const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_t == 0 && s.pad_l == 0 &&
                       s.pad_b == 0 && s.pad_r == 0;
-  if (!direct) {
-    uint8_t* col = reinterpret_cast<uint8_t*>(cursor);
-    pool->ParallelFor(m, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t img = p / (oh_n * ow_n), oh = p / ow_n % oh_n, ow = p % ow_n;
-        uint8_t* dst = col + p * k;
-        for (int64_t t = 0; t < taps; ++t) {
-          const int64_t iy = oh * s.sh - s.pad_t + (t / s.kw) * s.dh, ix = ow * s.sw - s.pad_l + (t % s.kw) * s.dw;
-          if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) {
-            std::memset(dst + t * s.cin, zx, s.cin);
-          } else {
-            std::memcpy(dst + t * s.cin, x + ((img * s.h + iy) * s.w + ix) * s.cin, s.cin);
-          }
+  // Otherwise the im2col rows of each A panel are built as the GEMM reaches
+  // it, into its (cache-resident) panel buffer: no M x K copy in memory.
+  auto im2col = [&](int64_t row0, int64_t rows, uint8_t* dst, int64_t kp) {
+    for (int64_t p = row0; p < row0 + rows; ++p, dst += kp) {
+      const int64_t img = p / (oh_n * ow_n), oh = p / ow_n % oh_n, ow = p % ow_n;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t iy = oh * s.sh - s.pad_t + (t / s.kw) * s.dh, ix = ow * s.sw - s.pad_l + (t % s.kw) * s.dw;
+        if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) {
+          std::memset(dst + t * s.cin, zx, s.cin);
+        } else {
+          std::memcpy(dst + t * s.cin, x + ((img * s.h + iy) * s.w + ix) * s.cin, s.cin);
         }
       }
-    });
-    a = col;
-  }
-  cursor += RoundUp(m * k, 64);
+    }
+  };
+  const GemmRowsS8 rows_fn(im2col);
   GemmArgsS8 g;
   g.m = m;
-  g.a = a;
+  g.a = x;
   g.lda = k;
+  g.a_rows = direct ? nullptr : &rows_fn;
   g.b = &packed_;
   g.a_zero_point = zx;
   g.bias = bias;

@@ -3,7 +3,8 @@
 // per-channel requantization and clamps; see ops/cpu/gemm_s8.h).
 //
 //  - group 1: GEMM with A = the input itself for 1x1 / stride 1 / no padding,
-//    else an im2col of output positions (kh x kw x cin bytes per row, padding
+//    else an im2col of output positions, built one A panel at a time as the
+//    GEMM reaches it (kh x kw x cin bytes per row, padding
 //    filled with zx so that it contributes zero); B = the weights packed once.
 //  - depthwise (group == cin == cout): the input becomes, a few rows at a
 //    time (a ring of kh rows per thread), a zx-padded "pair image"

@@ -140,7 +140,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
   }
   int32_t* row_sum = reinterpret_cast<int32_t*>(cursor);
   cursor += RoundUp(m * 4, 64);
-  if (any_zb) {
+  if (any_zb && args.a_rows == nullptr) {
     for (int64_t i = 0; i < m; ++i) {
       const uint8_t* row = args.a + i * args.lda;
       int32_t s = 0;
@@ -150,7 +150,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
   }
   uint8_t* a_bufs = reinterpret_cast<uint8_t*>(cursor);
   const int64_t a_buf_bytes = RoundUp(mr * kp, 64);
-  const bool a_in_place = kp == k;
+  const bool a_in_place = kp == k && args.a_rows == nullptr;
   const size_t out_size = args.out.kind == GemmS8Output::Kind::kS32 || args.out.kind == GemmS8Output::Kind::kF32 ? 4 : 1;
 
   // 2. Blocks of C per thread.
@@ -186,18 +186,22 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
           } else {
             // Rows of kp bytes, zero past K and past the valid rows.
             std::memset(a_buf, 0, mr * kp);
-            for (int64_t r = 0; r < rows; ++r) std::memcpy(a_buf + r * kp, args.a + (ir + r) * args.lda, k);
+            if (args.a_rows != nullptr) {
+              (*args.a_rows)(ir, rows, a_buf, kp);
+            } else {
+              for (int64_t r = 0; r < rows; ++r) std::memcpy(a_buf + r * kp, args.a + (ir + r) * args.lda, k);
+            }
             a_panel = a_buf;
             a_rs = kp;
           }
           a_gs = 4;
           GemmS8Output out = args.out;
-          out.row_sum = any_zb ? row_sum + ir : nullptr;
+          out.row_sum = any_zb && args.a_rows == nullptr ? row_sum + ir : nullptr;
           for (int64_t jr = jc; jr < jend; jr += nr) {
             const int64_t cols = std::min(nr, jend - jr);
             uk.by_rows[rows - 1](kp, a_panel, a_rs, a_gs, b.panel(jr), tile);
             out.col_offset = col_offset + jr;
-            out.col_zb = any_zb ? args.b_zero_points + jr : nullptr;
+            out.col_zb = out.row_sum ? args.b_zero_points + jr : nullptr;
             if (args.out.scale) out.scale = args.out.scale + jr;
             if (args.out.bias_f32) out.bias_f32 = args.out.bias_f32 + jr;
             if (args.out.m0) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "ops/kernel.h"
 
 namespace kvant::cpu {
@@ -88,10 +89,16 @@ struct PackedBS8 {
 // B(k, n) = src[k * sk + n * sn], packed for `uk` (its nr and k_align).
 PackedBS8 PackBS8(const GemmUkernelInfoS8& uk, int64_t k, int64_t n, const int8_t* src, int64_t sk, int64_t sn);
 
+// Writes rows [row0, row0 + rows) of A into dst (row stride kp bytes, K
+// values each; the driver zero-fills the rest): an implicit A, such as the
+// im2col of a convolution built one panel at a time.
+using GemmRowsS8 = absl::FunctionRef<void(int64_t row0, int64_t rows, uint8_t* dst, int64_t kp)>;
+
 struct GemmArgsS8 {
   int64_t m = 0;
   const uint8_t* a = nullptr;  // row-major, row stride lda, K contiguous
   int64_t lda = 0;
+  const GemmRowsS8* a_rows = nullptr;  // instead of `a` (zero points of B must then be 0)
   const PackedBS8* b = nullptr;
   int32_t a_zero_point = 0;            // za (s8 activations: their zero point + 128)
   const int32_t* b_zero_points = nullptr;  // per column zb, null = all 0
