@@ -143,9 +143,9 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
   if (any_zb && args.a_rows == nullptr) {
     for (int64_t i = 0; i < m; ++i) {
       const uint8_t* row = args.a + i * args.lda;
-      int32_t s = 0;
+      int64_t s = 0;
       for (int64_t kk = 0; kk < k; ++kk) s += row[kk];
-      row_sum[i] = s;
+      row_sum[i] = static_cast<int32_t>(s);
     }
   }
   uint8_t* a_bufs = reinterpret_cast<uint8_t*>(cursor);
@@ -168,6 +168,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
   // 3. Slices of N, panels of A, panels of B.
   pool->ParallelFor(m_parts * n_parts, [&](int64_t c0, int64_t c1) {
     alignas(64) int32_t tile[64 * 64];
+    int32_t panel_sums[64];  // row sums of an implicit A panel (this thread's)
     if (uk.begin) uk.begin();
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       uint8_t* a_buf = a_bufs + chunk * a_buf_bytes;
@@ -188,6 +189,11 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
             std::memset(a_buf, 0, mr * kp);
             if (args.a_rows != nullptr) {
               (*args.a_rows)(ir, rows, a_buf, kp);
+              for (int64_t r = 0; any_zb && r < rows; ++r) {  // row sums of an implicit A, per panel
+                int64_t sum = 0;
+                for (int64_t kk = 0; kk < k; ++kk) sum += a_buf[r * kp + kk];
+                panel_sums[r] = static_cast<int32_t>(sum);
+              }
             } else {
               for (int64_t r = 0; r < rows; ++r) std::memcpy(a_buf + r * kp, args.a + (ir + r) * args.lda, k);
             }
@@ -196,7 +202,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
           }
           a_gs = 4;
           GemmS8Output out = args.out;
-          out.row_sum = any_zb && args.a_rows == nullptr ? row_sum + ir : nullptr;
+          out.row_sum = !any_zb ? nullptr : args.a_rows != nullptr ? panel_sums : row_sum + ir;
           for (int64_t jr = jc; jr < jend; jr += nr) {
             const int64_t cols = std::min(nr, jend - jr);
             uk.by_rows[rows - 1](kp, a_panel, a_rs, a_gs, b.panel(jr), tile);

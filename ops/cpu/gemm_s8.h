@@ -98,7 +98,7 @@ struct GemmArgsS8 {
   int64_t m = 0;
   const uint8_t* a = nullptr;  // row-major, row stride lda, K contiguous
   int64_t lda = 0;
-  const GemmRowsS8* a_rows = nullptr;  // instead of `a` (zero points of B must then be 0)
+  const GemmRowsS8* a_rows = nullptr;  // instead of `a`
   const PackedBS8* b = nullptr;
   int32_t a_zero_point = 0;            // za (s8 activations: their zero point + 128)
   const int32_t* b_zero_points = nullptr;  // per column zb, null = all 0

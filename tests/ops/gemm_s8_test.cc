@@ -7,6 +7,7 @@
 // threads. Integer results must match exactly; float requantization within
 // 1 LSB (in practice exact). Operands live in guard-page buffers.
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -36,6 +37,7 @@ class GemmS8Tester {
   GemmS8Tester& Clamp(int32_t lo, int32_t hi) { lo_ = lo; hi_ = hi; clamp_ = true; return *this; }
   GemmS8Tester& Saturating(bool v) { saturating_ = v; return *this; }
   GemmS8Tester& Lda(int64_t extra) { lda_extra_ = extra; return *this; }
+  GemmS8Tester& ImplicitA(bool v) { implicit_a_ = v; return *this; }
   GemmS8Tester& Threads(int v) { threads_ = v; return *this; }
   GemmS8Tester& Seed(uint64_t v) { seed_ = v; return *this; }
 
@@ -103,6 +105,12 @@ class GemmS8Tester {
     args.out = out;
     args.c = c.data();
     args.ldc = n_;
+    // An implicit A: the driver asks for each panel's rows.
+    auto rows = [&](int64_t row0, int64_t count, uint8_t* dst, int64_t kp) {
+      for (int64_t r = 0; r < count; ++r) std::memcpy(dst + r * kp, a.data() + (row0 + r) * lda, k_);
+    };
+    const GemmRowsS8 rows_fn(rows);
+    if (implicit_a_) args.a_rows = &rows_fn;
     ThreadPool pool(threads_);
     std::vector<char> scratch(GemmScratchBytesS8(uk, m_, n_, k_, threads_));
     RunGemmS8(uk, args, scratch.data(), &pool);
@@ -128,7 +136,8 @@ class GemmS8Tester {
  private:
   int64_t m_ = 1, n_ = 1, k_ = 1, lda_extra_ = 0;
   int32_t za_ = 0, lo_ = 0, hi_ = 255;
-  bool zb_ = false, bias_ = false, per_channel_ = true, fixed_ = false, clamp_ = false, saturating_ = false;
+  bool zb_ = false, bias_ = false, per_channel_ = true, fixed_ = false, clamp_ = false, saturating_ = false,
+       implicit_a_ = false;
   Kind kind_ = Kind::kS32;
   int threads_ = 1;
   uint64_t seed_ = 1;
@@ -166,6 +175,11 @@ TEST_P(GemmS8UkernelTest, ZeroPointsLayoutsAndSaturation) {
     GemmS8Tester().M(17).N(40).K(1000).Za(za).Saturating(true).Seed(seed++).Test(uk());
   }
   GemmS8Tester().M(5).N(9).K(0).Za(3).Bias(true).Seed(seed++).Test(uk());
+  // Implicit A (the convolution's im2col), with and without column zero points, 2 threads split along N.
+  for (bool zb : {false, true}) {
+    GemmS8Tester().M(45).N(70).K(75).Za(128).ColumnZeroPoints(zb).ImplicitA(true).Seed(seed++).Test(uk());
+    GemmS8Tester().M(3).N(200).K(64).Za(7).ColumnZeroPoints(zb).ImplicitA(true).Threads(2).Seed(seed++).Test(uk());
+  }
 }
 
 TEST_P(GemmS8UkernelTest, Requantization) {
