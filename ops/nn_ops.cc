@@ -98,10 +98,12 @@ absl::StatusOr<std::vector<int64_t>> WindowOutputSizes(WindowParams& p, const st
 
 namespace {
 
-absl::Status InferWindowed(InferContext& ctx, int64_t out_channels, std::vector<int64_t> kernel) {
-  const Shape& x = ctx.shape(0);
+absl::Status InferWindowed(InferContext& ctx, int64_t out_channels, std::vector<int64_t> kernel, int x_index = 0,
+                           DataType out_dtype = DataType::kUndefined) {
+  const Shape& x = ctx.shape(x_index);
+  if (out_dtype == DataType::kUndefined) out_dtype = ctx.dtype(x_index);
   if (!x.rank_known) {
-    ctx.output(0) = ValueType{ctx.dtype(0), Shape::Unknown()};
+    ctx.output(0) = ValueType{out_dtype, Shape::Unknown()};
     return absl::OkStatus();
   }
   if (x.rank() < 3) return ctx.Error("input must have rank >= 3 (N, C, spatial...), got %s", x.ToString());
@@ -117,16 +119,16 @@ absl::Status InferWindowed(InferContext& ctx, int64_t out_channels, std::vector<
   y.dims.push_back(x.dims[0]);
   y.dims.push_back(out_channels >= 0 ? Dim::Known(out_channels) : x.dims[1]);
   for (int64_t v : *out) y.dims.push_back(v >= 0 ? Dim::Known(v) : Dim{});
-  ctx.output(0) = ValueType{ctx.dtype(0), y};
+  ctx.output(0) = ValueType{out_dtype, y};
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::Status InferConv(InferContext& ctx) {
-  const Shape& w = ctx.shape(1);
+absl::Status InferConvOf(InferContext& ctx, int x_index, int w_index, int bias_index, DataType out_dtype) {
+  const Shape& w = ctx.shape(w_index);
   if (!w.IsStatic()) return ctx.Error("weights must have a static shape, got %s", w.ToString());
-  const Shape& x = ctx.shape(0);
+  const Shape& x = ctx.shape(x_index);
   if (x.rank_known && w.rank() != x.rank()) {
     return ctx.Error("weights must have the input's rank %d, got %s", x.rank(), w.ToString());
   }
@@ -140,12 +142,14 @@ absl::Status InferConv(InferContext& ctx) {
     return ctx.Error("input channels must be %d (weights %s x group %d), got %d", ws[1] * group,
                      w.ToString(), group, x.dims[1].value);
   }
-  if (ctx.has_input(2) && ctx.shape(2).IsStatic() &&
-      (ctx.shape(2).rank() != 1 || ctx.shape(2).dims[0].value != ws[0])) {
-    return ctx.Error("bias must have shape [%d], got %s", ws[0], ctx.shape(2).ToString());
+  if (bias_index >= 0 && ctx.has_input(bias_index) && ctx.shape(bias_index).IsStatic() &&
+      (ctx.shape(bias_index).rank() != 1 || ctx.shape(bias_index).dims[0].value != ws[0])) {
+    return ctx.Error("bias must have shape [%d], got %s", ws[0], ctx.shape(bias_index).ToString());
   }
-  return InferWindowed(ctx, ws[0], std::vector<int64_t>(ws.begin() + 2, ws.end()));
+  return InferWindowed(ctx, ws[0], std::vector<int64_t>(ws.begin() + 2, ws.end()), x_index, out_dtype);
 }
+
+absl::Status InferConv(InferContext& ctx) { return InferConvOf(ctx, 0, 1, 2, DataType::kUndefined); }
 
 absl::Status InferPool(InferContext& ctx) {
   if (ctx.attrs().GetInts("kernel_shape").empty()) return ctx.Error("attribute kernel_shape is required");
@@ -211,10 +215,12 @@ absl::Status InferGemm(InferContext& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status InferMatMul(InferContext& ctx) {
-  Shape a = ctx.shape(0), b = ctx.shape(1);
+absl::Status InferMatMul(InferContext& ctx) { return InferMatMulOf(ctx, 0, 1, ctx.dtype(0)); }
+
+absl::Status InferMatMulOf(InferContext& ctx, int a_index, int b_index, DataType out_dtype) {
+  Shape a = ctx.shape(a_index), b = ctx.shape(b_index);
   if (!a.rank_known || !b.rank_known) {
-    ctx.output(0) = ValueType{ctx.dtype(0), Shape::Unknown()};
+    ctx.output(0) = ValueType{out_dtype, Shape::Unknown()};
     return absl::OkStatus();
   }
   if (a.rank() == 0 || b.rank() == 0) return ctx.Error("inputs must not be scalars");
@@ -223,8 +229,8 @@ absl::Status InferMatMul(InferContext& ctx) {
   if (b_vec) b.dims.push_back(Dim::Known(1));
   Dim ka = a.dims.back(), kb = b.dims[b.rank() - 2];
   if (ka.known() && kb.known() && ka.value != kb.value) {
-    return ctx.Error("inner dimensions must match, got %s and %s", ctx.shape(0).ToString(),
-                     ctx.shape(1).ToString());
+    return ctx.Error("inner dimensions must match, got %s and %s", ctx.shape(a_index).ToString(),
+                     ctx.shape(b_index).ToString());
   }
   Shape ab{true, std::vector<Dim>(a.dims.begin(), a.dims.end() - 2)};
   Shape bb{true, std::vector<Dim>(b.dims.begin(), b.dims.end() - 2)};
@@ -233,7 +239,7 @@ absl::Status InferMatMul(InferContext& ctx) {
   Shape y = *batch;
   if (!a_vec) y.dims.push_back(a.dims[a.rank() - 2]);
   if (!b_vec) y.dims.push_back(b.dims.back());
-  ctx.output(0) = ValueType{ctx.dtype(0), y};
+  ctx.output(0) = ValueType{out_dtype, y};
   return absl::OkStatus();
 }
 

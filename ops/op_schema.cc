@@ -91,6 +91,13 @@ constexpr OpSchema kSchemas[] = {
     {"", "ConvTranspose", 2, 3, "TTT", InferConvTranspose},
     // Control flow: If is inlined once its condition folds (graph/passes/fold_constants.cc).
     {"", "If", 1, 1, "b", InferIf},
+    // Quantization (ops/quantize_ops.cc).
+    {"", "QuantizeLinear", 2, 3, "...", InferQuantizeLinear},
+    {"", "DequantizeLinear", 2, 3, "...", InferDequantizeLinear},
+    {"", "MatMulInteger", 2, 4, "....", InferMatMulInteger},
+    {"", "QLinearMatMul", 8, 8, "........", InferQLinearMatMul},
+    {"", "ConvInteger", 2, 4, "....", InferConvInteger},
+    {"", "QLinearConv", 8, 9, ".........", InferQLinearConv},
     // Recurrent.
     {"", "RNN", 3, 6, "TTTTIT", InferRecurrent},
     {"", "GRU", 3, 6, "TTTTIT", InferRecurrent},

@@ -84,6 +84,16 @@ std::vector<int64_t> ReadInts(const Tensor& t);
 // Rules by family (ops/elementwise_ops.cc, ops/nn_ops.cc, ops/tensor_ops.cc,
 // ops/reduce_ops.cc, ops/generator_ops.cc).
 absl::Status InferUnary(InferContext& ctx);
+// Conv and MatMul rules over chosen input positions and output type, shared
+// with their quantized forms (ops/quantize_ops.cc).
+absl::Status InferConvOf(InferContext& ctx, int x_index, int w_index, int bias_index, DataType out_dtype);
+absl::Status InferMatMulOf(InferContext& ctx, int a_index, int b_index, DataType out_dtype);
+absl::Status InferQuantizeLinear(InferContext& ctx);
+absl::Status InferDequantizeLinear(InferContext& ctx);
+absl::Status InferMatMulInteger(InferContext& ctx);
+absl::Status InferQLinearMatMul(InferContext& ctx);
+absl::Status InferConvInteger(InferContext& ctx);
+absl::Status InferQLinearConv(InferContext& ctx);
 absl::Status InferBroadcast(InferContext& ctx);
 absl::Status InferClip(InferContext& ctx);
 absl::Status InferCast(InferContext& ctx);

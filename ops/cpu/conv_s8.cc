@@ -52,10 +52,6 @@ void PairRowS8(const uint8_t* x, int64_t n, int64_t partner, int32_t* p) {
 
 absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, const int8_t* weights,
                                                        CpuFeatures features) {
-  if (s.out_h() <= 0 || s.out_w() <= 0) {
-    return absl::InvalidArgumentError(absl::StrFormat("INT8 convolution: output must be non-empty, got %dx%d",
-                                                      s.out_h(), s.out_w()));
-  }
   if (s.depthwise && s.kh > 64) {
     return absl::InvalidArgumentError(absl::StrFormat("INT8 depthwise convolution: kernel height must be <= 64, got %d", s.kh));
   }
@@ -98,19 +94,18 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
   return conv;
 }
 
-size_t ConvS8::ScratchBytes(int threads) const {
-  const ConvS8Shape& s = shape_;
+size_t ConvS8::ScratchBytes(const ConvS8Shape& s, int threads) const {
   const int64_t oh = s.out_h(), ow = s.out_w();
   if (s.depthwise) return RoundUp(s.cin * 4, 64) + threads * DepthwiseSlotBytes(s) + 64;
   const int64_t m = s.n * oh * ow, k = s.kh * s.kw * s.cin;
   return GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64;
 }
 
-void ConvS8::Run(const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8Output& out, void* y, void* scratch,
+void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32_t* bias,
+                 const int32_t* w_zero_points, const GemmS8Output& out, void* y, void* scratch,
                  ParallelRunner* pool) const {
   InlineRunner inline_runner;
   if (pool == nullptr) pool = &inline_runner;
-  const ConvS8Shape& s = shape_;
   const int64_t oh_n = s.out_h(), ow_n = s.out_w(), taps = s.kh * s.kw;
   const size_t esize = out.kind == GemmS8Output::Kind::kS32 || out.kind == GemmS8Output::Kind::kF32 ? 4 : 1;
   char* cursor = static_cast<char*>(scratch);
@@ -186,6 +181,7 @@ void ConvS8::Run(const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8
   g.a_rows = direct ? nullptr : &rows_fn;
   g.b = &packed_;
   g.a_zero_point = zx;
+  g.b_zero_points = w_zero_points;
   g.bias = bias;
   g.out = out;
   g.c = y;

@@ -64,11 +64,21 @@ class ConvS8 {
   // Runs a depthwise convolution with this kernel row instead of the best.
   void ForceDepthwise(const DepthwiseS8Info& k) { dw_ = &k; }
 
-  size_t ScratchBytes(int threads) const;
+  // The weights depend only on channels and kernel size: `s` may change the
+  // batch, image size, strides, dilations and padding of the one given to
+  // Create (the overloads without it use that one).
+  size_t ScratchBytes(int threads) const { return ScratchBytes(shape_, threads); }
+  size_t ScratchBytes(const ConvS8Shape& s, int threads) const;
   // x: NHWC u8; y: NHWC of out.kind. out.scale etc. are per output channel;
-  // col_offset / row_sum / col_zb are filled here.
+  // col_offset / row_sum / col_zb are filled here. w_zero_points (per output
+  // channel, null = 0) are supported for group 1 only.
   void Run(const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8Output& out, void* y, void* scratch,
-           ParallelRunner* pool) const;
+           ParallelRunner* pool) const {
+    Run(shape_, x, zx, bias, nullptr, out, y, scratch, pool);
+  }
+  void Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32_t* bias, const int32_t* w_zero_points,
+           const GemmS8Output& out, void* y, void* scratch, ParallelRunner* pool) const;
+  int64_t PackedBytes() const { return packed_.data ? packed_.bytes() : static_cast<int64_t>(dw_pairs_.size() * 4); }
   const char* kernel_name() const { return shape_.depthwise ? dw_->name : uk_->name; }
 
  private:

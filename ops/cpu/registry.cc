@@ -75,6 +75,8 @@ constexpr uint64_t CASTABLE = F32 | DtypeBit(DataType::kFloat64) | DtypeBit(Data
                               DtypeBit(DataType::kUInt32) | DtypeBit(DataType::kInt64) |
                               DtypeBit(DataType::kUInt64) | DtypeBit(DataType::kBool);
 constexpr uint64_t INTS = DtypeBit(DataType::kInt64) | DtypeBit(DataType::kInt32);
+constexpr uint64_t QBYTES = DtypeBit(DataType::kUInt8) | DtypeBit(DataType::kInt8);
+constexpr uint64_t S32 = DtypeBit(DataType::kInt32);
 constexpr uint64_t REDUCIBLE = F32 | DtypeBit(DataType::kFloat64) | INTS;
 constexpr uint64_t BOOL = DtypeBit(DataType::kBool);
 constexpr uint64_t NUMERIC = CASTABLE & ~DtypeBit(DataType::kBool) & ~DtypeBit(DataType::kFloat16) &

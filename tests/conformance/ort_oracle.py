@@ -4,7 +4,9 @@
 Builds small models with onnx.helper, runs each in ONNX Runtime and through
 `kvant run` on the same seeded inputs, and requires
     max |kvant - ort| / max(1, |ort|) <= 1e-4
-for every output element. Also runs the bundled digits model.
+for every output element. Also runs the bundled digits model, and the digits
+model quantized by ONNX Runtime's quantizer (QDQ and QOperator, per tensor and per
+channel) on both runtimes.
 
 usage: ort_oracle.py KVANT_BINARY WORK_DIR
 """
@@ -206,6 +208,45 @@ def compare(name, binary, path, feeds, work):
     return None if worst <= TOL else f"{name}: error {worst:.2e} > {TOL}"
 
 
+def quantized_digits(digits, calib, work, quant_format, per_channel):
+    """The digits model quantized by ONNX Runtime's quantizer (u8 activations,
+    s8 weights; Conv only for the QOperator form, whose Gemm would become the
+    com.microsoft QGemm)."""
+    from onnxruntime import quantization as q
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"image": calib[i:i + 32]} for i in range(0, len(calib), 32)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    fmt = q.QuantFormat.QDQ if quant_format == "qdq" else q.QuantFormat.QOperator
+    path = os.path.join(work, f"digits_{quant_format}_{'pc' if per_channel else 'pt'}.onnx")
+    q.quantize_static(digits, path, Reader(), quant_format=fmt, per_channel=per_channel,
+                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                      op_types_to_quantize=["Conv"] if quant_format == "qoperator" else None)
+    return path
+
+
+def compare_quantized(name, binary, path, feeds, work):
+    """INT8 models: the two runtimes may round a requantization differently
+    (ONNX Runtime fuses Q/DQ pairs into integer kernels; Kvant runs a QDQ
+    model's float operators on dequantized values), so the logits may differ
+    by a few output quantization steps; the predicted class must agree on at
+    least 99% of the images."""
+    os.makedirs(work, exist_ok=True)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = np.load(os.path.join(run_kvant(binary, path, feeds, work), "logits.npy"))
+    diff = float(np.max(np.abs(got - want)))
+    spread = float(np.max(want) - np.min(want))
+    agree = float(np.mean(np.argmax(got, 1) == np.argmax(want, 1)))
+    ok = diff <= 0.05 * spread and agree >= 0.99
+    print(f"{'ok' if ok else 'FAILED':6s} {name:28s} max |diff| {diff:.3f} (logit range {spread:.1f}), "
+          f"top-1 agreement {agree:.4f}")
+    return None if ok else f"{name}: max diff {diff:.3f}, agreement {agree:.4f}"
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -223,6 +264,14 @@ def main():
     err = compare("digits_eval", binary, digits, {"image": x}, os.path.join(work, "digits"))
     if err:
         failures.append(err)
+    calib = np.load(os.path.join(root, "models", "digits", "calib_x.npy"))
+    for fmt in ("qdq", "qoperator"):
+        for per_channel in (False, True):
+            qpath = quantized_digits(digits, calib, work, fmt, per_channel)
+            name = f"digits_{fmt}_{'per_channel' if per_channel else 'per_tensor'}"
+            err = compare_quantized(name, binary, qpath, {"image": x}, os.path.join(work, name))
+            if err:
+                failures.append(err)
     lstm = os.path.join(root, "models", "lstm_digits", "lstm_digits.onnx")
     rows = np.load(os.path.join(root, "models", "lstm_digits", "eval_x.npy"))
     err = compare("lstm_digits_eval", binary, lstm, {"rows": rows}, os.path.join(work, "lstm_digits"))

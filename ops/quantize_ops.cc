@@ -1,0 +1,172 @@
+// Shape and type rules of the quantization operators: QuantizeLinear,
+// DequantizeLinear, MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv.
+// Supported: u8 and s8 data, f32 scales, per-tensor parameters and per-axis
+// (per output channel) ones where the operator allows them; anything else
+// (float8, int4/int16, blocked quantization, per-row A zero points) is
+// Unimplemented with the reason.
+#include "absl/strings/str_format.h"
+#include "ops/op_schema.h"
+
+namespace kvant {
+namespace {
+
+bool IsByte(DataType t) { return t == DataType::kUInt8 || t == DataType::kInt8; }
+
+absl::Status Unsupported(const InferContext& ctx, const std::string& what) {
+  return absl::UnimplementedError(
+      absl::StrFormat("failed to infer shapes of node %s: %s is not supported", ctx.node().Label(), what));
+}
+
+// A scale or zero point: one value, or (per_axis_size >= 0) a 1-D tensor of
+// that many values. Unknown sizes pass.
+absl::Status CheckParam(const InferContext& ctx, int i, int64_t per_axis_size, const char* name) {
+  if (!ctx.has_input(i)) return absl::OkStatus();
+  const Shape& s = ctx.shape(i);
+  if (!s.rank_known) return absl::OkStatus();
+  if (s.rank() == 0 || (s.rank() == 1 && s.dims[0].known() && s.dims[0].value == 1)) return absl::OkStatus();
+  if (s.rank() == 1 && per_axis_size != -2 && (!s.dims[0].known() || per_axis_size < 0 ||
+                                               s.dims[0].value == per_axis_size)) {
+    return absl::OkStatus();
+  }
+  if (per_axis_size == -2) return ctx.Error("%s must be a scalar, got %s", name, s.ToString());
+  return ctx.Error("%s must be a scalar or have %d values, got %s", name, per_axis_size, s.ToString());
+}
+
+absl::Status ExpectType(const InferContext& ctx, int i, bool ok, const char* want) {
+  if (!ctx.has_input(i) || ok) return absl::OkStatus();
+  return Unsupported(ctx, absl::StrFormat("input %d ('%s') of type %s (want %s)", i, ctx.node().inputs[i],
+                                          DataTypeName(ctx.dtype(i)), want));
+}
+
+bool IsPerTensor(const InferContext& ctx, int i) {
+  if (!ctx.has_input(i)) return true;
+  const Shape& s = ctx.shape(i);
+  return s.rank_known && (s.rank() == 0 || (s.rank() == 1 && s.dims[0].known() && s.dims[0].value == 1));
+}
+
+// The size of x along `axis` when the scale (input 1) is per axis (-1:
+// unknown); the axis is ignored for per-tensor parameters, as ONNX says.
+absl::StatusOr<int64_t> AxisSize(const InferContext& ctx, const Shape& x) {
+  if (IsPerTensor(ctx, 1) || !x.rank_known) return -1;
+  auto axis = NormalizeAxis(ctx, ctx.attrs().GetInt("axis", 1), x.rank());
+  if (!axis.ok()) return axis.status();
+  return x.dims[*axis].known() ? x.dims[*axis].value : -1;
+}
+
+}  // namespace
+
+absl::Status InferQuantizeLinear(InferContext& ctx) {
+  if (ctx.attrs().GetInt("block_size", 0) != 0) return Unsupported(ctx, "blocked quantization");
+  if (auto s = ExpectType(ctx, 0, ctx.dtype(0) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  if (auto s = ExpectType(ctx, 1, ctx.dtype(1) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  DataType out = DataType::kUInt8;
+  if (ctx.has_input(2)) {
+    out = ctx.dtype(2);
+  } else if (const int64_t t = ctx.attrs().GetInt("output_dtype", 0); t != 0) {
+    out = static_cast<DataType>(t);
+  }
+  if (!IsByte(out)) return Unsupported(ctx, absl::StrFormat("quantizing to %s (u8 and s8 are)", DataTypeName(out)));
+  auto axis_size = AxisSize(ctx, ctx.shape(0));
+  if (!axis_size.ok()) return axis_size.status();
+  if (auto s = CheckParam(ctx, 1, *axis_size, "y_scale"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, 2, *axis_size, "y_zero_point"); !s.ok()) return s;
+  ctx.output(0) = ValueType{out, ctx.shape(0)};
+  return absl::OkStatus();
+}
+
+absl::Status InferDequantizeLinear(InferContext& ctx) {
+  if (ctx.attrs().GetInt("block_size", 0) != 0) return Unsupported(ctx, "blocked quantization");
+  const DataType t = ctx.dtype(0);
+  if (auto s = ExpectType(ctx, 0, IsByte(t) || t == DataType::kInt32, "u8, s8 or s32"); !s.ok()) return s;
+  if (auto s = ExpectType(ctx, 1, ctx.dtype(1) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  if (ctx.has_input(2) && ctx.dtype(2) != t) {
+    return ctx.Error("x_zero_point must have x's type %s, got %s", DataTypeName(t), DataTypeName(ctx.dtype(2)));
+  }
+  auto axis_size = AxisSize(ctx, ctx.shape(0));
+  if (!axis_size.ok()) return axis_size.status();
+  if (auto s = CheckParam(ctx, 1, *axis_size, "x_scale"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, 2, *axis_size, "x_zero_point"); !s.ok()) return s;
+  ctx.output(0) = ValueType{DataType::kFloat32, ctx.shape(0)};
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The N of a MatMul's B: its last dimension, -1 when unknown.
+int64_t ColumnsOf(const Shape& b) {
+  if (!b.rank_known || b.rank() == 0 || !b.dims.back().known()) return -1;
+  return b.rank() == 1 ? 1 : b.dims.back().value;
+}
+
+// The output channels of Conv weights, -1 when unknown.
+int64_t OutChannelsOf(const Shape& w) { return w.rank_known && w.rank() > 0 && w.dims[0].known() ? w.dims[0].value : -1; }
+
+}  // namespace
+
+absl::Status InferMatMulInteger(InferContext& ctx) {
+  for (int i : {0, 1}) {
+    if (auto s = ExpectType(ctx, i, IsByte(ctx.dtype(i)), "u8 or s8"); !s.ok()) return s;
+  }
+  for (int i : {2, 3}) {
+    if (ctx.has_input(i) && ctx.dtype(i) != ctx.dtype(i - 2)) {
+      return ctx.Error("input %d must have the type of input %d, got %s", i, i - 2, DataTypeName(ctx.dtype(i)));
+    }
+  }
+  if (ctx.has_input(2) && ctx.shape(2).rank_known && ctx.shape(2).rank() > 0 &&
+      !(ctx.shape(2).rank() == 1 && ctx.shape(2).dims[0].known() && ctx.shape(2).dims[0].value == 1)) {
+    return Unsupported(ctx, "a per-row a_zero_point");
+  }
+  if (auto s = CheckParam(ctx, 3, ColumnsOf(ctx.shape(1)), "b_zero_point"); !s.ok()) return s;
+  return InferMatMulOf(ctx, 0, 1, DataType::kInt32);
+}
+
+absl::Status InferQLinearMatMul(InferContext& ctx) {
+  // a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point
+  for (int i : {0, 3, 7}) {
+    if (auto s = ExpectType(ctx, i, IsByte(ctx.dtype(i)), "u8 or s8"); !s.ok()) return s;
+  }
+  for (int i : {1, 4, 6}) {
+    if (auto s = ExpectType(ctx, i, ctx.dtype(i) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  }
+  for (int i : {2, 5}) {
+    if (ctx.dtype(i) != ctx.dtype(i - 2)) {
+      return ctx.Error("input %d must have the type of input %d, got %s", i, i - 2, DataTypeName(ctx.dtype(i)));
+    }
+  }
+  const int64_t n = ColumnsOf(ctx.shape(3));
+  for (auto [i, name] : {std::pair{1, "a_scale"}, {2, "a_zero_point"}, {6, "y_scale"}, {7, "y_zero_point"}}) {
+    if (auto s = CheckParam(ctx, i, -2, name); !s.ok()) return s;
+  }
+  if (auto s = CheckParam(ctx, 4, n, "b_scale"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, 5, n, "b_zero_point"); !s.ok()) return s;
+  return InferMatMulOf(ctx, 0, 3, ctx.dtype(7));
+}
+
+absl::Status InferConvInteger(InferContext& ctx) {
+  for (int i : {0, 1}) {
+    if (auto s = ExpectType(ctx, i, IsByte(ctx.dtype(i)), "u8 or s8"); !s.ok()) return s;
+  }
+  if (auto s = CheckParam(ctx, 2, -2, "x_zero_point"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, 3, OutChannelsOf(ctx.shape(1)), "w_zero_point"); !s.ok()) return s;
+  return InferConvOf(ctx, 0, 1, -1, DataType::kInt32);
+}
+
+absl::Status InferQLinearConv(InferContext& ctx) {
+  // x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B
+  for (int i : {0, 3, 7}) {
+    if (auto s = ExpectType(ctx, i, IsByte(ctx.dtype(i)), "u8 or s8"); !s.ok()) return s;
+  }
+  for (int i : {1, 4, 6}) {
+    if (auto s = ExpectType(ctx, i, ctx.dtype(i) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  }
+  if (auto s = ExpectType(ctx, 8, !ctx.has_input(8) || ctx.dtype(8) == DataType::kInt32, "s32"); !s.ok()) return s;
+  const int64_t m = OutChannelsOf(ctx.shape(3));
+  for (auto [i, name] : {std::pair{1, "x_scale"}, {2, "x_zero_point"}, {6, "y_scale"}, {7, "y_zero_point"}}) {
+    if (auto s = CheckParam(ctx, i, -2, name); !s.ok()) return s;
+  }
+  if (auto s = CheckParam(ctx, 4, m, "w_scale"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, 5, m, "w_zero_point"); !s.ok()) return s;
+  return InferConvOf(ctx, 0, 3, 8, ctx.dtype(7));
+}
+
+}  // namespace kvant
