@@ -163,12 +163,25 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
   auto im2col = [&](int64_t row0, int64_t rows, uint8_t* dst, int64_t kp) {
     for (int64_t p = row0; p < row0 + rows; ++p, dst += kp) {
       const int64_t img = p / (oh_n * ow_n), oh = p / ow_n % oh_n, ow = p % ow_n;
-      for (int64_t t = 0; t < taps; ++t) {
-        const int64_t iy = oh * s.sh - s.pad_t + (t / s.kw) * s.dh, ix = ow * s.sw - s.pad_l + (t % s.kw) * s.dw;
-        if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) {
-          std::memset(dst + t * s.cin, zx, s.cin);
-        } else {
-          std::memcpy(dst + t * s.cin, x + ((img * s.h + iy) * s.w + ix) * s.cin, s.cin);
+      for (int64_t ky = 0; ky < s.kh; ++ky) {
+        const int64_t iy = oh * s.sh - s.pad_t + ky * s.dh, ix0 = ow * s.sw - s.pad_l;
+        uint8_t* row = dst + ky * s.kw * s.cin;
+        if (iy < 0 || iy >= s.h) {
+          std::memset(row, zx, s.kw * s.cin);
+          continue;
+        }
+        const uint8_t* src = x + ((img * s.h + iy) * s.w) * s.cin;
+        if (s.dw == 1 && ix0 >= 0 && ix0 + s.kw <= s.w) {  // the kernel row lies inside: one copy (NHWC)
+          std::memcpy(row, src + ix0 * s.cin, s.kw * s.cin);
+          continue;
+        }
+        for (int64_t kx = 0; kx < s.kw; ++kx) {
+          const int64_t ix = ix0 + kx * s.dw;
+          if (ix < 0 || ix >= s.w) {
+            std::memset(row + kx * s.cin, zx, s.cin);
+          } else {
+            std::memcpy(row + kx * s.cin, src + ix * s.cin, s.cin);
+          }
         }
       }
     }

@@ -186,7 +186,10 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
             a_rs = args.lda;
           } else {
             // Rows of kp bytes, zero past K and past the valid rows.
-            std::memset(a_buf, 0, mr * kp);
+            if (kp > k) {
+              for (int64_t r = 0; r < rows; ++r) std::memset(a_buf + r * kp + k, 0, kp - k);
+            }
+            if (rows < mr) std::memset(a_buf + rows * kp, 0, (mr - rows) * kp);
             if (args.a_rows != nullptr) {
               (*args.a_rows)(ir, rows, a_buf, kp);
               for (int64_t r = 0; any_zb && r < rows; ++r) {  // row sums of an implicit A, per panel

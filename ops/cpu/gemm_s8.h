@@ -89,9 +89,9 @@ struct PackedBS8 {
 // B(k, n) = src[k * sk + n * sn], packed for `uk` (its nr and k_align).
 PackedBS8 PackBS8(const GemmUkernelInfoS8& uk, int64_t k, int64_t n, const int8_t* src, int64_t sk, int64_t sn);
 
-// Writes rows [row0, row0 + rows) of A into dst (row stride kp bytes, K
-// values each; the driver zero-fills the rest): an implicit A, such as the
-// im2col of a convolution built one panel at a time.
+// Writes rows [row0, row0 + rows) of A into dst (row stride kp bytes, the
+// first K of each; the driver zero-fills the rest): an implicit A, such as
+// the im2col of a convolution built one panel at a time.
 using GemmRowsS8 = absl::FunctionRef<void(int64_t row0, int64_t rows, uint8_t* dst, int64_t kp)>;
 
 struct GemmArgsS8 {
