@@ -12,11 +12,11 @@ namespace {
 
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Scratch of one depthwise thread: the ring of kh pair-image rows, a padded
-// input row, one output row of sums.
+// Scratch of one depthwise thread: the ring of kh lane-image rows, a padded
+// input row (with room for the last lane's partners), one output row of sums.
 int64_t DepthwiseSlotBytes(const ConvS8Shape& s) {
   const int64_t wp = s.w + s.pad_l + s.pad_r, ring = (s.kh - 1) * s.dh + 1;
-  return RoundUp(ring * wp * s.cin * 4, 64) + RoundUp((wp + s.dw) * s.cin, 64) + RoundUp(s.out_w() * s.cin * 4, 64);
+  return RoundUp(ring * wp * s.cin * 4, 64) + RoundUp((wp + 3 * s.dw) * s.cin, 64) + RoundUp(s.out_w() * s.cin * 4, 64);
 }
 
 int32_t Pack16(int32_t lo, int32_t hi) {
@@ -28,7 +28,7 @@ int32_t Pack16(int32_t lo, int32_t hi) {
 namespace ref {
 
 void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_pairs, int32_t* acc) {
-  const int64_t c = s.cin, pairs = DepthwisePairsPerRow(s);
+  const int64_t c = s.cin, pairs = DepthwiseLanesPerRow(s, 2);
   for (int64_t ow = 0; ow < s.out_w(); ++ow) {
     for (int64_t ch = 0; ch < c; ++ch) {
       int32_t sum = 0;
@@ -46,6 +46,25 @@ void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int3
 
 void PairRowS8(const uint8_t* x, int64_t n, int64_t partner, int32_t* p) {
   for (int64_t i = 0; i < n; ++i) p[i] = Pack16(x[i], x[i + partner]);
+}
+
+// The four-taps-per-lane layout (bytes) of the VNNI kernel, for its
+// fallback on kernels wider than it unrolls.
+void DepthwiseLanes4RowS8(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes, int32_t* acc) {
+  const int64_t c = s.cin, lanes = DepthwiseLanesPerRow(s, 4);
+  for (int64_t ow = 0; ow < s.out_w(); ++ow) {
+    for (int64_t ch = 0; ch < c; ++ch) {
+      int32_t sum = 0;
+      for (int64_t ky = 0; ky < s.kh; ++ky) {
+        for (int64_t j = 0; j < lanes; ++j) {
+          const uint32_t x = static_cast<uint32_t>(rows[ky][(ow * s.sw + 4 * j * s.dw) * c + ch]);
+          const uint32_t w = static_cast<uint32_t>(w_lanes[(ky * lanes + j) * c + ch]);
+          for (int t = 0; t < 4; ++t) sum += int32_t((x >> (8 * t)) & 0xff) * int32_t(int8_t((w >> (8 * t)) & 0xff));
+        }
+      }
+      acc[ow * c + ch] = sum;
+    }
+  }
 }
 
 }  // namespace ref
@@ -67,19 +86,12 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
     for (const auto& k : DepthwiseS8Kernels()) {
       if ((k.needs & features) == k.needs) conv->dw_ = &k;
     }
-    const int64_t c = s.cin, pairs = DepthwisePairsPerRow(s);
-    conv->dw_pairs_.assign(s.kh * pairs * c, 0);
-    conv->dw_wsum_.assign(c, 0);
-    for (int64_t ch = 0; ch < c; ++ch) {
+    conv->dw_weights_.assign(weights, weights + s.cin * taps);
+    conv->dw_wsum_.assign(s.cin, 0);
+    for (int64_t ch = 0; ch < s.cin; ++ch) {
       for (int64_t t = 0; t < taps; ++t) conv->dw_wsum_[ch] += weights[ch * taps + t];
-      for (int64_t ky = 0; ky < s.kh; ++ky) {
-        for (int64_t j = 0; j < pairs; ++j) {
-          const int32_t w0 = weights[ch * taps + ky * s.kw + 2 * j];
-          const int32_t w1 = 2 * j + 1 < s.kw ? weights[ch * taps + ky * s.kw + 2 * j + 1] : 0;
-          conv->dw_pairs_[(ky * pairs + j) * c + ch] = Pack16(w0, w1);
-        }
-      }
     }
+    conv->PackDepthwise();
     return conv;
   }
   // B(k, n) with k = (ky * kw + kx) * cin + ci, from [cout][cin][kh][kw].
@@ -92,6 +104,28 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
   }
   conv->packed_ = PackBS8(*conv->uk_, k, s.cout, b.data(), s.cout, 1);
   return conv;
+}
+
+void ConvS8::PackDepthwise() {
+  const ConvS8Shape& s = shape_;
+  const int tpl = dw_->taps_per_lane;
+  const int64_t c = s.cin, taps = s.kh * s.kw, lanes = DepthwiseLanesPerRow(s, tpl);
+  dw_lanes_.assign(s.kh * lanes * c, 0);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    for (int64_t ky = 0; ky < s.kh; ++ky) {
+      for (int64_t j = 0; j < lanes; ++j) {
+        int32_t w[4] = {0, 0, 0, 0};
+        for (int t = 0; t < tpl && j * tpl + t < s.kw; ++t) w[t] = dw_weights_[ch * taps + ky * s.kw + j * tpl + t];
+        uint32_t lane = 0;
+        if (tpl == 2) {
+          lane = (static_cast<uint32_t>(w[0]) & 0xffffu) | (static_cast<uint32_t>(w[1]) << 16);
+        } else {
+          for (int t = 0; t < 4; ++t) lane |= (static_cast<uint32_t>(w[t]) & 0xffu) << (8 * t);
+        }
+        dw_lanes_[(ky * lanes + j) * c + ch] = static_cast<int32_t>(lane);
+      }
+    }
+  }
 }
 
 size_t ConvS8::ScratchBytes(const ConvS8Shape& s, int threads) const {
@@ -110,7 +144,7 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
   const size_t esize = out.kind == GemmS8Output::Kind::kS32 || out.kind == GemmS8Output::Kind::kF32 ? 4 : 1;
   char* cursor = static_cast<char*>(scratch);
   if (s.depthwise) {
-    const int64_t c = s.cin, wp = s.w + s.pad_l + s.pad_r, wx = wp + s.dw, ring = (s.kh - 1) * s.dh + 1;
+    const int64_t c = s.cin, wp = s.w + s.pad_l + s.pad_r, wx = wp + 3 * s.dw, ring = (s.kh - 1) * s.dh + 1;
     int32_t* offset = reinterpret_cast<int32_t*>(cursor);
     cursor += RoundUp(c * 4, 64);
     for (int64_t ch = 0; ch < c; ++ch) offset[ch] = (bias ? bias[ch] : 0) - zx * dw_wsum_[ch];
@@ -118,7 +152,7 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
     o.col_offset = offset;
     o.row_sum = nullptr;
     o.col_zb = nullptr;
-    // Per thread: a ring of pair-image rows, one zx-padded input row, the
+    // Per thread: a ring of lane-image rows, one zx-padded input row, the
     // int32 sums of one output row.
     const int64_t slots = std::min<int64_t>(pool->num_threads(), s.n * oh_n);
     pool->ParallelFor(slots, [&](int64_t s0, int64_t s1) {
@@ -143,12 +177,12 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
               const int64_t iy = r - s.pad_t;
               std::memset(padded, zx, wx * c);
               if (iy >= 0 && iy < s.h) std::memcpy(padded + s.pad_l * c, x + ((img * s.h + iy) * s.w) * c, s.w * c);
-              dw_->pair_row(padded, wp * c, s.dw * c, dst);
+              dw_->lane_row(padded, wp * c, s.dw * c, dst);
               held[r % ring] = r;
             }
             rows[ky] = dst;
           }
-          dw_->row(s, rows, dw_pairs_.data(), acc);
+          dw_->row(s, rows, dw_lanes_.data(), acc);
           uk_->epilogue(acc, c, ow_n, c, o, static_cast<char*>(y) + ((img * oh_n + oh) * ow_n) * c * esize, c);
         }
       }

@@ -7,11 +7,11 @@
 //    GEMM reaches it (kh x kw x cin bytes per row, padding
 //    filled with zx so that it contributes zero); B = the weights packed once.
 //  - depthwise (group == cin == cout): the input becomes, a few rows at a
-//    time (a ring of kh rows per thread), a zx-padded "pair image"
-//    P[iy][ix][c] = x[iy][ix][c] | x[iy][ix + dw][c] << 16 (int32), so that
-//    two horizontally adjacent taps are one VPMADDWD
-//    against the weight pair (w[ky][kx], w[ky][kx + 1]) (u8 and s8 as 16-bit
-//    halves: exact, no saturation; an odd last tap pairs with weight 0).
+//    time (a ring of kh rows per thread), a zx-padded "lane image" whose
+//    int32 lanes hold horizontally adjacent taps of one channel: four bytes
+//    x[iy][ix + t * dw][c] for VPDPBUSD (AVX-512 VNNI), or two 16-bit halves
+//    for VPMADDWD (AVX-512BW, the reference), multiplied by the weights
+//    packed the same way (exact, no saturation; taps past kw get weight 0).
 //    Each input pixel is widened once instead of once per tap. Channels are
 //    the vector dimension (NHWC); the sum less zx * sum(w) per channel goes
 //    through the same epilogue, one output row at a time.
@@ -36,23 +36,30 @@ struct ConvS8Shape {
   int64_t out_w() const { return (w + pad_l + pad_r - dw * (kw - 1) - 1) / sw + 1; }
 };
 
-// Horizontal tap pairs per kernel row.
-inline int64_t DepthwisePairsPerRow(const ConvS8Shape& s) { return (s.kw + 1) / 2; }
+// Lanes per kernel row: each int32 lane of the lane image holds
+// `taps_per_lane` horizontally adjacent taps (2: 16-bit halves for
+// VPMADDWD; 4: bytes for VPDPBUSD).
+inline int64_t DepthwiseLanesPerRow(const ConvS8Shape& s, int taps_per_lane) {
+  return (s.kw + taps_per_lane - 1) / taps_per_lane;
+}
 
-// One depthwise output row: acc[ow * c + ch] = sum over ky and pairs j of
-// madd(rows[ky][(ow * sw + 2 * j * dw) * c + ch], w_pairs[(ky * pairs + j) * c + ch])
-// where rows[ky] is the pair-image row oh * sh + ky * dh.
-using DepthwiseRowS8 = void (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_pairs,
+// One depthwise output row: acc[ow * c + ch] = sum over ky and lanes j of
+// dot(rows[ky][(ow * sw + j * taps_per_lane * dw) * c + ch], w_lanes[(ky * lanes + j) * c + ch])
+// where rows[ky] is the lane-image row oh * sh + ky * dh and dot multiplies
+// the lane's taps by the weights packed the same way.
+using DepthwiseRowS8 = void (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes,
                                 int32_t* acc);
 
-// p[i] = x[i] | x[i + partner] << 16 for i < n (one row of the pair image).
-using PairRowS8 = void (*)(const uint8_t* x, int64_t n, int64_t partner, int32_t* p);
+// One row of the lane image: p[i] packs x[i + t * partner] for the
+// taps_per_lane taps t, i < n.
+using LaneRowS8 = void (*)(const uint8_t* x, int64_t n, int64_t partner, int32_t* p);
 
 struct DepthwiseS8Info {
   const char* name;
   CpuFeatures needs;
+  int taps_per_lane;
   DepthwiseRowS8 row;
-  PairRowS8 pair_row;
+  LaneRowS8 lane_row;
 };
 const std::vector<DepthwiseS8Info>& DepthwiseS8Kernels();  // best last (ops/cpu/kernels.inc)
 
@@ -62,7 +69,10 @@ class ConvS8 {
   static absl::StatusOr<std::unique_ptr<ConvS8>> Create(const ConvS8Shape& shape, const int8_t* weights,
                                                         CpuFeatures features);
   // Runs a depthwise convolution with this kernel row instead of the best.
-  void ForceDepthwise(const DepthwiseS8Info& k) { dw_ = &k; }
+  void ForceDepthwise(const DepthwiseS8Info& k) {
+    dw_ = &k;
+    PackDepthwise();
+  }
 
   // The weights depend only on channels and kernel size: `s` may change the
   // batch, image size, strides, dilations and padding of the one given to
@@ -78,15 +88,18 @@ class ConvS8 {
   }
   void Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32_t* bias, const int32_t* w_zero_points,
            const GemmS8Output& out, void* y, void* scratch, ParallelRunner* pool) const;
-  int64_t PackedBytes() const { return packed_.data ? packed_.bytes() : static_cast<int64_t>(dw_pairs_.size() * 4); }
+  int64_t PackedBytes() const { return packed_.data ? packed_.bytes() : static_cast<int64_t>(dw_lanes_.size() * 4); }
   const char* kernel_name() const { return shape_.depthwise ? dw_->name : uk_->name; }
 
  private:
   ConvS8Shape shape_;
   const GemmUkernelInfoS8* uk_ = nullptr;
   PackedBS8 packed_;                // group 1
+  void PackDepthwise();  // dw_lanes_ for dw_'s lane layout
+
   const DepthwiseS8Info* dw_ = nullptr;
-  std::vector<int32_t> dw_pairs_;   // depthwise: [ky][pair][channel] (w0 & 0xffff) | w1 << 16
+  std::vector<int8_t> dw_weights_;  // depthwise: [channel][kh * kw] as given
+  std::vector<int32_t> dw_lanes_;   // depthwise: [ky][lane][channel], taps packed as dw_ multiplies them
   std::vector<int32_t> dw_wsum_;    // depthwise: sum of the channel's weights
 };
 

@@ -45,7 +45,7 @@ void Columns(const ConvS8Shape& s, const int32_t* const* row_of, const int64_t* 
 }  // namespace
 
 void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_pairs, int32_t* acc) {
-  const int64_t c = s.cin, pairs = DepthwisePairsPerRow(s), terms = s.kh * pairs;
+  const int64_t c = s.cin, pairs = DepthwiseLanesPerRow(s, 2), terms = s.kh * pairs;
   constexpr int64_t kMaxTerms = 16;
   if (terms > kMaxTerms) return ref::DepthwiseRowS8(s, rows, w_pairs, acc);
   // Per term (kernel row, pair): its pair-image row and column offset.
