@@ -1,6 +1,8 @@
 // The pass pipeline run at load, and shape specialization run once per new
 // input-shape signature:
-//  1. remove Identity/Dropout;
+//  1. remove Identity/Dropout; infer shapes; fuse DequantizeLinear -> Conv ->
+//     QuantizeLinear into QLinearConv (before folding turns the weights'
+//     DequantizeLinear into float weights);
 //  2. infer shapes and fold constants (one sweep);
 //  3. fold BatchNorm, constant scales/shifts and zero Pads into Conv/Gemm, recognize
 //     HardSwish and LayerNormalization, then fuse activations (and scalar
@@ -16,6 +18,8 @@ namespace kvant {
 absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (!options.optimize) return InferShapes(graph);
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
+  if (auto s = InferShapes(graph); !s.ok()) return s;
+  if (auto s = FuseQdqConv(graph); !s.ok()) return s;
   if (auto s = FoldConstants(graph, options.cpu); !s.ok()) return s;
   if (auto s = FoldBatchNorm(graph); !s.ok()) return s;
   if (auto s = FoldConvAffine(graph); !s.ok()) return s;

@@ -1,6 +1,9 @@
 // Graph passes: each keeps the model's outputs (checked by running the
 // optimized and unoptimized sessions on the same input) and does the rewrite
 // it promises (checked on the graph).
+#include <cmath>
+#include <random>
+
 #include "graph/onnx_import.h"
 #include "graph/passes/passes.h"
 #include "gtest/gtest.h"
@@ -190,6 +193,80 @@ TEST(Passes, ZeroPadFoldsIntoConvPads) {
   ASSERT_EQ(g->nodes.size(), 1u) << g->DebugString();
   EXPECT_EQ(g->nodes[0].attrs.GetInts("pads"), (std::vector<int64_t>{0, 1, 1, 2}));
   ExpectSameOutputs(bytes, {{"x", RandomF32({1, 3, 9, 9}, 9)}});
+}
+
+// x[1,8,9,9] -> Q -> DQ -> Conv(DQ(w s8, per channel), float bias | DQ(int32 bias)) -> Q(u8) -> DQ -> y
+std::string QdqConv(bool int32_bias, bool second_reader) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {1, 8, 9, 9}).Output("y");
+  if (second_reader) b.Output("c");
+  std::mt19937 rng(3);
+  std::vector<int8_t> w(6 * 8 * 3 * 3);
+  for (int8_t& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  std::vector<float> ws = {0.011f, 0.007f, 0.013f, 0.009f, 0.02f, 0.005f};
+  const float xs = 0.02f;
+  b.Initializer("xs", Tensor::FromVector<float>(DataType::kFloat32, {}, {xs}));
+  b.Initializer("xz", Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {128}));
+  b.Initializer("wq", Tensor::FromVector<int8_t>(DataType::kInt8, {6, 8, 3, 3}, w));
+  b.Initializer("ws", Tensor::FromVector<float>(DataType::kFloat32, {6}, ws));
+  b.Initializer("wz", Tensor::FromVector<int8_t>(DataType::kInt8, {6}, {0, 0, 0, 0, 0, 0}));
+  b.Initializer("ys", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.05f}));
+  b.Initializer("yz", Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {100}));
+  b.Node("QuantizeLinear", {"x", "xs", "xz"}, {"xq"});
+  b.Node("DequantizeLinear", {"xq", "xs", "xz"}, {"xd"});
+  OnnxBuilder::SetInt(b.Node("DequantizeLinear", {"wq", "ws", "wz"}, {"wd"}), "axis", 0);
+  std::vector<int32_t> bq = {100, -2000, 35, 0, 777, -5};
+  if (int32_bias) {
+    std::vector<float> bs(6);
+    for (int i = 0; i < 6; ++i) bs[i] = xs * ws[i];
+    b.Initializer("bq", Tensor::FromVector<int32_t>(DataType::kInt32, {6}, bq));
+    b.Initializer("bs", Tensor::FromVector<float>(DataType::kFloat32, {6}, bs));
+    OnnxBuilder::SetInt(b.Node("DequantizeLinear", {"bq", "bs"}, {"bias"}), "axis", 0);
+  } else {
+    b.Initializer("bias", RandomF32({6}, 4));
+  }
+  OnnxBuilder::SetInts(b.Node("Conv", {"xd", "wd", "bias"}, {"c"}, "conv"), "pads", {1, 1, 1, 1});
+  b.Node("QuantizeLinear", {"c", "ys", "yz"}, {"yq"});
+  b.Node("DequantizeLinear", {"yq", "ys", "yz"}, {"y"});
+  return b.Serialize();
+}
+
+TEST(Passes, QdqConvBecomesQLinearConv) {
+  for (bool int32_bias : {false, true}) {
+    const std::string bytes = QdqConv(int32_bias, false);
+    auto g = ImportOnnxBytes(bytes, ".", "qdq.onnx");
+    ASSERT_TRUE(g.ok()) << g.status();
+    OptimizeOptions opt;
+    opt.cpu = ActiveCpuFeatures();
+    ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+    EXPECT_EQ(CountOps(*g, "QLinearConv"), 1) << g->DebugString();
+    EXPECT_EQ(CountOps(*g, "Conv"), 0) << g->DebugString();
+    // Against the unfused graph (float convolution of dequantized values,
+    // then QuantizeLinear): the same u8 up to one step where float rounding
+    // lands on the other side of a .5.
+    SessionOptions plain;
+    plain.optimize = false;
+    auto a = Session::LoadFromBytes(bytes, plain), b = Session::LoadFromBytes(bytes);
+    ASSERT_TRUE(a.ok() && b.ok());
+    const TensorMap in = {{"x", RandomF32({1, 8, 9, 9}, 5, -2.f, 2.f)}};
+    auto ya = a->Run(in), yb = b->Run(in);
+    ASSERT_TRUE(ya.ok() && yb.ok()) << ya.status() << yb.status();
+    const Tensor& u = ya->at("y");
+    const Tensor& v = yb->at("y");
+    int exact = 0;
+    for (int64_t i = 0; i < u.num_elements(); ++i) {
+      ASSERT_LE(std::fabs(u.data<float>()[i] - v.data<float>()[i]), 0.05f * 1.001f) << i;
+      exact += u.data<float>()[i] == v.data<float>()[i];
+    }
+    EXPECT_GE(exact, u.num_elements() * 99 / 100);
+  }
+  // A Conv output with a second reader stays a float Conv.
+  auto g = ImportOnnxBytes(QdqConv(false, true), ".", "qdq2.onnx");
+  ASSERT_TRUE(g.ok()) << g.status();
+  OptimizeOptions opt;
+  opt.cpu = ActiveCpuFeatures();
+  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+  EXPECT_EQ(CountOps(*g, "QLinearConv"), 0);
 }
 
 TEST(Passes, BadAttributesAreInvalidArgument) {

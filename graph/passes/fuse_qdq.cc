@@ -1,0 +1,143 @@
+// QDQ convolution fusion: DequantizeLinear(x) and DequantizeLinear(constant
+// weights) feeding a Conv whose only consumer is a QuantizeLinear become one
+// QLinearConv, so the convolution runs on the INT8 kernels instead of on
+// dequantized floats. The bias may be a DequantizeLinear of int32 values at
+// scale x_scale * w_scale (what ONNX Runtime's and PyTorch's exporters
+// write) or a float constant, quantized here to that scale. A ReLU between
+// Conv and QuantizeLinear is left alone (the pattern does not match), as is
+// anything whose parameters are not constant, per tensor for x and y, and
+// per tensor or per output channel for the weights. Runs before constant
+// folding, which would otherwise turn the weights' DequantizeLinear into
+// float weights.
+#include <cmath>
+
+#include "graph/passes/passes.h"
+
+namespace kvant {
+namespace {
+
+const Node* ProducerOf(const Graph& g, const absl::flat_hash_map<std::string, int>& producers,
+                       const std::string& value, const char* op) {
+  auto it = producers.find(value);
+  if (it == producers.end()) return nullptr;
+  const Node& n = g.nodes[it->second];
+  return n.op_type == op && n.domain.empty() ? &n : nullptr;
+}
+
+bool IsByteType(DataType t) { return t == DataType::kUInt8 || t == DataType::kInt8; }
+
+// A constant f32 scale with one value or `n` values.
+const Tensor* ConstScale(const Graph& g, const std::string& name, int64_t n) {
+  const Tensor* t = g.FindConstant(name);
+  if (t == nullptr || t->dtype() != DataType::kFloat32 || t->rank() > 1) return nullptr;
+  return t->num_elements() == 1 || t->num_elements() == n ? t : nullptr;
+}
+
+// The zero point input i of a Q/DQ node: its name, or a new zero of `type`.
+std::string ZeroPointOrZero(Graph& g, const Node& n, size_t i, DataType type) {
+  if (n.inputs.size() > i && !n.inputs[i].empty()) return n.inputs[i];
+  Tensor zero = Tensor::Zeros(type, {});
+  return g.AddConstant(n.name + "_zero_point", zero);
+}
+
+float At(const Tensor& t, int64_t i) { return t.data<float>()[t.num_elements() == 1 ? 0 : i]; }
+
+}  // namespace
+
+absl::Status FuseQdqConv(Graph& graph) {
+  auto uses = graph.UseCounts();
+  auto producers = graph.Producers();
+  std::vector<bool> removed(graph.nodes.size(), false);
+  std::vector<std::pair<size_t, Node>> replacements;
+  for (size_t qi = 0; qi < graph.nodes.size(); ++qi) {
+    const Node& q = graph.nodes[qi];
+    if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs.size() < 2) continue;
+    auto ci = producers.find(q.inputs[0]);
+    if (ci == producers.end() || removed[ci->second]) continue;
+    const Node& conv = graph.nodes[ci->second];
+    if (conv.op_type != "Conv" || !conv.domain.empty() || uses[conv.outputs[0]] != 1 ||
+        graph.IsGraphOutput(conv.outputs[0]) || conv.inputs.size() < 2) {
+      continue;
+    }
+    const Node* dqx = ProducerOf(graph, producers, conv.inputs[0], "DequantizeLinear");
+    const Node* dqw = ProducerOf(graph, producers, conv.inputs[1], "DequantizeLinear");
+    if (dqx == nullptr || dqw == nullptr) continue;
+    const Tensor* wq = graph.FindConstant(dqw->inputs[0]);
+    const ValueType* xt = graph.FindType(dqx->inputs[0]);
+    if (wq == nullptr || wq->rank() != 4 || !IsByteType(wq->dtype()) || xt == nullptr || !IsByteType(xt->dtype)) {
+      continue;
+    }
+    const int64_t m = wq->shape()[0];
+    const Tensor* xs = ConstScale(graph, dqx->inputs[1], 1);
+    const Tensor* ws = ConstScale(graph, dqw->inputs[1], m);
+    const Tensor* ys = ConstScale(graph, q.inputs[1], 1);
+    if (xs == nullptr || ws == nullptr || ys == nullptr) continue;
+    if (ws->num_elements() > 1 && dqw->attrs.GetInt("axis", 1) != 0) continue;  // per output channel only
+    if (dqx->attrs.GetInt("block_size", 0) != 0 || dqw->attrs.GetInt("block_size", 0) != 0) continue;
+    // The output type: the zero point's, else output_dtype, else u8.
+    DataType yt = DataType::kUInt8;
+    if (q.inputs.size() > 2 && !q.inputs[2].empty()) {
+      const ValueType* t = graph.FindType(q.inputs[2]);
+      if (t == nullptr) continue;
+      yt = t->dtype;
+    } else if (q.attrs.GetInt("output_dtype", 0) != 0) {
+      yt = static_cast<DataType>(q.attrs.GetInt("output_dtype", 0));
+    }
+    if (!IsByteType(yt)) continue;
+    // Bias: int32 at scale x_scale * w_scale.
+    std::string bias;
+    const Node* dqb = nullptr;
+    if (conv.inputs.size() > 2 && !conv.inputs[2].empty()) {
+      dqb = ProducerOf(graph, producers, conv.inputs[2], "DequantizeLinear");
+      if (dqb != nullptr) {
+        const Tensor* bq = graph.FindConstant(dqb->inputs[0]);
+        const Tensor* bs = ConstScale(graph, dqb->inputs[1], m);
+        const Tensor* bz = dqb->inputs.size() > 2 && !dqb->inputs[2].empty() ? graph.FindConstant(dqb->inputs[2]) : nullptr;
+        bool ok = bq != nullptr && bq->dtype() == DataType::kInt32 && bq->num_elements() == m && bs != nullptr;
+        if (ok && bz != nullptr) {
+          for (int64_t i = 0; i < bz->num_elements(); ++i) ok &= bz->data<int32_t>()[i] == 0;
+        }
+        for (int64_t i = 0; ok && i < m; ++i) {
+          const float want = At(*xs, 0) * At(*ws, i);
+          ok = std::abs(At(*bs, i) - want) <= 1e-6f * std::abs(want);
+        }
+        if (!ok) continue;
+        bias = dqb->inputs[0];
+      } else {
+        const Tensor* b = graph.FindConstant(conv.inputs[2]);
+        if (b == nullptr || b->dtype() != DataType::kFloat32 || b->num_elements() != m) continue;
+        std::vector<int32_t> bq(m);
+        bool ok = true;
+        for (int64_t i = 0; i < m; ++i) {
+          const double v = std::nearbyint(double(b->data<float>()[i]) / (double(At(*xs, 0)) * At(*ws, i)));
+          ok &= std::abs(v) < 2147483647.0;
+          bq[i] = ok ? static_cast<int32_t>(v) : 0;
+        }
+        if (!ok) continue;
+        bias = graph.AddConstant(conv.name + "_bias_quantized", Tensor::FromVector(DataType::kInt32, {m}, bq));
+      }
+    }
+    Node fused;
+    fused.op_type = "QLinearConv";
+    fused.name = conv.name.empty() ? q.name : conv.name;
+    fused.attrs = conv.attrs;
+    fused.inputs = {dqx->inputs[0], dqx->inputs[1], ZeroPointOrZero(graph, *dqx, 2, xt->dtype),
+                    dqw->inputs[0], dqw->inputs[1], ZeroPointOrZero(graph, *dqw, 2, wq->dtype()),
+                    q.inputs[1], ZeroPointOrZero(graph, q, 2, yt)};
+    if (!bias.empty()) fused.inputs.push_back(bias);
+    fused.outputs = q.outputs;
+    // The Q node goes; the DQ nodes go when the Conv was their only reader.
+    removed[qi] = true;
+    for (const Node* dq : {dqx, dqw, dqb}) {
+      if (dq != nullptr && uses[dq->outputs[0]] == 1 && !graph.IsGraphOutput(dq->outputs[0])) {
+        removed[producers[dq->outputs[0]]] = true;
+      }
+    }
+    replacements.emplace_back(ci->second, std::move(fused));
+  }
+  for (auto& [index, node] : replacements) graph.nodes[index] = std::move(node);
+  graph.RemoveNodes(removed);
+  return absl::OkStatus();
+}
+
+}  // namespace kvant
