@@ -18,6 +18,7 @@
 #include "kvant/kvant.h"
 #include "onnx/onnx_pb.h"
 #include "ops/cpu/conv_s8.h"
+#include "benchmarks/kernels/bench_setup.h"
 #include "runtime/cpu_caps.h"
 #include "runtime/thread_pool.h"
 
@@ -188,19 +189,8 @@ void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
 }  // namespace kvant
 
 int main(int argc, char** argv) {
-  std::vector<char*> original(argv, argv + argc + 1);
-  for (int i = 1; i < argc; ++i) {
-    if (std::sscanf(argv[i], "--threads=%d", &kvant::g_threads) == 1) argv[i] = const_cast<char*>("");
-  }
-  const std::string want = std::to_string(kvant::g_threads);
-  const char* have = std::getenv("OMP_NUM_THREADS");
-  if (have == nullptr || want != have) {
-    setenv("OMP_NUM_THREADS", want.c_str(), 1);
-    execv("/proc/self/exe", original.data());
-  }
-  const kvant::CpuFeatures f = kvant::ActiveCpuFeatures();
-  std::printf("capability: %s | %s | threads %d | device cpu\n", kvant::CpuModelName().c_str(),
-              kvant::CpuFeatureNames(f).c_str(), kvant::g_threads);
+  kvant::g_threads = kvant::bench::SetUpThreads(argc, argv);
+  kvant::bench::PrintCapability(kvant::g_threads);
   for (const auto& c : kvant::kCases) {
     benchmark::RegisterBenchmark((std::string("kvant/conv_s8/") + c.name).c_str(), kvant::BM_KvantS8, c)
         ->Unit(benchmark::kMicrosecond)->UseRealTime();

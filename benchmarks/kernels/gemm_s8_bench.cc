@@ -18,6 +18,7 @@
 #include "dnnl.hpp"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/gemm_s8.h"
+#include "benchmarks/kernels/bench_setup.h"
 #include "runtime/cpu_caps.h"
 #include "runtime/thread_pool.h"
 
@@ -179,20 +180,9 @@ void BM_VnniPeak(benchmark::State& state) {
 }  // namespace kvant
 
 int main(int argc, char** argv) {
-  std::vector<char*> original(argv, argv + argc + 1);
-  for (int i = 1; i < argc; ++i) {
-    if (std::sscanf(argv[i], "--threads=%d", &kvant::g_threads) == 1) argv[i] = const_cast<char*>("");
-  }
-  // OpenMP reads OMP_NUM_THREADS when libgomp loads, before main: re-exec once with it set.
-  const std::string want = std::to_string(kvant::g_threads);
-  const char* have = std::getenv("OMP_NUM_THREADS");
-  if (have == nullptr || want != have) {
-    setenv("OMP_NUM_THREADS", want.c_str(), 1);
-    execv("/proc/self/exe", original.data());
-  }
+  kvant::g_threads = kvant::bench::SetUpThreads(argc, argv);
+  kvant::bench::PrintCapability(kvant::g_threads);
   const kvant::CpuFeatures f = kvant::ActiveCpuFeatures();
-  std::printf("capability: %s | %s | threads %d | device cpu\n", kvant::CpuModelName().c_str(),
-              kvant::CpuFeatureNames(f).c_str(), kvant::g_threads);
   if (f & kvant::kCpuAvx512vnni) {
     benchmark::RegisterBenchmark("peak/vpdpbusd_zmm", kvant::BM_VnniPeak)->Unit(benchmark::kMicrosecond)->UseRealTime();
   }

@@ -43,6 +43,22 @@ inline int64_t DepthwiseLanesPerRow(const ConvS8Shape& s, int taps_per_lane) {
   return (s.kw + taps_per_lane - 1) / taps_per_lane;
 }
 
+// The terms (kernel row ky, lane j; index ky * lanes + j) of a depthwise
+// output row: each term's lane-image row and column offset. Returns the
+// number of terms, or -1 when there are more than max_terms.
+inline int64_t DepthwiseTerms(const ConvS8Shape& s, int taps_per_lane, const int32_t* const* rows, int64_t max_terms,
+                              const int32_t** row_of, int64_t* off) {
+  const int64_t lanes = DepthwiseLanesPerRow(s, taps_per_lane);
+  if (s.kh * lanes > max_terms) return -1;
+  for (int64_t ky = 0; ky < s.kh; ++ky) {
+    for (int64_t j = 0; j < lanes; ++j) {
+      row_of[ky * lanes + j] = rows[ky];
+      off[ky * lanes + j] = taps_per_lane * j * s.dw * s.cin;
+    }
+  }
+  return s.kh * lanes;
+}
+
 // One depthwise output row: acc[ow * c + ch] = sum over ky and lanes j of
 // dot(rows[ky][(ow * sw + j * taps_per_lane * dw) * c + ch], w_lanes[(ky * lanes + j) * c + ch])
 // where rows[ky] is the lane-image row oh * sh + ky * dh and dot multiplies

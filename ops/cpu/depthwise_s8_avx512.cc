@@ -45,18 +45,11 @@ void Columns(const ConvS8Shape& s, const int32_t* const* row_of, const int64_t* 
 }  // namespace
 
 void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_pairs, int32_t* acc) {
-  const int64_t c = s.cin, pairs = DepthwiseLanesPerRow(s, 2), terms = s.kh * pairs;
   constexpr int64_t kMaxTerms = 16;
-  if (terms > kMaxTerms) return ref::DepthwiseRowS8(s, rows, w_pairs, acc);
-  // Per term (kernel row, pair): its pair-image row and column offset.
   const int32_t* row_of[kMaxTerms];
   int64_t off[kMaxTerms];
-  for (int64_t ky = 0; ky < s.kh; ++ky) {
-    for (int64_t j = 0; j < pairs; ++j) {
-      row_of[ky * pairs + j] = rows[ky];
-      off[ky * pairs + j] = 2 * j * s.dw * c;
-    }
-  }
+  const int64_t terms = DepthwiseTerms(s, 2, rows, kMaxTerms, row_of, off);
+  if (terms < 0) return ref::DepthwiseRowS8(s, rows, w_pairs, acc);
   if (terms == 6) return Columns<6>(s, row_of, off, terms, w_pairs, acc);
   if (terms == 15) return Columns<15>(s, row_of, off, terms, w_pairs, acc);
   Columns<0>(s, row_of, off, terms, w_pairs, acc);

@@ -45,17 +45,11 @@ void Columns(const ConvS8Shape& s, const int32_t* const* row_of, const int64_t* 
 }  // namespace
 
 void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes, int32_t* acc) {
-  const int64_t c = s.cin, lanes = DepthwiseLanesPerRow(s, 4), terms = s.kh * lanes;
   constexpr int64_t kMaxTerms = 16;
-  if (terms > kMaxTerms) return ref::DepthwiseLanes4RowS8(s, rows, w_lanes, acc);
   const int32_t* row_of[kMaxTerms];
   int64_t off[kMaxTerms];
-  for (int64_t ky = 0; ky < s.kh; ++ky) {
-    for (int64_t j = 0; j < lanes; ++j) {
-      row_of[ky * lanes + j] = rows[ky];
-      off[ky * lanes + j] = 4 * j * s.dw * c;
-    }
-  }
+  const int64_t terms = DepthwiseTerms(s, 4, rows, kMaxTerms, row_of, off);
+  if (terms < 0) return ref::DepthwiseLanes4RowS8(s, rows, w_lanes, acc);
   if (terms == 3) return Columns<3>(s, row_of, off, terms, w_lanes, acc);
   if (terms == 10) return Columns<10>(s, row_of, off, terms, w_lanes, acc);
   Columns<0>(s, row_of, off, terms, w_lanes, acc);

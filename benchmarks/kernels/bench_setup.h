@@ -1,0 +1,43 @@
+// Start-up shared by the kernel benchmarks: `--threads=N` (removed from argv),
+// oneDNN limited to the same threads, and the capability line every benchmark
+// prints first.
+#ifndef KVANT_BENCHMARKS_KERNELS_BENCH_SETUP_H_
+#define KVANT_BENCHMARKS_KERNELS_BENCH_SETUP_H_
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "runtime/cpu_caps.h"
+
+namespace kvant::bench {
+
+// Returns the thread count. OpenMP (oneDNN) reads OMP_NUM_THREADS when libgomp
+// loads, before main, so the process re-executes itself once with it set.
+inline int SetUpThreads(int argc, char** argv) {
+  std::vector<char*> original(argv, argv + argc + 1);
+  int threads = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::sscanf(argv[i], "--threads=%d", &threads) == 1) argv[i] = const_cast<char*>("");
+  }
+  const std::string want = std::to_string(threads);
+  const char* have = std::getenv("OMP_NUM_THREADS");
+  if (have == nullptr || want != have) {
+    setenv("OMP_NUM_THREADS", want.c_str(), 1);
+    execv("/proc/self/exe", original.data());
+  }
+  return threads;
+}
+
+inline void PrintCapability(int threads) {
+  const CpuFeatures f = ActiveCpuFeatures();
+  std::printf("capability: %s | %s | threads %d | device cpu\n", CpuModelName().c_str(), CpuFeatureNames(f).c_str(),
+              threads);
+}
+
+}  // namespace kvant::bench
+
+#endif  // KVANT_BENCHMARKS_KERNELS_BENCH_SETUP_H_
