@@ -1,6 +1,8 @@
-// QDQ convolution fusion: DequantizeLinear(x) and DequantizeLinear(constant
-// weights) feeding a Conv whose only consumer is a QuantizeLinear become one
-// QLinearConv, so the convolution runs on the INT8 kernels instead of on
+// QDQ fusion. DequantizeLinear(x) and DequantizeLinear(constant weights)
+// feeding a Conv whose only consumer is a QuantizeLinear become one
+// QLinearConv; the same around a MatMul becomes QLinearMatMul (a
+// MatMul has no bias; transformer exports add it separately). Either way the
+// product runs on the INT8 kernels so the convolution runs on the INT8 kernels instead of on
 // dequantized floats. The bias may be a DequantizeLinear of int32 values at
 // scale x_scale * w_scale (what ONNX Runtime's and PyTorch's exporters
 // write) or a float constant, quantized here to that scale. A ReLU between
@@ -8,7 +10,8 @@
 // anything whose parameters are not constant, per tensor for x and y, and
 // per tensor or per output channel for the weights. Runs before constant
 // folding, which would otherwise turn the weights' DequantizeLinear into
-// float weights.
+// float weights. MatMul weights may be per tensor or, for 2-D weights, per
+// column (axis 1).
 #include <cmath>
 
 #include "graph/passes/passes.h"
@@ -41,6 +44,64 @@ std::string ZeroPointOrZero(Graph& g, const Node& n, size_t i, DataType type) {
 }
 
 float At(const Tensor& t, int64_t i) { return t.data<float>()[t.num_elements() == 1 ? 0 : i]; }
+
+// Q(MatMul(DQ(a), DQ(constant b))) -> QLinearMatMul.
+absl::Status FuseQdqMatMul(Graph& graph) {
+  auto uses = graph.UseCounts();
+  auto producers = graph.Producers();
+  std::vector<bool> removed(graph.nodes.size(), false);
+  std::vector<std::pair<size_t, Node>> replacements;
+  for (size_t qi = 0; qi < graph.nodes.size(); ++qi) {
+    const Node& q = graph.nodes[qi];
+    if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs.size() < 2) continue;
+    auto mi = producers.find(q.inputs[0]);
+    if (mi == producers.end() || removed[mi->second]) continue;
+    const Node& mm = graph.nodes[mi->second];
+    if (mm.op_type != "MatMul" || !mm.domain.empty() || uses[mm.outputs[0]] != 1 || graph.IsGraphOutput(mm.outputs[0])) {
+      continue;
+    }
+    const Node* dqa = ProducerOf(graph, producers, mm.inputs[0], "DequantizeLinear");
+    const Node* dqb = ProducerOf(graph, producers, mm.inputs[1], "DequantizeLinear");
+    if (dqa == nullptr || dqb == nullptr) continue;
+    const Tensor* bq = graph.FindConstant(dqb->inputs[0]);
+    const ValueType* at = graph.FindType(dqa->inputs[0]);
+    if (bq == nullptr || bq->rank() < 1 || !IsByteType(bq->dtype()) || at == nullptr || !IsByteType(at->dtype)) continue;
+    const int64_t n = bq->rank() == 2 ? bq->shape()[1] : 1;
+    const Tensor* as = ConstScale(graph, dqa->inputs[1], 1);
+    const Tensor* bs = ConstScale(graph, dqb->inputs[1], n);
+    const Tensor* ys = ConstScale(graph, q.inputs[1], 1);
+    if (as == nullptr || bs == nullptr || ys == nullptr) continue;
+    if (bs->num_elements() > 1) {
+      const int64_t axis = dqb->attrs.GetInt("axis", 1);
+      if (bq->rank() != 2 || (axis != 1 && axis != -1)) continue;  // per column only
+    }
+    if (dqa->attrs.GetInt("block_size", 0) != 0 || dqb->attrs.GetInt("block_size", 0) != 0) continue;
+    DataType yt = DataType::kUInt8;
+    if (q.inputs.size() > 2 && !q.inputs[2].empty()) {
+      const ValueType* t = graph.FindType(q.inputs[2]);
+      if (t == nullptr) continue;
+      yt = t->dtype;
+    } else if (q.attrs.GetInt("output_dtype", 0) != 0) {
+      yt = static_cast<DataType>(q.attrs.GetInt("output_dtype", 0));
+    }
+    if (!IsByteType(yt)) continue;
+    Node fused;
+    fused.op_type = "QLinearMatMul";
+    fused.name = mm.name.empty() ? q.name : mm.name;
+    fused.inputs = {dqa->inputs[0], dqa->inputs[1], ZeroPointOrZero(graph, *dqa, 2, at->dtype),
+                    dqb->inputs[0], dqb->inputs[1], ZeroPointOrZero(graph, *dqb, 2, bq->dtype()),
+                    q.inputs[1], ZeroPointOrZero(graph, q, 2, yt)};
+    fused.outputs = q.outputs;
+    removed[qi] = true;
+    for (const Node* dq : {dqa, dqb}) {
+      if (uses[dq->outputs[0]] == 1 && !graph.IsGraphOutput(dq->outputs[0])) removed[producers[dq->outputs[0]]] = true;
+    }
+    replacements.emplace_back(mi->second, std::move(fused));
+  }
+  for (auto& [index, node] : replacements) graph.nodes[index] = std::move(node);
+  graph.RemoveNodes(removed);
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -137,7 +198,7 @@ absl::Status FuseQdqConv(Graph& graph) {
   }
   for (auto& [index, node] : replacements) graph.nodes[index] = std::move(node);
   graph.RemoveNodes(removed);
-  return absl::OkStatus();
+  return FuseQdqMatMul(graph);
 }
 
 }  // namespace kvant

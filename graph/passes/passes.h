@@ -35,7 +35,8 @@ absl::Status FoldConvAffine(Graph& graph);
 // fuse_pad.cc: a zero constant Pad of spatial dimensions before a Conv
 // becomes the Conv's pads.
 absl::Status FusePadIntoConv(Graph& graph);
-// DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv (fuse_qdq.cc).
+// DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv, and -> MatMul ->
+// into QLinearMatMul (fuse_qdq.cc).
 absl::Status FuseQdqConv(Graph& graph);
 
 // fuse_layer_norm.cc: the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add

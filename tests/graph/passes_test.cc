@@ -269,6 +269,52 @@ TEST(Passes, QdqConvBecomesQLinearConv) {
   EXPECT_EQ(CountOps(*g, "QLinearConv"), 0);
 }
 
+TEST(Passes, QdqMatMulBecomesQLinearMatMul) {
+  // x[3,5,20] -> Q -> DQ -> MatMul(DQ(w s8 [20,12], per column)) -> Q(s8) -> DQ -> y
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {3, 5, 20}).Output("y");
+  std::mt19937 rng(8);
+  std::vector<int8_t> w(20 * 12);
+  for (int8_t& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  std::vector<float> ws(12);
+  for (int i = 0; i < 12; ++i) ws[i] = 0.004f + 0.001f * i;
+  b.Initializer("xs", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.02f}));
+  b.Initializer("xz", Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {120}));
+  b.Initializer("wq", Tensor::FromVector<int8_t>(DataType::kInt8, {20, 12}, w));
+  b.Initializer("ws", Tensor::FromVector<float>(DataType::kFloat32, {12}, ws));
+  b.Initializer("ys", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.03f}));
+  b.Initializer("yz", Tensor::FromVector<int8_t>(DataType::kInt8, {}, {-3}));
+  b.Node("QuantizeLinear", {"x", "xs", "xz"}, {"xq"});
+  b.Node("DequantizeLinear", {"xq", "xs", "xz"}, {"xd"});
+  OnnxBuilder::SetInt(b.Node("DequantizeLinear", {"wq", "ws"}, {"wd"}), "axis", 1);
+  b.Node("MatMul", {"xd", "wd"}, {"m"}, "mm");
+  b.Node("QuantizeLinear", {"m", "ys", "yz"}, {"yq"});
+  b.Node("DequantizeLinear", {"yq", "ys", "yz"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "qdq_mm.onnx");
+  ASSERT_TRUE(g.ok()) << g.status();
+  OptimizeOptions opt;
+  opt.cpu = ActiveCpuFeatures();
+  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+  EXPECT_EQ(CountOps(*g, "QLinearMatMul"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "MatMul"), 0) << g->DebugString();
+  SessionOptions plain;
+  plain.optimize = false;
+  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
+  ASSERT_TRUE(s0.ok() && s1.ok());
+  const TensorMap in = {{"x", RandomF32({3, 5, 20}, 6, -2.f, 2.f)}};
+  auto ya = s0->Run(in), yb = s1->Run(in);
+  ASSERT_TRUE(ya.ok() && yb.ok()) << ya.status() << yb.status();
+  const Tensor& u = ya->at("y");
+  const Tensor& v = yb->at("y");
+  int exact = 0;
+  for (int64_t i = 0; i < u.num_elements(); ++i) {
+    ASSERT_LE(std::fabs(u.data<float>()[i] - v.data<float>()[i]), 0.03f * 1.001f) << i;
+    exact += u.data<float>()[i] == v.data<float>()[i];
+  }
+  EXPECT_GE(exact, u.num_elements() * 99 / 100);
+}
+
 TEST(Passes, BadAttributesAreInvalidArgument) {
   OnnxBuilder b;
   b.Input("x", DataType::kFloat32, {1, 4, 5, 5}).Output("y");
