@@ -6,8 +6,10 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,21 @@ inline int SetUpThreads(int argc, char** argv) {
     execv("/proc/self/exe", original.data());
   }
   return threads;
+}
+
+// n seeded integers in [lo, hi] as T.
+template <typename T>
+std::vector<T> RandomInts(int64_t n, uint32_t seed, int lo, int hi) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u(lo, hi);
+  std::vector<T> v(n);
+  for (T& x : v) x = static_cast<T>(u(rng));
+  return v;
+}
+
+// The first 64-byte aligned address in v (size it 64 bytes larger).
+inline void* Aligned64(std::vector<char>& v) {
+  return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
 }
 
 inline void PrintCapability(int threads) {

@@ -45,15 +45,6 @@ void SetCounters(benchmark::State& state, const ConvCase& c) {
   state.counters["GOP/s"] = benchmark::Counter(Ops(c) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
-template <typename T>
-std::vector<T> Random(int64_t n, uint32_t seed, int lo, int hi) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> u(lo, hi);
-  std::vector<T> v(n);
-  for (T& x : v) x = static_cast<T>(u(rng));
-  return v;
-}
-
 void BM_KvantS8(benchmark::State& state, ConvCase c) {
   cpu::ConvS8Shape s;
   s.h = s.w = kHw;
@@ -62,10 +53,10 @@ void BM_KvantS8(benchmark::State& state, ConvCase c) {
   s.kh = s.kw = c.k;
   s.pad_t = s.pad_l = s.pad_b = s.pad_r = c.k / 2;
   s.depthwise = c.group > 1;
-  auto w = Random<int8_t>(c.m * (c.c / c.group) * c.k * c.k, 2, -127, 127);
+  auto w = bench::RandomInts<int8_t>(c.m * (c.c / c.group) * c.k * c.k, 2, -127, 127);
   auto conv = cpu::ConvS8::Create(s, w.data(), ActiveCpuFeatures());
-  auto x = Random<uint8_t>(kHw * kHw * c.c, 1, 0, 255);
-  auto bias = Random<int32_t>(c.m, 3, -1000, 1000);
+  auto x = bench::RandomInts<uint8_t>(kHw * kHw * c.c, 1, 0, 255);
+  auto bias = bench::RandomInts<int32_t>(c.m, 3, -1000, 1000);
   std::vector<float> scale(c.m, 1e-3f);
   std::vector<uint8_t> y(kHw * kHw * c.m);
   cpu::GemmS8Output out;
@@ -74,7 +65,7 @@ void BM_KvantS8(benchmark::State& state, ConvCase c) {
   out.zero_point = 117;
   ThreadPool pool(g_threads);
   std::vector<char> scratch((*conv)->ScratchBytes(g_threads) + 64);
-  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
+  void* aligned = bench::Aligned64(scratch);
   for (auto _ : state) {
     (*conv)->Run(x.data(), 128, bias.data(), out, y.data(), aligned, &pool);
     benchmark::DoNotOptimize(y.data());

@@ -45,23 +45,10 @@ void SetCounters(benchmark::State& state, const GemmShape& s) {
                                                benchmark::Counter::kIsRate);
 }
 
-template <typename T>
-std::vector<T> Random(int64_t n, uint32_t seed, int lo, int hi) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> u(lo, hi);
-  std::vector<T> v(n);
-  for (T& x : v) x = static_cast<T>(u(rng));
-  return v;
-}
-
-void* Aligned(std::vector<char>& v) {
-  return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-}
-
 void BM_KvantS8(benchmark::State& state, const cpu::GemmUkernelInfoS8* uk, GemmShape s) {
-  auto a = Random<uint8_t>(s.m * s.k, 1, 0, 255);
-  auto b = Random<int8_t>(s.k * s.n, 2, -127, 127);
-  auto bias = Random<int32_t>(s.n, 3, -1000, 1000);
+  auto a = bench::RandomInts<uint8_t>(s.m * s.k, 1, 0, 255);
+  auto b = bench::RandomInts<int8_t>(s.k * s.n, 2, -127, 127);
+  auto bias = bench::RandomInts<int32_t>(s.n, 3, -1000, 1000);
   std::vector<float> scale(s.n, 1e-4f);
   std::vector<uint8_t> c(s.m * s.n);
   const cpu::PackedBS8 packed = cpu::PackBS8(*uk, s.k, s.n, b.data(), s.n, 1);
@@ -80,7 +67,7 @@ void BM_KvantS8(benchmark::State& state, const cpu::GemmUkernelInfoS8* uk, GemmS
   g.c = c.data();
   g.ldc = s.n;
   for (auto _ : state) {
-    cpu::RunGemmS8(*uk, g, Aligned(scratch), &pool);
+    cpu::RunGemmS8(*uk, g, bench::Aligned64(scratch), &pool);
     benchmark::DoNotOptimize(c.data());
   }
   SetCounters(state, s);
@@ -101,7 +88,7 @@ void BM_KvantF32(benchmark::State& state, GemmShape s) {
   g.c = c.data();
   g.ldc = s.n;
   for (auto _ : state) {
-    cpu::RunGemmF32(uk, g, Aligned(scratch), &pool);
+    cpu::RunGemmF32(uk, g, bench::Aligned64(scratch), &pool);
     benchmark::DoNotOptimize(c.data());
   }
   SetCounters(state, s);
@@ -122,9 +109,9 @@ void BM_OneDnnU8S8(benchmark::State& state, GemmShape s) {
   attr.set_zero_points(DNNL_ARG_DST, 0, {117});
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd_any, biasd, cd), attr, eng);
   dnnl::matmul prim(pd);
-  auto a = Random<uint8_t>(s.m * s.k, 1, 0, 255);
-  auto b = Random<int8_t>(s.k * s.n, 2, -127, 127);
-  auto bias = Random<int32_t>(s.n, 3, -1000, 1000);
+  auto a = bench::RandomInts<uint8_t>(s.m * s.k, 1, 0, 255);
+  auto b = bench::RandomInts<int8_t>(s.k * s.n, 2, -127, 127);
+  auto bias = bench::RandomInts<int32_t>(s.n, 3, -1000, 1000);
   std::vector<uint8_t> c(s.m * s.n);
   memory am(ad, eng, a.data()), b_plain(bd_plain, eng, b.data()), biasm(biasd, eng, bias.data()),
       cm(cd, eng, c.data());

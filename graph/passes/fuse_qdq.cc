@@ -43,6 +43,17 @@ std::string ZeroPointOrZero(Graph& g, const Node& n, size_t i, DataType type) {
   return g.AddConstant(n.name + "_zero_point", zero);
 }
 
+// A QuantizeLinear's output type: its zero point's, else output_dtype, else
+// u8 (kUndefined when the zero point's type is unknown).
+DataType QuantizedType(const Graph& g, const Node& q) {
+  if (q.inputs.size() > 2 && !q.inputs[2].empty()) {
+    const ValueType* t = g.FindType(q.inputs[2]);
+    return t == nullptr ? DataType::kUndefined : t->dtype;
+  }
+  const int64_t t = q.attrs.GetInt("output_dtype", 0);
+  return t != 0 ? static_cast<DataType>(t) : DataType::kUInt8;
+}
+
 float At(const Tensor& t, int64_t i) { return t.data<float>()[t.num_elements() == 1 ? 0 : i]; }
 
 // Q(MatMul(DQ(a), DQ(constant b))) -> QLinearMatMul.
@@ -76,14 +87,7 @@ absl::Status FuseQdqMatMul(Graph& graph) {
       if (bq->rank() != 2 || (axis != 1 && axis != -1)) continue;  // per column only
     }
     if (dqa->attrs.GetInt("block_size", 0) != 0 || dqb->attrs.GetInt("block_size", 0) != 0) continue;
-    DataType yt = DataType::kUInt8;
-    if (q.inputs.size() > 2 && !q.inputs[2].empty()) {
-      const ValueType* t = graph.FindType(q.inputs[2]);
-      if (t == nullptr) continue;
-      yt = t->dtype;
-    } else if (q.attrs.GetInt("output_dtype", 0) != 0) {
-      yt = static_cast<DataType>(q.attrs.GetInt("output_dtype", 0));
-    }
+    const DataType yt = QuantizedType(graph, q);
     if (!IsByteType(yt)) continue;
     Node fused;
     fused.op_type = "QLinearMatMul";
@@ -135,15 +139,7 @@ absl::Status FuseQdqConv(Graph& graph) {
     if (xs == nullptr || ws == nullptr || ys == nullptr) continue;
     if (ws->num_elements() > 1 && dqw->attrs.GetInt("axis", 1) != 0) continue;  // per output channel only
     if (dqx->attrs.GetInt("block_size", 0) != 0 || dqw->attrs.GetInt("block_size", 0) != 0) continue;
-    // The output type: the zero point's, else output_dtype, else u8.
-    DataType yt = DataType::kUInt8;
-    if (q.inputs.size() > 2 && !q.inputs[2].empty()) {
-      const ValueType* t = graph.FindType(q.inputs[2]);
-      if (t == nullptr) continue;
-      yt = t->dtype;
-    } else if (q.attrs.GetInt("output_dtype", 0) != 0) {
-      yt = static_cast<DataType>(q.attrs.GetInt("output_dtype", 0));
-    }
+    const DataType yt = QuantizedType(graph, q);
     if (!IsByteType(yt)) continue;
     // Bias: int32 at scale x_scale * w_scale.
     std::string bias;
