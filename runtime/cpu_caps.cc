@@ -15,7 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/gemm_s8.h"
-#include "runtime/cuda/cuda_backend.h"
+#include "runtime/gpu_caps.h"
 
 namespace kvant {
 namespace {
@@ -165,7 +165,7 @@ std::string DescribeHardware() {
   absl::StrAppend(&s, absl::StrFormat("  %-6s %s\n", "f16",
                                       (active & kCpuAvx512fp16) ? "hardware FP16 arithmetic present (no kernel yet)"
                                                                 : "no FP16 arithmetic on this CPU"));
-  absl::StrAppend(&s, "GPU: ", DescribeCudaBackend(), "\n");
+  absl::StrAppend(&s, DescribeGpus());
   return s;
 }
 
