@@ -98,6 +98,9 @@ constexpr OpSchema kSchemas[] = {
     {"", "QLinearMatMul", 8, 8, "........", InferQLinearMatMul},
     {"", "ConvInteger", 2, 4, "....", InferConvInteger},
     {"", "QLinearConv", 8, 9, ".........", InferQLinearConv},
+    {"", "DynamicQuantizeLinear", 1, 1, ".", InferDynamicQuantizeLinear},
+    {"com.microsoft", "MatMulIntegerToFloat", 4, 7, ".......", InferMatMulIntegerToFloat},
+    {"com.microsoft", "DynamicQuantizeMatMul", 3, 5, ".....", InferDynamicQuantizeMatMul},
     // Recurrent.
     {"", "RNN", 3, 6, "TTTTIT", InferRecurrent},
     {"", "GRU", 3, 6, "TTTTIT", InferRecurrent},

@@ -91,6 +91,9 @@ absl::Status InferMatMulOf(InferContext& ctx, int a_index, int b_index, DataType
 absl::Status InferQuantizeLinear(InferContext& ctx);
 absl::Status InferDequantizeLinear(InferContext& ctx);
 absl::Status InferMatMulInteger(InferContext& ctx);
+absl::Status InferDynamicQuantizeLinear(InferContext& ctx);
+absl::Status InferMatMulIntegerToFloat(InferContext& ctx);
+absl::Status InferDynamicQuantizeMatMul(InferContext& ctx);
 absl::Status InferQLinearMatMul(InferContext& ctx);
 absl::Status InferConvInteger(InferContext& ctx);
 absl::Status InferQLinearConv(InferContext& ctx);

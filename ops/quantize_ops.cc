@@ -1,5 +1,7 @@
 // Shape and type rules of the quantization operators: QuantizeLinear,
-// DequantizeLinear, MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv.
+// DequantizeLinear, DynamicQuantizeLinear, MatMulInteger, QLinearMatMul,
+// ConvInteger, QLinearConv, and ONNX Runtime's com.microsoft
+// MatMulIntegerToFloat and DynamicQuantizeMatMul.
 // Supported: u8 and s8 data, f32 scales, per-tensor parameters and per-axis
 // (per output channel) ones where the operator allows them; anything else
 // (float8, int4/int16, blocked quantization, per-row A zero points) is
@@ -167,6 +169,61 @@ absl::Status InferQLinearConv(InferContext& ctx) {
   if (auto s = CheckParam(ctx, 4, m, "w_scale"); !s.ok()) return s;
   if (auto s = CheckParam(ctx, 5, m, "w_zero_point"); !s.ok()) return s;
   return InferConvOf(ctx, 0, 3, 8, ctx.dtype(7));
+}
+
+absl::Status InferDynamicQuantizeLinear(InferContext& ctx) {
+  if (auto s = ExpectType(ctx, 0, ctx.dtype(0) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  ctx.output(0) = ValueType{DataType::kUInt8, ctx.shape(0)};
+  ctx.output(1) = ValueType{DataType::kFloat32, Shape::Of({})};
+  ctx.output(2) = ValueType{DataType::kUInt8, Shape::Of({})};
+  return absl::OkStatus();
+}
+
+namespace {
+
+// B, its scale and zero point, and the bias of the com.microsoft products
+// with float output.
+absl::Status CheckFloatOutputProduct(InferContext& ctx, int b, int b_scale, int b_zp, int bias) {
+  if (auto s = ExpectType(ctx, b, IsByte(ctx.dtype(b)), "u8 or s8"); !s.ok()) return s;
+  if (auto s = ExpectType(ctx, b_scale, ctx.dtype(b_scale) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  if (ctx.has_input(b_zp) && ctx.dtype(b_zp) != ctx.dtype(b)) {
+    return ctx.Error("b_zero_point must have B's type %s, got %s", DataTypeName(ctx.dtype(b)),
+                     DataTypeName(ctx.dtype(b_zp)));
+  }
+  const int64_t n = ColumnsOf(ctx.shape(b));
+  if (auto s = CheckParam(ctx, b_scale, n, "b_scale"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, b_zp, n, "b_zero_point"); !s.ok()) return s;
+  if (ctx.has_input(bias)) {
+    if (auto s = ExpectType(ctx, bias, ctx.dtype(bias) == DataType::kFloat32, "f32"); !s.ok()) return s;
+    const Shape& bs = ctx.shape(bias);
+    if (bs.rank_known && !(bs.rank() == 1 && (!bs.dims[0].known() || n < 0 || bs.dims[0].value == n))) {
+      return ctx.Error("bias must have shape [%d], got %s", n, bs.ToString());
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status InferMatMulIntegerToFloat(InferContext& ctx) {
+  // A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias
+  if (auto s = ExpectType(ctx, 0, IsByte(ctx.dtype(0)), "u8 or s8"); !s.ok()) return s;
+  if (auto s = ExpectType(ctx, 2, ctx.dtype(2) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, 2, -2, "a_scale"); !s.ok()) return s;
+  if (ctx.has_input(4) && ctx.dtype(4) != ctx.dtype(0)) {
+    return ctx.Error("a_zero_point must have A's type %s, got %s", DataTypeName(ctx.dtype(0)),
+                     DataTypeName(ctx.dtype(4)));
+  }
+  if (auto s = CheckParam(ctx, 4, -2, "a_zero_point"); !s.ok()) return s;
+  if (auto s = CheckFloatOutputProduct(ctx, 1, 3, 5, 6); !s.ok()) return s;
+  return InferMatMulOf(ctx, 0, 1, DataType::kFloat32);
+}
+
+absl::Status InferDynamicQuantizeMatMul(InferContext& ctx) {
+  // A (f32), B, b_scale, b_zero_point, bias
+  if (auto s = ExpectType(ctx, 0, ctx.dtype(0) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  if (auto s = CheckFloatOutputProduct(ctx, 1, 2, 3, 4); !s.ok()) return s;
+  return InferMatMulOf(ctx, 0, 1, DataType::kFloat32);
 }
 
 }  // namespace kvant

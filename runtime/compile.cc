@@ -57,6 +57,7 @@ absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const S
   UniquifyNodeNames(graph);
   OptimizeOptions opt;
   opt.optimize = options.optimize;
+  opt.dynamic_int8 = options.dynamic_int8;
   opt.cpu = cpu;
   if (auto s = OptimizeGraph(graph, opt); !s.ok()) return s;
   model->cpu = cpu;

@@ -91,6 +91,7 @@ int RunCommand(const RunArgs& args) {
   SessionOptions options;
   options.num_threads = args.threads;
   options.profile = args.profile;
+  options.dynamic_int8 = args.dynamic_int8;
   auto session = Session::Load(args.model, options);
   if (!session.ok()) return Fail(session.status());
 

@@ -23,6 +23,7 @@ struct RunArgs {
   uint64_t seed = 0;
   bool seed_given = false;
   bool profile = false;
+  bool dynamic_int8 = false;
 };
 int RunCommand(const RunArgs& args);
 

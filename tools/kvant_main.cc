@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--threads", run.threads, "intra-op threads")->check(CLI::Range(1, 1024));
   run_cmd->add_option("--repeat", run.repeat, "timed runs (median reported)")->check(CLI::Range(1, 1000000));
   run_cmd->add_flag("--profile", run.profile, "print time per node over the timed runs");
+  run_cmd->add_flag("--dynamic-int8", run.dynamic_int8,
+                    "run MatMul and Gemm with constant weights as dynamically quantized INT8 (s8 weights per column, "
+                    "u8 activations quantized per call)");
   run_cmd->add_option("--seed", run.seed, "seed of the random inputs")->each([&](const std::string&) {
     run.seed_given = true;
   });

@@ -39,6 +39,12 @@ absl::Status FusePadIntoConv(Graph& graph);
 // into QLinearMatMul (fuse_qdq.cc).
 absl::Status FuseQdqConv(Graph& graph);
 
+// fuse_dynamic_quant.cc: ONNX Runtime's dynamically quantized MatMul
+// (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul [-> Add bias])
+// becomes com.microsoft DynamicQuantizeMatMul; QuantizeMatMulsDynamic turns
+// FP32 MatMul/Gemm with constant weights into it (SessionOptions::dynamic_int8).
+absl::Status FuseDynamicQuantizeMatMul(Graph& graph);
+absl::Status QuantizeMatMulsDynamic(Graph& graph);
 // fuse_layer_norm.cc: the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add
 // spelling of layer normalization becomes LayerNormalization.
 absl::Status FuseLayerNorm(Graph& graph);
@@ -62,6 +68,7 @@ absl::Status RemoveDeadNodes(Graph& graph);
 // pipeline.cc
 struct OptimizeOptions {
   bool optimize = true;  // false: shape inference only
+  bool dynamic_int8 = false;  // QuantizeMatMulsDynamic
   CpuFeatures cpu = 0;
 };
 absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options);

@@ -2,11 +2,13 @@
 // input-shape signature:
 //  1. remove Identity/Dropout; infer shapes; fuse DequantizeLinear -> Conv ->
 //     QuantizeLinear into QLinearConv (before folding turns the weights'
-//     DequantizeLinear into float weights);
+//     DequantizeLinear into float weights) and ONNX Runtime's dynamic
+//     quantization chains into DynamicQuantizeMatMul;
 //  2. infer shapes and fold constants (one sweep);
 //  3. fold BatchNorm, constant scales/shifts and zero Pads into Conv/Gemm, recognize
-//     HardSwish and LayerNormalization, then fuse activations (and scalar
-//     affine tails);
+//     HardSwish and LayerNormalization; with dynamic_int8, FP32 MatMul/Gemm
+//     with constant weights become DynamicQuantizeMatMul; then fuse
+//     activations (and scalar affine tails);
 //  4. drop dead nodes and unused initializers;
 //  5. infer shapes again over the final graph.
 #include "absl/strings/str_format.h"
@@ -20,12 +22,16 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
   if (auto s = InferShapes(graph); !s.ok()) return s;
   if (auto s = FuseQdqConv(graph); !s.ok()) return s;
+  if (auto s = FuseDynamicQuantizeMatMul(graph); !s.ok()) return s;
   if (auto s = FoldConstants(graph, options.cpu); !s.ok()) return s;
   if (auto s = FoldBatchNorm(graph); !s.ok()) return s;
   if (auto s = FoldConvAffine(graph); !s.ok()) return s;
   if (auto s = FusePadIntoConv(graph); !s.ok()) return s;
   if (auto s = FuseHardSwish(graph); !s.ok()) return s;
   if (auto s = FuseLayerNorm(graph); !s.ok()) return s;
+  if (options.dynamic_int8) {
+    if (auto s = QuantizeMatMulsDynamic(graph); !s.ok()) return s;
+  }
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;

@@ -133,6 +133,11 @@ struct SessionOptions {
   int64_t max_weight_bytes = int64_t{16} << 30;
   // Time every kernel call; read the totals with Session::Profile().
   bool profile = false;
+  // Dynamic INT8: MatMul and Gemm with constant FP32 weights run on the INT8
+  // GEMM, weights quantized once at load (s8, symmetric per output column),
+  // activations per call (u8, range of the call's data), output in FP32.
+  // The model file is not changed.
+  bool dynamic_int8 = false;
   // Run-time buffers come from here (null: the C heap, 64-byte aligned).
   // Outputs keep the allocator alive until they are released.
   std::shared_ptr<Allocator> allocator;

@@ -1,12 +1,13 @@
-// Quantization operators on the INT8 kernels: QuantizeLinear and
-// DequantizeLinear (per tensor and per axis), MatMulInteger and
-// QLinearMatMul (the INT8 GEMM, numpy batch broadcasting), ConvInteger and
+// Quantization operators on the INT8 kernels: QuantizeLinear,
+// DequantizeLinear (per tensor and per axis) and DynamicQuantizeLinear;
+// ConvInteger and
 // QLinearConv (2-D, group 1 or depthwise, on the NHWC INT8 convolution with
 // NCHW <-> NHWC conversion at its edges).
 //
 // Signed operands meet the u8 x s8 kernels by flipping the top bit: an s8
 // activation a is the u8 a + 128 with zero point za + 128; a u8 weight b is
 // the s8 b - 128 with zero point zb - 128.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "ops/broadcast.h"
 #include "ops/cpu/conv_s8.h"
 #include "ops/cpu/gemm_s8.h"
+#include "ops/cpu/quantize_common.h"
 #include "ops/nn_ops.h"
 
 namespace kvant::cpu {
@@ -24,26 +26,6 @@ int64_t Product(absl::Span<const int64_t> s) {
   int64_t n = 1;
   for (int64_t d : s) n *= d;
   return n;
-}
-
-bool Signed(DataType t) { return t == DataType::kInt8; }
-
-// Zero point i of an optional u8/s8/s32 input (0 when absent).
-int32_t ZeroPointAt(const KernelContext& ctx, int input, int64_t i) {
-  if (!ctx.has_input(input)) return 0;
-  const TensorArg& t = ctx.input(input);
-  const int64_t j = t.num_elements() == 1 ? 0 : i;
-  switch (t.dtype) {
-    case DataType::kUInt8: return t.as<const uint8_t>()[j];
-    case DataType::kInt8: return t.as<const int8_t>()[j];
-    case DataType::kInt32: return t.as<const int32_t>()[j];
-    default: return 0;
-  }
-}
-
-float ScaleAt(const KernelContext& ctx, int input, int64_t i) {
-  const TensorArg& t = ctx.input(input);
-  return t.as<const float>()[t.num_elements() == 1 ? 0 : i];
 }
 
 // Outer, axis and inner sizes of a per-axis parameter over x.
@@ -99,6 +81,23 @@ class QuantizeLinear final : public Kernel {
   int64_t axis_;
 };
 
+// DynamicQuantizeLinear: u8 with the scale and zero point of x's range.
+class DynamicQuantizeLinear final : public Kernel {
+ public:
+  explicit DynamicQuantizeLinear(CpuFeatures cpu) : cpu_(cpu) {}
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const DynamicRange r = ComputeDynamicRange(x.as<const float>(), x.num_elements(), cpu_);
+    QuantizeU8(x.as<const float>(), x.num_elements(), r, ctx.output(0).as<uint8_t>(), cpu_);
+    *ctx.output(1).as<float>() = r.scale;
+    *ctx.output(2).as<uint8_t>() = r.zero_point;
+    return absl::OkStatus();
+  }
+
+ private:
+  CpuFeatures cpu_;
+};
+
 class DequantizeLinear final : public Kernel {
  public:
   explicit DequantizeLinear(int64_t axis) : axis_(axis) {}
@@ -128,135 +127,6 @@ class DequantizeLinear final : public Kernel {
 
  private:
   int64_t axis_;
-};
-
-// u8 or s8 bytes as the u8 the GEMM takes (s8: top bit flipped).
-void ToUnsigned(const void* src, DataType t, int64_t n, uint8_t* dst) {
-  const uint8_t* s = static_cast<const uint8_t*>(src);
-  if (!Signed(t)) {
-    std::memcpy(dst, s, n);
-  } else {
-    for (int64_t i = 0; i < n; ++i) dst[i] = s[i] ^ 0x80;
-  }
-}
-
-// u8 or s8 bytes as the s8 the GEMM takes (u8: top bit flipped).
-std::vector<int8_t> ToSigned(const void* src, DataType t, int64_t n) {
-  std::vector<int8_t> out(n);
-  const uint8_t* s = static_cast<const uint8_t*>(src);
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int8_t>(Signed(t) ? s[i] : s[i] ^ 0x80);
-  return out;
-}
-
-// MatMulInteger (s32 out) and QLinearMatMul (u8/s8 out).
-class QMatMul final : public Kernel {
- public:
-  QMatMul(const GemmUkernelInfoS8& uk, bool qlinear) : uk_(uk), qlinear_(qlinear) {}
-
-  int b_input() const { return qlinear_ ? 3 : 1; }
-
-  absl::Status Prepare(const KernelInit& init) {
-    const Tensor* b = init.constant_inputs[b_input()];
-    if (b != nullptr && b->rank() == 2) {
-      const int64_t k = b->shape()[0], n = b->shape()[1];
-      std::vector<int8_t> s = ToSigned(b->raw_data(), b->dtype(), k * n);
-      packed_ = PackBS8(uk_, k, n, s.data(), n, 1);
-      has_packed_ = true;
-    }
-    return absl::OkStatus();
-  }
-
-  size_t ScratchBytes(const KernelShapes& s) const override {
-    const auto& a = s.inputs[0];
-    const auto& b = s.inputs[b_input()];
-    const int64_t k = a.back(), m = a.size() > 1 ? a[a.size() - 2] : 1, n = b.size() > 1 ? b.back() : 1;
-    return GemmScratchBytesS8(uk_, m, n, k, s.num_threads) + (m * k + 63) / 64 * 64 + 8 * n + 128;
-  }
-
-  absl::Status Run(const KernelContext& ctx) const override {
-    const TensorArg& a = ctx.input(0);
-    const TensorArg& b = ctx.input(b_input());
-    const TensorArg& y = ctx.output(0);
-    const int a_zp = 2, b_zp = qlinear_ ? 5 : 3;
-    // Matrix dimensions (1-D operands as a row / a column).
-    const int64_t k = a.shape.back();
-    const int64_t m = a.rank() > 1 ? a.shape[a.rank() - 2] : 1;
-    const int64_t n = b.rank() > 1 ? b.shape.back() : 1;
-    std::vector<int64_t> a_batch(a.shape.begin(), a.shape.end() - std::min<int64_t>(a.rank(), 2));
-    std::vector<int64_t> b_batch(b.shape.begin(), b.shape.end() - std::min<int64_t>(b.rank(), 2));
-    const int64_t batches = y.num_elements() / std::max<int64_t>(1, m * n);
-    std::vector<int64_t> y_batch(y.shape.begin(), y.shape.begin() + (y.rank() - (a.rank() > 1) - (b.rank() > 1)));
-    char* cursor = static_cast<char*>(ctx.scratch);
-    uint8_t* a_u8 = reinterpret_cast<uint8_t*>(cursor);
-    cursor += (m * k + 63) / 64 * 64;
-    int32_t* zb = reinterpret_cast<int32_t*>(cursor);
-    float* scale = reinterpret_cast<float*>(cursor + 4 * n);
-    cursor += (8 * n + 63) / 64 * 64;
-    // Zero points (flipped for the sign conversions) and output scales.
-    const int32_t za = ZeroPointAt(ctx, a_zp, 0) + (Signed(a.dtype) ? 128 : 0);
-    bool any_zb = false;
-    for (int64_t j = 0; j < n; ++j) {
-      zb[j] = ZeroPointAt(ctx, b_zp, j) - (Signed(b.dtype) ? 0 : 128);
-      any_zb |= zb[j] != 0;
-      if (qlinear_) scale[j] = ScaleAt(ctx, 1, 0) * ScaleAt(ctx, 4, j) / ScaleAt(ctx, 6, 0);
-    }
-    GemmArgsS8 g;
-    g.m = m;
-    g.lda = k;
-    g.a_zero_point = za;
-    g.b_zero_points = any_zb ? zb : nullptr;
-    g.ldc = n;
-    if (qlinear_) {
-      const bool s8 = Signed(y.dtype);
-      g.out.kind = s8 ? GemmS8Output::Kind::kS8 : GemmS8Output::Kind::kU8;
-      g.out.scale = scale;
-      g.out.zero_point = ZeroPointAt(ctx, 7, 0);
-      g.out.lo = s8 ? -128 : 0;
-      g.out.hi = s8 ? 127 : 255;
-    } else {
-      g.out.kind = GemmS8Output::Kind::kS32;
-    }
-    const size_t esize = qlinear_ ? 1 : 4;
-    std::vector<int64_t> idx(y_batch.size(), 0);
-    for (int64_t bi = 0; bi < batches; ++bi) {
-      // Offsets of this batch entry in A and B (broadcast dimensions repeat).
-      int64_t ao = 0, bo = 0, astride = 1, bstride = 1;
-      for (int64_t d = static_cast<int64_t>(y_batch.size()) - 1, rem = bi; d >= 0; --d) {
-        idx[d] = rem % y_batch[d];
-        rem /= y_batch[d];
-      }
-      for (int64_t d = static_cast<int64_t>(a_batch.size()) - 1; d >= 0; --d) {
-        const int64_t yd = d + static_cast<int64_t>(y_batch.size() - a_batch.size());
-        if (a_batch[d] != 1) ao += idx[yd] * astride;
-        astride *= a_batch[d];
-      }
-      for (int64_t d = static_cast<int64_t>(b_batch.size()) - 1; d >= 0; --d) {
-        const int64_t yd = d + static_cast<int64_t>(y_batch.size() - b_batch.size());
-        if (b_batch[d] != 1) bo += idx[yd] * bstride;
-        bstride *= b_batch[d];
-      }
-      ToUnsigned(static_cast<const char*>(a.data) + ao * m * k, a.dtype, m * k, a_u8);
-      PackedBS8 local;
-      if (!has_packed_) {
-        std::vector<int8_t> s = ToSigned(static_cast<const char*>(b.data) + bo * k * n, b.dtype, k * n);
-        local = PackBS8(uk_, k, n, s.data(), n, 1);
-      }
-      g.a = a_u8;
-      g.b = has_packed_ ? &packed_ : &local;
-      g.c = static_cast<char*>(y.data) + bi * m * n * esize;
-      RunGemmS8(uk_, g, cursor, ctx.pool);
-    }
-    return absl::OkStatus();
-  }
-
-  std::string Describe() const override { return uk_.name; }
-  int64_t PackedBytes() const override { return has_packed_ ? packed_.bytes() : 0; }
-
- private:
-  const GemmUkernelInfoS8& uk_;
-  bool qlinear_;
-  PackedBS8 packed_;
-  bool has_packed_ = false;
 };
 
 // ConvInteger (s32 out) and QLinearConv (u8/s8 out), 2-D, NCHW.
@@ -457,20 +327,59 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQuantizeLinear(const KernelInit& i
   return std::make_unique<QuantizeLinear>(AxisAttr(init));
 }
 
-absl::StatusOr<std::unique_ptr<Kernel>> CreateDequantizeLinear(const KernelInit& init) {
-  return std::make_unique<DequantizeLinear>(AxisAttr(init));
+absl::StatusOr<std::unique_ptr<Kernel>> CreateDynamicQuantizeLinear(const KernelInit& init) {
+  return std::make_unique<DynamicQuantizeLinear>(init.cpu);
 }
 
-absl::StatusOr<std::unique_ptr<Kernel>> CreateQMatMul(const KernelInit& init) {
-  auto k = std::make_unique<QMatMul>(SelectGemmUkernelS8(init.cpu), init.op == "QLinearMatMul");
-  if (auto s = k->Prepare(init); !s.ok()) return s;
-  return k;
+absl::StatusOr<std::unique_ptr<Kernel>> CreateDequantizeLinear(const KernelInit& init) {
+  return std::make_unique<DequantizeLinear>(AxisAttr(init));
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQConv(const KernelInit& init) {
   auto k = std::make_unique<QConv>(init.op == "QLinearConv", init.node_label);
   if (auto s = k->Prepare(init); !s.ok()) return s;
   return k;
+}
+
+namespace avx512 {
+void RangeF32(const float* x, int64_t n, float* lo, float* hi);
+void QuantizeU8(const float* x, int64_t n, float scale, float zero_point, uint8_t* y);
+}  // namespace avx512
+
+DynamicRange ComputeDynamicRange(const float* x, int64_t n, CpuFeatures cpu) {
+  // The ONNX formula in float: range widened to hold 0, scale = range / 255,
+  // zero point round(0 - lo / scale) saturated to [0, 255].
+  float lo = 0, hi = 0;
+  if (cpu & kCpuAvx512f) {
+    avx512::RangeF32(x, n, &lo, &hi);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      lo = std::fmin(lo, x[i]);
+      hi = std::fmax(hi, x[i]);
+    }
+  }
+  DynamicRange r;
+  r.scale = (hi - lo) / 255.f;
+  if (!(r.scale > 0) || !std::isfinite(r.scale)) {  // all zeros, or infinities
+    r.scale = 0;
+    return r;
+  }
+  const float zp = std::nearbyint(0.f - lo / r.scale);
+  r.zero_point = static_cast<uint8_t>(std::clamp(zp, 0.f, 255.f));
+  return r;
+}
+
+void QuantizeU8(const float* x, int64_t n, DynamicRange r, uint8_t* y, CpuFeatures cpu) {
+  if (!(r.scale > 0) || !std::isfinite(r.scale)) {
+    std::memset(y, r.zero_point, n);
+    return;
+  }
+  const float zp = r.zero_point;
+  if (cpu & kCpuAvx512f) return avx512::QuantizeU8(x, n, r.scale, zp, y);
+  for (int64_t i = 0; i < n; ++i) {
+    const float q = std::nearbyint(x[i] / r.scale) + zp;
+    y[i] = static_cast<uint8_t>(q >= 255.f ? 255.f : (q > 0.f ? q : 0.f));  // NaN -> 0
+  }
 }
 
 }  // namespace kvant::cpu

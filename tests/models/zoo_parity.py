@@ -5,6 +5,13 @@
 and for classifiers the top-1 agrees. Models not fetched are reported as
 skipped; `--require` makes a missing zoo an error.
 
+Dynamic INT8, for the sentence-embedding transformer: the model quantized by
+ONNX Runtime's quantize_dynamic (s8 and u8 weights) runs in Kvant (fused into
+DynamicQuantizeMatMul) and in ONNX Runtime; the embeddings must agree
+(cosine >= 0.99 per sentence: both quantize the activations per call, and
+1-ulp float differences flip a few quantized values), and Kvant's own
+`--dynamic-int8` (s8 per-column weights) must stay within cosine 0.98 of FP32.
+
 usage: zoo_parity.py KVANT_BINARY WORK_DIR [--require]
 """
 import glob
@@ -52,6 +59,55 @@ def check(kvant, model_dir, case_dir, work):
     return errors, worst
 
 
+def cosines(a, b):
+    a, b = a.reshape(a.shape[0], -1).astype(np.float64), b.reshape(b.shape[0], -1).astype(np.float64)
+    return np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+
+
+def run_kvant(kvant, model, case_dir, feeds, out, extra=()):
+    args = [kvant, "run", model, "--output-dir", out, *extra]
+    for k in feeds:
+        args += ["--input", f"{k}={os.path.join(case_dir, k + '.npy')}"]
+    r = subprocess.run(args, capture_output=True, text=True)
+    return r.stderr.strip() if r.returncode != 0 else None
+
+
+def check_dynamic(kvant, model_dir, case_dir, work):
+    """Dynamic INT8 of an embedding model: ONNX Runtime's quantized files and ours."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    os.makedirs(work, exist_ok=True)
+    model = os.path.join(model_dir, "model.onnx")
+    feeds = {os.path.basename(f)[:-4]: np.load(f) for f in sorted(glob.glob(os.path.join(case_dir, "*.npy")))}
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    name = sess.get_outputs()[-1].name
+    fp32 = sess.run([name], feeds)[0]
+    errors, lines = [], []
+    for wt, label in ((QuantType.QInt8, "s8"), (QuantType.QUInt8, "u8")):
+        qmodel = os.path.join(work, f"dynamic_{label}.onnx")
+        if not os.path.exists(qmodel):
+            quantize_dynamic(model, qmodel, weight_type=wt)
+        want = ort.InferenceSession(qmodel, providers=["CPUExecutionProvider"]).run([name], feeds)[0]
+        out = os.path.join(work, f"out_{label}")
+        err = run_kvant(kvant, qmodel, case_dir, feeds, out)
+        if err:
+            errors.append(f"ORT-quantized ({label} weights): kvant failed: {err}")
+            continue
+        c = float(np.min(cosines(np.load(os.path.join(out, safe(name) + ".npy")), want)))
+        lines.append(f"ORT quantize_dynamic {label}: min cosine kvant/ort {c:.5f}")
+        if c < 0.99:
+            errors.append(f"ORT-quantized ({label} weights): min cosine to ONNX Runtime {c:.5f} < 0.99")
+    out = os.path.join(work, "out_ours")
+    err = run_kvant(kvant, model, case_dir, feeds, out, ["--dynamic-int8"])
+    if err:
+        errors.append(f"--dynamic-int8: kvant failed: {err}")
+    else:
+        c = float(np.min(cosines(np.load(os.path.join(out, safe(name) + ".npy")), fp32)))
+        lines.append(f"--dynamic-int8: min cosine to FP32 {c:.5f}")
+        if c < 0.98:
+            errors.append(f"--dynamic-int8: min cosine to FP32 {c:.5f} < 0.98")
+    return errors, "; ".join(lines)
+
+
 def main():
     kvant, work = sys.argv[1], sys.argv[2]
     models = sorted(d for d in glob.glob(os.path.join(CACHE, "*")) if os.path.exists(os.path.join(d, "MODEL.json")))
@@ -67,6 +123,12 @@ def main():
             for e in errors:
                 print("       ", e)
             failures += bool(errors)
+            if os.path.basename(d) == "minilm" and os.path.basename(case) == "sentences":
+                errors, summary = check_dynamic(kvant, d, case, os.path.join(work, "minilm_dynamic"))
+                print(f"{'ok' if not errors else 'FAILED':6s} {name + ' dynamic int8':52s} {summary}")
+                for e in errors:
+                    print("       ", e)
+                failures += bool(errors)
     print(f"zoo parity: {'all' if not failures else failures} case(s) {'passed' if not failures else 'failed'}")
     return 1 if failures else 0
 

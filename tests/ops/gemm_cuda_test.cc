@@ -204,7 +204,7 @@ TEST(GemmS8Cuda, TileEdgesEveryTile) {
     for (int64_t m : {1, 15, 16, 17, 65, 130}) {
       for (int64_t n : {8, 63, 64, 65, 257}) {
         for (int64_t k : {64, 96, 128 + 16, 320}) {
-          SCOPED_TRACE(testing::Message() << GemmTileName(tile) << " M=" << m << " N=" << n << " K=" << k);
+          SCOPED_TRACE(::testing::Message() << GemmTileName(tile) << " M=" << m << " N=" << n << " K=" << k);
           GemmS8CudaTester().M(m).N(n).K(k).Plan(tile, 1).Test();
         }
       }
@@ -216,7 +216,7 @@ TEST(GemmS8Cuda, KNotMultipleOf16UsesUnalignedLoads) {
   KVANT_SKIP_WITHOUT_GPU();
   for (GemmTile tile : kAllTiles)
     for (int64_t k : {1, 3, 17, 27, 100, 515}) {
-      SCOPED_TRACE(testing::Message() << GemmTileName(tile) << " K=" << k);
+      SCOPED_TRACE(::testing::Message() << GemmTileName(tile) << " K=" << k);
       GemmS8CudaTester().M(37).N(70).K(k).Plan(tile, 1).Test();
       GemmS8CudaTester().M(37).N(70).K(k).LdaExtra(16 - k % 16).Plan(tile, 1).Test();  // padded rows: aligned path
     }
@@ -226,7 +226,7 @@ TEST(GemmS8Cuda, SplitKIsExactAndLeavesCountersZero) {
   KVANT_SKIP_WITHOUT_GPU();
   for (GemmTile tile : kAllTiles)
     for (int splits : {2, 3, 7, 40}) {
-      SCOPED_TRACE(testing::Message() << GemmTileName(tile) << " splits=" << splits);
+      SCOPED_TRACE(::testing::Message() << GemmTileName(tile) << " splits=" << splits);
       GemmS8CudaTester().M(33).N(129).K(1000).Plan(tile, splits).Test();
       GemmS8CudaTester().M(1).N(300).K(2048).Plan(tile, splits).Output(GemmS8Args::Out::kS8).PerColumn(true).Test();
     }
@@ -238,7 +238,7 @@ TEST(GemmS8Cuda, RequantizedOutputs) {
   for (Out out : {Out::kU8, Out::kS8, Out::kF32})
     for (bool per_column : {false, true})
       for (int32_t za : {-128, 0, 127}) {  // u8 zero points 0, 128, 255 after the +128 shift
-        SCOPED_TRACE(testing::Message() << "out=" << static_cast<int>(out) << " per_column=" << per_column << " za=" << za);
+        SCOPED_TRACE(::testing::Message() << "out=" << static_cast<int>(out) << " per_column=" << per_column << " za=" << za);
         GemmS8CudaTester().M(70).N(96).K(200).Za(za).Output(out).PerColumn(per_column).Test();
         GemmS8CudaTester().M(5).N(40).K(77).Za(za).Output(out).PerColumn(per_column).Alpha(0.75f).Test();
       }
@@ -342,7 +342,7 @@ TEST(GemmF16Cuda, TileEdgesEveryTileAndSplit) {
       for (int64_t m : {1, 17, 130})
         for (int64_t n : {8, 65, 257})
           for (int64_t k : {8, 40, 333}) {
-            SCOPED_TRACE(testing::Message() << GemmTileName(tile) << " splits=" << splits << " M=" << m
+            SCOPED_TRACE(::testing::Message() << GemmTileName(tile) << " splits=" << splits << " M=" << m
                                             << " N=" << n << " K=" << k);
             GemmF16CudaTester().M(m).N(n).K(k).Plan(tile, splits).Test();
           }

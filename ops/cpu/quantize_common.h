@@ -1,0 +1,70 @@
+// Helpers shared by the quantized CPU operators (quantize_s8.cc,
+// qmatmul_s8.cc): reading scales and zero points, and the sign conversions
+// that let s8 activations and u8 weights meet the u8 x s8 GEMM (flip the top
+// bit: s8 a is the u8 a + 128 with zero point za + 128; u8 b is the s8 b - 128
+// with zero point zb - 128).
+#ifndef KVANT_OPS_CPU_QUANTIZE_COMMON_H_
+#define KVANT_OPS_CPU_QUANTIZE_COMMON_H_
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "ops/kernel.h"
+
+namespace kvant::cpu {
+
+inline bool Signed(DataType t) { return t == DataType::kInt8; }
+
+// Zero point i of an optional u8/s8/s32 input (0 when absent; one value
+// serves every i).
+inline int32_t ZeroPointAt(const KernelContext& ctx, int input, int64_t i) {
+  if (!ctx.has_input(input)) return 0;
+  const TensorArg& t = ctx.input(input);
+  const int64_t j = t.num_elements() == 1 ? 0 : i;
+  switch (t.dtype) {
+    case DataType::kUInt8: return t.as<const uint8_t>()[j];
+    case DataType::kInt8: return t.as<const int8_t>()[j];
+    case DataType::kInt32: return t.as<const int32_t>()[j];
+    default: return 0;
+  }
+}
+
+inline float ScaleAt(const KernelContext& ctx, int input, int64_t i) {
+  const TensorArg& t = ctx.input(input);
+  return t.as<const float>()[t.num_elements() == 1 ? 0 : i];
+}
+
+// u8 or s8 bytes as the u8 the GEMM takes (s8: top bit flipped).
+inline void ToUnsigned(const void* src, DataType t, int64_t n, uint8_t* dst) {
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  if (!Signed(t)) {
+    std::memcpy(dst, s, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = s[i] ^ 0x80;
+  }
+}
+
+// u8 or s8 bytes as the s8 the GEMM takes (u8: top bit flipped).
+inline std::vector<int8_t> ToSigned(const void* src, DataType t, int64_t n) {
+  std::vector<int8_t> out(n);
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int8_t>(Signed(t) ? s[i] : s[i] ^ 0x80);
+  return out;
+}
+
+// DynamicQuantizeLinear's parameters for values in [lo, hi] (NaN ignored):
+// the range widened to hold 0, scale = range / 255, zero point
+// round(-lo / scale) saturated to u8; scale 0 (all zeros) gives zero point 0.
+struct DynamicRange {
+  float scale = 0;
+  uint8_t zero_point = 0;
+};
+// AVX-512 when `cpu` has it (ops/cpu/quantize_u8_avx512.cc, bit-exact).
+DynamicRange ComputeDynamicRange(const float* x, int64_t n, CpuFeatures cpu);
+// y = saturate(round_half_even(x / scale) + zero_point) as u8 (scale 0: zero point).
+void QuantizeU8(const float* x, int64_t n, DynamicRange r, uint8_t* y, CpuFeatures cpu);
+
+}  // namespace kvant::cpu
+
+#endif  // KVANT_OPS_CPU_QUANTIZE_COMMON_H_
