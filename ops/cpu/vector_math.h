@@ -8,6 +8,7 @@
 #ifndef KVANT_OPS_CPU_VECTOR_MATH_H_
 #define KVANT_OPS_CPU_VECTOR_MATH_H_
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -45,7 +46,9 @@ inline float FastTanh(float x) {
 }
 
 inline float FastErf(float x) {
-  const float ax = x < 0 ? -x : x;
+  // fabs/copysign rather than branches: GCC if-converts these, so the loop
+  // vectorizes (NaN propagates through t).
+  const float ax = std::fabs(x);
   const float t = 1.f / (1.f + 0.3275911f * ax);
   float p = 1.061405429f;
   p = p * t - 1.453152027f;
@@ -53,7 +56,7 @@ inline float FastErf(float x) {
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
   const float r = 1.f - p * t * FastExp(-ax * ax);
-  return x < 0 ? -r : r;
+  return std::copysign(r, x);
 }
 
 }  // namespace kvant::cpu
