@@ -1,7 +1,8 @@
 // Branch-free float approximations of exp, sigmoid, tanh and erf that
 // compilers vectorize inside plain loops (libm's scalar calls do not):
 //  - exp: 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2], degree-6 polynomial
-//    (Cephes expf coefficients), about 1 ulp; clamped to [-87.3, 88.7];
+//    (Cephes expf coefficients), about 1 ulp; clamped to [-87.3, 88.7], and
+//    0 below -87.3 (never a denormal);
 //  - sigmoid = 1 / (1 + exp(-x)); tanh = 1 - 2 / (exp(2x) + 1), with its
 //    Taylor series below |x| < 0.1 where the subtraction would lose digits;
 //  - erf: Abramowitz-Stegun 7.1.26 with this exp, absolute error < 2e-7.
@@ -31,7 +32,10 @@ inline float FastExp(float in) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
-  return in == in ? p * scale : in;
+  // Below the clamp the true value is under FLT_MIN: give 0, not 2^-126, so
+  // that a Softmax over masked (-1e4, -FLT_MAX) scores yields zeros rather
+  // than denormals, which cost a microcode assist in every later multiply.
+  return in == in ? (in < -87.3f ? 0.f : p * scale) : in;
 }
 
 inline float FastSigmoid(float x) { return 1.f / (1.f + FastExp(-x)); }
