@@ -101,6 +101,10 @@ constexpr OpSchema kSchemas[] = {
     {"", "DynamicQuantizeLinear", 1, 1, ".", InferDynamicQuantizeLinear},
     {"com.microsoft", "MatMulIntegerToFloat", 4, 7, ".......", InferMatMulIntegerToFloat},
     {"com.microsoft", "DynamicQuantizeMatMul", 3, 5, ".....", InferDynamicQuantizeMatMul},
+    {"com.microsoft", "QLinearAdd", 7, 8, "........", InferQLinearBinary},
+    {"com.microsoft", "QLinearMul", 7, 8, "........", InferQLinearBinary},
+    {"com.microsoft", "QLinearGlobalAveragePool", 4, 5, ".....", InferQLinearGlobalAveragePool},
+    {"com.microsoft", "QGemm", 6, 9, ".........", InferQGemm},
     // Recurrent.
     {"", "RNN", 3, 6, "TTTTIT", InferRecurrent},
     {"", "GRU", 3, 6, "TTTTIT", InferRecurrent},

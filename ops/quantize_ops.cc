@@ -7,6 +7,7 @@
 // (float8, int4/int16, blocked quantization, per-row A zero points) is
 // Unimplemented with the reason.
 #include "absl/strings/str_format.h"
+#include "ops/broadcast.h"
 #include "ops/op_schema.h"
 
 namespace kvant {
@@ -224,6 +225,97 @@ absl::Status InferDynamicQuantizeMatMul(InferContext& ctx) {
   if (auto s = ExpectType(ctx, 0, ctx.dtype(0) == DataType::kFloat32, "f32"); !s.ok()) return s;
   if (auto s = CheckFloatOutputProduct(ctx, 1, 2, 3, 4); !s.ok()) return s;
   return InferMatMulOf(ctx, 0, 1, DataType::kFloat32);
+}
+
+namespace {
+
+// The (scale, zero point) pair at inputs i, i + 1: f32 scalar, and a scalar
+// of the quantized value's type when present.
+absl::Status CheckScalarPair(const InferContext& ctx, int i, DataType value_type, const char* what) {
+  if (auto s = ExpectType(ctx, i, ctx.dtype(i) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, i, -2, what); !s.ok()) return s;
+  if (ctx.has_input(i + 1) && ctx.dtype(i + 1) != value_type) {
+    return ctx.Error("the zero point of %s must have type %s, got %s", what, DataTypeName(value_type),
+                     DataTypeName(ctx.dtype(i + 1)));
+  }
+  return CheckParam(ctx, i + 1, -2, what);
+}
+
+}  // namespace
+
+absl::Status InferQLinearBinary(InferContext& ctx) {
+  // A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_zero_point
+  const DataType t = ctx.dtype(0);
+  if (auto s = ExpectType(ctx, 0, IsByte(t), "u8 or s8"); !s.ok()) return s;
+  if (ctx.dtype(3) != t) return ctx.Error("A and B must have the same type, got %s and %s", DataTypeName(t),
+                                          DataTypeName(ctx.dtype(3)));
+  for (auto [i, what] : {std::pair{1, "A"}, {4, "B"}, {6, "C"}}) {
+    if (auto s = CheckScalarPair(ctx, i, t, what); !s.ok()) return s;
+  }
+  auto out = BroadcastShapes(ctx.shape(0), ctx.shape(3));
+  if (!out) {
+    return ctx.Error("input shapes must broadcast, got %s and %s", ctx.shape(0).ToString(), ctx.shape(3).ToString());
+  }
+  ctx.output(0) = ValueType{t, *out};
+  return absl::OkStatus();
+}
+
+absl::Status InferQLinearGlobalAveragePool(InferContext& ctx) {
+  // X, x_scale, x_zero_point, y_scale, y_zero_point; NCHW unless channels_last
+  const DataType t = ctx.dtype(0);
+  if (auto s = ExpectType(ctx, 0, IsByte(t), "u8 or s8"); !s.ok()) return s;
+  if (ctx.attrs().GetInt("channels_last", 0) != 0) return Unsupported(ctx, "channels_last");
+  for (auto [i, what] : {std::pair{1, "x"}, {3, "y"}}) {
+    if (auto s = CheckScalarPair(ctx, i, t, what); !s.ok()) return s;
+  }
+  Shape y = ctx.shape(0);
+  if (y.rank_known) {
+    if (y.rank() < 3) return ctx.Error("input must have rank >= 3, got %s", y.ToString());
+    for (int64_t i = 2; i < y.rank(); ++i) y.dims[i] = Dim::Known(1);
+  }
+  ctx.output(0) = ValueType{t, y};
+  return absl::OkStatus();
+}
+
+absl::Status InferQGemm(InferContext& ctx) {
+  // A, a_scale, a_zero_point, B, b_scale, b_zero_point, C (int32), y_scale, y_zero_point
+  if (ctx.attrs().GetInt("transA", 0) != 0) return Unsupported(ctx, "transA = 1");
+  for (int i : {0, 3}) {
+    if (auto s = ExpectType(ctx, i, IsByte(ctx.dtype(i)), "u8 or s8"); !s.ok()) return s;
+  }
+  if (auto s = ctx.ExpectRank(0, 2); !s.ok()) return s;
+  if (auto s = ctx.ExpectRank(3, 2); !s.ok()) return s;
+  if (auto s = CheckScalarPair(ctx, 1, ctx.dtype(0), "a"); !s.ok()) return s;
+  const bool tb = ctx.attrs().GetInt("transB", 0) != 0;
+  const Shape& a = ctx.shape(0);
+  const Shape& b = ctx.shape(3);
+  const Dim m = a.rank_known ? a.dims[0] : Dim(), k = a.rank_known ? a.dims[1] : Dim();
+  const Dim kb = b.rank_known ? b.dims[tb ? 1 : 0] : Dim(), n = b.rank_known ? b.dims[tb ? 0 : 1] : Dim();
+  if (k.known() && kb.known() && k.value != kb.value) {
+    return ctx.Error("A has K=%d but B has K=%d", k.value, kb.value);
+  }
+  const int64_t nn = n.known() ? n.value : -1;
+  if (auto s = ExpectType(ctx, 4, ctx.dtype(4) == DataType::kFloat32, "f32"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, 4, nn, "b_scale"); !s.ok()) return s;
+  if (auto s = CheckParam(ctx, 5, nn, "b_zero_point"); !s.ok()) return s;
+  if (ctx.has_input(5) && ctx.dtype(5) != ctx.dtype(3)) return ctx.Error("b_zero_point must have B's type");
+  if (auto s = ExpectType(ctx, 6, !ctx.has_input(6) || ctx.dtype(6) == DataType::kInt32, "s32"); !s.ok()) return s;
+  if (ctx.has_input(6)) {
+    const Shape& c = ctx.shape(6);
+    if (c.rank_known && !(c.rank() == 1 && (!c.dims[0].known() || nn < 0 || c.dims[0].value == nn)) &&
+        !(c.rank() == 0)) {
+      return Unsupported(ctx, absl::StrFormat("C of shape %s (a per-column bias [%d] is)", c.ToString(), nn));
+    }
+  }
+  DataType out = DataType::kFloat32;
+  if (ctx.has_input(7)) {
+    out = ctx.has_input(8) ? ctx.dtype(8) : DataType::kUInt8;
+    if (auto s = CheckScalarPair(ctx, 7, out, "y"); !s.ok()) return s;
+  }
+  Shape y = Shape::Of({});
+  y.dims = {m, n};
+  ctx.output(0) = ValueType{out, y};
+  return absl::OkStatus();
 }
 
 }  // namespace kvant

@@ -4,6 +4,8 @@
 //   com.microsoft MatMulIntegerToFloat -> f32: (a - za)(b - zb) * sa * sb[n] + bias[n]
 //   com.microsoft DynamicQuantizeMatMul  f32 A quantized per call to u8
 //                                      (DynamicQuantizeLinear over all of A), -> f32 as above
+//   com.microsoft QGemm                2-D, B optionally transposed, int32 bias C at
+//                                      scale sa * sb[n]; u8/s8 out with y_scale, else f32
 // Constant 2-D B is packed once at load (with its column sums); other B per call.
 #include <algorithm>
 #include <cstring>
@@ -15,7 +17,7 @@
 namespace kvant::cpu {
 namespace {
 
-enum class Mode { kInteger, kQLinear, kIntegerToFloat, kDynamic };
+enum class Mode { kInteger, kQLinear, kIntegerToFloat, kDynamic, kQGemm };
 
 // Input positions per operator (-1: the operator has no such input).
 struct Inputs {
@@ -27,6 +29,7 @@ Inputs InputsOf(Mode mode) {
     case Mode::kQLinear: return {0, 1, 2, 3, 4, 5, 6, 7, -1};
     case Mode::kIntegerToFloat: return {0, 2, 4, 1, 3, 5, -1, -1, 6};
     case Mode::kDynamic: return {0, -1, -1, 1, 2, 3, -1, -1, 4};
+    case Mode::kQGemm: return {0, 1, 2, 3, 4, 5, 7, 8, 6};
   }
   return {};
 }
@@ -39,11 +42,21 @@ class QMatMul final : public Kernel {
       : uk_(uk), mode_(mode), in_(InputsOf(mode)), cpu_(cpu) {}
 
   absl::Status Prepare(const KernelInit& init) {
+    if (mode_ == Mode::kQGemm) {
+      trans_b_ = init.attrs->GetInt("transB", 0) != 0;
+      alpha_ = init.attrs->GetFloat("alpha", 1.f);
+      const bool has_c = static_cast<int>(init.input_types.size()) > in_.bias &&
+                         init.input_types[in_.bias] != DataType::kUndefined;
+      if (alpha_ != 1.f && has_c) {
+        return absl::UnimplementedError(absl::StrFormat(
+            "failed to prepare node %s: QGemm with alpha != 1 and a bias C is not supported", init.node_label));
+      }
+    }
     const Tensor* b = init.constant_inputs[in_.b];
     if (b != nullptr && b->rank() == 2) {
-      const int64_t k = b->shape()[0], n = b->shape()[1];
+      const int64_t k = b->shape()[trans_b_ ? 1 : 0], n = b->shape()[trans_b_ ? 0 : 1];
       std::vector<int8_t> s = ToSigned(b->raw_data(), b->dtype(), k * n);
-      packed_ = PackBS8(uk_, k, n, s.data(), n, 1);
+      packed_ = trans_b_ ? PackBS8(uk_, k, n, s.data(), 1, k) : PackBS8(uk_, k, n, s.data(), n, 1);
       has_packed_ = true;
     }
     return absl::OkStatus();
@@ -52,8 +65,9 @@ class QMatMul final : public Kernel {
   size_t ScratchBytes(const KernelShapes& s) const override {
     const auto& a = s.inputs[in_.a];
     const auto& b = s.inputs[in_.b];
-    const int64_t k = a.back(), m = a.size() > 1 ? a[a.size() - 2] : 1, n = b.size() > 1 ? b.back() : 1;
-    return GemmScratchBytesS8(uk_, m, n, k, s.num_threads) + (m * k + 63) / 64 * 64 + 8 * n + 128;
+    const int64_t k = a.back(), m = a.size() > 1 ? a[a.size() - 2] : 1;
+    const int64_t n = trans_b_ ? b.front() : (b.size() > 1 ? b.back() : 1);
+    return GemmScratchBytesS8(uk_, m, n, k, s.num_threads) + (m * k + 63) / 64 * 64 + 12 * n + 256;
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -63,7 +77,7 @@ class QMatMul final : public Kernel {
     // Matrix dimensions (1-D operands as a row / a column).
     const int64_t k = a.shape.back();
     const int64_t m = a.rank() > 1 ? a.shape[a.rank() - 2] : 1;
-    const int64_t n = b.rank() > 1 ? b.shape.back() : 1;
+    const int64_t n = trans_b_ ? b.shape[0] : (b.rank() > 1 ? b.shape.back() : 1);
     std::vector<int64_t> a_batch(a.shape.begin(), a.shape.end() - std::min<int64_t>(a.rank(), 2));
     std::vector<int64_t> b_batch(b.shape.begin(), b.shape.end() - std::min<int64_t>(b.rank(), 2));
     const int64_t batches = y.num_elements() / std::max<int64_t>(1, m * n);
@@ -91,10 +105,10 @@ class QMatMul final : public Kernel {
     for (int64_t j = 0; j < n; ++j) {
       zb[j] = ZeroPointAt(ctx, in_.b_zp, j) - (Signed(b.dtype) ? 0 : 128);
       any_zb |= zb[j] != 0;
-      if (mode_ == Mode::kQLinear) {
-        scale[j] = a_scale * ScaleAt(ctx, in_.b_scale, j) / ScaleAt(ctx, in_.y_scale, 0);
+      if (mode_ == Mode::kQLinear || (mode_ == Mode::kQGemm && Has(ctx, in_.y_scale))) {
+        scale[j] = alpha_ * a_scale * ScaleAt(ctx, in_.b_scale, j) / ScaleAt(ctx, in_.y_scale, 0);
       } else if (in_.b_scale >= 0) {
-        scale[j] = a_scale * ScaleAt(ctx, in_.b_scale, j);
+        scale[j] = alpha_ * a_scale * ScaleAt(ctx, in_.b_scale, j);
       }
     }
     GemmArgsS8 g;
@@ -104,7 +118,18 @@ class QMatMul final : public Kernel {
     g.b_zero_points = any_zb ? zb : nullptr;
     g.ldc = n;
     size_t esize = 4;
-    switch (mode_) {
+    Mode out_mode = mode_;
+    if (mode_ == Mode::kQGemm) {
+      out_mode = Has(ctx, in_.y_scale) ? Mode::kQLinear : Mode::kIntegerToFloat;
+      if (Has(ctx, in_.bias)) {
+        const TensorArg& c = ctx.input(in_.bias);  // int32, per column or one value
+        int32_t* bias = reinterpret_cast<int32_t*>(cursor);
+        cursor += (4 * n + 63) / 64 * 64;
+        for (int64_t j = 0; j < n; ++j) bias[j] = c.as<const int32_t>()[c.num_elements() == 1 ? 0 : j];
+        g.bias = bias;
+      }
+    }
+    switch (out_mode) {
       case Mode::kInteger:
         g.out.kind = GemmS8Output::Kind::kS32;
         break;
@@ -122,7 +147,9 @@ class QMatMul final : public Kernel {
       case Mode::kDynamic:
         g.out.kind = GemmS8Output::Kind::kF32;
         g.out.scale = scale;
-        g.out.bias_f32 = Has(ctx, in_.bias) ? ctx.input(in_.bias).as<const float>() : nullptr;
+        if (mode_ != Mode::kQGemm) g.out.bias_f32 = Has(ctx, in_.bias) ? ctx.input(in_.bias).as<const float>() : nullptr;
+        break;
+      case Mode::kQGemm:
         break;
     }
     std::vector<int64_t> idx(y_batch.size(), 0);
@@ -151,7 +178,7 @@ class QMatMul final : public Kernel {
       PackedBS8 local;
       if (!has_packed_) {
         std::vector<int8_t> s = ToSigned(static_cast<const char*>(b.data) + bo * k * n, b.dtype, k * n);
-        local = PackBS8(uk_, k, n, s.data(), n, 1);
+        local = trans_b_ ? PackBS8(uk_, k, n, s.data(), 1, k) : PackBS8(uk_, k, n, s.data(), n, 1);
       }
       g.a = a_u8;
       g.b = has_packed_ ? &packed_ : &local;
@@ -169,6 +196,8 @@ class QMatMul final : public Kernel {
   Mode mode_;
   Inputs in_;
   CpuFeatures cpu_;
+  bool trans_b_ = false;  // QGemm's transB: B is [N, K]
+  float alpha_ = 1.f;
   PackedBS8 packed_;
   bool has_packed_ = false;
 };
@@ -179,6 +208,7 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQMatMul(const KernelInit& init) {
   const Mode mode = init.op == "QLinearMatMul"          ? Mode::kQLinear
                     : init.op == "MatMulIntegerToFloat" ? Mode::kIntegerToFloat
                     : init.op == "DynamicQuantizeMatMul" ? Mode::kDynamic
+                    : init.op == "QGemm"                 ? Mode::kQGemm
                                                          : Mode::kInteger;
   auto k = std::make_unique<QMatMul>(SelectGemmUkernelS8(init.cpu), mode, init.cpu);
   if (auto s = k->Prepare(init); !s.ok()) return s;

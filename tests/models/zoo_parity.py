@@ -12,6 +12,11 @@ DynamicQuantizeMatMul) and in ONNX Runtime; the embeddings must agree
 1-ulp float differences flip a few quantized values), and Kvant's own
 `--dynamic-int8` (s8 per-column weights) must stay within cosine 0.98 of FP32.
 
+Static INT8, for the CNN: the model quantized by ONNX Runtime's
+quantize_static (QOperator and QDQ, per-channel s8 weights, u8 activations,
+calibrated on the case's images) runs in Kvant and ONNX Runtime with the same
+top-1 and logits within 2% of their range.
+
 usage: zoo_parity.py KVANT_BINARY WORK_DIR [--require]
 """
 import glob
@@ -23,6 +28,8 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
+
+ort.set_default_logger_severity(3)  # the quantizer and sessions warn about unused initializers
 
 TOL = 1e-4
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -108,6 +115,43 @@ def check_dynamic(kvant, model_dir, case_dir, work):
     return errors, "; ".join(lines)
 
 
+def check_static(kvant, model_dir, case_dir, work):
+    """Static INT8 of a CNN quantized by ONNX Runtime, QOperator and QDQ."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    os.makedirs(work, exist_ok=True)
+    model = os.path.join(model_dir, "model.onnx")
+    feeds = {os.path.basename(f)[:-4]: np.load(f) for f in sorted(glob.glob(os.path.join(case_dir, "*.npy")))}
+    (name, batch), = feeds.items()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{name: batch[i:i + 1]} for i in range(batch.shape[0])])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    errors, lines = [], []
+    for fmt, label in ((QuantFormat.QOperator, "qoperator"), (QuantFormat.QDQ, "qdq")):
+        qmodel = os.path.join(work, f"static_{label}.onnx")
+        if not os.path.exists(qmodel):
+            quantize_static(model, qmodel, Reader(), quant_format=fmt, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        sess = ort.InferenceSession(qmodel, providers=["CPUExecutionProvider"])
+        want = sess.run(None, feeds)[0]
+        out = os.path.join(work, f"out_{label}")
+        err = run_kvant(kvant, qmodel, case_dir, feeds, out)
+        if err:
+            errors.append(f"ORT-quantized {label}: kvant failed: {err}")
+            continue
+        got = np.load(os.path.join(out, safe(sess.get_outputs()[0].name) + ".npy"))
+        diff = float(np.max(np.abs(got - want))) / max(float(np.ptp(want)), 1e-30)
+        same = float(np.mean(got.argmax(-1) == want.argmax(-1)))
+        lines.append(f"ORT quantize_static {label}: top-1 agreement {same:.2f}, max diff {diff:.2e} of range")
+        if same < 1.0 or diff > 0.02:
+            errors.append(f"ORT-quantized {label}: top-1 agreement {same:.2f}, max diff {diff:.2e} of range")
+    return errors, "; ".join(lines)
+
+
 def main():
     kvant, work = sys.argv[1], sys.argv[2]
     models = sorted(d for d in glob.glob(os.path.join(CACHE, "*")) if os.path.exists(os.path.join(d, "MODEL.json")))
@@ -123,9 +167,13 @@ def main():
             for e in errors:
                 print("       ", e)
             failures += bool(errors)
-            if os.path.basename(d) == "minilm" and os.path.basename(case) == "sentences":
-                errors, summary = check_dynamic(kvant, d, case, os.path.join(work, "minilm_dynamic"))
-                print(f"{'ok' if not errors else 'FAILED':6s} {name + ' dynamic int8':52s} {summary}")
+            extra = {("minilm", "sentences"): ("dynamic int8", check_dynamic),
+                     ("efficientnet_lite0", "skimage_photos"): ("static int8", check_static)}
+            key = (os.path.basename(d), os.path.basename(case))
+            if key in extra:
+                label, fn = extra[key]
+                errors, summary = fn(kvant, d, case, os.path.join(work, safe(name) + "_int8"))
+                print(f"{'ok' if not errors else 'FAILED':6s} {name + ' ' + label:52s} {summary}")
                 for e in errors:
                     print("       ", e)
                 failures += bool(errors)

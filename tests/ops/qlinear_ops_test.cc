@@ -1,0 +1,147 @@
+// ONNX Runtime's quantized operators (com.microsoft QLinearAdd, QLinearMul,
+// QLinearGlobalAveragePool, QGemm) against the dequantize -> float op ->
+// quantize definition computed in double: u8 and s8, broadcasting, zero
+// points, requantized (within 1 LSB) and float outputs.
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "kvant/kvant.h"
+#include "tests/testing/onnx_builder.h"
+
+namespace kvant {
+namespace {
+
+using testing::OnnxBuilder;
+
+Tensor RandomBytes(DataType t, const std::vector<int64_t>& shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Tensor x = Tensor::Zeros(t, shape);
+  for (int64_t i = 0; i < x.num_elements(); ++i) static_cast<uint8_t*>(x.raw_data())[i] = static_cast<uint8_t>(rng());
+  return x;
+}
+
+int ByteAt(const Tensor& t, int64_t i) {
+  const uint8_t b = static_cast<const uint8_t*>(t.raw_data())[i];
+  return t.dtype() == DataType::kInt8 ? static_cast<int8_t>(b) : b;
+}
+
+Tensor Scalar(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
+Tensor ZeroPoint(DataType t, int v) {
+  Tensor z = Tensor::Zeros(t, {});
+  static_cast<uint8_t*>(z.raw_data())[0] = static_cast<uint8_t>(v);
+  return z;
+}
+
+int Quantize(double v, double scale, int zp, DataType t) {
+  const double q = std::nearbyint(v / scale) + zp;
+  return static_cast<int>(std::clamp(q, t == DataType::kInt8 ? -128.0 : 0.0, t == DataType::kInt8 ? 127.0 : 255.0));
+}
+
+Tensor RunOne(OnnxBuilder& b, const TensorMap& in) {
+  auto s = Session::LoadFromBytes(b.Serialize());
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return Tensor();
+  auto out = s->Run(in);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? out->at("y") : Tensor();
+}
+
+TEST(QLinearOps, AddAndMulWithBroadcasting) {
+  for (const char* op : {"QLinearAdd", "QLinearMul"}) {
+    for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+      for (bool broadcast : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << op << " " << DataTypeName(t) << (broadcast ? " broadcast" : ""));
+        const std::vector<int64_t> sa = {2, 3, 4, 5}, sb = broadcast ? std::vector<int64_t>{3, 1, 5} : sa;
+        const int za = t == DataType::kInt8 ? -3 : 121, zb = t == DataType::kInt8 ? 5 : 130;
+        const int zc = t == DataType::kInt8 ? 2 : 127;
+        const float as = 0.031f, bs = 0.017f, cs = std::string(op) == "QLinearAdd" ? 0.05f : 0.9f;
+        OnnxBuilder b(13);
+        b.Input("a", t, sa).Input("b", t, sb).Output("y", t);
+        b.Initializer("as", Scalar(as)).Initializer("az", ZeroPoint(t, za));
+        b.Initializer("bs", Scalar(bs)).Initializer("bz", ZeroPoint(t, zb));
+        b.Initializer("cs", Scalar(cs)).Initializer("cz", ZeroPoint(t, zc));
+        b.Node(op, {"a", "as", "az", "b", "bs", "bz", "cs", "cz"}, {"y"}).set_domain("com.microsoft");
+        const Tensor a = RandomBytes(t, sa, 1), bb = RandomBytes(t, sb, 2);
+        const Tensor y = RunOne(b, {{"a", a}, {"b", bb}});
+        ASSERT_EQ(y.shape(), sa);
+        int off_by_one = 0;
+        for (int64_t i = 0; i < y.num_elements(); ++i) {
+          // b's index under broadcasting: [3,1,5] against [2,3,4,5].
+          const int64_t w = i % 5, c = (i / 20) % 3;
+          const int64_t bi = broadcast ? c * 5 + w : i;
+          const double x1 = (ByteAt(a, i) - za) * double{as}, x2 = (ByteAt(bb, bi) - zb) * double{bs};
+          const int want = Quantize(std::string(op) == "QLinearAdd" ? x1 + x2 : x1 * x2, cs, zc, t);
+          ASSERT_LE(std::abs(ByteAt(y, i) - want), 1) << i;
+          off_by_one += ByteAt(y, i) != want;
+        }
+        EXPECT_LE(off_by_one, y.num_elements() / 50);
+      }
+    }
+  }
+}
+
+TEST(QLinearOps, GlobalAveragePool) {
+  for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+    const int zx = t == DataType::kInt8 ? 4 : 120, zy = t == DataType::kInt8 ? -1 : 125;
+    OnnxBuilder b(13);
+    b.Input("x", t, {2, 7, 6, 5}).Output("y", t);
+    b.Initializer("xs", Scalar(0.02f)).Initializer("xz", ZeroPoint(t, zx));
+    b.Initializer("ys", Scalar(0.01f)).Initializer("yz", ZeroPoint(t, zy));
+    b.Node("QLinearGlobalAveragePool", {"x", "xs", "xz", "ys", "yz"}, {"y"}).set_domain("com.microsoft");
+    const Tensor x = RandomBytes(t, {2, 7, 6, 5}, 3);
+    const Tensor y = RunOne(b, {{"x", x}});
+    ASSERT_EQ(y.shape(), (std::vector<int64_t>{2, 7, 1, 1}));
+    for (int64_t p = 0; p < 14; ++p) {
+      double sum = 0;
+      for (int64_t i = 0; i < 30; ++i) sum += (ByteAt(x, p * 30 + i) - zx) * 0.02;
+      ASSERT_LE(std::abs(ByteAt(y, p) - Quantize(sum / 30, 0.01, zy, t)), 1) << p;
+    }
+  }
+}
+
+TEST(QLinearOps, QGemmRequantizedAndFloat) {
+  const int64_t m = 5, k = 37, n = 11;
+  for (bool trans_b : {false, true}) {
+    for (bool quantized_out : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "transB=" << trans_b << " quantized=" << quantized_out);
+      std::vector<float> ws(n);
+      for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f + 0.001f * j;
+      std::vector<int32_t> bias(n);
+      for (int64_t j = 0; j < n; ++j) bias[j] = static_cast<int32_t>(j * 37 - 200);
+      const Tensor w = RandomBytes(DataType::kInt8, trans_b ? std::vector<int64_t>{n, k} : std::vector<int64_t>{k, n}, 4);
+      OnnxBuilder b(13);
+      b.Input("a", DataType::kUInt8, {m, k}).Output("y", quantized_out ? DataType::kUInt8 : DataType::kFloat32);
+      b.Initializer("as", Scalar(0.05f)).Initializer("az", ZeroPoint(DataType::kUInt8, 128));
+      b.Initializer("w", w).Initializer("ws", Tensor::FromVector<float>(DataType::kFloat32, {n}, ws));
+      b.Initializer("wz", Tensor::Zeros(DataType::kInt8, {n}));
+      b.Initializer("c", Tensor::FromVector<int32_t>(DataType::kInt32, {n}, bias));
+      std::vector<std::string> ins = {"a", "as", "az", "w", "ws", "wz", "c"};
+      if (quantized_out) {
+        b.Initializer("ys", Scalar(0.4f)).Initializer("yz", ZeroPoint(DataType::kUInt8, 100));
+        ins.push_back("ys");
+        ins.push_back("yz");
+      }
+      auto& node = b.Node("QGemm", ins, {"y"});
+      node.set_domain("com.microsoft");
+      OnnxBuilder::SetInt(node, "transB", trans_b);
+      const Tensor a = RandomBytes(DataType::kUInt8, {m, k}, 5);
+      const Tensor y = RunOne(b, {{"a", a}});
+      ASSERT_EQ(y.shape(), (std::vector<int64_t>{m, n}));
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          int64_t acc = bias[j];
+          for (int64_t p = 0; p < k; ++p) acc += (ByteAt(a, i * k + p) - 128) * ByteAt(w, trans_b ? j * k + p : p * n + j);
+          const double v = acc * 0.05 * ws[j];
+          if (quantized_out) {
+            ASSERT_LE(std::abs(ByteAt(y, i * n + j) - Quantize(v, 0.4, 100, DataType::kUInt8)), 1);
+          } else {
+            ASSERT_NEAR(y.data<float>()[i * n + j], v, 1e-4 * (1 + std::fabs(v)));
+          }
+        }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvant
