@@ -105,6 +105,8 @@ constexpr OpSchema kSchemas[] = {
     {"com.microsoft", "QLinearMul", 7, 8, "........", InferQLinearBinary},
     {"com.microsoft", "QLinearGlobalAveragePool", 4, 5, ".....", InferQLinearGlobalAveragePool},
     {"com.microsoft", "QGemm", 6, 9, ".........", InferQGemm},
+    // Kvant's internal forms (created by graph/passes, never read from files).
+    {"kvant", "QLinearConvNhwc", 8, 9, ".........", InferQLinearConvNhwc},
     // Recurrent.
     {"", "RNN", 3, 6, "TTTTIT", InferRecurrent},
     {"", "GRU", 3, 6, "TTTTIT", InferRecurrent},

@@ -264,14 +264,14 @@ absl::Status InferQLinearGlobalAveragePool(InferContext& ctx) {
   // X, x_scale, x_zero_point, y_scale, y_zero_point; NCHW unless channels_last
   const DataType t = ctx.dtype(0);
   if (auto s = ExpectType(ctx, 0, IsByte(t), "u8 or s8"); !s.ok()) return s;
-  if (ctx.attrs().GetInt("channels_last", 0) != 0) return Unsupported(ctx, "channels_last");
+  const bool channels_last = ctx.attrs().GetInt("channels_last", 0) != 0;
   for (auto [i, what] : {std::pair{1, "x"}, {3, "y"}}) {
     if (auto s = CheckScalarPair(ctx, i, t, what); !s.ok()) return s;
   }
   Shape y = ctx.shape(0);
   if (y.rank_known) {
     if (y.rank() < 3) return ctx.Error("input must have rank >= 3, got %s", y.ToString());
-    for (int64_t i = 2; i < y.rank(); ++i) y.dims[i] = Dim::Known(1);
+    for (int64_t i = channels_last ? 1 : 2; i < y.rank() - (channels_last ? 1 : 0); ++i) y.dims[i] = Dim::Known(1);
   }
   ctx.output(0) = ValueType{t, y};
   return absl::OkStatus();
@@ -315,6 +315,31 @@ absl::Status InferQGemm(InferContext& ctx) {
   Shape y = Shape::Of({});
   y.dims = {m, n};
   ctx.output(0) = ValueType{out, y};
+  return absl::OkStatus();
+}
+
+absl::Status InferQLinearConvNhwc(InferContext& ctx) {
+  // QLinearConv's rule on X viewed as NCHW, the output permuted back to NHWC.
+  auto permuted = [](const Shape& s, std::initializer_list<int> perm) {
+    if (!s.rank_known || s.rank() != 4) return s;
+    Shape p = s;
+    int d = 0;
+    for (int from : perm) p.dims[d++] = s.dims[from];
+    return p;
+  };
+  ValueType x = ctx.input(0);
+  x.shape = permuted(x.shape, {0, 3, 1, 2});
+  std::vector<const ValueType*> inputs;
+  std::vector<const Tensor*> constants;
+  for (int i = 0; i < ctx.num_inputs(); ++i) {
+    inputs.push_back(i == 0 ? &x : (ctx.has_input(i) ? &ctx.input(i) : nullptr));
+    constants.push_back(ctx.constant(i));
+  }
+  InferContext nchw(ctx.node(), ctx.opset(), inputs, constants);
+  if (auto s = InferQLinearConv(nchw); !s.ok()) return s;
+  ValueType y = nchw.output(0);
+  y.shape = permuted(y.shape, {0, 2, 3, 1});
+  ctx.output(0) = y;
   return absl::OkStatus();
 }
 

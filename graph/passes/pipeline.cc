@@ -9,7 +9,8 @@
 //     HardSwish and LayerNormalization; with dynamic_int8, FP32 MatMul/Gemm
 //     with constant weights become DynamicQuantizeMatMul; then fuse
 //     activations (and scalar affine tails);
-//  4. drop dead nodes and unused initializers;
+//  4. drop dead nodes and unused initializers; run INT8 convolution chains
+//     in NHWC (transposes only at the chains' edges);
 //  5. infer shapes again over the final graph.
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -35,6 +36,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
+  if (auto s = LayoutInt8ConvolutionsNhwc(graph); !s.ok()) return s;
   return InferShapes(graph);
 }
 

@@ -28,6 +28,43 @@ class Copy final : public Kernel {
   }
 };
 
+// dst[c * rows + r] = src[r * cols + c], in 32 x 32 tiles so that both sides
+// stay in cache lines.
+template <typename T>
+void Transpose2D(const T* src, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t kTile = 32;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+    const int64_t r1 = std::min(rows, r0 + kTile);
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      const int64_t c1 = std::min(cols, c0 + kTile);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
+    }
+  }
+}
+
+// A permutation that keeps a leading block and swaps the two blocks after it
+// ([0, 2, 3, 1]: NCHW -> NHWC, [0, 3, 1, 2]: NHWC -> NCHW, [1, 0] ...):
+// sets batch x rows x cols of the equivalent 2-D transposes.
+bool AsBatched2D(absl::Span<const int64_t> shape, const std::vector<int64_t>& perm, int64_t* batch, int64_t* rows,
+                 int64_t* cols) {
+  const int64_t rank = static_cast<int64_t>(perm.size());
+  int64_t lead = 0;
+  while (lead < rank && perm[lead] == lead) ++lead;
+  if (lead == rank) return false;
+  // perm[lead..] must be (k, k+1, ..., rank-1, lead, ..., k-1) for some k.
+  const int64_t k = perm[lead];
+  for (int64_t i = lead; i < rank; ++i) {
+    const int64_t want = i - lead < rank - k ? k + (i - lead) : lead + (i - lead - (rank - k));
+    if (perm[i] != want) return false;
+  }
+  *batch = *rows = *cols = 1;
+  for (int64_t d = 0; d < lead; ++d) *batch *= shape[d];
+  for (int64_t d = lead; d < k; ++d) *rows *= shape[d];
+  for (int64_t d = k; d < rank; ++d) *cols *= shape[d];
+  return true;
+}
+
 class Transpose final : public Kernel {
  public:
   explicit Transpose(std::vector<int64_t> perm) : perm_(std::move(perm)) {}
@@ -51,9 +88,24 @@ class Transpose final : public Kernel {
       std::memcpy(y.data, x.data, es);
       return absl::OkStatus();
     }
-    const int64_t inner = y.shape[rank - 1], rows = n / inner, inner_stride = src_strides[rank - 1];
     const char* xs = static_cast<const char*>(x.data);
     char* ys = static_cast<char*>(y.data);
+    int64_t batch, rows2, cols2;
+    if ((es == 1 || es == 4) && AsBatched2D(x.shape, perm, &batch, &rows2, &cols2)) {
+      ctx.pool->ParallelFor(batch, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t off = b * rows2 * cols2;
+          if (es == 1) {
+            Transpose2D(reinterpret_cast<const uint8_t*>(xs) + off, rows2, cols2, reinterpret_cast<uint8_t*>(ys) + off);
+          } else {
+            Transpose2D(reinterpret_cast<const uint32_t*>(xs) + off, rows2, cols2,
+                        reinterpret_cast<uint32_t*>(ys) + off);
+          }
+        }
+      });
+      return absl::OkStatus();
+    }
+    const int64_t inner = y.shape[rank - 1], rows = n / inner, inner_stride = src_strides[rank - 1];
     ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         int64_t off = 0, rem = r;
@@ -63,6 +115,10 @@ class Transpose final : public Kernel {
         }
         char* dst = ys + r * inner * es;
         switch (es) {
+          case 1:
+            for (int64_t j = 0; j < inner; ++j)
+              reinterpret_cast<uint8_t*>(dst)[j] = reinterpret_cast<const uint8_t*>(xs)[off + j * inner_stride];
+            break;
           case 4:
             for (int64_t j = 0; j < inner; ++j)
               reinterpret_cast<uint32_t*>(dst)[j] = reinterpret_cast<const uint32_t*>(xs)[off + j * inner_stride];

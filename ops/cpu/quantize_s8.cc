@@ -2,7 +2,8 @@
 // DequantizeLinear (per tensor and per axis) and DynamicQuantizeLinear;
 // ConvInteger and
 // QLinearConv (2-D, group 1 or depthwise, on the NHWC INT8 convolution with
-// NCHW <-> NHWC conversion at its edges).
+// NCHW <-> NHWC conversion at its edges), and kvant.QLinearConvNhwc, the
+// same in NHWC without the conversions (graph/passes/layout_nhwc.cc).
 //
 // Signed operands meet the u8 x s8 kernels by flipping the top bit: an s8
 // activation a is the u8 a + 128 with zero point za + 128; a u8 weight b is
@@ -47,30 +48,47 @@ AxisSplit SplitAt(absl::Span<const int64_t> shape, int64_t axis, bool per_axis) 
   return s;
 }
 
+// round(x / scale) half to even, + zero point, saturated; NaN -> the zero point.
+template <typename T>
+__attribute__((always_inline)) inline void QuantizeRowBody(const float* x, int64_t n, float scale, float zp, T* y) {
+  constexpr float lo = std::is_signed_v<T> ? -128.f : 0.f, hi = std::is_signed_v<T> ? 127.f : 255.f;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::nearbyint(x[i] / scale) + zp;
+    v = v != v ? zp : std::min(std::max(v, lo), hi);
+    y[i] = static_cast<T>(v);
+  }
+}
+template <typename T>
+void QuantizeRow(const float* x, int64_t n, float scale, float zp, T* y) {
+  QuantizeRowBody(x, n, scale, zp, y);
+}
+// The same loop for AVX-512 (16 lanes, VRNDSCALEPS); the file is baseline x86-64.
+template <typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512"))) void QuantizeRowAvx512(
+    const float* x, int64_t n, float scale, float zp, T* y) {
+  QuantizeRowBody(x, n, scale, zp, y);
+}
+
 class QuantizeLinear final : public Kernel {
  public:
-  explicit QuantizeLinear(int64_t axis) : axis_(axis) {}
+  QuantizeLinear(int64_t axis, CpuFeatures cpu) : axis_(axis), avx512_((cpu & kCpuAvx512bw) != 0) {}
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
     const TensorArg& y = ctx.output(0);
     const bool per_axis = ctx.input(1).num_elements() > 1;
     const AxisSplit sp = SplitAt(x.shape, axis_, per_axis);
-    const float lo = Signed(y.dtype) ? -128.f : 0.f, hi = Signed(y.dtype) ? 127.f : 255.f;
     const float* xs = x.as<const float>();
     for (int64_t o = 0; o < sp.outer; ++o) {
       for (int64_t a = 0; a < sp.axis; ++a) {
         const float scale = ScaleAt(ctx, 1, a);
         const float zp = static_cast<float>(ZeroPointAt(ctx, 2, a));
         const int64_t base = (o * sp.axis + a) * sp.inner;
-        for (int64_t i = 0; i < sp.inner; ++i) {
-          // round(x / scale) half to even, + zero point, saturated; NaN -> the zero point.
-          float v = std::nearbyint(xs[base + i] / scale) + zp;
-          v = v != v ? zp : std::min(std::max(v, lo), hi);
-          if (Signed(y.dtype)) {
-            y.as<int8_t>()[base + i] = static_cast<int8_t>(v);
-          } else {
-            y.as<uint8_t>()[base + i] = static_cast<uint8_t>(v);
-          }
+        if (Signed(y.dtype)) {
+          (avx512_ ? QuantizeRowAvx512<int8_t> : QuantizeRow<int8_t>)(xs + base, sp.inner, scale, zp,
+                                                                      y.as<int8_t>() + base);
+        } else {
+          (avx512_ ? QuantizeRowAvx512<uint8_t> : QuantizeRow<uint8_t>)(xs + base, sp.inner, scale, zp,
+                                                                        y.as<uint8_t>() + base);
         }
       }
     }
@@ -79,6 +97,7 @@ class QuantizeLinear final : public Kernel {
 
  private:
   int64_t axis_;
+  bool avx512_;
 };
 
 // DynamicQuantizeLinear: u8 with the scale and zero point of x's range.
@@ -132,7 +151,7 @@ class DequantizeLinear final : public Kernel {
 // ConvInteger (s32 out) and QLinearConv (u8/s8 out), 2-D, NCHW.
 class QConv final : public Kernel {
  public:
-  QConv(bool qlinear, std::string label) : qlinear_(qlinear), label_(std::move(label)) {}
+  QConv(bool qlinear, bool nhwc, std::string label) : qlinear_(qlinear), nhwc_(nhwc), label_(std::move(label)) {}
 
   int w_input() const { return qlinear_ ? 3 : 1; }
 
@@ -215,8 +234,8 @@ class QConv final : public Kernel {
   absl::StatusOr<ConvS8Shape> ShapeFor(absl::Span<const int64_t> x) const {
     ConvS8Shape s = shape_;
     s.n = x[0];
-    s.h = x[2];
-    s.w = x[3];
+    s.h = x[nhwc_ ? 1 : 2];
+    s.w = x[nhwc_ ? 2 : 3];
     auto p = ParseWindow(*attrs_, 2, {s.kh, s.kw}, label_);
     if (!p.ok()) return p.status();
     auto out = WindowOutputSizes(*p, {s.h, s.w}, label_);
@@ -255,16 +274,24 @@ class QConv final : public Kernel {
     };
     uint8_t* xn = reinterpret_cast<uint8_t*>(take(s.n * hw * s.cin));
     const size_t esize = qlinear_ ? 1 : 4;
-    char* yn = take(s.n * ohw * s.cout * esize);
+    // NHWC form: the kernel writes y in place; else an NHWC buffer converted below.
+    char* yn = nhwc_ ? static_cast<char*>(y.data) : take(s.n * ohw * s.cout * esize);
     float* scale = reinterpret_cast<float*>(take(4 * s.cout));
     const int32_t* bias = qlinear_ && ctx.has_input(8) ? ctx.input(8).as<const int32_t>() : nullptr;
-    // NCHW -> NHWC, as u8.
+    // To NHWC u8 (s8 inputs: top bit flipped); an NHWC u8 input is read in place.
     const uint8_t flip = Signed(x.dtype) ? 0x80 : 0;
     const uint8_t* xs = x.as<const uint8_t>();
-    for (int64_t b = 0; b < s.n; ++b) {
-      for (int64_t c = 0; c < s.cin; ++c) {
-        const uint8_t* src = xs + (b * s.cin + c) * hw;
-        for (int64_t p = 0; p < hw; ++p) xn[(b * hw + p) * s.cin + c] = src[p] ^ flip;
+    if (nhwc_ && flip == 0) {
+      xn = const_cast<uint8_t*>(xs);  // the kernel only reads it
+    } else if (nhwc_) {
+      const int64_t count = s.n * hw * s.cin;
+      for (int64_t i = 0; i < count; ++i) xn[i] = xs[i] ^ flip;
+    } else {
+      for (int64_t b = 0; b < s.n; ++b) {
+        for (int64_t c = 0; c < s.cin; ++c) {
+          const uint8_t* src = xs + (b * s.cin + c) * hw;
+          for (int64_t p = 0; p < hw; ++p) xn[(b * hw + p) * s.cin + c] = src[p] ^ flip;
+        }
       }
     }
     const int x_zp = 2;
@@ -295,12 +322,17 @@ class QConv final : public Kernel {
       w->conv->Run(s, xn, zx, bias, w->zero_points.empty() ? nullptr : w->zero_points.data(), out, yn, cursor,
                    ctx.pool);
     }
+    if (nhwc_) return absl::OkStatus();
     // NHWC -> NCHW.
-    for (int64_t b = 0; b < s.n; ++b) {
-      for (int64_t m = 0; m < s.cout; ++m) {
-        char* dst = static_cast<char*>(y.data) + (b * s.cout + m) * ohw * esize;
-        for (int64_t p = 0; p < ohw; ++p) std::memcpy(dst + p * esize, yn + ((b * ohw + p) * s.cout + m) * esize, esize);
-      }
+    auto to_nchw = [&](auto* dst, const auto* src) {
+      for (int64_t b = 0; b < s.n; ++b)
+        for (int64_t m = 0; m < s.cout; ++m)
+          for (int64_t p = 0; p < ohw; ++p) dst[(b * s.cout + m) * ohw + p] = src[(b * ohw + p) * s.cout + m];
+    };
+    if (esize == 1) {
+      to_nchw(static_cast<uint8_t*>(y.data), reinterpret_cast<const uint8_t*>(yn));
+    } else {
+      to_nchw(static_cast<int32_t*>(y.data), reinterpret_cast<const int32_t*>(yn));
     }
     return absl::OkStatus();
   }
@@ -310,6 +342,7 @@ class QConv final : public Kernel {
 
  private:
   bool qlinear_;
+  bool nhwc_;  // kvant.QLinearConvNhwc: x and y are NHWC
   std::string label_;
   ConvS8Shape shape_;
   std::unique_ptr<ConvS8> conv_;
@@ -324,7 +357,7 @@ int64_t AxisAttr(const KernelInit& init) { return init.attrs->GetInt("axis", 1);
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQuantizeLinear(const KernelInit& init) {
-  return std::make_unique<QuantizeLinear>(AxisAttr(init));
+  return std::make_unique<QuantizeLinear>(AxisAttr(init), init.cpu);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateDynamicQuantizeLinear(const KernelInit& init) {
@@ -336,7 +369,7 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateDequantizeLinear(const KernelInit&
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQConv(const KernelInit& init) {
-  auto k = std::make_unique<QConv>(init.op == "QLinearConv", init.node_label);
+  auto k = std::make_unique<QConv>(init.op != "ConvInteger", init.op == "QLinearConvNhwc", init.node_label);
   if (auto s = k->Prepare(init); !s.ok()) return s;
   return k;
 }

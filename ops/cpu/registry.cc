@@ -10,9 +10,9 @@ namespace cpu {
 
 #define KVANT_CPU_KERNEL(name, op, dtypes, type_input, needs, priority, factory, inplace) \
   absl::StatusOr<std::unique_ptr<Kernel>> factory(const KernelInit&);
-#define KVANT_CPU_MS_KERNEL KVANT_CPU_KERNEL
+#define KVANT_CPU_DOMAIN_KERNEL(domain, ...) KVANT_CPU_KERNEL(__VA_ARGS__)
 #include "ops/cpu/kernels.inc"
-#undef KVANT_CPU_MS_KERNEL
+#undef KVANT_CPU_DOMAIN_KERNEL
 #undef KVANT_CPU_KERNEL
 
 namespace ref { const GemmUkernelF32* GemmF32ByRows(); }
@@ -91,10 +91,10 @@ constexpr uint64_t NUMERIC = CASTABLE & ~DtypeBit(DataType::kBool) & ~DtypeBit(D
 const KernelDef kCpuKernels[] = {
 #define KVANT_CPU_KERNEL(name, op, dtypes, type_input, needs, priority, factory, inplace) \
   {#name, "", op, Backend::kCpu, dtypes, type_input, needs, priority, cpu::factory, inplace},
-#define KVANT_CPU_MS_KERNEL(name, op, dtypes, type_input, needs, priority, factory, inplace) \
-  {#name, "com.microsoft", op, Backend::kCpu, dtypes, type_input, needs, priority, cpu::factory, inplace},
+#define KVANT_CPU_DOMAIN_KERNEL(domain, name, op, dtypes, type_input, needs, priority, factory, inplace) \
+  {#name, domain, op, Backend::kCpu, dtypes, type_input, needs, priority, cpu::factory, inplace},
 #include "ops/cpu/kernels.inc"
-#undef KVANT_CPU_MS_KERNEL
+#undef KVANT_CPU_DOMAIN_KERNEL
 #undef KVANT_CPU_KERNEL
 };
 

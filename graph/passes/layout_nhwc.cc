@@ -1,0 +1,214 @@
+// INT8 convolution chains in NHWC. The INT8 convolution kernels work in NHWC
+// (channels innermost: one GEMM row per pixel, 16 or 64 channels per
+// vector); ONNX's QLinearConv is NCHW. Converting at every convolution costs
+// two full passes over each activation, more than a 1x1 convolution itself.
+//  1. Every 2-D QLinearConv becomes kvant.QLinearConvNhwc between
+//     Transpose(NCHW -> NHWC) and Transpose(NHWC -> NCHW).
+//  2. NHWC -> NCHW transposes sink through the operators that do not care
+//     about layout or know an NHWC form: per-tensor QuantizeLinear /
+//     DequantizeLinear, Relu, constant Pad (pads permuted), QLinearAdd /
+//     QLinearMul / Add / Mul of two equally shaped transposed values, and
+//     QLinearGlobalAveragePool (channels_last = 1).
+//  3. A transpose whose input is the inverse transpose disappears;
+//  4. a constant spatial Pad by the input's zero point before an NHWC
+//     convolution becomes the convolution's padding.
+// Repeated to a fixed point; transposes remain only where NCHW is needed
+// (graph outputs, float islands, operators without an NHWC form).
+#include "graph/passes/passes.h"
+
+namespace kvant {
+namespace {
+
+const std::vector<int64_t> kToNhwc = {0, 2, 3, 1};
+const std::vector<int64_t> kToNchw = {0, 3, 1, 2};
+
+bool IsTranspose(const Node& n, const std::vector<int64_t>& perm) {
+  return n.op_type == "Transpose" && n.domain.empty() && n.attrs.GetInts("perm") == perm;
+}
+
+Node MakeTranspose(Graph& g, const std::string& in, const std::string& out, const std::vector<int64_t>& perm,
+                   const std::string& name) {
+  Node t;
+  t.op_type = "Transpose";
+  t.name = g.UniqueName(name);
+  g.values[t.name];  // reserve the name
+  t.inputs = {in};
+  t.outputs = {out};
+  t.attrs.SetInts("perm", perm);
+  return t;
+}
+
+std::string NewValue(Graph& g, const std::string& hint) {
+  std::string name = g.UniqueName(hint);
+  g.values[name];
+  return name;
+}
+
+// Inputs of `n` that carry the data (the rest are scales, zero points, pads).
+std::vector<int> DataInputs(const Graph& g, const Node& n) {
+  if (!n.domain.empty() && n.domain != "com.microsoft") return {};
+  const std::string& op = n.op_type;
+  if (n.domain.empty()) {
+    if (op == "Relu") return {0};
+    if (op == "Add" || op == "Mul") return {0, 1};
+    if (op == "QuantizeLinear" || op == "DequantizeLinear") {
+      const Tensor* s = n.inputs.size() > 1 ? g.FindConstant(n.inputs[1]) : nullptr;
+      return s != nullptr && s->num_elements() == 1 ? std::vector<int>{0} : std::vector<int>{};
+    }
+    if (op == "Pad") {
+      const bool constant_mode = n.attrs.GetString("mode", "constant") == "constant";
+      const Tensor* pads = n.inputs.size() > 1 ? g.FindConstant(n.inputs[1]) : nullptr;
+      const bool no_axes = n.inputs.size() < 4 || n.inputs[3].empty();
+      return constant_mode && no_axes && pads != nullptr && pads->num_elements() == 8 ? std::vector<int>{0}
+                                                                                       : std::vector<int>{};
+    }
+    return {};
+  }
+  if (op == "QLinearAdd" || op == "QLinearMul") return {0, 3};
+  if (op == "QLinearGlobalAveragePool" && n.attrs.GetInt("channels_last", 0) == 0) return {0};
+  return {};
+}
+
+// Step 1.
+void ConvertConvolutions(Graph& g) {
+  std::vector<Node> added;
+  for (Node& n : g.nodes) {
+    if (n.op_type != "QLinearConv" || !n.domain.empty() || n.inputs.size() < 8) continue;
+    const Tensor* w = g.FindConstant(n.inputs[3]);
+    if (w == nullptr || w->rank() != 4) continue;
+    const std::string x_nhwc = NewValue(g, n.inputs[0] + "_nhwc");
+    const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");
+    added.push_back(MakeTranspose(g, n.inputs[0], x_nhwc, kToNhwc, n.name + "_to_nhwc"));
+    added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));
+    n.op_type = "QLinearConvNhwc";
+    n.domain = "kvant";
+    n.inputs[0] = x_nhwc;
+    n.outputs[0] = y_nhwc;
+  }
+  for (Node& t : added) g.nodes.push_back(std::move(t));
+}
+
+// Steps 2 and 3, one sweep; returns whether anything changed.
+bool SinkAndCancel(Graph& g) {
+  auto producers = g.Producers();
+  auto producer = [&](const std::string& v) -> const Node* {
+    auto it = producers.find(v);
+    return it == producers.end() ? nullptr : &g.nodes[it->second];
+  };
+  bool changed = false;
+  std::vector<Node> added;
+  for (Node& n : g.nodes) {
+    // 3. Transpose(NCHW -> NHWC) of Transpose(NHWC -> NCHW)(x) is x.
+    if (IsTranspose(n, kToNhwc)) {
+      const Node* p = producer(n.inputs[0]);
+      if (p != nullptr && IsTranspose(*p, kToNchw)) {
+        n.op_type = "Identity";
+        n.attrs = AttributeMap();
+        n.inputs[0] = p->inputs[0];
+        changed = true;
+      }
+      continue;
+    }
+    // 2. Sink NHWC -> NCHW transposes feeding every data input of n.
+    const std::vector<int> data = DataInputs(g, n);
+    if (data.empty()) continue;
+    std::vector<std::string> sources;
+    for (int i : data) {
+      const Node* p = i < static_cast<int>(n.inputs.size()) ? producer(n.inputs[i]) : nullptr;
+      if (p == nullptr || !IsTranspose(*p, kToNchw)) break;
+      sources.push_back(p->inputs[0]);
+    }
+    if (sources.size() != data.size()) continue;
+    if (sources.size() == 2) {  // no broadcasting across the layouts
+      const ValueType* a = g.FindType(sources[0]);
+      const ValueType* b = g.FindType(sources[1]);
+      // Equal known sizes or the same symbols (a symbolic batch).
+      if (a == nullptr || b == nullptr || !a->shape.rank_known || !b->shape.rank_known ||
+          !(a->shape.dims == b->shape.dims)) {
+        continue;
+      }
+    }
+    if (n.op_type == "Pad") {
+      const Tensor* pads = g.FindConstant(n.inputs[1]);
+      Tensor permuted = Tensor::Zeros(DataType::kInt64, {8});
+      for (int d = 0; d < 4; ++d) {  // NCHW dimension d is NHWC dimension kToNchw[d]
+        permuted.data<int64_t>()[kToNchw[d]] = pads->data<int64_t>()[d];
+        permuted.data<int64_t>()[4 + kToNchw[d]] = pads->data<int64_t>()[4 + d];
+      }
+      n.inputs[1] = g.AddConstant(n.name + "_pads_nhwc", permuted);
+    }
+    if (n.op_type == "QLinearGlobalAveragePool") n.attrs.SetInt("channels_last", 1);
+    for (size_t j = 0; j < data.size(); ++j) n.inputs[data[j]] = sources[j];
+    const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");
+    added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));
+    n.outputs[0] = y_nhwc;
+    changed = true;
+  }
+  for (Node& t : added) g.nodes.push_back(std::move(t));
+  return changed;
+}
+
+// Step 4: a constant spatial Pad with the input's zero point as its value,
+// read only by an NHWC convolution, becomes the convolution's own padding
+// (which the INT8 kernels fill with the zero point).
+void FusePads(Graph& g) {
+  auto producers = g.Producers();
+  auto uses = g.UseCounts();
+  std::vector<bool> removed(g.nodes.size(), false);
+  for (Node& conv : g.nodes) {
+    if (conv.op_type != "QLinearConvNhwc" || conv.domain != "kvant") continue;
+    if (conv.attrs.GetString("auto_pad", "NOTSET") != "NOTSET") continue;
+    auto it = producers.find(conv.inputs[0]);
+    if (it == producers.end() || removed[it->second]) continue;
+    const Node& pad = g.nodes[it->second];
+    if (pad.op_type != "Pad" || !pad.domain.empty() || uses[pad.outputs[0]] != 1 ||
+        g.IsGraphOutput(pad.outputs[0]) || pad.attrs.GetString("mode", "constant") != "constant" ||
+        pad.inputs.size() < 2 || (pad.inputs.size() > 3 && !pad.inputs[3].empty())) {
+      continue;
+    }
+    const Tensor* pads = g.FindConstant(pad.inputs[1]);
+    const Tensor* value = pad.inputs.size() > 2 && !pad.inputs[2].empty() ? g.FindConstant(pad.inputs[2]) : nullptr;
+    const Tensor* zero_point = g.FindConstant(conv.inputs[2]);
+    if (pads == nullptr || pads->num_elements() != 8 || zero_point == nullptr || zero_point->num_elements() != 1) {
+      continue;
+    }
+    if ((pad.inputs.size() > 2 && !pad.inputs[2].empty()) &&
+        (value == nullptr || value->dtype() != zero_point->dtype() || value->num_elements() != 1)) {
+      continue;
+    }
+    const uint8_t fill = value ? static_cast<const uint8_t*>(value->raw_data())[0] : 0;
+    if (fill != static_cast<const uint8_t*>(zero_point->raw_data())[0]) continue;
+    const int64_t* p = pads->data<int64_t>();
+    // NHWC: only H (1) and W (2), non-negative.
+    if (p[0] || p[3] || p[4] || p[7] || p[1] < 0 || p[2] < 0 || p[5] < 0 || p[6] < 0) continue;
+    std::vector<int64_t> cp = conv.attrs.GetInts("pads", {0, 0, 0, 0});
+    if (cp.size() != 4) continue;
+    cp[0] += p[1], cp[1] += p[2], cp[2] += p[5], cp[3] += p[6];
+    conv.attrs.SetInts("pads", cp);
+    conv.inputs[0] = pad.inputs[0];
+    removed[it->second] = true;
+  }
+  g.RemoveNodes(removed);
+}
+
+}  // namespace
+
+absl::Status LayoutInt8ConvolutionsNhwc(Graph& graph) {
+  bool any = false;
+  for (const Node& n : graph.nodes) any |= n.op_type == "QLinearConv" && n.domain.empty();
+  if (!any) return absl::OkStatus();
+  ConvertConvolutions(graph);
+  if (auto s = graph.TopologicalSort(); !s.ok()) return s;
+  if (auto s = InferShapes(graph); !s.ok()) return s;
+  for (int round = 0; round < 64; ++round) {
+    if (!SinkAndCancel(graph)) break;
+    if (auto s = graph.TopologicalSort(); !s.ok()) return s;
+    if (auto s = InferShapes(graph); !s.ok()) return s;
+  }
+  if (auto s = RemoveIdentities(graph); !s.ok()) return s;
+  if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
+  FusePads(graph);
+  return RemoveDeadNodes(graph);
+}
+
+}  // namespace kvant

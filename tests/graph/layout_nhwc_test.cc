@@ -1,0 +1,124 @@
+// The NHWC layout pass for INT8 convolution chains: a QOperator graph
+// (QuantizeLinear, QLinearConv, zero-point Pad, depthwise QLinearConv, a
+// residual QLinearAdd, QLinearGlobalAveragePool, DequantizeLinear) keeps
+// exactly the outputs of the unoptimized graph, runs its convolutions as
+// kvant.QLinearConvNhwc with one transpose at the input edge and one at the
+// pooled output, and absorbs the Pad into the convolution.
+#include <random>
+
+#include "graph/onnx_import.h"
+#include "graph/passes/passes.h"
+#include "gtest/gtest.h"
+#include "kvant/kvant.h"
+#include "runtime/cpu_caps.h"
+#include "tests/testing/onnx_builder.h"
+
+namespace kvant {
+namespace {
+
+using testing::OnnxBuilder;
+using testing::RandomF32;
+
+int CountOps(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (const Node& node : g.nodes) n += node.op_type == op;
+  return n;
+}
+
+Tensor RandomS8(const std::vector<int64_t>& shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Tensor t = Tensor::Zeros(DataType::kInt8, shape);
+  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<int8_t>()[i] = static_cast<int8_t>(int(rng() % 200) - 100);
+  return t;
+}
+
+Tensor F(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
+Tensor U8(uint8_t v) { return Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {v}); }
+
+// x -> Q -> conv1 1x1 (8 -> 16) -> Pad(1, zp) -> dw 3x3 -> conv3 1x1 (16 -> 8)
+//   -> QLinearAdd(conv1-branch... conv3, q) -> GAP -> DQ -> y
+std::string QOperatorChain(int64_t batch_dim) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {batch_dim, 8, 10, 12}, {"batch"}).Output("y");
+  b.Initializer("xs", F(0.02f)).Initializer("xz", U8(128));
+  b.Initializer("w1", RandomS8({16, 8, 1, 1}, 1)).Initializer("w1s", F(0.01f)).Initializer("w1z", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("a1s", F(0.05f)).Initializer("a1z", U8(120));
+  b.Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 1, 1, 0, 0, 1, 1}));
+  b.Initializer("w2", RandomS8({16, 1, 3, 3}, 2)).Initializer("w2s", F(0.02f)).Initializer("w2z", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("a2s", F(0.06f)).Initializer("a2z", U8(125));
+  b.Initializer("w3", RandomS8({8, 16, 1, 1}, 3)).Initializer("w3s", F(0.015f)).Initializer("w3z", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("a3s", F(0.04f)).Initializer("a3z", U8(131));
+  b.Initializer("ss", F(0.05f)).Initializer("sz", U8(127));
+  b.Initializer("ps", F(0.01f)).Initializer("pz", U8(126));
+  b.Node("QuantizeLinear", {"x", "xs", "xz"}, {"q"});
+  b.Node("QLinearConv", {"q", "xs", "xz", "w1", "w1s", "w1z", "a1s", "a1z"}, {"c1"});
+  b.Node("Pad", {"c1", "pads", "a1z"}, {"p1"});
+  OnnxBuilder::SetInt(b.Node("QLinearConv", {"p1", "a1s", "a1z", "w2", "w2s", "w2z", "a2s", "a2z"}, {"c2"}), "group", 16);
+  b.Node("QLinearConv", {"c2", "a2s", "a2z", "w3", "w3s", "w3z", "a3s", "a3z"}, {"c3"});
+  b.Node("QLinearAdd", {"c3", "a3s", "a3z", "q", "xs", "xz", "ss", "sz"}, {"s"}).set_domain("com.microsoft");
+  b.Node("QLinearGlobalAveragePool", {"s", "ss", "sz", "ps", "pz"}, {"g"}).set_domain("com.microsoft");
+  b.Node("DequantizeLinear", {"g", "ps", "pz"}, {"y"});
+  return b.Serialize();
+}
+
+TEST(LayoutNhwc, QOperatorChainRunsNhwcWithTransposesOnlyAtTheEdges) {
+  const std::string bytes = QOperatorChain(-1);
+  auto g = ImportOnnxBytes(bytes, ".", "chain.onnx");
+  ASSERT_TRUE(g.ok()) << g.status();
+  OptimizeOptions opt;
+  opt.cpu = ActiveCpuFeatures();
+  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+  EXPECT_EQ(CountOps(*g, "QLinearConvNhwc"), 3) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QLinearConv"), 0) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Pad"), 0) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();  // input to NHWC, pooled output to NCHW
+
+  SessionOptions plain;
+  plain.optimize = false;
+  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
+  ASSERT_TRUE(s0.ok() && s1.ok()) << s0.status() << s1.status();
+  for (int64_t batch : {1, 3}) {
+    const TensorMap in = {{"x", RandomF32({batch, 8, 10, 12}, 7, -2.f, 2.f)}};
+    auto y0 = s0->Run(in), y1 = s1->Run(in);
+    ASSERT_TRUE(y0.ok() && y1.ok()) << y0.status() << y1.status();
+    const Tensor& u = y0->at("y");
+    const Tensor& v = y1->at("y");
+    ASSERT_EQ(u.shape(), (std::vector<int64_t>{batch, 8, 1, 1}));
+    ASSERT_EQ(v.shape(), u.shape());
+    for (int64_t i = 0; i < u.num_elements(); ++i) EXPECT_EQ(u.data<float>()[i], v.data<float>()[i]) << i;
+  }
+}
+
+TEST(LayoutNhwc, PadWithAnotherValueStaysAPad) {
+  // The same chain with the Pad's value not the zero point: it cannot become
+  // the convolution's padding, but still runs in NHWC.
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {1, 4, 6, 6}).Output("y", DataType::kUInt8);
+  b.Initializer("xs", F(0.02f)).Initializer("xz", U8(128)).Initializer("seven", U8(7));
+  b.Initializer("w", RandomS8({4, 4, 3, 3}, 4)).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 1, 1, 0, 0, 1, 1}));
+  b.Node("QLinearConv", {"x", "xs", "xz", "w", "ws", "wz", "xs", "xz"}, {"c"});
+  b.Node("Pad", {"c", "pads", "seven"}, {"p"});
+  b.Node("QLinearConv", {"p", "xs", "xz", "w", "ws", "wz", "xs", "xz"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "pad7.onnx");
+  ASSERT_TRUE(g.ok()) << g.status();
+  OptimizeOptions opt;
+  opt.cpu = ActiveCpuFeatures();
+  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+  EXPECT_EQ(CountOps(*g, "Pad"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
+  SessionOptions plain;
+  plain.optimize = false;
+  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
+  ASSERT_TRUE(s0.ok() && s1.ok());
+  Tensor x = Tensor::Zeros(DataType::kUInt8, {1, 4, 6, 6});
+  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>(i * 37);
+  auto y0 = s0->Run({{"x", x}}), y1 = s1->Run({{"x", x}});
+  ASSERT_TRUE(y0.ok() && y1.ok());
+  for (int64_t i = 0; i < y0->at("y").num_elements(); ++i)
+    EXPECT_EQ(y0->at("y").data<uint8_t>()[i], y1->at("y").data<uint8_t>()[i]) << i;
+}
+
+}  // namespace
+}  // namespace kvant
