@@ -160,6 +160,14 @@ void FusePads(Graph& g) {
     if (conv.attrs.GetString("auto_pad", "NOTSET") != "NOTSET") continue;
     auto it = producers.find(conv.inputs[0]);
     if (it == producers.end() || removed[it->second]) continue;
+    // The Pad may also sit before the NCHW -> NHWC transpose at a chain's start.
+    Node* transpose = nullptr;
+    if (IsTranspose(g.nodes[it->second], kToNhwc) && uses[g.nodes[it->second].outputs[0]] == 1) {
+      transpose = &g.nodes[it->second];
+      it = producers.find(transpose->inputs[0]);
+      if (it == producers.end() || removed[it->second]) continue;
+    }
+    const int h = transpose ? 2 : 1, w = transpose ? 3 : 2;  // H and W in the Pad's layout
     const Node& pad = g.nodes[it->second];
     if (pad.op_type != "Pad" || !pad.domain.empty() || uses[pad.outputs[0]] != 1 ||
         g.IsGraphOutput(pad.outputs[0]) || pad.attrs.GetString("mode", "constant") != "constant" ||
@@ -179,13 +187,18 @@ void FusePads(Graph& g) {
     const uint8_t fill = value ? static_cast<const uint8_t*>(value->raw_data())[0] : 0;
     if (fill != static_cast<const uint8_t*>(zero_point->raw_data())[0]) continue;
     const int64_t* p = pads->data<int64_t>();
-    // NHWC: only H (1) and W (2), non-negative.
-    if (p[0] || p[3] || p[4] || p[7] || p[1] < 0 || p[2] < 0 || p[5] < 0 || p[6] < 0) continue;
+    // Only H and W, non-negative.
+    bool spatial = true;
+    for (int d = 0; d < 4; ++d) {
+      const bool hw = d == h || d == w;
+      spatial &= hw ? (p[d] >= 0 && p[4 + d] >= 0) : (p[d] == 0 && p[4 + d] == 0);
+    }
+    if (!spatial) continue;
     std::vector<int64_t> cp = conv.attrs.GetInts("pads", {0, 0, 0, 0});
     if (cp.size() != 4) continue;
-    cp[0] += p[1], cp[1] += p[2], cp[2] += p[5], cp[3] += p[6];
+    cp[0] += p[h], cp[1] += p[w], cp[2] += p[4 + h], cp[3] += p[4 + w];
     conv.attrs.SetInts("pads", cp);
-    conv.inputs[0] = pad.inputs[0];
+    (transpose ? transpose->inputs[0] : conv.inputs[0]) = pad.inputs[0];
     removed[it->second] = true;
   }
   g.RemoveNodes(removed);

@@ -38,6 +38,10 @@ absl::Status FusePadIntoConv(Graph& graph);
 // DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv, and -> MatMul ->
 // into QLinearMatMul (fuse_qdq.cc).
 absl::Status FuseQdqConv(Graph& graph);
+// fuse_qdq_ops.cc: DQ -> data movement -> Q with equal parameters runs on the
+// quantized values; DQ -> Add/Mul/GlobalAveragePool -> Q and DQ -> Gemm [-> Q]
+// become com.microsoft QLinearAdd/QLinearMul/QLinearGlobalAveragePool/QGemm.
+absl::Status FuseQdqOperators(Graph& graph);
 
 // fuse_dynamic_quant.cc: ONNX Runtime's dynamically quantized MatMul
 // (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul [-> Add bias])

@@ -2,8 +2,9 @@
 // input-shape signature:
 //  1. remove Identity/Dropout; infer shapes; fuse DequantizeLinear -> Conv ->
 //     QuantizeLinear into QLinearConv (before folding turns the weights'
-//     DequantizeLinear into float weights) and ONNX Runtime's dynamic
-//     quantization chains into DynamicQuantizeMatMul;
+//     DequantizeLinear into float weights), the other QDQ groups (data
+//     movement, Add/Mul, pooling, Gemm) onto quantized operators, and ONNX
+//     Runtime's dynamic quantization chains into DynamicQuantizeMatMul;
 //  2. infer shapes and fold constants (one sweep);
 //  3. fold BatchNorm, constant scales/shifts and zero Pads into Conv/Gemm, recognize
 //     HardSwish and LayerNormalization; with dynamic_int8, FP32 MatMul/Gemm
@@ -23,6 +24,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
   if (auto s = InferShapes(graph); !s.ok()) return s;
   if (auto s = FuseQdqConv(graph); !s.ok()) return s;
+  if (auto s = FuseQdqOperators(graph); !s.ok()) return s;
   if (auto s = FuseDynamicQuantizeMatMul(graph); !s.ok()) return s;
   if (auto s = FoldConstants(graph, options.cpu); !s.ok()) return s;
   if (auto s = FoldBatchNorm(graph); !s.ok()) return s;

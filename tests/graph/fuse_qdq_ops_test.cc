@@ -1,0 +1,102 @@
+// QDQ groups beyond convolutions (graph/passes/fuse_qdq_ops.cc): a QDQ graph
+// as ONNX Runtime's quantizer writes it (Pad whose value is DQ(Q(0)),
+// residual Add, GlobalAveragePool, Flatten, Gemm with an int32 bias) ends up
+// on quantized operators with no QuantizeLinear/DequantizeLinear left inside,
+// and matches the unoptimized float-between-conversions graph within one
+// quantization step.
+#include <random>
+
+#include "graph/onnx_import.h"
+#include "graph/passes/passes.h"
+#include "gtest/gtest.h"
+#include "kvant/kvant.h"
+#include "runtime/cpu_caps.h"
+#include "tests/testing/onnx_builder.h"
+
+namespace kvant {
+namespace {
+
+using testing::OnnxBuilder;
+using testing::RandomF32;
+
+int CountOps(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (const Node& node : g.nodes) n += node.op_type == op;
+  return n;
+}
+
+Tensor F(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
+Tensor U8(uint8_t v) { return Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {v}); }
+
+TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
+  std::mt19937 rng(3);
+  std::vector<int8_t> w(6 * 5);
+  for (int8_t& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 201) - 100);
+  std::vector<int32_t> bias = {100, -50, 7, 0, 300};
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {2, 6, 5, 5}).Output("y");
+  b.Initializer("s", F(0.03f)).Initializer("z", U8(120));
+  b.Initializer("s2", F(0.05f)).Initializer("z2", U8(126));
+  b.Initializer("s3", F(0.02f)).Initializer("z3", U8(118));
+  b.Initializer("zero", F(0.f)).Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 1, 1, 0, 0, 1, 1}));
+  b.Initializer("w", Tensor::FromVector<int8_t>(DataType::kInt8, {6, 5}, w)).Initializer("ws", F(0.01f));
+  b.Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("bq", Tensor::FromVector<int32_t>(DataType::kInt32, {5}, bias)).Initializer("bs", F(0.02f * 0.01f));
+  b.Initializer("bz", Tensor::Zeros(DataType::kInt32, {}));
+  b.Initializer("ys", F(0.04f)).Initializer("yz", U8(128));
+  // x -> Q -> DQ -> Pad(value DQ(Q(0))) -> Q
+  b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
+  b.Node("DequantizeLinear", {"q", "s", "z"}, {"d"});
+  b.Node("QuantizeLinear", {"zero", "s", "z"}, {"zq"});
+  b.Node("DequantizeLinear", {"zq", "s", "z"}, {"zd"});
+  b.Node("Pad", {"d", "pads", "zd"}, {"p"});
+  b.Node("QuantizeLinear", {"p", "s", "z"}, {"pq"});
+  // residual: Add(DQ(pq) sliced back, ...) is shape-changing; add pq to itself through two DQs
+  b.Node("DequantizeLinear", {"pq", "s", "z"}, {"pd1"});
+  b.Node("DequantizeLinear", {"pq", "s", "z"}, {"pd2"});
+  b.Node("Add", {"pd1", "pd2"}, {"a"});
+  b.Node("QuantizeLinear", {"a", "s2", "z2"}, {"aq"});
+  // -> GAP -> Flatten -> Gemm(int32 bias) -> Q -> DQ
+  b.Node("DequantizeLinear", {"aq", "s2", "z2"}, {"ad"});
+  b.Node("GlobalAveragePool", {"ad"}, {"g"});
+  b.Node("QuantizeLinear", {"g", "s3", "z3"}, {"gq"});
+  b.Node("DequantizeLinear", {"gq", "s3", "z3"}, {"gd"});
+  b.Node("Flatten", {"gd"}, {"f"});
+  b.Node("QuantizeLinear", {"f", "s3", "z3"}, {"fq"});
+  b.Node("DequantizeLinear", {"fq", "s3", "z3"}, {"fd"});
+  b.Node("DequantizeLinear", {"w", "ws", "wz"}, {"wd"});
+  b.Node("DequantizeLinear", {"bq", "bs", "bz"}, {"bd"});
+  b.Node("Gemm", {"fd", "wd", "bd"}, {"m"});
+  b.Node("QuantizeLinear", {"m", "ys", "yz"}, {"mq"});
+  b.Node("DequantizeLinear", {"mq", "ys", "yz"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "qdq_ops.onnx");
+  ASSERT_TRUE(g.ok()) << g.status();
+  OptimizeOptions opt;
+  opt.cpu = ActiveCpuFeatures();
+  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+  EXPECT_EQ(CountOps(*g, "QLinearAdd"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QLinearGlobalAveragePool"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QGemm"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QuantizeLinear"), 1) << g->DebugString();    // the input's
+  EXPECT_EQ(CountOps(*g, "DequantizeLinear"), 1) << g->DebugString();  // the output's
+  EXPECT_EQ(CountOps(*g, "Add") + CountOps(*g, "Gemm") + CountOps(*g, "GlobalAveragePool"), 0) << g->DebugString();
+
+  SessionOptions plain;
+  plain.optimize = false;
+  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
+  ASSERT_TRUE(s0.ok() && s1.ok()) << s0.status() << s1.status();
+  const TensorMap in = {{"x", RandomF32({2, 6, 5, 5}, 9, -3.f, 3.f)}};
+  auto y0 = s0->Run(in), y1 = s1->Run(in);
+  ASSERT_TRUE(y0.ok() && y1.ok()) << y0.status() << y1.status();
+  const Tensor& u = y0->at("y");
+  const Tensor& v = y1->at("y");
+  ASSERT_EQ(u.shape(), v.shape());
+  for (int64_t i = 0; i < u.num_elements(); ++i) {
+    // One step of the output scale, plus what one step of an intermediate can move it.
+    EXPECT_NEAR(u.data<float>()[i], v.data<float>()[i], 0.04f * 3) << i;
+  }
+}
+
+}  // namespace
+}  // namespace kvant
