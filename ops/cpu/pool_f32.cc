@@ -1,5 +1,6 @@
-// FP32 pooling, NCHW, 1-D to 3-D: MaxPool (dilations, ceil_mode),
-// AveragePool (count_include_pad) and GlobalAveragePool.
+// Pooling, NCHW, 1-D to 3-D: MaxPool (dilations, ceil_mode) on f32, u8 and
+// s8 (quantized activations keep their scale through a max), AveragePool
+// (count_include_pad) and GlobalAveragePool on f32.
 #include <cmath>
 #include <limits>
 
@@ -43,8 +44,6 @@ class PoolF32 final : public Kernel {
     const int64_t planes = x.shape[0] * x.shape[1];
     const int64_t in_size = in[0] * in[1] * in[2], out_size = out[0] * out[1] * out[2];
     const bool include_pad = p->count_include_pad;
-    const float* xs = x.as<const float>();
-    float* ys = y.as<float>();
     // Per output position and dimension: the window's taps inside the input
     // [lo, hi) (tap indices) and its size counting padding, computed once.
     struct Taps {
@@ -79,24 +78,28 @@ class PoolF32 final : public Kernel {
     }
     const bool is_max = is_max_;
     const int64_t s2 = s[2];
+    auto run = [&](const auto* xs, auto* ys) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(xs)>>;
     ctx.pool->ParallelFor(planes, [&](int64_t p0, int64_t p1) {
       for (int64_t plane = p0; plane < p1; ++plane) {
-        const float* xp = xs + plane * in_size;
-        float* yp = ys + plane * out_size;
+        const T* xp = xs + plane * in_size;
+        T* yp = ys + plane * out_size;
         for (int64_t o0 = 0; o0 < out[0]; ++o0) {
           const Taps& t0 = taps[0][o0];
           for (int64_t o1 = 0; o1 < out[1]; ++o1) {
             const Taps& t1 = taps[1][o1];
-            float* yrow = yp + (o0 * out[1] + o1) * out[2];
-            const float init = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
+            T* yrow = yp + (o0 * out[1] + o1) * out[2];
+            const T init = !is_max ? T(0)
+                           : std::is_floating_point_v<T> ? -std::numeric_limits<T>::infinity()
+                                                         : std::numeric_limits<T>::lowest();
             for (int64_t o2 = 0; o2 < out[2]; ++o2) yrow[o2] = init;
             for (int64_t q0 = t0.lo; q0 < t0.hi; ++q0) {
               const int64_t i0 = o0 * s[0] - pb[0] + q0 * d[0];
               for (int64_t q1 = t1.lo; q1 < t1.hi; ++q1) {
                 const int64_t i1 = o1 * s[1] - pb[1] + q1 * d[1];
-                const float* xrow = xp + (i0 * in[1] + i1) * in[2];
+                const T* xrow = xp + (i0 * in[1] + i1) * in[2];
                 for (int64_t q2 = 0; q2 < k[2]; ++q2) {
-                  const float* src = xrow + q2 * d[2] - pb[2];
+                  const T* src = xrow + q2 * d[2] - pb[2];
                   if (is_max) {
                     for (int64_t o2 = lo2[q2]; o2 < hi2[q2]; ++o2) yrow[o2] = std::max(yrow[o2], src[o2 * s2]);
                   } else {
@@ -108,13 +111,19 @@ class PoolF32 final : public Kernel {
             if (!is_max) {
               const int64_t c01 = include_pad ? t0.padded * t1.padded : (t0.hi - t0.lo) * (t1.hi - t1.lo);
               for (int64_t o2 = 0; o2 < out[2]; ++o2) {
-                yrow[o2] /= static_cast<float>(std::max<int64_t>(c01 * count2[o2], 1));
+                yrow[o2] /= static_cast<T>(std::max<int64_t>(c01 * count2[o2], 1));
               }
             }
           }
         }
       }
     });
+    };
+    switch (x.dtype) {
+      case DataType::kUInt8: run(x.as<const uint8_t>(), y.as<uint8_t>()); break;
+      case DataType::kInt8: run(x.as<const int8_t>(), y.as<int8_t>()); break;
+      default: run(x.as<const float>(), y.as<float>()); break;
+    }
     return absl::OkStatus();
   }
 
