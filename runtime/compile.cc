@@ -236,6 +236,30 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   }
 
   PlanReport& r = plan->report;
+  // What each step computes in: "int8" for the quantized products and
+  // operators, "q/dq" for conversions, else its output's element type.
+  int int8_steps = 0, conversions = 0, float_steps = 0, transposes = 0;
+  auto precision = [&](const PlanStep& step) -> std::string {
+    const std::string op = step.def->op;
+    static const char* kInt8[] = {"QLinearConv",      "QLinearConvNhwc", "QLinearMatMul",         "MatMulInteger",
+                                  "ConvInteger",      "QGemm",           "QLinearAdd",            "QLinearMul",
+                                  "QLinearGlobalAveragePool", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"};
+    for (const char* q : kInt8) {
+      if (op == q) {
+        ++int8_steps;
+        return "int8";
+      }
+    }
+    if (op == "QuantizeLinear" || op == "DequantizeLinear" || op == "DynamicQuantizeLinear") {
+      ++conversions;
+      return "q/dq";
+    }
+    if (op == "Transpose") ++transposes;
+    const int out = step.outputs.empty() ? -1 : step.outputs[0];
+    const DataType t = out >= 0 ? plan->slots[out].dtype : DataType::kUndefined;
+    if (t == DataType::kFloat32 && op != "Transpose" && op != "Reshape" && op != "Shape") ++float_steps;
+    return DataTypeName(t);
+  };
   r.arena_bytes = plan->memory.arena_bytes;
   r.lower_bound_bytes = plan->memory.lower_bound;
   r.weight_bytes = model.weight_bytes;
@@ -250,9 +274,11 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
       outs.push_back(absl::StrCat(v.name, ":", DataTypeName(v.dtype), ShapeText(v.shape), " ", where));
     }
     std::string impl = step.kernel->Describe();
-    absl::StrAppend(&r.text, absl::StrFormat("%4d %-40s %-14s %-24s -> %s\n", i, step.label, step.def->name,
-                                             impl.empty() ? "" : impl, absl::StrJoin(outs, ", ")));
+    absl::StrAppend(&r.text, absl::StrFormat("%4d %-40s %-5s %-14s %-24s -> %s\n", i, step.label, precision(step),
+                                             step.def->name, impl.empty() ? "" : impl, absl::StrJoin(outs, ", ")));
   }
+  absl::StrAppend(&r.text, absl::StrFormat("steps: %d int8, %d float, %d Q/DQ conversions, %d transposes\n",
+                                           int8_steps, float_steps, conversions, transposes));
   absl::StrAppend(&r.text, absl::StrFormat("arena %d bytes, lower bound %d bytes (%.3fx), weights %d bytes\n",
                                            r.arena_bytes, r.lower_bound_bytes,
                                            r.lower_bound_bytes ? double(r.arena_bytes) / r.lower_bound_bytes : 1.0,
