@@ -97,6 +97,7 @@ absl::Status InferDynamicQuantizeMatMul(InferContext& ctx);
 absl::Status InferQLinearBinary(InferContext& ctx);
 absl::Status InferQLinearGlobalAveragePool(InferContext& ctx);
 absl::Status InferQGemm(InferContext& ctx);
+absl::Status InferQLinearSoftmax(InferContext& ctx);
 absl::Status InferQLinearConvNhwc(InferContext& ctx);
 absl::Status InferQLinearMatMul(InferContext& ctx);
 absl::Status InferConvInteger(InferContext& ctx);

@@ -343,4 +343,22 @@ absl::Status InferQLinearConvNhwc(InferContext& ctx) {
   return absl::OkStatus();
 }
 
+absl::Status InferQLinearSoftmax(InferContext& ctx) {
+  // X, x_scale, x_zero_point, y_scale, y_zero_point
+  const DataType t = ctx.dtype(0);
+  if (auto s = ExpectType(ctx, 0, IsByte(t), "u8 or s8"); !s.ok()) return s;
+  for (auto [i, what] : {std::pair{1, "x"}, {3, "y"}}) {
+    if (auto s = CheckScalarPair(ctx, i, t, what); !s.ok()) return s;
+  }
+  const Shape& x = ctx.shape(0);
+  if (x.rank_known) {
+    const int64_t opset = ctx.attrs().GetInt("opset", 13);
+    if (auto a = NormalizeAxis(ctx, ctx.attrs().GetInt("axis", opset < 13 ? 1 : -1), x.rank()); !a.ok()) {
+      return a.status();
+    }
+  }
+  ctx.output(0) = ValueType{t, x};
+  return absl::OkStatus();
+}
+
 }  // namespace kvant

@@ -107,7 +107,8 @@ std::vector<Node> InlineBranch(Graph& graph, const Node& node, bool condition) {
   return out;
 }
 
-absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes) {
+absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes,
+                           const std::function<bool(const Node&)>& only) {
   std::vector<Node> kept;
   kept.reserve(graph.nodes.size());
   std::deque<Node> pending(std::make_move_iterator(graph.nodes.begin()), std::make_move_iterator(graph.nodes.end()));
@@ -122,7 +123,7 @@ absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes
       }
     }
     if (auto s = InferNodeShapes(graph, node); !s.ok()) return s;
-    bool fold = Foldable(graph, node);
+    bool fold = Foldable(graph, node) && (!only || only(node));
     int64_t out_bytes = 0;
     std::vector<ValueType> outs;
     for (const std::string& o : node.outputs) {

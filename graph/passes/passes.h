@@ -3,6 +3,7 @@
 #ifndef KVANT_GRAPH_PASSES_PASSES_H_
 #define KVANT_GRAPH_PASSES_PASSES_H_
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,8 +22,10 @@ absl::Status InferShapes(Graph& graph);
 // fold_constants.cc: in one topological sweep, infers each node's shapes and
 // replaces it by initializers when all its inputs are constant (evaluated with
 // the CPU kernels), or when it is a Shape of a statically shaped value.
-// Outputs larger than `max_fold_bytes` are left to run time.
-absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes = int64_t{64} << 20);
+// Outputs larger than `max_fold_bytes` are left to run time; `only`, when
+// given, limits folding to the nodes it accepts.
+absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes = int64_t{64} << 20,
+                           const std::function<bool(const Node&)>& only = nullptr);
 
 // fold_batchnorm.cc: BatchNormalization after Conv or Gemm with constant
 // weights folds into those weights and bias.

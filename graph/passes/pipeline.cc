@@ -23,6 +23,10 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (!options.optimize) return InferShapes(graph);
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
   if (auto s = InferShapes(graph); !s.ok()) return s;
+  // Weights some quantizers leave as QuantizeLinear(float constant): quantized
+  // now, so that the QDQ fusions below see constant quantized weights.
+  auto constant_quantize = [](const Node& n) { return n.op_type == "QuantizeLinear" && n.domain.empty(); };
+  if (auto s = FoldConstants(graph, options.cpu, int64_t{64} << 20, constant_quantize); !s.ok()) return s;
   if (auto s = FuseQdqConv(graph); !s.ok()) return s;
   if (auto s = FuseQdqOperators(graph); !s.ok()) return s;
   if (auto s = FuseDynamicQuantizeMatMul(graph); !s.ok()) return s;

@@ -27,9 +27,12 @@ class BatchNormF32 final : public Kernel {
     ctx.pool->ParallelFor(n * c, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t ch = p % c;
+        // (x - mean) * a + shift: subtracting the mean first keeps the
+        // digits that x * a + (shift - mean * a) cancels away when x and
+        // mean are large (a quantized input at a scale of 100+).
         const float a = scale[ch] / std::sqrt(var[ch] + epsilon_);
-        const float b = shift[ch] - mean[ch] * a;
-        for (int64_t i = 0; i < size; ++i) ys[p * size + i] = xs[p * size + i] * a + b;
+        const float m = mean[ch], b = shift[ch];
+        for (int64_t i = 0; i < size; ++i) ys[p * size + i] = (xs[p * size + i] - m) * a + b;
       }
     });
     return absl::OkStatus();

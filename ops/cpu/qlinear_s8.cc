@@ -2,6 +2,7 @@
 // with activations staying u8/s8 between INT8 convolutions:
 //   QLinearAdd  c = round(sa/sc (a - za) + sb/sc (b - zb)) + zc
 //   QLinearMul  c = round(sa sb/sc (a - za)(b - zb)) + zc
+//   QLinearSoftmax  softmax of the dequantized values along an axis, requantized
 //   QLinearGlobalAveragePool (NCHW, or NHWC with channels_last)
 //                y = round(sx/(sy N) (sum x - N zx)) + zy
 // saturated to the type's range, rounding half to even, in float as ONNX
@@ -9,6 +10,7 @@
 // with a plain loop when both shapes are equal).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "ops/cpu/broadcast_loop.h"
 #include "ops/cpu/quantize_common.h"
@@ -138,7 +140,62 @@ class QLinearGlobalAveragePool final : public Kernel {
   bool channels_last_;
 };
 
+// QLinearSoftmax: the softmax of the dequantized row, requantized. The row's
+// values are all of the form (q - max q) * scale, so exp comes from a
+// 256-entry table per call, as ONNX Runtime computes it.
+class QLinearSoftmax final : public Kernel {
+ public:
+  QLinearSoftmax(int64_t axis, bool coerce_2d) : axis_(axis), coerce_2d_(coerce_2d) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    if (ctx.input(0).dtype == DataType::kInt8) return Apply<int8_t>(ctx);
+    return Apply<uint8_t>(ctx);
+  }
+
+ private:
+  template <typename T>
+  absl::Status Apply(const KernelContext& ctx) const {
+    const TensorArg& x = ctx.input(0);
+    const int64_t rank = x.rank();
+    const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
+    int64_t outer = 1, len = 1, inner = 1;
+    for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
+    if (coerce_2d_) {
+      for (int64_t i = axis; i < rank; ++i) len *= x.shape[i];
+    } else {
+      len = x.shape[axis];
+      for (int64_t i = axis + 1; i < rank; ++i) inner *= x.shape[i];
+    }
+    const float sx = ScaleAt(ctx, 1, 0), sy = ScaleAt(ctx, 3, 0);
+    const float zy = static_cast<float>(ZeroPointAt(ctx, 4, 0));
+    float table[256];  // exp(-d * sx) for d = max q - q in [0, 255]
+    for (int d = 0; d < 256; ++d) table[d] = std::exp(-static_cast<float>(d) * sx);
+    const T* xs = x.as<const T>();
+    T* ys = ctx.output(0).as<T>();
+    for (int64_t r = 0; r < outer * inner; ++r) {
+      const int64_t base = (r / inner) * len * inner + r % inner;
+      int mx = std::numeric_limits<int>::min();
+      for (int64_t i = 0; i < len; ++i) mx = std::max<int>(mx, xs[base + i * inner]);
+      float sum = 0;
+      for (int64_t i = 0; i < len; ++i) sum += table[mx - xs[base + i * inner]];
+      const float inv = 1.f / (sum * sy);
+      for (int64_t i = 0; i < len; ++i) ys[base + i * inner] = Saturate<T>(table[mx - xs[base + i * inner]] * inv, zy);
+    }
+    return absl::OkStatus();
+  }
+
+  int64_t axis_;
+  bool coerce_2d_;
+};
+
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearSoftmax(const KernelInit& init) {
+  // `opset` is the ONNX opset of the Softmax it replaces: before 13, the
+  // input is flattened to 2-D at the axis (default 1); from 13, one axis (-1).
+  const int64_t opset = init.attrs->GetInt("opset", 13);
+  return std::make_unique<QLinearSoftmax>(init.attrs->GetInt("axis", opset < 13 ? 1 : -1), opset < 13);
+}
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearBinary(const KernelInit& init) {
   return std::make_unique<QLinearBinary>(init.op == "QLinearMul" ? BinaryOp::kMul : BinaryOp::kAdd, init.cpu);

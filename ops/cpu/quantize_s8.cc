@@ -191,6 +191,7 @@ class QConv final : public Kernel {
     if (!prepared.ok()) return prepared.status();
     conv_ = std::move(prepared->conv);
     w_zp_ = std::move(prepared->zero_points);
+    depthwise_centered_ = std::move(prepared->depthwise_centered);
     weights_constant_ = true;
     return absl::OkStatus();
   }
@@ -198,6 +199,9 @@ class QConv final : public Kernel {
   struct PreparedWeights {
     std::unique_ptr<ConvS8> conv;
     std::vector<int32_t> zero_points;  // after the sign conversion; empty when all 0
+    // Depthwise with weight zero points (weights quantized as activations,
+    // asymmetric): w - zw per tap, [kh][kw][cout], for the direct loop.
+    std::vector<int16_t> depthwise_centered;
   };
 
   // Packs the weights (u8 flipped to s8) and converts their zero points.
@@ -215,12 +219,14 @@ class QConv final : public Kernel {
       any |= p.zero_points[m] != 0;
     }
     if (!any) p.zero_points.clear();
-    if (any && shape_.depthwise) {
-      return absl::UnimplementedError(
-          absl::StrFormat("failed to run node %s: INT8 depthwise convolution with weight zero points", label_));
-    }
     const int64_t count = shape_.cout * (shape_.depthwise ? 1 : shape_.cin) * shape_.kh * shape_.kw;
     std::vector<int8_t> s = ToSigned(w, wtype, count);
+    if (any && shape_.depthwise) {
+      const int64_t taps = shape_.kh * shape_.kw;
+      p.depthwise_centered.resize(count);
+      for (int64_t m = 0; m < shape_.cout; ++m)
+        for (int64_t t = 0; t < taps; ++t) p.depthwise_centered[t * shape_.cout + m] = s[m * taps + t] - p.zero_points[m];
+    }
     auto conv = ConvS8::Create(shape_, s.data(), cpu_);
     if (!conv.ok()) {
       return absl::Status(conv.status().code(), absl::StrFormat("failed to prepare node %s: %s", label_,
@@ -308,7 +314,9 @@ class QConv final : public Kernel {
     } else {
       out.kind = GemmS8Output::Kind::kS32;
     }
-    if (weights_constant_) {
+    if (weights_constant_ && !depthwise_centered_.empty()) {
+      DirectDepthwise(s, xn, zx, depthwise_centered_.data(), bias, out, yn);
+    } else if (weights_constant_) {
       conv_->Run(s, xn, zx, bias, w_zp_.empty() ? nullptr : w_zp_.data(), out, yn, cursor, ctx.pool);
     } else {
       const int zp_input = qlinear_ ? 5 : 3;
@@ -319,8 +327,12 @@ class QConv final : public Kernel {
       }
       auto w = Weights(ctx.input(w_input()).data, ctx.input(w_input()).dtype, wzp ? &*wzp : nullptr);
       if (!w.ok()) return w.status();
-      w->conv->Run(s, xn, zx, bias, w->zero_points.empty() ? nullptr : w->zero_points.data(), out, yn, cursor,
-                   ctx.pool);
+      if (!w->depthwise_centered.empty()) {
+        DirectDepthwise(s, xn, zx, w->depthwise_centered.data(), bias, out, yn);
+      } else {
+        w->conv->Run(s, xn, zx, bias, w->zero_points.empty() ? nullptr : w->zero_points.data(), out, yn, cursor,
+                     ctx.pool);
+      }
     }
     if (nhwc_) return absl::OkStatus();
     // NHWC -> NCHW.
@@ -337,10 +349,46 @@ class QConv final : public Kernel {
     return absl::OkStatus();
   }
 
-  std::string Describe() const override { return conv_->kernel_name(); }
+  std::string Describe() const override {
+    return depthwise_centered_.empty() ? conv_->kernel_name() : "depthwise_direct (weight zero points)";
+  }
   int64_t PackedBytes() const override { return conv_->PackedBytes(); }
 
  private:
+  // Depthwise convolution with weight zero points, NHWC, straight loops over
+  // channels: sum (x - zx)(w - zw) + bias, then the output spec (the
+  // kernels' epilogue semantics: float requantization or s32).
+  static void DirectDepthwise(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int16_t* w,
+                              const int32_t* bias, const GemmS8Output& out, char* y) {
+    const int64_t c = s.cout, oh = s.out_h(), ow = s.out_w();
+    std::vector<int32_t> acc(c);
+    for (int64_t b = 0; b < s.n; ++b)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          for (int64_t m = 0; m < c; ++m) acc[m] = bias ? bias[m] : 0;
+          for (int64_t ky = 0; ky < s.kh; ++ky) {
+            const int64_t iy = oy * s.sh - s.pad_t + ky * s.dh;
+            if (iy < 0 || iy >= s.h) continue;  // padding holds zx: contributes 0
+            for (int64_t kx = 0; kx < s.kw; ++kx) {
+              const int64_t ix = ox * s.sw - s.pad_l + kx * s.dw;
+              if (ix < 0 || ix >= s.w) continue;
+              const uint8_t* xp = x + ((b * s.h + iy) * s.w + ix) * c;
+              const int16_t* wp = w + (ky * s.kw + kx) * c;
+              for (int64_t m = 0; m < c; ++m) acc[m] += (int32_t{xp[m]} - zx) * wp[m];
+            }
+          }
+          const int64_t at = ((b * oh + oy) * ow + ox) * c;
+          for (int64_t m = 0; m < c; ++m) {
+            if (out.kind == GemmS8Output::Kind::kS32) {
+              reinterpret_cast<int32_t*>(y)[at + m] = acc[m];
+            } else {
+              const int64_t q = int64_t{RequantizeFloat(acc[m], out.scale[m])} + out.zero_point;
+              y[at + m] = static_cast<char>(std::clamp<int64_t>(q, out.lo, out.hi));
+            }
+          }
+        }
+  }
+
   bool qlinear_;
   bool nhwc_;  // kvant.QLinearConvNhwc: x and y are NHWC
   std::string label_;
@@ -349,6 +397,7 @@ class QConv final : public Kernel {
   const AttributeMap* attrs_ = nullptr;
   CpuFeatures cpu_ = 0;
   std::vector<int32_t> w_zp_;
+  std::vector<int16_t> depthwise_centered_;
   bool weights_constant_ = false;
 };
 

@@ -12,15 +12,18 @@ DynamicQuantizeMatMul) and in ONNX Runtime; the embeddings must agree
 1-ulp float differences flip a few quantized values), and Kvant's own
 `--dynamic-int8` (s8 per-column weights) must stay within cosine 0.98 of FP32.
 
-Static INT8, for the CNN: the model quantized by ONNX Runtime's
-quantize_static (QOperator and QDQ, per-channel s8 weights, u8 activations,
-calibrated on the case's images) runs in Kvant and ONNX Runtime with the same
-top-1 and logits within 2% of their range.
+Static INT8, for the CNNs (EfficientNet-Lite0, PP-OCR det/rec/cls): each
+model quantized by ONNX Runtime's quantize_static (QOperator and QDQ, per
+tensor and per channel; s8 weights, u8 activations, calibrated on the case's
+inputs) runs in Kvant and ONNX Runtime; at least 99.9% of the quantized
+output elements lie within one quantization step (see STATIC_CNNS), and
+classifiers agree on top-1. A failure names the first differing node.
 
 usage: zoo_parity.py KVANT_BINARY WORK_DIR [--require]
 """
 import glob
 import json
+import logging
 import os
 import re
 import subprocess
@@ -30,6 +33,7 @@ import numpy as np
 import onnxruntime as ort
 
 ort.set_default_logger_severity(3)  # the quantizer and sessions warn about unused initializers
+logging.getLogger().setLevel(logging.ERROR)  # and the quantizer about pre-processing
 
 TOL = 1e-4
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,7 +96,7 @@ def check_dynamic(kvant, model_dir, case_dir, work):
     for wt, label in ((QuantType.QInt8, "s8"), (QuantType.QUInt8, "u8")):
         qmodel = os.path.join(work, f"dynamic_{label}.onnx")
         if not os.path.exists(qmodel):
-            quantize_dynamic(model, qmodel, weight_type=wt)
+            quiet(quantize_dynamic, model, qmodel, weight_type=wt)
         want = ort.InferenceSession(qmodel, providers=["CPUExecutionProvider"]).run([name], feeds)[0]
         out = os.path.join(work, f"out_{label}")
         err = run_kvant(kvant, qmodel, case_dir, feeds, out)
@@ -115,40 +119,116 @@ def check_dynamic(kvant, model_dir, case_dir, work):
     return errors, "; ".join(lines)
 
 
+# Static INT8 checks: the CNNs, and the share of quantized output elements that
+# must lie within one quantization step of ONNX Runtime's. PP-OCR's detector
+# gets 99.5%: a BatchNormalization between quantized values (ONNX Runtime's
+# quantizer leaves it unfolded) multiplies the 1-step differences a
+# convolution's rounding may make by up to 5 (see the first differing node
+# printed below).
+STATIC_CNNS = {"efficientnet_lite0": 0.999, "ppocr_cls": 0.999, "ppocr_rec": 0.999, "ppocr_det": 0.995}
+CLASSIFIERS = {"efficientnet_lite0", "ppocr_cls"}
+
+
+def quiet(fn, *args, **kwargs):
+    """Runs fn with stdout (file descriptor 1) discarded: ONNX Runtime's
+    quantizer prints tensor protos from native code."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def output_step(model_path, output):
+    """The scale of the DequantizeLinear producing `output` (its quantization step)."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(model_path)
+    init = {i.name: i for i in m.graph.initializer}
+    for n in m.graph.node:
+        if output in n.output and n.op_type == "DequantizeLinear" and n.input[1] in init:
+            return float(numpy_helper.to_array(init[n.input[1]]).ravel()[0])
+    return None
+
+
+def first_differing_node(kvant, qmodel, case_dir, feeds, work):
+    """Every QuantizeLinear output exposed: the first more than one step off."""
+    import onnx
+    from onnx import helper
+    m = onnx.load(qmodel)
+    qs = [n.output[0] for n in m.graph.node if n.op_type == "QuantizeLinear"]
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend(helper.make_empty_tensor_value_info(q) for q in qs if q not in have)
+    path = os.path.join(work, "all_quantized.onnx")
+    onnx.save(m, path)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    out = os.path.join(work, "all_quantized_out")
+    if run_kvant(kvant, path, case_dir, feeds, out):
+        return "(could not run the model with every quantized value exposed)"
+    producer = {o: n for n in m.graph.node for o in n.output}
+    for q in qs:
+        got = np.load(os.path.join(out, safe(q) + ".npy")).astype(np.int32)
+        bad = np.abs(got - want[q].astype(np.int32)) > 1
+        if bad.any():
+            src = producer.get(producer[q].input[0])
+            return (f"first differing node: {src.op_type if src else '?'} '{src.name if src else q}' "
+                    f"({100 * bad.mean():.3f}% of {q} off by more than one step)")
+    return "(every quantized value within one step)"
+
+
 def check_static(kvant, model_dir, case_dir, work):
-    """Static INT8 of a CNN quantized by ONNX Runtime, QOperator and QDQ."""
+    """Static INT8 of a CNN quantized by ONNX Runtime: QOperator and QDQ, per tensor and per channel."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     os.makedirs(work, exist_ok=True)
+    name = os.path.basename(model_dir)
     model = os.path.join(model_dir, "model.onnx")
     feeds = {os.path.basename(f)[:-4]: np.load(f) for f in sorted(glob.glob(os.path.join(case_dir, "*.npy")))}
-    (name, batch), = feeds.items()
+    (input_name, batch), = feeds.items()
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.items = iter([{name: batch[i:i + 1]} for i in range(batch.shape[0])])
+            self.items = iter([{input_name: batch[i:i + 1]} for i in range(batch.shape[0])])
 
         def get_next(self):
             return next(self.items, None)
 
     errors, lines = [], []
     for fmt, label in ((QuantFormat.QOperator, "qoperator"), (QuantFormat.QDQ, "qdq")):
-        qmodel = os.path.join(work, f"static_{label}.onnx")
-        if not os.path.exists(qmodel):
-            quantize_static(model, qmodel, Reader(), quant_format=fmt, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        sess = ort.InferenceSession(qmodel, providers=["CPUExecutionProvider"])
-        want = sess.run(None, feeds)[0]
-        out = os.path.join(work, f"out_{label}")
-        err = run_kvant(kvant, qmodel, case_dir, feeds, out)
-        if err:
-            errors.append(f"ORT-quantized {label}: kvant failed: {err}")
-            continue
-        got = np.load(os.path.join(out, safe(sess.get_outputs()[0].name) + ".npy"))
-        diff = float(np.max(np.abs(got - want))) / max(float(np.ptp(want)), 1e-30)
-        same = float(np.mean(got.argmax(-1) == want.argmax(-1)))
-        lines.append(f"ORT quantize_static {label}: top-1 agreement {same:.2f}, max diff {diff:.2e} of range")
-        if same < 1.0 or diff > 0.02:
-            errors.append(f"ORT-quantized {label}: top-1 agreement {same:.2f}, max diff {diff:.2e} of range")
+        for per_channel in (False, True):
+            tag = f"{label}/{'per-channel' if per_channel else 'per-tensor'}"
+            qmodel = os.path.join(work, f"static_{label}_{'pc' if per_channel else 'pt'}.onnx")
+            if not os.path.exists(qmodel):
+                try:
+                    quiet(quantize_static, model, qmodel, Reader(), quant_format=fmt, per_channel=per_channel,
+                          activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                except Exception as e:  # ONNX Runtime's quantizer fails on some graphs (PP-OCR det/rec QOperator)
+                    lines.append(f"{tag}: ONNX Runtime's quantizer failed ({type(e).__name__}), skipped")
+                    continue
+            sess = ort.InferenceSession(qmodel, providers=["CPUExecutionProvider"])
+            oname = sess.get_outputs()[0].name
+            want = sess.run([oname], feeds)[0]
+            out = os.path.join(work, f"out_{label}_{'pc' if per_channel else 'pt'}")
+            err = run_kvant(kvant, qmodel, case_dir, feeds, out)
+            if err:
+                errors.append(f"{tag}: kvant failed: {err}")
+                continue
+            got = np.load(os.path.join(out, safe(oname) + ".npy"))
+            step = output_step(qmodel, oname) or 0.01 * float(np.ptp(want))
+            within = float(np.mean(np.abs(got.astype(np.float64) - want) <= step * 1.001))
+            line = f"{tag}: {100 * within:.3f}% within one step"
+            ok = within >= STATIC_CNNS[name]
+            if name in CLASSIFIERS:
+                same = float(np.mean(got.reshape(got.shape[0], -1).argmax(-1) == want.reshape(want.shape[0], -1).argmax(-1)))
+                line += f", top-1 agreement {same:.2f}"
+                ok &= same == 1.0
+            lines.append(line)
+            if not ok:
+                errors.append(f"{tag}: {line}; {first_differing_node(kvant, qmodel, case_dir, feeds, out + '_diag')}")
     return errors, "; ".join(lines)
 
 
@@ -167,11 +247,15 @@ def main():
             for e in errors:
                 print("       ", e)
             failures += bool(errors)
-            extra = {("minilm", "sentences"): ("dynamic int8", check_dynamic),
-                     ("efficientnet_lite0", "skimage_photos"): ("static int8", check_static)}
-            key = (os.path.basename(d), os.path.basename(case))
-            if key in extra:
-                label, fn = extra[key]
+            first_case = case == sorted(glob.glob(os.path.join(d, "inputs", "*")))[0]
+            key = os.path.basename(d)
+            extra = None
+            if key == "minilm" and os.path.basename(case) == "sentences":
+                extra = ("dynamic int8", check_dynamic)
+            elif key in STATIC_CNNS and first_case:
+                extra = ("static int8", check_static)
+            if extra:
+                label, fn = extra
                 errors, summary = fn(kvant, d, case, os.path.join(work, safe(name) + "_int8"))
                 print(f"{'ok' if not errors else 'FAILED':6s} {name + ' ' + label:52s} {summary}")
                 for e in errors:
