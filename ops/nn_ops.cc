@@ -178,8 +178,10 @@ absl::Status InferBatchNorm(InferContext& ctx) {
   }
   const Shape& x = ctx.shape(0);
   if (x.rank_known && x.rank() < 1) return ctx.Error("input must have rank >= 1, got %s", x.ToString());
-  // Channels: dimension 1, or 1 for a 1-D input.
-  const Dim channels = !x.rank_known ? Dim{} : x.rank() >= 2 ? x.dims[1] : Dim::Known(1);
+  // Channels: dimension 1, or 1 for a 1-D input; the last dimension with
+  // Kvant's kvant_channels_last (graph/passes/layout_nhwc.cc).
+  const bool last = ctx.attrs().GetInt("kvant_channels_last", 0) != 0;
+  const Dim channels = !x.rank_known ? Dim{} : last ? x.dims.back() : x.rank() >= 2 ? x.dims[1] : Dim::Known(1);
   for (int i = 1; i < 5; ++i) {
     const Shape& s = ctx.shape(i);
     if (s.rank_known && s.rank() != 1) return ctx.Error("input %d must be 1-D, got %s", i, s.ToString());

@@ -23,8 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CACHE = os.environ.get("KVANT_ZOO_DIR", os.path.join(ROOT, "models", "cache"))
 
 
-def kvant_median(kvant, model, case, threads, repeat):
-    args = [kvant, "run", model, "--threads", str(threads), "--repeat", str(repeat)]
+def kvant_median(kvant, model, case, threads, repeat, extra=()):
+    args = [kvant, "run", model, "--threads", str(threads), "--repeat", str(repeat), *extra]
     for f in sorted(glob.glob(os.path.join(case, "*.npy"))):
         args += ["--input", f"{os.path.basename(f)[:-4]}={f}"]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout

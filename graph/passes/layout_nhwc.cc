@@ -6,14 +6,19 @@
 //     Transpose(NCHW -> NHWC) and Transpose(NHWC -> NCHW).
 //  2. NHWC -> NCHW transposes sink through the operators that do not care
 //     about layout or know an NHWC form: per-tensor QuantizeLinear /
-//     DequantizeLinear, Relu, constant Pad (pads permuted), QLinearAdd /
-//     QLinearMul / Add / Mul of two equally shaped transposed values, and
+//     DequantizeLinear, unary activations, Clip with constant bounds,
+//     constant Pad (pads permuted), QLinearAdd / QLinearMul / Add / Mul of
+//     two equally shaped transposed values or of one and a scalar constant
+//     (also Sub, Div), BatchNormalization (kvant_channels_last) and
 //     QLinearGlobalAveragePool (channels_last = 1).
 //  3. A transpose whose input is the inverse transpose disappears;
 //  4. a constant spatial Pad by the input's zero point before an NHWC
 //     convolution becomes the convolution's padding.
 // Repeated to a fixed point; transposes remain only where NCHW is needed
 // (graph outputs, float islands, operators without an NHWC form).
+#include <algorithm>
+#include <cstring>
+
 #include "graph/passes/passes.h"
 
 namespace kvant {
@@ -44,13 +49,54 @@ std::string NewValue(Graph& g, const std::string& hint) {
   return name;
 }
 
-// Inputs of `n` that carry the data (the rest are scales, zero points, pads).
+bool IsScalarConstant(const Graph& g, const std::string& v) {
+  const Tensor* t = g.FindConstant(v);
+  return t != nullptr && t->num_elements() == 1;
+}
+
+// A constant operand an elementwise op can take in NHWC: a scalar, or 4-D
+// (transposed along with the data).
+bool IsLayoutConstant(const Graph& g, const std::string& v) {
+  const Tensor* t = g.FindConstant(v);
+  return t != nullptr && (t->num_elements() == 1 || t->rank() == 4);
+}
+
+// The NHWC copy of a 4-D NCHW constant (any element type).
+Tensor ToNhwc(const Tensor& t) {
+  const std::vector<int64_t> s = t.shape();
+  Tensor out = Tensor::Zeros(t.dtype(), {s[0], s[2], s[3], s[1]});
+  const size_t es = t.byte_size() / std::max<int64_t>(t.num_elements(), 1);
+  const auto* src = static_cast<const uint8_t*>(t.raw_data());
+  auto* dst = static_cast<uint8_t*>(out.raw_data());
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t c = 0; c < s[1]; ++c)
+      for (int64_t h = 0; h < s[2]; ++h)
+        for (int64_t w = 0; w < s[3]; ++w)
+          std::memcpy(dst + (((n * s[2] + h) * s[3] + w) * s[1] + c) * es,
+                      src + (((n * s[1] + c) * s[2] + h) * s[3] + w) * es, es);
+  return out;
+}
+
+// Inputs of `n` that carry the data (the rest are scales, zero points, pads,
+// or a scalar constant operand).
 std::vector<int> DataInputs(const Graph& g, const Node& n) {
   if (!n.domain.empty() && n.domain != "com.microsoft") return {};
   const std::string& op = n.op_type;
   if (n.domain.empty()) {
-    if (op == "Relu") return {0};
-    if (op == "Add" || op == "Mul") return {0, 1};
+    if (op == "Relu" || op == "Sigmoid" || op == "HardSigmoid" || op == "HardSwish" || op == "Tanh") return {0};
+    if (op == "Clip") {
+      for (size_t i = 1; i < n.inputs.size(); ++i)
+        if (!n.inputs[i].empty() && !IsScalarConstant(g, n.inputs[i])) return {};
+      return {0};
+    }
+    if (op == "BatchNormalization" && n.attrs.GetInt("kvant_channels_last", 0) == 0 && n.outputs.size() == 1) {
+      return {0};
+    }
+    if (op == "Add" || op == "Mul" || op == "Sub" || op == "Div") {
+      if (n.inputs.size() == 2 && IsLayoutConstant(g, n.inputs[1])) return {0};
+      if (n.inputs.size() == 2 && IsLayoutConstant(g, n.inputs[0])) return {1};
+      return {0, 1};
+    }
     if (op == "QuantizeLinear" || op == "DequantizeLinear") {
       const Tensor* s = n.inputs.size() > 1 ? g.FindConstant(n.inputs[1]) : nullptr;
       return s != nullptr && s->num_elements() == 1 ? std::vector<int>{0} : std::vector<int>{};
@@ -64,7 +110,11 @@ std::vector<int> DataInputs(const Graph& g, const Node& n) {
     }
     return {};
   }
-  if (op == "QLinearAdd" || op == "QLinearMul") return {0, 3};
+  if (op == "QLinearAdd" || op == "QLinearMul") {
+    if (n.inputs.size() > 3 && IsLayoutConstant(g, n.inputs[3])) return {0};
+    if (IsLayoutConstant(g, n.inputs[0])) return {3};
+    return {0, 3};
+  }
   if (op == "QLinearGlobalAveragePool" && n.attrs.GetInt("channels_last", 0) == 0) return {0};
   return {};
 }
@@ -86,6 +136,13 @@ void ConvertConvolutions(Graph& g) {
     n.outputs[0] = y_nhwc;
   }
   for (Node& t : added) g.nodes.push_back(std::move(t));
+}
+
+bool op_is_binary(const Node& n) {
+  static const char* kOps[] = {"Add", "Mul", "Sub", "Div", "QLinearAdd", "QLinearMul"};
+  for (const char* op : kOps)
+    if (n.op_type == op) return true;
+  return false;
 }
 
 // Steps 2 and 3, one sweep; returns whether anything changed.
@@ -119,14 +176,14 @@ bool SinkAndCancel(Graph& g) {
       sources.push_back(p->inputs[0]);
     }
     if (sources.size() != data.size()) continue;
-    if (sources.size() == 2) {  // no broadcasting across the layouts
-      const ValueType* a = g.FindType(sources[0]);
-      const ValueType* b = g.FindType(sources[1]);
-      // Equal known sizes or the same symbols (a symbolic batch).
-      if (a == nullptr || b == nullptr || !a->shape.rank_known || !b->shape.rank_known ||
-          !(a->shape.dims == b->shape.dims)) {
-        continue;
-      }
+    // Two data inputs: both 4-D transposes by the same permutation, so numpy
+    // broadcasting between them survives the permutation. One data input of
+    // a binary op: the other operand is a constant, transposed here if 4-D.
+    const bool binary = op_is_binary(n);
+    if (binary && data.size() == 1) {
+      const int other = data[0] == 0 ? (n.domain.empty() ? 1 : 3) : 0;
+      const Tensor* t = g.FindConstant(n.inputs[other]);
+      if (t->rank() == 4) n.inputs[other] = g.AddConstant(n.inputs[other] + "_nhwc", ToNhwc(*t));
     }
     if (n.op_type == "Pad") {
       const Tensor* pads = g.FindConstant(n.inputs[1]);
@@ -138,6 +195,7 @@ bool SinkAndCancel(Graph& g) {
       n.inputs[1] = g.AddConstant(n.name + "_pads_nhwc", permuted);
     }
     if (n.op_type == "QLinearGlobalAveragePool") n.attrs.SetInt("channels_last", 1);
+    if (n.op_type == "BatchNormalization") n.attrs.SetInt("kvant_channels_last", 1);
     for (size_t j = 0; j < data.size(); ++j) n.inputs[data[j]] = sources[j];
     const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");
     added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));

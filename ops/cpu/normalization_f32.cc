@@ -12,10 +12,11 @@ namespace {
 
 class BatchNormF32 final : public Kernel {
  public:
-  explicit BatchNormF32(float epsilon) : epsilon_(epsilon) {}
+  BatchNormF32(float epsilon, bool channels_last) : epsilon_(epsilon), channels_last_(channels_last) {}
 
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
+    if (channels_last_) return RunChannelsLast(ctx);
     const int64_t n = x.shape[0], c = x.rank() > 1 ? x.shape[1] : 1;
     const int64_t size = x.num_elements() / std::max<int64_t>(n * c, 1);
     const float* scale = ctx.input(1).as<const float>();
@@ -39,7 +40,29 @@ class BatchNormF32 final : public Kernel {
   }
 
  private:
+  // Channels innermost (NHWC): per-channel a and shift, one pass over rows.
+  absl::Status RunChannelsLast(const KernelContext& ctx) const {
+    const TensorArg& x = ctx.input(0);
+    const int64_t c = x.shape.back(), rows = c ? x.num_elements() / c : 0;
+    std::vector<float> a(c), m(c), b(c);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      a[ch] = ctx.input(1).as<const float>()[ch] / std::sqrt(ctx.input(4).as<const float>()[ch] + epsilon_);
+      m[ch] = ctx.input(3).as<const float>()[ch];
+      b[ch] = ctx.input(2).as<const float>()[ch];
+    }
+    const float* xs = x.as<const float>();
+    float* ys = ctx.output(0).as<float>();
+    ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+#pragma GCC ivdep
+        for (int64_t ch = 0; ch < c; ++ch) ys[r * c + ch] = (xs[r * c + ch] - m[ch]) * a[ch] + b[ch];
+      }
+    });
+    return absl::OkStatus();
+  }
+
   float epsilon_;
+  bool channels_last_;
 };
 
 class SoftmaxF32 final : public Kernel {
@@ -86,7 +109,8 @@ class SoftmaxF32 final : public Kernel {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateBatchNormF32(const KernelInit& init) {
-  return std::make_unique<BatchNormF32>(init.attrs->GetFloat("epsilon", 1e-5f));
+  return std::make_unique<BatchNormF32>(init.attrs->GetFloat("epsilon", 1e-5f),
+                                        init.attrs->GetInt("kvant_channels_last", 0) != 0);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateSoftmaxF32(const KernelInit& init) {

@@ -23,10 +23,15 @@ constexpr float kLo = std::is_signed_v<T> ? -128.f : 0.f;
 template <typename T>
 constexpr float kHi = std::is_signed_v<T> ? 127.f : 255.f;
 
+// round_half_even(v) + zero point, saturated (NaN -> the low end). Rounds by
+// adding and removing 1.5 * 2^23, which is exact in the default rounding mode
+// for |v| < 2^22 (larger values saturate either way) and, unlike a libm call,
+// vectorizes on baseline x86-64.
 template <typename T>
-T Saturate(float v, float zero_point) {
-  const float q = std::nearbyint(v) + zero_point;
-  return static_cast<T>(std::clamp(q, kLo<T>, kHi<T>));
+inline T Saturate(float v, float zero_point) {
+  const float q = ((v + 12582912.f) - 12582912.f) + zero_point;
+  const float lo = q > kLo<T> ? q : kLo<T>;
+  return static_cast<T>(lo < kHi<T> ? lo : kHi<T>);
 }
 
 enum class BinaryOp { kAdd, kMul };
@@ -77,7 +82,17 @@ class QLinearBinary final : public Kernel {
       const float dx = static_cast<float>(x) - za, dy = static_cast<float>(y) - zb;
       return Saturate<T>(op_ == BinaryOp::kAdd ? ra * dx + rb * dy : rm * (dx * dy), zc);
     };
-    if (a.shape == b.shape) {
+    if (b.num_elements() == 1 || a.num_elements() == 1) {  // one operand a scalar: its term is a constant
+      const bool scalar_b = b.num_elements() == 1;
+      const T* v = scalar_b ? pa : pb;
+      const float dc = scalar_b ? static_cast<float>(pb[0]) - zb : static_cast<float>(pa[0]) - za;
+      const float zv = scalar_b ? za : zb, rv = scalar_b ? ra : rb, rc = scalar_b ? rb : ra;
+      const int64_t n = c.num_elements();
+      for (int64_t i = 0; i < n; ++i) {
+        const float dx = static_cast<float>(v[i]) - zv;
+        pc[i] = Saturate<T>(op_ == BinaryOp::kAdd ? rv * dx + rc * dc : rm * (dx * dc), zc);
+      }
+    } else if (a.shape == b.shape) {
       const int64_t n = c.num_elements();
       const float r1 = op_ == BinaryOp::kAdd ? ra : rm;
       if (op_ == BinaryOp::kAdd) {
@@ -85,6 +100,20 @@ class QLinearBinary final : public Kernel {
       } else {
         (avx512_ ? SameShapeAvx512<T, BinaryOp::kMul> : SameShape<T, BinaryOp::kMul>)(pa, pb, pc, n, za, zb, zc, r1, rb);
       }
+    } else if (a.rank() == c.rank() && b.rank() == c.rank() && c.rank() > 1) {
+      // Row by row: the outer dimensions broadcast once per row; along the
+      // innermost one each operand steps by 1 or stays (a [N,1,1,C]
+      // channel scale over [N,H,W,C], say).
+      const int64_t r = c.rank(), inner = c.shape[r - 1];
+      const int64_t la = a.shape[r - 1], lb = b.shape[r - 1];
+      const int64_t step_a = la == 1 ? 0 : 1, step_b = lb == 1 ? 0 : 1;
+      absl::Span<const int64_t> oa(a.shape.data(), r - 1), ob(b.shape.data(), r - 1), oc(c.shape.data(), r - 1);
+      ForEachBroadcast<2>({oa, ob}, oc, [&](int64_t row, const std::array<int64_t, 2>& off) {
+        const T* ra_ = pa + off[0] * la;
+        const T* rb_ = pb + off[1] * lb;
+        T* rc_ = pc + row * inner;
+        for (int64_t j = 0; j < inner; ++j) rc_[j] = one(ra_[j * step_a], rb_[j * step_b]);
+      });
     } else {
       ForEachBroadcast<2>({a.shape, b.shape}, c.shape,
                           [&](int64_t o, const std::array<int64_t, 2>& off) { pc[o] = one(pa[off[0]], pb[off[1]]); });

@@ -120,5 +120,47 @@ TEST(LayoutNhwc, PadWithAnotherValueStaysAPad) {
     EXPECT_EQ(y0->at("y").data<uint8_t>()[i], y1->at("y").data<uint8_t>()[i]) << i;
 }
 
+TEST(LayoutNhwc, FloatIslandsAndConstantOperandsStayNhwc) {
+  // conv -> DQ -> BatchNormalization -> Q -> QLinearMul(by a [1,C,1,1]
+  // constant) -> QLinearAdd(a scalar constant) -> conv: everything between
+  // the convolutions runs in NHWC (BatchNormalization channels-last, the
+  // constant transposed), so only the two edge transposes remain.
+  const int64_t c = 6;
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {2, c, 7, 5}).Output("y", DataType::kUInt8);
+  b.Initializer("s", F(0.02f)).Initializer("z", U8(128));
+  b.Initializer("w", RandomS8({c, c, 3, 3}, 5)).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("bn_s", RandomF32({c}, 1, 0.5f, 1.5f)).Initializer("bn_b", RandomF32({c}, 2));
+  b.Initializer("bn_m", RandomF32({c}, 3)).Initializer("bn_v", RandomF32({c}, 4, 0.5f, 2.f));
+  Tensor k = Tensor::Zeros(DataType::kUInt8, {1, c, 1, 1});
+  for (int64_t i = 0; i < c; ++i) k.data<uint8_t>()[i] = static_cast<uint8_t>(100 + 17 * i);
+  b.Initializer("k", k).Initializer("ks", F(0.01f)).Initializer("kz", U8(90));
+  b.Initializer("one", U8(200)).Initializer("os", F(0.005f)).Initializer("oz", U8(0));
+  OnnxBuilder::SetInts(b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c1"}), "pads", {1, 1, 1, 1});
+  b.Node("DequantizeLinear", {"c1", "s", "z"}, {"d"});
+  b.Node("BatchNormalization", {"d", "bn_s", "bn_b", "bn_m", "bn_v"}, {"n"});
+  b.Node("QuantizeLinear", {"n", "s", "z"}, {"q"});
+  b.Node("QLinearMul", {"q", "s", "z", "k", "ks", "kz", "s", "z"}, {"m"}).set_domain("com.microsoft");
+  b.Node("QLinearAdd", {"m", "s", "z", "one", "os", "oz", "s", "z"}, {"a"}).set_domain("com.microsoft");
+  b.Node("QLinearConv", {"a", "s", "z", "w", "ws", "wz", "s", "z"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = ImportOnnxBytes(bytes, ".", "island.onnx");
+  ASSERT_TRUE(g.ok()) << g.status();
+  OptimizeOptions opt;
+  opt.cpu = ActiveCpuFeatures();
+  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+  EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
+  SessionOptions plain;
+  plain.optimize = false;
+  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
+  ASSERT_TRUE(s0.ok() && s1.ok()) << s0.status() << s1.status();
+  Tensor x = Tensor::Zeros(DataType::kUInt8, {2, c, 7, 5});
+  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 53) % 251);
+  auto y0 = s0->Run({{"x", x}}), y1 = s1->Run({{"x", x}});
+  ASSERT_TRUE(y0.ok() && y1.ok()) << y0.status() << y1.status();
+  for (int64_t i = 0; i < y0->at("y").num_elements(); ++i)
+    EXPECT_EQ(y0->at("y").data<uint8_t>()[i], y1->at("y").data<uint8_t>()[i]) << i;
+}
+
 }  // namespace
 }  // namespace kvant
