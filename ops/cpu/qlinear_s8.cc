@@ -46,6 +46,24 @@ __attribute__((always_inline)) inline void SameShapeBody(const T* a, const T* b,
     c[i] = static_cast<T>(std::min(std::max(v, kLo<T>), kHi<T>));
   }
 }
+// One operand constant over the row (dc = its centered value):
+// add: c = round(rv (v - zv) + rc dc); mul: c = round(rv dc (v - zv)).
+template <typename T, BinaryOp kOp>
+__attribute__((always_inline)) inline void RowScalarBody(const T* v, T* c, int64_t n, float zv, float rv, float rc,
+                                                        float dc, float zc) {
+  const float k = kOp == BinaryOp::kAdd ? rc * dc : 0.f, m = kOp == BinaryOp::kAdd ? rv : rv * dc;
+  for (int64_t i = 0; i < n; ++i) c[i] = Saturate<T>(m * (static_cast<float>(v[i]) - zv) + k, zc);
+}
+template <typename T, BinaryOp kOp>
+void RowScalar(const T* v, T* c, int64_t n, float zv, float rv, float rc, float dc, float zc) {
+  RowScalarBody<T, kOp>(v, c, n, zv, rv, rc, dc, zc);
+}
+template <typename T, BinaryOp kOp>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512"))) void RowScalarAvx512(
+    const T* v, T* c, int64_t n, float zv, float rv, float rc, float dc, float zc) {
+  RowScalarBody<T, kOp>(v, c, n, zv, rv, rc, dc, zc);
+}
+
 template <typename T, BinaryOp kOp>
 void SameShape(const T* a, const T* b, T* c, int64_t n, float za, float zb, float zc, float ra, float rb) {
   SameShapeBody<T, kOp>(a, b, c, n, za, zb, zc, ra, rb);
@@ -82,16 +100,20 @@ class QLinearBinary final : public Kernel {
       const float dx = static_cast<float>(x) - za, dy = static_cast<float>(y) - zb;
       return Saturate<T>(op_ == BinaryOp::kAdd ? ra * dx + rb * dy : rm * (dx * dy), zc);
     };
-    if (b.num_elements() == 1 || a.num_elements() == 1) {  // one operand a scalar: its term is a constant
-      const bool scalar_b = b.num_elements() == 1;
-      const T* v = scalar_b ? pa : pb;
-      const float dc = scalar_b ? static_cast<float>(pb[0]) - zb : static_cast<float>(pa[0]) - za;
-      const float zv = scalar_b ? za : zb, rv = scalar_b ? ra : rb, rc = scalar_b ? rb : ra;
-      const int64_t n = c.num_elements();
-      for (int64_t i = 0; i < n; ++i) {
-        const float dx = static_cast<float>(v[i]) - zv;
-        pc[i] = Saturate<T>(op_ == BinaryOp::kAdd ? rv * dx + rc * dc : rm * (dx * dc), zc);
+    // A row of v against one value of the other operand (w at index j).
+    auto row_scalar = [&](bool v_is_a, const T* v, T* out, int64_t n, T w) {
+      const float dc = static_cast<float>(w) - (v_is_a ? zb : za);
+      const float zv = v_is_a ? za : zb, rv = op_ == BinaryOp::kAdd ? (v_is_a ? ra : rb) : rm;
+      const float rc = v_is_a ? rb : ra;
+      if (op_ == BinaryOp::kAdd) {
+        (avx512_ ? RowScalarAvx512<T, BinaryOp::kAdd> : RowScalar<T, BinaryOp::kAdd>)(v, out, n, zv, rv, rc, dc, zc);
+      } else {
+        (avx512_ ? RowScalarAvx512<T, BinaryOp::kMul> : RowScalar<T, BinaryOp::kMul>)(v, out, n, zv, rv, rc, dc, zc);
       }
+    };
+    if (b.num_elements() == 1 || a.num_elements() == 1) {  // one operand a scalar
+      const bool scalar_b = b.num_elements() == 1;
+      row_scalar(scalar_b, scalar_b ? pa : pb, pc, c.num_elements(), scalar_b ? pb[0] : pa[0]);
     } else if (a.shape == b.shape) {
       const int64_t n = c.num_elements();
       const float r1 = op_ == BinaryOp::kAdd ? ra : rm;
@@ -100,19 +122,29 @@ class QLinearBinary final : public Kernel {
       } else {
         (avx512_ ? SameShapeAvx512<T, BinaryOp::kMul> : SameShape<T, BinaryOp::kMul>)(pa, pb, pc, n, za, zb, zc, r1, rb);
       }
-    } else if (a.rank() == c.rank() && b.rank() == c.rank() && c.rank() > 1) {
+    } else if (c.rank() > 1) {
       // Row by row: the outer dimensions broadcast once per row; along the
       // innermost one each operand steps by 1 or stays (a [N,1,1,C]
-      // channel scale over [N,H,W,C], say).
+      // channel scale over [N,H,W,C], a [C] bias over [N,T,C], say).
+      // Shapes right-aligned to the output's rank.
       const int64_t r = c.rank(), inner = c.shape[r - 1];
-      const int64_t la = a.shape[r - 1], lb = b.shape[r - 1];
+      std::vector<int64_t> sa(r, 1), sb(r, 1);
+      std::copy(a.shape.begin(), a.shape.end(), sa.end() - a.rank());
+      std::copy(b.shape.begin(), b.shape.end(), sb.end() - b.rank());
+      const int64_t la = sa[r - 1], lb = sb[r - 1];
       const int64_t step_a = la == 1 ? 0 : 1, step_b = lb == 1 ? 0 : 1;
-      absl::Span<const int64_t> oa(a.shape.data(), r - 1), ob(b.shape.data(), r - 1), oc(c.shape.data(), r - 1);
+      absl::Span<const int64_t> oa(sa.data(), r - 1), ob(sb.data(), r - 1), oc(c.shape.data(), r - 1);
       ForEachBroadcast<2>({oa, ob}, oc, [&](int64_t row, const std::array<int64_t, 2>& off) {
         const T* ra_ = pa + off[0] * la;
         const T* rb_ = pb + off[1] * lb;
         T* rc_ = pc + row * inner;
-        for (int64_t j = 0; j < inner; ++j) rc_[j] = one(ra_[j * step_a], rb_[j * step_b]);
+        if (step_b == 0 && step_a == 1) {
+          row_scalar(true, ra_, rc_, inner, rb_[0]);
+        } else if (step_a == 0 && step_b == 1) {
+          row_scalar(false, rb_, rc_, inner, ra_[0]);
+        } else {
+          for (int64_t j = 0; j < inner; ++j) rc_[j] = one(ra_[j * step_a], rb_[j * step_b]);
+        }
       });
     } else {
       ForEachBroadcast<2>({a.shape, b.shape}, c.shape,
