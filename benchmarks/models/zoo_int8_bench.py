@@ -12,7 +12,6 @@ usage: zoo_int8_bench.py KVANT_BINARY [--threads 1,2] [--rounds 3] [--repeat 20]
 """
 import argparse
 import glob
-import logging
 import os
 import statistics
 import sys
@@ -21,40 +20,31 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zoo_bench import CACHE, kvant_median, ort_median  # noqa: E402
+from zoo_bench import CACHE, ROOT, kvant_median, ort_median  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "models"))
+from ort_quantize import quantize_dynamic_file, quantize_static_file  # noqa: E402
 
 ort.set_default_logger_severity(3)
-logging.getLogger().setLevel(logging.ERROR)
 CNNS = {"efficientnet_lite0", "ppocr_cls", "ppocr_det", "ppocr_rec"}
 
 
 def quantized_files(name, model, case, work):
     """(label, path) of the INT8 files ONNX Runtime's quantizer makes for this model."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
+    from onnxruntime.quantization import QuantFormat
     os.makedirs(work, exist_ok=True)
-    out = []
     if name == "minilm":
         path = os.path.join(work, f"{name}_dynamic.onnx")
         if not os.path.exists(path):
-            quantize_dynamic(model, path, weight_type=QuantType.QInt8)
+            quantize_dynamic_file(model, path)
         return [("ort-dynamic", path)]
     feeds = {os.path.basename(f)[:-4]: np.load(f) for f in sorted(glob.glob(os.path.join(case, "*.npy")))}
-    (input_name, batch), = feeds.items()
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{input_name: batch[i:i + 1]} for i in range(batch.shape[0])])
-
-        def get_next(self):
-            return next(self.items, None)
-
+    out = []
     for fmt, label in ((QuantFormat.QDQ, "qdq"), (QuantFormat.QOperator, "qoperator")):
         path = os.path.join(work, f"{name}_{label}.onnx")
         if not os.path.exists(path):
             try:
-                quantize_static(model, path, Reader(), quant_format=fmt, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                quantize_static_file(model, path, feeds, fmt, per_channel=True)
             except Exception:
                 continue  # ONNX Runtime's quantizer fails on some graphs
         out.append((label, path))

@@ -6,24 +6,19 @@
 // quantization step.
 #include <random>
 
-#include "graph/onnx_import.h"
-#include "graph/passes/passes.h"
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
-#include "runtime/cpu_caps.h"
+#include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
 
 namespace kvant {
 namespace {
 
+using testing::CountOps;
 using testing::OnnxBuilder;
+using testing::OptimizedGraph;
 using testing::RandomF32;
-
-int CountOps(const Graph& g, const std::string& op) {
-  int n = 0;
-  for (const Node& node : g.nodes) n += node.op_type == op;
-  return n;
-}
+using testing::RunPlainAndOptimized;
 
 Tensor F(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
 Tensor U8(uint8_t v) { return Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {v}); }
@@ -70,11 +65,8 @@ TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
   b.Node("QuantizeLinear", {"m", "ys", "yz"}, {"mq"});
   b.Node("DequantizeLinear", {"mq", "ys", "yz"}, {"y"});
   const std::string bytes = b.Serialize();
-  auto g = ImportOnnxBytes(bytes, ".", "qdq_ops.onnx");
+  auto g = OptimizedGraph(bytes);
   ASSERT_TRUE(g.ok()) << g.status();
-  OptimizeOptions opt;
-  opt.cpu = ActiveCpuFeatures();
-  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
   EXPECT_EQ(CountOps(*g, "QLinearAdd"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QLinearGlobalAveragePool"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QGemm"), 1) << g->DebugString();
@@ -82,15 +74,9 @@ TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
   EXPECT_EQ(CountOps(*g, "DequantizeLinear"), 1) << g->DebugString();  // the output's
   EXPECT_EQ(CountOps(*g, "Add") + CountOps(*g, "Gemm") + CountOps(*g, "GlobalAveragePool"), 0) << g->DebugString();
 
-  SessionOptions plain;
-  plain.optimize = false;
-  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
-  ASSERT_TRUE(s0.ok() && s1.ok()) << s0.status() << s1.status();
-  const TensorMap in = {{"x", RandomF32({2, 6, 5, 5}, 9, -3.f, 3.f)}};
-  auto y0 = s0->Run(in), y1 = s1->Run(in);
-  ASSERT_TRUE(y0.ok() && y1.ok()) << y0.status() << y1.status();
-  const Tensor& u = y0->at("y");
-  const Tensor& v = y1->at("y");
+  auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({2, 6, 5, 5}, 9, -3.f, 3.f)}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  const auto& [u, v] = *y;
   ASSERT_EQ(u.shape(), v.shape());
   for (int64_t i = 0; i < u.num_elements(); ++i) {
     // One step of the output scale, plus what one step of an intermediate can move it.

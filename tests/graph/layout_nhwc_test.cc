@@ -6,23 +6,23 @@
 // pooled output, and absorbs the Pad into the convolution.
 #include <random>
 
-#include "graph/onnx_import.h"
-#include "graph/passes/passes.h"
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
-#include "runtime/cpu_caps.h"
+#include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
 
 namespace kvant {
 namespace {
 
+using testing::CountOps;
 using testing::OnnxBuilder;
+using testing::OptimizedGraph;
 using testing::RandomF32;
+using testing::RunPlainAndOptimized;
 
-int CountOps(const Graph& g, const std::string& op) {
-  int n = 0;
-  for (const Node& node : g.nodes) n += node.op_type == op;
-  return n;
+void ExpectEqualBytes(const Tensor& a, const Tensor& b) {
+  ASSERT_EQ(a.shape(), b.shape());
+  for (int64_t i = 0; i < a.num_elements(); ++i) EXPECT_EQ(a.data<uint8_t>()[i], b.data<uint8_t>()[i]) << i;
 }
 
 Tensor RandomS8(const std::vector<int64_t>& shape, uint32_t seed) {
@@ -63,26 +63,17 @@ std::string QOperatorChain(int64_t batch_dim) {
 
 TEST(LayoutNhwc, QOperatorChainRunsNhwcWithTransposesOnlyAtTheEdges) {
   const std::string bytes = QOperatorChain(-1);
-  auto g = ImportOnnxBytes(bytes, ".", "chain.onnx");
+  auto g = OptimizedGraph(bytes);
   ASSERT_TRUE(g.ok()) << g.status();
-  OptimizeOptions opt;
-  opt.cpu = ActiveCpuFeatures();
-  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
   EXPECT_EQ(CountOps(*g, "QLinearConvNhwc"), 3) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QLinearConv"), 0) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "Pad"), 0) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();  // input to NHWC, pooled output to NCHW
 
-  SessionOptions plain;
-  plain.optimize = false;
-  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
-  ASSERT_TRUE(s0.ok() && s1.ok()) << s0.status() << s1.status();
   for (int64_t batch : {1, 3}) {
-    const TensorMap in = {{"x", RandomF32({batch, 8, 10, 12}, 7, -2.f, 2.f)}};
-    auto y0 = s0->Run(in), y1 = s1->Run(in);
-    ASSERT_TRUE(y0.ok() && y1.ok()) << y0.status() << y1.status();
-    const Tensor& u = y0->at("y");
-    const Tensor& v = y1->at("y");
+    auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({batch, 8, 10, 12}, 7, -2.f, 2.f)}});
+    ASSERT_TRUE(y.ok()) << y.status();
+    const auto& [u, v] = *y;
     ASSERT_EQ(u.shape(), (std::vector<int64_t>{batch, 8, 1, 1}));
     ASSERT_EQ(v.shape(), u.shape());
     for (int64_t i = 0; i < u.num_elements(); ++i) EXPECT_EQ(u.data<float>()[i], v.data<float>()[i]) << i;
@@ -101,23 +92,15 @@ TEST(LayoutNhwc, PadWithAnotherValueStaysAPad) {
   b.Node("Pad", {"c", "pads", "seven"}, {"p"});
   b.Node("QLinearConv", {"p", "xs", "xz", "w", "ws", "wz", "xs", "xz"}, {"y"});
   const std::string bytes = b.Serialize();
-  auto g = ImportOnnxBytes(bytes, ".", "pad7.onnx");
+  auto g = OptimizedGraph(bytes);
   ASSERT_TRUE(g.ok()) << g.status();
-  OptimizeOptions opt;
-  opt.cpu = ActiveCpuFeatures();
-  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
   EXPECT_EQ(CountOps(*g, "Pad"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
-  SessionOptions plain;
-  plain.optimize = false;
-  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
-  ASSERT_TRUE(s0.ok() && s1.ok());
   Tensor x = Tensor::Zeros(DataType::kUInt8, {1, 4, 6, 6});
   for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>(i * 37);
-  auto y0 = s0->Run({{"x", x}}), y1 = s1->Run({{"x", x}});
-  ASSERT_TRUE(y0.ok() && y1.ok());
-  for (int64_t i = 0; i < y0->at("y").num_elements(); ++i)
-    EXPECT_EQ(y0->at("y").data<uint8_t>()[i], y1->at("y").data<uint8_t>()[i]) << i;
+  auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  ExpectEqualBytes(y->first, y->second);
 }
 
 TEST(LayoutNhwc, FloatIslandsAndConstantOperandsStayNhwc) {
@@ -144,22 +127,14 @@ TEST(LayoutNhwc, FloatIslandsAndConstantOperandsStayNhwc) {
   b.Node("QLinearAdd", {"m", "s", "z", "one", "os", "oz", "s", "z"}, {"a"}).set_domain("com.microsoft");
   b.Node("QLinearConv", {"a", "s", "z", "w", "ws", "wz", "s", "z"}, {"y"});
   const std::string bytes = b.Serialize();
-  auto g = ImportOnnxBytes(bytes, ".", "island.onnx");
+  auto g = OptimizedGraph(bytes);
   ASSERT_TRUE(g.ok()) << g.status();
-  OptimizeOptions opt;
-  opt.cpu = ActiveCpuFeatures();
-  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
   EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
-  SessionOptions plain;
-  plain.optimize = false;
-  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
-  ASSERT_TRUE(s0.ok() && s1.ok()) << s0.status() << s1.status();
   Tensor x = Tensor::Zeros(DataType::kUInt8, {2, c, 7, 5});
   for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 53) % 251);
-  auto y0 = s0->Run({{"x", x}}), y1 = s1->Run({{"x", x}});
-  ASSERT_TRUE(y0.ok() && y1.ok()) << y0.status() << y1.status();
-  for (int64_t i = 0; i < y0->at("y").num_elements(); ++i)
-    EXPECT_EQ(y0->at("y").data<uint8_t>()[i], y1->at("y").data<uint8_t>()[i]) << i;
+  auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  ExpectEqualBytes(y->first, y->second);
 }
 
 }  // namespace

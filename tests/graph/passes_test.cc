@@ -9,19 +9,16 @@
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
 #include "runtime/cpu_caps.h"
+#include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
 
 namespace kvant {
 namespace {
 
+using testing::CountOps;
 using testing::OnnxBuilder;
 using testing::RandomF32;
 
-int CountOps(const Graph& g, const std::string& op) {
-  int n = 0;
-  for (const Node& node : g.nodes) n += node.op_type == op;
-  return n;
-}
 
 void ExpectSameOutputs(const std::string& bytes, const TensorMap& inputs) {
   SessionOptions plain;

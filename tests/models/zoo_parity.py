@@ -23,7 +23,6 @@ usage: zoo_parity.py KVANT_BINARY WORK_DIR [--require]
 """
 import glob
 import json
-import logging
 import os
 import re
 import subprocess
@@ -33,10 +32,11 @@ import numpy as np
 import onnxruntime as ort
 
 ort.set_default_logger_severity(3)  # the quantizer and sessions warn about unused initializers
-logging.getLogger().setLevel(logging.ERROR)  # and the quantizer about pre-processing
 
 TOL = 1e-4
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "models"))
+from ort_quantize import quantize_dynamic_file, quantize_static_file  # noqa: E402
 CACHE = os.environ.get("KVANT_ZOO_DIR", os.path.join(ROOT, "models", "cache"))
 
 
@@ -85,7 +85,7 @@ def run_kvant(kvant, model, case_dir, feeds, out, extra=()):
 
 def check_dynamic(kvant, model_dir, case_dir, work):
     """Dynamic INT8 of an embedding model: ONNX Runtime's quantized files and ours."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType
     os.makedirs(work, exist_ok=True)
     model = os.path.join(model_dir, "model.onnx")
     feeds = {os.path.basename(f)[:-4]: np.load(f) for f in sorted(glob.glob(os.path.join(case_dir, "*.npy")))}
@@ -96,7 +96,7 @@ def check_dynamic(kvant, model_dir, case_dir, work):
     for wt, label in ((QuantType.QInt8, "s8"), (QuantType.QUInt8, "u8")):
         qmodel = os.path.join(work, f"dynamic_{label}.onnx")
         if not os.path.exists(qmodel):
-            quiet(quantize_dynamic, model, qmodel, weight_type=wt)
+            quantize_dynamic_file(model, qmodel, wt)
         want = ort.InferenceSession(qmodel, providers=["CPUExecutionProvider"]).run([name], feeds)[0]
         out = os.path.join(work, f"out_{label}")
         err = run_kvant(kvant, qmodel, case_dir, feeds, out)
@@ -127,20 +127,6 @@ def check_dynamic(kvant, model_dir, case_dir, work):
 # printed below).
 STATIC_CNNS = {"efficientnet_lite0": 0.999, "ppocr_cls": 0.999, "ppocr_rec": 0.999, "ppocr_det": 0.995}
 CLASSIFIERS = {"efficientnet_lite0", "ppocr_cls"}
-
-
-def quiet(fn, *args, **kwargs):
-    """Runs fn with stdout (file descriptor 1) discarded: ONNX Runtime's
-    quantizer prints tensor protos from native code."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
 
 
 def output_step(model_path, output):
@@ -183,19 +169,11 @@ def first_differing_node(kvant, qmodel, case_dir, feeds, work):
 
 def check_static(kvant, model_dir, case_dir, work):
     """Static INT8 of a CNN quantized by ONNX Runtime: QOperator and QDQ, per tensor and per channel."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat
     os.makedirs(work, exist_ok=True)
     name = os.path.basename(model_dir)
     model = os.path.join(model_dir, "model.onnx")
     feeds = {os.path.basename(f)[:-4]: np.load(f) for f in sorted(glob.glob(os.path.join(case_dir, "*.npy")))}
-    (input_name, batch), = feeds.items()
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{input_name: batch[i:i + 1]} for i in range(batch.shape[0])])
-
-        def get_next(self):
-            return next(self.items, None)
 
     errors, lines = [], []
     for fmt, label in ((QuantFormat.QOperator, "qoperator"), (QuantFormat.QDQ, "qdq")):
@@ -204,8 +182,7 @@ def check_static(kvant, model_dir, case_dir, work):
             qmodel = os.path.join(work, f"static_{label}_{'pc' if per_channel else 'pt'}.onnx")
             if not os.path.exists(qmodel):
                 try:
-                    quiet(quantize_static, model, qmodel, Reader(), quant_format=fmt, per_channel=per_channel,
-                          activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    quantize_static_file(model, qmodel, feeds, fmt, per_channel)
                 except Exception as e:  # ONNX Runtime's quantizer fails on some graphs (PP-OCR det/rec QOperator)
                     lines.append(f"{tag}: ONNX Runtime's quantizer failed ({type(e).__name__}), skipped")
                     continue

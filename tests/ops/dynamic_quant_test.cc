@@ -8,18 +8,19 @@
 #include <cmath>
 #include <random>
 
-#include "graph/onnx_import.h"
-#include "graph/passes/passes.h"
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
-#include "runtime/cpu_caps.h"
+#include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
 
 namespace kvant {
 namespace {
 
+using testing::CountOps;
 using testing::OnnxBuilder;
+using testing::OptimizedGraph;
 using testing::RandomF32;
+using testing::RunPlainAndOptimized;
 
 struct Quantized {
   std::vector<uint8_t> q;
@@ -169,24 +170,6 @@ INSTANTIATE_TEST_SUITE_P(Cases, FloatOutputProducts,
                                            ProductCase{false, false, true, true}, ProductCase{false, true, true, false},
                                            ProductCase{true, true, true, true}));
 
-int CountOps(const Graph& g, const std::string& op) {
-  int n = 0;
-  for (const Node& node : g.nodes) n += node.op_type == op;
-  return n;
-}
-
-// Both sessions' output "y", optimized or not (and dynamic_int8).
-std::pair<Tensor, Tensor> RunBoth(const std::string& bytes, const TensorMap& in, bool dynamic_int8) {
-  SessionOptions plain, opt;
-  plain.optimize = false;
-  opt.dynamic_int8 = dynamic_int8;
-  auto a = Session::LoadFromBytes(bytes, plain), b = Session::LoadFromBytes(bytes, opt);
-  EXPECT_TRUE(a.ok() && b.ok());
-  auto ya = a->Run(in), yb = b->Run(in);
-  EXPECT_TRUE(ya.ok() && yb.ok());
-  return {ya->at("y"), yb->at("y")};
-}
-
 TEST(DynamicQuant, OnnxRuntimeChainBecomesDynamicQuantizeMatMul) {
   // What onnxruntime.quantization.quantize_dynamic writes for MatMul + bias.
   const int64_t k = 48, n = 20;
@@ -206,15 +189,14 @@ TEST(DynamicQuant, OnnxRuntimeChainBecomesDynamicQuantizeMatMul) {
   b.Node("Mul", {"accf", "s"}, {"mm"});
   b.Node("Add", {"bias", "mm"}, {"y"});
   const std::string bytes = b.Serialize();
-  auto g = ImportOnnxBytes(bytes, ".", "dyn.onnx");
+  auto g = OptimizedGraph(bytes);
   ASSERT_TRUE(g.ok()) << g.status();
-  OptimizeOptions opt;
-  opt.cpu = ActiveCpuFeatures();
-  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
   EXPECT_EQ(CountOps(*g, "DynamicQuantizeMatMul"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "MatMulInteger") + CountOps(*g, "Cast") + CountOps(*g, "Add") +
                 CountOps(*g, "DynamicQuantizeLinear"), 0) << g->DebugString();
-  auto [u, v] = RunBoth(bytes, {{"x", RandomF32({2, 6, k}, 2, -3.f, 3.f)}}, false);
+  auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({2, 6, k}, 2, -3.f, 3.f)}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  const auto& [u, v] = *y;
   ASSERT_EQ(u.shape(), v.shape());
   for (int64_t i = 0; i < u.num_elements(); ++i)
     ASSERT_NEAR(u.data<float>()[i], v.data<float>()[i], 1e-5f * (1 + std::fabs(u.data<float>()[i]))) << i;
@@ -231,15 +213,15 @@ TEST(DynamicQuant, SessionOptionQuantizesMatMulAndGemm) {
   b.Node("Relu", {"h"}, {"r"});
   OnnxBuilder::SetInt(b.Node("Gemm", {"r", "w2", "b2"}, {"y"}), "transB", 1);
   const std::string bytes = b.Serialize();
-  auto g = ImportOnnxBytes(bytes, ".", "fp32.onnx");
+  auto g = OptimizedGraph(bytes, /*dynamic_int8=*/true);
   ASSERT_TRUE(g.ok()) << g.status();
-  OptimizeOptions opt;
-  opt.cpu = ActiveCpuFeatures();
-  opt.dynamic_int8 = true;
-  ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
   EXPECT_EQ(CountOps(*g, "DynamicQuantizeMatMul"), 2) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "MatMul") + CountOps(*g, "Gemm") + CountOps(*g, "Add"), 0) << g->DebugString();
-  auto [fp32, int8] = RunBoth(bytes, {{"x", RandomF32({5, k}, 7, -1.f, 1.f)}}, true);
+  SessionOptions dynamic;
+  dynamic.dynamic_int8 = true;
+  auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({5, k}, 7, -1.f, 1.f)}}, dynamic);
+  ASSERT_TRUE(y.ok()) << y.status();
+  const auto& [fp32, int8] = *y;
   double err = 0, mag = 0;
   for (int64_t i = 0; i < fp32.num_elements(); ++i) {
     err = std::max(err, std::fabs(double{fp32.data<float>()[i]} - int8.data<float>()[i]));

@@ -1,0 +1,42 @@
+// Helpers for the graph-pass tests (graph_checks.h).
+#include "tests/testing/graph_checks.h"
+
+#include "graph/onnx_import.h"
+#include "graph/passes/passes.h"
+#include "runtime/cpu_caps.h"
+
+namespace kvant::testing {
+
+int CountOps(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (const Node& node : g.nodes) n += node.op_type == op;
+  return n;
+}
+
+absl::StatusOr<Graph> OptimizedGraph(const std::string& bytes, bool dynamic_int8) {
+  auto g = ImportOnnxBytes(bytes, ".", "test.onnx");
+  if (!g.ok()) return g.status();
+  OptimizeOptions opt;
+  opt.cpu = ActiveCpuFeatures();
+  opt.dynamic_int8 = dynamic_int8;
+  if (auto s = OptimizeGraph(*g, opt); !s.ok()) return s;
+  return *std::move(g);
+}
+
+absl::StatusOr<std::pair<Tensor, Tensor>> RunPlainAndOptimized(const std::string& bytes, const TensorMap& inputs,
+                                                               const SessionOptions& options) {
+  SessionOptions plain = options;
+  plain.optimize = false;
+  plain.dynamic_int8 = false;
+  auto a = Session::LoadFromBytes(bytes, plain);
+  if (!a.ok()) return a.status();
+  auto b = Session::LoadFromBytes(bytes, options);
+  if (!b.ok()) return b.status();
+  auto ya = a->Run(inputs);
+  if (!ya.ok()) return ya.status();
+  auto yb = b->Run(inputs);
+  if (!yb.ok()) return yb.status();
+  return std::make_pair(ya->at("y"), yb->at("y"));
+}
+
+}  // namespace kvant::testing
