@@ -64,14 +64,8 @@ bool ReadActivation(const Graph& g, const Node& act, AttributeMap* attrs) {
     return true;
   }
   if (act.op_type == "Clip") {
-    float lo = act.attrs.GetFloat("min", -std::numeric_limits<float>::infinity());
-    float hi = act.attrs.GetFloat("max", std::numeric_limits<float>::infinity());
-    for (int i = 1; i <= 2; ++i) {
-      if (act.inputs.size() <= static_cast<size_t>(i) || act.inputs[i].empty()) continue;
-      const Tensor* t = g.FindConstant(act.inputs[i]);
-      if (t == nullptr || t->dtype() != DataType::kFloat32 || t->num_elements() != 1) return false;
-      (i == 1 ? lo : hi) = t->data<float>()[0];
-    }
+    float lo, hi;
+    if (!ActivationRange(g, act, &lo, &hi)) return false;
     attrs->SetString("fused_activation", "Clip");
     attrs->SetFloat("fused_min", lo);
     attrs->SetFloat("fused_max", hi);
@@ -81,6 +75,25 @@ bool ReadActivation(const Graph& g, const Node& act, AttributeMap* attrs) {
 }
 
 }  // namespace
+
+bool ActivationRange(const Graph& g, const Node& act, float* lo, float* hi) {
+  if (!act.domain.empty()) return false;
+  if (act.op_type == "Relu") {
+    *lo = 0.f;
+    *hi = std::numeric_limits<float>::infinity();
+    return true;
+  }
+  if (act.op_type != "Clip") return false;
+  *lo = act.attrs.GetFloat("min", -std::numeric_limits<float>::infinity());
+  *hi = act.attrs.GetFloat("max", std::numeric_limits<float>::infinity());
+  for (int i = 1; i <= 2; ++i) {
+    if (act.inputs.size() <= static_cast<size_t>(i) || act.inputs[i].empty()) continue;
+    const Tensor* t = g.FindConstant(act.inputs[i]);
+    if (t == nullptr || t->dtype() != DataType::kFloat32 || t->num_elements() != 1) return false;
+    (i == 1 ? *lo : *hi) = t->data<float>()[0];
+  }
+  return true;
+}
 
 absl::Status FuseActivations(Graph& graph) {
   bool changed = true;

@@ -119,6 +119,16 @@ absl::Status FuseQdqConv(Graph& graph) {
     if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs.size() < 2) continue;
     auto ci = producers.find(q.inputs[0]);
     if (ci == producers.end() || removed[ci->second]) continue;
+    // Conv -> Relu / Clip -> Q (PyTorch's exports): the activation becomes the
+    // fused node's output range (kvant_clip_min / kvant_clip_max, real values).
+    int act_index = -1;
+    float act_lo = 0, act_hi = 0;
+    if (ActivationRange(graph, graph.nodes[ci->second], &act_lo, &act_hi) &&
+        uses[graph.nodes[ci->second].outputs[0]] == 1 && !graph.IsGraphOutput(graph.nodes[ci->second].outputs[0])) {
+      act_index = ci->second;
+      ci = producers.find(graph.nodes[act_index].inputs[0]);
+      if (ci == producers.end() || removed[ci->second]) continue;
+    }
     const Node& conv = graph.nodes[ci->second];
     if (conv.op_type != "Conv" || !conv.domain.empty() || uses[conv.outputs[0]] != 1 ||
         graph.IsGraphOutput(conv.outputs[0]) || conv.inputs.size() < 2) {
@@ -183,6 +193,11 @@ absl::Status FuseQdqConv(Graph& graph) {
                     q.inputs[1], ZeroPointOrZero(graph, q, 2, yt)};
     if (!bias.empty()) fused.inputs.push_back(bias);
     fused.outputs = q.outputs;
+    if (act_index >= 0) {
+      fused.attrs.SetFloat("kvant_clip_min", act_lo);
+      fused.attrs.SetFloat("kvant_clip_max", act_hi);
+      removed[act_index] = true;
+    }
     // The Q node goes; the DQ nodes go when the Conv was their only reader.
     removed[qi] = true;
     for (const Node* dq : {dqx, dqw, dqb}) {

@@ -8,7 +8,8 @@
 //    QLinearMul; DQ -> GlobalAveragePool -> Q becomes QLinearGlobalAveragePool;
 //  - DQ(a), DQ(constant weights)[, bias] -> Gemm [-> Q] becomes QGemm
 //    (requantized output with Q, float output without);
-//  - Shape(DQ(x)) reads x's shape.
+//  - Shape(DQ(x)) reads x's shape; a Cast to the type a value already has
+//    is bypassed.
 // Every scale and zero point must be a constant, per tensor (weights: per
 // tensor or per output column). Runs before constant folding, which would
 // turn the weights' DequantizeLinear into float weights.
@@ -252,16 +253,34 @@ void FuseGemm(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacements) {
     fused.inputs = {dqa->inputs[0], dqa->inputs[1], ZeroPointInput(g, ap, gemm.name + "_a"), dqw->inputs[0],
                     dqw->inputs[1], dqw->inputs.size() > 2 ? dqw->inputs[2] : "", bias};
     fused.outputs = gemm.outputs;
-    // A following per-tensor Q becomes the requantized output.
+    // A following per-tensor Q becomes the requantized output, with a Relu
+    // or Clip between them as the output range.
     if (r.SoleUse(gemm.outputs[0])) {
+      std::string value = gemm.outputs[0];
+      int act = -1;
+      float lo = 0, hi = 0;
+      for (size_t ai = 0; ai < g.nodes.size(); ++ai) {
+        const Node& a = g.nodes[ai];
+        if (!r.removed[ai] && !a.inputs.empty() && a.inputs[0] == value && ActivationRange(g, a, &lo, &hi) &&
+            r.SoleUse(a.outputs[0])) {
+          act = static_cast<int>(ai);
+          value = a.outputs[0];
+          break;
+        }
+      }
       for (size_t qi = 0; qi < g.nodes.size(); ++qi) {
         const Node& q = g.nodes[qi];
         QParams qp;
-        if (IsOp(q, "QuantizeLinear") && !r.removed[qi] && q.inputs[0] == gemm.outputs[0] && PerTensor(g, q, &qp)) {
+        if (IsOp(q, "QuantizeLinear") && !r.removed[qi] && q.inputs[0] == value && PerTensor(g, q, &qp)) {
           fused.inputs.push_back(q.inputs[1]);
           fused.inputs.push_back(ZeroPointInput(g, qp, gemm.name + "_y"));
           fused.outputs = q.outputs;
           r.removed[qi] = true;
+          if (act >= 0) {
+            fused.attrs.SetFloat("kvant_clip_min", lo);
+            fused.attrs.SetFloat("kvant_clip_max", hi);
+            r.removed[act] = true;
+          }
           break;
         }
       }
@@ -274,7 +293,27 @@ void FuseGemm(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacements) {
 
 }  // namespace
 
+// Casts to the type a value already has (PyTorch writes Cast(u8 -> u8)
+// between its QuantizeLinear and DequantizeLinear) are bypassed.
+void BypassNoOpCasts(Graph& g) {
+  absl::flat_hash_map<std::string, std::string> alias;
+  std::vector<bool> removed(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    for (std::string& in : n.inputs) {
+      if (auto it = alias.find(in); it != alias.end()) in = it->second;
+    }
+    if (!IsOp(n, "Cast") || n.inputs.size() != 1 || g.IsGraphOutput(n.outputs[0])) continue;
+    const ValueType* t = g.FindType(n.inputs[0]);
+    if (t == nullptr || static_cast<int64_t>(t->dtype) != n.attrs.GetInt("to", -1)) continue;
+    alias[n.outputs[0]] = n.inputs[0];
+    removed[i] = true;
+  }
+  g.RemoveNodes(removed);
+}
+
 absl::Status FuseQdqOperators(Graph& graph) {
+  BypassNoOpCasts(graph);
   {
     Rewriter r{graph};
     RemoveAroundDataMovement(r);

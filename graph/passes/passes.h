@@ -68,6 +68,8 @@ absl::Status FuseHardSwish(Graph& graph);
 // fused_activation attribute; a following Mul/Add/Div by a scalar constant
 // becomes its fused_scale / fused_shift.
 absl::Status FuseActivations(Graph& graph);
+// Relu, or Clip with constant bounds, as the range [lo, hi] it clamps to.
+bool ActivationRange(const Graph& g, const Node& act, float* lo, float* hi);
 
 // remove_identity.cc: Identity and inference-mode Dropout are bypassed.
 absl::Status RemoveIdentities(Graph& graph);

@@ -42,6 +42,7 @@ class QMatMul final : public Kernel {
       : uk_(uk), mode_(mode), in_(InputsOf(mode)), cpu_(cpu) {}
 
   absl::Status Prepare(const KernelInit& init) {
+    attrs_ = init.attrs;
     if (mode_ == Mode::kQGemm) {
       trans_b_ = init.attrs->GetInt("transB", 0) != 0;
       alpha_ = init.attrs->GetFloat("alpha", 1.f);
@@ -140,6 +141,7 @@ class QMatMul final : public Kernel {
         g.out.zero_point = ZeroPointAt(ctx, in_.y_zp, 0);
         g.out.lo = s8 ? -128 : 0;
         g.out.hi = s8 ? 127 : 255;
+        ApplyClipRange(*attrs_, ScaleAt(ctx, in_.y_scale, 0), g.out.zero_point, &g.out.lo, &g.out.hi);
         esize = 1;
         break;
       }
@@ -196,6 +198,7 @@ class QMatMul final : public Kernel {
   Mode mode_;
   Inputs in_;
   CpuFeatures cpu_;
+  const AttributeMap* attrs_ = nullptr;
   bool trans_b_ = false;  // QGemm's transB: B is [N, K]
   float alpha_ = 1.f;
   PackedBS8 packed_;

@@ -6,10 +6,12 @@
 #ifndef KVANT_OPS_CPU_QUANTIZE_COMMON_H_
 #define KVANT_OPS_CPU_QUANTIZE_COMMON_H_
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "graph/graph.h"
 #include "ops/kernel.h"
 
 namespace kvant::cpu {
@@ -51,6 +53,19 @@ inline std::vector<int8_t> ToSigned(const void* src, DataType t, int64_t n) {
   const uint8_t* s = static_cast<const uint8_t*>(src);
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int8_t>(Signed(t) ? s[i] : s[i] ^ 0x80);
   return out;
+}
+
+// Narrows a quantized output's [lo, hi] to a fused activation's real range
+// (attributes kvant_clip_min / kvant_clip_max): q = round(r / scale) + zp.
+inline void ApplyClipRange(const AttributeMap& attrs, float scale, int32_t zero_point, int32_t* lo, int32_t* hi) {
+  if (attrs.Has("kvant_clip_min")) {
+    const float q = std::nearbyint(attrs.GetFloat("kvant_clip_min", 0.f) / scale) + zero_point;
+    if (q > *lo) *lo = q > *hi ? *hi : static_cast<int32_t>(q);
+  }
+  if (attrs.Has("kvant_clip_max")) {
+    const float q = std::nearbyint(attrs.GetFloat("kvant_clip_max", 0.f) / scale) + zero_point;
+    if (q < *hi) *hi = q < *lo ? *lo : static_cast<int32_t>(q);
+  }
 }
 
 // DynamicQuantizeLinear's parameters for values in [lo, hi] (NaN ignored):

@@ -327,6 +327,7 @@ class QConv final : public Kernel {
       out.zero_point = ZeroPointAt(ctx, 7, 0);
       out.lo = s8 ? -128 : 0;
       out.hi = s8 ? 127 : 255;
+      ApplyClipRange(*attrs_, ScaleAt(ctx, 6, 0), out.zero_point, &out.lo, &out.hi);
     } else {
       out.kind = GemmS8Output::Kind::kS32;
     }

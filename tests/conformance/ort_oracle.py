@@ -6,7 +6,9 @@ Builds small models with onnx.helper, runs each in ONNX Runtime and through
     max |kvant - ort| / max(1, |ort|) <= 1e-4
 for every output element. Also runs the bundled digits model, and the digits
 model quantized by ONNX Runtime's quantizer (QDQ and QOperator, per tensor and per
-channel) on both runtimes.
+channel) and by PyTorch's own static quantization (qnnpack and onednn engines,
+exported as QDQ by models/digits/quantize_torch.py under /usr/bin/python3) on
+both runtimes.
 
 usage: ort_oracle.py KVANT_BINARY WORK_DIR
 """
@@ -270,6 +272,21 @@ def main():
             qpath = quantized_digits(digits, calib, work, fmt, per_channel)
             name = f"digits_{fmt}_{'per_channel' if per_channel else 'per_tensor'}"
             err = compare_quantized(name, binary, qpath, {"image": x}, os.path.join(work, name))
+            if err:
+                failures.append(err)
+    # PyTorch's own static quantization (qnnpack and onednn engines), exported
+    # as QDQ by Debian's python3-torch (tools/setup installs it).
+    torch_dir = os.path.join(work, "torch_quantized")
+    engines = ("qnnpack", "onednn")
+    if not all(os.path.exists(os.path.join(torch_dir, f"digits_{e}.onnx")) for e in engines):
+        r = subprocess.run(["/usr/bin/python3", os.path.join(root, "models", "digits", "quantize_torch.py"), torch_dir,
+                            *engines], capture_output=True, text=True)
+        if r.returncode != 0:
+            failures.append(f"PyTorch quantization of digits failed: {r.stderr.strip()[-500:]}")
+    for e in engines:
+        path = os.path.join(torch_dir, f"digits_{e}.onnx")
+        if os.path.exists(path):
+            err = compare_quantized(f"digits_torch_{e}", binary, path, {"image": x}, os.path.join(work, f"torch_{e}"))
             if err:
                 failures.append(err)
     lstm = os.path.join(root, "models", "lstm_digits", "lstm_digits.onnx")

@@ -84,5 +84,53 @@ TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
   }
 }
 
+TEST(FuseQdqOps, ActivationBetweenProductAndQuantizeBecomesTheOutputRange) {
+  // PyTorch's QDQ export: DQ -> Conv -> Relu -> Q and DQ -> Gemm -> Clip -> Q.
+  std::mt19937 rng(5);
+  auto s8 = [&](std::vector<int64_t> shape) {
+    Tensor t = Tensor::Zeros(DataType::kInt8, shape);
+    for (int64_t i = 0; i < t.num_elements(); ++i) t.data<int8_t>()[i] = static_cast<int8_t>(int(rng() % 201) - 100);
+    return t;
+  };
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {3, 4, 6, 6}).Output("y");
+  b.Initializer("s", F(0.03f)).Initializer("z", U8(128)).Initializer("s2", F(0.02f)).Initializer("z2", U8(3));
+  b.Initializer("w", s8({5, 4, 3, 3})).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("g", s8({7, 5 * 6 * 6})).Initializer("gs", F(0.005f));
+  b.Initializer("lo", F(-0.5f)).Initializer("hi", F(0.75f)).Initializer("s3", F(0.01f)).Initializer("z3", U8(60));
+  b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
+  b.Node("DequantizeLinear", {"q", "s", "z"}, {"d"});
+  b.Node("DequantizeLinear", {"w", "ws", "wz"}, {"wd"});
+  OnnxBuilder::SetInts(b.Node("Conv", {"d", "wd"}, {"c"}), "pads", {1, 1, 1, 1});
+  b.Node("Relu", {"c"}, {"r"});
+  b.Node("QuantizeLinear", {"r", "s2", "z2"}, {"rq"});
+  b.Node("DequantizeLinear", {"rq", "s2", "z2"}, {"rd"});
+  b.Node("Flatten", {"rd"}, {"f"});
+  b.Node("QuantizeLinear", {"f", "s2", "z2"}, {"fq"});
+  b.Node("DequantizeLinear", {"fq", "s2", "z2"}, {"fd"});
+  b.Node("DequantizeLinear", {"g", "gs", "wz"}, {"gd"});
+  OnnxBuilder::SetInt(b.Node("Gemm", {"fd", "gd"}, {"m"}), "transB", 1);
+  b.Node("Clip", {"m", "lo", "hi"}, {"cl"});
+  b.Node("QuantizeLinear", {"cl", "s3", "z3"}, {"mq"});
+  b.Node("DequantizeLinear", {"mq", "s3", "z3"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = OptimizedGraph(bytes);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "Relu") + CountOps(*g, "Clip") + CountOps(*g, "Conv") + CountOps(*g, "Gemm"), 0)
+      << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QGemm"), 1) << g->DebugString();
+  auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({3, 4, 6, 6}, 2, -2.f, 2.f)}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  const auto& [u, v] = *y;
+  int clipped = 0;
+  for (int64_t i = 0; i < u.num_elements(); ++i) {
+    EXPECT_NEAR(u.data<float>()[i], v.data<float>()[i], 0.01f * 2.01f) << i;
+    EXPECT_GE(v.data<float>()[i], -0.5f - 1e-6f);
+    EXPECT_LE(v.data<float>()[i], 0.75f + 1e-6f);
+    clipped += v.data<float>()[i] <= -0.5f + 1e-6f || v.data<float>()[i] >= 0.75f - 1e-6f;
+  }
+  EXPECT_GT(clipped, 0) << "the inputs never reach the clip range: the test cannot tell";
+}
+
 }  // namespace
 }  // namespace kvant
