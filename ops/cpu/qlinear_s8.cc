@@ -111,17 +111,23 @@ class QLinearBinary final : public Kernel {
         (avx512_ ? RowScalarAvx512<T, BinaryOp::kMul> : RowScalar<T, BinaryOp::kMul>)(v, out, n, zv, rv, rc, dc, zc);
       }
     };
+    // Chunks of the flat output across the session's threads.
+    constexpr int64_t kChunk = 1 << 16;
+    auto chunked = [&](int64_t n, auto fn) {
+      ctx.pool->ParallelFor((n + kChunk - 1) / kChunk, [&](int64_t b0, int64_t b1) {
+        const int64_t lo = b0 * kChunk, hi = std::min(n, b1 * kChunk);
+        fn(lo, hi - lo);
+      });
+    };
     if (b.num_elements() == 1 || a.num_elements() == 1) {  // one operand a scalar
       const bool scalar_b = b.num_elements() == 1;
-      row_scalar(scalar_b, scalar_b ? pa : pb, pc, c.num_elements(), scalar_b ? pb[0] : pa[0]);
+      const T* v = scalar_b ? pa : pb;
+      chunked(c.num_elements(), [&](int64_t at, int64_t n) { row_scalar(scalar_b, v + at, pc + at, n, scalar_b ? pb[0] : pa[0]); });
     } else if (a.shape == b.shape) {
-      const int64_t n = c.num_elements();
       const float r1 = op_ == BinaryOp::kAdd ? ra : rm;
-      if (op_ == BinaryOp::kAdd) {
-        (avx512_ ? SameShapeAvx512<T, BinaryOp::kAdd> : SameShape<T, BinaryOp::kAdd>)(pa, pb, pc, n, za, zb, zc, r1, rb);
-      } else {
-        (avx512_ ? SameShapeAvx512<T, BinaryOp::kMul> : SameShape<T, BinaryOp::kMul>)(pa, pb, pc, n, za, zb, zc, r1, rb);
-      }
+      const auto same = op_ == BinaryOp::kAdd ? (avx512_ ? SameShapeAvx512<T, BinaryOp::kAdd> : SameShape<T, BinaryOp::kAdd>)
+                                             : (avx512_ ? SameShapeAvx512<T, BinaryOp::kMul> : SameShape<T, BinaryOp::kMul>);
+      chunked(c.num_elements(), [&](int64_t at, int64_t n) { same(pa + at, pb + at, pc + at, n, za, zb, zc, r1, rb); });
     } else if (c.rank() > 1) {
       // Row by row: the outer dimensions broadcast once per row; along the
       // innermost one each operand steps by 1 or stays (a [N,1,1,C]

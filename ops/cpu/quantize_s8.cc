@@ -83,13 +83,16 @@ class QuantizeLinear final : public Kernel {
         const float scale = ScaleAt(ctx, 1, a);
         const float zp = static_cast<float>(ZeroPointAt(ctx, 2, a));
         const int64_t base = (o * sp.axis + a) * sp.inner;
-        if (Signed(y.dtype)) {
-          (avx512_ ? QuantizeRowAvx512<int8_t> : QuantizeRow<int8_t>)(xs + base, sp.inner, scale, zp,
-                                                                      y.as<int8_t>() + base);
-        } else {
-          (avx512_ ? QuantizeRowAvx512<uint8_t> : QuantizeRow<uint8_t>)(xs + base, sp.inner, scale, zp,
-                                                                        y.as<uint8_t>() + base);
-        }
+        // Chunks of the row across the session's threads.
+        constexpr int64_t kChunk = 1 << 16;
+        ctx.pool->ParallelFor((sp.inner + kChunk - 1) / kChunk, [&](int64_t b0, int64_t b1) {
+          const int64_t lo = base + b0 * kChunk, n = std::min(sp.inner, b1 * kChunk) - b0 * kChunk;
+          if (Signed(y.dtype)) {
+            (avx512_ ? QuantizeRowAvx512<int8_t> : QuantizeRow<int8_t>)(xs + lo, n, scale, zp, y.as<int8_t>() + lo);
+          } else {
+            (avx512_ ? QuantizeRowAvx512<uint8_t> : QuantizeRow<uint8_t>)(xs + lo, n, scale, zp, y.as<uint8_t>() + lo);
+          }
+        });
       }
     }
     return absl::OkStatus();

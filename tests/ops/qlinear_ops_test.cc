@@ -3,6 +3,7 @@
 // quantize definition computed in double: u8 and s8, broadcasting, zero
 // points, requantized (within 1 LSB) and float outputs.
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -38,8 +39,10 @@ int Quantize(double v, double scale, int zp, DataType t) {
   return static_cast<int>(std::clamp(q, t == DataType::kInt8 ? -128.0 : 0.0, t == DataType::kInt8 ? 127.0 : 255.0));
 }
 
-Tensor RunOne(OnnxBuilder& b, const TensorMap& in) {
-  auto s = Session::LoadFromBytes(b.Serialize());
+Tensor RunOne(OnnxBuilder& b, const TensorMap& in, int threads = 1) {
+  SessionOptions options;
+  options.num_threads = threads;
+  auto s = Session::LoadFromBytes(b.Serialize(), options);
   EXPECT_TRUE(s.ok()) << s.status();
   if (!s.ok()) return Tensor();
   auto out = s->Run(in);
@@ -78,6 +81,23 @@ TEST(QLinearOps, AddAndMulWithBroadcasting) {
         EXPECT_LE(off_by_one, y.num_elements() / 50);
       }
     }
+  }
+}
+
+TEST(QLinearOps, LargeInputsSplitAcrossThreadsGiveTheSameBytes) {
+  // More than one 64K chunk: same-shape, scalar-operand and QuantizeLinear paths on 2 threads.
+  const std::vector<int64_t> shape = {4, 64, 32, 33};
+  for (bool scalar : {false, true}) {
+    OnnxBuilder b(13);
+    b.Input("a", DataType::kUInt8, shape).Input("x", DataType::kFloat32, shape).Output("y", DataType::kUInt8);
+    b.Initializer("s", Scalar(0.03f)).Initializer("z", ZeroPoint(DataType::kUInt8, 120));
+    if (scalar) b.Initializer("b", ZeroPoint(DataType::kUInt8, 200));
+    b.Node("QuantizeLinear", {"x", "s", "z"}, {"xq"});
+    b.Node("QLinearAdd", {"a", "s", "z", scalar ? "b" : "xq", "s", "z", "s", "z"}, {"y"}).set_domain("com.microsoft");
+    const TensorMap in = {{"a", RandomBytes(DataType::kUInt8, shape, 7)}, {"x", testing::RandomF32(shape, 8, -4.f, 4.f)}};
+    const Tensor one = RunOne(b, in, 1), two = RunOne(b, in, 2);
+    ASSERT_EQ(one.shape(), two.shape());
+    EXPECT_EQ(std::memcmp(one.raw_data(), two.raw_data(), one.num_elements()), 0);
   }
 }
 
