@@ -15,6 +15,7 @@
 // turn the weights' DequantizeLinear into float weights.
 #include <cmath>
 
+#include "absl/container/flat_hash_set.h"
 #include "graph/passes/passes.h"
 
 namespace kvant {
@@ -297,13 +298,18 @@ void FuseGemm(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacements) {
 // between its QuantizeLinear and DequantizeLinear) are bypassed.
 void BypassNoOpCasts(Graph& g) {
   absl::flat_hash_map<std::string, std::string> alias;
+  absl::flat_hash_set<std::string> read_by_subgraphs;  // If branches name outer values directly
+  for (const Node& n : g.nodes) read_by_subgraphs.insert(n.implicit_inputs.begin(), n.implicit_inputs.end());
   std::vector<bool> removed(g.nodes.size(), false);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     Node& n = g.nodes[i];
     for (std::string& in : n.inputs) {
       if (auto it = alias.find(in); it != alias.end()) in = it->second;
     }
-    if (!IsOp(n, "Cast") || n.inputs.size() != 1 || g.IsGraphOutput(n.outputs[0])) continue;
+    if (!IsOp(n, "Cast") || n.inputs.size() != 1 || g.IsGraphOutput(n.outputs[0]) ||
+        read_by_subgraphs.contains(n.outputs[0])) {
+      continue;
+    }
     const ValueType* t = g.FindType(n.inputs[0]);
     if (t == nullptr || static_cast<int64_t>(t->dtype) != n.attrs.GetInt("to", -1)) continue;
     alias[n.outputs[0]] = n.inputs[0];
