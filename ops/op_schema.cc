@@ -105,6 +105,9 @@ constexpr OpSchema kSchemas[] = {
     {"com.microsoft", "QLinearMul", 7, 8, "........", InferQLinearBinary},
     {"com.microsoft", "QLinearGlobalAveragePool", 4, 5, ".....", InferQLinearGlobalAveragePool},
     {"com.microsoft", "QLinearSoftmax", 4, 5, ".....", InferQLinearSoftmax},
+    {"com.microsoft", "QLinearSigmoid", 4, 5, ".....", InferQLinearUnary},
+    {"com.microsoft", "QLinearLeakyRelu", 4, 5, ".....", InferQLinearUnary},
+    {"com.microsoft", "QLinearConcat", 5, 1024, "", InferQLinearConcat},
     {"com.microsoft", "QGemm", 6, 9, ".........", InferQGemm},
     // Kvant's internal forms (created by graph/passes, never read from files).
     {"kvant", "QLinearConvNhwc", 8, 9, ".........", InferQLinearConvNhwc},

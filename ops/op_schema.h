@@ -98,6 +98,8 @@ absl::Status InferQLinearBinary(InferContext& ctx);
 absl::Status InferQLinearGlobalAveragePool(InferContext& ctx);
 absl::Status InferQGemm(InferContext& ctx);
 absl::Status InferQLinearSoftmax(InferContext& ctx);
+absl::Status InferQLinearUnary(InferContext& ctx);
+absl::Status InferQLinearConcat(InferContext& ctx);
 absl::Status InferQLinearConvNhwc(InferContext& ctx);
 absl::Status InferQLinearMatMul(InferContext& ctx);
 absl::Status InferConvInteger(InferContext& ctx);

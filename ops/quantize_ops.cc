@@ -361,4 +361,37 @@ absl::Status InferQLinearSoftmax(InferContext& ctx) {
   return absl::OkStatus();
 }
 
+absl::Status InferQLinearUnary(InferContext& ctx) {
+  // X, x_scale, x_zero_point, y_scale, y_zero_point (QLinearSigmoid, QLinearLeakyRelu)
+  const DataType t = ctx.dtype(0);
+  if (auto s = ExpectType(ctx, 0, IsByte(t), "u8 or s8"); !s.ok()) return s;
+  for (auto [i, what] : {std::pair{1, "X"}, {3, "Y"}}) {
+    if (auto s = CheckScalarPair(ctx, i, t, what); !s.ok()) return s;
+  }
+  ctx.output(0) = ValueType{t, ctx.shape(0)};
+  return absl::OkStatus();
+}
+
+absl::Status InferQLinearConcat(InferContext& ctx) {
+  // Y_scale, Y_zero_point, then (X, x_scale, x_zero_point) per input
+  if (ctx.num_inputs() < 5 || (ctx.num_inputs() - 2) % 3 != 0) {
+    return ctx.Error("needs Y_scale, Y_zero_point and (tensor, scale, zero point) triples, got %d inputs",
+                     ctx.num_inputs());
+  }
+  const DataType t = ctx.dtype(2);
+  if (auto s = ExpectType(ctx, 2, IsByte(t), "u8 or s8"); !s.ok()) return s;
+  if (auto s = CheckScalarPair(ctx, 0, t, "Y"); !s.ok()) return s;
+  std::vector<const ValueType*> xs;
+  std::vector<const Tensor*> constants;
+  for (int i = 2; i < ctx.num_inputs(); i += 3) {
+    if (auto s = CheckScalarPair(ctx, i + 1, t, "an input"); !s.ok()) return s;
+    xs.push_back(&ctx.input(i));
+    constants.push_back(ctx.constant(i));
+  }
+  InferContext concat(ctx.node(), ctx.opset(), xs, constants);
+  if (auto s = InferConcat(concat); !s.ok()) return s;
+  ctx.output(0) = concat.output(0);
+  return absl::OkStatus();
+}
+
 }  // namespace kvant

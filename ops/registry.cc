@@ -20,10 +20,20 @@ absl::StatusOr<const KernelDef*> SelectKernel(absl::Span<const KernelDef> table,
                                               const std::string& domain, const std::string& op,
                                               DataType dtype, CpuFeatures features,
                                               const std::string& node_label, int64_t opset) {
+  return SelectKernel(table, domain, op, std::vector<DataType>{dtype}, features, node_label, opset);
+}
+
+absl::StatusOr<const KernelDef*> SelectKernel(absl::Span<const KernelDef> table,
+                                              const std::string& domain, const std::string& op,
+                                              const std::vector<DataType>& input_types, CpuFeatures features,
+                                              const std::string& node_label, int64_t opset) {
   const KernelDef* best = nullptr;
   std::vector<std::string> tried;
+  DataType dtype = input_types.empty() ? DataType::kUndefined : input_types[0];
   for (const KernelDef& d : table) {
     if (domain != d.domain || op != d.op) continue;
+    // The row's type input decides (QLinearConcat: its first tensor, input 2).
+    dtype = d.type_input < static_cast<int>(input_types.size()) ? input_types[d.type_input] : DataType::kUndefined;
     if ((d.dtypes & DtypeBit(dtype)) == 0) {
       tried.push_back(absl::StrCat(d.name, " (type)"));
       continue;

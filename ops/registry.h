@@ -22,6 +22,11 @@ absl::StatusOr<const KernelDef*> SelectKernel(absl::Span<const KernelDef> table,
                                               DataType dtype, CpuFeatures features,
                                               const std::string& node_label, int64_t opset);
 
+// The same, each row checked against the type of its own type input.
+absl::StatusOr<const KernelDef*> SelectKernel(absl::Span<const KernelDef> table,
+                                              const std::string& domain, const std::string& op,
+                                              const std::vector<DataType>& input_types, CpuFeatures features,
+                                              const std::string& node_label, int64_t opset);
 bool HasKernelFor(absl::Span<const KernelDef> table, const std::string& domain, const std::string& op);
 
 // What a kernel factory sees for `node` of `graph`: types, shapes and

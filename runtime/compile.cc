@@ -36,9 +36,8 @@ absl::StatusOr<CompiledNode> CreateKernel(const Graph& graph, const Node& n, Cpu
   }
   const KernelInit init = KernelInitFor(graph, n, cpu);
   CompiledNode cn;
-  // Kernels are chosen by the element type of their first input.
-  const DataType type = init.input_types.empty() ? DataType::kUndefined : init.input_types[0];
-  auto def = SelectKernel(CpuKernelDefs(), n.domain, n.op_type, type, cpu, n.Label(), graph.opset);
+  // Kernels are chosen by the element type of their type input (usually the first).
+  auto def = SelectKernel(CpuKernelDefs(), n.domain, n.op_type, init.input_types, cpu, n.Label(), graph.opset);
   if (!def.ok()) {
     return absl::Status(def.status().code(), absl::StrCat(def.status().message(), " (model ", graph.source, ")"));
   }

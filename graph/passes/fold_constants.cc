@@ -147,9 +147,12 @@ absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes
     if (fold && out_bytes > max_fold_bytes) fold = false;
     const KernelDef* def = nullptr;
     if (fold) {
-      const std::string& type_value = node.inputs[0];
-      auto sel = SelectKernel(CpuKernelDefs(), node.domain, node.op_type, graph.FindType(type_value)->dtype, cpu,
-                              node.Label(), graph.opset);
+      std::vector<DataType> types;
+      for (const std::string& in : node.inputs) {
+        const ValueType* t = in.empty() ? nullptr : graph.FindType(in);
+        types.push_back(t ? t->dtype : DataType::kUndefined);
+      }
+      auto sel = SelectKernel(CpuKernelDefs(), node.domain, node.op_type, types, cpu, node.Label(), graph.opset);
       if (sel.ok()) def = *sel;
       else fold = false;  // left to compile, which reports it
     }

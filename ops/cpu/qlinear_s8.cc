@@ -3,6 +3,8 @@
 //   QLinearAdd  c = round(sa/sc (a - za) + sb/sc (b - zb)) + zc
 //   QLinearMul  c = round(sa sb/sc (a - za)(b - zb)) + zc
 //   QLinearSoftmax  softmax of the dequantized values along an axis, requantized
+//   QLinearSigmoid, QLinearLeakyRelu  a 256-entry table of the byte map
+//   QLinearConcat   inputs requantized to the output's parameters, concatenated
 //   QLinearGlobalAveragePool (NCHW, or NHWC with channels_last)
 //                y = round(sx/(sy N) (sum x - N zx)) + zy
 // saturated to the type's range, rounding half to even, in float as ONNX
@@ -10,6 +12,7 @@
 // with a plain loop when both shapes are equal).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "ops/cpu/broadcast_loop.h"
@@ -255,7 +258,94 @@ class QLinearSoftmax final : public Kernel {
   bool coerce_2d_;
 };
 
+// Byte -> byte through a 256-entry table of the dequantize -> f -> quantize
+// map (QLinearSigmoid, QLinearLeakyRelu), built per call from the scales.
+class QLinearLookup final : public Kernel {
+ public:
+  QLinearLookup(bool sigmoid, float alpha) : sigmoid_(sigmoid), alpha_(alpha) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    if (ctx.input(0).dtype == DataType::kInt8) return Apply<int8_t>(ctx);
+    return Apply<uint8_t>(ctx);
+  }
+
+ private:
+  template <typename T>
+  absl::Status Apply(const KernelContext& ctx) const {
+    const float sx = ScaleAt(ctx, 1, 0), sy = ScaleAt(ctx, 3, 0);
+    const float zx = static_cast<float>(ZeroPointAt(ctx, 2, 0)), zy = static_cast<float>(ZeroPointAt(ctx, 4, 0));
+    T table[256];
+    for (int v = 0; v < 256; ++v) {
+      const float x = (static_cast<float>(static_cast<T>(v)) - zx) * sx;
+      const float y = sigmoid_ ? 1.f / (1.f + std::exp(-x)) : (x >= 0 ? x : alpha_ * x);
+      table[v] = Saturate<T>(y / sy, zy);
+    }
+    const TensorArg& x = ctx.input(0);
+    const T* xs = x.as<const T>();
+    T* ys = ctx.output(0).as<T>();
+    for (int64_t i = 0; i < x.num_elements(); ++i) ys[i] = table[static_cast<uint8_t>(xs[i])];
+    return absl::OkStatus();
+  }
+
+  bool sigmoid_;
+  float alpha_;
+};
+
+// QLinearConcat: each input requantized to Y's scale and zero point (a copy
+// when they are equal), concatenated along the axis.
+class QLinearConcat final : public Kernel {
+ public:
+  explicit QLinearConcat(int64_t axis) : axis_(axis) {}
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    if (ctx.input(2).dtype == DataType::kInt8) return Apply<int8_t>(ctx);
+    return Apply<uint8_t>(ctx);
+  }
+
+ private:
+  template <typename T>
+  absl::Status Apply(const KernelContext& ctx) const {
+    const TensorArg& y = ctx.output(0);
+    const int64_t axis = axis_ < 0 ? axis_ + y.rank() : axis_;
+    int64_t outer = 1, after = 1;
+    for (int64_t d = 0; d < axis; ++d) outer *= y.shape[d];
+    for (int64_t d = axis + 1; d < y.rank(); ++d) after *= y.shape[d];
+    const int64_t y_row = y.shape[axis] * after;
+    const float sy = ScaleAt(ctx, 0, 0), zy = static_cast<float>(ZeroPointAt(ctx, 1, 0));
+    T* ys = y.as<T>();
+    int64_t offset = 0;
+    for (int i = 2; i + 2 < ctx.num_inputs(); i += 3) {
+      const TensorArg& x = ctx.input(i);
+      const int64_t row = x.shape[axis] * after;
+      const float sx = ScaleAt(ctx, i + 1, 0), zx = static_cast<float>(ZeroPointAt(ctx, i + 2, 0));
+      const T* xs = x.as<const T>();
+      if (sx == sy && zx == zy) {
+        for (int64_t o = 0; o < outer; ++o) std::memcpy(ys + o * y_row + offset, xs + o * row, row * sizeof(T));
+      } else {
+        T table[256];
+        for (int v = 0; v < 256; ++v) {
+          table[v] = Saturate<T>((static_cast<float>(static_cast<T>(v)) - zx) * sx / sy, zy);
+        }
+        for (int64_t o = 0; o < outer; ++o)
+          for (int64_t j = 0; j < row; ++j) ys[o * y_row + offset + j] = table[static_cast<uint8_t>(xs[o * row + j])];
+      }
+      offset += row;
+    }
+    return absl::OkStatus();
+  }
+
+  int64_t axis_;
+};
+
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearLookup(const KernelInit& init) {
+  return std::make_unique<QLinearLookup>(init.op == "QLinearSigmoid", init.attrs->GetFloat("alpha", 0.01f));
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearConcat(const KernelInit& init) {
+  return std::make_unique<QLinearConcat>(init.attrs->GetInt("axis", 0));
+}
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearSoftmax(const KernelInit& init) {
   // `opset` is the ONNX opset of the Softmax it replaces: before 13, the

@@ -101,6 +101,54 @@ TEST(QLinearOps, LargeInputsSplitAcrossThreadsGiveTheSameBytes) {
   }
 }
 
+TEST(QLinearOps, SigmoidLeakyReluAndConcat) {
+  for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+    const int zx = t == DataType::kInt8 ? -10 : 118, zy = t == DataType::kInt8 ? -128 : 0;
+    const Tensor x = RandomBytes(t, {2, 3, 4, 5}, 11);
+    for (const char* op : {"QLinearSigmoid", "QLinearLeakyRelu"}) {
+      SCOPED_TRACE(::testing::Message() << op << " " << DataTypeName(t));
+      const bool sigmoid = std::string(op) == "QLinearSigmoid";
+      const float sy = sigmoid ? 1.f / 256 : 0.03f;
+      const int zy_op = sigmoid ? zy : zx;
+      OnnxBuilder b(13);
+      b.Input("x", t, {2, 3, 4, 5}).Output("y", t);
+      b.Initializer("xs", Scalar(0.05f)).Initializer("xz", ZeroPoint(t, zx));
+      b.Initializer("ys", Scalar(sy)).Initializer("yz", ZeroPoint(t, zy_op));
+      auto& n = b.Node(op, {"x", "xs", "xz", "ys", "yz"}, {"y"});
+      n.set_domain("com.microsoft");
+      OnnxBuilder::SetFloat(n, "alpha", 0.1f);
+      const Tensor y = RunOne(b, {{"x", x}});
+      for (int64_t i = 0; i < x.num_elements(); ++i) {
+        const double v = (ByteAt(x, i) - zx) * 0.05;
+        const double f = sigmoid ? 1 / (1 + std::exp(-v)) : (v >= 0 ? v : 0.1 * v);
+        ASSERT_LE(std::abs(ByteAt(y, i) - Quantize(f, sy, zy_op, t)), 1) << i;
+      }
+    }
+    // Concat on axis 1 of inputs with other scales and zero points than Y's.
+    OnnxBuilder b(13);
+    b.Input("a", t, {2, 3, 4}).Input("c", t, {2, 5, 4}).Output("y", t);
+    b.Initializer("ys", Scalar(0.04f)).Initializer("yz", ZeroPoint(t, zx));
+    b.Initializer("as", Scalar(0.05f)).Initializer("az", ZeroPoint(t, zx + 3));
+    b.Initializer("cs", Scalar(0.04f)).Initializer("cz", ZeroPoint(t, zx));
+    OnnxBuilder::SetInt(b.Node("QLinearConcat", {"ys", "yz", "a", "as", "az", "c", "cs", "cz"}, {"y"}), "axis", 1);
+    b.model().mutable_graph()->mutable_node(0)->set_domain("com.microsoft");
+    const Tensor a = RandomBytes(t, {2, 3, 4}, 12), c = RandomBytes(t, {2, 5, 4}, 13);
+    const Tensor y = RunOne(b, {{"a", a}, {"c", c}});
+    ASSERT_EQ(y.shape(), (std::vector<int64_t>{2, 8, 4}));
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t ch = 0; ch < 8; ++ch)
+        for (int64_t w = 0; w < 4; ++w) {
+          const int got = ByteAt(y, (n * 8 + ch) * 4 + w);
+          if (ch < 3) {
+            const double v = (ByteAt(a, (n * 3 + ch) * 4 + w) - (zx + 3)) * 0.05;
+            ASSERT_LE(std::abs(got - Quantize(v, 0.04, zx, t)), 1);
+          } else {
+            ASSERT_EQ(got, ByteAt(c, (n * 5 + ch - 3) * 4 + w));  // same parameters: copied
+          }
+        }
+  }
+}
+
 TEST(QLinearOps, GlobalAveragePool) {
   for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
     const int zx = t == DataType::kInt8 ? 4 : 120, zy = t == DataType::kInt8 ? -1 : 125;
