@@ -152,6 +152,21 @@ absl::Status InferConvOf(InferContext& ctx, int x_index, int w_index, int bias_i
 absl::Status InferConv(InferContext& ctx) { return InferConvOf(ctx, 0, 1, 2, DataType::kUndefined); }
 
 absl::Status InferPool(InferContext& ctx) {
+  if (ctx.attrs().GetInt("kvant_channels_last", 0) != 0) {
+    // Kvant's NHWC MaxPool (graph/passes/layout_nhwc.cc): the NCHW rule on
+    // the input viewed as NCHW, the output permuted back.
+    ValueType x = ctx.input(0);
+    const bool four_d = x.shape.rank_known && x.shape.rank() == 4;
+    if (four_d) x.shape.dims = {x.shape.dims[0], x.shape.dims[3], x.shape.dims[1], x.shape.dims[2]};
+    Node plain = ctx.node();
+    plain.attrs.Erase("kvant_channels_last");
+    InferContext nchw(plain, ctx.opset(), {&x}, {nullptr});
+    if (auto s = InferPool(nchw); !s.ok()) return s;
+    ValueType y = nchw.output(0);
+    if (four_d && y.shape.rank_known) y.shape.dims = {y.shape.dims[0], y.shape.dims[2], y.shape.dims[3], y.shape.dims[1]};
+    ctx.output(0) = y;
+    return absl::OkStatus();
+  }
   if (ctx.attrs().GetInts("kernel_shape").empty()) return ctx.Error("attribute kernel_shape is required");
   if (ctx.num_outputs() > 1 && !ctx.node().outputs[1].empty()) {
     return absl::UnimplementedError(absl::StrFormat(

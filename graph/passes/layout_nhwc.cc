@@ -9,8 +9,8 @@
 //     DequantizeLinear, unary activations, Clip with constant bounds,
 //     constant Pad (pads permuted), QLinearAdd / QLinearMul / Add / Mul of
 //     two equally shaped transposed values or of one and a scalar constant
-//     (also Sub, Div), BatchNormalization (kvant_channels_last) and
-//     QLinearGlobalAveragePool (channels_last = 1).
+//     (also Sub, Div), BatchNormalization and 2-D MaxPool
+//     (kvant_channels_last) and QLinearGlobalAveragePool (channels_last = 1).
 //  3. A transpose whose input is the inverse transpose disappears;
 //  4. a constant spatial Pad by the input's zero point before an NHWC
 //     convolution becomes the convolution's padding.
@@ -90,6 +90,10 @@ std::vector<int> DataInputs(const Graph& g, const Node& n) {
       return {0};
     }
     if (op == "BatchNormalization" && n.attrs.GetInt("kvant_channels_last", 0) == 0 && n.outputs.size() == 1) {
+      return {0};
+    }
+    if (op == "MaxPool" && n.attrs.GetInt("kvant_channels_last", 0) == 0 && n.attrs.GetInts("kernel_shape").size() == 2 &&
+        n.outputs.size() == 1 && n.attrs.GetString("auto_pad", "NOTSET") == "NOTSET") {
       return {0};
     }
     if (op == "Add" || op == "Mul" || op == "Sub" || op == "Div") {
@@ -195,7 +199,7 @@ bool SinkAndCancel(Graph& g) {
       n.inputs[1] = g.AddConstant(n.name + "_pads_nhwc", permuted);
     }
     if (n.op_type == "QLinearGlobalAveragePool") n.attrs.SetInt("channels_last", 1);
-    if (n.op_type == "BatchNormalization") n.attrs.SetInt("kvant_channels_last", 1);
+    if (n.op_type == "BatchNormalization" || n.op_type == "MaxPool") n.attrs.SetInt("kvant_channels_last", 1);
     for (size_t j = 0; j < data.size(); ++j) n.inputs[data[j]] = sources[j];
     const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");
     added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));

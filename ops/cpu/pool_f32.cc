@@ -1,6 +1,7 @@
 // Pooling, NCHW, 1-D to 3-D: MaxPool (dilations, ceil_mode) on f32, u8 and
-// s8 (quantized activations keep their scale through a max), AveragePool
-// (count_include_pad) and GlobalAveragePool on f32.
+// s8 (quantized activations keep their scale through a max; 2-D also in NHWC
+// with kvant_channels_last), AveragePool (count_include_pad) and
+// GlobalAveragePool on f32.
 #include <cmath>
 #include <limits>
 
@@ -17,6 +18,7 @@ class PoolF32 final : public Kernel {
       : is_max_(is_max), label_(std::move(label)), attrs_(attrs) {}
 
   absl::Status Run(const KernelContext& ctx) const override {
+    if (attrs_.GetInt("kvant_channels_last", 0) != 0) return RunMaxNhwc(ctx);
     const TensorArg& x = ctx.input(0);
     const TensorArg& y = ctx.output(0);
     const int64_t spatial = x.rank() - 2;
@@ -128,6 +130,46 @@ class PoolF32 final : public Kernel {
   }
 
  private:
+  // 2-D MaxPool on NHWC (kvant_channels_last): per output pixel, the max over
+  // the window's pixels of whole channel rows.
+  absl::Status RunMaxNhwc(const KernelContext& ctx) const {
+    const TensorArg& x = ctx.input(0);
+    const TensorArg& y = ctx.output(0);
+    auto p = ParseWindow(attrs_, 2, {}, label_);
+    if (!p.ok()) return p.status();
+    const int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
+    const int64_t oh = y.shape[1], ow = y.shape[2];
+    auto run = [&](const auto* xs, auto* ys) {
+      using T = std::remove_const_t<std::remove_pointer_t<decltype(xs)>>;
+      const T lowest = std::is_floating_point_v<T> ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
+      ctx.pool->ParallelFor(n * oh, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t b = r / oh, oy = r % oh;
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            T* out = ys + ((b * oh + oy) * ow + ox) * c;
+            for (int64_t ch = 0; ch < c; ++ch) out[ch] = lowest;
+            for (int64_t ky = 0; ky < p->kernel[0]; ++ky) {
+              const int64_t iy = oy * p->strides[0] - p->pads[0] + ky * p->dilations[0];
+              if (iy < 0 || iy >= h) continue;
+              for (int64_t kx = 0; kx < p->kernel[1]; ++kx) {
+                const int64_t ix = ox * p->strides[1] - p->pads[1] + kx * p->dilations[1];
+                if (ix < 0 || ix >= w) continue;
+                const T* in = xs + ((b * h + iy) * w + ix) * c;
+                for (int64_t ch = 0; ch < c; ++ch) out[ch] = in[ch] > out[ch] ? in[ch] : out[ch];
+              }
+            }
+          }
+        }
+      });
+    };
+    switch (x.dtype) {
+      case DataType::kUInt8: run(x.as<const uint8_t>(), y.as<uint8_t>()); break;
+      case DataType::kInt8: run(x.as<const int8_t>(), y.as<int8_t>()); break;
+      default: run(x.as<const float>(), y.as<float>()); break;
+    }
+    return absl::OkStatus();
+  }
+
   bool is_max_;
   std::string label_;
   AttributeMap attrs_;

@@ -137,5 +137,28 @@ TEST(LayoutNhwc, FloatIslandsAndConstantOperandsStayNhwc) {
   ExpectEqualBytes(y->first, y->second);
 }
 
+TEST(LayoutNhwc, MaxPoolBetweenConvolutionsRunsNhwc) {
+  // conv -> MaxPool 3x3 stride 2 pad 1 (u8) -> conv: NHWC throughout.
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {2, 5, 9, 7}).Output("y", DataType::kUInt8);
+  b.Initializer("s", F(0.02f)).Initializer("z", U8(128));
+  b.Initializer("w", RandomS8({5, 5, 3, 3}, 6)).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  OnnxBuilder::SetInts(b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c"}), "pads", {1, 1, 1, 1});
+  auto& pool = b.Node("MaxPool", {"c"}, {"p"});
+  OnnxBuilder::SetInts(pool, "kernel_shape", {3, 3});
+  OnnxBuilder::SetInts(pool, "strides", {2, 2});
+  OnnxBuilder::SetInts(pool, "pads", {1, 1, 1, 1});
+  b.Node("QLinearConv", {"p", "s", "z", "w", "ws", "wz", "s", "z"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = OptimizedGraph(bytes);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
+  Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 5, 9, 7});
+  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 71) % 253);
+  auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  ExpectEqualBytes(y->first, y->second);
+}
+
 }  // namespace
 }  // namespace kvant
