@@ -158,6 +158,13 @@ TEST(LayoutNhwc, MaxPoolBetweenConvolutionsRunsNhwc) {
   auto y = RunPlainAndOptimized(bytes, {{"x", x}});
   ASSERT_TRUE(y.ok()) << y.status();
   ExpectEqualBytes(y->first, y->second);
+  // The plan report counts what runs in INT8 and what converts.
+  auto s = Session::LoadFromBytes(bytes);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto plan = s->Plan({{"x", {2, 5, 9, 7}}});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_NE(plan->text.find("steps: 2 int8, 0 float, 0 Q/DQ conversions, 2 transposes"), std::string::npos)
+      << plan->text;
 }
 
 }  // namespace
