@@ -37,6 +37,18 @@ inline T Saturate(float v, float zero_point) {
   return static_cast<T>(lo < kHi<T> ? lo : kHi<T>);
 }
 
+// Runs Derived::Apply<int8_t> or Apply<uint8_t> by the element type of input
+// kTypeInput: the quantized operators below are written once for both.
+template <class Derived, int kTypeInput = 0>
+class ByteKernel : public Kernel {
+ public:
+  absl::Status Run(const KernelContext& ctx) const final {
+    const Derived& self = static_cast<const Derived&>(*this);
+    return ctx.input(kTypeInput).dtype == DataType::kInt8 ? self.template Apply<int8_t>(ctx)
+                                                          : self.template Apply<uint8_t>(ctx);
+  }
+};
+
 enum class BinaryOp { kAdd, kMul };
 
 // Equal shapes: one loop the compiler vectorizes (VRNDSCALEPS on AVX-512).
@@ -77,16 +89,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=51
   SameShapeBody<T, kOp>(a, b, c, n, za, zb, zc, ra, rb);
 }
 
-class QLinearBinary final : public Kernel {
+class QLinearBinary final : public ByteKernel<QLinearBinary> {
  public:
   QLinearBinary(BinaryOp op, CpuFeatures cpu) : op_(op), avx512_((cpu & kCpuAvx512bw) != 0) {}
 
-  absl::Status Run(const KernelContext& ctx) const override {
-    if (ctx.input(0).dtype == DataType::kInt8) return Apply<int8_t>(ctx);
-    return Apply<uint8_t>(ctx);
-  }
-
- private:
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
     const TensorArg& a = ctx.input(0);
@@ -162,20 +168,16 @@ class QLinearBinary final : public Kernel {
     return absl::OkStatus();
   }
 
+
+ private:
   BinaryOp op_;
   bool avx512_;
 };
 
-class QLinearGlobalAveragePool final : public Kernel {
+class QLinearGlobalAveragePool final : public ByteKernel<QLinearGlobalAveragePool> {
  public:
   explicit QLinearGlobalAveragePool(bool channels_last) : channels_last_(channels_last) {}
 
-  absl::Status Run(const KernelContext& ctx) const override {
-    if (ctx.input(0).dtype == DataType::kInt8) return Apply<int8_t>(ctx);
-    return Apply<uint8_t>(ctx);
-  }
-
- private:
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
     const TensorArg& x = ctx.input(0);
@@ -207,22 +209,18 @@ class QLinearGlobalAveragePool final : public Kernel {
     return absl::OkStatus();
   }
 
+
+ private:
   bool channels_last_;
 };
 
 // QLinearSoftmax: the softmax of the dequantized row, requantized. The row's
 // values are all of the form (q - max q) * scale, so exp comes from a
 // 256-entry table per call, as ONNX Runtime computes it.
-class QLinearSoftmax final : public Kernel {
+class QLinearSoftmax final : public ByteKernel<QLinearSoftmax> {
  public:
   QLinearSoftmax(int64_t axis, bool coerce_2d) : axis_(axis), coerce_2d_(coerce_2d) {}
 
-  absl::Status Run(const KernelContext& ctx) const override {
-    if (ctx.input(0).dtype == DataType::kInt8) return Apply<int8_t>(ctx);
-    return Apply<uint8_t>(ctx);
-  }
-
- private:
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
     const TensorArg& x = ctx.input(0);
@@ -254,22 +252,18 @@ class QLinearSoftmax final : public Kernel {
     return absl::OkStatus();
   }
 
+
+ private:
   int64_t axis_;
   bool coerce_2d_;
 };
 
 // Byte -> byte through a 256-entry table of the dequantize -> f -> quantize
 // map (QLinearSigmoid, QLinearLeakyRelu), built per call from the scales.
-class QLinearLookup final : public Kernel {
+class QLinearLookup final : public ByteKernel<QLinearLookup> {
  public:
   QLinearLookup(bool sigmoid, float alpha) : sigmoid_(sigmoid), alpha_(alpha) {}
 
-  absl::Status Run(const KernelContext& ctx) const override {
-    if (ctx.input(0).dtype == DataType::kInt8) return Apply<int8_t>(ctx);
-    return Apply<uint8_t>(ctx);
-  }
-
- private:
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
     const float sx = ScaleAt(ctx, 1, 0), sy = ScaleAt(ctx, 3, 0);
@@ -287,22 +281,18 @@ class QLinearLookup final : public Kernel {
     return absl::OkStatus();
   }
 
+
+ private:
   bool sigmoid_;
   float alpha_;
 };
 
 // QLinearConcat: each input requantized to Y's scale and zero point (a copy
 // when they are equal), concatenated along the axis.
-class QLinearConcat final : public Kernel {
+class QLinearConcat final : public ByteKernel<QLinearConcat, 2> {
  public:
   explicit QLinearConcat(int64_t axis) : axis_(axis) {}
 
-  absl::Status Run(const KernelContext& ctx) const override {
-    if (ctx.input(2).dtype == DataType::kInt8) return Apply<int8_t>(ctx);
-    return Apply<uint8_t>(ctx);
-  }
-
- private:
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
     const TensorArg& y = ctx.output(0);
@@ -334,6 +324,8 @@ class QLinearConcat final : public Kernel {
     return absl::OkStatus();
   }
 
+
+ private:
   int64_t axis_;
 };
 
