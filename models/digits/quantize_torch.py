@@ -20,7 +20,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from train import DigitsNet  # noqa: E402
+from train import split, train  # noqa: E402
 
 
 class Quantized(torch.nn.Module):
@@ -34,32 +34,11 @@ class Quantized(torch.nn.Module):
         return self.dq(self.net(self.q(x)))
 
 
-def trained():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    torch.manual_seed(0)
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
-    y = digits.target.astype(np.int64)
-    x_train, _, y_train, _ = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
-    model = DigitsNet()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    for _ in range(15):
-        model.train()
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return model.eval()
-
-
 def main():
     out, engines = sys.argv[1], sys.argv[2:]
     os.makedirs(out, exist_ok=True)
-    model = trained()
+    x_train, _, y_train, _ = split()
+    model = train(x_train, y_train, 15)
     calib = torch.from_numpy(np.load(os.path.join(HERE, "calib_x.npy")))
     for engine in engines:
         torch.backends.quantized.engine = engine

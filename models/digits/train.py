@@ -38,16 +38,21 @@ class DigitsNet(torch.nn.Module):
         return self.classifier(self.features(x))
 
 
-def main():
-    torch.manual_seed(0)
+def split():
+    """The seeded 80/20 split: x_train, x_eval, y_train, y_eval."""
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
     y = digits.target.astype(np.int64)
-    x_train, x_eval, y_train, y_eval = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    return train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+
+
+def train(x_train, y_train, epochs):
+    """DigitsNet trained with Adam from seed 0, in eval mode."""
+    torch.manual_seed(0)
     model = DigitsNet()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    for epoch in range(30):
+    for _ in range(epochs):
         model.train()
         perm = torch.randperm(len(xt))
         for i in range(0, len(xt), 64):
@@ -56,7 +61,12 @@ def main():
             loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
-    model.eval()
+    return model.eval()
+
+
+def main():
+    x_train, x_eval, y_train, y_eval = split()
+    model = train(x_train, y_train, 30)
     with torch.no_grad():
         acc = (model(torch.from_numpy(x_eval)).argmax(1).numpy() == y_eval).mean()
     print(f"held-out accuracy (PyTorch): {acc:.4f} on {len(y_eval)} images")
