@@ -104,6 +104,7 @@ constexpr OpSchema kSchemas[] = {
     {"com.microsoft", "QLinearAdd", 7, 8, "........", InferQLinearBinary},
     {"com.microsoft", "QLinearMul", 7, 8, "........", InferQLinearBinary},
     {"com.microsoft", "QLinearGlobalAveragePool", 4, 5, ".....", InferQLinearGlobalAveragePool},
+    {"com.microsoft", "QLinearAveragePool", 4, 5, ".....", InferQLinearAveragePool},
     {"com.microsoft", "QLinearSoftmax", 4, 5, ".....", InferQLinearSoftmax},
     {"com.microsoft", "QLinearSigmoid", 4, 5, ".....", InferQLinearUnary},
     {"com.microsoft", "QLinearLeakyRelu", 4, 5, ".....", InferQLinearUnary},
@@ -111,10 +112,13 @@ constexpr OpSchema kSchemas[] = {
     {"com.microsoft", "QGemm", 6, 9, ".........", InferQGemm},
     // Kvant's internal forms (created by graph/passes, never read from files).
     {"kvant", "QLinearConvNhwc", 8, 9, ".........", InferQLinearConvNhwc},
+    {"kvant", "DynamicQuantizeGRU", 3, 12, "T..TITTT....", InferRecurrent},
+    {"kvant", "DynamicQuantizeRNN", 3, 12, "T..TITTT....", InferRecurrent},
     // Recurrent.
     {"", "RNN", 3, 6, "TTTTIT", InferRecurrent},
     {"", "GRU", 3, 6, "TTTTIT", InferRecurrent},
     {"", "LSTM", 3, 8, "TTTTITTT", InferRecurrent},
+    {"com.microsoft", "DynamicQuantizeLSTM", 3, 12, "T..TITTT....", InferRecurrent},
 };
 
 }  // namespace

@@ -96,6 +96,7 @@ absl::Status InferMatMulIntegerToFloat(InferContext& ctx);
 absl::Status InferDynamicQuantizeMatMul(InferContext& ctx);
 absl::Status InferQLinearBinary(InferContext& ctx);
 absl::Status InferQLinearGlobalAveragePool(InferContext& ctx);
+absl::Status InferQLinearAveragePool(InferContext& ctx);
 absl::Status InferQGemm(InferContext& ctx);
 absl::Status InferQLinearSoftmax(InferContext& ctx);
 absl::Status InferQLinearUnary(InferContext& ctx);

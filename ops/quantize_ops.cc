@@ -277,6 +277,29 @@ absl::Status InferQLinearGlobalAveragePool(InferContext& ctx) {
   return absl::OkStatus();
 }
 
+absl::Status InferQLinearAveragePool(InferContext& ctx) {
+  // X, x_scale, x_zero_point, y_scale, y_zero_point; NCHW, or NHWC (2-D) with
+  // channels_last: the window rule of AveragePool.
+  const DataType t = ctx.dtype(0);
+  if (auto s = ExpectType(ctx, 0, IsByte(t), "u8 or s8"); !s.ok()) return s;
+  for (auto [i, what] : {std::pair{1, "x"}, {3, "y"}}) {
+    if (auto s = CheckScalarPair(ctx, i, t, what); !s.ok()) return s;
+  }
+  Node plain = ctx.node();
+  plain.attrs.Erase("channels_last");
+  if (ctx.attrs().GetInt("channels_last", 0) != 0) {
+    if (ctx.shape(0).rank_known && ctx.shape(0).rank() != 4) {
+      return Unsupported(ctx, absl::StrFormat("channels_last on a rank-%d input (4-D NHWC is)", ctx.shape(0).rank()));
+    }
+    plain.attrs.SetInt("kvant_channels_last", 1);
+  }
+  ValueType x = ctx.input(0);
+  InferContext pool(plain, ctx.opset(), {&x}, {nullptr});
+  if (auto s = InferPool(pool); !s.ok()) return s;
+  ctx.output(0) = ValueType{t, pool.output(0).shape};
+  return absl::OkStatus();
+}
+
 absl::Status InferQGemm(InferContext& ctx) {
   // A, a_scale, a_zero_point, B, b_scale, b_zero_point, C (int32), y_scale, y_zero_point
   if (ctx.attrs().GetInt("transA", 0) != 0) return Unsupported(ctx, "transA = 1");

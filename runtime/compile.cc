@@ -240,8 +240,9 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   int int8_steps = 0, conversions = 0, float_steps = 0, transposes = 0;
   auto precision = [&](const PlanStep& step) -> std::string {
     const std::string op = step.def->op;
-    static const char* kInt8[] = {"MatMulInteger", "ConvInteger", "QGemm", "DynamicQuantizeMatMul",
-                                  "MatMulIntegerToFloat"};
+    static const char* kInt8[] = {"MatMulInteger",      "ConvInteger",        "QGemm", "DynamicQuantizeMatMul",
+                                  "MatMulIntegerToFloat", "DynamicQuantizeLSTM", "DynamicQuantizeGRU",
+                                  "DynamicQuantizeRNN"};
     bool int8 = op.rfind("QLinear", 0) == 0;  // QLinearConv(Nhwc), QLinearMatMul, QLinearAdd, ...
     for (const char* q : kInt8) int8 |= op == q;
     if (int8) {

@@ -31,7 +31,9 @@ int InspectCommand(const InspectArgs& args) {
   if (args.model.empty()) return 0;
   auto graph = ImportOnnxFile(args.model);
   if (!graph.ok()) return Fail(graph.status());
-  auto session = Session::Load(args.model);
+  SessionOptions options;
+  options.dynamic_int8 = args.dynamic_int8;
+  auto session = Session::Load(args.model, options);
   if (!session.ok()) return Fail(session.status());
   std::map<std::string, int> ops;
   for (const Node& n : graph->nodes) ++ops[n.domain.empty() ? n.op_type : n.domain + "." + n.op_type];

@@ -32,6 +32,7 @@ struct InspectArgs {
   bool hardware = false;
   bool graph = false;
   bool plan = false;
+  bool dynamic_int8 = false;
   std::vector<std::string> shapes;
 };
 int InspectCommand(const InspectArgs& args);

@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--repeat", run.repeat, "timed runs (median reported)")->check(CLI::Range(1, 1000000));
   run_cmd->add_flag("--profile", run.profile, "print time per node over the timed runs");
   run_cmd->add_flag("--dynamic-int8", run.dynamic_int8,
-                    "run MatMul and Gemm with constant weights as dynamically quantized INT8 (s8 weights per column, "
-                    "u8 activations quantized per call)");
+                    "run MatMul, Gemm, LSTM, GRU and RNN with constant weights as dynamically quantized INT8 "
+                    "(s8 weights per column, u8 activations quantized per call)");
   run_cmd->add_option("--seed", run.seed, "seed of the random inputs")->each([&](const std::string&) {
     run.seed_given = true;
   });
@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   inspect_cmd->add_flag("--hardware", inspect.hardware, "print the CPU capability table");
   inspect_cmd->add_flag("--graph", inspect.graph, "print the optimized graph");
   inspect_cmd->add_flag("--plan", inspect.plan, "print the execution and memory plan");
+  inspect_cmd->add_flag("--dynamic-int8", inspect.dynamic_int8,
+                        "plan as `kvant run --dynamic-int8` runs it (INT8 weights for MatMul/Gemm/LSTM/GRU/RNN)");
   inspect_cmd->add_option("--shape", inspect.shapes, "NAME=D0,D1,... input shape for --plan (repeatable)");
 
   CLI11_PARSE(app, argc, argv);

@@ -66,6 +66,62 @@ int BiasAdd(const Graph& g, const absl::flat_hash_map<std::string, int>& uses, c
   return ai;
 }
 
+// Symmetric s8 per column of B(k, n) = at(k, n) into dst[k * n_total + n]:
+// scale max |column| / 127 (1 for an all-zero or non-finite column).
+template <typename At>
+void QuantizeColumns(int64_t k, int64_t n, At at, int8_t* dst, int64_t ld, float* scale) {
+  for (int64_t c = 0; c < n; ++c) {
+    float amax = 0;
+    for (int64_t r = 0; r < k; ++r) amax = std::fmax(amax, std::fabs(at(r, c)));
+    const float s = amax > 0 && std::isfinite(amax) ? amax / 127.f : 1.f;
+    scale[c] = s;
+    for (int64_t r = 0; r < k; ++r) {
+      const float q = std::nearbyint(at(r, c) / s);
+      dst[r * ld + c] = static_cast<int8_t>(q > 127.f ? 127.f : (q < -127.f ? -127.f : q));
+    }
+  }
+}
+
+// W or R [dirs, gh, k] (f32) as s8 [dirs, k, gh] and scales [dirs, gh].
+std::pair<Tensor, Tensor> QuantizeRecurrentWeights(const Tensor& w) {
+  const int64_t dirs = w.shape()[0], gh = w.shape()[1], k = w.shape()[2];
+  Tensor q = Tensor::Zeros(DataType::kInt8, {dirs, k, gh});
+  Tensor scale = Tensor::Zeros(DataType::kFloat32, {dirs, gh});
+  for (int64_t d = 0; d < dirs; ++d) {
+    const float* src = w.data<float>() + d * gh * k;
+    QuantizeColumns(k, gh, [&](int64_t r, int64_t c) { return src[c * k + r]; }, q.data<int8_t>() + d * k * gh, gh,
+                    scale.data<float>() + d * gh);
+  }
+  return {std::move(q), std::move(scale)};
+}
+
+// LSTM/GRU/RNN with constant f32 W and R -> their dynamically quantized form.
+bool QuantizeRecurrent(Graph& graph, Node& node) {
+  const bool lstm = node.op_type == "LSTM";
+  if (!node.domain.empty() || (!lstm && node.op_type != "GRU" && node.op_type != "RNN") || node.inputs.size() < 3) {
+    return false;
+  }
+  const Tensor* w = graph.FindConstant(node.inputs[1]);
+  const Tensor* r = graph.FindConstant(node.inputs[2]);
+  for (const Tensor* t : {w, r}) {
+    if (t == nullptr || t->dtype() != DataType::kFloat32 || t->rank() != 3) return false;
+  }
+  auto [wq, ws] = QuantizeRecurrentWeights(*w);
+  auto [rq, rs] = QuantizeRecurrentWeights(*r);
+  Node q = node;
+  q.op_type = "DynamicQuantize" + node.op_type;
+  q.domain = lstm ? "com.microsoft" : "kvant";
+  q.inputs.resize(8);
+  q.inputs[1] = graph.AddConstant(node.name + "_W_s8", wq);
+  q.inputs[2] = graph.AddConstant(node.name + "_R_s8", rq);
+  q.inputs.push_back(graph.AddConstant(node.name + "_W_scale", ws));
+  q.inputs.push_back("");
+  q.inputs.push_back(graph.AddConstant(node.name + "_R_scale", rs));
+  q.inputs.push_back("");
+  node = std::move(q);
+  return true;
+}
+
 }  // namespace
 
 absl::Status FuseDynamicQuantizeMatMul(Graph& graph) {
@@ -123,7 +179,7 @@ absl::Status QuantizeMatMulsDynamic(Graph& graph) {
   std::vector<bool> removed(graph.nodes.size(), false);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     Node& node = graph.nodes[i];
-    if (!node.domain.empty() || removed[i] || node.inputs.size() < 2) continue;
+    if (!node.domain.empty() || removed[i] || node.inputs.size() < 2 || QuantizeRecurrent(graph, node)) continue;
     const bool gemm = node.op_type == "Gemm";
     if (!gemm && node.op_type != "MatMul") continue;
     if (node.attrs.Has("fused_activation") || node.attrs.Has("fused_scale")) continue;
@@ -151,17 +207,8 @@ absl::Status QuantizeMatMulsDynamic(Graph& graph) {
     Tensor wq = Tensor::Zeros(DataType::kInt8, {k, n});
     Tensor scale = Tensor::Zeros(DataType::kFloat32, {n});
     const float* src = w->data<float>();
-    for (int64_t c = 0; c < n; ++c) {
-      auto at_kc = [&](int64_t r) { return trans_b ? src[c * k + r] : src[r * n + c]; };
-      float amax = 0;
-      for (int64_t r = 0; r < k; ++r) amax = std::fmax(amax, std::fabs(at_kc(r)));
-      const float s = amax > 0 && std::isfinite(amax) ? amax / 127.f : 1.f;
-      scale.data<float>()[c] = s;
-      for (int64_t r = 0; r < k; ++r) {
-        const float q = std::nearbyint(at_kc(r) / s);
-        wq.data<int8_t>()[r * n + c] = static_cast<int8_t>(q > 127.f ? 127.f : (q < -127.f ? -127.f : q));
-      }
-    }
+    QuantizeColumns(k, n, [&](int64_t r, int64_t c) { return trans_b ? src[c * k + r] : src[r * n + c]; },
+                    wq.data<int8_t>(), n, scale.data<float>());
     std::vector<std::string> outputs = node.outputs;
     if (!gemm) {
       const int ai = BiasAdd(graph, uses, node.outputs[0], n, &bias);

@@ -5,7 +5,8 @@
 //    Transpose, Slice, MaxPool, Pad) runs the data movement on the quantized
 //    values (a Pad's constant value is quantized); both conversions go;
 //  - DQ(a), DQ(b) -> Add / Mul -> Q becomes com.microsoft QLinearAdd /
-//    QLinearMul; DQ -> GlobalAveragePool -> Q becomes QLinearGlobalAveragePool;
+//    QLinearMul; DQ -> GlobalAveragePool / AveragePool -> Q becomes
+//    QLinearGlobalAveragePool / QLinearAveragePool;
 //  - DQ(a), DQ(constant weights)[, bias] -> Gemm [-> Q] becomes QGemm
 //    (requantized output with Q, float output without);
 //  - Shape(DQ(x)) reads x's shape; a Cast to the type a value already has
@@ -151,7 +152,8 @@ void RemoveAroundDataMovement(Rewriter& r) {
   }
 }
 
-// Q(op(DQ(a)[, DQ(b)])) -> one com.microsoft node (Add, Mul, GlobalAveragePool).
+// Q(op(DQ(a)[, DQ(b)])) -> one com.microsoft node (Add, Mul, AveragePool,
+// GlobalAveragePool).
 void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacements) {
   Graph& g = r.g;
   for (size_t qi = 0; qi < g.nodes.size(); ++qi) {
@@ -162,7 +164,8 @@ void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacem
     if (oi == r.producers.end() || r.removed[oi->second]) continue;
     const Node& op = g.nodes[oi->second];
     const bool binary = IsOp(op, "Add") || IsOp(op, "Mul");
-    if ((!binary && !IsOp(op, "GlobalAveragePool")) || !r.SoleUse(op.outputs[0])) continue;
+    const bool average = IsOp(op, "AveragePool");
+    if ((!binary && !average && !IsOp(op, "GlobalAveragePool")) || !r.SoleUse(op.outputs[0])) continue;
     std::vector<const Node*> dqs;
     std::vector<QParams> params;
     for (size_t i = 0; i < (binary ? 2u : 1u); ++i) {
@@ -186,7 +189,10 @@ void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacem
     }
     fused.inputs.push_back(q.inputs[1]);
     fused.inputs.push_back(ZeroPointInput(g, qp, op.name + "_out"));
-    fused.op_type = binary ? (op.op_type == "Add" ? "QLinearAdd" : "QLinearMul") : "QLinearGlobalAveragePool";
+    fused.op_type = binary    ? (op.op_type == "Add" ? "QLinearAdd" : "QLinearMul")
+                    : average ? "QLinearAveragePool"
+                              : "QLinearGlobalAveragePool";
+    if (average) fused.attrs = op.attrs;  // the window
     for (const Node* dq : dqs) r.DropIfUnused(dq);
     r.removed[qi] = true;
     replacements.emplace_back(oi->second, std::move(fused));

@@ -10,7 +10,8 @@
 //     constant Pad (pads permuted), QLinearAdd / QLinearMul / Add / Mul of
 //     two equally shaped transposed values or of one and a scalar constant
 //     (also Sub, Div), BatchNormalization and 2-D MaxPool
-//     (kvant_channels_last) and QLinearGlobalAveragePool (channels_last = 1).
+//     (kvant_channels_last) and QLinearGlobalAveragePool / 2-D QLinearAveragePool
+//     (channels_last = 1).
 //  3. A transpose whose input is the inverse transpose disappears;
 //  4. a constant spatial Pad by the input's zero point before an NHWC
 //     convolution becomes the convolution's padding.
@@ -120,6 +121,10 @@ std::vector<int> DataInputs(const Graph& g, const Node& n) {
     return {0, 3};
   }
   if (op == "QLinearGlobalAveragePool" && n.attrs.GetInt("channels_last", 0) == 0) return {0};
+  if (op == "QLinearAveragePool" && n.attrs.GetInt("channels_last", 0) == 0 &&
+      n.attrs.GetInts("kernel_shape").size() == 2) {
+    return {0};
+  }
   return {};
 }
 
@@ -198,7 +203,7 @@ bool SinkAndCancel(Graph& g) {
       }
       n.inputs[1] = g.AddConstant(n.name + "_pads_nhwc", permuted);
     }
-    if (n.op_type == "QLinearGlobalAveragePool") n.attrs.SetInt("channels_last", 1);
+    if (n.op_type == "QLinearGlobalAveragePool" || n.op_type == "QLinearAveragePool") n.attrs.SetInt("channels_last", 1);
     if (n.op_type == "BatchNormalization" || n.op_type == "MaxPool") n.attrs.SetInt("kvant_channels_last", 1);
     for (size_t j = 0; j < data.size(); ++j) n.inputs[data[j]] = sources[j];
     const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");

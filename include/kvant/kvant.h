@@ -135,8 +135,9 @@ struct SessionOptions {
   bool profile = false;
   // Dynamic INT8: MatMul and Gemm with constant FP32 weights run on the INT8
   // GEMM, weights quantized once at load (s8, symmetric per output column),
-  // activations per call (u8, range of the call's data), output in FP32.
-  // The model file is not changed.
+  // activations per call (u8, range of the call's data), output in FP32;
+  // LSTM, GRU and RNN likewise (weights per gate column, the input and each
+  // step's hidden state quantized per product). The model file is not changed.
   bool dynamic_int8 = false;
   // Run-time buffers come from here (null: the C heap, 64-byte aligned).
   // Outputs keep the allocator alive until they are released.

@@ -83,6 +83,15 @@ __attribute__((target("avx512f,avx512dq,avx512vl,fma,prefer-vector-width=512")))
 
 using MapFn = void (*)(const float*, float*, int64_t, float, float);
 
+template <UnaryOp kOp, bool kAvx512>
+void Rows(float* x, int64_t n) {
+  if constexpr (kAvx512) {
+    MapAvx512<kOp>(x, x, n, 0.f, 0.f);
+  } else {
+    Map<kOp>(x, x, n, 0.f, 0.f);
+  }
+}
+
 class UnaryF32 final : public Kernel {
  public:
   UnaryF32(MapFn fn, float alpha, float beta) : fn_(fn), alpha_(alpha), beta_(beta) {}
@@ -146,6 +155,14 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateUnaryF32(const KernelInit& init) {
   else if (op == "Abs") fn = Map<UnaryOp::kAbs>, fn512 = MapAvx512<UnaryOp::kAbs>;
   else return absl::InternalError(absl::StrFormat("no unary map for %s", init.node_label));
   return std::make_unique<UnaryF32>((init.cpu & kCpuAvx512f) ? fn512 : fn, alpha, beta);
+}
+
+RowFnF32 SigmoidRowsF32(CpuFeatures cpu) {
+  return (cpu & kCpuAvx512f) ? Rows<UnaryOp::kSigmoid, true> : Rows<UnaryOp::kSigmoid, false>;
+}
+
+RowFnF32 TanhRowsF32(CpuFeatures cpu) {
+  return (cpu & kCpuAvx512f) ? Rows<UnaryOp::kTanh, true> : Rows<UnaryOp::kTanh, false>;
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateClipF32(const KernelInit& init) {

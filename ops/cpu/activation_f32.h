@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "graph/graph.h"
+#include "ops/kernel.h"
 
 namespace kvant::cpu {
 
@@ -42,6 +43,12 @@ ActivationF32 ReadFusedActivation(const AttributeMap& attrs);
 
 // Applies `act` to n values in place.
 void ApplyActivationF32(const ActivationF32& act, float* data, int64_t n);
+
+// Sigmoid and Tanh of n values in place, as the unary operators compute them
+// (AVX-512 when `cpu` has it): the recurrent operators' gates.
+using RowFnF32 = void (*)(float* x, int64_t n);
+RowFnF32 SigmoidRowsF32(CpuFeatures cpu);
+RowFnF32 TanhRowsF32(CpuFeatures cpu);
 
 }  // namespace kvant::cpu
 

@@ -1,11 +1,15 @@
 // Pooling, NCHW, 1-D to 3-D: MaxPool (dilations, ceil_mode) on f32, u8 and
 // s8 (quantized activations keep their scale through a max; 2-D also in NHWC
 // with kvant_channels_last), AveragePool (count_include_pad) and
-// GlobalAveragePool on f32.
+// GlobalAveragePool on f32, and com.microsoft QLinearAveragePool on u8/s8
+// (NCHW, or 2-D NHWC with channels_last): int32 window sums of x - zx,
+// requantized once, y = round_half_even(sum * sx / (sy * count)) + zy, padding
+// counting as real zero.
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/str_format.h"
+#include "ops/cpu/quantize_common.h"
 #include "ops/kernel.h"
 #include "ops/nn_ops.h"
 
@@ -14,11 +18,14 @@ namespace {
 
 class PoolF32 final : public Kernel {
  public:
-  PoolF32(bool is_max, std::string label, const AttributeMap& attrs)
-      : is_max_(is_max), label_(std::move(label)), attrs_(attrs) {}
+  enum class Kind { kMax, kAverage, kQLinearAverage };
+  PoolF32(Kind kind, std::string label, const AttributeMap& attrs)
+      : is_max_(kind == Kind::kMax), quantized_(kind == Kind::kQLinearAverage), label_(std::move(label)), attrs_(attrs) {}
 
   absl::Status Run(const KernelContext& ctx) const override {
-    if (attrs_.GetInt("kvant_channels_last", 0) != 0) return RunMaxNhwc(ctx);
+    if (attrs_.GetInt("kvant_channels_last", 0) != 0 || (quantized_ && attrs_.GetInt("channels_last", 0) != 0)) {
+      return RunNhwc(ctx);
+    }
     const TensorArg& x = ctx.input(0);
     const TensorArg& y = ctx.output(0);
     const int64_t spatial = x.rank() - 2;
@@ -80,9 +87,15 @@ class PoolF32 final : public Kernel {
     }
     const bool is_max = is_max_;
     const int64_t s2 = s[2];
+    const Requant rq = quantized_ ? ReadRequant(ctx) : Requant{};
     auto run = [&](const auto* xs, auto* ys) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(xs)>>;
+    // Window maxima and sums: in the output row for f32, in an int32 row for
+    // bytes (stored at the end, requantized by QLinearAveragePool).
+    constexpr bool kIntSum = !std::is_floating_point_v<T>;
+    using Acc = std::conditional_t<kIntSum, int32_t, T>;
     ctx.pool->ParallelFor(planes, [&](int64_t p0, int64_t p1) {
+      std::vector<int32_t> sums(kIntSum ? out[2] : 0);
       for (int64_t plane = p0; plane < p1; ++plane) {
         const T* xp = xs + plane * in_size;
         T* yp = ys + plane * out_size;
@@ -91,10 +104,16 @@ class PoolF32 final : public Kernel {
           for (int64_t o1 = 0; o1 < out[1]; ++o1) {
             const Taps& t1 = taps[1][o1];
             T* yrow = yp + (o0 * out[1] + o1) * out[2];
-            const T init = !is_max ? T(0)
-                           : std::is_floating_point_v<T> ? -std::numeric_limits<T>::infinity()
-                                                         : std::numeric_limits<T>::lowest();
-            for (int64_t o2 = 0; o2 < out[2]; ++o2) yrow[o2] = init;
+            Acc* acc = nullptr;
+            if constexpr (kIntSum) {
+              acc = sums.data();
+            } else {
+              acc = yrow;
+            }
+            const Acc init = !is_max ? Acc(0)
+                           : std::is_floating_point_v<T> ? -std::numeric_limits<Acc>::infinity()
+                                                         : static_cast<Acc>(std::numeric_limits<T>::lowest());
+            for (int64_t o2 = 0; o2 < out[2]; ++o2) acc[o2] = init;
             for (int64_t q0 = t0.lo; q0 < t0.hi; ++q0) {
               const int64_t i0 = o0 * s[0] - pb[0] + q0 * d[0];
               for (int64_t q1 = t1.lo; q1 < t1.hi; ++q1) {
@@ -103,17 +122,32 @@ class PoolF32 final : public Kernel {
                 for (int64_t q2 = 0; q2 < k[2]; ++q2) {
                   const T* src = xrow + q2 * d[2] - pb[2];
                   if (is_max) {
-                    for (int64_t o2 = lo2[q2]; o2 < hi2[q2]; ++o2) yrow[o2] = std::max(yrow[o2], src[o2 * s2]);
+                    for (int64_t o2 = lo2[q2]; o2 < hi2[q2]; ++o2) acc[o2] = std::max<Acc>(acc[o2], src[o2 * s2]);
                   } else {
-                    for (int64_t o2 = lo2[q2]; o2 < hi2[q2]; ++o2) yrow[o2] += src[o2 * s2];
+                    for (int64_t o2 = lo2[q2]; o2 < hi2[q2]; ++o2) acc[o2] += src[o2 * s2];
                   }
                 }
               }
             }
+            if constexpr (kIntSum) {
+              if (is_max) {
+                for (int64_t o2 = 0; o2 < out[2]; ++o2) yrow[o2] = static_cast<T>(acc[o2]);
+              }
+            }
             if (!is_max) {
               const int64_t c01 = include_pad ? t0.padded * t1.padded : (t0.hi - t0.lo) * (t1.hi - t1.lo);
-              for (int64_t o2 = 0; o2 < out[2]; ++o2) {
-                yrow[o2] /= static_cast<T>(std::max<int64_t>(c01 * count2[o2], 1));
+              if constexpr (kIntSum) {
+                // Taps inside the input carry zx; padded ones are real zeros.
+                const int64_t inside01 = (t0.hi - t0.lo) * (t1.hi - t1.lo);
+                for (int64_t o2 = 0; o2 < out[2]; ++o2) {
+                  const int64_t inside = inside01 * (taps[2][o2].hi - taps[2][o2].lo);
+                  const float count = static_cast<float>(std::max<int64_t>(c01 * count2[o2], 1));
+                  yrow[o2] = rq.Apply<T>(acc[o2], inside, count);
+                }
+              } else {
+                for (int64_t o2 = 0; o2 < out[2]; ++o2) {
+                  yrow[o2] /= static_cast<T>(std::max<int64_t>(c01 * count2[o2], 1));
+                }
               }
             }
           }
@@ -130,32 +164,72 @@ class PoolF32 final : public Kernel {
   }
 
  private:
-  // 2-D MaxPool on NHWC (kvant_channels_last): per output pixel, the max over
-  // the window's pixels of whole channel rows.
-  absl::Status RunMaxNhwc(const KernelContext& ctx) const {
+  // QLinearAveragePool's scales and zero points.
+  struct Requant {
+    float zx = 0, zy = 0, sx = 1, sy = 1;
+    template <typename T>
+    T Apply(int32_t sum, int64_t inside, float count) const {
+      const float centred = static_cast<float>(sum) - static_cast<float>(inside) * zx;
+      return Saturate<T>(centred * (sx / (sy * count)), zy);
+    }
+  };
+  static Requant ReadRequant(const KernelContext& ctx) {
+    return Requant{static_cast<float>(ZeroPointAt(ctx, 2, 0)), static_cast<float>(ZeroPointAt(ctx, 4, 0)),
+                   ScaleAt(ctx, 1, 0), ScaleAt(ctx, 3, 0)};
+  }
+
+  // 2-D pooling on NHWC (MaxPool with kvant_channels_last, QLinearAveragePool
+  // with channels_last): per output pixel, whole channel rows over the window.
+  absl::Status RunNhwc(const KernelContext& ctx) const {
     const TensorArg& x = ctx.input(0);
     const TensorArg& y = ctx.output(0);
+    if (x.rank() != 4) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "failed to run node %s: channels-last pooling needs a 4-D NHWC input, got rank %d", label_, x.rank()));
+    }
     auto p = ParseWindow(attrs_, 2, {}, label_);
     if (!p.ok()) return p.status();
+    if (auto out = WindowOutputSizes(*p, {x.shape[1], x.shape[2]}, label_); !out.ok()) return out.status();
     const int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
     const int64_t oh = y.shape[1], ow = y.shape[2];
+    const Requant rq = quantized_ ? ReadRequant(ctx) : Requant{};
+    const bool is_max = is_max_, include_pad = p->count_include_pad;
     auto run = [&](const auto* xs, auto* ys) {
       using T = std::remove_const_t<std::remove_pointer_t<decltype(xs)>>;
       const T lowest = std::is_floating_point_v<T> ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
       ctx.pool->ParallelFor(n * oh, [&](int64_t r0, int64_t r1) {
+        std::vector<int32_t> sums(is_max ? 0 : c);
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t b = r / oh, oy = r % oh;
           for (int64_t ox = 0; ox < ow; ++ox) {
             T* out = ys + ((b * oh + oy) * ow + ox) * c;
-            for (int64_t ch = 0; ch < c; ++ch) out[ch] = lowest;
+            if (is_max) {
+              for (int64_t ch = 0; ch < c; ++ch) out[ch] = lowest;
+            } else {
+              std::fill(sums.begin(), sums.end(), 0);
+            }
+            int64_t inside = 0, padded = 0;
             for (int64_t ky = 0; ky < p->kernel[0]; ++ky) {
               const int64_t iy = oy * p->strides[0] - p->pads[0] + ky * p->dilations[0];
-              if (iy < 0 || iy >= h) continue;
               for (int64_t kx = 0; kx < p->kernel[1]; ++kx) {
                 const int64_t ix = ox * p->strides[1] - p->pads[1] + kx * p->dilations[1];
-                if (ix < 0 || ix >= w) continue;
+                // The window's taps over the end padding count when
+                // count_include_pad; those past it (ceil_mode) never do.
+                padded += iy < h + p->pads[2] && ix < w + p->pads[3];
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                ++inside;
                 const T* in = xs + ((b * h + iy) * w + ix) * c;
-                for (int64_t ch = 0; ch < c; ++ch) out[ch] = in[ch] > out[ch] ? in[ch] : out[ch];
+                if (is_max) {
+                  for (int64_t ch = 0; ch < c; ++ch) out[ch] = in[ch] > out[ch] ? in[ch] : out[ch];
+                } else {
+                  for (int64_t ch = 0; ch < c; ++ch) sums[ch] += in[ch];
+                }
+              }
+            }
+            if (!is_max) {
+              if constexpr (!std::is_floating_point_v<T>) {
+                const float count = static_cast<float>(std::max<int64_t>(include_pad ? padded : inside, 1));
+                for (int64_t ch = 0; ch < c; ++ch) out[ch] = rq.Apply<T>(sums[ch], inside, count);
               }
             }
           }
@@ -165,12 +239,16 @@ class PoolF32 final : public Kernel {
     switch (x.dtype) {
       case DataType::kUInt8: run(x.as<const uint8_t>(), y.as<uint8_t>()); break;
       case DataType::kInt8: run(x.as<const int8_t>(), y.as<int8_t>()); break;
-      default: run(x.as<const float>(), y.as<float>()); break;
+      default:
+        if (!is_max) return absl::UnimplementedError(absl::StrFormat("failed to run node %s: f32 NHWC average pooling", label_));
+        run(x.as<const float>(), y.as<float>());
+        break;
     }
     return absl::OkStatus();
   }
 
   bool is_max_;
+  bool quantized_;  // QLinearAveragePool
   std::string label_;
   AttributeMap attrs_;
 };
@@ -205,7 +283,12 @@ class GlobalAveragePoolF32 final : public Kernel {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreatePoolF32(const KernelInit& init) {
-  return std::make_unique<PoolF32>(init.op == "MaxPool", init.node_label, *init.attrs);
+  return std::make_unique<PoolF32>(init.op == "MaxPool" ? PoolF32::Kind::kMax : PoolF32::Kind::kAverage, init.node_label,
+                                   *init.attrs);
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearAveragePool(const KernelInit& init) {
+  return std::make_unique<PoolF32>(PoolF32::Kind::kQLinearAverage, init.node_label, *init.attrs);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateGlobalAveragePoolF32(const KernelInit&) {

@@ -21,22 +21,6 @@
 namespace kvant::cpu {
 namespace {
 
-template <typename T>
-constexpr float kLo = std::is_signed_v<T> ? -128.f : 0.f;
-template <typename T>
-constexpr float kHi = std::is_signed_v<T> ? 127.f : 255.f;
-
-// round_half_even(v) + zero point, saturated (NaN -> the low end). Rounds by
-// adding and removing 1.5 * 2^23, which is exact in the default rounding mode
-// for |v| < 2^22 (larger values saturate either way) and, unlike a libm call,
-// vectorizes on baseline x86-64.
-template <typename T>
-inline T Saturate(float v, float zero_point) {
-  const float q = ((v + 12582912.f) - 12582912.f) + zero_point;
-  const float lo = q > kLo<T> ? q : kLo<T>;
-  return static_cast<T>(lo < kHi<T> ? lo : kHi<T>);
-}
-
 // Runs Derived::Apply<int8_t> or Apply<uint8_t> by the element type of input
 // kTypeInput: the quantized operators below are written once for both.
 template <class Derived, int kTypeInput = 0>

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "graph/graph.h"
@@ -53,6 +54,22 @@ inline std::vector<int8_t> ToSigned(const void* src, DataType t, int64_t n) {
   const uint8_t* s = static_cast<const uint8_t*>(src);
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int8_t>(Signed(t) ? s[i] : s[i] ^ 0x80);
   return out;
+}
+
+template <typename T>
+inline constexpr float kLo = std::is_signed_v<T> ? -128.f : 0.f;
+template <typename T>
+inline constexpr float kHi = std::is_signed_v<T> ? 127.f : 255.f;
+
+// round_half_even(v) + zero point, saturated (NaN -> the low end). Rounds by
+// adding and removing 1.5 * 2^23, which is exact in the default rounding mode
+// for |v| < 2^22 (larger values saturate either way) and, unlike a libm call,
+// vectorizes on baseline x86-64.
+template <typename T>
+inline T Saturate(float v, float zero_point) {
+  const float q = ((v + 12582912.f) - 12582912.f) + zero_point;
+  const float lo = q > kLo<T> ? q : kLo<T>;
+  return static_cast<T>(lo < kHi<T> ? lo : kHi<T>);
 }
 
 // Narrows a quantized output's [lo, hi] to a fused activation's real range

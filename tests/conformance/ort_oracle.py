@@ -8,7 +8,11 @@ for every output element. Also runs the bundled digits model, and the digits
 model quantized by ONNX Runtime's quantizer (QDQ and QOperator, per tensor and per
 channel) and by PyTorch's own static quantization (qnnpack and onednn engines,
 exported as QDQ by models/digits/quantize_torch.py under /usr/bin/python3) on
-both runtimes.
+both runtimes. Quantized operators built by hand (com.microsoft
+QLinearAveragePool) must match ONNX Runtime within one quantization step; the
+LSTM digits model quantized dynamically by ONNX Runtime (DynamicQuantizeLSTM,
+DynamicQuantizeMatMul) and by `kvant run --dynamic-int8` must agree with
+ONNX Runtime's INT8 and FP32 predictions.
 
 usage: ort_oracle.py KVANT_BINARY WORK_DIR
 """
@@ -249,6 +253,82 @@ def compare_quantized(name, binary, path, feeds, work):
     return None if ok else f"{name}: max diff {diff:.3f}, agreement {agree:.4f}"
 
 
+def qlinear_average_pools(rng):
+    """QLinearAveragePool (NCHW and NHWC, padding counted or not, ceil_mode) on u8 and s8."""
+    c = {}
+    for dtype, zx, zy in ((np.uint8, 131, 118), (np.int8, -7, 3)):
+        tp = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
+        for channels_last, include_pad, ceil in ((0, 0, 0), (0, 1, 1), (1, 1, 0), (1, 0, 1)):
+            shape = [2, 7, 9, 5] if channels_last else [2, 5, 7, 9]
+            node = helper.make_node("QLinearAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], domain="com.microsoft",
+                                    kernel_shape=[3, 2], strides=[2, 2], pads=[1, 1, 1, 1],
+                                    count_include_pad=include_pad, ceil_mode=ceil, channels_last=channels_last)
+            g = helper.make_graph([node], "qpool", [helper.make_tensor_value_info("x", tp, shape)],
+                                  [helper.make_tensor_value_info("y", tp, None)],
+                                  [numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
+                                   numpy_helper.from_array(np.array(zx, dtype), "xz"),
+                                   numpy_helper.from_array(np.array(0.03, np.float32), "ys"),
+                                   numpy_helper.from_array(np.array(zy, dtype), "yz")])
+            m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+            m.ir_version = 8
+            info = np.iinfo(dtype)
+            x = rng.integers(info.min, info.max + 1, shape).astype(dtype)
+            c[f"qavgpool_{dtype.__name__}_{'nhwc' if channels_last else 'nchw'}_pad{include_pad}_ceil{ceil}"] = (m, {"x": x})
+    return c
+
+
+def compare_bytes(name, binary, path, feeds, work):
+    """Quantized outputs: at most one step apart."""
+    os.makedirs(work, exist_ok=True)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)[0]
+    got = np.load(os.path.join(run_kvant(binary, path, feeds, work), sess.get_outputs()[0].name + ".npy"))
+    if got.shape != want.shape:
+        return f"{name}: shape {got.shape} != {want.shape}"
+    worst = int(np.max(np.abs(got.astype(np.int32) - want.astype(np.int32))))
+    print(f"{'ok' if worst <= 1 else 'FAILED':6s} {name:28s} max difference {worst} step(s)")
+    return None if worst <= 1 else f"{name}: {worst} steps from ONNX Runtime"
+
+
+def dynamic_lstm(binary, root, work):
+    """The LSTM digits model with INT8 weights: ONNX Runtime's quantize_dynamic
+    file on both runtimes (logits within 2% of their range, the same class on
+    99% of the rows), and `kvant run --dynamic-int8` on the FP32 file (the
+    same class as FP32 on 99%)."""
+    sys.path.insert(0, os.path.join(root, "models"))
+    from ort_quantize import quantize_dynamic_file
+    lstm = os.path.join(root, "models", "lstm_digits", "lstm_digits.onnx")
+    rows = np.load(os.path.join(root, "models", "lstm_digits", "eval_x.npy"))
+    os.makedirs(os.path.join(work, "ort_file"), exist_ok=True)
+    qpath = os.path.join(work, "lstm_digits_dynamic.onnx")
+    quantize_dynamic_file(lstm, qpath)
+    if "DynamicQuantizeLSTM" not in {n.op_type for n in onnx.load(qpath).graph.node}:
+        return ["lstm_digits_dynamic: ONNX Runtime's quantizer made no DynamicQuantizeLSTM"]
+    errors = []
+    want = ort.InferenceSession(qpath, providers=["CPUExecutionProvider"]).run(None, {"rows": rows})[0]
+    got = np.load(os.path.join(run_kvant(binary, qpath, {"rows": rows}, os.path.join(work, "ort_file")), "logits.npy"))
+    diff, spread = float(np.max(np.abs(got - want))), float(np.max(want) - np.min(want))
+    agree = float(np.mean(np.argmax(got, 1) == np.argmax(want, 1)))
+    ok = diff <= 0.02 * spread and agree >= 0.99
+    print(f"{'ok' if ok else 'FAILED':6s} {'lstm_digits_dynamic_ort':28s} max |diff| {diff:.3f} (logit range "
+          f"{spread:.1f}), top-1 agreement {agree:.4f}")
+    if not ok:
+        errors.append(f"lstm_digits_dynamic_ort: max diff {diff:.3f}, agreement {agree:.4f}")
+    fp32 = ort.InferenceSession(lstm, providers=["CPUExecutionProvider"]).run(None, {"rows": rows})[0]
+    args = [binary, "run", lstm, "--dynamic-int8", "--input", f"rows={os.path.join(work, 'ort_file', 'rows.npy')}",
+            "--output-dir", os.path.join(work, "ours")]
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        return errors + [f"lstm_digits --dynamic-int8: {r.stderr.strip()}"]
+    ours = np.load(os.path.join(work, "ours", "logits.npy"))
+    agree = float(np.mean(np.argmax(ours, 1) == np.argmax(fp32, 1)))
+    print(f"{'ok' if agree >= 0.99 else 'FAILED':6s} {'lstm_digits --dynamic-int8':28s} top-1 agreement with FP32 "
+          f"{agree:.4f}")
+    if agree < 0.99:
+        errors.append(f"lstm_digits --dynamic-int8: agreement with FP32 {agree:.4f}")
+    return errors
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -294,6 +374,13 @@ def main():
     err = compare("lstm_digits_eval", binary, lstm, {"rows": rows}, os.path.join(work, "lstm_digits"))
     if err:
         failures.append(err)
+    failures += dynamic_lstm(binary, root, os.path.join(work, "lstm_dynamic"))
+    for name, (m, feeds) in qlinear_average_pools(rng).items():
+        path = os.path.join(work, name + ".onnx")
+        onnx.save(m, path)
+        err = compare_bytes(name, binary, path, feeds, os.path.join(work, name))
+        if err:
+            failures.append(err)
     for f in failures:
         print("FAILED:", f)
     print(f"{len(failures) == 0 and 'all' or 'not all'} ORT oracle cases passed")

@@ -3,7 +3,8 @@
 // residual QLinearAdd, QLinearGlobalAveragePool, DequantizeLinear) keeps
 // exactly the outputs of the unoptimized graph, runs its convolutions as
 // kvant.QLinearConvNhwc with one transpose at the input edge and one at the
-// pooled output, and absorbs the Pad into the convolution.
+// pooled output, and absorbs the Pad into the convolution. MaxPool and a QDQ
+// AveragePool (as QLinearAveragePool) between convolutions run channels-last.
 #include <random>
 
 #include "gtest/gtest.h"
@@ -165,6 +166,39 @@ TEST(LayoutNhwc, MaxPoolBetweenConvolutionsRunsNhwc) {
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_NE(plan->text.find("steps: 2 int8, 0 float, 0 Q/DQ conversions, 2 transposes"), std::string::npos)
       << plan->text;
+}
+
+TEST(LayoutNhwc, QdqAveragePoolBecomesQLinearAveragePoolInNhwc) {
+  // conv -> DQ -> AveragePool 3x3 stride 2 pad 1 -> Q -> conv: the pooling
+  // becomes QLinearAveragePool, channels-last between the convolutions; its
+  // integer window sums requantize within one step of the float average.
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {2, 5, 9, 7}).Output("y", DataType::kUInt8);
+  b.Initializer("s", F(0.02f)).Initializer("z", U8(128)).Initializer("ps", F(0.011f)).Initializer("pz", U8(121));
+  b.Initializer("w", RandomS8({5, 5, 3, 3}, 6)).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  OnnxBuilder::SetInts(b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c"}), "pads", {1, 1, 1, 1});
+  b.Node("DequantizeLinear", {"c", "s", "z"}, {"cd"});
+  auto& pool = b.Node("AveragePool", {"cd"}, {"p"});
+  OnnxBuilder::SetInts(pool, "kernel_shape", {3, 3});
+  OnnxBuilder::SetInts(pool, "strides", {2, 2});
+  OnnxBuilder::SetInts(pool, "pads", {1, 1, 1, 1});
+  b.Node("QuantizeLinear", {"p", "ps", "pz"}, {"pq"});
+  b.Node("QLinearConv", {"pq", "ps", "pz", "w", "ws", "wz", "s", "z"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = OptimizedGraph(bytes);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearAveragePool"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "AveragePool") + CountOps(*g, "DequantizeLinear"), 0) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
+  Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 5, 9, 7});
+  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 71) % 253);
+  auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  const auto& [u, v] = *y;
+  ASSERT_EQ(u.shape(), v.shape());
+  for (int64_t i = 0; i < u.num_elements(); ++i) {
+    EXPECT_LE(std::abs(int{u.data<uint8_t>()[i]} - int{v.data<uint8_t>()[i]}), 1) << i;
+  }
 }
 
 }  // namespace

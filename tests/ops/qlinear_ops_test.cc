@@ -1,5 +1,5 @@
 // ONNX Runtime's quantized operators (com.microsoft QLinearAdd, QLinearMul,
-// QLinearGlobalAveragePool, QGemm) against the dequantize -> float op ->
+// QLinearGlobalAveragePool, QLinearAveragePool, QGemm) against the dequantize -> float op ->
 // quantize definition computed in double: u8 and s8, broadcasting, zero
 // points, requantized (within 1 LSB) and float outputs.
 #include <cmath>
@@ -164,6 +164,71 @@ TEST(QLinearOps, GlobalAveragePool) {
       double sum = 0;
       for (int64_t i = 0; i < 30; ++i) sum += (ByteAt(x, p * 30 + i) - zx) * 0.02;
       ASSERT_LE(std::abs(ByteAt(y, p) - Quantize(sum / 30, 0.01, zy, t)), 1) << p;
+    }
+  }
+}
+
+// QLinearAveragePool against the average of dequantized values in double:
+// padding (real zeros, counted or not), strides, ceil_mode, and NHWC.
+TEST(QLinearOps, AveragePool) {
+  struct Case {
+    int64_t pad, stride;
+    bool include_pad, ceil, channels_last;
+  };
+  const int64_t n = 2, c = 5, h = 7, w = 6, kh = 3, kw = 2;
+  for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+    for (Case k : {Case{0, 1, false, false, false}, Case{1, 2, false, false, false}, Case{1, 2, true, false, false},
+                   Case{1, 2, true, true, false}, Case{1, 2, false, true, true}, Case{1, 1, true, false, true}}) {
+      SCOPED_TRACE(::testing::Message() << DataTypeName(t) << " pad " << k.pad << " stride " << k.stride
+                                        << (k.include_pad ? " count_include_pad" : "") << (k.ceil ? " ceil" : "")
+                                        << (k.channels_last ? " NHWC" : ""));
+      const int zx = t == DataType::kInt8 ? -7 : 131, zy = t == DataType::kInt8 ? 3 : 118;
+      const std::vector<int64_t> xs = k.channels_last ? std::vector<int64_t>{n, h, w, c} : std::vector<int64_t>{n, c, h, w};
+      OnnxBuilder b(13);
+      b.Input("x", t, xs).Output("y", t);
+      b.Initializer("xs", Scalar(0.05f)).Initializer("xz", ZeroPoint(t, zx));
+      b.Initializer("ys", Scalar(0.03f)).Initializer("yz", ZeroPoint(t, zy));
+      onnx::NodeProto& node = b.Node("QLinearAveragePool", {"x", "xs", "xz", "ys", "yz"}, {"y"});
+      node.set_domain("com.microsoft");
+      OnnxBuilder::SetInts(node, "kernel_shape", {kh, kw});
+      OnnxBuilder::SetInts(node, "strides", {k.stride, k.stride});
+      OnnxBuilder::SetInts(node, "pads", {k.pad, k.pad, k.pad, k.pad});
+      OnnxBuilder::SetInt(node, "count_include_pad", k.include_pad);
+      OnnxBuilder::SetInt(node, "ceil_mode", k.ceil);
+      OnnxBuilder::SetInt(node, "channels_last", k.channels_last);
+      const Tensor x = RandomBytes(t, xs, 11);
+      const Tensor y = RunOne(b, {{"x", x}});
+      auto out_size = [&](int64_t in, int64_t kk) {
+        const double v = static_cast<double>(in + 2 * k.pad - kk) / k.stride + 1;
+        int64_t o = static_cast<int64_t>(k.ceil ? std::ceil(v) : std::floor(v));
+        if (k.ceil && (o - 1) * k.stride >= in + k.pad) --o;
+        return o;
+      };
+      const int64_t oh = out_size(h, kh), ow = out_size(w, kw);
+      const std::vector<int64_t> want_shape =
+          k.channels_last ? std::vector<int64_t>{n, oh, ow, c} : std::vector<int64_t>{n, c, oh, ow};
+      ASSERT_EQ(y.shape(), want_shape);
+      auto x_at = [&](int64_t b_, int64_t ch, int64_t i, int64_t j) {
+        return ByteAt(x, k.channels_last ? ((b_ * h + i) * w + j) * c + ch : ((b_ * c + ch) * h + i) * w + j);
+      };
+      for (int64_t b_ = 0; b_ < n; ++b_)
+        for (int64_t ch = 0; ch < c; ++ch)
+          for (int64_t oy = 0; oy < oh; ++oy)
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              double sum = 0;
+              int64_t inside = 0, padded = 0;
+              for (int64_t dy = 0; dy < kh; ++dy)
+                for (int64_t dx = 0; dx < kw; ++dx) {
+                  const int64_t i = oy * k.stride - k.pad + dy, j = ox * k.stride - k.pad + dx;
+                  padded += i < h + k.pad && j < w + k.pad;
+                  if (i < 0 || i >= h || j < 0 || j >= w) continue;
+                  ++inside;
+                  sum += (x_at(b_, ch, i, j) - zx) * 0.05;
+                }
+              const double avg = sum / static_cast<double>(k.include_pad ? padded : inside);
+              const int64_t at = k.channels_last ? ((b_ * oh + oy) * ow + ox) * c + ch : ((b_ * c + ch) * oh + oy) * ow + ox;
+              ASSERT_LE(std::abs(ByteAt(y, at) - Quantize(avg, 0.03, zy, t)), 1) << b_ << " " << ch << " " << oy << " " << ox;
+            }
     }
   }
 }

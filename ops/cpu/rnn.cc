@@ -1,15 +1,19 @@
-// FP32 recurrent operators: RNN, GRU and LSTM, all directions, optional
-// biases, initial states, peepholes and sequence lengths, batch-first layout.
+// Recurrent operators: RNN, GRU and LSTM, all directions, optional biases,
+// initial states, peepholes and sequence lengths, batch-first layout; in f32,
+// or with INT8 weights and activations quantized per product
+// (com.microsoft DynamicQuantizeLSTM, Kvant's DynamicQuantizeGRU/RNN).
 //
 // Per direction: 1. one GEMM projects every time step's input, X W^T (+ the
 // input biases), with W^T pre-packed; 2. per step, a small GEMM H_{t-1} R^T
-// with R^T pre-packed; 3. the gate arithmetic. Batch rows past their
-// sequence length keep their state and output zeros.
+// with R^T pre-packed; 3. the gate arithmetic, in f32. Batch rows past their
+// sequence length keep their state and output zeros. The products are
+// ops/cpu/rnn_projections.h.
 #include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
-#include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/activation_f32.h"
+#include "ops/cpu/rnn_projections.h"
 #include "ops/cpu/vector_math.h"
 
 namespace kvant::cpu {
@@ -24,12 +28,13 @@ struct ActFn {
                     kScaledTanh, kAffine, kElu };
   Kind kind = Kind::kSigmoid;
   float alpha = 0.f, beta = 0.f;
+  RowFnF32 sigmoid = nullptr, tanh = nullptr;  // vectorized for the CPU
 
   void operator()(float* x, int64_t n) const {
     const float a = alpha, b = beta;
     switch (kind) {
-      case Kind::kSigmoid: for (int64_t i = 0; i < n; ++i) x[i] = FastSigmoid(x[i]); break;
-      case Kind::kTanh: for (int64_t i = 0; i < n; ++i) x[i] = FastTanh(x[i]); break;
+      case Kind::kSigmoid: sigmoid(x, n); break;
+      case Kind::kTanh: tanh(x, n); break;
       case Kind::kRelu: for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f; break;
       case Kind::kSoftsign: for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::fabs(x[i])); break;
       case Kind::kSoftplus: for (int64_t i = 0; i < n; ++i) x[i] = std::log1p(FastExp(x[i])); break;
@@ -43,7 +48,8 @@ struct ActFn {
   }
 };
 
-absl::StatusOr<ActFn> MakeActivation(const std::string& name, float alpha, float beta, bool has_alpha, bool has_beta) {
+absl::StatusOr<ActFn> MakeActivation(const std::string& name, float alpha, float beta, bool has_alpha, bool has_beta,
+                                     CpuFeatures cpu) {
   using K = ActFn::Kind;
   static const std::pair<const char*, K> kNames[] = {
       {"Sigmoid", K::kSigmoid},       {"Tanh", K::kTanh},           {"Relu", K::kRelu},
@@ -54,6 +60,8 @@ absl::StatusOr<ActFn> MakeActivation(const std::string& name, float alpha, float
     if (name != n) continue;
     ActFn f;
     f.kind = k;
+    f.sigmoid = SigmoidRowsF32(cpu);
+    f.tanh = TanhRowsF32(cpu);
     f.alpha = alpha;
     f.beta = beta;
     // Defaults where the attribute is absent.
@@ -64,9 +72,10 @@ absl::StatusOr<ActFn> MakeActivation(const std::string& name, float alpha, float
   return absl::UnimplementedError("activation " + name);
 }
 
-class RecurrentF32 final : public Kernel {
+class Recurrent final : public Kernel {
  public:
-  RecurrentF32(Cell cell, const GemmUkernelInfoF32& uk, std::string label) : cell_(cell), uk_(uk), label_(std::move(label)) {}
+  Recurrent(Cell cell, bool quantized, CpuFeatures cpu, std::string label)
+      : cell_(cell), quantized_(quantized), cpu_(cpu), label_(std::move(label)) {}
 
   absl::Status Prepare(const KernelInit& init) {
     const AttributeMap& a = *init.attrs;
@@ -91,7 +100,7 @@ class RecurrentF32 final : public Kernel {
         const size_t i = d * defaults.size() + k;
         const std::string name = i < names.size() ? names[i] : defaults[k];
         auto fn = MakeActivation(name, i < alphas.size() ? alphas[i] : 0.f, i < betas.size() ? betas[i] : 0.f,
-                                 i < alphas.size(), i < betas.size());
+                                 i < alphas.size(), i < betas.size(), cpu_);
         if (!fn.ok()) {
           return absl::UnimplementedError(absl::StrFormat("failed to compile node %s: activation '%s' is not supported", label_, name));
         }
@@ -99,35 +108,57 @@ class RecurrentF32 final : public Kernel {
       }
     }
     acts_per_dir_ = defaults.size();
-    input_ = init.input_shapes[1].IsStatic() ? init.input_shapes[1].Sizes()[2] : 0;
-    const Tensor* w = init.constant_inputs[1];
-    const Tensor* r = init.constant_inputs[2];
-    if (w != nullptr && r != nullptr) packed_ = Pack(w->data<float>(), r->data<float>());
+    input_ = init.input_shapes[1].IsStatic() ? init.input_shapes[1].Sizes()[quantized_ ? 1 : 2] : 0;
+    if (quantized_) {
+      unsigned_weights_ = init.input_types[1] == DataType::kUInt8;
+      for (int i = 8; i < 12; ++i) {
+        per_column_[i - 8] = i < static_cast<int>(init.input_shapes.size()) && init.input_shapes[i].rank_known &&
+                             init.input_shapes[i].rank() == 2;
+      }
+    }
+    // Constant weights (and their quantization parameters) are packed at load.
+    bool constant = true;
+    for (int i : quantized_ ? std::vector<int>{1, 2, 8, 9, 10, 11} : std::vector<int>{1, 2}) {
+      const bool present = i < static_cast<int>(init.input_types.size()) && init.input_types[i] != DataType::kUndefined;
+      constant &= !present || init.constant_inputs[i] != nullptr;
+    }
+    if (constant) {
+      packed_ = MakeProjections([&](int i) -> const void* {
+        return i < static_cast<int>(init.constant_inputs.size()) && init.constant_inputs[i] ? init.constant_inputs[i]->raw_data()
+                                                                                             : nullptr;
+      });
+    }
     return absl::OkStatus();
   }
 
-  struct Weights {
-    std::vector<PackedPanelsF32> w, r, rh;  // W^T, R^T, and GRU's R_h^T alone, per direction
-  };
+  RnnDims Dims() const { return RnnDims{dirs_, gates_, hidden_, input_, cell_ == Cell::kGru}; }
 
-  Weights Pack(const float* w, const float* r) const {
-    Weights p;
-    const int64_t gh = gates_ * hidden_;
-    for (int64_t d = 0; d < dirs_; ++d) {
-      p.w.push_back(PackConstantF32(gh, input_, uk_.nr, w + d * gh * input_, input_, 1, 1.f));
-      p.r.push_back(PackConstantF32(gh, hidden_, uk_.nr, r + d * gh * hidden_, hidden_, 1, 1.f));
-      if (cell_ == Cell::kGru) {
-        p.rh.push_back(PackConstantF32(hidden_, hidden_, uk_.nr, r + d * gh * hidden_ + 2 * hidden_ * hidden_, hidden_, 1, 1.f));
-      }
+  // `data(i)`: input i's values, null when absent.
+  template <typename DataOf>
+  std::unique_ptr<RnnProjections> MakeProjections(DataOf data) const {
+    if (!quantized_) {
+      return MakeRnnProjectionsF32(Dims(), cpu_, static_cast<const float*>(data(1)), static_cast<const float*>(data(2)));
     }
-    return p;
+    RnnWeightsS8 q;
+    q.w = data(1);
+    q.r = data(2);
+    q.unsigned_weights = unsigned_weights_;
+    q.w_scale = static_cast<const float*>(data(8));
+    q.w_zero_point = data(9);
+    q.r_scale = static_cast<const float*>(data(10));
+    q.r_zero_point = data(11);
+    q.w_per_column = per_column_[0];
+    q.w_zp_per_column = per_column_[1];
+    q.r_per_column = per_column_[2];
+    q.r_zp_per_column = per_column_[3];
+    return MakeRnnProjectionsS8(Dims(), cpu_, q);
   }
 
   size_t ScratchBytes(const KernelShapes& s) const override {
     const int64_t seq = s.inputs[0][batch_first_ ? 1 : 0], batch = s.inputs[0][batch_first_ ? 0 : 1];
     const int64_t gh = gates_ * hidden_;
     const int64_t floats = seq * batch * gh + batch * gh + 7 * batch * hidden_ + seq * batch * input_ + 64;
-    return floats * 4 + GemmScratchBytesF32(uk_, seq * batch, gh, std::max(input_, hidden_), false, s.num_threads) + 256;
+    return floats * 4 + RnnProjectionScratchBytes(Dims(), quantized_, cpu_, seq * batch, s.num_threads) + 256;
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -135,9 +166,10 @@ class RecurrentF32 final : public Kernel {
     const int64_t seq = x.shape[batch_first_ ? 1 : 0], batch = x.shape[batch_first_ ? 0 : 1];
     const int64_t gh = gates_ * hidden_, h = hidden_;
     // Weights computed at run time are packed per call.
-    const Weights runtime = packed_.w.empty() ? Pack(ctx.input(1).as<const float>(), ctx.input(2).as<const float>())
-                                              : Weights{};
-    const Weights& wts = packed_.w.empty() ? runtime : packed_;
+    std::unique_ptr<RnnProjections> runtime;
+    if (!packed_) runtime = MakeProjections([&](int i) { return ctx.has_input(i) ? ctx.input(i).data : nullptr; });
+    const RnnProjections& proj = packed_ ? *packed_ : *runtime;
+    using Which = RnnProjections::Which;
     const float* bias = ctx.has_input(3) ? ctx.input(3).as<const float>() : nullptr;
     const int32_t* lens = ctx.has_input(4) ? ctx.input(4).as<const int32_t>() : nullptr;
     const float* init_h = ctx.has_input(5) ? ctx.input(5).as<const float>() : nullptr;
@@ -182,16 +214,7 @@ class RecurrentF32 final : public Kernel {
         const bool keep_rb_apart = cell_ == Cell::kGru && g >= 2 * h;
         if (rb && !keep_rb_apart) in_bias[g] += rb[g];
       }
-      GemmArgsF32 proj;
-      proj.m = seq * batch;
-      proj.n = gh;
-      proj.k = input_;
-      proj.a = {nullptr, xt, input_, 1};
-      proj.b.packed = &wts.w[d];
-      proj.c = xw;
-      proj.ldc = gh;
-      proj.col_bias = in_bias.data();
-      RunGemmF32(uk_, proj, gemm_scratch, ctx.pool);
+      proj.Run(Which::kInput, d, seq * batch, xt, xw, in_bias.data(), gemm_scratch, ctx.pool);
       // Initial states.
       for (int64_t i = 0; i < batch * h; ++i) {
         hstate[i] = init_h ? init_h[d * batch * h + i] : 0.f;
@@ -207,15 +230,7 @@ class RecurrentF32 final : public Kernel {
       for (int64_t step = 0; step < seq; ++step) {
         // 2. Recurrent projection H_{t-1} R^T.
         std::memcpy(hprev, hstate, batch * h * 4);
-        GemmArgsF32 rec;
-        rec.m = batch;
-        rec.n = gh;
-        rec.k = h;
-        rec.a = {nullptr, hprev, h, 1};
-        rec.b.packed = &wts.r[d];
-        rec.c = hr;
-        rec.ldc = gh;
-        RunGemmF32(uk_, rec, gemm_scratch, ctx.pool);
+        proj.Run(Which::kRecurrent, d, batch, hprev, hr, nullptr, gemm_scratch, ctx.pool);
         // 3. Gates, one batch row at a time, as whole-row array operations.
         for (int64_t b = 0; b < batch; ++b) {
           const int64_t len = lens ? lens[b] : seq;
@@ -267,7 +282,9 @@ class RecurrentF32 final : public Kernel {
             for (int64_t j = 0; j < h; ++j) hs[j] = go[j] * gc[j];
           }
         }
-        if (cell_ == Cell::kGru) GruCandidates(batch, step, seq, lens, reverse, xw, hr, rb, hprev, wts.rh[d], g, gru, hstate, gemm_scratch, ctx.pool);
+        if (cell_ == Cell::kGru) {
+          GruCandidates(batch, step, seq, lens, reverse, xw, hr, rb, hprev, proj, d, g, gru, hstate, gemm_scratch, ctx.pool);
+        }
         // Outputs of this step.
         if (y) {
           for (int64_t b = 0; b < batch; ++b) {
@@ -289,14 +306,10 @@ class RecurrentF32 final : public Kernel {
     return absl::OkStatus();
   }
 
-  std::string Describe() const override { return uk_.name; }
-  int64_t PackedBytes() const override {
-    int64_t b = 0;
-    for (const auto* v : {&packed_.w, &packed_.r, &packed_.rh}) {
-      for (const auto& p : *v) b += p.bytes();
-    }
-    return b;
+  std::string Describe() const override {
+    return packed_ ? packed_->Describe() : quantized_ ? "int8 gemm, weights packed per call" : "f32 gemm, weights packed per call";
   }
+  int64_t PackedBytes() const override { return packed_ ? packed_->PackedBytes() : 0; }
 
  private:
   void Clip(float* v, int64_t n) const {
@@ -310,7 +323,8 @@ class RecurrentF32 final : public Kernel {
   //   H = (1 - z) (.) h~ + z (.) H_prev
   // `gru` holds z, r, then scratch for r (.) H and its product with R_h^T.
   void GruCandidates(int64_t batch, int64_t step, int64_t seq, const int32_t* lens, bool reverse, const float* xw,
-                     const float* hr, const float* rb, const float* hprev, const PackedPanelsF32& rh_t, const ActFn& g, float* gru,
+                     const float* hr, const float* rb, const float* hprev, const RnnProjections& proj, int64_t dir,
+                     const ActFn& g, float* gru,
                      float* hstate, void* gemm_scratch, ParallelRunner* pool) const {
     const int64_t h = hidden_, gh = gates_ * hidden_;
     const float* z = gru;
@@ -319,15 +333,7 @@ class RecurrentF32 final : public Kernel {
     float* prod = gru + 3 * batch * h;
     if (!linear_before_reset_) {
       for (int64_t i = 0; i < batch * h; ++i) rh[i] = r[i] * hprev[i];
-      GemmArgsF32 args;
-      args.m = batch;
-      args.n = h;
-      args.k = h;
-      args.a = {nullptr, rh, h, 1};
-      args.b.packed = &rh_t;
-      args.c = prod;
-      args.ldc = h;
-      RunGemmF32(uk_, args, gemm_scratch, pool);
+      proj.Run(RnnProjections::Which::kRecurrentH, dir, batch, rh, prod, nullptr, gemm_scratch, pool);
     }
     std::vector<float> pre(h);
     for (int64_t b = 0; b < batch; ++b) {
@@ -352,20 +358,25 @@ class RecurrentF32 final : public Kernel {
 
  private:
   Cell cell_;
-  const GemmUkernelInfoF32& uk_;
+  bool quantized_;
+  CpuFeatures cpu_;
   std::string label_;
   int64_t hidden_ = 0, input_ = 0, dirs_ = 1, gates_ = 1, acts_per_dir_ = 1;
   bool reverse_only_ = false, batch_first_ = false, input_forget_ = false, linear_before_reset_ = false;
   float clip_ = 0.f;
   std::vector<ActFn> acts_;
-  Weights packed_;  // constant W and R, packed at load
+  bool unsigned_weights_ = false;
+  bool per_column_[4] = {};  // W scale, W zero point, R scale, R zero point: [dirs, gates * hidden]
+  std::unique_ptr<RnnProjections> packed_;  // constant W and R, packed at load
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Kernel>> CreateRecurrentF32(const KernelInit& init) {
-  const Cell cell = init.op == "LSTM" ? Cell::kLstm : init.op == "GRU" ? Cell::kGru : Cell::kRnn;
-  auto k = std::make_unique<RecurrentF32>(cell, SelectGemmUkernelF32(init.cpu), init.node_label);
+absl::StatusOr<std::unique_ptr<Kernel>> CreateRecurrent(const KernelInit& init) {
+  const bool quantized = init.op.starts_with("DynamicQuantize");
+  const std::string cell_op = quantized ? init.op.substr(std::strlen("DynamicQuantize")) : init.op;
+  const Cell cell = cell_op == "LSTM" ? Cell::kLstm : cell_op == "GRU" ? Cell::kGru : Cell::kRnn;
+  auto k = std::make_unique<Recurrent>(cell, quantized, init.cpu, init.node_label);
   if (auto s = k->Prepare(init); !s.ok()) return s;
   return k;
 }
