@@ -37,6 +37,25 @@ struct InspectArgs {
 };
 int InspectCommand(const InspectArgs& args);
 
+struct QuantizeArgs {
+  std::string model, output;
+  std::string preset = "x86";
+  std::string method = "minmax";
+  double percentile = 99.99;
+  std::string calib;
+  int64_t calib_samples = 0;  // 0: all rows
+  int64_t calib_batch = 8;
+  bool per_tensor = false;
+  bool symmetric_activations = false;
+  std::string activation_type;  // u8 | s8 (default: the preset's)
+  bool dynamic = false;
+  bool equalize = false;
+  std::string format = "qdq";
+  std::vector<std::string> exclude;
+  int threads = 1;
+};
+int QuantizeCommand(const QuantizeArgs& args);
+
 // NAME=D0,D1,... -> map; symbolic dims of other inputs default to 1.
 absl::StatusOr<std::map<std::string, std::vector<int64_t>>> ResolveShapes(const Session& session,
                                                                           const std::vector<std::string>& specs);

@@ -1,4 +1,4 @@
-// `kvant`: run, inspect (and, in later issues, quantize, bench, compare).
+// `kvant`: run, inspect, quantize, compare (and, in a later issue, bench).
 // Argument parsing by CLI11; every failure prints its Status and exits non-zero.
 #include <CLI/CLI.hpp>
 
@@ -35,7 +35,27 @@ int main(int argc, char** argv) {
                         "plan as `kvant run --dynamic-int8` runs it (INT8 weights for MatMul/Gemm/LSTM/GRU/RNN)");
   inspect_cmd->add_option("--shape", inspect.shapes, "NAME=D0,D1,... input shape for --plan (repeatable)");
 
+  kvant::tools::QuantizeArgs quant;
+  CLI::App* quant_cmd = app.add_subcommand("quantize", "Quantize an FP32 model to INT8 (prepare -> calibrate -> convert)");
+  quant_cmd->add_option("model", quant.model, "FP32 ONNX model")->required();
+  quant_cmd->add_option("-o,--output", quant.output, "quantized ONNX model to write")->required();
+  quant_cmd->add_option("--preset", quant.preset, "scheme: x86 (u8 asym. activations), tensorrt (s8 symmetric), tflite (s8 asym.)");
+  quant_cmd->add_option("--method", quant.method, "activation ranges: minmax, moving-average, percentile, entropy, mse");
+  quant_cmd->add_option("--percentile", quant.percentile, "percentile for --method percentile")->check(CLI::Range(50.0, 100.0));
+  quant_cmd->add_option("--calib", quant.calib, "calibration data: a directory with one NAME.npy per input, batched");
+  quant_cmd->add_option("--calib-samples", quant.calib_samples, "use the first N samples (rows)")->check(CLI::NonNegativeNumber);
+  quant_cmd->add_option("--calib-batch", quant.calib_batch, "rows per calibration run")->check(CLI::Range(1, 4096));
+  quant_cmd->add_flag("--per-tensor", quant.per_tensor, "one weight scale per tensor instead of per output channel");
+  quant_cmd->add_flag("--symmetric-activations", quant.symmetric_activations, "activation zero point 0 (s8) or 128 (u8)");
+  quant_cmd->add_option("--activation-type", quant.activation_type, "u8 or s8 (default: the preset's)");
+  quant_cmd->add_flag("--dynamic", quant.dynamic, "s8 weights for MatMul/Gemm/LSTM, activations quantized per call; no calibration");
+  quant_cmd->add_flag("--equalize", quant.equalize, "cross-layer equalization of Conv -> [Relu] -> Conv pairs first");
+  quant_cmd->add_option("--format", quant.format, "qdq (QuantizeLinear/DequantizeLinear around float operators)");
+  quant_cmd->add_option("--exclude", quant.exclude, "node name to keep in float (repeatable)");
+  quant_cmd->add_option("--threads", quant.threads, "intra-op threads for calibration")->check(CLI::Range(1, 1024));
+
   CLI11_PARSE(app, argc, argv);
+  if (quant_cmd->parsed()) return kvant::tools::QuantizeCommand(quant);
   if (run_cmd->parsed()) return kvant::tools::RunCommand(run);
   if (inspect_cmd->parsed()) {
     if (!inspect.hardware && inspect.model.empty()) {

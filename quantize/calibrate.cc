@@ -1,0 +1,80 @@
+// Calibration runs (see the header).
+#include "quantize/calibrate.h"
+
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+
+namespace kvant::quantize {
+
+absl::StatusOr<Session> SessionWithOutputs(const OnnxModel& model, const std::vector<std::string>& extra,
+                                           int num_threads) {
+  onnx::ModelProto proto = model.proto();
+  for (const std::string& name : extra) {
+    if (model.IsGraphOutput(name)) continue;
+    auto* out = proto.mutable_graph()->add_output();
+    out->set_name(name);
+    out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  }
+  SessionOptions options;
+  options.num_threads = num_threads;
+  return Session::LoadFromBytes(proto.SerializeAsString(), options);
+}
+
+absl::Status CheckFinite(const CalibrationBatch& batch) {
+  for (const auto& [name, t] : batch.inputs) {
+    if (t.dtype() != DataType::kFloat32) continue;
+    const float* v = t.data<float>();
+    for (int64_t i = 0; i < t.num_elements(); ++i) {
+      if (!std::isfinite(v[i])) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "failed to calibrate with %s: input '%s' must be finite, got %f at element %d", batch.source, name, v[i], i));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, RangeObserver>> Calibrate(const OnnxModel& model,
+                                                                          const std::vector<std::string>& tensors,
+                                                                          const std::vector<CalibrationBatch>& batches,
+                                                                          const ProgressFn& progress,
+                                                                          int num_threads) {
+  if (batches.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("failed to calibrate %s: static quantization needs calibration data, got none", model.source()));
+  }
+  auto session = SessionWithOutputs(model, tensors, num_threads);
+  if (!session.ok()) return session.status();
+  absl::flat_hash_map<std::string, RangeObserver> observers;
+  for (const std::string& t : tensors) observers[t];
+  for (size_t b = 0; b < batches.size(); ++b) {
+    if (auto s = CheckFinite(batches[b]); !s.ok()) return s;
+    auto out = session->Run(batches[b].inputs);
+    if (!out.ok()) {
+      return absl::Status(out.status().code(),
+                          absl::StrFormat("failed to calibrate on %s: %s", batches[b].source, out.status().message()));
+    }
+    for (const std::string& t : tensors) {
+      const Tensor& v = out->at(t);
+      if (v.dtype() != DataType::kFloat32) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "failed to calibrate %s: tensor '%s' must be f32 to be quantized, got %s", model.source(), t,
+            DataTypeName(v.dtype())));
+      }
+      const float* x = v.data<float>();
+      for (int64_t i = 0; i < v.num_elements(); ++i) {
+        if (!std::isfinite(x[i])) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "failed to calibrate on %s: tensor '%s' must be finite, got %f at element %d (the FP32 model "
+              "overflows on this input)", batches[b].source, t, x[i], i));
+        }
+      }
+      observers[t].Observe(x, v.num_elements());
+    }
+    if (progress) progress("calibrating", static_cast<int64_t>(b + 1), static_cast<int64_t>(batches.size()));
+  }
+  return observers;
+}
+
+}  // namespace kvant::quantize

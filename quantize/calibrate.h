@@ -1,0 +1,45 @@
+// Calibration: the FP32 model run on the calibration batches with the
+// tensors to observe exposed as extra graph outputs (Kvant's optimizer keeps
+// a graph output intact, so each is exactly the FP32 value), one
+// RangeObserver per tensor. Also the runner `kvant compare` uses.
+#ifndef KVANT_QUANTIZE_CALIBRATE_H_
+#define KVANT_QUANTIZE_CALIBRATE_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "kvant/kvant.h"
+#include "quantize/observer.h"
+#include "quantize/onnx_model.h"
+
+namespace kvant::quantize {
+
+// One batch of model inputs and where it came from ("calib/x.npy rows
+// 32..63"), for error messages.
+struct CalibrationBatch {
+  TensorMap inputs;
+  std::string source;
+};
+
+// stage ("calibrating", ...), done, total.
+using ProgressFn = std::function<void(const std::string&, int64_t, int64_t)>;
+
+// A session of `model` whose outputs are its own plus `extra` (f32 values).
+absl::StatusOr<Session> SessionWithOutputs(const OnnxModel& model, const std::vector<std::string>& extra,
+                                           int num_threads = 1);
+
+// NaN or Inf in any f32 input of `batch` is InvalidArgument naming its source.
+absl::Status CheckFinite(const CalibrationBatch& batch);
+
+absl::StatusOr<absl::flat_hash_map<std::string, RangeObserver>> Calibrate(const OnnxModel& model,
+                                                                          const std::vector<std::string>& tensors,
+                                                                          const std::vector<CalibrationBatch>& batches,
+                                                                          const ProgressFn& progress,
+                                                                          int num_threads = 1);
+
+}  // namespace kvant::quantize
+
+#endif  // KVANT_QUANTIZE_CALIBRATE_H_

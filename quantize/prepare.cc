@@ -1,0 +1,235 @@
+// Prepare passes on the ONNX model (see the header).
+#include "quantize/prepare.h"
+
+#include <cmath>
+#include <optional>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
+#include "graph/onnx_import.h"
+#include "graph/passes/passes.h"
+
+namespace kvant::quantize {
+namespace {
+
+bool IsOnnx(const onnx::NodeProto& n, const char* op) { return n.op_type() == op && n.domain().empty(); }
+
+void RenameUses(onnx::GraphProto& g, const std::string& from, const std::string& to) {
+  for (auto& n : *g.mutable_node())
+    for (auto& in : *n.mutable_input())
+      if (in == from) in = to;
+}
+
+void RemoveNodes(onnx::GraphProto& g, const std::vector<bool>& removed) {
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> kept;
+  for (int i = 0; i < g.node_size(); ++i)
+    if (!removed[i]) *kept.Add() = std::move(*g.mutable_node(i));
+  g.mutable_node()->Swap(&kept);
+}
+
+// A float initializer's values, or null.
+std::optional<Tensor> FloatInitializer(const OnnxModel& m, const std::string& name) {
+  if (m.FindInitializer(name) == nullptr) return std::nullopt;
+  auto t = m.InitializerTensor(name);
+  if (!t.ok() || t->dtype() != DataType::kFloat32) return std::nullopt;
+  return *std::move(t);
+}
+
+// `name` may be rewritten when only `uses` read it; else a fresh copy.
+std::string WritableName(OnnxModel& m, const std::string& name, size_t uses) {
+  return m.Consumers(name).size() <= uses ? name : m.FreshName(name + "_prepared");
+}
+
+}  // namespace
+
+absl::Status RemoveNoOps(OnnxModel& m, PrepareReport* report) {
+  auto& g = m.graph();
+  const auto sub_reads = m.SubgraphReads();
+  std::vector<bool> removed(g.node_size(), false);
+  for (int i = 0; i < g.node_size(); ++i) {
+    const onnx::NodeProto& n = g.node(i);
+    if (!IsOnnx(n, "Identity") && !IsOnnx(n, "Dropout")) continue;
+    if (n.input_size() < 1 || n.output_size() < 1) continue;
+    const std::string in = n.input(0), out = n.output(0);
+    const bool mask_used = n.output_size() > 1 && !n.output(1).empty() &&
+                           (!m.Consumers(n.output(1)).empty() || m.IsGraphOutput(n.output(1)));
+    if (m.IsGraphOutput(out) || mask_used || sub_reads.contains(out)) continue;
+    RenameUses(g, out, in);
+    removed[i] = true;
+    ++report->removed_noops;
+  }
+  RemoveNodes(g, removed);
+  m.Reindex();
+  return absl::OkStatus();
+}
+
+absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report) {
+  auto& g = m.graph();
+  std::vector<bool> removed(g.node_size(), false);
+  for (int bi = 0; bi < g.node_size(); ++bi) {
+    const onnx::NodeProto& bn = g.node(bi);
+    if (!IsOnnx(bn, "BatchNormalization") || bn.input_size() < 5 || bn.output_size() != 1) continue;
+    if (AttrInt(bn, "training_mode", 0) != 0) continue;
+    const std::string x = bn.input(0);
+    const int ci = m.Producer(x);
+    if (ci < 0 || removed[ci] || !IsOnnx(g.node(ci), "Conv") || m.Consumers(x).size() != 1 || m.IsGraphOutput(x)) continue;
+    onnx::NodeProto& conv = *g.mutable_node(ci);
+    auto w = FloatInitializer(m, conv.input(1));
+    auto scale = FloatInitializer(m, bn.input(1));
+    auto beta = FloatInitializer(m, bn.input(2));
+    auto mean = FloatInitializer(m, bn.input(3));
+    auto var = FloatInitializer(m, bn.input(4));
+    if (!w || !scale || !beta || !mean || !var || w->rank() < 3) continue;
+    const int64_t out_channels = w->shape()[0];
+    if (scale->num_elements() != out_channels || beta->num_elements() != out_channels ||
+        mean->num_elements() != out_channels || var->num_elements() != out_channels) {
+      continue;
+    }
+    std::optional<Tensor> bias;
+    if (conv.input_size() > 2 && !conv.input(2).empty()) {
+      bias = FloatInitializer(m, conv.input(2));
+      if (!bias || bias->num_elements() != out_channels) continue;
+    }
+    const float eps = AttrFloat(bn, "epsilon", 1e-5f);
+    const int64_t per = w->num_elements() / out_channels;
+    Tensor new_w = w->Clone();
+    Tensor new_b = Tensor::Zeros(DataType::kFloat32, {out_channels});
+    for (int64_t o = 0; o < out_channels; ++o) {
+      const float k = scale->data<float>()[o] / std::sqrt(var->data<float>()[o] + eps);
+      for (int64_t j = 0; j < per; ++j) new_w.data<float>()[o * per + j] *= k;
+      const float b = bias ? bias->data<float>()[o] : 0.f;
+      new_b.data<float>()[o] = (b - mean->data<float>()[o]) * k + beta->data<float>()[o];
+    }
+    const std::string w_name = WritableName(m, conv.input(1), 1);
+    m.SetInitializer(w_name, new_w);
+    conv.set_input(1, w_name);
+    const std::string b_name = bias ? WritableName(m, conv.input(2), 1) : m.FreshName(conv.name() + "_bias");
+    m.SetInitializer(b_name, new_b);
+    if (conv.input_size() > 2) {
+      conv.set_input(2, b_name);
+    } else {
+      conv.add_input(b_name);
+    }
+    conv.set_output(0, bn.output(0));
+    removed[bi] = true;
+    ++report->folded_batchnorms;
+  }
+  RemoveNodes(g, removed);
+  m.Reindex();
+  return absl::OkStatus();
+}
+
+absl::Status UpgradeToOpset13(OnnxModel& m, PrepareReport* report) {
+  report->opset_before = report->opset_after = m.opset();
+  if (m.opset() >= 13) return absl::OkStatus();
+  // Ranks for the Softmax family, from Kvant's own shape inference.
+  auto graph = ImportOnnxBytes(m.Serialize(), ".", m.source());
+  if (!graph.ok()) return graph.status();
+  if (auto s = InferShapes(*graph); !s.ok()) return s;
+  for (auto& n : *m.graph().mutable_node()) {
+    if (!n.domain().empty()) continue;
+    const std::string op = n.op_type();
+    const char* attr = op == "Squeeze" || op == "Unsqueeze" || op == "ReduceSum" ? "axes" : op == "Split" ? "split" : nullptr;
+    if (attr != nullptr) {
+      const std::vector<int64_t> values = AttrInts(n, attr);
+      bool has = false;
+      for (const auto& a : n.attribute()) has |= a.name() == attr;
+      if (!has) continue;
+      const std::string name = m.FreshName(n.name() + "_" + attr);
+      m.SetInitializer(name, Tensor::FromVector<int64_t>(DataType::kInt64, {static_cast<int64_t>(values.size())}, values));
+      if (n.input_size() < 2) n.add_input(name);
+      RemoveAttr(n, attr);
+      ++report->upgraded_nodes;
+    } else if (op == "Softmax" || op == "LogSoftmax" || op == "Hardmax") {
+      const ValueType* t = graph->FindType(n.input(0));
+      const int64_t rank = t != nullptr && t->shape.rank_known ? t->shape.rank() : -1;
+      int64_t axis = AttrInt(n, "axis", 1);
+      if (rank > 0 && axis < 0) axis += rank;
+      if (rank < 0 || axis != rank - 1) {
+        return absl::UnimplementedError(absl::StrFormat(
+            "failed to upgrade %s to opset 13 for per-channel weights: node %s '%s' normalizes over axes %d.. of a "
+            "rank-%d input (opset 13 changed that meaning); quantize with --per-tensor instead",
+            m.source(), op, n.name(), axis, rank));
+      }
+      SetAttrInt(n, "axis", -1);
+      ++report->upgraded_nodes;
+    }
+  }
+  m.SetOpset(13);
+  report->opset_after = 13;
+  m.Reindex();
+  return absl::OkStatus();
+}
+
+absl::Status EqualizeCrossLayer(OnnxModel& m, PrepareReport* report) {
+  auto& g = m.graph();
+  absl::flat_hash_set<int> counted;
+  for (int round = 0; round < 8; ++round) {
+    bool changed = false;
+    for (int i1 = 0; i1 < g.node_size(); ++i1) {
+      onnx::NodeProto& c1 = *g.mutable_node(i1);
+      if (!IsOnnx(c1, "Conv") || c1.input_size() < 2) continue;
+      std::string y = c1.output(0);
+      if (m.Consumers(y).size() != 1 || m.IsGraphOutput(y)) continue;
+      int next = m.Consumers(y)[0];
+      if (IsOnnx(g.node(next), "Relu")) {
+        y = g.node(next).output(0);
+        if (m.Consumers(y).size() != 1 || m.IsGraphOutput(y)) continue;
+        next = m.Consumers(y)[0];
+      }
+      onnx::NodeProto& c2 = *g.mutable_node(next);
+      if (!IsOnnx(c2, "Conv") || c2.input(0) != y) continue;
+      const std::string w1n = c1.input(1), w2n = c2.input(1);
+      if (m.Consumers(w1n).size() != 1 || m.Consumers(w2n).size() != 1) continue;
+      auto w1 = FloatInitializer(m, w1n);
+      auto w2 = FloatInitializer(m, w2n);
+      if (!w1 || !w2 || w1->rank() < 3 || w2->rank() != w1->rank()) continue;
+      std::optional<Tensor> b1;
+      if (c1.input_size() > 2 && !c1.input(2).empty()) {
+        b1 = FloatInitializer(m, c1.input(2));
+        if (!b1 || m.Consumers(c1.input(2)).size() != 1) continue;
+      }
+      const int64_t channels = w1->shape()[0], group2 = AttrInt(c2, "group", 1);
+      const int64_t per1 = w1->num_elements() / channels;
+      const int64_t out2 = w2->shape()[0], in2 = w2->shape()[1], per2 = w2->num_elements() / (out2 * in2);
+      const bool dense = group2 == 1 && in2 == channels;
+      const bool depthwise = group2 == channels && in2 == 1 && out2 % channels == 0;
+      if (!dense && !depthwise) continue;
+      const int64_t mult = depthwise ? out2 / channels : 1;
+      // The weights of conv2 that read input channel c.
+      auto for_input = [&](int64_t c, auto fn) {
+        float* w = w2->data<float>();
+        if (dense) {
+          for (int64_t o = 0; o < out2; ++o)
+            for (int64_t j = 0; j < per2; ++j) fn(w[(o * in2 + c) * per2 + j]);
+        } else {
+          for (int64_t o = c * mult; o < (c + 1) * mult; ++o)
+            for (int64_t j = 0; j < per2; ++j) fn(w[o * per2 + j]);
+        }
+      };
+      bool pair_changed = false;
+      for (int64_t c = 0; c < channels; ++c) {
+        float r1 = 0, r2 = 0;
+        for (int64_t j = 0; j < per1; ++j) r1 = std::max(r1, std::fabs(w1->data<float>()[c * per1 + j]));
+        for_input(c, [&](float& v) { r2 = std::max(r2, std::fabs(v)); });
+        if (!(r1 > 0) || !(r2 > 0)) continue;
+        const float s = std::sqrt(r1 / r2);
+        if (!std::isfinite(s) || std::fabs(s - 1.f) < 1e-3f) continue;
+        for (int64_t j = 0; j < per1; ++j) w1->data<float>()[c * per1 + j] /= s;
+        if (b1) b1->data<float>()[c] /= s;
+        for_input(c, [&](float& v) { v *= s; });
+        pair_changed = true;
+      }
+      if (!pair_changed) continue;
+      m.SetInitializer(w1n, *w1);
+      m.SetInitializer(w2n, *w2);
+      if (b1) m.SetInitializer(c1.input(2), *b1);
+      if (counted.insert(i1).second) ++report->equalized_pairs;
+      changed = true;
+    }
+    if (!changed) break;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvant::quantize

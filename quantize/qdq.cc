@@ -1,0 +1,267 @@
+// QDQ planning and writing (see the header).
+//
+// Planning walks the nodes in topological order once:
+//   1. a compute node marks its activation inputs (own parameters unless
+//      already quantized) and its output, or its fused activation's output;
+//   2. binary, pool and activation nodes whose inputs are all quantized mark
+//      their output with own parameters; same-params nodes with the input's;
+//   3. excluded nodes and everything else mark nothing.
+// Writing then inserts, after each quantized tensor's producer (or first, for
+// graph inputs), Q -> DQ, points every consumer at the DQ output, and turns
+// each compute node's weights and bias into DequantizeLinear of integers.
+#include "quantize/qdq.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+
+namespace kvant::quantize {
+namespace {
+
+enum class Role { kFloat, kCompute, kBinary, kPool, kSameParams, kActivation };
+
+Role RoleOf(const OnnxModel& m, const onnx::NodeProto& n) {
+  if (!n.domain().empty()) return Role::kFloat;
+  const std::string& op = n.op_type();
+  auto weight_rank = [&](int i) {
+    const onnx::TensorProto* w = n.input_size() > i ? m.FindInitializer(n.input(i)) : nullptr;
+    return w != nullptr && w->data_type() == onnx::TensorProto::FLOAT ? w->dims_size() : -1;
+  };
+  if (op == "Conv") return weight_rank(1) >= 3 ? Role::kCompute : Role::kFloat;
+  if (op == "MatMul") return weight_rank(1) == 2 ? Role::kCompute : Role::kFloat;
+  if (op == "Gemm") {
+    const bool plain = AttrInt(n, "transA", 0) == 0 && AttrFloat(n, "alpha", 1.f) == 1.f && AttrFloat(n, "beta", 1.f) == 1.f;
+    return plain && weight_rank(1) == 2 ? Role::kCompute : Role::kFloat;
+  }
+  if (op == "Add" || op == "Mul") return Role::kBinary;
+  if (op == "AveragePool" || op == "GlobalAveragePool") return Role::kPool;
+  if (op == "MaxPool" || op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
+      op == "Transpose") {
+    return n.output_size() == 1 ? Role::kSameParams : Role::kFloat;
+  }
+  if (op == "Relu") return Role::kActivation;
+  if (op == "Clip") {  // constant bounds only
+    for (int i = 1; i < n.input_size(); ++i)
+      if (!n.input(i).empty() && m.FindInitializer(n.input(i)) == nullptr) return Role::kFloat;
+    return Role::kActivation;
+  }
+  return Role::kFloat;
+}
+
+// The axis of a compute node's weights that indexes output channels.
+int64_t WeightAxis(const onnx::NodeProto& n) {
+  if (n.op_type() == "Conv") return 0;
+  if (n.op_type() == "Gemm") return AttrInt(n, "transB", 0) != 0 ? 0 : 1;
+  return 1;  // MatMul [K, N]
+}
+
+}  // namespace
+
+std::vector<std::string> QdqPlan::Observed() const {
+  std::vector<std::string> out;
+  for (const auto& [t, source] : tensors)
+    if (t == source) out.push_back(t);
+  return out;
+}
+
+QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excluded) {
+  QdqPlan plan;
+  absl::flat_hash_map<std::string, std::string> source;  // quantized tensor -> parameter source
+  absl::flat_hash_set<int> fused;                         // activation nodes absorbed by their producer
+  auto mark = [&](const std::string& t, const std::string& from) {
+    if (t.empty() || source.contains(t)) return;
+    source[t] = from;
+    plan.tensors.emplace_back(t, from);
+  };
+  auto quantized = [&](const std::string& t) { return source.contains(t); };
+  const auto& g = m.graph();
+  for (int i = 0; i < g.node_size(); ++i) {
+    const onnx::NodeProto& n = g.node(i);
+    if (excluded.contains(n.name()) || fused.contains(i)) continue;
+    const Role role = RoleOf(m, n);
+    switch (role) {
+      case Role::kFloat: break;
+      case Role::kCompute: {
+        mark(n.input(0), n.input(0));
+        plan.compute_nodes.push_back(i);
+        plan.quantized_nodes.insert(n.name());
+        const std::string& y = n.output(0);
+        const auto& uses = m.Consumers(y);
+        if (uses.size() == 1 && !m.IsGraphOutput(y)) {
+          const onnx::NodeProto& act = g.node(uses[0]);
+          if (RoleOf(m, act) == Role::kActivation && !excluded.contains(act.name())) {
+            fused.insert(uses[0]);
+            plan.quantized_nodes.insert(act.name());
+            mark(act.output(0), act.output(0));
+            break;
+          }
+        }
+        mark(y, y);
+        break;
+      }
+      case Role::kBinary:
+        if (n.input_size() == 2 && quantized(n.input(0)) && quantized(n.input(1)) &&
+            m.FindInitializer(n.input(0)) == nullptr && m.FindInitializer(n.input(1)) == nullptr) {
+          plan.quantized_nodes.insert(n.name());
+          mark(n.output(0), n.output(0));
+        }
+        break;
+      case Role::kPool:
+      case Role::kActivation:
+        if (quantized(n.input(0))) {
+          plan.quantized_nodes.insert(n.name());
+          mark(n.output(0), n.output(0));
+        }
+        break;
+      case Role::kSameParams:
+        if (quantized(n.input(0))) {
+          plan.quantized_nodes.insert(n.name());
+          mark(n.output(0), source[n.input(0)]);
+        }
+        break;
+    }
+  }
+  return plan;
+}
+
+absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_map<std::string, QParams>& params,
+                      const Scheme& scheme) {
+  auto& g = m.graph();
+  const DataType act_type = scheme.activations_signed ? DataType::kInt8 : DataType::kUInt8;
+  // Scale and zero-point initializers per parameter source.
+  absl::flat_hash_map<std::string, std::pair<std::string, std::string>> param_names;
+  auto params_of = [&](const std::string& src) -> absl::StatusOr<std::pair<std::string, std::string>> {
+    auto it = param_names.find(src);
+    if (it != param_names.end()) return it->second;
+    auto p = params.find(src);
+    if (p == params.end()) {
+      return absl::InternalError(absl::StrFormat("failed to quantize %s: no range for tensor '%s'", m.source(), src));
+    }
+    const std::string scale = m.FreshName(src + "_scale"), zero = m.FreshName(src + "_zero_point");
+    m.SetInitializer(scale, Tensor::FromVector<float>(DataType::kFloat32, {}, {p->second.scale}));
+    Tensor z = Tensor::Zeros(act_type, {});
+    if (act_type == DataType::kInt8) {
+      z.data<int8_t>()[0] = static_cast<int8_t>(p->second.zero_point);
+    } else {
+      z.data<uint8_t>()[0] = static_cast<uint8_t>(p->second.zero_point);
+    }
+    m.SetInitializer(zero, z);
+    return param_names[src] = {scale, zero};
+  };
+
+  // New nodes to place: at the front (graph inputs, weights) or after a node.
+  std::vector<onnx::NodeProto> front;
+  absl::flat_hash_map<int, std::vector<onnx::NodeProto>> after;
+  // Renames of consumer inputs: tensor -> its dequantized name.
+  absl::flat_hash_map<std::string, std::string> dequantized;
+  for (const auto& [t, src] : plan.tensors) {
+    auto names = params_of(src);
+    if (!names.ok()) return names.status();
+    const auto& [scale, zero] = *names;
+    const int producer = m.Producer(t);
+    const std::string q = m.FreshName(t + "_quantized");
+    std::string q_in = t, dq_out;
+    if (m.IsGraphOutput(t) && producer >= 0) {
+      // The graph output keeps its name, now the DequantizeLinear's.
+      q_in = m.FreshName(t + "_prequant");
+      for (auto& out : *g.mutable_node(producer)->mutable_output())
+        if (out == t) out = q_in;
+      dq_out = t;
+    } else {
+      dq_out = m.FreshName(t + "_dequantized");
+      dequantized[t] = dq_out;
+    }
+    std::vector<onnx::NodeProto>& dst = producer >= 0 ? after[producer] : front;
+    dst.push_back(MakeNode("QuantizeLinear", {q_in, scale, zero}, {q}, m.FreshName(t + "_QuantizeLinear")));
+    dst.push_back(MakeNode("DequantizeLinear", {q, scale, zero}, {dq_out}, m.FreshName(t + "_DequantizeLinear")));
+  }
+  // Each compute node's activation parameters (for its bias), before renaming.
+  absl::flat_hash_map<std::string, std::string> source_of(plan.tensors.begin(), plan.tensors.end());
+  absl::flat_hash_map<int, std::string> x_source;
+  for (int i : plan.compute_nodes) x_source[i] = source_of[g.node(i).input(0)];
+  for (auto& n : *g.mutable_node()) {
+    for (auto& in : *n.mutable_input()) {
+      auto it = dequantized.find(in);
+      if (it != dequantized.end()) in = it->second;
+    }
+  }
+  // Weights and biases.
+  bool per_axis = false;
+  absl::flat_hash_map<std::string, std::pair<std::string, std::vector<float>>> weight_dq;  // float name -> DQ output, scales
+  std::vector<std::string> replaced;  // float weights and biases now read through DequantizeLinear
+  for (int i : plan.compute_nodes) {
+    onnx::NodeProto& n = *g.mutable_node(i);
+    const std::string w_name = n.input(1);
+    auto w = m.InitializerTensor(w_name);
+    if (!w.ok()) return w.status();
+    const int64_t axis = WeightAxis(n);
+    const bool per_channel = scheme.weights_per_channel;
+    auto cached = weight_dq.find(w_name);
+    if (cached == weight_dq.end()) {
+      QuantizedWeights q = QuantizeWeights(w->data<float>(), w->shape(), axis, per_channel);
+      Tensor values = Tensor::Zeros(DataType::kInt8, w->shape());
+      std::copy(q.values.begin(), q.values.end(), values.data<int8_t>());
+      const std::string qn = m.FreshName(w_name + "_quantized"), sn = m.FreshName(w_name + "_scale");
+      const std::string zn = m.FreshName(w_name + "_zero_point"), dn = m.FreshName(w_name + "_dequantized");
+      m.SetInitializer(qn, values);
+      const std::vector<int64_t> pshape = per_channel ? std::vector<int64_t>{static_cast<int64_t>(q.scales.size())}
+                                                      : std::vector<int64_t>{};
+      m.SetInitializer(sn, Tensor::FromVector<float>(DataType::kFloat32, pshape, q.scales));
+      m.SetInitializer(zn, Tensor::Zeros(DataType::kInt8, pshape));
+      onnx::NodeProto dq = MakeNode("DequantizeLinear", {qn, sn, zn}, {dn}, m.FreshName(w_name + "_DequantizeLinear"));
+      if (per_channel) {
+        SetAttrInt(dq, "axis", axis);
+        per_axis = true;
+      }
+      front.push_back(std::move(dq));
+      cached = weight_dq.emplace(w_name, std::make_pair(dn, q.scales)).first;
+      replaced.push_back(w_name);
+    }
+    n.set_input(1, cached->second.first);
+    // Bias: Conv's B, Gemm's 1-D C.
+    const bool has_bias = (n.op_type() == "Conv" || n.op_type() == "Gemm") && n.input_size() > 2 && !n.input(2).empty();
+    if (!has_bias) continue;
+    auto b = m.InitializerTensor(n.input(2));
+    const int64_t channels = w->shape()[axis];
+    if (!b.ok() || b->dtype() != DataType::kFloat32 || b->rank() != 1 || b->num_elements() != channels) continue;
+    auto x_params = params.find(x_source[i]);
+    if (x_params == params.end()) continue;
+    const std::vector<float>& w_scales = cached->second.second;
+    std::vector<int32_t> qb = QuantizeBias(b->data<float>(), channels, x_params->second.scale, w_scales);
+    std::vector<float> b_scales(w_scales.size());
+    for (size_t c = 0; c < w_scales.size(); ++c) b_scales[c] = x_params->second.scale * w_scales[c];
+    const std::string bn = n.input(2);
+    const std::string qn = m.FreshName(bn + "_quantized"), sn = m.FreshName(bn + "_scale");
+    const std::string zn = m.FreshName(bn + "_zero_point"), dn = m.FreshName(bn + "_dequantized");
+    m.SetInitializer(qn, Tensor::FromVector<int32_t>(DataType::kInt32, {channels}, qb));
+    const std::vector<int64_t> pshape = per_channel ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
+    m.SetInitializer(sn, Tensor::FromVector<float>(DataType::kFloat32, pshape, b_scales));
+    m.SetInitializer(zn, Tensor::Zeros(DataType::kInt32, pshape));
+    onnx::NodeProto dq = MakeNode("DequantizeLinear", {qn, sn, zn}, {dn}, m.FreshName(bn + "_DequantizeLinear"));
+    if (per_channel) SetAttrInt(dq, "axis", 0);
+    front.push_back(std::move(dq));
+    n.set_input(2, dn);
+    replaced.push_back(bn);
+  }
+  // The new node order: front, then each node followed by its conversions.
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+  for (auto& n : front) *nodes.Add() = std::move(n);
+  for (int i = 0; i < g.node_size(); ++i) {
+    *nodes.Add() = std::move(*g.mutable_node(i));
+    auto it = after.find(i);
+    if (it == after.end()) continue;
+    for (auto& n : it->second) *nodes.Add() = std::move(n);
+  }
+  g.mutable_node()->Swap(&nodes);
+  m.Reindex();
+  // Float weights no one reads any more.
+  const auto sub_reads = m.SubgraphReads();
+  for (const auto& name : replaced) {
+    if (m.Consumers(name).empty() && !m.IsGraphOutput(name) && !sub_reads.contains(name)) m.RemoveInitializer(name);
+  }
+  if (per_axis && m.opset() < 13) m.SetOpset(13);
+  if (m.opset() < 10) m.SetOpset(10);
+  return absl::OkStatus();
+}
+
+}  // namespace kvant::quantize

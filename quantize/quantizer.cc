@@ -1,0 +1,84 @@
+// prepare -> calibrate -> convert (see the header).
+#include "quantize/quantizer.h"
+
+#include "absl/strings/str_format.h"
+#include "quantize/dynamic.h"
+#include "quantize/qdq.h"
+
+namespace kvant::quantize {
+
+absl::Status Prepare(OnnxModel& model, const QuantizeOptions& options, PrepareReport* report) {
+  if (auto s = RemoveNoOps(model, report); !s.ok()) return s;
+  if (auto s = FoldBatchNorms(model, report); !s.ok()) return s;
+  report->opset_before = report->opset_after = model.opset();
+  if (!options.dynamic && options.scheme.weights_per_channel) {
+    if (auto s = UpgradeToOpset13(model, report); !s.ok()) return s;
+  }
+  if (options.equalize) {
+    if (auto s = EqualizeCrossLayer(model, report); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Calibration> CalibrateFor(const OnnxModel& prepared, const QuantizeOptions& options,
+                                         const std::vector<CalibrationBatch>& batches, const ProgressFn& progress) {
+  // Every tensor any plan could quantize: the plan with nothing excluded.
+  const QdqPlan plan = PlanQdq(prepared, {});
+  auto observers = Calibrate(prepared, plan.Observed(), batches, progress, options.num_threads);
+  if (!observers.ok()) return observers.status();
+  return Calibration{*std::move(observers)};
+}
+
+absl::StatusOr<OnnxModel> Convert(const OnnxModel& prepared, const QuantizeOptions& options,
+                                  const Calibration* calibration, QuantizeReport* report) {
+  OnnxModel m = prepared;
+  if (options.dynamic) {
+    auto n = ApplyDynamic(m, options.scheme.weights_per_channel, options.exclude);
+    if (!n.ok()) return n.status();
+    report->dynamic_nodes = *n;
+    return m;
+  }
+  const QdqPlan plan = PlanQdq(m, options.exclude);
+  absl::flat_hash_map<std::string, QParams> params;
+  for (const std::string& t : plan.Observed()) {
+    if (calibration == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat("failed to quantize %s: static quantization needs calibration", m.source()));
+    }
+    auto it = calibration->observers.find(t);
+    if (it == calibration->observers.end() || it->second.empty()) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "failed to quantize %s: tensor '%s' was not calibrated (an exclusion made it quantized where the full plan "
+          "did not)", m.source(), t));
+    }
+    const bool symmetric = options.scheme.activations_symmetric;
+    params[t] = ActivationParams(it->second.Choose(options.method, options.percentile, 255, symmetric), options.scheme);
+  }
+  report->observed_tensors = static_cast<int>(params.size());
+  for (const auto& n : m.graph().node()) {
+    if (plan.quantized_nodes.contains(n.name())) report->quantized_nodes.push_back(n.name());
+    const bool compute = n.domain().empty() && (n.op_type() == "Conv" || n.op_type() == "MatMul" || n.op_type() == "Gemm");
+    if (compute && !plan.quantized_nodes.contains(n.name())) ++report->float_compute_nodes;
+  }
+  if (auto s = ApplyQdq(m, plan, params, options.scheme); !s.ok()) return s;
+  auto* meta = m.proto().add_metadata_props();
+  meta->set_key("kvant.quantization");
+  meta->set_value(absl::StrFormat("preset=%s method=%s weights=%s activations=%s%s%s", options.scheme.preset,
+                                  RangeMethodName(options.method),
+                                  options.scheme.weights_per_channel ? "per-channel" : "per-tensor",
+                                  options.scheme.activations_signed ? "s8" : "u8",
+                                  options.scheme.activations_symmetric ? "-symmetric" : "",
+                                  options.scheme.fixed_point_requantization ? " requantization=fixed-point" : ""));
+  return m;
+}
+
+absl::StatusOr<OnnxModel> Quantize(OnnxModel model, const QuantizeOptions& options,
+                                   const std::vector<CalibrationBatch>& batches, const ProgressFn& progress,
+                                   QuantizeReport* report) {
+  if (auto s = Prepare(model, options, &report->prepare); !s.ok()) return s;
+  if (options.dynamic) return Convert(model, options, nullptr, report);
+  auto calibration = CalibrateFor(model, options, batches, progress);
+  if (!calibration.ok()) return calibration.status();
+  return Convert(model, options, &*calibration, report);
+}
+
+}  // namespace kvant::quantize

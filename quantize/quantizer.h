@@ -1,0 +1,66 @@
+// The quantizer: prepare -> calibrate -> convert, as `kvant quantize` runs it.
+//   1. prepare (quantize/prepare.h): no-ops out, BatchNorm folded, opset 13
+//      for per-channel weights, optional cross-layer equalization;
+//   2. dynamic: weights to s8, done (quantize/dynamic.h); static: plan which
+//      tensors are quantized (quantize/qdq.h) and calibrate their ranges on
+//      the FP32 model (quantize/calibrate.h) with the chosen method;
+//   3. convert: scales and zero points from the ranges and the scheme, Q/DQ
+//      pairs, s8 weights and int32 biases written into the ONNX model.
+#ifndef KVANT_QUANTIZE_QUANTIZER_H_
+#define KVANT_QUANTIZE_QUANTIZER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "quantize/calibrate.h"
+#include "quantize/observer.h"
+#include "quantize/onnx_model.h"
+#include "quantize/prepare.h"
+#include "quantize/scheme.h"
+
+namespace kvant::quantize {
+
+struct QuantizeOptions {
+  Scheme scheme;
+  RangeMethod method = RangeMethod::kMinMax;
+  double percentile = 99.99;
+  bool dynamic = false;
+  bool equalize = false;
+  absl::flat_hash_set<std::string> exclude;  // node names kept in float
+  int num_threads = 1;
+};
+
+struct QuantizeReport {
+  PrepareReport prepare;
+  std::vector<std::string> quantized_nodes;  // in graph order
+  int float_compute_nodes = 0;               // Conv/MatMul/Gemm left in float
+  int observed_tensors = 0;
+  int dynamic_nodes = 0;
+};
+
+// Prepares `model` in place (step 1); used alone by the accuracy tools.
+absl::Status Prepare(OnnxModel& model, const QuantizeOptions& options, PrepareReport* report);
+
+// Ranges calibrated on a prepared model for the tensors `excluded` leaves
+// quantized; reusable across several Convert calls.
+struct Calibration {
+  absl::flat_hash_map<std::string, RangeObserver> observers;
+};
+absl::StatusOr<Calibration> CalibrateFor(const OnnxModel& prepared, const QuantizeOptions& options,
+                                         const std::vector<CalibrationBatch>& batches, const ProgressFn& progress);
+
+// Steps 2-3 on a prepared model with its calibration (static), or without
+// (dynamic): returns the quantized model.
+absl::StatusOr<OnnxModel> Convert(const OnnxModel& prepared, const QuantizeOptions& options,
+                                  const Calibration* calibration, QuantizeReport* report);
+
+// All three steps.
+absl::StatusOr<OnnxModel> Quantize(OnnxModel model, const QuantizeOptions& options,
+                                   const std::vector<CalibrationBatch>& batches, const ProgressFn& progress,
+                                   QuantizeReport* report);
+
+}  // namespace kvant::quantize
+
+#endif  // KVANT_QUANTIZE_QUANTIZER_H_

@@ -1,0 +1,97 @@
+// `kvant quantize IN.onnx -o OUT.onnx [options]`: the quantizer
+// (quantize/quantizer.h) from the command line, calibration data from a
+// directory of .npy files, a short report on stdout.
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "quantize/quantizer.h"
+#include "tools/commands.h"
+#include "tools/dataset.h"
+
+namespace kvant::tools {
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "kvant: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+absl::StatusOr<quantize::QuantizeOptions> QuantizeOptionsFrom(const QuantizeArgs& args) {
+  quantize::QuantizeOptions o;
+  auto scheme = quantize::PresetScheme(args.preset);
+  if (!scheme.ok()) return scheme.status();
+  o.scheme = *scheme;
+  if (args.per_tensor) o.scheme.weights_per_channel = false;
+  if (args.symmetric_activations) o.scheme.activations_symmetric = true;
+  if (!args.activation_type.empty()) {
+    if (args.activation_type != "u8" && args.activation_type != "s8") {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("failed to parse --activation-type: must be u8 or s8, got '%s'", args.activation_type));
+    }
+    o.scheme.activations_signed = args.activation_type == "s8";
+  }
+  auto method = quantize::ParseRangeMethod(args.method);
+  if (!method.ok()) return method.status();
+  o.method = *method;
+  o.percentile = args.percentile;
+  o.dynamic = args.dynamic;
+  o.equalize = args.equalize;
+  o.exclude.insert(args.exclude.begin(), args.exclude.end());
+  o.num_threads = args.threads;
+  return o;
+}
+
+absl::StatusOr<std::vector<quantize::CalibrationBatch>> LoadCalibration(const std::string& model_path,
+                                                                       const std::string& dir, int64_t samples,
+                                                                       int64_t batch_rows) {
+  auto session = Session::Load(model_path);
+  if (!session.ok()) return session.status();
+  return LoadDataset(dir, session->inputs(), samples, batch_rows);
+}
+
+int QuantizeCommand(const QuantizeArgs& args) {
+  auto options = QuantizeOptionsFrom(args);
+  if (!options.ok()) return Fail(options.status());
+  if (args.format != "qdq") {
+    return Fail(absl::UnimplementedError(absl::StrFormat(
+        "failed to quantize %s: --format %s is not written yet (qdq is; Kvant and ONNX Runtime fuse it into the "
+        "same INT8 operators)", args.model, args.format)));
+  }
+  auto model = quantize::OnnxModel::Load(args.model);
+  if (!model.ok()) return Fail(model.status());
+  std::vector<quantize::CalibrationBatch> batches;
+  if (!options->dynamic) {
+    if (args.calib.empty()) {
+      return Fail(absl::InvalidArgumentError(absl::StrFormat(
+          "failed to quantize %s: static quantization needs --calib DIR (one NAME.npy per input), or use --dynamic",
+          args.model)));
+    }
+    auto loaded = LoadCalibration(args.model, args.calib, args.calib_samples, args.calib_batch);
+    if (!loaded.ok()) return Fail(loaded.status());
+    batches = *std::move(loaded);
+  }
+  quantize::QuantizeReport report;
+  auto q = quantize::Quantize(*std::move(model), *options, batches, StderrProgress(), &report);
+  if (!q.ok()) return Fail(q.status());
+  if (auto s = q->Save(args.output); !s.ok()) return Fail(s);
+  const auto& p = report.prepare;
+  std::printf("prepared: %d no-op(s) removed, %d BatchNormalization folded, opset %lld -> %lld (%d node(s) rewritten)%s\n",
+              p.removed_noops, p.folded_batchnorms, static_cast<long long>(p.opset_before),
+              static_cast<long long>(p.opset_after), p.upgraded_nodes,
+              options->equalize ? absl::StrFormat(", %d pair(s) equalized", p.equalized_pairs).c_str() : "");
+  if (options->dynamic) {
+    std::printf("dynamic: %d node(s) with s8 weights (activations quantized per call)\n", report.dynamic_nodes);
+  } else {
+    std::printf("static: %zu node(s) quantized, %d tensor range(s) from %zu batch(es) by %s; %d Conv/MatMul/Gemm "
+                "left in float\n", report.quantized_nodes.size(), report.observed_tensors, batches.size(),
+                quantize::RangeMethodName(options->method), report.float_compute_nodes);
+  }
+  std::printf("wrote %s (%.1f MB, from %.1f MB)\n", args.output.c_str(),
+              std::filesystem::file_size(args.output) / 1e6, std::filesystem::file_size(args.model) / 1e6);
+  return 0;
+}
+
+}  // namespace kvant::tools

@@ -1,0 +1,30 @@
+// Calibration and evaluation data for `kvant quantize` and `kvant compare`:
+// a directory with one NAME.npy per model input, each batched along its
+// first axis (row i of every file is sample i), cut into batches of rows.
+#ifndef KVANT_TOOLS_DATASET_H_
+#define KVANT_TOOLS_DATASET_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kvant/kvant.h"
+#include "quantize/calibrate.h"
+
+namespace kvant::tools {
+
+// `inputs`: the model's inputs. A fixed first dimension sets the batch size;
+// a symbolic one takes up to `batch_rows` rows. `max_samples` (0: all) keeps
+// the first rows. Missing files, disagreeing row counts and NaN or Inf are
+// errors that name the file.
+absl::StatusOr<std::vector<quantize::CalibrationBatch>> LoadDataset(const std::string& dir,
+                                                                   const std::vector<ValueInfo>& inputs,
+                                                                   int64_t max_samples, int64_t batch_rows);
+
+// Progress on stderr: a bar redrawn in place on a terminal, else a line at
+// every tenth.
+quantize::ProgressFn StderrProgress();
+
+}  // namespace kvant::tools
+
+#endif  // KVANT_TOOLS_DATASET_H_
