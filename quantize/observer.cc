@@ -55,6 +55,7 @@ void RangeObserver::Observe(const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t b = static_cast<int64_t>((x[i] + radius_) * per_bin);
     hist_[std::clamp<int64_t>(b, 0, kBins - 1)] += 1;
+    zeros_ += x[i] == 0.f;
   }
 }
 
@@ -91,38 +92,38 @@ Range RangeObserver::Choose(RangeMethod method, double percentile, int levels, b
   return r;
 }
 
-// Cuts (100 - p) / 2 percent of the values off each end.
+// The |x| below which p percent of the values lie, as [-T, T] (cut to what
+// was seen): the percentile calibration of TensorRT and ONNX Runtime. A
+// two-sided cut would clip a one-signed tail twice as hard.
 Range RangeObserver::Percentile(double p) const {
-  const double cut = std::clamp((100.0 - p) / 200.0, 0.0, 0.5) * static_cast<double>(count_);
-  const double half_bin = radius_ / kBins;
-  Range r{min_, max_};
+  const int half = kBins / 2;
+  const double keep = std::clamp(p / 100.0, 0.0, 1.0) * static_cast<double>(count_);
+  const double width = radius_ / half;
   double seen = 0;
-  for (int i = 0; i < kBins; ++i) {
-    seen += hist_[i];
-    if (seen > cut) {
-      r.lo = static_cast<float>(BinCenter(i) - half_bin);
-      break;
+  for (int i = 0; i < half; ++i) {
+    seen += hist_[half + i] + hist_[half - 1 - i];
+    if (seen >= keep) {
+      const float t = static_cast<float>((i + 1) * width);
+      return {-t, t};
     }
   }
-  seen = 0;
-  for (int i = kBins - 1; i >= 0; --i) {
-    seen += hist_[i];
-    if (seen > cut) {
-      r.hi = static_cast<float>(BinCenter(i) + half_bin);
-      break;
-    }
-  }
-  return r;
+  return {min_, max_};
 }
 
 // TensorRT's entropy calibration on |x|: for each candidate threshold (a bin
 // edge), the distribution below it (with the clipped tail added to its last
 // bin) against the same bins merged into `quant_bins` levels and spread back
 // over their non-empty bins; the threshold of least KL divergence wins.
+// Exact zeros are left out, and the threshold never cuts off more than one
+// value in 10^4 (see below).
 Range RangeObserver::Entropy(int levels) const {
   const int half = kBins / 2;
   std::vector<double> abs_hist(half, 0);
   for (int i = 0; i < kBins; ++i) abs_hist[i < half ? half - 1 - i : i - half] += hist_[i];
+  // Exact zeros (half of a ReLU's outputs) quantize without error whatever
+  // the threshold; left in, their spike in the first bin biases KL towards
+  // narrow ranges.
+  abs_hist[0] = std::max(0.0, abs_hist[0] - static_cast<double>(zeros_));
   int used = half;
   while (used > 1 && abs_hist[used - 1] == 0) --used;
   const int quant_bins = std::max(2, (levels + 1) / 2);
@@ -162,7 +163,20 @@ Range RangeObserver::Entropy(int levels) const {
       best = t;
     }
   }
-  const float threshold = static_cast<float>((best + 0.5) * width);
+  // Never cut off more than 1 in 10^4 values: on models whose channels have
+  // very different ranges (depthwise convolutions, squeeze-excite), the KL
+  // optimum clips whole channels and the output is lost.
+  const double keep = static_cast<double>(count_ - zeros_) * (1.0 - 1e-4);
+  double seen = 0;
+  int floor_bins = used;
+  for (int i = 0; i < used; ++i) {
+    seen += abs_hist[i];
+    if (seen >= keep) {
+      floor_bins = i + 1;
+      break;
+    }
+  }
+  const float threshold = static_cast<float>(std::max(best, floor_bins) * width);
   return {-threshold, threshold};
 }
 

@@ -8,10 +8,11 @@
 //   kMinMax         the exact min and max;
 //   kMovingAverage  min and max averaged over batches (PyTorch's
 //                   MovingAverageMinMaxObserver, constant 0.01);
-//   kPercentile     the `percentile` and 100 - `percentile` quantiles;
+//   kPercentile     [-T, T] with T the `percentile` quantile of |x|;
 //   kEntropy        the |x| threshold whose 128-level quantized distribution
 //                   is closest in KL divergence to the observed one
-//                   (TensorRT's entropy calibrator);
+//                   (TensorRT's entropy calibrator, exact zeros left out),
+//                   never cutting off more than 1 value in 10^4;
 //   kMse            the clipping range with the least expected squared
 //                   quantization error over the histogram.
 #ifndef KVANT_QUANTIZE_OBSERVER_H_
@@ -56,7 +57,7 @@ class RangeObserver {
   Range Entropy(int levels) const;
   Range Mse(int levels, bool symmetric) const;
 
-  int64_t count_ = 0;
+  int64_t count_ = 0, zeros_ = 0;
   float min_ = 0, max_ = 0;
   double avg_min_ = 0, avg_max_ = 0;
   double radius_ = 0;  // the histogram covers [-radius_, radius_]

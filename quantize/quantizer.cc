@@ -51,7 +51,11 @@ absl::StatusOr<OnnxModel> Convert(const OnnxModel& prepared, const QuantizeOptio
           "did not)", m.source(), t));
     }
     const bool symmetric = options.scheme.activations_symmetric;
-    params[t] = ActivationParams(it->second.Choose(options.method, options.percentile, 255, symmetric), options.scheme);
+    // Model inputs and outputs keep their whole range: their values are the
+    // data's own (pixels, the logits a classifier ranks), and clipping them
+    // is never what a user wants.
+    const RangeMethod method = m.IsGraphOutput(t) || m.IsGraphInput(t) ? RangeMethod::kMinMax : options.method;
+    params[t] = ActivationParams(it->second.Choose(method, options.percentile, 255, symmetric), options.scheme);
   }
   report->observed_tensors = static_cast<int>(params.size());
   for (const auto& n : m.graph().node()) {

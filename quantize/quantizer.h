@@ -25,7 +25,7 @@ namespace kvant::quantize {
 struct QuantizeOptions {
   Scheme scheme;
   RangeMethod method = RangeMethod::kMinMax;
-  double percentile = 99.99;
+  double percentile = 99.999;
   bool dynamic = false;
   bool equalize = false;
   absl::flat_hash_set<std::string> exclude;  // node names kept in float

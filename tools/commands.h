@@ -41,7 +41,7 @@ struct QuantizeArgs {
   std::string model, output;
   std::string preset = "x86";
   std::string method = "minmax";
-  double percentile = 99.99;
+  double percentile = 99.999;
   std::string calib;
   int64_t calib_samples = 0;  // 0: all rows
   int64_t calib_batch = 8;
@@ -55,6 +55,18 @@ struct QuantizeArgs {
   int threads = 1;
 };
 int QuantizeCommand(const QuantizeArgs& args);
+
+struct CompareArgs {
+  std::string float_model, quant_model, data;
+  int64_t samples = 0, batch = 8;
+  size_t top = 15;        // layers shown
+  size_t try_layers = 5;  // worst layers tried in float for the suggestions
+  bool no_suggest = false;
+  std::string preset = "x86", method = "minmax";
+  bool per_tensor = false;
+  int threads = 1;
+};
+int CompareCommand(const CompareArgs& args);
 
 // NAME=D0,D1,... -> map; symbolic dims of other inputs default to 1.
 absl::StatusOr<std::map<std::string, std::vector<int64_t>>> ResolveShapes(const Session& session,

@@ -54,7 +54,23 @@ int main(int argc, char** argv) {
   quant_cmd->add_option("--exclude", quant.exclude, "node name to keep in float (repeatable)");
   quant_cmd->add_option("--threads", quant.threads, "intra-op threads for calibration")->check(CLI::Range(1, 1024));
 
+  kvant::tools::CompareArgs cmp;
+  CLI::App* cmp_cmd = app.add_subcommand("compare", "Per-layer error of a quantized model against its FP32 original");
+  cmp_cmd->add_option("float_model", cmp.float_model, "FP32 ONNX model")->required();
+  cmp_cmd->add_option("quant_model", cmp.quant_model, "its quantized form (QDQ: Kvant's, ONNX Runtime's, PyTorch's)")->required();
+  cmp_cmd->add_option("--data", cmp.data, "a directory with one NAME.npy per input, batched")->required();
+  cmp_cmd->add_option("--samples", cmp.samples, "use the first N samples (rows)")->check(CLI::NonNegativeNumber);
+  cmp_cmd->add_option("--batch", cmp.batch, "rows per run")->check(CLI::Range(1, 4096));
+  cmp_cmd->add_option("--top", cmp.top, "layers to list");
+  cmp_cmd->add_option("--try-layers", cmp.try_layers, "worst layers to try keeping in float");
+  cmp_cmd->add_flag("--no-suggest", cmp.no_suggest, "only measure, suggest nothing");
+  cmp_cmd->add_option("--preset", cmp.preset, "scheme the suggestions start from (x86, tensorrt, tflite)");
+  cmp_cmd->add_option("--method", cmp.method, "range method the suggestions start from");
+  cmp_cmd->add_flag("--per-tensor", cmp.per_tensor, "suggestions start from per-tensor weights");
+  cmp_cmd->add_option("--threads", cmp.threads, "intra-op threads")->check(CLI::Range(1, 1024));
+
   CLI11_PARSE(app, argc, argv);
+  if (cmp_cmd->parsed()) return kvant::tools::CompareCommand(cmp);
   if (quant_cmd->parsed()) return kvant::tools::QuantizeCommand(quant);
   if (run_cmd->parsed()) return kvant::tools::RunCommand(run);
   if (inspect_cmd->parsed()) {
