@@ -27,8 +27,10 @@ absl::Status CheckFinite(const CalibrationBatch& batch) {
     const float* v = t.data<float>();
     for (int64_t i = 0; i < t.num_elements(); ++i) {
       if (!std::isfinite(v[i])) {
+        const int64_t per_row = t.rank() > 0 && t.shape()[0] > 0 ? t.num_elements() / t.shape()[0] : 1;
         return absl::InvalidArgumentError(absl::StrFormat(
-            "failed to calibrate with %s: input '%s' must be finite, got %f at element %d", batch.source, name, v[i], i));
+            "failed to calibrate with %s: input '%s' must be finite, got %f at element %d (row %d)", batch.source, name,
+            v[i], i, i / std::max<int64_t>(per_row, 1)));
       }
     }
   }

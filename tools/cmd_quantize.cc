@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_format.h"
+#include "quantize/mixed_precision.h"
 #include "quantize/quantizer.h"
 #include "tools/commands.h"
 #include "tools/dataset.h"
@@ -74,7 +75,11 @@ int QuantizeCommand(const QuantizeArgs& args) {
     batches = *std::move(loaded);
   }
   quantize::QuantizeReport report;
-  auto q = quantize::Quantize(*std::move(model), *options, batches, StderrProgress(), &report);
+  quantize::BudgetReport budget;
+  const bool mixed = args.accuracy_budget > 0 && !options->dynamic;
+  auto q = mixed ? quantize::QuantizeWithBudget(*model, *options, args.accuracy_budget, batches, StderrProgress(),
+                                                &report, &budget)
+                 : quantize::Quantize(*std::move(model), *options, batches, StderrProgress(), &report);
   if (!q.ok()) return Fail(q.status());
   if (auto s = q->Save(args.output); !s.ok()) return Fail(s);
   const auto& p = report.prepare;
@@ -88,6 +93,15 @@ int QuantizeCommand(const QuantizeArgs& args) {
     std::printf("static: %zu node(s) quantized, %d tensor range(s) from %zu batch(es) by %s; %d Conv/MatMul/Gemm "
                 "left in float\n", report.quantized_nodes.size(), report.observed_tensors, batches.size(),
                 quantize::RangeMethodName(options->method), report.float_compute_nodes);
+  }
+  if (mixed) {
+    std::printf("accuracy budget %.1f dB: all INT8 %.2f dB, %zu layer(s) kept in float -> %.2f dB (%s, %d evaluations)\n",
+                budget.budget_db, budget.all_int8_db, budget.kept_float.size(), budget.final_db,
+                budget.met ? "met" : "NOT met: every layer that helped is in float", budget.evaluations);
+    for (const auto& k : budget.kept_float) {
+      std::printf("  kept in float: %s '%s' (+%.2f dB alone, %.1f KB more weights)\n", k.op.c_str(), k.node.c_str(),
+                  k.gain_db, k.extra_bytes / 1024.0);
+    }
   }
   std::printf("wrote %s (%.1f MB, from %.1f MB)\n", args.output.c_str(),
               std::filesystem::file_size(args.output) / 1e6, std::filesystem::file_size(args.model) / 1e6);

@@ -52,6 +52,7 @@ struct QuantizeArgs {
   bool equalize = false;
   std::string format = "qdq";
   std::vector<std::string> exclude;
+  double accuracy_budget = 0;  // minimum output SQNR in dB; 0: off
   int threads = 1;
 };
 int QuantizeCommand(const QuantizeArgs& args);

@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   quant_cmd->add_flag("--equalize", quant.equalize, "cross-layer equalization of Conv -> [Relu] -> Conv pairs first");
   quant_cmd->add_option("--format", quant.format, "qdq (QuantizeLinear/DequantizeLinear around float operators)");
   quant_cmd->add_option("--exclude", quant.exclude, "node name to keep in float (repeatable)");
+  quant_cmd->add_option("--accuracy-budget", quant.accuracy_budget,
+                        "minimum output SQNR (dB) against FP32 on the calibration data: layers stay in float, most "
+                        "sensitive per byte first, until it is met")->check(CLI::Range(0.0, 200.0));
   quant_cmd->add_option("--threads", quant.threads, "intra-op threads for calibration")->check(CLI::Range(1, 1024));
 
   kvant::tools::CompareArgs cmp;

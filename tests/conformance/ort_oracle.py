@@ -12,7 +12,8 @@ both runtimes. Quantized operators built by hand (com.microsoft
 QLinearAveragePool) must match ONNX Runtime within one quantization step; the
 LSTM digits model quantized dynamically by ONNX Runtime (DynamicQuantizeLSTM,
 DynamicQuantizeMatMul) and by `kvant run --dynamic-int8` must agree with
-ONNX Runtime's INT8 and FP32 predictions.
+ONNX Runtime's INT8 and FP32 predictions; files written by `kvant quantize`
+(static presets and --dynamic) must run in ONNX Runtime as they do in Kvant.
 
 usage: ort_oracle.py KVANT_BINARY WORK_DIR
 """
@@ -329,6 +330,45 @@ def dynamic_lstm(binary, root, work):
     return errors
 
 
+def kvant_quantized(binary, root, work):
+    """Models quantized by `kvant quantize` run in ONNX Runtime as in Kvant:
+    the digits CNN (x86 min-max, tensorrt entropy, per-tensor percentile) and
+    the LSTM digits model with --dynamic."""
+    errors = []
+    digits = os.path.join(root, "models", "digits", "digits.onnx")
+    x = np.load(os.path.join(root, "models", "digits", "eval_x.npy"))
+    calib = os.path.join(work, "calib")
+    os.makedirs(calib, exist_ok=True)
+    np.save(os.path.join(calib, "image.npy"), np.load(os.path.join(root, "models", "digits", "calib_x.npy")))
+    for label, flags in (("x86_minmax", []), ("tensorrt_entropy", ["--preset", "tensorrt", "--method", "entropy"]),
+                         ("per_tensor_percentile", ["--per-tensor", "--method", "percentile"])):
+        path = os.path.join(work, f"digits_kvant_{label}.onnx")
+        r = subprocess.run([binary, "quantize", digits, "-o", path, "--calib", calib, *flags], capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append(f"kvant quantize {label}: {r.stderr.strip()}")
+            continue
+        err = compare_quantized(f"digits_kvant_{label}", binary, path, {"image": x}, os.path.join(work, label))
+        if err:
+            errors.append(err)
+    lstm = os.path.join(root, "models", "lstm_digits", "lstm_digits.onnx")
+    rows = np.load(os.path.join(root, "models", "lstm_digits", "eval_x.npy"))
+    path = os.path.join(work, "lstm_digits_kvant_dynamic.onnx")
+    r = subprocess.run([binary, "quantize", lstm, "-o", path, "--dynamic"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return errors + [f"kvant quantize --dynamic lstm_digits: {r.stderr.strip()}"]
+    os.makedirs(os.path.join(work, "lstm"), exist_ok=True)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"rows": rows})[0]
+    got = np.load(os.path.join(run_kvant(binary, path, {"rows": rows}, os.path.join(work, "lstm")), "logits.npy"))
+    diff, spread = float(np.max(np.abs(got - want))), float(np.max(want) - np.min(want))
+    agree = float(np.mean(np.argmax(got, 1) == np.argmax(want, 1)))
+    ok = diff <= 0.02 * spread and agree >= 0.99
+    print(f"{'ok' if ok else 'FAILED':6s} {'lstm_digits_kvant_dynamic':28s} max |diff| {diff:.3f} (logit range "
+          f"{spread:.1f}), top-1 agreement {agree:.4f}")
+    if not ok:
+        errors.append(f"lstm_digits_kvant_dynamic: max diff {diff:.3f}, agreement {agree:.4f}")
+    return errors
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -375,6 +415,7 @@ def main():
     if err:
         failures.append(err)
     failures += dynamic_lstm(binary, root, os.path.join(work, "lstm_dynamic"))
+    failures += kvant_quantized(binary, root, os.path.join(work, "kvant_quantized"))
     for name, (m, feeds) in qlinear_average_pools(rng).items():
         path = os.path.join(work, name + ".onnx")
         onnx.save(m, path)

@@ -168,7 +168,8 @@ def first_differing_node(kvant, qmodel, case_dir, feeds, work):
 
 
 def check_static(kvant, model_dir, case_dir, work):
-    """Static INT8 of a CNN quantized by ONNX Runtime: QOperator and QDQ, per tensor and per channel."""
+    """Static INT8 of a CNN quantized by ONNX Runtime (QOperator and QDQ, per tensor and per channel) and by
+    `kvant quantize` (QDQ, per channel): Kvant against ONNX Runtime on each file."""
     from onnxruntime.quantization import QuantFormat
     os.makedirs(work, exist_ok=True)
     name = os.path.basename(model_dir)
@@ -176,36 +177,43 @@ def check_static(kvant, model_dir, case_dir, work):
     feeds = {os.path.basename(f)[:-4]: np.load(f) for f in sorted(glob.glob(os.path.join(case_dir, "*.npy")))}
 
     errors, lines = [], []
-    for fmt, label in ((QuantFormat.QOperator, "qoperator"), (QuantFormat.QDQ, "qdq")):
-        for per_channel in (False, True):
-            tag = f"{label}/{'per-channel' if per_channel else 'per-tensor'}"
-            qmodel = os.path.join(work, f"static_{label}_{'pc' if per_channel else 'pt'}.onnx")
-            if not os.path.exists(qmodel):
-                try:
-                    quantize_static_file(model, qmodel, feeds, fmt, per_channel)
-                except Exception as e:  # ONNX Runtime's quantizer fails on some graphs (PP-OCR det/rec QOperator)
-                    lines.append(f"{tag}: ONNX Runtime's quantizer failed ({type(e).__name__}), skipped")
-                    continue
-            sess = ort.InferenceSession(qmodel, providers=["CPUExecutionProvider"])
-            oname = sess.get_outputs()[0].name
-            want = sess.run([oname], feeds)[0]
-            out = os.path.join(work, f"out_{label}_{'pc' if per_channel else 'pt'}")
-            err = run_kvant(kvant, qmodel, case_dir, feeds, out)
-            if err:
-                errors.append(f"{tag}: kvant failed: {err}")
+    variants = [(fmt, label, pc) for fmt, label in ((QuantFormat.QOperator, "qoperator"), (QuantFormat.QDQ, "qdq"))
+                for pc in (False, True)] + [(None, "kvant-quantize", True)]
+    for fmt, label, per_channel in variants:
+        tag = f"{label}/{'per-channel' if per_channel else 'per-tensor'}"
+        qmodel = os.path.join(work, f"static_{label}_{'pc' if per_channel else 'pt'}.onnx")
+        if fmt is None:  # Kvant's own quantizer, calibrated on the same inputs
+            r = subprocess.run([kvant, "quantize", model, "-o", qmodel, "--calib", case_dir], capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                errors.append(f"{tag}: kvant quantize failed: {r.stderr.strip()}")
                 continue
-            got = np.load(os.path.join(out, safe(oname) + ".npy"))
-            step = output_step(qmodel, oname) or 0.01 * float(np.ptp(want))
-            within = float(np.mean(np.abs(got.astype(np.float64) - want) <= step * 1.001))
-            line = f"{tag}: {100 * within:.3f}% within one step"
-            ok = within >= STATIC_CNNS[name]
-            if name in CLASSIFIERS:
-                same = float(np.mean(got.reshape(got.shape[0], -1).argmax(-1) == want.reshape(want.shape[0], -1).argmax(-1)))
-                line += f", top-1 agreement {same:.2f}"
-                ok &= same == 1.0
-            lines.append(line)
-            if not ok:
-                errors.append(f"{tag}: {line}; {first_differing_node(kvant, qmodel, case_dir, feeds, out + '_diag')}")
+        elif not os.path.exists(qmodel):
+            try:
+                quantize_static_file(model, qmodel, feeds, fmt, per_channel)
+            except Exception as e:  # ONNX Runtime's quantizer fails on some graphs (PP-OCR det/rec QOperator)
+                lines.append(f"{tag}: ONNX Runtime's quantizer failed ({type(e).__name__}), skipped")
+                continue
+        sess = ort.InferenceSession(qmodel, providers=["CPUExecutionProvider"])
+        oname = sess.get_outputs()[0].name
+        want = sess.run([oname], feeds)[0]
+        out = os.path.join(work, f"out_{label}_{'pc' if per_channel else 'pt'}")
+        err = run_kvant(kvant, qmodel, case_dir, feeds, out)
+        if err:
+            errors.append(f"{tag}: kvant failed: {err}")
+            continue
+        got = np.load(os.path.join(out, safe(oname) + ".npy"))
+        step = output_step(qmodel, oname) or 0.01 * float(np.ptp(want))
+        within = float(np.mean(np.abs(got.astype(np.float64) - want) <= step * 1.001))
+        line = f"{tag}: {100 * within:.3f}% within one step"
+        ok = within >= STATIC_CNNS[name]
+        if name in CLASSIFIERS:
+            same = float(np.mean(got.reshape(got.shape[0], -1).argmax(-1) == want.reshape(want.shape[0], -1).argmax(-1)))
+            line += f", top-1 agreement {same:.2f}"
+            ok &= same == 1.0
+        lines.append(line)
+        if not ok:
+            errors.append(f"{tag}: {line}; {first_differing_node(kvant, qmodel, case_dir, feeds, out + '_diag')}")
     return errors, "; ".join(lines)
 
 

@@ -1,0 +1,278 @@
+// The quantizer on small models built here: the op policy's plan (fused
+// activations, residual Add, pooling, float Softmax), end-to-end static
+// quantization (fused to INT8 kernels at load, close to FP32), prepare
+// passes that keep the FP32 outputs (BatchNorm folding, cross-layer
+// equalization, the opset-13 upgrade), presets, dynamic quantization, and
+// errors that name their source.
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "kvant/kvant.h"
+#include "quantize/compare.h"
+#include "quantize/mixed_precision.h"
+#include "quantize/qdq.h"
+#include "quantize/quantizer.h"
+#include "tests/testing/graph_checks.h"
+#include "tests/testing/onnx_builder.h"
+
+namespace kvant::quantize {
+namespace {
+
+using testing::CountOps;
+using testing::OnnxBuilder;
+using testing::OptimizedGraph;
+using testing::RandomF32;
+
+// x -> Conv -> Relu -> Conv -> Add(relu) -> GlobalAveragePool -> Flatten ->
+// Gemm -> Softmax -> y
+std::string SmallCnn(int64_t opset = 13, bool batchnorm = false) {
+  OnnxBuilder b(opset);
+  b.Input("x", DataType::kFloat32, {-1, 3, 10, 10}, {"N"}).Output("y");
+  b.Initializer("w1", RandomF32({8, 3, 3, 3}, 1, -0.5f, 0.5f)).Initializer("b1", RandomF32({8}, 2));
+  b.Initializer("w2", RandomF32({8, 8, 3, 3}, 3, -0.3f, 0.3f)).Initializer("b2", RandomF32({8}, 4));
+  b.Initializer("wf", RandomF32({5, 8}, 5)).Initializer("bf", RandomF32({5}, 6));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w1", "b1"}, {"c1"}, "conv1"), "pads", {1, 1, 1, 1});
+  b.Node("Relu", {"c1"}, {"r1"}, "relu1");
+  OnnxBuilder::SetInts(b.Node("Conv", {"r1", "w2", "b2"}, {"c2"}, "conv2"), "pads", {1, 1, 1, 1});
+  std::string c2 = "c2";
+  if (batchnorm) {
+    b.Initializer("bn_s", RandomF32({8}, 7, 0.5f, 1.5f)).Initializer("bn_b", RandomF32({8}, 8));
+    b.Initializer("bn_m", RandomF32({8}, 9)).Initializer("bn_v", RandomF32({8}, 10, 0.5f, 2.f));
+    b.Node("BatchNormalization", {"c2", "bn_s", "bn_b", "bn_m", "bn_v"}, {"n2"}, "bn2");
+    c2 = "n2";
+  }
+  b.Node("Add", {c2, "r1"}, {"a"}, "add");
+  b.Node("GlobalAveragePool", {"a"}, {"g"}, "gap");
+  b.Node("Flatten", {"g"}, {"f"}, "flatten");
+  OnnxBuilder::SetInt(b.Node("Gemm", {"f", "wf", "bf"}, {"logits"}, "fc"), "transB", 1);
+  b.Node("Softmax", {"logits"}, {"y"}, "softmax");
+  return b.Serialize();
+}
+
+std::vector<CalibrationBatch> Batches(int count, uint64_t seed) {
+  std::vector<CalibrationBatch> out;
+  for (int i = 0; i < count; ++i) out.push_back({{{"x", RandomF32({4, 3, 10, 10}, seed + i, -1.f, 1.f)}}, "batch"});
+  return out;
+}
+
+TEST(Quantizer, PlanFollowsTheOpPolicy) {
+  auto m = OnnxModel::FromBytes(SmallCnn(), "small_cnn");
+  ASSERT_TRUE(m.ok()) << m.status();
+  const QdqPlan plan = PlanQdq(*m, {});
+  std::vector<std::string> tensors;
+  for (const auto& [t, src] : plan.tensors) tensors.push_back(t);
+  // The Relu fuses into conv1 (its output is quantized, not c1); the
+  // Flatten shares the pool's parameters; the Softmax stays float.
+  EXPECT_EQ(tensors, (std::vector<std::string>{"x", "r1", "c2", "a", "g", "f", "logits"}));
+  EXPECT_EQ(plan.Observed(), (std::vector<std::string>{"x", "r1", "c2", "a", "g", "logits"}));
+  EXPECT_FALSE(plan.quantized_nodes.contains("softmax"));
+  EXPECT_EQ(plan.compute_nodes.size(), 3u);
+  // Excluding conv2 keeps it float; the residual Add then has a float input.
+  const QdqPlan partial = PlanQdq(*m, {"conv2"});
+  EXPECT_FALSE(partial.quantized_nodes.contains("conv2"));
+  EXPECT_FALSE(partial.quantized_nodes.contains("add"));
+}
+
+TEST(Quantizer, StaticQuantizationRunsOnInt8KernelsCloseToFp32) {
+  for (const char* preset : {"x86", "tensorrt", "tflite"}) {
+    SCOPED_TRACE(preset);
+    auto m = OnnxModel::FromBytes(SmallCnn(), "small_cnn");
+    ASSERT_TRUE(m.ok()) << m.status();
+    QuantizeOptions o;
+    o.scheme = *PresetScheme(preset);
+    QuantizeReport report;
+    const auto data = Batches(4, 100);
+    auto q = Quantize(*m, o, data, nullptr, &report);
+    ASSERT_TRUE(q.ok()) << q.status();
+    EXPECT_EQ(report.float_compute_nodes, 0);
+    // Kvant fuses the QDQ groups into INT8 operators.
+    auto g = OptimizedGraph(q->Serialize());
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_EQ(CountOps(*g, "QLinearConvNhwc") + CountOps(*g, "QLinearConv"), 2) << g->DebugString();
+    EXPECT_EQ(CountOps(*g, "Conv"), 0) << g->DebugString();
+    // Activation zero points as the preset says.
+    bool found = false;
+    for (const auto& init : q->graph().initializer()) {
+      if (init.name() != "r1_zero_point") continue;
+      found = true;
+      EXPECT_EQ(init.data_type(), std::string(preset) == "x86" ? onnx::TensorProto::UINT8 : onnx::TensorProto::INT8);
+      if (std::string(preset) == "tensorrt") EXPECT_EQ(init.raw_data(), std::string(1, '\0'));
+    }
+    EXPECT_TRUE(found) << "no r1_zero_point initializer";
+    auto ref = RunAll(*m, Batches(2, 500));
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    auto db = OutputSqnr(*ref, *q, Batches(2, 500));
+    ASSERT_TRUE(db.ok()) << db.status();
+    EXPECT_GT(*db, 25.0) << "output SQNR against FP32";
+  }
+}
+
+TEST(Quantizer, EveryRangeMethodQuantizes) {
+  auto m = OnnxModel::FromBytes(SmallCnn(), "small_cnn");
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto ref = RunAll(*m, Batches(2, 500));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  for (RangeMethod method : {RangeMethod::kMinMax, RangeMethod::kMovingAverage, RangeMethod::kPercentile,
+                             RangeMethod::kEntropy, RangeMethod::kMse}) {
+    SCOPED_TRACE(RangeMethodName(method));
+    QuantizeOptions o;
+    o.method = method;
+    QuantizeReport report;
+    auto q = Quantize(*m, o, Batches(4, 100), nullptr, &report);
+    ASSERT_TRUE(q.ok()) << q.status();
+    auto db = OutputSqnr(*ref, *q, Batches(2, 500));
+    ASSERT_TRUE(db.ok()) << db.status();
+    EXPECT_GT(*db, 20.0);
+  }
+}
+
+TEST(Quantizer, PrepareKeepsTheFp32Outputs) {
+  // BatchNorm folding, the opset-11 -> 13 upgrade (Squeeze's axes become an
+  // input) and cross-layer equalization: outputs as before.
+  OnnxBuilder b(11);
+  b.Input("x", DataType::kFloat32, {2, 3, 6, 6}).Output("y");
+  b.Initializer("w1", RandomF32({6, 3, 3, 3}, 1)).Initializer("b1", RandomF32({6}, 2));
+  Tensor w2 = RandomF32({6, 1, 3, 3}, 3);  // depthwise, channel ranges 1/8 .. 8 apart
+  for (int64_t c = 0; c < 6; ++c)
+    for (int64_t j = 0; j < 9; ++j) w2.data<float>()[c * 9 + j] *= std::pow(2.f, static_cast<float>(c) - 3.f);
+  b.Initializer("w2", w2);
+  b.Initializer("bn_s", RandomF32({6}, 7, 0.5f, 1.5f)).Initializer("bn_b", RandomF32({6}, 8));
+  b.Initializer("bn_m", RandomF32({6}, 9)).Initializer("bn_v", RandomF32({6}, 10, 0.5f, 2.f));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w1", "b1"}, {"c1"}, "conv1"), "pads", {1, 1, 1, 1});
+  b.Node("BatchNormalization", {"c1", "bn_s", "bn_b", "bn_m", "bn_v"}, {"n1"}, "bn1");
+  b.Node("Relu", {"n1"}, {"r1"}, "relu1");
+  auto& dw = b.Node("Conv", {"r1", "w2"}, {"c2"}, "dw");
+  OnnxBuilder::SetInt(dw, "group", 6);
+  b.Node("GlobalAveragePool", {"c2"}, {"g"}, "gap");
+  OnnxBuilder::SetInts(b.Node("Squeeze", {"g"}, {"y"}, "squeeze"), "axes", {2, 3});
+  const std::string bytes = b.Serialize();
+  auto m = OnnxModel::FromBytes(bytes, "prepare_me");
+  ASSERT_TRUE(m.ok()) << m.status();
+  QuantizeOptions o;
+  o.equalize = true;
+  PrepareReport report;
+  ASSERT_TRUE(Prepare(*m, o, &report).ok());
+  EXPECT_EQ(report.folded_batchnorms, 1);
+  EXPECT_EQ(report.opset_after, 13);
+  EXPECT_EQ(report.upgraded_nodes, 1);
+  EXPECT_EQ(report.equalized_pairs, 1);
+  // The depthwise channel ranges are now within a factor of the first's.
+  auto w2e = m->InitializerTensor("w2");
+  ASSERT_TRUE(w2e.ok());
+  float lo = 1e30f, hi = 0;
+  for (int64_t c = 0; c < 6; ++c) {
+    float r = 0;
+    for (int64_t j = 0; j < 9; ++j) r = std::max(r, std::fabs(w2e->data<float>()[c * 9 + j]));
+    lo = std::min(lo, r);
+    hi = std::max(hi, r);
+  }
+  EXPECT_LT(hi / lo, 16.f) << "the ranges were 64x apart before equalization";
+  const TensorMap in = {{"x", RandomF32({2, 3, 6, 6}, 11)}};
+  auto before = Session::LoadFromBytes(bytes);
+  auto after = Session::LoadFromBytes(m->Serialize());
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(after.ok()) << after.status();
+  const Tensor y0 = before->Run(in)->at("y"), y1 = after->Run(in)->at("y");
+  ASSERT_EQ(y0.shape(), y1.shape());
+  for (int64_t i = 0; i < y0.num_elements(); ++i) EXPECT_NEAR(y0.data<float>()[i], y1.data<float>()[i], 1e-4f) << i;
+}
+
+TEST(Quantizer, DynamicWritesOnnxRuntimeOperators) {
+  OnnxBuilder b(14);
+  b.Input("x", DataType::kFloat32, {3, 16}).Output("y");
+  b.Initializer("w", RandomF32({16, 12}, 1)).Initializer("bias", RandomF32({12}, 2));
+  b.Node("MatMul", {"x", "w"}, {"m"}, "mm");
+  b.Node("Add", {"m", "bias"}, {"y"}, "add");
+  auto m = OnnxModel::FromBytes(b.Serialize(), "dynamic");
+  ASSERT_TRUE(m.ok()) << m.status();
+  QuantizeOptions o;
+  o.dynamic = true;
+  QuantizeReport report;
+  auto q = Quantize(*m, o, {}, nullptr, &report);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(report.dynamic_nodes, 1);
+  ASSERT_EQ(q->graph().node_size(), 1);
+  EXPECT_EQ(q->graph().node(0).op_type(), "DynamicQuantizeMatMul");
+  EXPECT_EQ(q->graph().node(0).input_size(), 5) << "the bias Add is absorbed";
+  const std::vector<CalibrationBatch> data = {{{{"x", RandomF32({3, 16}, 3)}}, "x"}};
+  auto ref = RunAll(*m, data);
+  ASSERT_TRUE(ref.ok());
+  auto db = OutputSqnr(*ref, *q, data);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_GT(*db, 30.0);
+}
+
+TEST(Quantizer, NonFiniteCalibrationDataNamesItsSource) {
+  auto m = OnnxModel::FromBytes(SmallCnn(), "small_cnn");
+  ASSERT_TRUE(m.ok());
+  auto data = Batches(2, 1);
+  data[1].source = "calib/x.npy rows 4..7";
+  data[1].inputs.at("x").data<float>()[17] = INFINITY;
+  QuantizeReport report;
+  auto q = Quantize(*m, {}, data, nullptr, &report);
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("calib/x.npy rows 4..7"), std::string::npos) << q.status();
+  EXPECT_NE(q.status().message().find("input 'x' must be finite, got inf at element 17"), std::string::npos)
+      << q.status();
+  auto none = Quantize(*m, {}, {}, nullptr, &report);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("needs calibration data"), std::string::npos) << none.status();
+}
+
+TEST(Quantizer, CompareFindsTheBrokenLayer) {
+  // Quantize, then ruin one tensor's scale: LayerErrors ranks it first by
+  // its local error.
+  auto m = OnnxModel::FromBytes(SmallCnn(), "small_cnn");
+  ASSERT_TRUE(m.ok());
+  QuantizeReport report;
+  auto q = Quantize(*m, {}, Batches(4, 100), nullptr, &report);
+  ASSERT_TRUE(q.ok()) << q.status();
+  for (auto& init : *q->graph().mutable_initializer()) {
+    if (init.name() != "c2_scale") continue;
+    const float tiny = 1e-4f;
+    init.set_raw_data(&tiny, 4);
+  }
+  auto layers = LayerErrors(*m, *q, Batches(2, 500));
+  ASSERT_TRUE(layers.ok()) << layers.status();
+  ASSERT_FALSE(layers->empty());
+  const auto worst = std::min_element(layers->begin(), layers->end(),
+                                      [](const auto& a, const auto& b) { return a.local_sqnr_db < b.local_sqnr_db; });
+  EXPECT_EQ(worst->tensor, "c2");
+  EXPECT_EQ(worst->op, "Conv");
+  EXPECT_LT(worst->local_sqnr_db, 5.0);
+}
+
+TEST(Quantizer, AccuracyBudgetKeepsTheFewestLayersInFloat) {
+  auto m = OnnxModel::FromBytes(SmallCnn(), "small_cnn");
+  ASSERT_TRUE(m.ok());
+  const auto data = Batches(3, 100);
+  QuantizeOptions o;
+  o.scheme.weights_per_channel = false;  // coarser, so the budget has work to do
+  QuantizeReport report;
+  BudgetReport easy;
+  auto all = QuantizeWithBudget(*m, o, 1.0, data, nullptr, &report, &easy);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_TRUE(easy.met);
+  EXPECT_TRUE(easy.kept_float.empty()) << "1 dB needs no float layer";
+  const double target = easy.all_int8_db + 2.0;
+  BudgetReport hard;
+  QuantizeReport report2;
+  auto mixed = QuantizeWithBudget(*m, o, target, data, nullptr, &report2, &hard);
+  ASSERT_TRUE(mixed.ok()) << mixed.status();
+  ASSERT_TRUE(hard.met) << "all INT8 " << hard.all_int8_db << " dB, reached " << hard.final_db;
+  EXPECT_FALSE(hard.kept_float.empty());
+  EXPECT_GE(hard.final_db, target);
+  // The returned model is the one measured.
+  auto ref = RunAll(*m, data);
+  ASSERT_TRUE(ref.ok());
+  auto db = OutputSqnr(*ref, *mixed, data);
+  ASSERT_TRUE(db.ok());
+  EXPECT_NEAR(*db, hard.final_db, 1e-6);
+  for (const auto& k : hard.kept_float) {
+    EXPECT_EQ(std::count(report2.quantized_nodes.begin(), report2.quantized_nodes.end(), k.node), 0) << k.node;
+  }
+}
+
+}  // namespace
+}  // namespace kvant::quantize
