@@ -31,7 +31,7 @@ ort.set_default_logger_severity(3)
 CLASSIFIERS = {"digits", "efficientnet_lite0", "ppocr_cls"}
 # Zoo model -> the input case used both to calibrate and to evaluate.
 CASES = {"efficientnet_lite0": "skimage_photos", "ppocr_cls": "rendered_lines_upright_and_flipped",
-         "ppocr_rec": "rendered_lines", "ppocr_det": "rendered_page"}
+         "ppocr_rec": "rendered_lines", "ppocr_det": "rendered_page", "minilm": "sentences"}
 
 
 def sqnr(ref, x):
@@ -44,8 +44,8 @@ def ort_quantize(model, out, feeds, method):
 
     class Rows(q.CalibrationDataReader):
         def __init__(self):
-            (name, batch), = feeds.items()
-            self.items = iter([{name: batch[i:i + 1]} for i in range(batch.shape[0])])
+            rows = next(iter(feeds.values())).shape[0]
+            self.items = iter([{k: v[i:i + 1] for k, v in feeds.items()} for i in range(rows)])
 
         def get_next(self):
             return next(self.items, None)
