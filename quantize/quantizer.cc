@@ -4,6 +4,7 @@
 #include "absl/strings/str_format.h"
 #include "quantize/dynamic.h"
 #include "quantize/qdq.h"
+#include "quantize/qoperator.h"
 
 namespace kvant::quantize {
 
@@ -64,6 +65,11 @@ absl::StatusOr<OnnxModel> Convert(const OnnxModel& prepared, const QuantizeOptio
     if (compute && !plan.quantized_nodes.contains(n.name())) ++report->float_compute_nodes;
   }
   if (auto s = ApplyQdq(m, plan, params, options.scheme); !s.ok()) return s;
+  if (options.qoperator) {
+    auto groups = QdqToQOperator(m);
+    if (!groups.ok()) return groups.status();
+    report->qoperator_groups = *groups;
+  }
   auto* meta = m.proto().add_metadata_props();
   meta->set_key("kvant.quantization");
   meta->set_value(absl::StrFormat("preset=%s method=%s weights=%s activations=%s%s%s", options.scheme.preset,

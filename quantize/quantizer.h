@@ -5,7 +5,8 @@
 //      tensors are quantized (quantize/qdq.h) and calibrate their ranges on
 //      the FP32 model (quantize/calibrate.h) with the chosen method;
 //   3. convert: scales and zero points from the ranges and the scheme, Q/DQ
-//      pairs, s8 weights and int32 biases written into the ONNX model.
+//      pairs, s8 weights and int32 biases written into the ONNX model; in
+//      QOperator form, each group then becomes one quantized operator.
 #ifndef KVANT_QUANTIZE_QUANTIZER_H_
 #define KVANT_QUANTIZE_QUANTIZER_H_
 
@@ -28,6 +29,7 @@ struct QuantizeOptions {
   double percentile = 99.999;
   bool dynamic = false;
   bool equalize = false;
+  bool qoperator = false;  // --format qoperator (quantize/qoperator.h), else QDQ
   absl::flat_hash_set<std::string> exclude;  // node names kept in float
   int num_threads = 1;
 };
@@ -38,6 +40,7 @@ struct QuantizeReport {
   int float_compute_nodes = 0;               // Conv/MatMul/Gemm left in float
   int observed_tensors = 0;
   int dynamic_nodes = 0;
+  int qoperator_groups = 0;  // --format qoperator
 };
 
 // Prepares `model` in place (step 1); used alone by the accuracy tools.

@@ -42,6 +42,7 @@ absl::StatusOr<quantize::QuantizeOptions> QuantizeOptionsFrom(const QuantizeArgs
   o.equalize = args.equalize;
   o.exclude.insert(args.exclude.begin(), args.exclude.end());
   o.num_threads = args.threads;
+  o.qoperator = args.format == "qoperator";
   return o;
 }
 
@@ -56,10 +57,9 @@ absl::StatusOr<std::vector<quantize::CalibrationBatch>> LoadCalibration(const st
 int QuantizeCommand(const QuantizeArgs& args) {
   auto options = QuantizeOptionsFrom(args);
   if (!options.ok()) return Fail(options.status());
-  if (args.format != "qdq") {
-    return Fail(absl::UnimplementedError(absl::StrFormat(
-        "failed to quantize %s: --format %s is not written yet (qdq is; Kvant and ONNX Runtime fuse it into the "
-        "same INT8 operators)", args.model, args.format)));
+  if (args.format != "qdq" && args.format != "qoperator") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrFormat("failed to quantize %s: --format must be qdq or qoperator, got '%s'", args.model, args.format)));
   }
   auto model = quantize::OnnxModel::Load(args.model);
   if (!model.ok()) return Fail(model.status());
@@ -93,6 +93,7 @@ int QuantizeCommand(const QuantizeArgs& args) {
     std::printf("static: %zu node(s) quantized, %d tensor range(s) from %zu batch(es) by %s; %d Conv/MatMul/Gemm "
                 "left in float\n", report.quantized_nodes.size(), report.observed_tensors, batches.size(),
                 quantize::RangeMethodName(options->method), report.float_compute_nodes);
+    if (options->qoperator) std::printf("qoperator: %d group(s) written as quantized operators\n", report.qoperator_groups);
   }
   if (mixed) {
     std::printf("accuracy budget %.1f dB: all INT8 %.2f dB, %zu layer(s) kept in float -> %.2f dB (%s, %d evaluations)\n",

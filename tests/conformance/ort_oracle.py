@@ -332,7 +332,8 @@ def dynamic_lstm(binary, root, work):
 
 def kvant_quantized(binary, root, work):
     """Models quantized by `kvant quantize` run in ONNX Runtime as in Kvant:
-    the digits CNN (x86 min-max, tensorrt entropy, per-tensor percentile) and
+    the digits CNN (x86 min-max, tensorrt entropy, per-tensor percentile, QOperator
+    form with u8 and s8 activations) and
     the LSTM digits model with --dynamic."""
     errors = []
     digits = os.path.join(root, "models", "digits", "digits.onnx")
@@ -341,7 +342,9 @@ def kvant_quantized(binary, root, work):
     os.makedirs(calib, exist_ok=True)
     np.save(os.path.join(calib, "image.npy"), np.load(os.path.join(root, "models", "digits", "calib_x.npy")))
     for label, flags in (("x86_minmax", []), ("tensorrt_entropy", ["--preset", "tensorrt", "--method", "entropy"]),
-                         ("per_tensor_percentile", ["--per-tensor", "--method", "percentile"])):
+                         ("per_tensor_percentile", ["--per-tensor", "--method", "percentile"]),
+                         ("x86_qoperator", ["--format", "qoperator"]),
+                         ("tflite_qoperator", ["--preset", "tflite", "--format", "qoperator"])):
         path = os.path.join(work, f"digits_kvant_{label}.onnx")
         r = subprocess.run([binary, "quantize", digits, "-o", path, "--calib", calib, *flags], capture_output=True, text=True)
         if r.returncode != 0:

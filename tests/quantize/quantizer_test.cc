@@ -5,6 +5,7 @@
 // equalization, the opset-13 upgrade), presets, dynamic quantization, and
 // errors that name their source.
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -105,6 +106,39 @@ TEST(Quantizer, StaticQuantizationRunsOnInt8KernelsCloseToFp32) {
     auto db = OutputSqnr(*ref, *q, Batches(2, 500));
     ASSERT_TRUE(db.ok()) << db.status();
     EXPECT_GT(*db, 25.0) << "output SQNR against FP32";
+  }
+}
+
+TEST(Quantizer, QOperatorFormComputesWhatTheQdqFormDoes) {
+  for (const char* preset : {"x86", "tflite", "tensorrt"}) {
+    SCOPED_TRACE(preset);
+    auto m = OnnxModel::FromBytes(SmallCnn(), "small_cnn");
+    ASSERT_TRUE(m.ok());
+    QuantizeOptions o;
+    o.scheme = *PresetScheme(preset);
+    QuantizeReport qdq_report, qop_report;
+    auto qdq = Quantize(*m, o, Batches(4, 100), nullptr, &qdq_report);
+    o.qoperator = true;
+    auto qop = Quantize(*m, o, Batches(4, 100), nullptr, &qop_report);
+    ASSERT_TRUE(qdq.ok()) << qdq.status();
+    ASSERT_TRUE(qop.ok()) << qop.status();
+    std::map<std::string, int> ops;
+    for (const auto& n : qop->graph().node()) ++ops[n.op_type()];
+    // The Relu folds into the convolution's output range where the range
+    // starts at the clip (asymmetric); with tensorrt's symmetric s8 it cannot,
+    // and that group stays DQ -> Conv -> Relu -> Q (Kvant still fuses it).
+    const bool symmetric = std::string(preset) == "tensorrt";
+    EXPECT_EQ(ops["QLinearConv"], symmetric ? 1 : 2);
+    EXPECT_EQ(ops["Conv"] + ops["Relu"], symmetric ? 2 : 0);
+    EXPECT_EQ(ops["QGemm"], 1);
+    EXPECT_EQ(ops["QLinearAdd"], 1);
+    EXPECT_EQ(ops["QLinearGlobalAveragePool"], 1);
+    EXPECT_EQ(ops["Gemm"] + ops["Add"], 0);
+    auto ref = RunAll(*qdq, Batches(2, 500));
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    auto db = OutputSqnr(*ref, *qop, Batches(2, 500));
+    ASSERT_TRUE(db.ok()) << db.status();
+    EXPECT_GT(*db, 60.0) << "QOperator against QDQ output SQNR";
   }
 }
 

@@ -72,6 +72,8 @@ else
 fi
 expect quantize_plan_is_int8 0 "steps: 5 int8, 0 float, 2 Q/DQ conversions" -- "$kvant" inspect "$work/digits_int8.onnx" --plan
 expect quantize_tensorrt 0 "static: 11" -- "$kvant" quantize "$digits" -o "$work/digits_trt.onnx" --calib "$work/calib" --preset tensorrt --method entropy
+expect quantize_qoperator 0 "qoperator: 7 group" -- "$kvant" quantize "$digits" -o "$work/digits_qop.onnx" --calib "$work/calib" --format qoperator
+expect quantize_qoperator_runs 0 "top-1 accuracy of logits: 9[0-9]" -- "$kvant" run "$work/digits_qop.onnx" --input image="$src/models/digits/eval_x.npy" --labels logits="$src/models/digits/eval_y.npy"
 expect quantize_dynamic 0 "dynamic: 2 node" -- "$kvant" quantize "$digits" -o "$work/digits_dyn.onnx" --dynamic
 expect quantize_nan fail "calib_nan/image.npy.*must be finite, got nan at element 476 \\(row 7\\)" -- "$kvant" quantize "$digits" -o "$work/x.onnx" --calib "$work/calib_nan"
 expect quantize_no_calib fail "needs --calib DIR" -- "$kvant" quantize "$digits" -o "$work/x.onnx"
