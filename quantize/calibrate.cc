@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "absl/container/flat_hash_set.h"
+
 #include "absl/strings/str_format.h"
 
 namespace kvant::quantize {
@@ -10,8 +12,9 @@ namespace kvant::quantize {
 absl::StatusOr<Session> SessionWithOutputs(const OnnxModel& model, const std::vector<std::string>& extra,
                                            int num_threads) {
   onnx::ModelProto proto = model.proto();
+  absl::flat_hash_set<std::string> added;
   for (const std::string& name : extra) {
-    if (model.IsGraphOutput(name)) continue;
+    if (model.IsGraphOutput(name) || model.IsGraphInput(name) || !added.insert(name).second) continue;
     auto* out = proto.mutable_graph()->add_output();
     out->set_name(name);
     out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
@@ -19,6 +22,13 @@ absl::StatusOr<Session> SessionWithOutputs(const OnnxModel& model, const std::ve
   SessionOptions options;
   options.num_threads = num_threads;
   return Session::LoadFromBytes(proto.SerializeAsString(), options);
+}
+
+const Tensor* ValueOf(const TensorMap& outputs, const CalibrationBatch& batch, const std::string& name) {
+  auto it = outputs.find(name);
+  if (it != outputs.end()) return &it->second;
+  auto in = batch.inputs.find(name);
+  return in != batch.inputs.end() ? &in->second : nullptr;
 }
 
 absl::Status CheckFinite(const CalibrationBatch& batch) {
@@ -58,7 +68,11 @@ absl::StatusOr<absl::flat_hash_map<std::string, RangeObserver>> Calibrate(const 
                           absl::StrFormat("failed to calibrate on %s: %s", batches[b].source, out.status().message()));
     }
     for (const std::string& t : tensors) {
-      const Tensor& v = out->at(t);
+      const Tensor* found = ValueOf(*out, batches[b], t);
+      if (found == nullptr) {
+        return absl::InternalError(absl::StrFormat("failed to calibrate %s: tensor '%s' was not computed", model.source(), t));
+      }
+      const Tensor& v = *found;
       if (v.dtype() != DataType::kFloat32) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "failed to calibrate %s: tensor '%s' must be f32 to be quantized, got %s", model.source(), t,

@@ -27,9 +27,14 @@ struct CalibrationBatch {
 // stage ("calibrating", ...), done, total.
 using ProgressFn = std::function<void(const std::string&, int64_t, int64_t)>;
 
-// A session of `model` whose outputs are its own plus `extra` (f32 values).
+// A session of `model` whose outputs are its own plus `extra` (f32 values;
+// graph inputs among them are not repeated: read them with ValueOf).
 absl::StatusOr<Session> SessionWithOutputs(const OnnxModel& model, const std::vector<std::string>& extra,
                                            int num_threads = 1);
+
+// `name` from a run's outputs, or from the batch when it is a graph input;
+// null when neither has it.
+const Tensor* ValueOf(const TensorMap& outputs, const CalibrationBatch& batch, const std::string& name);
 
 // NaN or Inf in any f32 input of `batch` is InvalidArgument naming its source.
 absl::Status CheckFinite(const CalibrationBatch& batch);

@@ -63,7 +63,7 @@ absl::StatusOr<std::vector<LayerError>> LayerErrors(const OnnxModel& fp32, const
   for (size_t i = 0; i < pairs.size(); ++i) {
     float_names.push_back(pairs[i].first);
     quant_names.push_back(pairs[i].second);
-    if (!quantized.IsGraphInput(pre_q[i])) quant_names.push_back(pre_q[i]);
+    quant_names.push_back(pre_q[i]);
   }
   auto fs = SessionWithOutputs(fp32, float_names, num_threads);
   if (!fs.ok()) return fs.status();
@@ -76,12 +76,12 @@ absl::StatusOr<std::vector<LayerError>> LayerErrors(const OnnxModel& fp32, const
     auto qo = qs->Run(batch.inputs);
     if (!qo.ok()) return Annotate(qo.status(), batch.source);
     for (size_t i = 0; i < pairs.size(); ++i) {
-      const Tensor& f = fo->at(pairs[i].first);
-      const Tensor& q = qo->at(pairs[i].second);
-      if (f.dtype() == DataType::kFloat32 && q.dtype() == DataType::kFloat32) acc[i].Add(f, q);
-      auto x = qo->find(pre_q[i]);
-      const Tensor& before = x != qo->end() ? x->second : batch.inputs.at(pre_q[i]);
-      if (before.dtype() == DataType::kFloat32 && q.dtype() == DataType::kFloat32) local[i].Add(before, q);
+      const Tensor* f = ValueOf(*fo, batch, pairs[i].first);
+      const Tensor* q = ValueOf(*qo, batch, pairs[i].second);
+      const Tensor* before = ValueOf(*qo, batch, pre_q[i]);
+      if (f == nullptr || q == nullptr || q->dtype() != DataType::kFloat32) continue;
+      if (f->dtype() == DataType::kFloat32) acc[i].Add(*f, *q);
+      if (before != nullptr && before->dtype() == DataType::kFloat32) local[i].Add(*before, *q);
     }
   }
   std::vector<LayerError> out;
@@ -179,6 +179,11 @@ absl::StatusOr<SuggestReport> Suggest(const OnnxModel& fp32, const QuantizeOptio
     QuantizeOptions o = options;
     o.equalize = true;
     trials.push_back({"cross-layer equalization", "--equalize", o, true});
+  }
+  if (!options.bias_correction) {
+    QuantizeOptions o = options;
+    o.bias_correction = true;
+    trials.push_back({"empirical bias correction", "--bias-correction", o, true});
   }
   // Keeping a tensor in float: its producer (with the compute node a fused
   // activation belongs to) and every consumer, which would quantize it again.

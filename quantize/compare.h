@@ -10,7 +10,7 @@
 //   - OutputSqnr: the same over the model outputs (the number budgets use).
 //   - Suggest: for the worst layers and the scheme as a whole, the change
 //     that would help (keep the layer in float, another range method,
-//     per-channel weights, equalization), each measured by quantizing the
+//     per-channel weights, equalization, bias correction), each measured by quantizing the
 //     FP32 model with it and running the result.
 #ifndef KVANT_QUANTIZE_COMPARE_H_
 #define KVANT_QUANTIZE_COMPARE_H_

@@ -2,6 +2,7 @@
 #include "quantize/quantizer.h"
 
 #include "absl/strings/str_format.h"
+#include "quantize/bias_correction.h"
 #include "quantize/dynamic.h"
 #include "quantize/qdq.h"
 #include "quantize/qoperator.h"
@@ -88,6 +89,11 @@ absl::StatusOr<OnnxModel> Quantize(OnnxModel model, const QuantizeOptions& optio
   if (options.dynamic) return Convert(model, options, nullptr, report);
   auto calibration = CalibrateFor(model, options, batches, progress);
   if (!calibration.ok()) return calibration.status();
+  if (options.bias_correction) {
+    auto n = CorrectBiases(model, options, *calibration, batches);
+    if (!n.ok()) return n.status();
+    report->corrected_biases = *n;
+  }
   return Convert(model, options, &*calibration, report);
 }
 

@@ -3,7 +3,9 @@
 //      for per-channel weights, optional cross-layer equalization;
 //   2. dynamic: weights to s8, done (quantize/dynamic.h); static: plan which
 //      tensors are quantized (quantize/qdq.h) and calibrate their ranges on
-//      the FP32 model (quantize/calibrate.h) with the chosen method;
+//      the FP32 model (quantize/calibrate.h) with the chosen method; with
+//      bias correction, measure each channel's mean shift and fold it into
+//      the biases (quantize/bias_correction.h);
 //   3. convert: scales and zero points from the ranges and the scheme, Q/DQ
 //      pairs, s8 weights and int32 biases written into the ONNX model; in
 //      QOperator form, each group then becomes one quantized operator.
@@ -30,6 +32,7 @@ struct QuantizeOptions {
   bool dynamic = false;
   bool equalize = false;
   bool qoperator = false;  // --format qoperator (quantize/qoperator.h), else QDQ
+  bool bias_correction = false;  // quantize/bias_correction.h
   absl::flat_hash_set<std::string> exclude;  // node names kept in float
   int num_threads = 1;
 };
@@ -41,6 +44,7 @@ struct QuantizeReport {
   int observed_tensors = 0;
   int dynamic_nodes = 0;
   int qoperator_groups = 0;  // --format qoperator
+  int corrected_biases = 0;  // --bias-correction
 };
 
 // Prepares `model` in place (step 1); used alone by the accuracy tools.

@@ -43,6 +43,7 @@ absl::StatusOr<quantize::QuantizeOptions> QuantizeOptionsFrom(const QuantizeArgs
   o.exclude.insert(args.exclude.begin(), args.exclude.end());
   o.num_threads = args.threads;
   o.qoperator = args.format == "qoperator";
+  o.bias_correction = args.bias_correction;
   return o;
 }
 
@@ -93,6 +94,7 @@ int QuantizeCommand(const QuantizeArgs& args) {
     std::printf("static: %zu node(s) quantized, %d tensor range(s) from %zu batch(es) by %s; %d Conv/MatMul/Gemm "
                 "left in float\n", report.quantized_nodes.size(), report.observed_tensors, batches.size(),
                 quantize::RangeMethodName(options->method), report.float_compute_nodes);
+    if (options->bias_correction) std::printf("bias correction: %d bias(es) corrected\n", report.corrected_biases);
     if (options->qoperator) std::printf("qoperator: %d group(s) written as quantized operators\n", report.qoperator_groups);
   }
   if (mixed) {

@@ -50,6 +50,7 @@ struct QuantizeArgs {
   std::string activation_type;  // u8 | s8 (default: the preset's)
   bool dynamic = false;
   bool equalize = false;
+  bool bias_correction = false;
   std::string format = "qdq";
   std::vector<std::string> exclude;
   double accuracy_budget = 0;  // minimum output SQNR in dB; 0: off

@@ -50,6 +50,8 @@ int main(int argc, char** argv) {
   quant_cmd->add_option("--activation-type", quant.activation_type, "u8 or s8 (default: the preset's)");
   quant_cmd->add_flag("--dynamic", quant.dynamic, "s8 weights for MatMul/Gemm/LSTM, activations quantized per call; no calibration");
   quant_cmd->add_flag("--equalize", quant.equalize, "cross-layer equalization of Conv -> [Relu] -> Conv pairs first");
+  quant_cmd->add_flag("--bias-correction", quant.bias_correction,
+                      "add each output channel's mean INT8 error, measured on the calibration data, to its bias");
   quant_cmd->add_option("--format", quant.format, "qdq (QuantizeLinear/DequantizeLinear around float operators) or qoperator (QLinearConv, QLinearMatMul, ...)");
   quant_cmd->add_option("--exclude", quant.exclude, "node name to keep in float (repeatable)");
   quant_cmd->add_option("--accuracy-budget", quant.accuracy_budget,

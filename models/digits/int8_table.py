@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The quickstart's table: the digits CNN in FP32 and INT8 in Kvant, accuracy
-on the held-out split and latency, one run. The INT8 files come from other
-tools until Kvant's own quantizer lands: ONNX Runtime's quantize_static (QDQ,
-per-channel s8 weights, u8 activations, calibrated on calib_x.npy) and
-PyTorch's static quantization (qnnpack, exported by quantize_torch.py under
-/usr/bin/python3). pip python3: numpy, onnxruntime.
+on the held-out split and latency, one run. The INT8 files: Kvant's own
+`kvant quantize` (x86 preset: per-channel s8 weights, u8 activations,
+calibrated on calib_x.npy; QDQ and QOperator form), and for comparison ONNX
+Runtime's quantize_static (QDQ, same scheme and data) and PyTorch's static
+quantization (qnnpack, exported by quantize_torch.py under /usr/bin/python3).
+pip python3: numpy, onnxruntime.
 
 usage: int8_table.py KVANT_BINARY WORK_DIR
 """
@@ -35,6 +36,14 @@ def main():
     os.makedirs(work, exist_ok=True)
     fp32 = os.path.join(HERE, "digits.onnx")
     rows = [("FP32", fp32, ())]
+    calib = os.path.join(work, "calib")
+    os.makedirs(calib, exist_ok=True)
+    np.save(os.path.join(calib, "image.npy"), np.load(os.path.join(HERE, "calib_x.npy")))
+    for fmt in ("qdq", "qoperator"):
+        path = os.path.join(work, f"digits_kvant_{fmt}.onnx")
+        subprocess.run([kvant, "quantize", fp32, "-o", path, "--calib", calib, "--format", fmt], capture_output=True,
+                       check=True)
+        rows.append((f"INT8 (kvant quantize, {'QDQ' if fmt == 'qdq' else 'QOperator'})", path, ()))
     ort_q = os.path.join(work, "digits_ort_qdq.onnx")
     if not os.path.exists(ort_q):
         quantize_static_file(fp32, ort_q, {"image": np.load(os.path.join(HERE, "calib_x.npy"))}, QuantFormat.QDQ, True)

@@ -212,6 +212,49 @@ TEST(Quantizer, PrepareKeepsTheFp32Outputs) {
   for (int64_t i = 0; i < y0.num_elements(); ++i) EXPECT_NEAR(y0.data<float>()[i], y1.data<float>()[i], 1e-4f) << i;
 }
 
+TEST(Quantizer, BiasCorrectionRemovesTheMeanShiftOfCoarseWeights) {
+  // Per-tensor weights with channel ranges 1 .. 1/64 of each other: the small
+  // channels round coarsely, and with inputs of mean 0.5 their outputs shift.
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {-1, 4, 9, 9}, {"N"}).Output("y");
+  Tensor w = RandomF32({8, 4, 3, 3}, 21);
+  for (int64_t o = 0; o < 8; ++o)
+    for (int64_t j = 0; j < 36; ++j) w.data<float>()[o * 36 + j] *= std::pow(0.55f, static_cast<float>(o));
+  b.Initializer("w", w).Initializer("b", RandomF32({8}, 22, -0.1f, 0.1f));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w", "b"}, {"y"}, "conv"), "pads", {1, 1, 1, 1});
+  auto m = OnnxModel::FromBytes(b.Serialize(), "coarse");
+  ASSERT_TRUE(m.ok());
+  std::vector<CalibrationBatch> data;
+  for (int i = 0; i < 4; ++i) data.push_back({{{"x", RandomF32({4, 4, 9, 9}, 30 + i, 0.f, 1.f)}}, "batch"});
+  QuantizeOptions o;
+  o.scheme.weights_per_channel = false;
+  auto ref = RunAll(*m, data);
+  ASSERT_TRUE(ref.ok());
+  // Mean over channels of |mean error of the channel|.
+  auto mean_shift = [&](const OnnxModel& q) {
+    auto got = RunAll(q, data);
+    EXPECT_TRUE(got.ok()) << got.status();
+    std::vector<double> diff(8, 0.0);
+    for (size_t bi = 0; bi < data.size(); ++bi) {
+      const Tensor& f = (*ref)[bi].at("y");
+      const Tensor& g = (*got)[bi].at("y");
+      for (int64_t i = 0; i < f.num_elements(); ++i) diff[(i / 81) % 8] += f.data<float>()[i] - g.data<float>()[i];
+    }
+    double s = 0;
+    for (double d : diff) s += std::fabs(d) / (4 * 4 * 81);
+    return s / 8;
+  };
+  QuantizeReport plain_report, corrected_report;
+  auto plain = Quantize(*m, o, data, nullptr, &plain_report);
+  o.bias_correction = true;
+  auto corrected = Quantize(*m, o, data, nullptr, &corrected_report);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(corrected.ok()) << corrected.status();
+  EXPECT_EQ(corrected_report.corrected_biases, 1);
+  const double before = mean_shift(*plain), after = mean_shift(*corrected);
+  EXPECT_LT(after, before / 3) << "mean shift per channel " << before << " -> " << after;
+}
+
 TEST(Quantizer, DynamicWritesOnnxRuntimeOperators) {
   OnnxBuilder b(14);
   b.Input("x", DataType::kFloat32, {3, 16}).Output("y");
