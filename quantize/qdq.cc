@@ -12,6 +12,7 @@
 #include "quantize/qdq.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_format.h"
 
@@ -47,6 +48,10 @@ Role RoleOf(const OnnxModel& m, const onnx::NodeProto& n) {
   }
   return Role::kFloat;
 }
+
+// The largest |int32 bias| written: 2^30 leaves the kernels room to add the
+// zero-point terms (za * column sums) without overflow.
+constexpr float kMaxBias = 1073741824.f;
 
 // The axis of a compute node's weights that indexes output channels.
 int64_t WeightAxis(const onnx::NodeProto& n) {
@@ -116,7 +121,8 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
       case Role::kSameParams:
         if (quantized(n.input(0))) {
           plan.quantized_nodes.insert(n.name());
-          mark(n.output(0), source[n.input(0)]);
+          const std::string from = source[n.input(0)];  // a copy: mark() may rehash `source`
+          mark(n.output(0), from);
         }
         break;
     }
@@ -197,8 +203,27 @@ absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_m
     const int64_t axis = WeightAxis(n);
     const bool per_channel = scheme.weights_per_channel;
     auto cached = weight_dq.find(w_name);
+    // The bias, if any, at scale x_scale * w_scale[c] must fit in int32 with
+    // room for the kernels' zero-point terms: a channel of near-zero weights
+    // with a large bias gets a coarser weight scale (as ONNX Runtime does).
+    const bool has_bias = (n.op_type() == "Conv" || n.op_type() == "Gemm") && n.input_size() > 2 && !n.input(2).empty();
+    std::vector<float> min_scales;
+    auto x_params = params.find(x_source[i]);
+    if (has_bias && x_params != params.end()) {
+      auto b = m.InitializerTensor(n.input(2));
+      if (b.ok() && b->dtype() == DataType::kFloat32) {
+        const int64_t channels = per_channel ? w->shape()[axis] : 1;
+        min_scales.assign(channels, 0.f);
+        for (int64_t c = 0; c < b->num_elements(); ++c) {
+          const float need = std::fabs(b->data<float>()[c]) / (x_params->second.scale * kMaxBias);
+          float& slot = min_scales[per_channel ? std::min(c, channels - 1) : 0];
+          slot = std::max(slot, need);
+        }
+      }
+    }
     if (cached == weight_dq.end()) {
-      QuantizedWeights q = QuantizeWeights(w->data<float>(), w->shape(), axis, per_channel);
+      QuantizedWeights q = QuantizeWeights(w->data<float>(), w->shape(), axis, per_channel,
+                                           min_scales.empty() ? nullptr : &min_scales);
       Tensor values = Tensor::Zeros(DataType::kInt8, w->shape());
       std::copy(q.values.begin(), q.values.end(), values.data<int8_t>());
       const std::string qn = m.FreshName(w_name + "_quantized"), sn = m.FreshName(w_name + "_scale");
@@ -219,12 +244,10 @@ absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_m
     }
     n.set_input(1, cached->second.first);
     // Bias: Conv's B, Gemm's 1-D C.
-    const bool has_bias = (n.op_type() == "Conv" || n.op_type() == "Gemm") && n.input_size() > 2 && !n.input(2).empty();
     if (!has_bias) continue;
     auto b = m.InitializerTensor(n.input(2));
     const int64_t channels = w->shape()[axis];
     if (!b.ok() || b->dtype() != DataType::kFloat32 || b->rank() != 1 || b->num_elements() != channels) continue;
-    auto x_params = params.find(x_source[i]);
     if (x_params == params.end()) continue;
     const std::vector<float>& w_scales = cached->second.second;
     std::vector<int32_t> qb = QuantizeBias(b->data<float>(), channels, x_params->second.scale, w_scales);

@@ -43,7 +43,8 @@ QParams ActivationParams(Range r, const Scheme& s) {
   return p;
 }
 
-QuantizedWeights QuantizeWeights(const float* w, const std::vector<int64_t>& shape, int64_t axis, bool per_channel) {
+QuantizedWeights QuantizeWeights(const float* w, const std::vector<int64_t>& shape, int64_t axis, bool per_channel,
+                                 const std::vector<float>* min_scales) {
   int64_t total = 1;
   for (int64_t d : shape) total *= d;
   int64_t inner = 1;
@@ -54,7 +55,11 @@ QuantizedWeights QuantizeWeights(const float* w, const std::vector<int64_t>& sha
   q.scales.assign(channels, 0.f);
   auto channel_of = [&](int64_t i) { return per_channel ? (i / inner) % shape[axis] : 0; };
   for (int64_t i = 0; i < total; ++i) q.scales[channel_of(i)] = std::max(q.scales[channel_of(i)], std::fabs(w[i]));
-  for (float& s : q.scales) s = s > 0 && std::isfinite(s) ? s / 127.f : 1.f;
+  for (size_t c = 0; c < q.scales.size(); ++c) {
+    float& s = q.scales[c];
+    s = s > 0 && std::isfinite(s) ? s / 127.f : 1.f;
+    if (min_scales != nullptr && c < min_scales->size() && (*min_scales)[c] > s) s = (*min_scales)[c];
+  }
   for (int64_t i = 0; i < total; ++i) {
     const float v = std::nearbyint(w[i] / q.scales[channel_of(i)]);
     q.values[i] = static_cast<int8_t>(std::clamp(v, -127.f, 127.f));
@@ -67,7 +72,7 @@ std::vector<int32_t> QuantizeBias(const float* b, int64_t n, float input_scale, 
   for (int64_t c = 0; c < n; ++c) {
     const double scale = double{input_scale} * weight_scales[weight_scales.size() == 1 ? 0 : c];
     const double v = scale > 0 ? std::nearbyint(b[c] / scale) : 0.0;
-    q[c] = static_cast<int32_t>(std::clamp(v, -2147483647.0, 2147483647.0));
+    q[c] = static_cast<int32_t>(std::clamp(v, -1073741824.0, 1073741824.0));
   }
   return q;
 }

@@ -41,14 +41,17 @@ struct QParams {
 QParams ActivationParams(Range r, const Scheme& s);
 
 // Symmetric s8 weights: per output channel along `axis` (or one scale when
-// `per_channel` is false), scale max |w| / 127, values in [-127, 127].
+// `per_channel` is false), scale max |w| / 127 (at least min_scales[c] when
+// given), values in [-127, 127].
 struct QuantizedWeights {
   std::vector<int8_t> values;
   std::vector<float> scales;  // one per channel, or one
 };
-QuantizedWeights QuantizeWeights(const float* w, const std::vector<int64_t>& shape, int64_t axis, bool per_channel);
+QuantizedWeights QuantizeWeights(const float* w, const std::vector<int64_t>& shape, int64_t axis, bool per_channel,
+                                 const std::vector<float>* min_scales = nullptr);
 
-// int32 bias at scale input_scale * weight_scale[c] (zero point 0).
+// int32 bias at scale input_scale * weight_scale[c] (zero point 0), saturated
+// to +-2^30.
 std::vector<int32_t> QuantizeBias(const float* b, int64_t n, float input_scale, const std::vector<float>& weight_scales);
 
 }  // namespace kvant::quantize

@@ -147,7 +147,11 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
     const int64_t c = s.cin, wp = s.w + s.pad_l + s.pad_r, wx = wp + 3 * s.dw, ring = (s.kh - 1) * s.dh + 1;
     int32_t* offset = reinterpret_cast<int32_t*>(cursor);
     cursor += RoundUp(c * 4, 64);
-    for (int64_t ch = 0; ch < c; ++ch) offset[ch] = (bias ? bias[ch] : 0) - zx * dw_wsum_[ch];
+    for (int64_t ch = 0; ch < c; ++ch) {
+      // int64, then wrapped to int32 as the SIMD sums wrap (a bias near
+      // 2^31 must not overflow here: that would be undefined).
+      offset[ch] = static_cast<int32_t>(int64_t{bias ? bias[ch] : 0} - int64_t{zx} * dw_wsum_[ch]);
+    }
     GemmS8Output o = out;
     o.col_offset = offset;
     o.row_sum = nullptr;

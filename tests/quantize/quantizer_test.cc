@@ -255,6 +255,39 @@ TEST(Quantizer, BiasCorrectionRemovesTheMeanShiftOfCoarseWeights) {
   EXPECT_LT(after, before / 3) << "mean shift per channel " << before << " -> " << after;
 }
 
+TEST(Quantizer, NearZeroWeightsWithALargeBiasStillFitInt32) {
+  // Channel 1's weights are ~1e-9 (a pruned channel) and its bias is 3: at
+  // x_scale * w_scale its int32 bias would be ~1e17. Its weight scale is
+  // raised instead, and the channel still outputs its bias.
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {1, 2, 5, 5}).Output("y");
+  Tensor w = RandomF32({2, 2, 3, 3}, 41);
+  for (int j = 18; j < 36; ++j) w.data<float>()[j] *= 1e-9f;
+  b.Initializer("w", w).Initializer("b", Tensor::FromVector<float>(DataType::kFloat32, {2}, {0.1f, 3.f}));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w", "b"}, {"c"}, "conv"), "pads", {1, 1, 1, 1});
+  b.Node("Relu", {"c"}, {"y"}, "relu");
+  auto m = OnnxModel::FromBytes(b.Serialize(), "pruned");
+  ASSERT_TRUE(m.ok());
+  std::vector<CalibrationBatch> data = {{{{"x", RandomF32({1, 2, 5, 5}, 42)}}, "x"}};
+  QuantizeReport report;
+  auto q = Quantize(*m, {}, data, nullptr, &report);
+  ASSERT_TRUE(q.ok()) << q.status();
+  bool found = false;
+  for (const auto& init : q->graph().initializer()) {
+    if (init.data_type() != onnx::TensorProto::INT32) continue;
+    found = true;
+    auto t = q->InitializerTensor(init.name());
+    ASSERT_TRUE(t.ok());
+    for (int64_t i = 0; i < t->num_elements(); ++i) EXPECT_LE(std::abs(t->data<int32_t>()[i]), 1 << 30) << i;
+  }
+  EXPECT_TRUE(found) << "no int32 bias";
+  auto ref = RunAll(*m, data);
+  ASSERT_TRUE(ref.ok());
+  auto db = OutputSqnr(*ref, *q, data);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_GT(*db, 25.0);
+}
+
 TEST(Quantizer, DynamicWritesOnnxRuntimeOperators) {
   OnnxBuilder b(14);
   b.Input("x", DataType::kFloat32, {3, 16}).Output("y");
