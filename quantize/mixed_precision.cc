@@ -3,37 +3,101 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
 #include "quantize/compare.h"
 #include "quantize/qdq.h"
 
 namespace kvant::quantize {
+namespace {
 
-absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const QuantizeOptions& options, double budget_db,
-                                             const std::vector<CalibrationBatch>& data, const ProgressFn& progress,
-                                             QuantizeReport* report, BudgetReport* budget) {
-  budget->budget_db = budget_db;
+// Top-1 accuracy (%) of the first output of `outputs` (argmax over the last
+// axis, one row per sample) against `labels`.
+absl::StatusOr<double> Top1(const OnnxModel& model, const Outputs& outputs, const Tensor& labels) {
+  const std::string& name = model.graph().output(0).name();
+  int64_t row = 0, right = 0;
+  for (const TensorMap& out : outputs) {
+    const Tensor& y = out.at(name);
+    if (y.dtype() != DataType::kFloat32 || y.rank() < 1) {
+      return absl::InvalidArgumentError(absl::StrFormat("failed to score top-1: output '%s' must be f32 scores", name));
+    }
+    const int64_t classes = y.shape().back(), rows = y.num_elements() / std::max<int64_t>(classes, 1);
+    for (int64_t r = 0; r < rows; ++r, ++row) {
+      if (row >= labels.num_elements()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "failed to score top-1: the labels have %d entries, the data has more rows", labels.num_elements()));
+      }
+      const float* p = y.data<float>() + r * classes;
+      const int64_t best = std::max_element(p, p + classes) - p;
+      const int64_t want = labels.dtype() == DataType::kInt64 ? labels.data<int64_t>()[row] : labels.data<int32_t>()[row];
+      right += best == want;
+    }
+  }
+  return row == 0 ? 0.0 : 100.0 * static_cast<double>(right) / static_cast<double>(row);
+}
+
+}  // namespace
+
+absl::StatusOr<AccuracyBudget> ParseAccuracyBudget(const std::string& spec) {
+  AccuracyBudget b;
+  std::string number = spec;
+  if (absl::StartsWith(spec, "top1:")) {
+    b.kind = AccuracyBudget::Kind::kTop1Drop;
+    number = spec.substr(5);
+  } else if (absl::EndsWithIgnoreCase(spec, "db")) {
+    number = spec.substr(0, spec.size() - 2);
+  }
+  if (!absl::SimpleAtod(number, &b.value) || b.value < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "failed to parse --accuracy-budget: must be an output SQNR in dB (\"30\") or a top-1 drop in points "
+        "(\"top1:0.5\"), got '%s'", spec));
+  }
+  return b;
+}
+
+absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const QuantizeOptions& options,
+                                             const AccuracyBudget& spec, const std::vector<CalibrationBatch>& data,
+                                             const ProgressFn& progress, QuantizeReport* report, BudgetReport* budget) {
+  const bool top1 = spec.kind == AccuracyBudget::Kind::kTop1Drop;
+  if (top1 && (spec.labels.dtype() != DataType::kInt64 && spec.labels.dtype() != DataType::kInt32)) {
+    return absl::InvalidArgumentError("failed to quantize with a top-1 budget: the labels must be s64 or s32 classes");
+  }
+  budget->unit = top1 ? "% top-1" : "dB";
   OnnxModel prepared = fp32;
   if (auto s = Prepare(prepared, options, &report->prepare); !s.ok()) return s;
   auto calibration = CalibrateFor(prepared, options, data, progress);
   if (!calibration.ok()) return calibration.status();
   auto reference = RunAll(fp32, data, options.num_threads);
   if (!reference.ok()) return reference.status();
-  // Quantizes with `exclude` and measures the output SQNR.
+  if (top1) {
+    auto acc = Top1(fp32, *reference, spec.labels);
+    if (!acc.ok()) return acc.status();
+    budget->fp32 = *acc;
+    budget->target = *acc - spec.value;
+  } else {
+    budget->target = spec.value;
+  }
+  const double target = budget->target;
+  // Quantizes with `exclude` and scores it.
   auto measure = [&](const absl::flat_hash_set<std::string>& exclude) -> absl::StatusOr<double> {
     QuantizeOptions o = options;
     o.exclude = exclude;
     QuantizeReport r;
     auto q = Convert(prepared, o, &*calibration, &r);
     if (!q.ok()) return q.status();
-    auto db = OutputSqnr(*reference, *q, data, options.num_threads);
-    if (!db.ok()) return db.status();
     ++budget->evaluations;
-    return *db;
+    if (top1) {
+      auto out = RunAll(*q, data, options.num_threads);
+      if (!out.ok()) return out.status();
+      return Top1(*q, *out, spec.labels);
+    }
+    return OutputSqnr(*reference, *q, data, options.num_threads);
   };
   auto all = measure(options.exclude);
   if (!all.ok()) return all.status();
-  budget->all_int8_db = budget->final_db = *all;
-  if (budget->final_db >= budget_db) {
+  budget->all_int8 = budget->final_score = *all;
+  if (budget->final_score >= target) {
     budget->met = true;
     return Convert(prepared, options, &*calibration, report);
   }
@@ -58,28 +122,28 @@ absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const Quanti
     if (const auto* w = n.input_size() > 1 ? prepared.FindInitializer(n.input(1)) : nullptr) {
       for (int64_t d : w->dims()) weights *= d;
     }
-    Candidate c{{n.name(), n.op_type(), *r - budget->all_int8_db, 3 * weights}, 0};
-    c.priority = c.kept.gain_db / static_cast<double>(c.kept.extra_bytes);
-    if (c.kept.gain_db > 0) candidates.push_back(std::move(c));
+    Candidate c{{n.name(), n.op_type(), *r - budget->all_int8, 3 * weights}, 0};
+    c.priority = c.kept.gain / static_cast<double>(c.kept.extra_bytes);
+    if (c.kept.gain > 0) candidates.push_back(std::move(c));
   }
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const Candidate& a, const Candidate& b) { return a.priority > b.priority; });
   // 3. Greedy, measured at every step; a layer that does not help with the
   //    others already in float goes back to INT8.
   absl::flat_hash_set<std::string> exclude = options.exclude;
-  for (size_t i = 0; i < candidates.size() && budget->final_db < budget_db; ++i) {
+  for (size_t i = 0; i < candidates.size() && budget->final_score < target; ++i) {
     exclude.insert(candidates[i].kept.node);
     auto r = measure(exclude);
     if (progress) progress("mixing", static_cast<int64_t>(i + 1), static_cast<int64_t>(candidates.size()));
     if (!r.ok()) return r.status();
-    if (*r <= budget->final_db) {
+    if (*r <= budget->final_score) {
       exclude.erase(candidates[i].kept.node);
       continue;
     }
     budget->kept_float.push_back(candidates[i].kept);
-    budget->final_db = *r;
+    budget->final_score = *r;
   }
-  budget->met = budget->final_db >= budget_db;
+  budget->met = budget->final_score >= target;
   QuantizeOptions o = options;
   o.exclude = exclude;
   return Convert(prepared, o, &*calibration, report);

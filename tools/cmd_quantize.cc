@@ -9,6 +9,7 @@
 #include "quantize/quantizer.h"
 #include "tools/commands.h"
 #include "tools/dataset.h"
+#include "tools/npy.h"
 
 namespace kvant::tools {
 namespace {
@@ -77,9 +78,22 @@ int QuantizeCommand(const QuantizeArgs& args) {
   }
   quantize::QuantizeReport report;
   quantize::BudgetReport budget;
-  const bool mixed = args.accuracy_budget > 0 && !options->dynamic;
-  auto q = mixed ? quantize::QuantizeWithBudget(*model, *options, args.accuracy_budget, batches, StderrProgress(),
-                                                &report, &budget)
+  const bool mixed = !args.accuracy_budget.empty() && !options->dynamic;
+  quantize::AccuracyBudget spec;
+  if (mixed) {
+    auto parsed = quantize::ParseAccuracyBudget(args.accuracy_budget);
+    if (!parsed.ok()) return Fail(parsed.status());
+    spec = *std::move(parsed);
+    if (spec.kind == quantize::AccuracyBudget::Kind::kTop1Drop) {
+      if (args.labels.empty()) {
+        return Fail(absl::InvalidArgumentError("failed to quantize: a top-1 budget needs --labels LABELS.npy"));
+      }
+      auto labels = ReadNpy(args.labels);
+      if (!labels.ok()) return Fail(labels.status());
+      spec.labels = *std::move(labels);
+    }
+  }
+  auto q = mixed ? quantize::QuantizeWithBudget(*model, *options, spec, batches, StderrProgress(), &report, &budget)
                  : quantize::Quantize(*std::move(model), *options, batches, StderrProgress(), &report);
   if (!q.ok()) return Fail(q.status());
   if (auto s = q->Save(args.output); !s.ok()) return Fail(s);
@@ -98,12 +112,16 @@ int QuantizeCommand(const QuantizeArgs& args) {
     if (options->qoperator) std::printf("qoperator: %d group(s) written as quantized operators\n", report.qoperator_groups);
   }
   if (mixed) {
-    std::printf("accuracy budget %.1f dB: all INT8 %.2f dB, %zu layer(s) kept in float -> %.2f dB (%s, %d evaluations)\n",
-                budget.budget_db, budget.all_int8_db, budget.kept_float.size(), budget.final_db,
-                budget.met ? "met" : "NOT met: every layer that helped is in float", budget.evaluations);
+    const char* unit = budget.unit.c_str();
+    if (spec.kind == quantize::AccuracyBudget::Kind::kTop1Drop) {
+      std::printf("accuracy budget: top-1 at least %.2f%% (FP32 %.2f%% - %.2f)\n", budget.target, budget.fp32, spec.value);
+    }
+    std::printf("accuracy budget %.2f %s: all INT8 %.2f %s, %zu node(s) kept in float -> %.2f %s (%s, %d evaluations)\n",
+                budget.target, unit, budget.all_int8, unit, budget.kept_float.size(), budget.final_score, unit,
+                budget.met ? "met" : "NOT met: every node that helped is in float", budget.evaluations);
     for (const auto& k : budget.kept_float) {
-      std::printf("  kept in float: %s '%s' (+%.2f dB alone, %.1f KB more weights)\n", k.op.c_str(), k.node.c_str(),
-                  k.gain_db, k.extra_bytes / 1024.0);
+      std::printf("  kept in float: %s '%s' (+%.2f %s alone, %.1f KB more weights)\n", k.op.c_str(), k.node.c_str(),
+                  k.gain, unit, k.extra_bytes / 1024.0);
     }
   }
   std::printf("wrote %s (%.1f MB, from %.1f MB)\n", args.output.c_str(),

@@ -53,7 +53,8 @@ struct QuantizeArgs {
   bool bias_correction = false;
   std::string format = "qdq";
   std::vector<std::string> exclude;
-  double accuracy_budget = 0;  // minimum output SQNR in dB; 0: off
+  std::string accuracy_budget;  // "30" (output SQNR, dB) or "top1:0.5" (with labels); empty: off
+  std::string labels;           // LABELS.npy for a top-1 budget
   int threads = 1;
 };
 int QuantizeCommand(const QuantizeArgs& args);

@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
   quant_cmd->add_option("--format", quant.format, "qdq (QuantizeLinear/DequantizeLinear around float operators) or qoperator (QLinearConv, QLinearMatMul, ...)");
   quant_cmd->add_option("--exclude", quant.exclude, "node name to keep in float (repeatable)");
   quant_cmd->add_option("--accuracy-budget", quant.accuracy_budget,
-                        "minimum output SQNR (dB) against FP32 on the calibration data: layers stay in float, most "
-                        "sensitive per byte first, until it is met")->check(CLI::Range(0.0, 200.0));
+                        "DB: minimum output SQNR against FP32 on the calibration data, or top1:POINTS: largest top-1 "
+                        "drop (needs --labels); nodes stay in float, most sensitive per byte first, until it is met");
+  quant_cmd->add_option("--labels", quant.labels, "LABELS.npy: the class of each calibration sample (top-1 budget)");
   quant_cmd->add_option("--threads", quant.threads, "intra-op threads for calibration")->check(CLI::Range(1, 1024));
 
   kvant::tools::CompareArgs cmp;

@@ -361,24 +361,28 @@ TEST(Quantizer, AccuracyBudgetKeepsTheFewestLayersInFloat) {
   o.scheme.weights_per_channel = false;  // coarser, so the budget has work to do
   QuantizeReport report;
   BudgetReport easy;
-  auto all = QuantizeWithBudget(*m, o, 1.0, data, nullptr, &report, &easy);
+  AccuracyBudget one_db;
+  one_db.value = 1.0;
+  auto all = QuantizeWithBudget(*m, o, one_db, data, nullptr, &report, &easy);
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_TRUE(easy.met);
   EXPECT_TRUE(easy.kept_float.empty()) << "1 dB needs no float layer";
-  const double target = easy.all_int8_db + 2.0;
+  const double target = easy.all_int8 + 2.0;
+  AccuracyBudget spec;
+  spec.value = target;
   BudgetReport hard;
   QuantizeReport report2;
-  auto mixed = QuantizeWithBudget(*m, o, target, data, nullptr, &report2, &hard);
+  auto mixed = QuantizeWithBudget(*m, o, spec, data, nullptr, &report2, &hard);
   ASSERT_TRUE(mixed.ok()) << mixed.status();
-  ASSERT_TRUE(hard.met) << "all INT8 " << hard.all_int8_db << " dB, reached " << hard.final_db;
+  ASSERT_TRUE(hard.met) << "all INT8 " << hard.all_int8 << " dB, reached " << hard.final_score;
   EXPECT_FALSE(hard.kept_float.empty());
-  EXPECT_GE(hard.final_db, target);
+  EXPECT_GE(hard.final_score, target);
   // The returned model is the one measured.
   auto ref = RunAll(*m, data);
   ASSERT_TRUE(ref.ok());
   auto db = OutputSqnr(*ref, *mixed, data);
   ASSERT_TRUE(db.ok());
-  EXPECT_NEAR(*db, hard.final_db, 1e-6);
+  EXPECT_NEAR(*db, hard.final_score, 1e-6);
   for (const auto& k : hard.kept_float) {
     EXPECT_EQ(std::count(report2.quantized_nodes.begin(), report2.quantized_nodes.end(), k.node), 0) << k.node;
   }

@@ -80,6 +80,10 @@ expect quantize_no_calib fail "needs --calib DIR" -- "$kvant" quantize "$digits"
 expect quantize_missing_input fail "input 'image' needs .*calib_wrong/image.npy, which is missing" -- "$kvant" quantize "$digits" -o "$work/x.onnx" --calib "$work/calib_wrong"
 expect quantize_bad_method fail "must be minmax, moving-average, percentile, entropy or mse, got 'kl'" -- "$kvant" quantize "$digits" -o "$work/x.onnx" --calib "$work/calib" --method kl
 expect quantize_bad_preset fail "--preset must be x86, tensorrt or tflite, got 'arm'" -- "$kvant" quantize "$digits" -o "$work/x.onnx" --calib "$work/calib" --preset arm
+python3 -c "import numpy as np; np.save('$work/calib_labels.npy', np.arange(len(np.load('$work/calib/image.npy'))) % 10)"
+expect quantize_top1_budget 0 "accuracy budget: top-1 at least" -- "$kvant" quantize "$digits" -o "$work/x.onnx" --calib "$work/calib" --accuracy-budget top1:1 --labels "$work/calib_labels.npy"
+expect quantize_top1_needs_labels fail "a top-1 budget needs --labels" -- "$kvant" quantize "$digits" -o "$work/x.onnx" --calib "$work/calib" --accuracy-budget top1:1
+expect quantize_bad_budget fail "must be an output SQNR in dB" -- "$kvant" quantize "$digits" -o "$work/x.onnx" --calib "$work/calib" --accuracy-budget lots
 expect compare_digits 0 "model outputs: SQNR [0-9]" -- "$kvant" compare "$digits" "$work/digits_int8.onnx" --data "$work/calib" --samples 64 --no-suggest
 expect compare_suggests 0 "dB ->.*--method" -- "$kvant" compare "$digits" "$work/digits_int8.onnx" --data "$work/calib" --samples 64 --try-layers 2
 echo "$pass passed, $fail failed"
