@@ -1,7 +1,10 @@
-// FP32 GEMM: every microkernel row of ops/cpu/kernels.inc the machine allows,
-// next to oneDNN's f32 matmul on the same shapes, in one run. Weights (B) are
-// pre-packed as in a model; A is packed per call. Single thread unless
-// --threads is given (oneDNN is limited the same way through OMP_NUM_THREADS).
+// FP32 and BF16 GEMM: every FP32 and BF16 microkernel row of
+// ops/cpu/kernels.inc the machine allows, next to oneDNN's f32 and bf16
+// matmul on the same shapes, in one run. Weights (B) are pre-packed as in a
+// model; A is packed per call (for BF16: f32 activations rounded to bf16 as
+// they are packed, where oneDNN's bf16 matmul is handed bf16 A already).
+// Single thread unless --threads is given (oneDNN is limited the same way
+// through OMP_NUM_THREADS).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "dnnl.hpp"
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
 #include "benchmarks/kernels/bench_setup.h"
 #include "runtime/cpu_caps.h"
@@ -75,17 +79,42 @@ void BM_Kvant(benchmark::State& state, const cpu::GemmUkernelInfoF32* uk, GemmSh
   SetCounters(state, s);
 }
 
-void BM_OneDnn(benchmark::State& state, GemmShape s) {
+void BM_KvantBf16(benchmark::State& state, const cpu::GemmUkernelInfoBf16* uk, GemmShape s) {
+  std::vector<float> a = Random(s.m * s.k, 1), b = Random(s.k * s.n, 2), c(s.m * s.n);
+  const cpu::PackedBBf16 packed = cpu::PackBBf16(*uk, s.k, s.n, b.data(), s.n, 1);
+  ThreadPool pool(g_threads);
+  std::vector<char> scratch(cpu::GemmScratchBytesBf16(*uk, s.m, s.k, g_threads) + 64);
+  cpu::GemmArgsBf16 g;
+  g.m = s.m;
+  g.a = a.data();
+  g.lda = s.k;
+  g.b = &packed;
+  g.c = c.data();
+  g.ldc = s.n;
+  for (auto _ : state) {
+    cpu::RunGemmBf16(*uk, g, scratch.data(), &pool);
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetCounters(state, s);
+}
+
+void BM_OneDnn(benchmark::State& state, GemmShape s, bool bf16) {
   using dnnl::memory;
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream strm(eng);
-  memory::desc ad({s.m, s.k}, memory::data_type::f32, memory::format_tag::ab);
-  memory::desc bd({s.k, s.n}, memory::data_type::f32, memory::format_tag::ab);
+  const auto in_type = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  memory::desc ad({s.m, s.k}, in_type, memory::format_tag::ab);
+  memory::desc bd({s.k, s.n}, in_type, memory::format_tag::ab);
   memory::desc cd({s.m, s.n}, memory::data_type::f32, memory::format_tag::ab);
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), eng);
   dnnl::matmul prim(pd);
   std::vector<float> a = Random(s.m * s.k, 1), b = Random(s.k * s.n, 2), c(s.m * s.n);
-  memory am(ad, eng, a.data()), bm(bd, eng, b.data()), cm(cd, eng, c.data());
+  std::vector<uint16_t> a16(a.size()), b16(b.size());
+  for (size_t i = 0; i < a.size(); ++i) a16[i] = cpu::F32ToBf16(a[i]);
+  for (size_t i = 0; i < b.size(); ++i) b16[i] = cpu::F32ToBf16(b[i]);
+  memory am(ad, eng, bf16 ? static_cast<void*>(a16.data()) : a.data());
+  memory bm(bd, eng, bf16 ? static_cast<void*>(b16.data()) : b.data());
+  memory cm(cd, eng, c.data());
   for (auto _ : state) {
     prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     strm.wait();
@@ -107,7 +136,15 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark((std::string("kvant/") + uk.name + "/" + s.name).c_str(), kvant::BM_Kvant, &uk, s)
           ->Unit(benchmark::kMicrosecond)->UseRealTime();
     }
-    benchmark::RegisterBenchmark((std::string("onednn/matmul_f32/") + s.name).c_str(), kvant::BM_OneDnn, s)
+    benchmark::RegisterBenchmark((std::string("onednn/matmul_f32/") + s.name).c_str(), kvant::BM_OneDnn, s, false)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    if (!(f & kvant::kCpuAvx512bf16)) continue;
+    for (const auto& uk : kvant::cpu::GemmUkernelsBf16()) {
+      if ((uk.needs & f) != uk.needs) continue;
+      benchmark::RegisterBenchmark((std::string("kvant/") + uk.name + "/" + s.name).c_str(), kvant::BM_KvantBf16, &uk, s)
+          ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
+    benchmark::RegisterBenchmark((std::string("onednn/matmul_bf16/") + s.name).c_str(), kvant::BM_OneDnn, s, true)
         ->Unit(benchmark::kMicrosecond)->UseRealTime();
   }
   benchmark::Initialize(&argc, argv);

@@ -1,5 +1,6 @@
 // Builds the CPU kernel table and the FP32 GEMM microkernel list from
 // ops/cpu/kernels.inc. Adding a kernel is adding a row there.
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/conv_s8.h"
 #include "ops/cpu/gemm_s8.h"
@@ -24,6 +25,17 @@ const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32() {
 #define KVANT_GEMM_F32_UKERNEL(name, needs, mr, nr, table) {#name, needs, mr, nr, table()},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_GEMM_F32_UKERNEL
+  };
+  return *list;
+}
+
+namespace avx512bf16 { const GemmUkernelBf16* GemmBf16ByRows(); }
+
+const std::vector<GemmUkernelInfoBf16>& GemmUkernelsBf16() {
+  static const auto* list = new std::vector<GemmUkernelInfoBf16>{
+#define KVANT_GEMM_BF16_UKERNEL(name, needs, mr, nr, table) {#name, needs, mr, nr, table()},
+#include "ops/cpu/kernels.inc"
+#undef KVANT_GEMM_BF16_UKERNEL
   };
   return *list;
 }

@@ -1,0 +1,49 @@
+// BF16 GEMM microkernel for AVX-512 BF16: 14 rows x 32 columns of f32
+// accumulators (28 zmm), two B vectors of 16 bf16 pairs, one broadcast A
+// pair; VDPBF16PS adds both products of a pair per lane. Compiled with
+// -mavx512bf16; selected only when cpu_caps reports it.
+#include <immintrin.h>
+
+#include <array>
+#include <utility>
+
+#include "ops/cpu/gemm_bf16.h"
+
+namespace kvant::cpu::avx512bf16 {
+namespace {
+
+template <int R>
+void Tile(int64_t pairs, const uint32_t* a, int64_t lda, const uint16_t* b, float* tile) {
+  __m512 acc0[R], acc1[R];
+#pragma GCC unroll 14
+  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b));
+    const __m512bh b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + 32));
+#pragma GCC unroll 14
+    for (int r = 0; r < R; ++r) {
+      const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[r * lda + p])));
+      acc0[r] = _mm512_dpbf16_ps(acc0[r], av, b0);
+      acc1[r] = _mm512_dpbf16_ps(acc1[r], av, b1);
+    }
+    b += 64;
+  }
+#pragma GCC unroll 14
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(tile + r * 32, acc0[r]);
+    _mm512_storeu_ps(tile + r * 32 + 16, acc1[r]);
+  }
+}
+
+template <size_t... I>
+constexpr std::array<GemmUkernelBf16, sizeof...(I)> MakeTable(std::index_sequence<I...>) {
+  return {&Tile<static_cast<int>(I) + 1>...};
+}
+
+constexpr auto kTable = MakeTable(std::make_index_sequence<14>{});
+
+}  // namespace
+
+const GemmUkernelBf16* GemmBf16ByRows() { return kTable.data(); }
+
+}  // namespace kvant::cpu::avx512bf16

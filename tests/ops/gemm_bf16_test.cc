@@ -1,0 +1,80 @@
+// BF16 GEMM: the rounding (nearest even, NaN and infinities kept) and every
+// microkernel row of kernels.inc the machine has against the reference (A
+// and B rounded to bf16, products summed in double), over sizes around the
+// 14 x 32 tile and odd K (a zero-padded last pair), with bias and ReLU; the
+// relative error allowed is that of f32 accumulation over K terms.
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "ops/cpu/gemm_bf16.h"
+#include "runtime/cpu_caps.h"
+#include "runtime/thread_pool.h"
+
+namespace kvant::cpu {
+namespace {
+
+TEST(GemmBf16, RoundsToNearestEven) {
+  EXPECT_EQ(F32ToBf16(1.f), 0x3f80);
+  EXPECT_EQ(Bf16ToF32(F32ToBf16(1.f + 1.f / 256)), 1.f) << "a tie goes to the even neighbour";
+  EXPECT_EQ(Bf16ToF32(F32ToBf16(1.f + 3.f / 256)), 1.f + 4.f / 256) << "a tie goes to the even neighbour";
+  EXPECT_EQ(Bf16ToF32(F32ToBf16(1.f + 1.5f / 256)), 1.f + 2.f / 256);
+  EXPECT_EQ(F32ToBf16(-std::numeric_limits<float>::infinity()), 0xff80);
+  EXPECT_TRUE(std::isnan(Bf16ToF32(F32ToBf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_TRUE(std::isnan(Bf16ToF32(F32ToBf16(std::numeric_limits<float>::signaling_NaN()))));
+  EXPECT_EQ(Bf16ToF32(F32ToBf16(3.4e38f)), std::numeric_limits<float>::infinity()) << "rounds past the largest bf16";
+}
+
+class GemmBf16Kernels : public ::testing::TestWithParam<const GemmUkernelInfoBf16*> {};
+
+TEST_P(GemmBf16Kernels, MatchesTheReference) {
+  const GemmUkernelInfoBf16& uk = *GetParam();
+  if ((uk.needs & ActiveCpuFeatures()) != uk.needs) GTEST_SKIP() << uk.name << " needs a CPU feature this one lacks";
+  ThreadPool pool(2);
+  for (int64_t m : {1, 13, 14, 15, 29}) {
+    for (int64_t n : {1, 31, 32, 33, 70}) {
+      for (int64_t k : {1, 2, 7, 64, 255}) {
+        for (bool epilogue : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << uk.name << " m=" << m << " n=" << n << " k=" << k
+                                            << (epilogue ? " bias+relu" : "") << " seed " << m * 1000 + n * 10 + k);
+          std::mt19937 rng(static_cast<uint32_t>(m * 1000 + n * 10 + k));
+          std::uniform_real_distribution<float> u(-2.f, 2.f);
+          std::vector<float> a(m * k), b(k * n), bias(n), c(m * n, NAN), want(m * n);
+          for (float& v : a) v = u(rng);
+          for (float& v : b) v = u(rng);
+          for (float& v : bias) v = u(rng);
+          const PackedBBf16 packed = PackBBf16(uk, k, n, b.data(), n, 1);
+          std::vector<char> scratch(GemmScratchBytesBf16(uk, m, k, pool.num_threads()) + 64);
+          GemmArgsBf16 args;
+          args.m = m;
+          args.a = a.data();
+          args.lda = k;
+          args.b = &packed;
+          args.c = c.data();
+          args.ldc = n;
+          if (epilogue) {
+            args.col_bias = bias.data();
+            args.act.kind = ActivationF32::Kind::kRelu;
+          }
+          RunGemmBf16(uk, args, scratch.data(), &pool);
+          GemmBf16Reference(m, n, k, a.data(), k, b.data(), n, epilogue ? bias.data() : nullptr, want.data(), n);
+          for (int64_t i = 0; i < m * n; ++i) {
+            const float w = epilogue ? std::max(want[i], 0.f) : want[i];
+            ASSERT_NEAR(c[i], w, 1e-6f * 4.f * static_cast<float>(k) + 1e-6f) << "at " << i / n << "," << i % n;
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Rows, GemmBf16Kernels, ::testing::ValuesIn([] {
+                           std::vector<const GemmUkernelInfoBf16*> rows;
+                           for (const auto& uk : GemmUkernelsBf16()) rows.push_back(&uk);
+                           return rows;
+                         }()),
+                         [](const auto& info) { return std::string(info.param->name); });
+
+}  // namespace
+}  // namespace kvant::cpu
