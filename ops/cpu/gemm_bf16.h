@@ -47,12 +47,19 @@ struct GemmUkernelInfoBf16 {
   int mr;
   int nr;
   const GemmUkernelBf16* by_rows;
+  int pair_align = 1;            // K pairs padded to a multiple of this (16 for AMX tiles)
+  bool full_rows = false;        // reads mr rows of A even for fewer (the driver pads)
+  void (*begin)() = nullptr;     // per thread and task (AMX tile configuration)
+  void (*end)() = nullptr;
+  int min_m = 0;                 // below this M, run `small_m` (same B packing)
+  const char* small_m = nullptr;
 };
 
 // Rows of ops/cpu/kernels.inc (KVANT_GEMM_BF16_UKERNEL), best last.
 const std::vector<GemmUkernelInfoBf16>& GemmUkernelsBf16();
 // Best microkernel the features allow, or null (no BF16 arithmetic).
 const GemmUkernelInfoBf16* SelectGemmUkernelBf16(CpuFeatures features);
+const GemmUkernelInfoBf16* FindGemmUkernelBf16(const char* name);
 
 struct PackedBBf16 {
   int64_t n = 0, k = 0, pairs = 0, nr = 0;
@@ -61,7 +68,8 @@ struct PackedBBf16 {
   int64_t bytes() const { return (n + nr - 1) / nr * nr * pairs * 4; }
 };
 
-// B(k, n) = src[k * sk + n * sn] rounded to bf16, packed for `uk`.
+// B(k, n) = src[k * sk + n * sn] rounded to bf16, packed for `uk` (pairs
+// padded to its pair_align with zeros).
 PackedBBf16 PackBBf16(const GemmUkernelInfoBf16& uk, int64_t k, int64_t n, const float* src, int64_t sk, int64_t sn);
 
 struct GemmArgsBf16 {

@@ -46,4 +46,18 @@ constexpr auto kTable = MakeTable(std::make_index_sequence<14>{});
 
 const GemmUkernelBf16* GemmBf16ByRows() { return kTable.data(); }
 
+// A row of k floats as bf16 pairs, in order (pair p = elements 2p, 2p + 1),
+// zero-padded to `pairs`: VCVTNE2PS2BF16 rounds 32 values at a time, to
+// nearest even as F32ToBf16 does.
+void PackRowBf16(const float* src, int64_t k, uint32_t* dst, int64_t pairs) {
+  uint16_t* out = reinterpret_cast<uint16_t*>(dst);
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    const __m512 lo = _mm512_loadu_ps(src + i), hi = _mm512_loadu_ps(src + i + 16);
+    _mm512_storeu_si512(out + i, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+  }
+  for (; i < k; ++i) out[i] = F32ToBf16(src[i]);
+  for (; i < 2 * pairs; ++i) out[i] = 0;
+}
+
 }  // namespace kvant::cpu::avx512bf16

@@ -30,10 +30,11 @@ const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32() {
 }
 
 namespace avx512bf16 { const GemmUkernelBf16* GemmBf16ByRows(); }
+namespace amx { const GemmUkernelBf16* GemmBf16ByRows(); void Begin(); void End(); }
 
 const std::vector<GemmUkernelInfoBf16>& GemmUkernelsBf16() {
   static const auto* list = new std::vector<GemmUkernelInfoBf16>{
-#define KVANT_GEMM_BF16_UKERNEL(name, needs, mr, nr, table) {#name, needs, mr, nr, table()},
+#define KVANT_GEMM_BF16_UKERNEL(name, needs, mr, nr, table, ...) {#name, needs, mr, nr, table(), ##__VA_ARGS__},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_GEMM_BF16_UKERNEL
   };
