@@ -57,6 +57,7 @@ absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const S
   OptimizeOptions opt;
   opt.optimize = options.optimize;
   opt.dynamic_int8 = options.dynamic_int8;
+  opt.bf16 = options.precision == Precision::kBf16;
   opt.cpu = cpu;
   if (auto s = OptimizeGraph(graph, opt); !s.ok()) return s;
   model->cpu = cpu;
@@ -252,6 +253,10 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
     if (op == "QuantizeLinear" || op == "DequantizeLinear" || op == "DynamicQuantizeLinear") {
       ++conversions;
       return "q/dq";
+    }
+    if (step.kernel->Describe().starts_with("gemm_bf16")) {  // SessionOptions::precision = bf16
+      ++float_steps;
+      return "bf16";
     }
     if (op == "Transpose") ++transposes;
     const int out = step.outputs.empty() ? -1 : step.outputs[0];

@@ -24,6 +24,7 @@ struct RunArgs {
   bool seed_given = false;
   bool profile = false;
   bool dynamic_int8 = false;
+  std::string precision = "fp32";
 };
 int RunCommand(const RunArgs& args);
 

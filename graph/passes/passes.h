@@ -78,10 +78,15 @@ absl::Status RemoveIdentities(Graph& graph);
 // initializers, are dropped.
 absl::Status RemoveDeadNodes(Graph& graph);
 
+// assign_precision.cc: MatMul/Gemm with constant 2-D FP32 weights compute
+// in BF16 with FP32 accumulation (attribute kvant_precision = "bf16").
+absl::Status AssignBf16Compute(Graph& graph);
+
 // pipeline.cc
 struct OptimizeOptions {
   bool optimize = true;  // false: shape inference only
   bool dynamic_int8 = false;  // QuantizeMatMulsDynamic
+  bool bf16 = false;          // AssignBf16Compute
   CpuFeatures cpu = 0;
 };
 absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options);

@@ -39,6 +39,9 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (options.dynamic_int8) {
     if (auto s = QuantizeMatMulsDynamic(graph); !s.ok()) return s;
   }
+  if (options.bf16) {
+    if (auto s = AssignBf16Compute(graph); !s.ok()) return s;
+  }
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;

@@ -122,6 +122,14 @@ class Allocator {
   virtual void Free(void* p) = 0;
 };
 
+// Compute precision of matrix products (everything else stays FP32).
+enum class Precision {
+  kFp32,
+  // MatMul/Gemm with constant weights in BF16 with FP32 accumulation where
+  // the CPU has BF16 arithmetic (AVX-512 BF16, AMX-BF16); FP32 elsewhere.
+  kBf16,
+};
+
 struct SessionOptions {
   // Intra-op threads for this session (1 = run on the calling thread).
   int num_threads = 1;
@@ -139,6 +147,7 @@ struct SessionOptions {
   // LSTM, GRU and RNN likewise (weights per gate column, the input and each
   // step's hidden state quantized per product). The model file is not changed.
   bool dynamic_int8 = false;
+  Precision precision = Precision::kFp32;
   // Run-time buffers come from here (null: the C heap, 64-byte aligned).
   // Outputs keep the allocator alive until they are released.
   std::shared_ptr<Allocator> allocator;

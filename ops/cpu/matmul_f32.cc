@@ -1,7 +1,11 @@
 // FP32 Gemm and MatMul on the packed GEMM driver. Constant weights are packed
 // once in the factory; Gemm's C folds into a column bias when it is a vector.
+// With kvant_precision = "bf16" (graph/passes/assign_precision.cc) and BF16
+// arithmetic on the CPU, constant 2-D weights run on the BF16 GEMM instead
+// (ops/cpu/gemm_bf16.h): f32 in and out, bf16 products, f32 sums.
 #include "absl/strings/str_format.h"
 #include "ops/broadcast.h"
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
 
 namespace kvant::cpu {
@@ -173,9 +177,85 @@ class MatMulF32 final : public Kernel {
   PackedPanelsF32 packed_b_;
 };
 
+// y[rows, n] = act(x[rows, k] W + bias) with W packed as bf16: MatMul by a
+// constant [K, N] (rows = every leading dimension of x) and Gemm (transA = 0,
+// alpha = 1, a constant B either way round, C a vector).
+class MatMulBf16 final : public Kernel {
+ public:
+  MatMulBf16(const GemmUkernelInfoBf16& uk, ActivationF32 act) : uk_(uk), act_(act) {}
+
+  void Prepare(const Tensor& w, bool trans_b, const Tensor* c, float beta) {
+    const int64_t k = w.shape()[trans_b ? 1 : 0], n = w.shape()[trans_b ? 0 : 1];
+    packed_ = PackBBf16(uk_, k, n, w.data<float>(), trans_b ? 1 : n, trans_b ? k : 1);
+    if (c != nullptr) {
+      bias_.resize(n);
+      for (int64_t j = 0; j < n; ++j) bias_[j] = beta * c->data<float>()[c->num_elements() == 1 ? 0 : j];
+    }
+  }
+
+  size_t ScratchBytes(const KernelShapes& s) const override {
+    const auto& a = s.inputs[0];
+    return GemmScratchBytesBf16(uk_, Product(a) / std::max<int64_t>(a.back(), 1), packed_.k, s.num_threads);
+  }
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& a = ctx.input(0);
+    GemmArgsBf16 g;
+    g.m = a.num_elements() / packed_.k;
+    g.a = a.as<const float>();
+    g.lda = packed_.k;
+    g.b = &packed_;
+    g.c = ctx.output(0).as<float>();
+    g.ldc = packed_.n;
+    g.col_bias = bias_.empty() ? nullptr : bias_.data();
+    g.act = act_;
+    RunGemmBf16(uk_, g, ctx.scratch, ctx.pool);
+    return absl::OkStatus();
+  }
+
+  std::string Describe() const override { return uk_.name; }
+  int64_t PackedBytes() const override { return packed_.bytes(); }
+
+ private:
+  const GemmUkernelInfoBf16& uk_;
+  ActivationF32 act_;
+  PackedBBf16 packed_;
+  std::vector<float> bias_;
+};
+
+// The BF16 kernel where asked for and possible, else null.
+std::unique_ptr<Kernel> MaybeBf16(const KernelInit& init, bool gemm) {
+  const AttributeMap& at = *init.attrs;
+  const GemmUkernelInfoBf16* uk = SelectGemmUkernelBf16(init.cpu);
+  const Tensor* w = init.constant_inputs.size() > 1 ? init.constant_inputs[1] : nullptr;
+  if (at.GetString("kvant_precision", "") != "bf16" || uk == nullptr || w == nullptr || w->rank() != 2 ||
+      w->dtype() != DataType::kFloat32) {
+    return nullptr;
+  }
+  const Tensor* c = nullptr;
+  bool trans_b = false;
+  if (gemm) {
+    if (at.GetInt("transA", 0) != 0 || at.GetFloat("alpha", 1.f) != 1.f) return nullptr;
+    trans_b = at.GetInt("transB", 0) != 0;
+    const bool has_c = init.input_types.size() > 2 && init.input_types[2] != DataType::kUndefined;
+    if (has_c) {
+      c = init.constant_inputs[2];
+      const int64_t n = w->shape()[trans_b ? 0 : 1];
+      if (c == nullptr || !(c->rank() <= 1 || (c->rank() == 2 && c->shape()[0] == 1)) ||
+          (c->num_elements() != n && c->num_elements() != 1)) {
+        return nullptr;
+      }
+    }
+  }
+  auto k = std::make_unique<MatMulBf16>(*uk, ReadFusedActivation(at));
+  k->Prepare(*w, trans_b, c, at.GetFloat("beta", 1.f));
+  return k;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateGemmF32(const KernelInit& init) {
+  if (auto bf16 = MaybeBf16(init, true)) return bf16;
   const AttributeMap& at = *init.attrs;
   auto k = std::make_unique<GemmF32>(SelectGemmUkernelF32(init.cpu), at.GetInt("transA", 0) != 0,
                                      at.GetInt("transB", 0) != 0, at.GetFloat("alpha", 1.f),
@@ -185,6 +265,7 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateGemmF32(const KernelInit& init) {
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateMatMulF32(const KernelInit& init) {
+  if (auto bf16 = MaybeBf16(init, false)) return bf16;
   auto k = std::make_unique<MatMulF32>(SelectGemmUkernelF32(init.cpu), ReadFusedActivation(*init.attrs));
   k->Prepare(init);
   return k;

@@ -8,7 +8,9 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "kvant/kvant.h"
 #include "ops/cpu/gemm_bf16.h"
+#include "tests/testing/onnx_builder.h"
 #include "runtime/cpu_caps.h"
 #include "runtime/thread_pool.h"
 
@@ -75,6 +77,50 @@ INSTANTIATE_TEST_SUITE_P(Rows, GemmBf16Kernels, ::testing::ValuesIn([] {
                            return rows;
                          }()),
                          [](const auto& info) { return std::string(info.param->name); });
+
+// SessionOptions::precision = bf16 on MatMul -> Add -> Softmax -> Gemm: the
+// products run on the BF16 GEMM where the CPU has it (the plan says so) and
+// stay close to FP32; elsewhere they fall back to FP32, bit for bit.
+TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
+  using testing::OnnxBuilder;
+  using testing::RandomF32;
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {3, 5, 64}).Output("y");
+  b.Initializer("w", RandomF32({64, 48}, 1)).Initializer("bias", RandomF32({48}, 2));
+  b.Initializer("w2", RandomF32({10, 48}, 3)).Initializer("c2", RandomF32({10}, 4));
+  b.Node("MatMul", {"x", "w"}, {"m"});
+  b.Node("Add", {"m", "bias"}, {"a"});
+  b.Node("Softmax", {"a"}, {"s"});
+  b.Node("Reshape", {"s", "shape"}, {"r"});
+  b.Initializer("shape", Tensor::FromVector<int64_t>(DataType::kInt64, {2}, {15, 48}));
+  OnnxBuilder::SetInt(b.Node("Gemm", {"r", "w2", "c2"}, {"y"}), "transB", 1);
+  const std::string bytes = b.Serialize();
+  SessionOptions bf16;
+  bf16.precision = Precision::kBf16;
+  auto fp = Session::LoadFromBytes(bytes);
+  auto half = Session::LoadFromBytes(bytes, bf16);
+  ASSERT_TRUE(fp.ok()) << fp.status();
+  ASSERT_TRUE(half.ok()) << half.status();
+  const TensorMap in = {{"x", RandomF32({3, 5, 64}, 5)}};
+  const Tensor y0 = fp->Run(in)->at("y"), y1 = half->Run(in)->at("y");
+  auto plan = half->Plan({{"x", {3, 5, 64}}});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const bool has_bf16 = SelectGemmUkernelBf16(ActiveCpuFeatures()) != nullptr;
+  double err = 0, mag = 0;
+  for (int64_t i = 0; i < y0.num_elements(); ++i) {
+    err = std::max(err, std::fabs(double{y0.data<float>()[i]} - y1.data<float>()[i]));
+    mag = std::max(mag, std::fabs(double{y0.data<float>()[i]}));
+  }
+  if (!has_bf16) {
+    EXPECT_EQ(err, 0) << "without BF16 arithmetic the products stay FP32";
+    EXPECT_EQ(plan->text.find(" bf16 "), std::string::npos) << plan->text;
+    return;
+  }
+  EXPECT_GT(err, 0) << "the BF16 path was not taken";
+  EXPECT_LT(err, 2e-2 * mag) << "BF16 error " << err << " of magnitude " << mag;
+  EXPECT_NE(plan->text.find("gemm_bf16"), std::string::npos) << plan->text;
+  EXPECT_NE(plan->text.find(" bf16 "), std::string::npos) << plan->text;
+}
 
 }  // namespace
 }  // namespace kvant::cpu
