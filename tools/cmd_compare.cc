@@ -11,15 +11,6 @@
 #include "tools/dataset.h"
 
 namespace kvant::tools {
-namespace {
-
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvant: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
-
-}  // namespace
-
 int CompareCommand(const CompareArgs& args) {
   auto fp32 = quantize::OnnxModel::Load(args.float_model);
   if (!fp32.ok()) return Fail(fp32.status());

@@ -19,11 +19,6 @@ std::string Describe(const ValueInfo& vi) {
   return absl::StrFormat("%s: %s [%s]", vi.name, DataTypeName(vi.dtype), vi.rank_known ? absl::StrJoin(dims, ",") : "?");
 }
 
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvant: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
-
 }  // namespace
 
 int InspectCommand(const InspectArgs& args) {

@@ -12,15 +12,6 @@
 #include "tools/npy.h"
 
 namespace kvant::tools {
-namespace {
-
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvant: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
-
-}  // namespace
-
 absl::StatusOr<quantize::QuantizeOptions> QuantizeOptionsFrom(const QuantizeArgs& args) {
   quantize::QuantizeOptions o;
   auto scheme = quantize::PresetScheme(args.preset);

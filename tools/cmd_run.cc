@@ -19,11 +19,6 @@
 namespace kvant::tools {
 namespace {
 
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvant: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
-
 Tensor RandomTensor(DataType type, const std::vector<int64_t>& shape, std::mt19937_64& rng) {
   Tensor t = Tensor::Zeros(type, shape);
   const int64_t n = t.num_elements();

@@ -3,6 +3,7 @@
 #define KVANT_TOOLS_COMMANDS_H_
 
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -11,6 +12,12 @@
 #include "kvant/kvant.h"
 
 namespace kvant::tools {
+
+// Prints "kvant: <message>" on stderr; the exit code of a failed command.
+inline int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "kvant: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
 
 struct RunArgs {
   std::string model;

@@ -291,6 +291,20 @@ def compare_bytes(name, binary, path, feeds, work):
     return None if worst <= 1 else f"{name}: {worst} steps from ONNX Runtime"
 
 
+def compare_lstm_logits(name, binary, path, rows, work):
+    """An INT8 LSTM digits file on both runtimes: logits within 2% of their
+    range and the same class on 99% of the rows."""
+    os.makedirs(work, exist_ok=True)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"rows": rows})[0]
+    got = np.load(os.path.join(run_kvant(binary, path, {"rows": rows}, work), "logits.npy"))
+    diff, spread = float(np.max(np.abs(got - want))), float(np.max(want) - np.min(want))
+    agree = float(np.mean(np.argmax(got, 1) == np.argmax(want, 1)))
+    ok = diff <= 0.02 * spread and agree >= 0.99
+    print(f"{'ok' if ok else 'FAILED':6s} {name:28s} max |diff| {diff:.3f} (logit range {spread:.1f}), "
+          f"top-1 agreement {agree:.4f}")
+    return None if ok else f"{name}: max diff {diff:.3f}, agreement {agree:.4f}"
+
+
 def dynamic_lstm(binary, root, work):
     """The LSTM digits model with INT8 weights: ONNX Runtime's quantize_dynamic
     file on both runtimes (logits within 2% of their range, the same class on
@@ -305,16 +319,8 @@ def dynamic_lstm(binary, root, work):
     quantize_dynamic_file(lstm, qpath)
     if "DynamicQuantizeLSTM" not in {n.op_type for n in onnx.load(qpath).graph.node}:
         return ["lstm_digits_dynamic: ONNX Runtime's quantizer made no DynamicQuantizeLSTM"]
-    errors = []
-    want = ort.InferenceSession(qpath, providers=["CPUExecutionProvider"]).run(None, {"rows": rows})[0]
-    got = np.load(os.path.join(run_kvant(binary, qpath, {"rows": rows}, os.path.join(work, "ort_file")), "logits.npy"))
-    diff, spread = float(np.max(np.abs(got - want))), float(np.max(want) - np.min(want))
-    agree = float(np.mean(np.argmax(got, 1) == np.argmax(want, 1)))
-    ok = diff <= 0.02 * spread and agree >= 0.99
-    print(f"{'ok' if ok else 'FAILED':6s} {'lstm_digits_dynamic_ort':28s} max |diff| {diff:.3f} (logit range "
-          f"{spread:.1f}), top-1 agreement {agree:.4f}")
-    if not ok:
-        errors.append(f"lstm_digits_dynamic_ort: max diff {diff:.3f}, agreement {agree:.4f}")
+    err = compare_lstm_logits("lstm_digits_dynamic_ort", binary, qpath, rows, os.path.join(work, "ort_file"))
+    errors = [err] if err else []
     fp32 = ort.InferenceSession(lstm, providers=["CPUExecutionProvider"]).run(None, {"rows": rows})[0]
     args = [binary, "run", lstm, "--dynamic-int8", "--input", f"rows={os.path.join(work, 'ort_file', 'rows.npy')}",
             "--output-dir", os.path.join(work, "ours")]
@@ -359,17 +365,8 @@ def kvant_quantized(binary, root, work):
     r = subprocess.run([binary, "quantize", lstm, "-o", path, "--dynamic"], capture_output=True, text=True)
     if r.returncode != 0:
         return errors + [f"kvant quantize --dynamic lstm_digits: {r.stderr.strip()}"]
-    os.makedirs(os.path.join(work, "lstm"), exist_ok=True)
-    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"rows": rows})[0]
-    got = np.load(os.path.join(run_kvant(binary, path, {"rows": rows}, os.path.join(work, "lstm")), "logits.npy"))
-    diff, spread = float(np.max(np.abs(got - want))), float(np.max(want) - np.min(want))
-    agree = float(np.mean(np.argmax(got, 1) == np.argmax(want, 1)))
-    ok = diff <= 0.02 * spread and agree >= 0.99
-    print(f"{'ok' if ok else 'FAILED':6s} {'lstm_digits_kvant_dynamic':28s} max |diff| {diff:.3f} (logit range "
-          f"{spread:.1f}), top-1 agreement {agree:.4f}")
-    if not ok:
-        errors.append(f"lstm_digits_kvant_dynamic: max diff {diff:.3f}, agreement {agree:.4f}")
-    return errors
+    err = compare_lstm_logits("lstm_digits_kvant_dynamic", binary, path, rows, os.path.join(work, "lstm"))
+    return errors + ([err] if err else [])
 
 
 def main():
