@@ -41,6 +41,7 @@ struct InspectArgs {
   bool graph = false;
   bool plan = false;
   bool dynamic_int8 = false;
+  std::string precision = "fp32";
   std::vector<std::string> shapes;
 };
 int InspectCommand(const InspectArgs& args);

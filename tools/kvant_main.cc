@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   inspect_cmd->add_flag("--plan", inspect.plan, "print the execution and memory plan");
   inspect_cmd->add_flag("--dynamic-int8", inspect.dynamic_int8,
                         "plan as `kvant run --dynamic-int8` runs it (INT8 weights for MatMul/Gemm/LSTM/GRU/RNN)");
+  inspect_cmd->add_option("--precision", inspect.precision, "plan as `kvant run --precision` runs it (fp32, bf16)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   inspect_cmd->add_option("--shape", inspect.shapes, "NAME=D0,D1,... input shape for --plan (repeatable)");
 
   kvant::tools::QuantizeArgs quant;
