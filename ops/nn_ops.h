@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "graph/graph.h"
 
 namespace kvant {
@@ -45,6 +46,27 @@ struct ConvTransposeSizes {
 };
 absl::StatusOr<ConvTransposeSizes> ConvTransposeOutput(const AttributeMap& attrs, const WindowParams& p,
                                                        const std::vector<int64_t>& in, const std::string& label);
+
+// The rows a softmax normalizes over `shape`: outer * inner rows of len
+// values, value i of row r at (r / inner) * len * inner + r % inner + i *
+// inner. `coerce_2d` (opset < 13, and QLinearSoftmax's opset 1) flattens
+// every axis from `axis` on into one row.
+struct SoftmaxRows {
+  int64_t outer = 1, len = 1, inner = 1;
+};
+inline SoftmaxRows SoftmaxRowsOf(absl::Span<const int64_t> shape, int64_t axis, bool coerce_2d) {
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  if (axis < 0) axis += rank;
+  SoftmaxRows r;
+  for (int64_t i = 0; i < axis; ++i) r.outer *= shape[i];
+  if (coerce_2d) {
+    for (int64_t i = axis; i < rank; ++i) r.len *= shape[i];
+  } else {
+    r.len = rank == 0 ? 1 : shape[axis];
+    for (int64_t i = axis + 1; i < rank; ++i) r.inner *= shape[i];
+  }
+  return r;
+}
 
 }  // namespace kvant
 #endif  // KVANT_OPS_NN_OPS_H_

@@ -6,6 +6,7 @@
 
 #include "ops/cpu/vector_math.h"
 #include "ops/kernel.h"
+#include "ops/nn_ops.h"
 
 namespace kvant::cpu {
 namespace {
@@ -71,16 +72,7 @@ class SoftmaxF32 final : public Kernel {
 
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
-    const int64_t rank = x.rank();
-    const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
-    int64_t outer = 1, len = 1, inner = 1;
-    for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
-    if (coerce_2d_) {
-      for (int64_t i = axis; i < rank; ++i) len *= x.shape[i];
-    } else {
-      len = rank == 0 ? 1 : x.shape[axis];
-      for (int64_t i = axis + 1; i < rank; ++i) inner *= x.shape[i];
-    }
+    const auto [outer, len, inner] = SoftmaxRowsOf(x.shape, axis_, coerce_2d_);
     const float* xs = x.as<const float>();
     float* ys = ctx.output(0).as<float>();
     ctx.pool->ParallelFor(outer * inner, [&](int64_t r0, int64_t r1) {

@@ -17,6 +17,7 @@
 
 #include "ops/cpu/broadcast_loop.h"
 #include "ops/cpu/quantize_common.h"
+#include "ops/nn_ops.h"
 
 namespace kvant::cpu {
 namespace {
@@ -208,16 +209,7 @@ class QLinearSoftmax final : public ByteKernel<QLinearSoftmax> {
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
     const TensorArg& x = ctx.input(0);
-    const int64_t rank = x.rank();
-    const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
-    int64_t outer = 1, len = 1, inner = 1;
-    for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
-    if (coerce_2d_) {
-      for (int64_t i = axis; i < rank; ++i) len *= x.shape[i];
-    } else {
-      len = x.shape[axis];
-      for (int64_t i = axis + 1; i < rank; ++i) inner *= x.shape[i];
-    }
+    const auto [outer, len, inner] = SoftmaxRowsOf(x.shape, axis_, coerce_2d_);
     const float sx = ScaleAt(ctx, 1, 0), sy = ScaleAt(ctx, 3, 0);
     const float zy = static_cast<float>(ZeroPointAt(ctx, 4, 0));
     float table[256];  // exp(-d * sx) for d = max q - q in [0, 255]
