@@ -72,7 +72,9 @@ class SoftmaxF32 final : public Kernel {
 
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
-    const auto [outer, len, inner] = SoftmaxRowsOf(x.shape, axis_, coerce_2d_);
+    // Plain locals, not a structured binding: clang 14 cannot capture those.
+    const SoftmaxRows rows = SoftmaxRowsOf(x.shape, axis_, coerce_2d_);
+    const int64_t outer = rows.outer, len = rows.len, inner = rows.inner;
     const float* xs = x.as<const float>();
     float* ys = ctx.output(0).as<float>();
     ctx.pool->ParallelFor(outer * inner, [&](int64_t r0, int64_t r1) {
