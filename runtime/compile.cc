@@ -238,7 +238,7 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   PlanReport& r = plan->report;
   // What each step computes in: "int8" for the quantized products and
   // operators, "q/dq" for conversions, else its output's element type.
-  int int8_steps = 0, conversions = 0, float_steps = 0, transposes = 0;
+  int transposes = 0;
   auto precision = [&](const PlanStep& step) -> std::string {
     const std::string op = step.def->op;
     static const char* kInt8[] = {"MatMulInteger",      "ConvInteger",        "QGemm", "DynamicQuantizeMatMul",
@@ -247,21 +247,21 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
     bool int8 = op.rfind("QLinear", 0) == 0;  // QLinearConv(Nhwc), QLinearMatMul, QLinearAdd, ...
     for (const char* q : kInt8) int8 |= op == q;
     if (int8) {
-      ++int8_steps;
+      ++r.int8_steps;
       return "int8";
     }
     if (op == "QuantizeLinear" || op == "DequantizeLinear" || op == "DynamicQuantizeLinear") {
-      ++conversions;
+      ++r.conversions;
       return "q/dq";
     }
     if (step.kernel->Describe().starts_with("gemm_bf16")) {  // SessionOptions::precision = bf16
-      ++float_steps;
+      ++r.float_steps;
       return "bf16";
     }
     if (op == "Transpose") ++transposes;
     const int out = step.outputs.empty() ? -1 : step.outputs[0];
     const DataType t = out >= 0 ? plan->slots[out].dtype : DataType::kUndefined;
-    if (t == DataType::kFloat32 && op != "Transpose" && op != "Reshape" && op != "Shape") ++float_steps;
+    if (t == DataType::kFloat32 && op != "Transpose" && op != "Reshape" && op != "Shape") ++r.float_steps;
     return DataTypeName(t);
   };
   r.arena_bytes = plan->memory.arena_bytes;
@@ -269,7 +269,8 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   r.weight_bytes = model.weight_bytes;
   r.num_steps = num_steps;
   for (int i = 0; i < num_steps; ++i) {
-    const PlanStep& step = plan->steps[i];
+    PlanStep& step = plan->steps[i];
+    step.precision = precision(step);
     std::vector<std::string> outs;
     for (int s : step.outputs) {
       if (s < 0) continue;
@@ -278,11 +279,12 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
       outs.push_back(absl::StrCat(v.name, ":", DataTypeName(v.dtype), ShapeText(v.shape), " ", where));
     }
     std::string impl = step.kernel->Describe();
-    absl::StrAppend(&r.text, absl::StrFormat("%4d %-40s %-5s %-14s %-24s -> %s\n", i, step.label, precision(step),
+    r.steps.push_back(PlanStepReport{step.label, step.def->op, step.def->name, impl, step.precision});
+    absl::StrAppend(&r.text, absl::StrFormat("%4d %-40s %-5s %-14s %-24s -> %s\n", i, step.label, step.precision,
                                              step.def->name, impl.empty() ? "" : impl, absl::StrJoin(outs, ", ")));
   }
   absl::StrAppend(&r.text, absl::StrFormat("steps: %d int8, %d float, %d Q/DQ conversions, %d transposes\n",
-                                           int8_steps, float_steps, conversions, transposes));
+                                           r.int8_steps, r.float_steps, r.conversions, transposes));
   absl::StrAppend(&r.text, absl::StrFormat("arena %d bytes, lower bound %d bytes (%.3fx), weights %d bytes\n",
                                            r.arena_bytes, r.lower_bound_bytes,
                                            r.lower_bound_bytes ? double(r.arena_bytes) / r.lower_bound_bytes : 1.0,

@@ -56,6 +56,7 @@ struct PlanStep {
   const Kernel* kernel = nullptr;
   const KernelDef* def = nullptr;
   std::string label;
+  std::string precision;     // as PlanStepReport::precision
   std::vector<int> inputs;   // slot ids, -1 = omitted
   std::vector<int> outputs;  // slot ids, -1 = omitted
   int64_t scratch_offset = 0;

@@ -130,7 +130,9 @@ class SessionImpl {
     auto [it, inserted] = profile_index.emplace(step.label, profile_rows.size());
     if (inserted) {
       std::string impl = step.kernel->Describe();
-      profile_rows.push_back(NodeProfile{step.label, impl.empty() ? step.def->name : std::string(step.def->name) + " " + impl});
+      profile_rows.push_back(NodeProfile{step.label,
+                                         impl.empty() ? step.def->name : std::string(step.def->name) + " " + impl,
+                                         step.precision});
     }
     NodeProfile& row = profile_rows[it->second];
     ++row.calls;

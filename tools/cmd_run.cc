@@ -14,30 +14,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "tools/commands.h"
+#include "tools/dataset.h"
 #include "tools/npy.h"
 
 namespace kvant::tools {
 namespace {
-
-Tensor RandomTensor(DataType type, const std::vector<int64_t>& shape, std::mt19937_64& rng) {
-  Tensor t = Tensor::Zeros(type, shape);
-  const int64_t n = t.num_elements();
-  std::normal_distribution<float> normal(0.f, 1.f);
-  std::uniform_int_distribution<int> small(0, 9);
-  for (int64_t i = 0; i < n; ++i) {
-    switch (type) {
-      case DataType::kFloat32: t.data<float>()[i] = normal(rng); break;
-      case DataType::kFloat64: t.data<double>()[i] = normal(rng); break;
-      case DataType::kInt64: t.data<int64_t>()[i] = small(rng); break;
-      case DataType::kInt32: t.data<int32_t>()[i] = small(rng); break;
-      case DataType::kUInt8: t.data<uint8_t>()[i] = static_cast<uint8_t>(rng()); break;
-      case DataType::kInt8: t.data<int8_t>()[i] = static_cast<int8_t>(rng()); break;
-      case DataType::kBool: t.data<uint8_t>()[i] = rng() & 1; break;
-      default: break;
-    }
-  }
-  return t;
-}
 
 double ValueAt(const Tensor& t, int64_t i) {
   switch (t.dtype()) {

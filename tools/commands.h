@@ -80,6 +80,35 @@ struct CompareArgs {
 };
 int CompareCommand(const CompareArgs& args);
 
+struct BenchArgs {
+  std::string model;
+  std::string precisions = "fp32,bf16,int8,int8-dynamic";
+  std::string int8_model;  // a quantized file for the int8 rows instead of quantizing on the fly
+  std::string calib, data;
+  int64_t samples = 64;    // evaluation rows at most
+  int64_t batch = 1;       // rows per run when the batch dimension is symbolic
+  std::string threads = "1";
+  std::string vs;          // "onnxruntime" or empty
+  std::string device = "cpu";
+  std::string json, markdown, chart;
+  std::vector<std::string> shapes;
+  uint64_t seed = 1;
+  bool profile = false;
+  double budget_s = 3;     // timing budget per row
+  double ci = 0.01;        // stop when the median is known within this fraction
+  int min_runs = 10;
+};
+int BenchCommand(const BenchArgs& args);
+
+// The hidden `kvant bench-memory MODEL --precision P --threads T --inputs DIR`
+// that `kvant bench` runs per row: a fresh process's peak RSS growth while
+// loading MODEL and running it once.
+struct BenchMemoryArgs {
+  std::string model, precision = "fp32", inputs;
+  int threads = 1;
+};
+int BenchMemoryCommand(const BenchMemoryArgs& args);
+
 // NAME=D0,D1,... -> map; symbolic dims of other inputs default to 1.
 absl::StatusOr<std::map<std::string, std::vector<int64_t>>> ResolveShapes(const Session& session,
                                                                           const std::vector<std::string>& specs);

@@ -4,6 +4,7 @@
 #ifndef KVANT_TOOLS_DATASET_H_
 #define KVANT_TOOLS_DATASET_H_
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,10 @@ namespace kvant::tools {
 absl::StatusOr<std::vector<quantize::CalibrationBatch>> LoadDataset(const std::string& dir,
                                                                    const std::vector<ValueInfo>& inputs,
                                                                    int64_t max_samples, int64_t batch_rows);
+
+// Seeded random contents for a model input: f32/f64 from N(0, 1), integer
+// types small non-negative values (token ids, indices), bytes uniform.
+Tensor RandomTensor(DataType type, const std::vector<int64_t>& shape, std::mt19937_64& rng);
 
 // Progress on stderr: a bar redrawn in place on a terminal, else a line at
 // every tenth.

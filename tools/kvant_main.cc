@@ -1,4 +1,4 @@
-// `kvant`: run, inspect, quantize, compare (and, in a later issue, bench).
+// `kvant`: run, inspect, quantize, compare, bench.
 // Argument parsing by CLI11; every failure prints its Status and exits non-zero.
 #include <CLI/CLI.hpp>
 
@@ -81,7 +81,43 @@ int main(int argc, char** argv) {
   cmp_cmd->add_flag("--per-tensor", cmp.per_tensor, "suggestions start from per-tensor weights");
   cmp_cmd->add_option("--threads", cmp.threads, "intra-op threads")->check(CLI::Range(1, 1024));
 
+  kvant::tools::BenchArgs bench;
+  CLI::App* bench_cmd = app.add_subcommand(
+      "bench", "Latency, memory and accuracy of a model in FP32, BF16 and INT8, with ONNX Runtime beside it");
+  bench_cmd->add_option("model", bench.model, "FP32 ONNX model (a quantized one gives only its int8 row)")->required();
+  bench_cmd->add_option("--precision", bench.precisions,
+                        "comma-separated: fp32, bf16, fp16, int8 (quantized on the fly with `kvant quantize`'s "
+                        "defaults, or --int8-model), int8-dynamic (--dynamic-int8)");
+  bench_cmd->add_option("--int8-model", bench.int8_model, "a quantized file for the int8 rows");
+  bench_cmd->add_option("--calib", bench.calib, "calibration data for the on-the-fly INT8: one NAME.npy per input");
+  bench_cmd->add_option("--data", bench.data, "evaluation data: one NAME.npy per input (else seeded random inputs)");
+  bench_cmd->add_option("--samples", bench.samples, "evaluation rows at most")->check(CLI::Range(1, 1000000));
+  bench_cmd->add_option("--batch", bench.batch, "rows per run where the batch dimension is symbolic")
+      ->check(CLI::Range(1, 4096));
+  bench_cmd->add_option("--shape", bench.shapes, "NAME=D0,D1,... shape of a random input (repeatable)");
+  bench_cmd->add_option("--seed", bench.seed, "seed of the random inputs");
+  bench_cmd->add_option("--threads", bench.threads, "comma-separated intra-op thread counts, e.g. 1,2");
+  bench_cmd->add_option("--vs", bench.vs, "onnxruntime: its FP32 and its own INT8 quantization beside ours");
+  bench_cmd->add_option("--device", bench.device, "cpu (cuda: not yet for whole models)");
+  bench_cmd->add_option("--json", bench.json, "write the results as JSON (tools/bench/bench_schema.json)");
+  bench_cmd->add_option("--markdown", bench.markdown, "write the table as Markdown");
+  bench_cmd->add_option("--chart", bench.chart, "write an SVG chart of latency and accuracy");
+  bench_cmd->add_flag("--profile", bench.profile, "per-operator time and the precision each ran in");
+  bench_cmd->add_option("--budget", bench.budget_s, "timing budget per row, seconds")->check(CLI::Range(0.01, 3600.0));
+  bench_cmd->add_option("--ci", bench.ci, "stop a row when its median is known within this fraction (95%)")
+      ->check(CLI::Range(0.0001, 1.0));
+  bench_cmd->add_option("--min-runs", bench.min_runs, "timed runs per row at least")->check(CLI::Range(3, 1000000));
+
+  kvant::tools::BenchMemoryArgs memory;
+  CLI::App* memory_cmd = app.add_subcommand("bench-memory", "")->group("");  // hidden: used by `kvant bench`
+  memory_cmd->add_option("model", memory.model)->required();
+  memory_cmd->add_option("--precision", memory.precision);
+  memory_cmd->add_option("--threads", memory.threads);
+  memory_cmd->add_option("--inputs", memory.inputs)->required();
+
   CLI11_PARSE(app, argc, argv);
+  if (memory_cmd->parsed()) return kvant::tools::BenchMemoryCommand(memory);
+  if (bench_cmd->parsed()) return kvant::tools::BenchCommand(bench);
   if (cmp_cmd->parsed()) return kvant::tools::CompareCommand(cmp);
   if (quant_cmd->parsed()) return kvant::tools::QuantizeCommand(quant);
   if (run_cmd->parsed()) return kvant::tools::RunCommand(run);

@@ -157,8 +157,18 @@ struct SessionOptions {
 struct NodeProfile {
   std::string node;    // "Conv 'conv1'"
   std::string kernel;  // registry row and implementation, e.g. "conv_f32 gemm_f32_avx512_14x32"
+  std::string precision;  // what it computed in, as PlanStepReport::precision
   int64_t calls = 0;
   double total_ms = 0;
+};
+
+// One executed step of a plan.
+struct PlanStepReport {
+  std::string node;       // "Conv 'conv1'"
+  std::string op;         // the executed operator ("QLinearConvNhwc", "Gemm", ...)
+  std::string kernel;     // registry row, e.g. "conv_f32"
+  std::string impl;       // implementation, e.g. "gemm_f32_avx512_14x32" (may be empty)
+  std::string precision;  // "int8", "bf16", "q/dq" (a conversion), else the output's type ("f32", "s64", ...)
 };
 
 // Memory and kernel plan for one input-shape signature.
@@ -167,6 +177,10 @@ struct PlanReport {
   int64_t lower_bound_bytes = 0;  // largest sum of live tensor sizes at any step
   int64_t weight_bytes = 0;       // constant and pre-packed weights
   int num_steps = 0;              // kernels executed per Run
+  int int8_steps = 0;             // steps computing in INT8
+  int float_steps = 0;            // steps computing in f32 or bf16 (data movement not counted)
+  int conversions = 0;            // QuantizeLinear/DequantizeLinear steps left in the plan
+  std::vector<PlanStepReport> steps;
   std::string text;               // one line per step: node, op, kernel, outputs
 };
 
