@@ -1,5 +1,7 @@
 // INT8 convolution on 1x56x56 inputs: 3x3 64->64, 1x1 256->64 and depthwise
-// 3x3 with 144 channels. Our INT8 NHWC convolution next to oneDNN's int8
+// 3x3 with 144 channels; and EfficientNet-Lite0's depthwise shapes (block 1:
+// 3x3 stride 2 on 112x112x96; block 3: 5x5 stride 2 on 56x56x144; block 11:
+// 5x5 on 7x7x1152). Our INT8 NHWC convolution next to oneDNN's int8
 // convolution (u8 NHWC source with zero point 128, s8 weights reordered once,
 // per-channel output scales, u8 destination), our FP32 convolution (a
 // one-node Session, NCHW) and oneDNN's f32 convolution, in one run.
@@ -28,18 +30,22 @@ namespace {
 struct ConvCase {
   const char* name;
   int64_t c, m, k, group;
+  int64_t hw = 56, stride = 1;
+  int64_t out() const { return (hw + 2 * (k / 2) - k) / stride + 1; }
 };
 
 constexpr ConvCase kCases[] = {
     {"3x3_64to64_56x56", 64, 64, 3, 1},
     {"1x1_256to64_56x56", 256, 64, 1, 1},
     {"dw3x3_144_56x56", 144, 144, 3, 144},
+    {"efficientnet_lite0/block1_dw3x3_s2_96_112x112", 96, 96, 3, 96, 112, 2},
+    {"efficientnet_lite0/block3_dw5x5_s2_144_56x56", 144, 144, 5, 144, 56, 2},
+    {"efficientnet_lite0/block11_dw5x5_1152_7x7", 1152, 1152, 5, 1152, 7, 1},
 };
-constexpr int64_t kHw = 56;
 
 int g_threads = 1;
 
-double Ops(const ConvCase& c) { return 2.0 * kHw * kHw * c.m * (c.c / c.group) * c.k * c.k; }
+double Ops(const ConvCase& c) { return 2.0 * c.out() * c.out() * c.m * (c.c / c.group) * c.k * c.k; }
 
 void SetCounters(benchmark::State& state, const ConvCase& c) {
   state.counters["GOP/s"] = benchmark::Counter(Ops(c) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
@@ -47,7 +53,8 @@ void SetCounters(benchmark::State& state, const ConvCase& c) {
 
 void BM_KvantS8(benchmark::State& state, ConvCase c) {
   cpu::ConvS8Shape s;
-  s.h = s.w = kHw;
+  s.h = s.w = c.hw;
+  s.sh = s.sw = c.stride;
   s.cin = c.c;
   s.cout = c.m;
   s.kh = s.kw = c.k;
@@ -55,10 +62,10 @@ void BM_KvantS8(benchmark::State& state, ConvCase c) {
   s.depthwise = c.group > 1;
   auto w = bench::RandomInts<int8_t>(c.m * (c.c / c.group) * c.k * c.k, 2, -127, 127);
   auto conv = cpu::ConvS8::Create(s, w.data(), ActiveCpuFeatures());
-  auto x = bench::RandomInts<uint8_t>(kHw * kHw * c.c, 1, 0, 255);
+  auto x = bench::RandomInts<uint8_t>(c.hw * c.hw * c.c, 1, 0, 255);
   auto bias = bench::RandomInts<int32_t>(c.m, 3, -1000, 1000);
   std::vector<float> scale(c.m, 1e-3f);
-  std::vector<uint8_t> y(kHw * kHw * c.m);
+  std::vector<uint8_t> y(c.out() * c.out() * c.m);
   cpu::GemmS8Output out;
   out.kind = cpu::GemmS8Output::Kind::kU8;
   out.scale = scale.data();
@@ -88,8 +95,8 @@ std::string ConvModel(const ConvCase& c) {
     t->set_elem_type(onnx::TensorProto::FLOAT);
     for (int64_t d : dims) t->mutable_shape()->add_dim()->set_dim_value(d);
   };
-  add_value(g->mutable_input(), "x", {1, c.c, kHw, kHw});
-  add_value(g->mutable_output(), "y", {1, c.m, kHw, kHw});
+  add_value(g->mutable_input(), "x", {1, c.c, c.hw, c.hw});
+  add_value(g->mutable_output(), "y", {1, c.m, c.out(), c.out()});
   auto add_init = [&](const std::string& name, std::vector<int64_t> dims) {
     onnx::TensorProto* t = g->add_initializer();
     t->set_name(name);
@@ -119,6 +126,10 @@ std::string ConvModel(const ConvCase& c) {
   pads->set_name("pads");
   pads->set_type(onnx::AttributeProto::INTS);
   for (int i = 0; i < 4; ++i) pads->add_ints(c.k / 2);
+  auto* strides = n->add_attribute();
+  strides->set_name("strides");
+  strides->set_type(onnx::AttributeProto::INTS);
+  for (int i = 0; i < 2; ++i) strides->add_ints(c.stride);
   return model.SerializeAsString();
 }
 
@@ -130,8 +141,8 @@ void BM_KvantF32(benchmark::State& state, ConvCase c) {
     state.SkipWithError(std::string(s.status().message()).c_str());
     return;
   }
-  TensorMap in{{"x", Tensor::Zeros(DataType::kFloat32, {1, c.c, kHw, kHw})}};
-  std::fill_n(in["x"].data<float>(), c.c * kHw * kHw, 0.5f);
+  TensorMap in{{"x", Tensor::Zeros(DataType::kFloat32, {1, c.c, c.hw, c.hw})}};
+  std::fill_n(in["x"].data<float>(), c.c * c.hw * c.hw, 0.5f);
   for (auto _ : state) benchmark::DoNotOptimize(s->Run(in));
   SetCounters(state, c);
 }
@@ -142,7 +153,7 @@ void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream strm(eng);
   const dt src_t = int8 ? dt::u8 : dt::f32, wei_t = int8 ? dt::s8 : dt::f32, dst_t = int8 ? dt::u8 : dt::f32;
-  const memory::dims src_dims{1, c.c, kHw, kHw}, dst_dims{1, c.m, kHw, kHw}, bias_dims{c.m};
+  const memory::dims src_dims{1, c.c, c.hw, c.hw}, dst_dims{1, c.m, c.out(), c.out()}, bias_dims{c.m};
   const memory::dims wei_dims = c.group > 1 ? memory::dims{c.group, c.m / c.group, c.c / c.group, c.k, c.k}
                                             : memory::dims{c.m, c.c, c.k, c.k};
   memory::desc src(src_dims, src_t, memory::format_tag::nhwc), dst(dst_dims, dst_t, memory::format_tag::nhwc);
@@ -158,11 +169,11 @@ void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
   const memory::dims pad{c.k / 2, c.k / 2};
   dnnl::convolution_forward::primitive_desc pd(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                                      wei_any, bias, dst, {1, 1}, pad, pad),
+                                      wei_any, bias, dst, {c.stride, c.stride}, pad, pad),
       attr, eng);
   dnnl::convolution_forward prim(pd);
   const int64_t es = int8 ? 1 : 4;
-  std::vector<char> xs(kHw * kHw * c.c * es, 1), ys(kHw * kHw * c.m * es), ws(c.m * (c.c / c.group) * c.k * c.k * es, 1),
+  std::vector<char> xs(c.hw * c.hw * c.c * es, 1), ys(c.out() * c.out() * c.m * es), ws(c.m * (c.c / c.group) * c.k * c.k * es, 1),
       bs(c.m * 4, 0);
   memory xm(src, eng, xs.data()), ym(dst, eng, ys.data()), w_plain(wei_plain, eng, ws.data()), bm(bias, eng, bs.data());
   memory wm(pd.weights_desc(), eng);

@@ -136,7 +136,8 @@ class ConvF32 final : public Kernel {
 
   size_t ScratchBytes(const KernelShapes& s) const override {
     auto c = Geometry(s.inputs[0], s.inputs[1]);
-    if (!c.ok() || Depthwise(*c)) return 0;
+    if (!c.ok()) return 0;
+    if (Depthwise(*c)) return DirectDepthwise(*c) ? Align64(avx512::DepthwiseScratchBytesF32(Plane(*c))) * s.num_threads : 0;
     return SlotBytes(*c, s.num_threads) * s.num_threads;
   }
 
@@ -149,7 +150,7 @@ class ConvF32 final : public Kernel {
     const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
     float* y = ctx.output(0).as<float>();
     if (Depthwise(c)) {
-      RunDepthwise(c, x.as<const float>(), w.as<const float>(), bias, y, ctx.pool);
+      RunDepthwise(c, x.as<const float>(), w.as<const float>(), bias, y, ctx.scratch, ctx.pool);
       return absl::OkStatus();
     }
     const Scratch l = Layout(c);
@@ -281,11 +282,30 @@ class ConvF32 final : public Kernel {
     }
   }
 
-  // Depthwise: each output row accumulates one tap (kd, kh, kw) at a time
-  // over the output columns that tap reads inside the input, so the inner
-  // loop is a plain multiply-add over a row.
-  void RunDepthwise(const ConvGeometry& c, const float* x, const float* w, const float* bias, float* y,
+  // Depthwise without AVX-512, or 3-D: each output row accumulates one tap
+  // (kd, kh, kw) at a time over the output columns that tap reads inside
+  // the input, so the inner loop is a plain multiply-add over a row.
+  // 2-D depthwise on AVX-512 runs the staged kernel (depthwise_f32.h); the
+  // rest the row loop below.
+  bool DirectDepthwise(const ConvGeometry& c) const { return avx512_ && c.in[0] == 1 && c.k[0] == 1; }
+  static DepthwisePlane Plane(const ConvGeometry& c) {
+    return {c.in[1], c.in[2], c.out[1], c.out[2], c.k[1], c.k[2], c.s[1], c.s[2], c.d[1], c.d[2], c.p[1], c.p[2]};
+  }
+
+  void RunDepthwise(const ConvGeometry& c, const float* x, const float* w, const float* bias, float* y, void* scratch,
                     ParallelRunner* pool) const {
+    if (DirectDepthwise(c)) {
+      const DepthwisePlane dp = Plane(c);
+      const int64_t slot_bytes = Align64(avx512::DepthwiseScratchBytesF32(dp));
+      const int64_t planes = c.n * c.cout, threads = std::min<int64_t>(pool->num_threads(), planes);
+      pool->ParallelFor(threads, [&](int64_t s0, int64_t s1) {
+        for (int64_t slot = s0; slot < s1; ++slot) {
+          avx512::DepthwisePlanesF32(dp, x, w, bias, c.cout, planes * slot / threads, planes * (slot + 1) / threads,
+                                     act_, y, static_cast<char*>(scratch) + slot * slot_bytes);
+        }
+      });
+      return;
+    }
     std::vector<int64_t> lo(c.k[2]), hi(c.k[2]);
     for (int64_t kw = 0; kw < c.k[2]; ++kw) {
       const int64_t off = kw * c.d[2] - c.p[2];
@@ -293,18 +313,6 @@ class ConvF32 final : public Kernel {
       hi[kw] = std::max(lo[kw], std::min(c.out[2], (c.in[2] - off + c.s[2] - 1) / c.s[2]));
     }
     const int64_t s2 = c.s[2];
-    if (avx512_ && c.in[0] == 1 && c.k[0] == 1) {
-      const DepthwisePlane dp{c.in[1], c.in[2], c.out[1], c.out[2], c.k[1], c.k[2], c.s[1], c.s[2], c.d[1], c.d[2],
-                              c.p[1], c.p[2]};
-      pool->ParallelFor(c.n * c.cout, [&](int64_t p0, int64_t p1) {
-        for (int64_t plane = p0; plane < p1; ++plane) {
-          const int64_t ch = plane % c.cout;
-          avx512::DepthwisePlaneF32(dp, x + plane * c.in_size(), w + ch * c.k_size(), bias ? bias[ch] : 0.f, act_,
-                                    y + plane * c.out_size());
-        }
-      });
-      return;
-    }
     pool->ParallelFor(c.n * c.cout, [&](int64_t p0, int64_t p1) {
       for (int64_t plane = p0; plane < p1; ++plane) {
         const int64_t ch = plane % c.cout;

@@ -168,6 +168,15 @@ TEST(CpuOps, Conv) {
       {1, 8, 13, 37, 8, 3, 8, 1, 1, 1, true}, {2, 6, 21, 35, 6, 3, 6, 2, 1, 1, true},
       {1, 5, 17, 50, 5, 5, 5, 3, 1, 2, true}, {1, 4, 11, 19, 4, 3, 4, 1, 2, 2, false},
       {1, 3, 9, 33, 3, 5, 3, 2, 1, 2, true},
+      // Depthwise, staged: four vectors per group with mask-0 padding (7 blocks
+      // wide, stride 2), rows grouped when a row has under four blocks.
+      {1, 3, 23, 112, 3, 3, 3, 2, 1, 1, true}, {1, 2, 30, 40, 2, 5, 2, 1, 1, 2, false},
+      // Depthwise with channels in the lanes (output narrower than 12): 20
+      // channels (16 + 4), 17 channels over 2 images, dilation, stride 3 on
+      // a 31-wide input, and a width just under the switch.
+      {1, 20, 7, 7, 20, 5, 20, 1, 1, 2, true}, {2, 17, 9, 9, 17, 3, 17, 2, 1, 1, true},
+      {1, 16, 10, 10, 16, 3, 16, 1, 2, 2, false}, {1, 5, 8, 31, 5, 3, 5, 3, 1, 1, true},
+      {1, 33, 11, 11, 33, 3, 33, 1, 1, 1, true},
   };
   uint64_t seed = 100;
   for (const Case& c : cases) {
