@@ -151,6 +151,32 @@ absl::Status InferConvOf(InferContext& ctx, int x_index, int w_index, int bias_i
 
 absl::Status InferConv(InferContext& ctx) { return InferConvOf(ctx, 0, 1, 2, DataType::kUndefined); }
 
+absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferContext&)) {
+  auto permuted = [](const Shape& s, std::initializer_list<int> perm) {
+    if (!s.rank_known || s.rank() != 4) return s;
+    Shape p = s;
+    int d = 0;
+    for (int from : perm) p.dims[d++] = s.dims[from];
+    return p;
+  };
+  ValueType x = ctx.input(0);
+  x.shape = permuted(x.shape, {0, 3, 1, 2});
+  std::vector<const ValueType*> inputs;
+  std::vector<const Tensor*> constants;
+  for (int i = 0; i < ctx.num_inputs(); ++i) {
+    inputs.push_back(i == 0 ? &x : (ctx.has_input(i) ? &ctx.input(i) : nullptr));
+    constants.push_back(ctx.constant(i));
+  }
+  InferContext nchw(ctx.node(), ctx.opset(), inputs, constants);
+  if (auto s = nchw_rule(nchw); !s.ok()) return s;
+  ValueType y = nchw.output(0);
+  y.shape = permuted(y.shape, {0, 2, 3, 1});
+  ctx.output(0) = y;
+  return absl::OkStatus();
+}
+
+absl::Status InferConvNhwc(InferContext& ctx) { return InferNhwcAsNchw(ctx, InferConv); }
+
 absl::Status InferPool(InferContext& ctx) {
   if (ctx.attrs().GetInt("kvant_channels_last", 0) != 0) {
     // Kvant's NHWC MaxPool (graph/passes/layout_nhwc.cc): the NCHW rule on
@@ -179,7 +205,9 @@ absl::Status InferGlobalPool(InferContext& ctx) {
   Shape y = ctx.shape(0);
   if (y.rank_known) {
     if (y.rank() < 3) return ctx.Error("input must have rank >= 3, got %s", y.ToString());
-    for (int64_t i = 2; i < y.rank(); ++i) y.dims[i] = Dim::Known(1);
+    // Spatial dimensions: 2.. in NCHW, 1..rank-2 with Kvant's kvant_channels_last (NHWC).
+    const bool last = ctx.attrs().GetInt("kvant_channels_last", 0) != 0;
+    for (int64_t i = last ? 1 : 2; i < y.rank() - (last ? 1 : 0); ++i) y.dims[i] = Dim::Known(1);
   }
   ctx.output(0) = ValueType{ctx.dtype(0), y};
   return absl::OkStatus();

@@ -341,30 +341,7 @@ absl::Status InferQGemm(InferContext& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status InferQLinearConvNhwc(InferContext& ctx) {
-  // QLinearConv's rule on X viewed as NCHW, the output permuted back to NHWC.
-  auto permuted = [](const Shape& s, std::initializer_list<int> perm) {
-    if (!s.rank_known || s.rank() != 4) return s;
-    Shape p = s;
-    int d = 0;
-    for (int from : perm) p.dims[d++] = s.dims[from];
-    return p;
-  };
-  ValueType x = ctx.input(0);
-  x.shape = permuted(x.shape, {0, 3, 1, 2});
-  std::vector<const ValueType*> inputs;
-  std::vector<const Tensor*> constants;
-  for (int i = 0; i < ctx.num_inputs(); ++i) {
-    inputs.push_back(i == 0 ? &x : (ctx.has_input(i) ? &ctx.input(i) : nullptr));
-    constants.push_back(ctx.constant(i));
-  }
-  InferContext nchw(ctx.node(), ctx.opset(), inputs, constants);
-  if (auto s = InferQLinearConv(nchw); !s.ok()) return s;
-  ValueType y = nchw.output(0);
-  y.shape = permuted(y.shape, {0, 2, 3, 1});
-  ctx.output(0) = y;
-  return absl::OkStatus();
-}
+absl::Status InferQLinearConvNhwc(InferContext& ctx) { return InferNhwcAsNchw(ctx, InferQLinearConv); }
 
 absl::Status InferQLinearSoftmax(InferContext& ctx) {
   // X, x_scale, x_zero_point, y_scale, y_zero_point

@@ -1,17 +1,22 @@
-// INT8 convolution chains in NHWC. The INT8 convolution kernels work in NHWC
-// (channels innermost: one GEMM row per pixel, 16 or 64 channels per
-// vector); ONNX's QLinearConv is NCHW. Converting at every convolution costs
-// two full passes over each activation, more than a 1x1 convolution itself.
-//  1. Every 2-D QLinearConv becomes kvant.QLinearConvNhwc between
-//     Transpose(NCHW -> NHWC) and Transpose(NHWC -> NCHW).
+// Convolution chains in NHWC. The INT8 and FP32 NHWC convolution kernels
+// keep channels innermost (one GEMM row per pixel, 16 or 64 channels per
+// vector, no per-call packing of activations); ONNX's Conv and QLinearConv
+// are NCHW. Converting at every convolution costs two full passes over each
+// activation, more than a 1x1 convolution itself.
+//  1. Every 2-D QLinearConv becomes kvant.QLinearConvNhwc, and every 2-D
+//     FP32 Conv with constant weights and group 1 or depthwise (when a
+//     graph has two or more) becomes kvant.ConvNhwc, between Transpose(NCHW -> NHWC) and
+//     Transpose(NHWC -> NCHW).
 //  2. NHWC -> NCHW transposes sink through the operators that do not care
 //     about layout or know an NHWC form: per-tensor QuantizeLinear /
 //     DequantizeLinear, unary activations, Clip with constant bounds,
 //     constant Pad (pads permuted), QLinearAdd / QLinearMul / Add / Mul of
 //     two equally shaped transposed values or of one and a scalar constant
 //     (also Sub, Div), BatchNormalization and 2-D MaxPool
-//     (kvant_channels_last) and QLinearGlobalAveragePool / 2-D QLinearAveragePool
-//     (channels_last = 1).
+//     (kvant_channels_last), QLinearGlobalAveragePool / 2-D QLinearAveragePool
+//     (channels_last = 1), GlobalAveragePool (kvant_channels_last), Concat
+//     of transposed values (its axis permuted) and Resize with constant
+//     roi/scales/sizes (permuted).
 //  3. A transpose whose input is the inverse transpose disappears;
 //  4. a constant spatial Pad by the input's zero point before an NHWC
 //     convolution becomes the convolution's padding.
@@ -78,6 +83,35 @@ Tensor ToNhwc(const Tensor& t) {
   return out;
 }
 
+// Resize with constant per-axis inputs (roi, scales or sizes; no `axes`):
+// permuting them moves it to NHWC (the kernel resizes any axes).
+bool ResizeSinks(const Graph& g, const Node& n) {
+  if (n.attrs.Has("axes") || n.inputs.size() < 2) return false;
+  bool any = false;
+  for (size_t i = 1; i < n.inputs.size(); ++i) {
+    if (n.inputs[i].empty()) continue;
+    const Tensor* t = g.FindConstant(n.inputs[i]);
+    const int64_t want = n.inputs.size() >= 3 && i == 1 ? 8 : 4;  // roi has starts and ends (opset >= 11)
+    if (t == nullptr || (t->num_elements() != want && t->num_elements() != 0)) return false;
+    any |= t->num_elements() == 4;
+  }
+  return any;
+}
+
+// NCHW-ordered per-axis values (4, or 8 for roi's starts and ends) in NHWC order.
+Tensor PermuteAxesValues(const Tensor& t) {
+  Tensor out = t.Clone();
+  const size_t es = DataTypeSize(t.dtype());
+  const int64_t halves = t.num_elements() / 4;
+  for (int64_t h = 0; h < halves; ++h) {
+    for (int d = 0; d < 4; ++d) {
+      std::memcpy(static_cast<char*>(out.raw_data()) + (h * 4 + kToNchw[d]) * es,
+                  static_cast<const char*>(t.raw_data()) + (h * 4 + d) * es, es);
+    }
+  }
+  return out;
+}
+
 // Inputs of `n` that carry the data (the rest are scales, zero points, pads,
 // or a scalar constant operand).
 std::vector<int> DataInputs(const Graph& g, const Node& n) {
@@ -92,6 +126,13 @@ std::vector<int> DataInputs(const Graph& g, const Node& n) {
     }
     if (op == "BatchNormalization" && n.attrs.GetInt("kvant_channels_last", 0) == 0 && n.outputs.size() == 1) {
       return {0};
+    }
+    if (op == "GlobalAveragePool" && n.attrs.GetInt("kvant_channels_last", 0) == 0) return {0};
+    if (op == "Resize" && ResizeSinks(g, n)) return {0};
+    if (op == "Concat" && n.attrs.GetInt("kvant_nhwc", 0) == 0 && !n.inputs.empty()) {
+      std::vector<int> all(n.inputs.size());
+      for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+      return all;
     }
     if (op == "MaxPool" && n.attrs.GetInt("kvant_channels_last", 0) == 0 && n.attrs.GetInts("kernel_shape").size() == 2 &&
         n.outputs.size() == 1 && n.attrs.GetString("auto_pad", "NOTSET") == "NOTSET") {
@@ -128,18 +169,33 @@ std::vector<int> DataInputs(const Graph& g, const Node& n) {
   return {};
 }
 
-// Step 1.
+// An FP32 Conv kvant.ConvNhwc runs: constant 4-D weights, group 1 or
+// depthwise (one input channel per group, one output channel per group).
+bool IsNhwcFloatConv(const Graph& g, const Node& n) {
+  if (n.op_type != "Conv" || !n.domain.empty() || n.inputs.size() < 2) return false;
+  const Tensor* w = g.FindConstant(n.inputs[1]);
+  if (w == nullptr || w->rank() != 4 || w->dtype() != DataType::kFloat32) return false;
+  if (n.inputs.size() > 2 && !n.inputs[2].empty() && g.FindConstant(n.inputs[2]) == nullptr) return false;
+  const int64_t group = n.attrs.GetInt("group", 1);
+  return group == 1 || (w->shape()[1] == 1 && w->shape()[0] == group);
+}
+
+// Step 1. FP32 convolutions only when there are at least two: a lone one
+// would pay two transposes and save nothing.
 void ConvertConvolutions(Graph& g) {
+  int float_convs = 0;
+  for (const Node& n : g.nodes) float_convs += IsNhwcFloatConv(g, n);
   std::vector<Node> added;
   for (Node& n : g.nodes) {
-    if (n.op_type != "QLinearConv" || !n.domain.empty() || n.inputs.size() < 8) continue;
-    const Tensor* w = g.FindConstant(n.inputs[3]);
+    const bool float_conv = float_convs >= 2 && IsNhwcFloatConv(g, n);
+    if (!float_conv && (n.op_type != "QLinearConv" || !n.domain.empty() || n.inputs.size() < 8)) continue;
+    const Tensor* w = g.FindConstant(n.inputs[float_conv ? 1 : 3]);
     if (w == nullptr || w->rank() != 4) continue;
     const std::string x_nhwc = NewValue(g, n.inputs[0] + "_nhwc");
     const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");
     added.push_back(MakeTranspose(g, n.inputs[0], x_nhwc, kToNhwc, n.name + "_to_nhwc"));
     added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));
-    n.op_type = "QLinearConvNhwc";
+    n.op_type = float_conv ? "ConvNhwc" : "QLinearConvNhwc";
     n.domain = "kvant";
     n.inputs[0] = x_nhwc;
     n.outputs[0] = y_nhwc;
@@ -204,7 +260,21 @@ bool SinkAndCancel(Graph& g) {
       n.inputs[1] = g.AddConstant(n.name + "_pads_nhwc", permuted);
     }
     if (n.op_type == "QLinearGlobalAveragePool" || n.op_type == "QLinearAveragePool") n.attrs.SetInt("channels_last", 1);
-    if (n.op_type == "BatchNormalization" || n.op_type == "MaxPool") n.attrs.SetInt("kvant_channels_last", 1);
+    if (n.op_type == "BatchNormalization" || n.op_type == "MaxPool" || n.op_type == "GlobalAveragePool") {
+      n.attrs.SetInt("kvant_channels_last", 1);
+    }
+    if (n.op_type == "Resize") {
+      for (size_t i = 1; i < n.inputs.size(); ++i) {
+        const Tensor* t = n.inputs[i].empty() ? nullptr : g.FindConstant(n.inputs[i]);
+        if (t != nullptr && t->num_elements() > 0) n.inputs[i] = g.AddConstant(n.inputs[i] + "_nhwc", PermuteAxesValues(*t));
+      }
+    }
+    if (n.op_type == "Concat") {  // NCHW axis d is NHWC axis kToNchw[d]
+      int64_t axis = n.attrs.GetInt("axis", 1);
+      if (axis < 0) axis += 4;
+      n.attrs.SetInt("axis", kToNchw[axis]);
+      n.attrs.SetInt("kvant_nhwc", 1);
+    }
     for (size_t j = 0; j < data.size(); ++j) n.inputs[data[j]] = sources[j];
     const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");
     added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));
@@ -273,9 +343,14 @@ void FusePads(Graph& g) {
 
 }  // namespace
 
-absl::Status LayoutInt8ConvolutionsNhwc(Graph& graph) {
+absl::Status LayoutConvolutionsNhwc(Graph& graph) {
   bool any = false;
-  for (const Node& n : graph.nodes) any |= n.op_type == "QLinearConv" && n.domain.empty();
+  int float_convs = 0;
+  for (const Node& n : graph.nodes) {
+    any |= n.op_type == "QLinearConv" && n.domain.empty();
+    float_convs += IsNhwcFloatConv(graph, n);
+  }
+  any |= float_convs >= 2;
   if (!any) return absl::OkStatus();
   ConvertConvolutions(graph);
   if (auto s = graph.TopologicalSort(); !s.ok()) return s;

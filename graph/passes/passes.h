@@ -52,10 +52,11 @@ absl::Status FuseQdqOperators(Graph& graph);
 // FP32 MatMul/Gemm with constant weights into it (SessionOptions::dynamic_int8).
 absl::Status FuseDynamicQuantizeMatMul(Graph& graph);
 absl::Status QuantizeMatMulsDynamic(Graph& graph);
-// layout_nhwc.cc: QLinearConv becomes kvant.QLinearConvNhwc, and the layout
-// transposes around it sink through layout-agnostic operators and cancel, so
-// INT8 convolution chains stay NHWC.
-absl::Status LayoutInt8ConvolutionsNhwc(Graph& graph);
+// layout_nhwc.cc: QLinearConv becomes kvant.QLinearConvNhwc and FP32 Conv
+// (constant weights, group 1 or depthwise) kvant.ConvNhwc, and the layout
+// transposes around them sink through layout-agnostic operators and cancel,
+// so convolution chains stay NHWC.
+absl::Status LayoutConvolutionsNhwc(Graph& graph);
 // fuse_layer_norm.cc: the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add
 // spelling of layer normalization becomes LayerNormalization.
 absl::Status FuseLayerNorm(Graph& graph);

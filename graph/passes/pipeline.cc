@@ -45,7 +45,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
-  if (auto s = LayoutInt8ConvolutionsNhwc(graph); !s.ok()) return s;
+  if (auto s = LayoutConvolutionsNhwc(graph); !s.ok()) return s;
   return InferShapes(graph);
 }
 

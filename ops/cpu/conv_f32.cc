@@ -59,35 +59,7 @@ class ConvF32 final : public Kernel {
   }
 
   absl::StatusOr<ConvGeometry> Geometry(absl::Span<const int64_t> x, absl::Span<const int64_t> w) const {
-    const int64_t spatial = x.size() - 2;
-    if (spatial < 1 || spatial > 3) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "failed to run node %s: convolution must have 1 to 3 spatial dimensions, got %d", label_, spatial));
-    }
-    auto p = ParseWindow(attrs_, spatial, std::vector<int64_t>(w.begin() + 2, w.end()), label_);
-    if (!p.ok()) return p.status();
-    std::vector<int64_t> in(x.begin() + 2, x.end());
-    auto out = WindowOutputSizes(*p, in, label_);
-    if (!out.ok()) return out.status();
-    ConvGeometry c;
-    c.n = x[0];
-    c.cin = x[1];
-    c.cout = w[0];
-    c.group = p->group;
-    c.cin_g = w[1];
-    c.cout_g = c.cout / c.group;
-    const int64_t off = 3 - spatial;
-    for (int i = 0; i < 3; ++i) {
-      const int64_t j = i - off;
-      const bool real = j >= 0;
-      c.in[i] = real ? in[j] : 1;
-      c.out[i] = real ? (*out)[j] : 1;
-      c.k[i] = real ? p->kernel[j] : 1;
-      c.s[i] = real ? p->strides[j] : 1;
-      c.d[i] = real ? p->dilations[j] : 1;
-      c.p[i] = real ? p->pads[j] : 0;
-    }
-    return c;
+    return MakeConvGeometry(attrs_, x, w, label_);
   }
 
   static bool Depthwise(const ConvGeometry& c) { return c.group > 1 && c.cin_g == 1 && c.cout_g == 1; }

@@ -16,7 +16,20 @@ struct DepthwisePlane {
   int64_t in_h, in_w, out_h, out_w, k_h, k_w, s_h, s_w, d_h, d_w, pad_h, pad_w;
 };
 
+// NHWC depthwise (kvant.ConvNhwc): one image's input [in_h][in_w][c], the
+// weights as [tap][c], output rows [oh0, oh1) of [out_h][out_w][c].
+struct DepthwiseNhwc {
+  DepthwisePlane plane;
+  int64_t c;
+};
+void DepthwiseNhwcRowsF32(const DepthwiseNhwc& p, const float* x, const float* w_tc, const float* bias,
+                          const ActivationF32& act, int64_t oh0, int64_t oh1, float* y);
+
 namespace avx512 {
+
+// The same, with 16 channels per vector and eight pixels per FMA group.
+void DepthwiseNhwcRowsF32(const DepthwiseNhwc& p, const float* x, const float* w_tc, const float* bias,
+                          const ActivationF32& act, int64_t oh0, int64_t oh1, float* y);
 
 // Scratch one thread needs for DepthwisePlanesF32 (64-byte aligned).
 size_t DepthwiseScratchBytesF32(const DepthwisePlane& p);

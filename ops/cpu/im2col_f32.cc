@@ -4,7 +4,43 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_format.h"
+#include "ops/nn_ops.h"
+
 namespace kvant::cpu {
+
+absl::StatusOr<ConvGeometry> MakeConvGeometry(const AttributeMap& attrs, absl::Span<const int64_t> x,
+                                              absl::Span<const int64_t> w, const std::string& label) {
+  const int64_t spatial = static_cast<int64_t>(x.size()) - 2;
+  if (spatial < 1 || spatial > 3) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "failed to run node %s: convolution must have 1 to 3 spatial dimensions, got %d", label, spatial));
+  }
+  auto p = ParseWindow(attrs, spatial, std::vector<int64_t>(w.begin() + 2, w.end()), label);
+  if (!p.ok()) return p.status();
+  std::vector<int64_t> in(x.begin() + 2, x.end());
+  auto out = WindowOutputSizes(*p, in, label);
+  if (!out.ok()) return out.status();
+  ConvGeometry c;
+  c.n = x[0];
+  c.cin = x[1];
+  c.cout = w[0];
+  c.group = p->group;
+  c.cin_g = w[1];
+  c.cout_g = c.cout / c.group;
+  const int64_t off = 3 - spatial;
+  for (int i = 0; i < 3; ++i) {
+    const int64_t j = i - off;
+    const bool real = j >= 0;
+    c.in[i] = real ? in[j] : 1;
+    c.out[i] = real ? (*out)[j] : 1;
+    c.k[i] = real ? p->kernel[j] : 1;
+    c.s[i] = real ? p->strides[j] : 1;
+    c.d[i] = real ? p->dilations[j] : 1;
+    c.p[i] = real ? p->pads[j] : 0;
+  }
+  return c;
+}
 
 void Im2ColF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col, int64_t ld) {
   const int64_t plane_out = c.out[1] * c.out[2];

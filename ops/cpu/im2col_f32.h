@@ -7,7 +7,12 @@
 #define KVANT_OPS_CPU_IM2COL_F32_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "graph/graph.h"
 
 namespace kvant::cpu {
 
@@ -31,6 +36,11 @@ struct ConvGeometry {
            in[0] == 1;
   }
 };
+
+// Conv's attributes on input x and weights w (NCHW and MCHW shapes, 1 to 3
+// spatial dimensions); `label` names the node in errors.
+absl::StatusOr<ConvGeometry> MakeConvGeometry(const AttributeMap& attrs, absl::Span<const int64_t> x,
+                                              absl::Span<const int64_t> w, const std::string& label);
 
 // Portable: `x` is one image's cin_g input channels; writes col[r * ld + p - p0].
 void Im2ColF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col, int64_t ld);

@@ -5,8 +5,10 @@
 // (NCHW, or 2-D NHWC with channels_last): int32 window sums of x - zx,
 // requantized once, y = round_half_even(sum * sx / (sy * count)) + zy, padding
 // counting as real zero.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "ops/cpu/quantize_common.h"
@@ -255,8 +257,11 @@ class PoolF32 final : public Kernel {
 
 class GlobalAveragePoolF32 final : public Kernel {
  public:
+  explicit GlobalAveragePoolF32(bool channels_last) : channels_last_(channels_last) {}
+
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
+    if (channels_last_) return RunNhwc(ctx);
     const int64_t planes = x.shape[0] * x.shape[1];
     const int64_t size = x.num_elements() / std::max<int64_t>(planes, 1);
     const float* xs = x.as<const float>();
@@ -278,6 +283,32 @@ class GlobalAveragePoolF32 final : public Kernel {
     });
     return absl::OkStatus();
   }
+
+ private:
+  // [N, ..., C] with kvant_channels_last: the mean of every pixel's channel
+  // row, summed row by row (a vectorizable loop over channels).
+  absl::Status RunNhwc(const KernelContext& ctx) const {
+    const TensorArg& x = ctx.input(0);
+    const int64_t n = x.shape[0], c = x.shape.back();
+    const int64_t pixels = x.num_elements() / std::max<int64_t>(n * c, 1);
+    const float* xs = x.as<const float>();
+    float* ys = ctx.output(0).as<float>();
+    ctx.pool->ParallelFor(n, [&](int64_t i0, int64_t i1) {
+      std::vector<double> acc(c);
+      for (int64_t i = i0; i < i1; ++i) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        const float* img = xs + i * pixels * c;
+        for (int64_t p = 0; p < pixels; ++p) {
+          const float* row = img + p * c;
+          for (int64_t ch = 0; ch < c; ++ch) acc[ch] += row[ch];
+        }
+        for (int64_t ch = 0; ch < c; ++ch) ys[i * c + ch] = static_cast<float>(acc[ch] / pixels);
+      }
+    });
+    return absl::OkStatus();
+  }
+
+  bool channels_last_;
 };
 
 }  // namespace
@@ -291,8 +322,8 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearAveragePool(const KernelIni
   return std::make_unique<PoolF32>(PoolF32::Kind::kQLinearAverage, init.node_label, *init.attrs);
 }
 
-absl::StatusOr<std::unique_ptr<Kernel>> CreateGlobalAveragePoolF32(const KernelInit&) {
-  return std::make_unique<GlobalAveragePoolF32>();
+absl::StatusOr<std::unique_ptr<Kernel>> CreateGlobalAveragePoolF32(const KernelInit& init) {
+  return std::make_unique<GlobalAveragePoolF32>(init.attrs->GetInt("kvant_channels_last", 0) != 0);
 }
 
 }  // namespace kvant::cpu

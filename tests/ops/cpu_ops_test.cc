@@ -203,6 +203,89 @@ TEST(CpuOps, Conv) {
   }
 }
 
+// Two or more FP32 convolutions run in NHWC (kvant.ConvNhwc, graph/passes/
+// layout_nhwc.cc): chains through Relu, depthwise and pointwise layers, a
+// residual Add, a channel Concat and GlobalAveragePool, against the NCHW
+// reference composed by hand.
+Tensor Relu(Tensor t) {
+  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = std::max(0.f, t.data<float>()[i]);
+  return t;
+}
+
+TEST(CpuOps, ConvNhwcChains) {
+  struct Case {
+    int64_t n, c, h, w, m, k, stride, dil, pad;
+  };
+  const Case cases[] = {
+      {1, 3, 17, 19, 16, 3, 2, 1, 1}, {2, 8, 12, 12, 20, 3, 1, 1, 1}, {1, 5, 9, 23, 33, 5, 1, 2, 4},
+      {3, 16, 7, 7, 24, 1, 1, 1, 0},  {1, 4, 30, 30, 17, 3, 2, 1, 0},
+  };
+  uint64_t seed = 700;
+  for (const Case& c : cases) {
+    const std::string what = "ConvNhwc chain " + std::to_string(c.c) + "x" + std::to_string(c.h) + "x" +
+                             std::to_string(c.w) + " -> " + std::to_string(c.m) + " k" + std::to_string(c.k);
+    Tensor x = RandomF32({c.n, c.c, c.h, c.w}, seed++);
+    Tensor w1 = RandomF32({c.m, c.c, c.k, c.k}, seed++), b1 = RandomF32({c.m}, seed++);
+    Tensor wd = RandomF32({c.m, 1, 3, 3}, seed++), bd = RandomF32({c.m}, seed++);
+    Tensor wp = RandomF32({c.m, c.m, 1, 1}, seed++), bp = RandomF32({c.m}, seed++);
+    Tensor w5 = RandomF32({c.m, 1, 5, 5}, seed++);
+    // x -> Conv k (stride, dilation, pad) -> Relu -> depthwise 3x3 (stride 2) ->
+    // 1x1 -> Add(depthwise 5x5 of the same) -> Concat(axis 1) with the 1x1 -> y,
+    // and GlobalAveragePool of the sum -> g.
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, {c.n, c.c, c.h, c.w}).Output("y").Output("g");
+    b.Initializer("w1", w1).Initializer("b1", b1).Initializer("wd", wd).Initializer("bd", bd);
+    b.Initializer("wp", wp).Initializer("bp", bp).Initializer("w5", w5);
+    auto& conv = b.Node("Conv", {"x", "w1", "b1"}, {"c1"});
+    OnnxBuilder::SetInts(conv, "strides", {c.stride, c.stride});
+    OnnxBuilder::SetInts(conv, "dilations", {c.dil, c.dil});
+    OnnxBuilder::SetInts(conv, "pads", {c.pad, c.pad, c.pad, c.pad});
+    b.Node("Relu", {"c1"}, {"r1"});
+    auto& dw = b.Node("Conv", {"r1", "wd", "bd"}, {"d1"});
+    OnnxBuilder::SetInt(dw, "group", c.m);
+    OnnxBuilder::SetInts(dw, "strides", {2, 2});
+    OnnxBuilder::SetInts(dw, "pads", {1, 1, 1, 1});
+    b.Node("Conv", {"d1", "wp", "bp"}, {"p1"});
+    auto& dw5 = b.Node("Conv", {"p1", "w5"}, {"d5"});
+    OnnxBuilder::SetInt(dw5, "group", c.m);
+    OnnxBuilder::SetInts(dw5, "pads", {2, 2, 2, 2});
+    b.Node("Add", {"p1", "d5"}, {"s"});
+    OnnxBuilder::SetInt(b.Node("Concat", {"s", "p1"}, {"y"}), "axis", 1);
+    b.Node("GlobalAveragePool", {"s"}, {"g"});
+    const Tensor r1 = Relu(RefConv(x, w1, &b1, 1, {c.stride, c.stride}, {c.dil, c.dil}, {c.pad, c.pad, c.pad, c.pad}));
+    const Tensor d1 = RefConv(r1, wd, &bd, c.m, {2, 2}, {1, 1}, {1, 1, 1, 1});
+    const Tensor p1 = RefConv(d1, wp, &bp, 1, {1, 1}, {1, 1}, {0, 0, 0, 0});
+    Tensor sum = RefConv(p1, w5, nullptr, c.m, {1, 1}, {1, 1}, {2, 2, 2, 2});
+    for (int64_t i = 0; i < sum.num_elements(); ++i) sum.data<float>()[i] += p1.data<float>()[i];
+    const std::vector<int64_t> s = sum.shape();
+    Tensor want_y = Tensor::Zeros(DataType::kFloat32, {s[0], 2 * s[1], s[2], s[3]});
+    Tensor want_g = Tensor::Zeros(DataType::kFloat32, {s[0], s[1], 1, 1});
+    const int64_t plane = s[2] * s[3];
+    for (int64_t i = 0; i < s[0]; ++i) {
+      for (int64_t ch = 0; ch < s[1]; ++ch) {
+        const float* src = sum.data<float>() + (i * s[1] + ch) * plane;
+        std::copy(src, src + plane, want_y.data<float>() + (i * 2 * s[1] + ch) * plane);
+        const float* pp = p1.data<float>() + (i * s[1] + ch) * plane;
+        std::copy(pp, pp + plane, want_y.data<float>() + (i * 2 * s[1] + s[1] + ch) * plane);
+        want_g.data<float>()[i * s[1] + ch] = std::accumulate(src, src + plane, 0.f) / plane;
+      }
+    }
+    for (int threads : {1, 2}) {
+      SessionOptions options;
+      options.num_threads = threads;
+      auto session = Session::LoadFromBytes(b.Serialize(), options);
+      ASSERT_TRUE(session.ok()) << session.status();
+      auto plan = session->Plan({{"x", x.shape()}});
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      EXPECT_NE(plan->text.find("conv_nhwc_f32"), std::string::npos) << plan->text;
+      auto out = session->Run({{"x", x}});
+      ASSERT_TRUE(out.ok()) << out.status();
+      ExpectClose(out->at("y"), want_y, 1e-4f, what + " y, threads " + std::to_string(threads));
+      ExpectClose(out->at("g"), want_g, 1e-4f, what + " g, threads " + std::to_string(threads));
+    }
+  }
+}
+
 TEST(CpuOps, GemmAndMatMul) {
   uint64_t seed = 200;
   for (bool ta : {false, true}) {

@@ -1,0 +1,226 @@
+// FP32 2-D convolution in NHWC (kvant.ConvNhwc, made by
+// graph/passes/layout_nhwc.cc from Conv with constant weights): channels
+// innermost, as XNNPACK and TFLite keep them, so a pixel's channels are
+// one contiguous GEMM row and chains of convolutions need no transposes.
+//  - group 1: Y[position][m] = sum over k of A[position][k] * W^T[k][m], K
+//    in (kh, kw, c) order, W^T packed once at load. A 1x1, stride-1,
+//    unpadded convolution reads X itself as A; others fill A a tile of
+//    positions at a time (each tap a run of C channels, zeros in the
+//    padding).
+//  - depthwise: channels in the vector lanes (depthwise_f32_nhwc_avx512.cc),
+//    weights re-laid as [tap][c] at load; a portable loop elsewhere.
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "ops/cpu/depthwise_f32.h"
+#include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/im2col_f32.h"
+
+namespace kvant::cpu {
+namespace {
+
+int64_t Align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// A tile of A rows at most this many bytes (kept in L2 for the GEMM).
+constexpr int64_t kTileBytes = 512 * 1024;
+
+class ConvNhwcF32 final : public Kernel {
+ public:
+  ConvNhwcF32(const GemmUkernelInfoF32& uk, std::string label, const AttributeMap& attrs, CpuFeatures cpu)
+      : uk_(uk), label_(std::move(label)), attrs_(attrs), act_(ReadFusedActivation(attrs)),
+        avx512_((cpu & kIsaAvx512) == kIsaAvx512) {}
+
+  absl::Status Prepare(const KernelInit& init) {
+    const Tensor* w = init.constant_inputs.size() > 1 ? init.constant_inputs[1] : nullptr;
+    if (w == nullptr || w->rank() != 4) {
+      return absl::InternalError(absl::StrFormat("failed to prepare node %s: ConvNhwc needs constant 4-D weights",
+                                                 label_));
+    }
+    const int64_t m = w->shape()[0], cin_g = w->shape()[1], kh = w->shape()[2], kw = w->shape()[3];
+    const int64_t group = attrs_.GetInt("group", 1), taps = kh * kw;
+    const float* ws = w->data<float>();
+    if (group > 1) {
+      if (cin_g != 1 || m != group) {
+        return absl::InternalError(absl::StrFormat(
+            "failed to prepare node %s: ConvNhwc takes group 1 or depthwise, got group %d", label_, group));
+      }
+      depthwise_ = true;
+      w_tc_.resize(taps * m);
+      for (int64_t ch = 0; ch < m; ++ch) {
+        for (int64_t t = 0; t < taps; ++t) w_tc_[t * m + ch] = ws[ch * taps + t];
+      }
+      return absl::OkStatus();
+    }
+    // W[m][c][kh][kw] -> rows of K = (kh, kw, c), packed as B = W^T.
+    const int64_t k = taps * cin_g;
+    std::vector<float> reordered(m * k);
+    for (int64_t o = 0; o < m; ++o) {
+      for (int64_t c = 0; c < cin_g; ++c) {
+        for (int64_t t = 0; t < taps; ++t) reordered[o * k + t * cin_g + c] = ws[(o * cin_g + c) * taps + t];
+      }
+    }
+    packed_ = PackConstantF32(m, k, uk_.nr, reordered.data(), k, 1, 1.f);
+    return absl::OkStatus();
+  }
+
+  // NHWC x and MCHW weights as the NCHW geometry.
+  absl::StatusOr<ConvGeometry> Geometry(absl::Span<const int64_t> x, absl::Span<const int64_t> w) const {
+    if (x.size() != 4) {
+      return absl::InvalidArgumentError(absl::StrFormat("failed to run node %s: input must be 4-D NHWC", label_));
+    }
+    const int64_t nchw[4] = {x[0], x[3], x[1], x[2]};
+    return MakeConvGeometry(attrs_, nchw, w, label_);
+  }
+
+  // Positions per A tile.
+  static int64_t TileRows(const ConvGeometry& c) {
+    return std::clamp<int64_t>(kTileBytes / (c.gemm_k() * 4) / 16 * 16, 16, 4096);
+  }
+
+  size_t ScratchBytes(const KernelShapes& s) const override {
+    auto c = Geometry(s.inputs[0], s.inputs[1]);
+    if (!c.ok() || depthwise_) return 0;
+    const int64_t positions = c->n * c->out_size();
+    if (c->pointwise()) return GemmScratchBytesF32(uk_, positions, c->cout, c->gemm_k(), false, s.num_threads);
+    const int64_t rows = std::min(TileRows(*c), positions);
+    return Align64(rows * c->gemm_k() * 4) + GemmScratchBytesF32(uk_, rows, c->cout, c->gemm_k(), false, s.num_threads);
+  }
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    auto geom = Geometry(x.shape, ctx.input(1).shape);
+    if (!geom.ok()) return geom.status();
+    const ConvGeometry& c = *geom;
+    const float* xs = x.as<const float>();
+    const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
+    float* y = ctx.output(0).as<float>();
+    if (depthwise_) {
+      RunDepthwise(c, xs, bias, y, ctx.pool);
+      return absl::OkStatus();
+    }
+    GemmArgsF32 args;
+    args.n = c.cout;
+    args.k = c.gemm_k();
+    args.b.packed = &packed_;
+    args.ldc = c.cout;
+    args.col_bias = bias;
+    args.act = act_;
+    const int64_t positions = c.n * c.out_size();
+    if (c.pointwise()) {
+      args.m = positions;
+      args.a = {nullptr, xs, c.cin, 1};
+      args.c = y;
+      RunGemmF32(uk_, args, ctx.scratch, ctx.pool);
+      return absl::OkStatus();
+    }
+    const int64_t rows = std::min(TileRows(c), positions);
+    float* col = static_cast<float*>(ctx.scratch);
+    void* gemm_scratch = static_cast<char*>(ctx.scratch) + Align64(rows * c.gemm_k() * 4);
+    for (int64_t p0 = 0; p0 < positions; p0 += rows) {
+      const int64_t p1 = std::min(positions, p0 + rows);
+      FillRows(c, xs, p0, p1, col);
+      args.m = p1 - p0;
+      args.a = {nullptr, col, c.gemm_k(), 1};
+      args.c = y + p0 * c.cout;
+      RunGemmF32(uk_, args, gemm_scratch, ctx.pool);
+    }
+    return absl::OkStatus();
+  }
+
+  std::string Describe() const override {
+    if (depthwise_) return avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32";
+    return std::string(uk_.name) + " nhwc";
+  }
+
+  int64_t PackedBytes() const override { return depthwise_ ? w_tc_.size() * 4 : packed_.bytes(); }
+
+ private:
+  // A rows for positions [p0, p1) of the batch: per tap, C input channels
+  // (zeros where the tap reads padding).
+  static void FillRows(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col) {
+    const int64_t k = c.gemm_k(), out_hw = c.out_size(), in_hw = c.in_size();
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t img = p / out_hw, oh = p % out_hw / c.out[2], ow = p % c.out[2];
+      float* row = col + (p - p0) * k;
+      for (int64_t kh = 0; kh < c.k[1]; ++kh) {
+        const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
+        for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+          const int64_t iw = ow * c.s[2] - c.p[2] + kw * c.d[2];
+          float* dst = row + (kh * c.k[2] + kw) * c.cin;
+          const bool inside = ih >= 0 && ih < c.in[1] && iw >= 0 && iw < c.in[2];
+          const float* src = x + (img * in_hw + ih * c.in[2] + iw) * c.cin;
+          if (c.cin < 16) {  // a few channels (an RGB stem): a loop beats a call
+            for (int64_t ch = 0; ch < c.cin; ++ch) dst[ch] = inside ? src[ch] : 0.f;
+          } else if (inside) {
+            std::memcpy(dst, src, c.cin * sizeof(float));
+          } else {
+            std::memset(dst, 0, c.cin * sizeof(float));
+          }
+        }
+      }
+    }
+  }
+
+  void RunDepthwise(const ConvGeometry& c, const float* x, const float* bias, float* y, ParallelRunner* pool) const {
+    const DepthwiseNhwc d{{c.in[1], c.in[2], c.out[1], c.out[2], c.k[1], c.k[2], c.s[1], c.s[2], c.d[1], c.d[2],
+                           c.p[1], c.p[2]},
+                          c.cout};
+    const int64_t rows = c.n * c.out[1];
+    pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1;) {  // runs of rows within one image
+        const int64_t img = r / c.out[1], oh0 = r % c.out[1], oh1 = std::min(c.out[1], oh0 + (r1 - r));
+        const float* xi = x + img * c.in_size() * c.cin;
+        float* yi = y + img * c.out_size() * c.cout;
+        if (avx512_) {
+          avx512::DepthwiseNhwcRowsF32(d, xi, w_tc_.data(), bias, act_, oh0, oh1, yi);
+        } else {
+          DepthwiseNhwcRowsF32(d, xi, w_tc_.data(), bias, act_, oh0, oh1, yi);
+        }
+        r += oh1 - oh0;
+      }
+    });
+  }
+
+  const GemmUkernelInfoF32& uk_;
+  std::string label_;
+  AttributeMap attrs_;
+  ActivationF32 act_;
+  bool avx512_;
+  bool depthwise_ = false;
+  PackedPanelsF32 packed_;
+  std::vector<float> w_tc_;  // depthwise weights as [tap][channel]
+};
+
+}  // namespace
+
+void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w_tc, const float* bias,
+                          const ActivationF32& act, int64_t oh0, int64_t oh1, float* y) {
+  const DepthwisePlane& p = d.plane;
+  const int64_t c = d.c;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    for (int64_t ow = 0; ow < p.out_w; ++ow) {
+      float* out = y + (oh * p.out_w + ow) * c;
+      for (int64_t ch = 0; ch < c; ++ch) out[ch] = bias ? bias[ch] : 0.f;
+      for (int64_t kh = 0; kh < p.k_h; ++kh) {
+        const int64_t ih = oh * p.s_h - p.pad_h + kh * p.d_h;
+        if (ih < 0 || ih >= p.in_h) continue;
+        for (int64_t kw = 0; kw < p.k_w; ++kw) {
+          const int64_t iw = ow * p.s_w - p.pad_w + kw * p.d_w;
+          if (iw < 0 || iw >= p.in_w) continue;
+          const float* src = x + (ih * p.in_w + iw) * c;
+          const float* wt = w_tc + (kh * p.k_w + kw) * c;
+          for (int64_t ch = 0; ch < c; ++ch) out[ch] += wt[ch] * src[ch];
+        }
+      }
+      ApplyActivationF32(act, out, c);
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateConvNhwcF32(const KernelInit& init) {
+  auto k = std::make_unique<ConvNhwcF32>(SelectGemmUkernelF32(init.cpu), init.node_label, *init.attrs, init.cpu);
+  if (auto s = k->Prepare(init); !s.ok()) return s;
+  return k;
+}
+
+}  // namespace kvant::cpu

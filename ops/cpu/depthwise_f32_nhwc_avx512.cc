@@ -1,0 +1,70 @@
+// NHWC depthwise 2-D convolution for AVX-512 (kvant.ConvNhwc): channels in
+// the lanes, so a tap's 16 weights are one vector and no layout change is
+// needed. Interior pixels (every tap of the row inside the input) go eight
+// at a time through the taps, eight independent FMA chains; edge pixels one
+// at a time, skipping the taps that fall into the padding.
+// Compiled with -mavx512f.
+#include <immintrin.h>
+
+#include "ops/cpu/activation_f32_avx512.h"
+#include "ops/cpu/depthwise_f32.h"
+
+namespace kvant::cpu::avx512 {
+
+void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w_tc, const float* bias,
+                          const ActivationF32& act, int64_t oh0, int64_t oh1, float* y) {
+  const DepthwisePlane& p = d.plane;
+  const int64_t c = d.c;
+  // Output columns whose every kw tap lies inside the input.
+  const int64_t ow_lo = std::min(p.out_w, (p.pad_w + p.s_w - 1) / p.s_w);
+  int64_t ow_hi = p.out_w;
+  while (ow_hi > ow_lo && (ow_hi - 1) * p.s_w - p.pad_w + (p.k_w - 1) * p.d_w >= p.in_w) --ow_hi;
+  constexpr int kGroup = 8;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    float* yr = y + oh * p.out_w * c;
+    for (int64_t c0 = 0; c0 < c; c0 += 16) {
+      const __mmask16 m = c - c0 >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (c - c0)) - 1);
+      const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c0) : _mm512_setzero_ps();
+      // One pixel, any position: taps outside the input are skipped.
+      auto edge = [&](int64_t ow) {
+        __m512 acc = b;
+        for (int64_t kh = 0; kh < p.k_h; ++kh) {
+          const int64_t ih = oh * p.s_h - p.pad_h + kh * p.d_h;
+          if (ih < 0 || ih >= p.in_h) continue;
+          for (int64_t kw = 0; kw < p.k_w; ++kw) {
+            const int64_t iw = ow * p.s_w - p.pad_w + kw * p.d_w;
+            if (iw < 0 || iw >= p.in_w) continue;
+            const __m512 wv = _mm512_maskz_loadu_ps(m, w_tc + (kh * p.k_w + kw) * c + c0);
+            acc = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + (ih * p.in_w + iw) * c + c0), acc);
+          }
+        }
+        _mm512_mask_storeu_ps(yr + ow * c + c0, m, Activate(acc, act));
+      };
+      int64_t ow = 0;
+      for (; ow < ow_lo; ++ow) edge(ow);
+      for (; ow + kGroup <= ow_hi; ow += kGroup) {
+        __m512 acc[kGroup];
+#pragma GCC unroll 8
+        for (int i = 0; i < kGroup; ++i) acc[i] = b;
+        for (int64_t kh = 0; kh < p.k_h; ++kh) {
+          const int64_t ih = oh * p.s_h - p.pad_h + kh * p.d_h;
+          if (ih < 0 || ih >= p.in_h) continue;
+          const float* row = x + (ih * p.in_w + ow * p.s_w - p.pad_w) * c + c0;
+          for (int64_t kw = 0; kw < p.k_w; ++kw) {
+            const __m512 wv = _mm512_maskz_loadu_ps(m, w_tc + (kh * p.k_w + kw) * c + c0);
+            const float* src = row + kw * p.d_w * c;
+#pragma GCC unroll 8
+            for (int i = 0; i < kGroup; ++i) {
+              acc[i] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, src + i * p.s_w * c), acc[i]);
+            }
+          }
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < kGroup; ++i) _mm512_mask_storeu_ps(yr + (ow + i) * c + c0, m, Activate(acc[i], act));
+      }
+      for (; ow < p.out_w; ++ow) edge(ow);
+    }
+  }
+}
+
+}  // namespace kvant::cpu::avx512
