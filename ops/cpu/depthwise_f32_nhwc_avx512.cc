@@ -1,8 +1,9 @@
 // NHWC depthwise 2-D convolution for AVX-512 (kvant.ConvNhwc): channels in
 // the lanes, so a tap's 16 weights are one vector and no layout change is
-// needed. Interior pixels (every tap of the row inside the input) go eight
-// at a time through the taps, eight independent FMA chains; edge pixels one
-// at a time, skipping the taps that fall into the padding.
+// needed. Pixels go eight at a time through the taps (eight independent FMA
+// chains): interior groups (every tap inside the input) with plain loads,
+// the rest (edges, a row's remainder) with a load mask of zero for a tap in
+// the padding, which never touches memory.
 // Compiled with -mavx512f.
 #include <immintrin.h>
 
@@ -25,23 +26,36 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
     for (int64_t c0 = 0; c0 < c; c0 += 16) {
       const __mmask16 m = c - c0 >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (c - c0)) - 1);
       const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c0) : _mm512_setzero_ps();
-      // One pixel, any position: taps outside the input are skipped.
-      auto edge = [&](int64_t ow) {
-        __m512 acc = b;
+      // Pixels [ow0, ow0 + n), n <= kGroup, any position.
+      auto checked = [&](int64_t ow0, int64_t n) {
+        __m512 acc[kGroup];
+#pragma GCC unroll 8
+        for (int i = 0; i < kGroup; ++i) acc[i] = b;
         for (int64_t kh = 0; kh < p.k_h; ++kh) {
           const int64_t ih = oh * p.s_h - p.pad_h + kh * p.d_h;
           if (ih < 0 || ih >= p.in_h) continue;
+          const float* row = x + ih * p.in_w * c + c0;
           for (int64_t kw = 0; kw < p.k_w; ++kw) {
-            const int64_t iw = ow * p.s_w - p.pad_w + kw * p.d_w;
-            if (iw < 0 || iw >= p.in_w) continue;
             const __m512 wv = _mm512_maskz_loadu_ps(m, w_tc + (kh * p.k_w + kw) * c + c0);
-            acc = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + (ih * p.in_w + iw) * c + c0), acc);
+#pragma GCC unroll 8
+            for (int i = 0; i < kGroup; ++i) {
+              const int64_t iw = (ow0 + i) * p.s_w - p.pad_w + kw * p.d_w;
+              const bool inside = i < n && iw >= 0 && iw < p.in_w;
+              acc[i] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(inside ? m : 0, row + (inside ? iw * c : 0)), acc[i]);
+            }
           }
         }
-        _mm512_mask_storeu_ps(yr + ow * c + c0, m, Activate(acc, act));
+#pragma GCC unroll 8
+        for (int i = 0; i < kGroup; ++i) {
+          if (i < n) _mm512_mask_storeu_ps(yr + (ow0 + i) * c + c0, m, Activate(acc[i], act));
+        }
       };
       int64_t ow = 0;
-      for (; ow < ow_lo; ++ow) edge(ow);
+      while (ow < ow_lo) {
+        const int64_t n = std::min<int64_t>(kGroup, ow_lo - ow);
+        checked(ow, n);
+        ow += n;
+      }
       for (; ow + kGroup <= ow_hi; ow += kGroup) {
         __m512 acc[kGroup];
 #pragma GCC unroll 8
@@ -62,7 +76,7 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
 #pragma GCC unroll 8
         for (int i = 0; i < kGroup; ++i) _mm512_mask_storeu_ps(yr + (ow + i) * c + c0, m, Activate(acc[i], act));
       }
-      for (; ow < p.out_w; ++ow) edge(ow);
+      for (; ow < p.out_w; ow += kGroup) checked(ow, std::min<int64_t>(kGroup, p.out_w - ow));
     }
   }
 }
