@@ -104,6 +104,8 @@ absl::StatusOr<Session> LoadRow(const Source& src, const SessionOptions& options
   row.int8_steps = plan->int8_steps;
   row.float_steps = plan->float_steps;
   row.conversions = plan->conversions;
+  row.bf16_steps = 0;
+  for (const PlanStepReport& step : plan->steps) row.bf16_steps += step.precision == "bf16";
   row.kernel_path = KernelPath(*plan);
   if (reference && row.precision != "fp32") {
     auto outs = RunBatches(*session, eval);
