@@ -3,6 +3,7 @@
 // FP32 (output SQNR) on the right, Kvant and ONNX Runtime in two colours.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -43,12 +44,20 @@ std::string RenderSvg(const BenchReport& r) {
   for (const BenchRow& row : r.rows) {
     if (row.skipped.empty()) rows.push_back(&row);
   }
-  const int width = kLabelWidth + 2 * kPanelWidth + kGap + 20;
+  const int width = kLabelWidth + 2 * kPanelWidth + kGap + 110;  // room for the last label
   const int height = kTop + static_cast<int>(rows.size()) * kRowHeight + 46;
+  // The latency axis ends at the largest p90, or at four times the median
+  // p50 when one row is far slower (its bar is then cut and says so).
   double max_ms = 0, max_db = 0;
+  std::vector<double> p50s;
   for (const BenchRow* row : rows) {
     max_ms = std::max(max_ms, row->latency.p90_ms);
+    p50s.push_back(row->latency.p50_ms);
     if (row->accuracy && std::isfinite(row->accuracy->sqnr_db)) max_db = std::max(max_db, row->accuracy->sqnr_db);
+  }
+  if (!p50s.empty()) {
+    std::nth_element(p50s.begin(), p50s.begin() + p50s.size() / 2, p50s.end());
+    max_ms = std::min(max_ms, 4 * p50s[p50s.size() / 2]);
   }
   max_ms = max_ms > 0 ? max_ms * 1.1 : 1;
   max_db = std::max(10.0, max_db * 1.1);
@@ -74,17 +83,19 @@ std::string RenderSvg(const BenchReport& r) {
     absl::StrAppend(&svg, absl::StrFormat("<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", kLabelWidth - 8,
                                           y + 16, Escape(absl::StrFormat("%s %s, %d thr", row.runtime, row.precision,
                                                                          row.threads))));
-    const double w = kPanelWidth * row.latency.p50_ms / latency.max_value;
-    const double w90 = kPanelWidth * row.latency.p90_ms / latency.max_value;
+    const bool cut = row.latency.p50_ms > latency.max_value;
+    const double w = kPanelWidth * std::min(1.0, row.latency.p50_ms / latency.max_value);
+    const double w90 = kPanelWidth * std::min(1.0, row.latency.p90_ms / latency.max_value);
     absl::StrAppend(&svg, absl::StrFormat(
         "<rect class=\"latency\" x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"><title>%s</title></rect>\n"
         "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#333\"/>\n"
-        "<text x=\"%.1f\" y=\"%d\" fill=\"#222\">%.3g ms%s</text>\n",
+        "<text x=\"%.1f\" y=\"%d\" fill=\"#222\">%.3g ms%s%s</text>\n",
         latency.x, y + 4, w, kRowHeight - 8, colour,
         Escape(absl::StrFormat("p50 %.3f ms, p90 %.3f ms, p99 %.3f ms", row.latency.p50_ms, row.latency.p90_ms,
                                row.latency.p99_ms)),
-        latency.x + w, y + kRowHeight / 2, latency.x + w90, y + kRowHeight / 2, latency.x + w90 + 4, y + 16,
-        row.latency.p50_ms, row.speedup > 0 ? absl::StrFormat(" (%.2fx)", row.speedup).c_str() : ""));
+        latency.x + w, y + kRowHeight / 2, latency.x + w90, y + kRowHeight / 2,
+        latency.x + (cut ? kPanelWidth - 150.0 : w90 + 4), y + 16, row.latency.p50_ms,
+        row.speedup > 0 ? absl::StrFormat(" (%.2fx)", row.speedup).c_str() : "", cut ? ", off scale" : ""));
     std::string label = "FP32 reference";
     double db = 0;
     if (row.accuracy) {
@@ -99,7 +110,7 @@ std::string RenderSvg(const BenchReport& r) {
     absl::StrAppend(&svg, absl::StrFormat(
         "<rect class=\"accuracy\" x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\" fill-opacity=\"0.75\"/>\n"
         "<text x=\"%.1f\" y=\"%d\" fill=\"#222\">%s</text>\n",
-        accuracy.x, y + 4, wa, kRowHeight - 8, colour, accuracy.x + std::min(wa, kPanelWidth - 120.0) + 4, y + 16,
+        accuracy.x, y + 4, wa, kRowHeight - 8, colour, accuracy.x + std::min(wa, kPanelWidth - 60.0) + 4, y + 16,
         Escape(label)));
   }
   const int legend_y = height - 16;
