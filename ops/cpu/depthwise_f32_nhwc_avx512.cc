@@ -50,20 +50,16 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
           if (i < n) _mm512_mask_storeu_ps(yr + (ow0 + i) * c + c0, m, Activate(acc[i], act));
         }
       };
-      int64_t ow = 0;
-      while (ow < ow_lo) {
-        const int64_t n = std::min<int64_t>(kGroup, ow_lo - ow);
-        checked(ow, n);
-        ow += n;
-      }
-      for (; ow + kGroup <= ow_hi; ow += kGroup) {
+      // Pixels [ow0, ow0 + n) whose taps all lie inside (n < kGroup only on
+      // a staged input, where the missing pixels read the padding).
+      auto fast = [&](int64_t ow0, int64_t n) {
         __m512 acc[kGroup];
 #pragma GCC unroll 8
         for (int i = 0; i < kGroup; ++i) acc[i] = b;
         for (int64_t kh = 0; kh < p.k_h; ++kh) {
           const int64_t ih = oh * p.s_h - p.pad_h + kh * p.d_h;
           if (ih < 0 || ih >= p.in_h) continue;
-          const float* row = x + (ih * p.in_w + ow * p.s_w - p.pad_w) * c + c0;
+          const float* row = x + (ih * p.in_w + ow0 * p.s_w - p.pad_w) * c + c0;
           for (int64_t kw = 0; kw < p.k_w; ++kw) {
             const __m512 wv = _mm512_maskz_loadu_ps(m, w_tc + (kh * p.k_w + kw) * c + c0);
             const float* src = row + kw * p.d_w * c;
@@ -74,9 +70,24 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
           }
         }
 #pragma GCC unroll 8
-        for (int i = 0; i < kGroup; ++i) _mm512_mask_storeu_ps(yr + (ow + i) * c + c0, m, Activate(acc[i], act));
+        for (int i = 0; i < kGroup; ++i) {
+          if (i < n) _mm512_mask_storeu_ps(yr + (ow0 + i) * c + c0, m, Activate(acc[i], act));
+        }
+      };
+      if (d.staged) {
+        for (int64_t ow = 0; ow < p.out_w; ow += kGroup) fast(ow, std::min<int64_t>(kGroup, p.out_w - ow));
+        continue;
       }
-      for (; ow < p.out_w; ow += kGroup) checked(ow, std::min<int64_t>(kGroup, p.out_w - ow));
+      // A checked group covers the left edge (and a short row whole), fast
+      // groups the interior, checked groups the rest.
+      int64_t ow = 0;
+      while (ow < ow_lo) {
+        const int64_t n = std::min<int64_t>(kGroup, p.out_w - ow);
+        checked(ow, n);
+        ow += n;
+      }
+      for (; ow + kGroup <= ow_hi; ow += kGroup) fast(ow, kGroup);
+      for (; ow < p.out_w; ow += kGroup) checked(ow, std::min<int64_t>(kGroup, p.out_w - ow));  // ow >= ow_lo here
     }
   }
 }

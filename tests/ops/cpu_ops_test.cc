@@ -219,6 +219,8 @@ TEST(CpuOps, ConvNhwcChains) {
   const Case cases[] = {
       {1, 3, 17, 19, 16, 3, 2, 1, 1}, {2, 8, 12, 12, 20, 3, 1, 1, 1}, {1, 5, 9, 23, 33, 5, 1, 2, 4},
       {3, 16, 7, 7, 24, 1, 1, 1, 0},  {1, 4, 30, 30, 17, 3, 2, 1, 0},
+      // Depthwise rows wider than 32: the unstaged kernel with edge groups.
+      {1, 4, 40, 70, 20, 3, 1, 1, 1},
   };
   uint64_t seed = 700;
   for (const Case& c : cases) {
