@@ -154,26 +154,44 @@ class ConvNhwcF32 final : public Kernel {
   // A rows for positions [p0, p1) of the batch: per tap, C input channels
   // (zeros where the tap reads padding).
   static void FillRows(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col) {
-    const int64_t k = c.gemm_k(), out_hw = c.out_size(), in_hw = c.in_size();
+    const int64_t k = c.gemm_k(), out_hw = c.out_size(), in_hw = c.in_size(), run = c.k[2] * c.cin;
+    int64_t img = p0 / out_hw, oh = p0 % out_hw / c.out[2], ow = p0 % c.out[2];
     for (int64_t p = p0; p < p1; ++p) {
-      const int64_t img = p / out_hw, oh = p % out_hw / c.out[2], ow = p % c.out[2];
       float* row = col + (p - p0) * k;
+      const int64_t iw0 = ow * c.s[2] - c.p[2];
+      // With dilation 1 a kernel row's taps are k_w adjacent pixels: one run.
+      const bool whole_rows = c.d[2] == 1 && iw0 >= 0 && iw0 + c.k[2] <= c.in[2];
       for (int64_t kh = 0; kh < c.k[1]; ++kh) {
         const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
+        float* dst = row + kh * run;
+        const bool row_inside = ih >= 0 && ih < c.in[1];
+        const float* src_row = row_inside ? x + (img * in_hw + ih * c.in[2]) * c.cin : x;
+        if (row_inside && whole_rows) {
+          CopyFloats(dst, src_row + iw0 * c.cin, run);
+          continue;
+        }
         for (int64_t kw = 0; kw < c.k[2]; ++kw) {
-          const int64_t iw = ow * c.s[2] - c.p[2] + kw * c.d[2];
-          float* dst = row + (kh * c.k[2] + kw) * c.cin;
-          const bool inside = ih >= 0 && ih < c.in[1] && iw >= 0 && iw < c.in[2];
-          const float* src = x + (img * in_hw + ih * c.in[2] + iw) * c.cin;
-          if (c.cin < 16) {  // a few channels (an RGB stem): a loop beats a call
-            for (int64_t ch = 0; ch < c.cin; ++ch) dst[ch] = inside ? src[ch] : 0.f;
-          } else if (inside) {
-            std::memcpy(dst, src, c.cin * sizeof(float));
+          const int64_t iw = iw0 + kw * c.d[2];
+          if (row_inside && iw >= 0 && iw < c.in[2]) {
+            CopyFloats(dst + kw * c.cin, src_row + iw * c.cin, c.cin);
           } else {
-            std::memset(dst, 0, c.cin * sizeof(float));
+            std::fill_n(dst + kw * c.cin, c.cin, 0.f);
           }
         }
       }
+      if (++ow == c.out[2]) {
+        ow = 0;
+        if (++oh == c.out[1]) oh = 0, ++img;
+      }
+    }
+  }
+
+  // Short runs (an RGB stem's 3 or 9 floats) copy faster in a loop than by a call.
+  static void CopyFloats(float* dst, const float* src, int64_t n) {
+    if (n >= 32) {
+      std::memcpy(dst, src, n * sizeof(float));
+    } else {
+      for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
     }
   }
 
