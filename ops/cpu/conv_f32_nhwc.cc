@@ -281,7 +281,9 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateConvNhwcF32(const KernelInit& init) {
-  auto k = std::make_unique<ConvNhwcF32>(SelectGemmUkernelF32(init.cpu), init.node_label, *init.attrs, init.cpu);
+  const Tensor* w = init.constant_inputs.size() > 1 ? init.constant_inputs[1] : nullptr;
+  const int64_t cout = w != nullptr && w->rank() == 4 ? w->shape()[0] : 0;
+  auto k = std::make_unique<ConvNhwcF32>(SelectGemmUkernelF32(init.cpu, cout), init.node_label, *init.attrs, init.cpu);
   if (auto s = k->Prepare(init); !s.ok()) return s;
   return k;
 }

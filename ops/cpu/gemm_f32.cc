@@ -68,6 +68,16 @@ const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features) {
   return *best;
 }
 
+const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features, int64_t n) {
+  const GemmUkernelInfoF32& best = SelectGemmUkernelF32(features);
+  if (n > 16 || best.nr == 16) return best;
+  const GemmUkernelInfoF32* narrow = &best;
+  for (const auto& uk : GemmUkernelsF32()) {
+    if ((uk.needs & features) == uk.needs && uk.nr == 16) narrow = &uk;
+  }
+  return *narrow;
+}
+
 size_t GemmScratchBytesF32(const GemmUkernelInfoF32& uk, int64_t m, int64_t n, int64_t k, bool pack_b,
                            int threads) {
   size_t bytes = 0;

@@ -48,6 +48,9 @@ struct GemmUkernelInfoF32 {
 const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32();
 // Best microkernel the features allow.
 const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features);
+// The same for a product whose output has `n` columns: at most 16 take the
+// best row 16 wide (no half-empty tiles).
+const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features, int64_t n);
 
 // A matrix packed into panels of `tile` along its outer dimension.
 struct PackedPanelsF32 {

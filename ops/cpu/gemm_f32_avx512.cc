@@ -1,5 +1,7 @@
-// FP32 GEMM microkernel for AVX-512F: 14 rows x 32 columns (28 zmm
-// accumulators, 2 B vectors, 1 broadcast). Partial column tiles use masks.
+// FP32 GEMM microkernels for AVX-512F: 14 rows x 32 columns (28 zmm
+// accumulators, 2 B vectors, 1 broadcast), and 28 rows x 16 columns for
+// outputs at most 16 wide (a 1x1 convolution to 16 channels would leave half
+// of the 14x32 tile empty). Partial column tiles use masks.
 // Compiled with -mavx512f; selected only when cpu_caps reports AVX-512.
 #include <immintrin.h>
 
@@ -12,82 +14,77 @@
 namespace kvant::cpu::avx512 {
 namespace {
 
-// kPacked: A is a packed panel (a_rs == 1), so broadcasts use fixed offsets.
-template <int R, bool kPacked>
+// R rows x V B vectors of 16 columns. kPacked: A is a packed panel
+// (a_rs == 1), so broadcasts use fixed offsets.
+template <int R, int V, bool kPacked>
 void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc,
           int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
+  constexpr int kFullRows = V == 2 ? 14 : 28;
   if constexpr (kPacked) a_rs = 1;
-  __m512 acc0[R], acc1[R];
-#pragma GCC unroll 14
-  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  __m512 acc[V][R];
+#pragma GCC unroll 28
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < V; ++v) acc[v][r] = _mm512_setzero_ps();
+  }
   for (int64_t kk = 0; kk < kc; ++kk) {
-    // With fewer than 14 rows (token-sized M), B is read once and streams from
-    // memory: fetch 16 k-steps (2 KiB) ahead. Full-height panels reuse B from L1.
-    if constexpr (R < 14) {
-      _mm_prefetch(reinterpret_cast<const char*>(b + 512), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(b + 528), _MM_HINT_T0);
+    // With fewer than a full panel of rows (token-sized M), B is read once and
+    // streams from memory: fetch 16 k-steps ahead. Full panels reuse B from L1.
+    if constexpr (R < kFullRows) {
+      for (int v = 0; v < V; ++v) _mm_prefetch(reinterpret_cast<const char*>(b + 16 * V * 16 + 16 * v), _MM_HINT_T0);
     }
-    const __m512 b0 = _mm512_load_ps(b);
-    const __m512 b1 = _mm512_load_ps(b + 16);
-#pragma GCC unroll 14
+    __m512 bv[V];
+    for (int v = 0; v < V; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
+#pragma GCC unroll 28
     for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * a_rs]);
-      acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
-      acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+      for (int v = 0; v < V; ++v) acc[v][r] = _mm512_fmadd_ps(av, bv[v], acc[v][r]);
     }
     a += a_cs;
-    b += 32;
+    b += 16 * V;
   }
-  const __mmask16 m0 = n_valid >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n_valid) - 1);
-  const __mmask16 m1 = n_valid >= 32 ? 0xFFFF
-                       : n_valid > 16 ? static_cast<__mmask16>((1u << (n_valid - 16)) - 1)
-                                      : 0;
-  __m512 cb0 = _mm512_setzero_ps(), cb1 = _mm512_setzero_ps();
-  if (ep && ep->col_bias) {
-    cb0 = _mm512_maskz_loadu_ps(m0, ep->col_bias);
-    cb1 = _mm512_maskz_loadu_ps(m1, ep->col_bias + 16);
+  __mmask16 mask[V];
+  __m512 cb[V];
+  for (int v = 0; v < V; ++v) {
+    const int64_t left = n_valid - 16 * v;
+    mask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF) : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
+    cb[v] = ep && ep->col_bias ? _mm512_maskz_loadu_ps(mask[v], ep->col_bias + 16 * v) : _mm512_setzero_ps();
   }
-#pragma GCC unroll 14
+#pragma GCC unroll 28
   for (int r = 0; r < R; ++r) {
     float* row = c + r * ldc;
-    __m512 v0 = acc0[r], v1 = acc1[r];
-    if (accumulate) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
-    }
-    if (ep) {
-      if (ep->row_bias) {
-        const __m512 rb = _mm512_set1_ps(ep->row_bias[r]);
-        v0 = _mm512_add_ps(v0, rb);
-        v1 = _mm512_add_ps(v1, rb);
+    for (int v = 0; v < V; ++v) {
+      __m512 x = acc[v][r];
+      if (accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], row + 16 * v));
+      if (ep) {
+        if (ep->row_bias) x = _mm512_add_ps(x, _mm512_set1_ps(ep->row_bias[r]));
+        x = Activate(_mm512_add_ps(x, cb[v]), ep->act);
       }
-      v0 = Activate(_mm512_add_ps(v0, cb0), ep->act);
-      v1 = Activate(_mm512_add_ps(v1, cb1), ep->act);
+      _mm512_mask_storeu_ps(row + 16 * v, mask[v], x);
     }
-    _mm512_mask_storeu_ps(row, m0, v0);
-    _mm512_mask_storeu_ps(row + 16, m1, v1);
   }
 }
 
-template <int R>
+template <int R, int V>
 void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc,
              int64_t m_valid, int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
   if (a_rs == 1) {
-    Body<R, true>(kc, a, 1, a_cs, b, c, ldc, n_valid, accumulate, ep);
+    Body<R, V, true>(kc, a, 1, a_cs, b, c, ldc, n_valid, accumulate, ep);
   } else {
-    Body<R, false>(kc, a, a_rs, a_cs, b, c, ldc, n_valid, accumulate, ep);
+    Body<R, V, false>(kc, a, a_rs, a_cs, b, c, ldc, n_valid, accumulate, ep);
   }
 }
 
-template <int... R>
+template <int V, int... R>
 constexpr std::array<GemmUkernelF32, sizeof...(R)> MakeTable(std::integer_sequence<int, R...>) {
-  return {Ukernel<R + 1>...};
+  return {Ukernel<R + 1, V>...};
 }
 
-constexpr auto kByRows = MakeTable(std::make_integer_sequence<int, 14>{});
+constexpr auto kByRows = MakeTable<2>(std::make_integer_sequence<int, 14>{});
+constexpr auto kNarrowByRows = MakeTable<1>(std::make_integer_sequence<int, 28>{});
 
 }  // namespace
 
 const GemmUkernelF32* GemmF32ByRows() { return kByRows.data(); }
+const GemmUkernelF32* GemmF32NarrowByRows() { return kNarrowByRows.data(); }
 
 }  // namespace kvant::cpu::avx512

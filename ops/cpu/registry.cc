@@ -18,7 +18,10 @@ namespace cpu {
 
 namespace ref { const GemmUkernelF32* GemmF32ByRows(); }
 namespace avx2 { const GemmUkernelF32* GemmF32ByRows(); }
-namespace avx512 { const GemmUkernelF32* GemmF32ByRows(); }
+namespace avx512 {
+const GemmUkernelF32* GemmF32ByRows();
+const GemmUkernelF32* GemmF32NarrowByRows();
+}  // namespace avx512
 
 const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32() {
   static const auto* list = new std::vector<GemmUkernelInfoF32>{
