@@ -134,7 +134,9 @@ class ConvNhwcF32 final : public Kernel {
     void* gemm_scratch = static_cast<char*>(ctx.scratch) + Align64(rows * c.gemm_k() * 4);
     for (int64_t p0 = 0; p0 < positions; p0 += rows) {
       const int64_t p1 = std::min(positions, p0 + rows);
-      FillRows(c, xs, p0, p1, col);
+      ctx.pool->ParallelFor(p1 - p0, [&](int64_t q0, int64_t q1) {
+        FillRows(c, xs, p0 + q0, p0 + q1, col + q0 * c.gemm_k());
+      });
       args.m = p1 - p0;
       args.a = {nullptr, col, c.gemm_k(), 1};
       args.c = y + p0 * c.cout;

@@ -293,16 +293,19 @@ class GlobalAveragePoolF32 final : public Kernel {
     const int64_t pixels = x.num_elements() / std::max<int64_t>(n * c, 1);
     const float* xs = x.as<const float>();
     float* ys = ctx.output(0).as<float>();
-    ctx.pool->ParallelFor(n, [&](int64_t i0, int64_t i1) {
-      std::vector<double> acc(c);
-      for (int64_t i = i0; i < i1; ++i) {
-        std::fill(acc.begin(), acc.end(), 0.0);
-        const float* img = xs + i * pixels * c;
+    // Channel chunks over the threads (one image is the common case).
+    const int64_t chunks = (c + 63) / 64;
+    ctx.pool->ParallelFor(n * chunks, [&](int64_t t0, int64_t t1) {
+      double acc[64];
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t i = t / chunks, c0 = t % chunks * 64, cn = std::min<int64_t>(64, c - c0);
+        std::fill_n(acc, cn, 0.0);
+        const float* img = xs + i * pixels * c + c0;
         for (int64_t p = 0; p < pixels; ++p) {
           const float* row = img + p * c;
-          for (int64_t ch = 0; ch < c; ++ch) acc[ch] += row[ch];
+          for (int64_t ch = 0; ch < cn; ++ch) acc[ch] += row[ch];
         }
-        for (int64_t ch = 0; ch < c; ++ch) ys[i * c + ch] = static_cast<float>(acc[ch] / pixels);
+        for (int64_t ch = 0; ch < cn; ++ch) ys[i * c + c0 + ch] = static_cast<float>(acc[ch] / pixels);
       }
     });
     return absl::OkStatus();

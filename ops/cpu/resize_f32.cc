@@ -89,7 +89,7 @@ class ResizeF32 final : public Kernel {
       return absl::OkStatus();
     }
     if (mode_ == "nearest") {
-      RunNearest(x.as<const float>(), in, spec->out, spec->scales, y.as<float>());
+      RunNearest(x.as<const float>(), in, spec->out, spec->scales, y.as<float>(), ctx.pool);
       return absl::OkStatus();
     }
     for (size_t r = 0; r < resized.size(); ++r) {
@@ -123,9 +123,9 @@ class ResizeF32 final : public Kernel {
 
  private:
   // Nearest: one pass; each output row copies (or gathers) from the input row
-  // its leading indices select.
+  // its leading indices select. Rows are split over the threads.
   void RunNearest(const float* x, const std::vector<int64_t>& in, const std::vector<int64_t>& out,
-                  const std::vector<double>& scales, float* y) const {
+                  const std::vector<double>& scales, float* y, ParallelRunner* pool) const {
     const int64_t rank = in.size();
     std::vector<std::vector<int64_t>> idx(rank);
     for (int64_t d = 0; d < rank; ++d) idx[d] = MakeTaps(in[d], out[d], scales[d]).index;
@@ -135,18 +135,30 @@ class ResizeF32 final : public Kernel {
     int64_t rows = 1;
     for (int64_t d = 0; d + 1 < rank; ++d) rows *= out[d];
     const std::vector<int64_t>& col = idx[rank - 1];
-    std::vector<int64_t> pos(rank, 0);
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t off = 0;
-      for (int64_t d = 0; d + 1 < rank; ++d) off += idx[d][pos[d]] * in_strides[d];
-      const float* src = x + off;
-      float* dst = y + r * ow;
-      for (int64_t j = 0; j < ow; ++j) dst[j] = src[col[j]];
-      for (int64_t d = rank - 2; d >= 0; --d) {
-        if (++pos[d] < out[d]) break;
-        pos[d] = 0;
+    bool identity = ow == (rank ? in[rank - 1] : 1);  // last axis kept: rows copy whole (NHWC channels)
+    for (int64_t j = 0; identity && j < ow; ++j) identity = col[j] == j;
+    pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+      std::vector<int64_t> pos(rank, 0);
+      for (int64_t d = rank - 2, rest = r0; d >= 0; --d) {
+        pos[d] = rest % out[d];
+        rest /= out[d];
       }
-    }
+      for (int64_t r = r0; r < r1; ++r) {
+        int64_t off = 0;
+        for (int64_t d = 0; d + 1 < rank; ++d) off += idx[d][pos[d]] * in_strides[d];
+        const float* src = x + off;
+        float* dst = y + r * ow;
+        if (identity) {
+          std::memcpy(dst, src, ow * sizeof(float));
+        } else {
+          for (int64_t j = 0; j < ow; ++j) dst[j] = src[col[j]];
+        }
+        for (int64_t d = rank - 2; d >= 0; --d) {
+          if (++pos[d] < out[d]) break;
+          pos[d] = 0;
+        }
+      }
+    });
   }
 
   double Original(int64_t x, int64_t in_len, int64_t out_len, double scale) const {
