@@ -293,12 +293,12 @@ class GlobalAveragePoolF32 final : public Kernel {
     const int64_t pixels = x.num_elements() / std::max<int64_t>(n * c, 1);
     const float* xs = x.as<const float>();
     float* ys = ctx.output(0).as<float>();
-    // Channel chunks over the threads (one image is the common case).
-    const int64_t chunks = (c + 63) / 64;
+    // Chunks of 16 channels (a cache line of each pixel) over the threads.
+    const int64_t chunks = (c + 15) / 16;
     ctx.pool->ParallelFor(n * chunks, [&](int64_t t0, int64_t t1) {
-      double acc[64];
+      double acc[16];
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t i = t / chunks, c0 = t % chunks * 64, cn = std::min<int64_t>(64, c - c0);
+        const int64_t i = t / chunks, c0 = t % chunks * 16, cn = std::min<int64_t>(16, c - c0);
         std::fill_n(acc, cn, 0.0);
         const float* img = xs + i * pixels * c + c0;
         for (int64_t p = 0; p < pixels; ++p) {
