@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "ops/float16.h"
 #include "tools/commands.h"
 #include "tools/dataset.h"
 #include "tools/npy.h"
@@ -29,6 +30,8 @@ double ValueAt(const Tensor& t, int64_t i) {
     case DataType::kUInt8: return t.data<uint8_t>()[i];
     case DataType::kInt8: return t.data<int8_t>()[i];
     case DataType::kBool: return t.data<uint8_t>()[i];
+    case DataType::kFloat16: return HalfToFloat(t.data<uint16_t>()[i]);
+    case DataType::kBFloat16: return Bf16ToFloat(t.data<uint16_t>()[i]);
     default: return NAN;
   }
 }

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "absl/strings/str_format.h"
+#include "ops/float16.h"
 #include "tools/npy.h"
 
 namespace kvant::tools {
@@ -22,6 +23,7 @@ Tensor RandomTensor(DataType type, const std::vector<int64_t>& shape, std::mt199
     switch (type) {
       case DataType::kFloat32: t.data<float>()[i] = normal(rng); break;
       case DataType::kFloat64: t.data<double>()[i] = normal(rng); break;
+      case DataType::kFloat16: t.data<uint16_t>()[i] = FloatToHalf(normal(rng)); break;
       case DataType::kInt64: t.data<int64_t>()[i] = small(rng); break;
       case DataType::kInt32: t.data<int32_t>()[i] = small(rng); break;
       case DataType::kUInt8: t.data<uint8_t>()[i] = static_cast<uint8_t>(rng()); break;

@@ -22,7 +22,7 @@ absl::StatusOr<std::vector<quantize::CalibrationBatch>> LoadDataset(const std::s
                                                                    const std::vector<ValueInfo>& inputs,
                                                                    int64_t max_samples, int64_t batch_rows);
 
-// Seeded random contents for a model input: f32/f64 from N(0, 1), integer
+// Seeded random contents for a model input: f32/f64/f16 from N(0, 1), integer
 // types small non-negative values (token ids, indices), bytes uniform.
 Tensor RandomTensor(DataType type, const std::vector<int64_t>& shape, std::mt19937_64& rng);
 

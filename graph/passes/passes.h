@@ -82,6 +82,9 @@ absl::Status RemoveDeadNodes(Graph& graph);
 // assign_precision.cc: MatMul/Gemm with constant 2-D FP32 weights compute
 // in BF16 with FP32 accumulation (attribute kvant_precision = "bf16").
 absl::Status AssignBf16Compute(Graph& graph);
+// fp16_model.cc: a model stored in float16 computes in FP32 between widening
+// casts at its inputs and weights and narrowing casts at its outputs.
+absl::Status RunFp16ModelInFp32(Graph& graph);
 
 // pipeline.cc
 struct OptimizeOptions {

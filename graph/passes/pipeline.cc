@@ -1,5 +1,7 @@
 // The pass pipeline run at load, and shape specialization run once per new
 // input-shape signature:
+//  0. a float16 model gets widening and narrowing casts at its edges (its
+//     kernels run in FP32);
 //  1. remove Identity/Dropout; infer shapes; fuse DequantizeLinear -> Conv ->
 //     QuantizeLinear into QLinearConv (before folding turns the weights'
 //     DequantizeLinear into float weights), the other QDQ groups (data
@@ -20,6 +22,7 @@
 namespace kvant {
 
 absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
+  if (auto s = RunFp16ModelInFp32(graph); !s.ok()) return s;
   if (!options.optimize) return InferShapes(graph);
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
   if (auto s = InferShapes(graph); !s.ok()) return s;

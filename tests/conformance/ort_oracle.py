@@ -199,7 +199,7 @@ def run_kvant(binary, path, feeds, work):
     return os.path.join(work, "out")
 
 
-def compare(name, binary, path, feeds, work):
+def compare(name, binary, path, feeds, work, tol=TOL):
     os.makedirs(work, exist_ok=True)
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)
@@ -209,10 +209,13 @@ def compare(name, binary, path, feeds, work):
         got = np.load(os.path.join(out_dir, meta.name + ".npy"))
         if got.shape != w.shape:
             return f"{name}: output {meta.name} shape {got.shape} != {w.shape}"
+        if got.dtype != w.dtype:
+            return f"{name}: output {meta.name} dtype {got.dtype} != {w.dtype}"
+        got, w = got.astype(np.float64), w.astype(np.float64)
         worst = max(worst, float(np.max(np.abs(got - w) / np.maximum(1.0, np.abs(w)))) if w.size else 0.0)
-    status = "ok" if worst <= TOL else "FAILED"
+    status = "ok" if worst <= tol else "FAILED"
     print(f"{status:6s} {name:28s} max relative error {worst:.2e}")
-    return None if worst <= TOL else f"{name}: error {worst:.2e} > {TOL}"
+    return None if worst <= tol else f"{name}: error {worst:.2e} > {tol}"
 
 
 def quantized_digits(digits, calib, work, quant_format, per_channel):
@@ -369,6 +372,56 @@ def kvant_quantized(binary, root, work):
     return errors + ([err] if err else [])
 
 
+def to_fp16(m):
+    """Every float tensor of `m` (weights, inputs, outputs) as float16."""
+    m = onnx.ModelProto.FromString(m.SerializeToString())
+    for i, t in enumerate(m.graph.initializer):
+        a = numpy_helper.to_array(t)
+        if a.dtype == np.float32:
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(a.astype(np.float16), t.name))
+    for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    return m
+
+
+def fp16_models(binary, root, x, rng, work):
+    """Models stored in float16 (Kvant computes them in FP32 between casts,
+    as ONNX Runtime's CPU provider does around its FP32 kernels): the digits
+    CNN converted, and a hand-built graph with a Cast to float16 inside, an
+    f16 ConstantOfShape and a float32 output beside a float16 one. Outputs
+    must agree within two float16 steps."""
+    os.makedirs(work, exist_ok=True)
+    failures = []
+    digits16 = os.path.join(work, "digits_f16.onnx")
+    onnx.save(to_fp16(onnx.load(os.path.join(root, "models", "digits", "digits.onnx"))), digits16)
+    err = compare("digits_fp16", binary, digits16, {"image": x.astype(np.float16)}, os.path.join(work, "digits"),
+                  tol=2e-3)
+    if err:
+        failures.append(err)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"]),
+        helper.make_node("ConstantOfShape", ["shape"], ["ones"],
+                         value=numpy_helper.from_array(np.array([0.5], np.float16))),
+        helper.make_node("Add", ["h", "ones"], ["a"]),
+        helper.make_node("Softmax", ["a"], ["p"], axis=-1),
+        helper.make_node("Cast", ["p"], ["y32"], to=TensorProto.FLOAT),
+        helper.make_node("Relu", ["y32"], ["r32"]),
+        helper.make_node("Cast", ["r32"], ["y16"], to=TensorProto.FLOAT16),
+    ]
+    m = model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [3, 8])],
+              [helper.make_tensor_value_info("y16", TensorProto.FLOAT16, [3, 5]),
+               helper.make_tensor_value_info("y32", TensorProto.FLOAT, [3, 5])],
+              {"w": rnd(rng, 8, 5).astype(np.float16), "shape": np.array([3, 5], np.int64)})
+    path = os.path.join(work, "mixed_f16.onnx")
+    onnx.save(m, path)
+    err = compare("mixed_fp16_graph", binary, path, {"x": rnd(rng, 3, 8).astype(np.float16)},
+                  os.path.join(work, "mixed"), tol=2e-3)
+    if err:
+        failures.append(err)
+    return failures
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -414,6 +467,7 @@ def main():
     err = compare("lstm_digits_eval", binary, lstm, {"rows": rows}, os.path.join(work, "lstm_digits"))
     if err:
         failures.append(err)
+    failures += fp16_models(binary, root, x, rng, os.path.join(work, "fp16"))
     failures += dynamic_lstm(binary, root, os.path.join(work, "lstm_dynamic"))
     failures += kvant_quantized(binary, root, os.path.join(work, "kvant_quantized"))
     for name, (m, feeds) in qlinear_average_pools(rng).items():
