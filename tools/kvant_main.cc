@@ -22,8 +22,9 @@ int main(int argc, char** argv) {
                     "run MatMul, Gemm, LSTM, GRU and RNN with constant weights as dynamically quantized INT8 "
                     "(s8 weights per column, u8 activations quantized per call)");
   run_cmd->add_option("--precision", run.precision,
-                      "fp32, or bf16: MatMul/Gemm with constant weights in BF16 with FP32 accumulation (CPUs with "
-                      "AVX-512 BF16 or AMX-BF16; FP32 elsewhere), every other operator FP32")
+                      "fp32, or bf16: MatMul/Gemm and group-1 convolutions with constant weights and K >= 128 in "
+                      "BF16 with FP32 accumulation (CPUs with AVX-512 BF16 or AMX-BF16; FP32 elsewhere), every "
+                      "other operator FP32")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   run_cmd->add_option("--seed", run.seed, "seed of the random inputs")->each([&](const std::string&) {
     run.seed_given = true;

@@ -125,8 +125,10 @@ class Allocator {
 // Compute precision of matrix products (everything else stays FP32).
 enum class Precision {
   kFp32,
-  // MatMul/Gemm with constant weights in BF16 with FP32 accumulation where
-  // the CPU has BF16 arithmetic (AVX-512 BF16, AMX-BF16); FP32 elsewhere.
+  // MatMul/Gemm with constant weights, and 2-D convolutions with group 1 in
+  // graphs of two or more, in BF16 with FP32 accumulation where the CPU has
+  // BF16 arithmetic (AVX-512 BF16, AMX-BF16) and the reduction is at least
+  // 128 deep; FP32 elsewhere.
   kBf16,
 };
 

@@ -9,10 +9,14 @@
 //    padding).
 //  - depthwise: channels in the vector lanes (depthwise_f32_nhwc_avx512.cc),
 //    weights re-laid as [tap][c] at load; a portable loop elsewhere.
+// With kvant_precision = "bf16" (graph/passes/assign_precision.cc) and BF16
+// arithmetic, the group-1 product runs on the BF16 GEMM (weights packed as
+// bf16, activations rounded as they are packed, FP32 accumulation).
 #include <cstring>
 
 #include "absl/strings/str_format.h"
 #include "ops/cpu/depthwise_f32.h"
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/im2col_f32.h"
 
@@ -59,7 +63,12 @@ class ConvNhwcF32 final : public Kernel {
         for (int64_t t = 0; t < taps; ++t) reordered[o * k + t * cin_g + c] = ws[(o * cin_g + c) * taps + t];
       }
     }
-    packed_ = PackConstantF32(m, k, uk_.nr, reordered.data(), k, 1, 1.f);
+    if (attrs_.GetString("kvant_precision", "") == "bf16") bf16_ = SelectGemmUkernelBf16(init.cpu);
+    if (bf16_ != nullptr) {
+      packed_bf16_ = PackBBf16(*bf16_, k, m, reordered.data(), 1, k);  // B(k, n) = W[n][k]
+    } else {
+      packed_ = PackConstantF32(m, k, uk_.nr, reordered.data(), k, 1, 1.f);
+    }
     return absl::OkStatus();
   }
 
@@ -97,9 +106,40 @@ class ConvNhwcF32 final : public Kernel {
     if (!c.ok()) return 0;
     if (depthwise_) return StagingFor(*c).floats * 4;
     const int64_t positions = c->n * c->out_size();
-    if (c->pointwise()) return GemmScratchBytesF32(uk_, positions, c->cout, c->gemm_k(), false, s.num_threads);
-    const int64_t rows = std::min(TileRows(*c), positions);
-    return Align64(rows * c->gemm_k() * 4) + GemmScratchBytesF32(uk_, rows, c->cout, c->gemm_k(), false, s.num_threads);
+    const int64_t rows = c->pointwise() ? positions : std::min(TileRows(*c), positions);
+    const size_t gemm = bf16_ != nullptr
+                            ? GemmScratchBytesBf16(*bf16_, rows, c->gemm_k(), s.num_threads)
+                            : GemmScratchBytesF32(uk_, rows, c->cout, c->gemm_k(), false, s.num_threads);
+    return c->pointwise() ? gemm : Align64(rows * c->gemm_k() * 4) + gemm;
+  }
+
+  // Y rows [m] = act(A rows W^T + bias) on the FP32 or the BF16 GEMM.
+  void Product(int64_t m, const float* a, int64_t lda, int64_t cout, const float* bias, float* y, void* scratch,
+               ParallelRunner* pool) const {
+    if (bf16_ != nullptr) {
+      GemmArgsBf16 g;
+      g.m = m;
+      g.a = a;
+      g.lda = lda;
+      g.b = &packed_bf16_;
+      g.c = y;
+      g.ldc = cout;
+      g.col_bias = bias;
+      g.act = act_;
+      RunGemmBf16(*bf16_, g, scratch, pool);
+      return;
+    }
+    GemmArgsF32 args;
+    args.m = m;
+    args.n = cout;
+    args.k = packed_.k;
+    args.a = {nullptr, a, lda, 1};
+    args.b.packed = &packed_;
+    args.c = y;
+    args.ldc = cout;
+    args.col_bias = bias;
+    args.act = act_;
+    RunGemmF32(uk_, args, scratch, pool);
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -114,19 +154,9 @@ class ConvNhwcF32 final : public Kernel {
       RunDepthwise(c, xs, bias, y, static_cast<float*>(ctx.scratch), ctx.pool);
       return absl::OkStatus();
     }
-    GemmArgsF32 args;
-    args.n = c.cout;
-    args.k = c.gemm_k();
-    args.b.packed = &packed_;
-    args.ldc = c.cout;
-    args.col_bias = bias;
-    args.act = act_;
     const int64_t positions = c.n * c.out_size();
     if (c.pointwise()) {
-      args.m = positions;
-      args.a = {nullptr, xs, c.cin, 1};
-      args.c = y;
-      RunGemmF32(uk_, args, ctx.scratch, ctx.pool);
+      Product(positions, xs, c.cin, c.cout, bias, y, ctx.scratch, ctx.pool);
       return absl::OkStatus();
     }
     const int64_t rows = std::min(TileRows(c), positions);
@@ -137,20 +167,19 @@ class ConvNhwcF32 final : public Kernel {
       ctx.pool->ParallelFor(p1 - p0, [&](int64_t q0, int64_t q1) {
         FillRows(c, xs, p0 + q0, p0 + q1, col + q0 * c.gemm_k());
       });
-      args.m = p1 - p0;
-      args.a = {nullptr, col, c.gemm_k(), 1};
-      args.c = y + p0 * c.cout;
-      RunGemmF32(uk_, args, gemm_scratch, ctx.pool);
+      Product(p1 - p0, col, c.gemm_k(), c.cout, bias, y + p0 * c.cout, gemm_scratch, ctx.pool);
     }
     return absl::OkStatus();
   }
 
   std::string Describe() const override {
     if (depthwise_) return avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32";
-    return std::string(uk_.name) + " nhwc";
+    return std::string(bf16_ != nullptr ? bf16_->name : uk_.name) + " nhwc";
   }
 
-  int64_t PackedBytes() const override { return depthwise_ ? w_tc_.size() * 4 : packed_.bytes(); }
+  int64_t PackedBytes() const override {
+    return depthwise_ ? w_tc_.size() * 4 : bf16_ != nullptr ? packed_bf16_.bytes() : packed_.bytes();
+  }
 
  private:
   // A rows for positions [p0, p1) of the batch: per tap, C input channels
@@ -253,6 +282,8 @@ class ConvNhwcF32 final : public Kernel {
   bool avx512_;
   bool depthwise_ = false;
   PackedPanelsF32 packed_;
+  const GemmUkernelInfoBf16* bf16_ = nullptr;  // set: the product runs in BF16
+  PackedBBf16 packed_bf16_;
   std::vector<float> w_tc_;  // depthwise weights as [tap][channel]
 };
 

@@ -85,8 +85,8 @@ TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   using testing::OnnxBuilder;
   using testing::RandomF32;
   OnnxBuilder b(13);
-  b.Input("x", DataType::kFloat32, {3, 5, 64}).Output("y");
-  b.Initializer("w", RandomF32({64, 48}, 1)).Initializer("bias", RandomF32({48}, 2));
+  b.Input("x", DataType::kFloat32, {3, 5, 160}).Output("y");
+  b.Initializer("w", RandomF32({160, 48}, 1)).Initializer("bias", RandomF32({48}, 2));
   b.Initializer("w2", RandomF32({10, 48}, 3)).Initializer("c2", RandomF32({10}, 4));
   b.Node("MatMul", {"x", "w"}, {"m"});
   b.Node("Add", {"m", "bias"}, {"a"});
@@ -101,9 +101,9 @@ TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   auto half = Session::LoadFromBytes(bytes, bf16);
   ASSERT_TRUE(fp.ok()) << fp.status();
   ASSERT_TRUE(half.ok()) << half.status();
-  const TensorMap in = {{"x", RandomF32({3, 5, 64}, 5)}};
+  const TensorMap in = {{"x", RandomF32({3, 5, 160}, 5)}};
   const Tensor y0 = fp->Run(in)->at("y"), y1 = half->Run(in)->at("y");
-  auto plan = half->Plan({{"x", {3, 5, 64}}});
+  auto plan = half->Plan({{"x", {3, 5, 160}}});
   ASSERT_TRUE(plan.ok()) << plan.status();
   const bool has_bf16 = SelectGemmUkernelBf16(ActiveCpuFeatures()) != nullptr;
   double err = 0, mag = 0;
@@ -118,8 +118,60 @@ TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   }
   EXPECT_GT(err, 0) << "the BF16 path was not taken";
   EXPECT_LT(err, 2e-2 * mag) << "BF16 error " << err << " of magnitude " << mag;
-  EXPECT_NE(plan->text.find("gemm_bf16"), std::string::npos) << plan->text;
-  EXPECT_NE(plan->text.find(" bf16 "), std::string::npos) << plan->text;
+  // The MatMul (K = 160) in BF16; the Gemm (K = 48, too shallow to gain) in FP32.
+  for (const PlanStepReport& step : plan->steps) {
+    if (step.op == "MatMul") EXPECT_EQ(step.precision, "bf16") << plan->text;
+    if (step.op == "Gemm") EXPECT_EQ(step.precision, "f32") << plan->text;
+  }
+}
+
+// Convolutions with group 1 and K >= 128 run as kvant.ConvNhwc on the BF16
+// GEMM (3x3 through A rows, 1x1 reading the input in place); the depthwise
+// one in between and the shallow last 1x1 (K = 40) stay FP32.
+TEST(GemmBf16, SessionPrecisionRunsConvolutionsInBf16) {
+  using testing::OnnxBuilder;
+  using testing::RandomF32;
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {2, 16, 13, 11}).Output("y");
+  b.Initializer("w1", RandomF32({128, 16, 3, 3}, 11)).Initializer("b1", RandomF32({128}, 12));
+  b.Initializer("wd", RandomF32({128, 1, 3, 3}, 13)).Initializer("w2", RandomF32({40, 128, 1, 1}, 14));
+  b.Initializer("w3", RandomF32({8, 40, 1, 1}, 16));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w1", "b1"}, {"c1"}), "pads", {1, 1, 1, 1});
+  b.Node("Relu", {"c1"}, {"r1"});
+  auto& dw = b.Node("Conv", {"r1", "wd"}, {"d"});
+  OnnxBuilder::SetInt(dw, "group", 128);
+  OnnxBuilder::SetInts(dw, "pads", {1, 1, 1, 1});
+  b.Node("Conv", {"d", "w2"}, {"p"});
+  b.Node("Conv", {"p", "w3"}, {"y"});
+  const std::string bytes = b.Serialize();
+  SessionOptions bf16;
+  bf16.precision = Precision::kBf16;
+  auto fp = Session::LoadFromBytes(bytes);
+  auto half = Session::LoadFromBytes(bytes, bf16);
+  ASSERT_TRUE(fp.ok()) << fp.status();
+  ASSERT_TRUE(half.ok()) << half.status();
+  const TensorMap in = {{"x", RandomF32({2, 16, 13, 11}, 15)}};
+  const Tensor y0 = fp->Run(in)->at("y"), y1 = half->Run(in)->at("y");
+  auto plan = half->Plan({{"x", {2, 16, 13, 11}}});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  double err = 0, mag = 0;
+  for (int64_t i = 0; i < y0.num_elements(); ++i) {
+    err = std::max(err, std::fabs(double{y0.data<float>()[i]} - y1.data<float>()[i]));
+    mag = std::max(mag, std::fabs(double{y0.data<float>()[i]}));
+  }
+  if (SelectGemmUkernelBf16(ActiveCpuFeatures()) == nullptr) {
+    EXPECT_EQ(err, 0) << "without BF16 arithmetic the convolutions stay FP32";
+    return;
+  }
+  EXPECT_GT(err, 0) << "the BF16 path was not taken";
+  EXPECT_LT(err, 2e-2 * mag) << "BF16 error " << err << " of magnitude " << mag;
+  int bf16_steps = 0, f32_convs = 0;
+  for (const PlanStepReport& step : plan->steps) {
+    bf16_steps += step.op == "ConvNhwc" && step.precision == "bf16";
+    f32_convs += step.op == "ConvNhwc" && step.precision == "f32";
+  }
+  EXPECT_EQ(bf16_steps, 2) << plan->text;
+  EXPECT_EQ(f32_convs, 2) << plan->text;  // the depthwise and the K = 40 one
 }
 
 }  // namespace
