@@ -7,6 +7,8 @@
 // Compiled with -mavx512f.
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "ops/cpu/activation_f32_avx512.h"
 #include "ops/cpu/depthwise_f32.h"
 
@@ -26,8 +28,12 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
     for (int64_t c0 = 0; c0 < c; c0 += 16) {
       const __mmask16 m = c - c0 >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (c - c0)) - 1);
       const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c0) : _mm512_setzero_ps();
-      // Pixels [ow0, ow0 + n), n <= kGroup, any position.
-      auto checked = [&](int64_t ow0, int64_t n) {
+      // Pixels [ow0, ow0 + n), n <= kGroup. Checked: any position, a tap in
+      // the padding loads with mask 0 (never touching memory). Unchecked:
+      // every tap inside (n < kGroup only on a staged input, where the
+      // missing pixels read the padding).
+      auto group = [&](int64_t ow0, int64_t n, auto checked) {
+        constexpr bool kChecked = decltype(checked)::value;
         __m512 acc[kGroup];
 #pragma GCC unroll 8
         for (int i = 0; i < kGroup; ++i) acc[i] = b;
@@ -40,8 +46,14 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
 #pragma GCC unroll 8
             for (int i = 0; i < kGroup; ++i) {
               const int64_t iw = (ow0 + i) * p.s_w - p.pad_w + kw * p.d_w;
-              const bool inside = i < n && iw >= 0 && iw < p.in_w;
-              acc[i] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(inside ? m : 0, row + (inside ? iw * c : 0)), acc[i]);
+              __m512 v;
+              if constexpr (kChecked) {
+                const bool inside = i < n && iw >= 0 && iw < p.in_w;
+                v = _mm512_maskz_loadu_ps(inside ? m : 0, row + (inside ? iw * c : 0));
+              } else {
+                v = _mm512_maskz_loadu_ps(m, row + iw * c);
+              }
+              acc[i] = _mm512_fmadd_ps(wv, v, acc[i]);
             }
           }
         }
@@ -50,30 +62,8 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
           if (i < n) _mm512_mask_storeu_ps(yr + (ow0 + i) * c + c0, m, Activate(acc[i], act));
         }
       };
-      // Pixels [ow0, ow0 + n) whose taps all lie inside (n < kGroup only on
-      // a staged input, where the missing pixels read the padding).
-      auto fast = [&](int64_t ow0, int64_t n) {
-        __m512 acc[kGroup];
-#pragma GCC unroll 8
-        for (int i = 0; i < kGroup; ++i) acc[i] = b;
-        for (int64_t kh = 0; kh < p.k_h; ++kh) {
-          const int64_t ih = oh * p.s_h - p.pad_h + kh * p.d_h;
-          if (ih < 0 || ih >= p.in_h) continue;
-          const float* row = x + (ih * p.in_w + ow0 * p.s_w - p.pad_w) * c + c0;
-          for (int64_t kw = 0; kw < p.k_w; ++kw) {
-            const __m512 wv = _mm512_maskz_loadu_ps(m, w_tc + (kh * p.k_w + kw) * c + c0);
-            const float* src = row + kw * p.d_w * c;
-#pragma GCC unroll 8
-            for (int i = 0; i < kGroup; ++i) {
-              acc[i] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, src + i * p.s_w * c), acc[i]);
-            }
-          }
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < kGroup; ++i) {
-          if (i < n) _mm512_mask_storeu_ps(yr + (ow0 + i) * c + c0, m, Activate(acc[i], act));
-        }
-      };
+      auto checked = [&](int64_t ow0, int64_t n) { group(ow0, n, std::true_type{}); };
+      auto fast = [&](int64_t ow0, int64_t n) { group(ow0, n, std::false_type{}); };
       if (d.staged) {
         for (int64_t ow = 0; ow < p.out_w; ow += kGroup) fast(ow, std::min<int64_t>(kGroup, p.out_w - ow));
         continue;

@@ -81,6 +81,17 @@ INSTANTIATE_TEST_SUITE_P(Rows, GemmBf16Kernels, ::testing::ValuesIn([] {
 // SessionOptions::precision = bf16 on MatMul -> Add -> Softmax -> Gemm: the
 // products run on the BF16 GEMM where the CPU has it (the plan says so) and
 // stay close to FP32; elsewhere they fall back to FP32, bit for bit.
+// max |a - b| over the elements, and max |a| in `magnitude`.
+double MaxAbsDiff(const Tensor& a, const Tensor& b, double* magnitude) {
+  double err = 0;
+  *magnitude = 0;
+  for (int64_t i = 0; i < a.num_elements(); ++i) {
+    err = std::max(err, std::fabs(double{a.data<float>()[i]} - b.data<float>()[i]));
+    *magnitude = std::max(*magnitude, std::fabs(double{a.data<float>()[i]}));
+  }
+  return err;
+}
+
 TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   using testing::OnnxBuilder;
   using testing::RandomF32;
@@ -106,11 +117,8 @@ TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   auto plan = half->Plan({{"x", {3, 5, 160}}});
   ASSERT_TRUE(plan.ok()) << plan.status();
   const bool has_bf16 = SelectGemmUkernelBf16(ActiveCpuFeatures()) != nullptr;
-  double err = 0, mag = 0;
-  for (int64_t i = 0; i < y0.num_elements(); ++i) {
-    err = std::max(err, std::fabs(double{y0.data<float>()[i]} - y1.data<float>()[i]));
-    mag = std::max(mag, std::fabs(double{y0.data<float>()[i]}));
-  }
+  double mag = 0;
+  const double err = MaxAbsDiff(y0, y1, &mag);
   if (!has_bf16) {
     EXPECT_EQ(err, 0) << "without BF16 arithmetic the products stay FP32";
     EXPECT_EQ(plan->text.find(" bf16 "), std::string::npos) << plan->text;
@@ -154,11 +162,8 @@ TEST(GemmBf16, SessionPrecisionRunsConvolutionsInBf16) {
   const Tensor y0 = fp->Run(in)->at("y"), y1 = half->Run(in)->at("y");
   auto plan = half->Plan({{"x", {2, 16, 13, 11}}});
   ASSERT_TRUE(plan.ok()) << plan.status();
-  double err = 0, mag = 0;
-  for (int64_t i = 0; i < y0.num_elements(); ++i) {
-    err = std::max(err, std::fabs(double{y0.data<float>()[i]} - y1.data<float>()[i]));
-    mag = std::max(mag, std::fabs(double{y0.data<float>()[i]}));
-  }
+  double mag = 0;
+  const double err = MaxAbsDiff(y0, y1, &mag);
   if (SelectGemmUkernelBf16(ActiveCpuFeatures()) == nullptr) {
     EXPECT_EQ(err, 0) << "without BF16 arithmetic the convolutions stay FP32";
     return;
