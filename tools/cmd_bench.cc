@@ -103,7 +103,8 @@ absl::StatusOr<std::vector<TensorMap>> EvalBatches(const BenchArgs& args, const 
                                    [&](const std::string& s) { return s.rfind(vi.name + "=", 0) == 0; });
     if (!given && !vi.shape.empty() && vi.shape[0] < 0) (*shapes)[vi.name][0] = args.batch;
   }
-  const int64_t rows = (*shapes).begin()->second.empty() ? 1 : std::max<int64_t>(1, (*shapes).begin()->second[0]);
+  const std::vector<int64_t>* first = shapes->empty() ? nullptr : &shapes->begin()->second;
+  const int64_t rows = first == nullptr || first->empty() ? 1 : std::max<int64_t>(1, (*first)[0]);
   const int64_t count = std::clamp<int64_t>((args.samples + rows - 1) / rows, 1, 64);
   std::mt19937_64 rng(args.seed);
   for (int64_t b = 0; b < count; ++b) {
@@ -288,9 +289,13 @@ absl::Status Bench(const BenchArgs& args, BenchReport& report) {
   // 1-2.
   auto eval = EvalBatches(args, *reference_session, &report.inputs);
   if (!eval.ok()) return eval.status();
+  if (eval->empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat("failed to bench %s: no evaluation rows in %s", args.model,
+                                                      report.inputs));
+  }
   report.eval_batches = static_cast<int64_t>(eval->size());
   const TensorMap& feed = eval->front();
-  report.batch = feed.begin()->second.rank() > 0 ? feed.begin()->second.shape()[0] : 1;
+  report.batch = !feed.empty() && feed.begin()->second.rank() > 0 ? feed.begin()->second.shape()[0] : 1;
   const std::string feed_dir = (fs::path(work->path()) / "feed").string();
   fs::create_directories(feed_dir);
   for (const auto& [name, t] : feed) {
@@ -339,6 +344,11 @@ absl::Status Bench(const BenchArgs& args, BenchReport& report) {
   if (args.vs == "onnxruntime") {
     bench::PeerJob job{args.model, *precisions, *threads, &*eval, &calib_inputs, reference_session->inputs(),
                        reference_session->outputs(), reference ? &*reference : nullptr, work->path()};
+    // The same INT8 file on both runtimes when there is one; else ONNX
+    // Runtime quantizes the FP32 file itself.
+    if (given_quantized) job.int8_model = args.model;
+    if (!args.int8_model.empty()) job.int8_model = args.int8_model;
+    job.model_is_quantized = given_quantized;
     auto started = bench::StartOrtPeer(job, StderrProgress());
     if (!started.ok()) return started.status();
     peer = *std::move(started);

@@ -133,8 +133,11 @@ check("text table lists every row that ran",
 
 # 2. Accuracy columns recomputed from `kvant run` outputs: the broken file scores low.
 report, _, _ = bench("broken", digits, "--data", eval_dir, "--batch", "64", "--precision", "fp32,int8",
-                     "--int8-model", broken)
-acc = next(r for r in report["rows"] if r["precision"] == "int8")["accuracy"]
+                     "--int8-model", broken, "--vs", "onnxruntime")
+acc = next(r for r in report["rows"] if r["precision"] == "int8" and r["runtime"] == "kvant")["accuracy"]
+ort_acc = next(r for r in report["rows"] if r["precision"] == "int8" and r["runtime"] == "onnxruntime")["accuracy"]
+check("--int8-model: ONNX Runtime runs the same file (its SQNR within 0.5 dB of ours)",
+      abs(ort_acc["sqnr_db"] - acc["sqnr_db"]) < 0.5, (acc, ort_acc))
 outs = {}
 for name, model in (("fp32", digits), ("int8", broken)):
     d = os.path.join(work, "run_" + name)
@@ -150,10 +153,11 @@ check("SQNR, cosine and top-1 agreement are those of the outputs",
 check("broken quantization shows low SQNR (< 15 dB)", acc["sqnr_db"] < 15, acc)
 
 # 3. An already quantized model: only its int8 row, no reference; random inputs.
-report, _, _ = bench("given", good, "--precision", "fp32,int8")
+report, _, _ = bench("given", good, "--precision", "fp32,int8", "--vs", "onnxruntime")
 ran = [r for r in report["rows"] if r["skipped"] is None]
-check("quantized MODEL: one int8 row, no accuracy, a note",
-      [r["precision"] for r in ran] == ["int8"] and ran[0]["accuracy"] is None and report["notes"], report["notes"])
+check("quantized MODEL: an int8 row per runtime, no accuracy, a note",
+      sorted((r["runtime"], r["precision"]) for r in ran) == [("kvant", "int8"), ("onnxruntime", "int8")] and
+      all(r["accuracy"] is None for r in ran) and report["notes"], (ran, report["notes"]))
 check("random inputs are named with their seed", "seed 1" in report["inputs"], report["inputs"])
 
 # 4. Bad arguments: a message, exit 1, no crash.

@@ -10,7 +10,8 @@ directory holding eval/bI/NAME.npy (the evaluation batches; b0 is the timed
 input) and calib/bI/NAME.npy (calibration batches). For every precision it
 can run, the peer builds the model ONNX Runtime would run (fp32: the file;
 int8: quantize_static, QDQ, u8 activations, s8 per-channel weights, on the
-same calibration batches; int8-dynamic: quantize_dynamic), and for each
+same calibration batches, or the job's int8_model when it names one;
+int8-dynamic: quantize_dynamic), and for each
 thread count loads a session, writes its outputs on the eval batches to
 ort/ROW/bI/oK.npy and prints one JSON line about the row. Then {"ready":
 true}, and it answers "time ROW K" with {"ms": [K times]} until "quit".
@@ -100,8 +101,12 @@ def fresh_process_rss(path, threads, work):
 
 def model_for(job, precision, calib):
     fp32, work = job["model"], job["work"]
+    if job.get("model_is_quantized") and precision != "int8":
+        return None, "MODEL is quantized; only its int8 row runs"
     if precision == "fp32":
         return fp32, None
+    if precision == "int8" and job.get("int8_model"):
+        return job["int8_model"], None
     if precision == "int8":
         out = os.path.join(work, "ort_int8_qdq.onnx")
         quiet(quantize_static, fp32, out, Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,

@@ -65,6 +65,8 @@ absl::StatusOr<PeerRows> StartOrtPeer(const PeerJob& job, const quantize::Progre
                {"precisions", job.precisions},
                {"eval_batches", job.eval->size()},
                {"calib_batches", job.calib ? job.calib->size() : 0},
+               {"int8_model", job.int8_model.empty() ? "" : fs::absolute(job.int8_model).string()},
+               {"model_is_quantized", job.model_is_quantized},
                {"inputs", json::array()}};
   for (const ValueInfo& in : job.inputs) spec["inputs"].push_back(in.name);
   {

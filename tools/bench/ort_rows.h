@@ -35,6 +35,8 @@ struct PeerJob {
   std::vector<ValueInfo> inputs, outputs;
   const std::vector<TensorMap>* reference = nullptr;  // Kvant FP32 outputs per eval batch; null: no accuracy
   std::string work_dir;  // an empty directory for the exchange files
+  std::string int8_model;  // run this file for int8 instead of quantizing `model`
+  bool model_is_quantized = false;  // `model` itself is INT8: only the int8 row runs
 };
 
 absl::StatusOr<PeerRows> StartOrtPeer(const PeerJob& job, const quantize::ProgressFn& progress);
