@@ -184,6 +184,14 @@ def cases(rng):
         {"g": rnd(rng, 8), "bt": rnd(rng, 8), "s": rnd(rng, 3), "bb": rnd(rng, 3), "sp": np.array([4, 4], np.int64)},
         opset=17),
         {"x": rnd(rng, 2, 3, 8), "x4": rnd(rng, 2, 3, 4, 5)})
+    # Two FP32 convolutions run as kvant.ConvNhwc: SAME_UPPER padding with
+    # stride 2, a depthwise SAME_LOWER one, and a channel Concat in NHWC.
+    c["conv_nhwc_chain_auto_pad"] = (model(
+        [helper.make_node("Conv", ["x", "w1"], ["c1"], auto_pad="SAME_UPPER", strides=[2, 2]),
+         helper.make_node("Conv", ["c1", "wd"], ["c2"], auto_pad="SAME_LOWER", group=12),
+         helper.make_node("Concat", ["c1", "c2"], ["y"], axis=1)],
+        [vi("x", [2, 5, 14, 19])], [vi("y", None)], {"w1": rnd(rng, 12, 5, 3, 3), "wd": rnd(rng, 12, 1, 4, 4)}),
+        {"x": rnd(rng, 2, 5, 14, 19)})
     return c
 
 

@@ -28,7 +28,10 @@ absl::StatusOr<Peer> Peer::Start(const std::vector<std::string>& argv) {
   }
   std::fflush(nullptr);
   const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError(absl::StrFormat("fork: %s", std::strerror(errno)));
+  if (pid < 0) {
+    for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) close(fd);
+    return absl::InternalError(absl::StrFormat("failed to start %s: fork: %s", name, std::strerror(errno)));
+  }
   if (pid == 0) {
     dup2(to_child[0], 0);
     dup2(from_child[1], 1);
@@ -41,7 +44,15 @@ absl::StatusOr<Peer> Peer::Start(const std::vector<std::string>& argv) {
   }
   close(to_child[0]);
   close(from_child[1]);
-  return Peer(pid, fdopen(to_child[1], "w"), fdopen(from_child[0], "r"), name);
+  FILE* in = fdopen(to_child[1], "w");
+  FILE* out = fdopen(from_child[0], "r");
+  Peer peer(pid, in, out, name);  // owns the process and whatever opened
+  if (in == nullptr || out == nullptr) {
+    if (in == nullptr) close(to_child[1]);
+    if (out == nullptr) close(from_child[0]);
+    return absl::InternalError(absl::StrFormat("failed to talk to %s: fdopen: %s", name, std::strerror(errno)));
+  }
+  return peer;
 }
 
 Peer::Peer(Peer&& other) noexcept : pid_(other.pid_), in_(other.in_), out_(other.out_), name_(std::move(other.name_)) {
