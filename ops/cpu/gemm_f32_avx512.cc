@@ -14,6 +14,11 @@
 namespace kvant::cpu::avx512 {
 namespace {
 
+// The first `left` of 16 lanes (none when left <= 0).
+inline __mmask16 ColumnMask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
+}
+
 // R rows x V B vectors of 16 columns. kPacked: A is a packed panel
 // (a_rs == 1), so broadcasts use fixed offsets.
 template <int R, int V, bool kPacked>
@@ -42,24 +47,22 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
     a += a_cs;
     b += 16 * V;
   }
-  __mmask16 mask[V];
-  __m512 cb[V];
-  for (int v = 0; v < V; ++v) {
-    const int64_t left = n_valid - 16 * v;
-    mask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF) : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
-    cb[v] = ep && ep->col_bias ? _mm512_maskz_loadu_ps(mask[v], ep->col_bias + 16 * v) : _mm512_setzero_ps();
-  }
+  // The epilogue keeps no arrays of vectors or masks across the row loop:
+  // GCC 12 with -fsanitize=address,undefined together miscompiled that form
+  // (column biases added wrongly; found by tools/test's sanitizer build).
 #pragma GCC unroll 28
   for (int r = 0; r < R; ++r) {
     float* row = c + r * ldc;
     for (int v = 0; v < V; ++v) {
+      const __mmask16 mask = ColumnMask(n_valid - 16 * v);
       __m512 x = acc[v][r];
-      if (accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], row + 16 * v));
+      if (accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, row + 16 * v));
       if (ep) {
         if (ep->row_bias) x = _mm512_add_ps(x, _mm512_set1_ps(ep->row_bias[r]));
-        x = Activate(_mm512_add_ps(x, cb[v]), ep->act);
+        if (ep->col_bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, ep->col_bias + 16 * v));
+        x = Activate(x, ep->act);
       }
-      _mm512_mask_storeu_ps(row + 16 * v, mask[v], x);
+      _mm512_mask_storeu_ps(row + 16 * v, mask, x);
     }
   }
 }
