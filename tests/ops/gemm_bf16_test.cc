@@ -92,6 +92,26 @@ double MaxAbsDiff(const Tensor& a, const Tensor& b, double* magnitude) {
   return err;
 }
 
+// The model (one input "x", one output "y") in FP32 and with precision
+// bf16 on `x`: both outputs and the BF16 session's plan.
+void RunFp32AndBf16(const std::string& bytes, const Tensor& x, Tensor* y_fp32, Tensor* y_bf16, PlanReport* plan) {
+  SessionOptions bf16;
+  bf16.precision = Precision::kBf16;
+  auto fp = Session::LoadFromBytes(bytes);
+  auto half = Session::LoadFromBytes(bytes, bf16);
+  ASSERT_TRUE(fp.ok()) << fp.status();
+  ASSERT_TRUE(half.ok()) << half.status();
+  auto a = fp->Run({{"x", x}});
+  auto b = half->Run({{"x", x}});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  *y_fp32 = a->at("y");
+  *y_bf16 = b->at("y");
+  auto p = half->Plan({{"x", x.shape()}});
+  ASSERT_TRUE(p.ok()) << p.status();
+  *plan = *p;
+}
+
 TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   using testing::OnnxBuilder;
   using testing::RandomF32;
@@ -105,17 +125,10 @@ TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   b.Node("Reshape", {"s", "shape"}, {"r"});
   b.Initializer("shape", Tensor::FromVector<int64_t>(DataType::kInt64, {2}, {15, 48}));
   OnnxBuilder::SetInt(b.Node("Gemm", {"r", "w2", "c2"}, {"y"}), "transB", 1);
-  const std::string bytes = b.Serialize();
-  SessionOptions bf16;
-  bf16.precision = Precision::kBf16;
-  auto fp = Session::LoadFromBytes(bytes);
-  auto half = Session::LoadFromBytes(bytes, bf16);
-  ASSERT_TRUE(fp.ok()) << fp.status();
-  ASSERT_TRUE(half.ok()) << half.status();
-  const TensorMap in = {{"x", RandomF32({3, 5, 160}, 5)}};
-  const Tensor y0 = fp->Run(in)->at("y"), y1 = half->Run(in)->at("y");
-  auto plan = half->Plan({{"x", {3, 5, 160}}});
-  ASSERT_TRUE(plan.ok()) << plan.status();
+  Tensor y0, y1;
+  PlanReport plan_report;
+  ASSERT_NO_FATAL_FAILURE(RunFp32AndBf16(b.Serialize(), RandomF32({3, 5, 160}, 5), &y0, &y1, &plan_report));
+  const PlanReport* plan = &plan_report;
   const bool has_bf16 = SelectGemmUkernelBf16(ActiveCpuFeatures()) != nullptr;
   double mag = 0;
   const double err = MaxAbsDiff(y0, y1, &mag);
@@ -151,17 +164,10 @@ TEST(GemmBf16, SessionPrecisionRunsConvolutionsInBf16) {
   OnnxBuilder::SetInts(dw, "pads", {1, 1, 1, 1});
   b.Node("Conv", {"d", "w2"}, {"p"});
   b.Node("Conv", {"p", "w3"}, {"y"});
-  const std::string bytes = b.Serialize();
-  SessionOptions bf16;
-  bf16.precision = Precision::kBf16;
-  auto fp = Session::LoadFromBytes(bytes);
-  auto half = Session::LoadFromBytes(bytes, bf16);
-  ASSERT_TRUE(fp.ok()) << fp.status();
-  ASSERT_TRUE(half.ok()) << half.status();
-  const TensorMap in = {{"x", RandomF32({2, 16, 13, 11}, 15)}};
-  const Tensor y0 = fp->Run(in)->at("y"), y1 = half->Run(in)->at("y");
-  auto plan = half->Plan({{"x", {2, 16, 13, 11}}});
-  ASSERT_TRUE(plan.ok()) << plan.status();
+  Tensor y0, y1;
+  PlanReport plan_report;
+  ASSERT_NO_FATAL_FAILURE(RunFp32AndBf16(b.Serialize(), RandomF32({2, 16, 13, 11}, 15), &y0, &y1, &plan_report));
+  const PlanReport* plan = &plan_report;
   double mag = 0;
   const double err = MaxAbsDiff(y0, y1, &mag);
   if (SelectGemmUkernelBf16(ActiveCpuFeatures()) == nullptr) {
