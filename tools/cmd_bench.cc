@@ -142,9 +142,10 @@ class WorkDir {
 
 // 3. The INT8 model quantized by `kvant quantize`'s defaults (x86 preset,
 // min-max ranges, QDQ), written to `out`.
-absl::StatusOr<Source> QuantizeOnTheFly(const BenchArgs& args, const std::vector<TensorMap>& eval,
-                                        const std::vector<ValueInfo>& inputs, int threads, const std::string& out,
-                                        std::string* calibrated_on, std::vector<TensorMap>* calib_inputs) {
+absl::StatusOr<Source> QuantizeOnTheFly(const BenchArgs& args, const quantize::OnnxModel& model,
+                                        const std::vector<TensorMap>& eval, const std::vector<ValueInfo>& inputs,
+                                        int threads, const std::string& out, std::string* calibrated_on,
+                                        std::vector<TensorMap>* calib_inputs) {
   std::vector<quantize::CalibrationBatch> batches;
   if (!args.calib.empty()) {
     auto loaded = LoadDataset(args.calib, inputs, 0, 8);
@@ -157,15 +158,13 @@ absl::StatusOr<Source> QuantizeOnTheFly(const BenchArgs& args, const std::vector
                                        : "the --data batches (give --calib DIR to keep calibration and evaluation apart)";
   }
   for (const auto& b : batches) calib_inputs->push_back(b.inputs);
-  auto model = quantize::OnnxModel::Load(args.model);
-  if (!model.ok()) return model.status();
   quantize::QuantizeOptions options;
   auto scheme = quantize::PresetScheme("x86");
   if (!scheme.ok()) return scheme.status();
   options.scheme = *scheme;
   options.num_threads = threads;
   quantize::QuantizeReport report;
-  auto q = quantize::Quantize(*std::move(model), options, batches, StderrProgress(), &report);
+  auto q = quantize::Quantize(model, options, batches, StderrProgress(), &report);
   if (!q.ok()) return q.status();
   if (auto s = q->Save(out); !s.ok()) return s;
   return Source{out, "on the fly: x86 preset, min-max, QDQ"};
@@ -321,7 +320,7 @@ absl::Status Bench(const BenchArgs& args, BenchReport& report) {
       int8 = Source{args.int8_model, args.int8_model};
       report.calibration = absl::StrCat("(given: ", args.int8_model, ")");
     } else {
-      int8 = QuantizeOnTheFly(args, *eval, reference_session->inputs(), max_threads,
+      int8 = QuantizeOnTheFly(args, *onnx, *eval, reference_session->inputs(), max_threads,
                               (fs::path(work->path()) / "int8.onnx").string(), &report.calibration, &calib_inputs);
     }
   }

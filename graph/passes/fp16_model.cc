@@ -29,18 +29,11 @@ constexpr int64_t kOnnxFloat = 1, kOnnxFloat16 = 10;
 Node MakeCast(Graph& g, const std::string& in, const std::string& out, int64_t to, const std::string& hint) {
   Node n;
   n.op_type = "Cast";
-  n.name = g.UniqueName(hint);
-  g.values[n.name];  // reserve the name
+  n.name = ReserveName(g, hint);
   n.inputs = {in};
   n.outputs = {out};
   n.attrs.SetInt("to", to);
   return n;
-}
-
-std::string Fresh(Graph& g, const std::string& hint) {
-  std::string name = g.UniqueName(hint);
-  g.values[name];
-  return name;
 }
 
 void Rewire(Graph& g, const std::string& from, const std::string& to, const Node* except) {
@@ -71,7 +64,7 @@ absl::Status RunFp16ModelInFp32(Graph& g) {
     if (t.dtype() == DataType::kFloat16) f16_weights.push_back(name);
   }
   for (const std::string& w : f16_weights) {
-    const std::string stored = Fresh(g, w + "_f16");
+    const std::string stored = ReserveName(g, w + "_f16");
     g.initializers[stored] = g.initializers[w];
     g.values[stored] = g.values[w];
     g.initializers.erase(w);
@@ -80,7 +73,7 @@ absl::Status RunFp16ModelInFp32(Graph& g) {
   // 2.
   for (const std::string& x : g.inputs) {
     if (!IsF16(g, x)) continue;
-    const std::string wide = Fresh(g, x + "_f32");
+    const std::string wide = ReserveName(g, x + "_f32");
     Rewire(g, x, wide, nullptr);
     front.push_back(MakeCast(g, x, wide, kOnnxFloat, x + "_to_f32"));
   }
@@ -105,7 +98,7 @@ absl::Status RunFp16ModelInFp32(Graph& g) {
   std::vector<Node> back;
   for (std::string& o : g.outputs) {
     if (!IsF16(g, o) || std::find(g.inputs.begin(), g.inputs.end(), o) != g.inputs.end()) continue;
-    const std::string wide = Fresh(g, o + "_f32");
+    const std::string wide = ReserveName(g, o + "_f32");
     for (Node& n : g.nodes) {
       for (std::string& out : n.outputs) {
         if (out == o) out = wide;
@@ -132,7 +125,7 @@ absl::Status RunFp16ModelInFp32(Graph& g) {
       for (std::string& out : n.outputs) {
         if (out.empty() || !IsF16(g, out) || g.IsGraphOutput(out)) continue;
         const std::string orig = out;
-        out = Fresh(g, orig + "_f16");
+        out = ReserveName(g, orig + "_f16");
         widen.push_back(MakeCast(g, out, orig, kOnnxFloat, orig + "_to_f32"));
       }
     }

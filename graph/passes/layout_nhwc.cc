@@ -41,18 +41,11 @@ Node MakeTranspose(Graph& g, const std::string& in, const std::string& out, cons
                    const std::string& name) {
   Node t;
   t.op_type = "Transpose";
-  t.name = g.UniqueName(name);
-  g.values[t.name];  // reserve the name
+  t.name = ReserveName(g, name);
   t.inputs = {in};
   t.outputs = {out};
   t.attrs.SetInts("perm", perm);
   return t;
-}
-
-std::string NewValue(Graph& g, const std::string& hint) {
-  std::string name = g.UniqueName(hint);
-  g.values[name];
-  return name;
 }
 
 bool IsScalarConstant(const Graph& g, const std::string& v) {
@@ -191,8 +184,8 @@ void ConvertConvolutions(Graph& g) {
     if (!float_conv && (n.op_type != "QLinearConv" || !n.domain.empty() || n.inputs.size() < 8)) continue;
     const Tensor* w = g.FindConstant(n.inputs[float_conv ? 1 : 3]);
     if (w == nullptr || w->rank() != 4) continue;
-    const std::string x_nhwc = NewValue(g, n.inputs[0] + "_nhwc");
-    const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");
+    const std::string x_nhwc = ReserveName(g, n.inputs[0] + "_nhwc");
+    const std::string y_nhwc = ReserveName(g, n.outputs[0] + "_nhwc");
     added.push_back(MakeTranspose(g, n.inputs[0], x_nhwc, kToNhwc, n.name + "_to_nhwc"));
     added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));
     n.op_type = float_conv ? "ConvNhwc" : "QLinearConvNhwc";
@@ -276,7 +269,7 @@ bool SinkAndCancel(Graph& g) {
       n.attrs.SetInt("kvant_nhwc", 1);
     }
     for (size_t j = 0; j < data.size(); ++j) n.inputs[data[j]] = sources[j];
-    const std::string y_nhwc = NewValue(g, n.outputs[0] + "_nhwc");
+    const std::string y_nhwc = ReserveName(g, n.outputs[0] + "_nhwc");
     added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));
     n.outputs[0] = y_nhwc;
     changed = true;

@@ -14,6 +14,14 @@
 
 namespace kvant {
 
+// A fresh value or node name from `hint`, reserved in graph.values so the
+// next fresh name differs (the passes that add Casts and Transposes).
+inline std::string ReserveName(Graph& graph, const std::string& hint) {
+  std::string name = graph.UniqueName(hint);
+  graph.values[name];
+  return name;
+}
+
 // shape_inference.cc: runs node's shape rule and records its output types.
 // Unknown operators are Unimplemented (naming op, node and opset).
 absl::Status InferNodeShapes(Graph& graph, const Node& node);
