@@ -39,6 +39,13 @@ constexpr GemmShape kShapes[] = {
     {"resnet50/res2a_2b_im2col", 64, 3136, 576},
     {"digits/fc1_batch360", 360, 64, 1024},
     {"token/m1_768x768", 1, 768, 768},
+    // EfficientNet-Lite0's 1x1 convolutions in NHWC (M = positions).
+    {"efficientnet_lite0/block0_project_112x112", 12544, 16, 32},
+    {"efficientnet_lite0/block1_expand_112x112", 12544, 96, 16},
+    {"efficientnet_lite0/block9_expand_14x14", 196, 672, 112},
+    {"efficientnet_lite0/block9_project_14x14", 196, 112, 672},
+    {"efficientnet_lite0/block15_project_7x7", 49, 320, 1152},
+    {"efficientnet_lite0/head_7x7", 49, 1280, 320},
 };
 
 int g_threads = 1;

@@ -26,11 +26,10 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
           int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
   constexpr int kFullRows = V == 2 ? 14 : 28;
   if constexpr (kPacked) a_rs = 1;
-  __m512 acc[V][R];
+  // acc[v * R + r]: one flat array, so the tile passes whole to ActivateTile.
+  __m512 acc[V * R];
 #pragma GCC unroll 28
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < V; ++v) acc[v][r] = _mm512_setzero_ps();
-  }
+  for (int i = 0; i < V * R; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t kk = 0; kk < kc; ++kk) {
     // With fewer than a full panel of rows (token-sized M), B is read once and
     // streams from memory: fetch 16 k-steps ahead. Full panels reuse B from L1.
@@ -42,27 +41,46 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
 #pragma GCC unroll 28
     for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * a_rs]);
-      for (int v = 0; v < V; ++v) acc[v][r] = _mm512_fmadd_ps(av, bv[v], acc[v][r]);
+      for (int v = 0; v < V; ++v) acc[v * R + r] = _mm512_fmadd_ps(av, bv[v], acc[v * R + r]);
     }
     a += a_cs;
     b += 16 * V;
   }
-  // The epilogue keeps no arrays of vectors or masks across the row loop:
-  // GCC 12 with -fsanitize=address,undefined together miscompiled that form
-  // (column biases added wrongly; found by tools/test's sanitizer build).
+  // The epilogue in passes over the tile, each behind one branch (a shallow
+  // product, K of 16 to 40 as in a network's 1x1 layers, spends as long
+  // here as in the loop above). No arrays of column biases or masks: GCC 12
+  // with -fsanitize=address,undefined together miscompiled that form (column
+  // biases added wrongly; found by tools/test's sanitizer build).
+  if (accumulate) {
+#pragma GCC unroll 28
+    for (int r = 0; r < R; ++r) {
+      for (int v = 0; v < V; ++v) {
+        acc[v * R + r] = _mm512_add_ps(acc[v * R + r],
+                                       _mm512_maskz_loadu_ps(ColumnMask(n_valid - 16 * v), c + r * ldc + 16 * v));
+      }
+    }
+  }
+  if (ep) {
+    if (ep->row_bias) {
+#pragma GCC unroll 28
+      for (int r = 0; r < R; ++r) {
+        const __m512 rb = _mm512_set1_ps(ep->row_bias[r]);
+        for (int v = 0; v < V; ++v) acc[v * R + r] = _mm512_add_ps(acc[v * R + r], rb);
+      }
+    }
+    if (ep->col_bias) {
+      for (int v = 0; v < V; ++v) {
+        const __m512 cb = _mm512_maskz_loadu_ps(ColumnMask(n_valid - 16 * v), ep->col_bias + 16 * v);
+#pragma GCC unroll 28
+        for (int r = 0; r < R; ++r) acc[v * R + r] = _mm512_add_ps(acc[v * R + r], cb);
+      }
+    }
+    ActivateTile(acc, ep->act);
+  }
 #pragma GCC unroll 28
   for (int r = 0; r < R; ++r) {
-    float* row = c + r * ldc;
     for (int v = 0; v < V; ++v) {
-      const __mmask16 mask = ColumnMask(n_valid - 16 * v);
-      __m512 x = acc[v][r];
-      if (accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, row + 16 * v));
-      if (ep) {
-        if (ep->row_bias) x = _mm512_add_ps(x, _mm512_set1_ps(ep->row_bias[r]));
-        if (ep->col_bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, ep->col_bias + 16 * v));
-        x = Activate(x, ep->act);
-      }
-      _mm512_mask_storeu_ps(row + 16 * v, mask, x);
+      _mm512_mask_storeu_ps(c + r * ldc + 16 * v, ColumnMask(n_valid - 16 * v), acc[v * R + r]);
     }
   }
 }
