@@ -1,10 +1,11 @@
 // INT8 convolution on 1x56x56 inputs: 3x3 64->64, 1x1 256->64 and depthwise
-// 3x3 with 144 channels; and EfficientNet-Lite0's depthwise shapes (block 1:
-// 3x3 stride 2 on 112x112x96; block 3: 5x5 stride 2 on 56x56x144; block 11:
-// 5x5 on 7x7x1152). Our INT8 NHWC convolution next to oneDNN's int8
-// convolution (u8 NHWC source with zero point 128, s8 weights reordered once,
-// per-channel output scales, u8 destination), our FP32 convolution (a
-// one-node Session, NCHW) and oneDNN's f32 convolution, in one run.
+// 3x3 with 144 channels; and EfficientNet-Lite0's depthwise shapes (blocks
+// 0, 1, 3, 4, 5, 9 and 11, named by geometry). Our INT8 NHWC convolution next
+// to oneDNN's int8 convolution (u8 NHWC source with zero point 128, s8
+// weights reordered once, per-channel output scales, u8 destination), our
+// FP32 convolution (a one-node Session, NCHW), for depthwise also our NHWC
+// FP32 kernel (the one kvant.ConvNhwc runs, ReLU6 fused), and oneDNN's f32
+// convolution (NHWC), in one run.
 // GOP/s counts 2 operations per multiply-add. Single thread unless
 // --threads is given (oneDNN is limited the same way through OMP_NUM_THREADS).
 #include <benchmark/benchmark.h>
@@ -20,6 +21,7 @@
 #include "kvant/kvant.h"
 #include "onnx/onnx_pb.h"
 #include "ops/cpu/conv_s8.h"
+#include "ops/cpu/depthwise_f32.h"
 #include "benchmarks/kernels/bench_setup.h"
 #include "runtime/cpu_caps.h"
 #include "runtime/thread_pool.h"
@@ -38,8 +40,12 @@ constexpr ConvCase kCases[] = {
     {"3x3_64to64_56x56", 64, 64, 3, 1},
     {"1x1_256to64_56x56", 256, 64, 1, 1},
     {"dw3x3_144_56x56", 144, 144, 3, 144},
+    {"efficientnet_lite0/block0_dw3x3_32_112x112", 32, 32, 3, 32, 112, 1},
     {"efficientnet_lite0/block1_dw3x3_s2_96_112x112", 96, 96, 3, 96, 112, 2},
     {"efficientnet_lite0/block3_dw5x5_s2_144_56x56", 144, 144, 5, 144, 56, 2},
+    {"efficientnet_lite0/block4_dw5x5_240_28x28", 240, 240, 5, 240, 28, 1},
+    {"efficientnet_lite0/block5_dw3x3_s2_240_28x28", 240, 240, 3, 240, 28, 2},
+    {"efficientnet_lite0/block9_dw5x5_672_14x14", 672, 672, 5, 672, 14, 1},
     {"efficientnet_lite0/block11_dw5x5_1152_7x7", 1152, 1152, 5, 1152, 7, 1},
 };
 
@@ -147,6 +153,35 @@ void BM_KvantF32(benchmark::State& state, ConvCase c) {
   SetCounters(state, c);
 }
 
+// The NHWC depthwise kernel kvant.ConvNhwc runs (called directly: a
+// one-node session keeps a lone convolution in NCHW), rows over the pool.
+void BM_KvantF32NhwcDepthwise(benchmark::State& state, ConvCase c) {
+  if ((ActiveCpuFeatures() & kIsaAvx512) != kIsaAvx512) {
+    state.SkipWithError("no AVX-512");
+    return;
+  }
+  const cpu::DepthwiseNhwc d{{c.hw, c.hw, c.out(), c.out(), c.k, c.k, c.stride, c.stride, 1, 1, c.k / 2, c.k / 2},
+                             c.c};
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> x(c.hw * c.hw * c.c), w(c.k * c.k * c.c), bias(c.c), y(c.out() * c.out() * c.c);
+  for (float& v : x) v = u(rng);
+  for (float& v : w) v = u(rng);
+  for (float& v : bias) v = u(rng);
+  cpu::ActivationF32 act;
+  act.kind = cpu::ActivationF32::Kind::kClip;
+  act.lo = 0.f;
+  act.hi = 6.f;
+  ThreadPool pool(g_threads);
+  for (auto _ : state) {
+    pool.ParallelFor(c.out(), [&](int64_t oh0, int64_t oh1) {
+      cpu::avx512::DepthwiseNhwcRowsF32(d, x.data(), w.data(), bias.data(), act, oh0, oh1, y.data());
+    });
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetCounters(state, c);
+}
+
 void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
   using dnnl::memory;
   using dt = memory::data_type;
@@ -202,6 +237,11 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMicrosecond)->UseRealTime();
     benchmark::RegisterBenchmark((std::string("onednn/conv_f32/") + c.name).c_str(), kvant::BM_OneDnn, c, false)
         ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    if (c.group == c.c && c.c == c.m) {
+      benchmark::RegisterBenchmark((std::string("kvant/dw_nhwc_f32/") + c.name).c_str(),
+                                   kvant::BM_KvantF32NhwcDepthwise, c)
+          ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

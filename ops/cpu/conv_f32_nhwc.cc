@@ -86,25 +86,10 @@ class ConvNhwcF32 final : public Kernel {
     return std::clamp<int64_t>(kTileBytes / (c.gemm_k() * 4) / 16 * 16, 16, 4096);
   }
 
-  // A depthwise image small enough to copy with its padding: every pixel
-  // then takes the kernel's unchecked path (short rows are mostly edges).
-  struct DepthwiseStaging {
-    int64_t h = 0, w = 0, floats = 0;
-  };
-  DepthwiseStaging StagingFor(const ConvGeometry& c) const {
-    DepthwiseStaging st;
-    if (!avx512_ || c.out[2] > 32) return st;
-    st.h = std::max(c.in[1] + c.p[1], (c.out[1] - 1) * c.s[1] + (c.k[1] - 1) * c.d[1] + 1);
-    st.w = std::max(c.in[2] + c.p[2], (c.out[2] - 1) * c.s[2] + (c.k[2] - 1) * c.d[2] + 1);
-    st.floats = (st.h * st.w + 8 * c.s[2] + 1) * c.cout;  // slack: a group of 8 reads past the last row
-    if (st.floats * 4 > (int64_t{4} << 20)) st.floats = 0;
-    return st;
-  }
-
   size_t ScratchBytes(const KernelShapes& s) const override {
     auto c = Geometry(s.inputs[0], s.inputs[1]);
     if (!c.ok()) return 0;
-    if (depthwise_) return StagingFor(*c).floats * 4;
+    if (depthwise_) return 0;
     const int64_t positions = c->n * c->out_size();
     const int64_t rows = c->pointwise() ? positions : std::min(TileRows(*c), positions);
     const size_t gemm = bf16_ != nullptr
@@ -151,7 +136,7 @@ class ConvNhwcF32 final : public Kernel {
     const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
     float* y = ctx.output(0).as<float>();
     if (depthwise_) {
-      RunDepthwise(c, xs, bias, y, static_cast<float*>(ctx.scratch), ctx.pool);
+      RunDepthwise(c, xs, bias, y, ctx.pool);
       return absl::OkStatus();
     }
     const int64_t positions = c.n * c.out_size();
@@ -226,38 +211,9 @@ class ConvNhwcF32 final : public Kernel {
     }
   }
 
-  void RunDepthwise(const ConvGeometry& c, const float* x, const float* bias, float* y, float* scratch,
-                    ParallelRunner* pool) const {
+  void RunDepthwise(const ConvGeometry& c, const float* x, const float* bias, float* y, ParallelRunner* pool) const {
     const DepthwisePlane plane{c.in[1], c.in[2], c.out[1], c.out[2], c.k[1], c.k[2],
                                c.s[1],  c.s[2],  c.d[1],   c.d[2],   c.p[1], c.p[2]};
-    const DepthwiseStaging st = StagingFor(c);
-    if (st.floats > 0) {
-      const DepthwiseNhwc d{{st.h, st.w, c.out[1], c.out[2], c.k[1], c.k[2], c.s[1], c.s[2], c.d[1], c.d[2], 0, 0},
-                            c.cout, true};
-      const int64_t row_floats = st.w * c.cout;
-      std::memset(scratch + st.h * row_floats, 0, (st.floats - st.h * row_floats) * sizeof(float));
-      for (int64_t img = 0; img < c.n; ++img) {
-        const float* xi = x + img * c.in_size() * c.cin;
-        pool->ParallelFor(st.h, [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            float* dst = scratch + r * row_floats;
-            const int64_t ih = r - c.p[1];
-            if (ih < 0 || ih >= c.in[1]) {
-              std::memset(dst, 0, row_floats * sizeof(float));
-              continue;
-            }
-            std::memset(dst, 0, c.p[2] * c.cout * sizeof(float));
-            std::memcpy(dst + c.p[2] * c.cout, xi + ih * c.in[2] * c.cin, c.in[2] * c.cin * sizeof(float));
-            std::memset(dst + (c.p[2] + c.in[2]) * c.cout, 0, (st.w - c.p[2] - c.in[2]) * c.cout * sizeof(float));
-          }
-        });
-        float* yi = y + img * c.out_size() * c.cout;
-        pool->ParallelFor(c.out[1], [&](int64_t oh0, int64_t oh1) {
-          avx512::DepthwiseNhwcRowsF32(d, scratch, w_tc_.data(), bias, act_, oh0, oh1, yi);
-        });
-      }
-      return;
-    }
     const DepthwiseNhwc d{plane, c.cout};
     const int64_t rows = c.n * c.out[1];
     pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {

@@ -21,10 +21,6 @@ struct DepthwisePlane {
 struct DepthwiseNhwc {
   DepthwisePlane plane;
   int64_t c;
-  // x is a zero-padded copy (plane.pad_* are 0): every tap of every output
-  // pixel lies inside, and reading eight pixels past any row's end stays
-  // inside the buffer, so all pixels take the unchecked path.
-  bool staged = false;
 };
 void DepthwiseNhwcRowsF32(const DepthwiseNhwc& p, const float* x, const float* w_tc, const float* bias,
                           const ActivationF32& act, int64_t oh0, int64_t oh1, float* y);
