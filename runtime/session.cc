@@ -382,7 +382,7 @@ absl::StatusOr<Session> Build(absl::StatusOr<Graph> graph, const SessionOptions&
   for (size_t i = 0; i < impl->outputs.size(); ++i) {
     impl->outputs[i] = internal::ToValueInfo(impl->model->graph, impl->outputs[i].name);
   }
-  impl->pool = std::make_unique<ThreadPool>(options.num_threads);
+  impl->pool = std::make_unique<ThreadPool>(options.num_threads, options.allow_spinning);
   return internal::SessionImpl::Wrap(std::move(impl));
 }
 

@@ -19,7 +19,9 @@ namespace kvant {
 
 class ThreadPool final : public ParallelRunner {
  public:
-  explicit ThreadPool(int num_threads);
+  // spin: waiting threads poll for up to 200 us before they sleep
+  // (SessionOptions::allow_spinning).
+  explicit ThreadPool(int num_threads, bool spin = true);
   ~ThreadPool() override;
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -34,11 +36,13 @@ class ThreadPool final : public ParallelRunner {
   static void Drain(Job& job);
 
   const int num_threads_;
+  const bool spin_;
   // std::mutex (pthreads) rather than absl::Mutex: ThreadSanitizer sees it
   // without an instrumented Abseil.
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int64_t> queued_{0};  // queue_.size() (1 once stopping), for workers that spin
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };

@@ -135,6 +135,11 @@ enum class Precision {
 struct SessionOptions {
   // Intra-op threads for this session (1 = run on the calling thread).
   int num_threads = 1;
+  // Idle pool threads, and a Run waiting for them, poll for up to 200 us
+  // before they sleep, so consecutive operators start without a thread
+  // wake-up (ONNX Runtime's allow_spinning). False: sleep at once, leaving
+  // the cores to other work between runs.
+  bool allow_spinning = true;
   // Graph optimizations: constant folding, BatchNorm folding, activation fusion.
   bool optimize = true;
   // Refuse plans whose arena exceeds this many bytes.
