@@ -3,10 +3,13 @@
 // matmul on the same shapes, in one run. Weights (B) are pre-packed as in a
 // model; A is packed per call (for BF16: f32 activations rounded to bf16 as
 // they are packed, where oneDNN's bf16 matmul is handed bf16 A already).
-// Single thread unless --threads is given (oneDNN is limited the same way
-// through OMP_NUM_THREADS).
+// FP32 rows also run with "cold" weights (.../cold_weights: a 64 MiB
+// rotation of copies, so every call reads its weights from memory, as each
+// layer of a network does once per run). Single thread unless --threads is
+// given (oneDNN is limited the same way through OMP_NUM_THREADS).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -65,9 +68,17 @@ void SetCounters(benchmark::State& state, const GemmShape& s) {
                                               benchmark::Counter::kIsRate);
 }
 
-void BM_Kvant(benchmark::State& state, const cpu::GemmUkernelInfoF32* uk, GemmShape s) {
+// Copies of the weights a "cold" row rotates through: 64 MiB in all, so each
+// call finds its weights outside the caches, as a network's layers do
+// (every layer's weights are read once per run); other rows keep one copy.
+int WeightCopies(const GemmShape& s, bool cold) {
+  return cold ? static_cast<int>(std::max<int64_t>(2, (int64_t{64} << 20) / (s.k * s.n * 4))) : 1;
+}
+
+void BM_Kvant(benchmark::State& state, const cpu::GemmUkernelInfoF32* uk, GemmShape s, bool cold) {
   std::vector<float> a = Random(s.m * s.k, 1), b = Random(s.k * s.n, 2), c(s.m * s.n);
-  cpu::PackedPanelsF32 packed = cpu::PackConstantF32(s.n, s.k, uk->nr, b.data(), 1, s.n, 1.f);
+  std::vector<cpu::PackedPanelsF32> packs;
+  for (int i = 0; i < WeightCopies(s, cold); ++i) packs.push_back(cpu::PackConstantF32(s.n, s.k, uk->nr, b.data(), 1, s.n, 1.f));
   ThreadPool pool(g_threads);
   std::vector<char> scratch(cpu::GemmScratchBytesF32(*uk, s.m, s.n, s.k, false, g_threads) + 64);
   void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
@@ -76,10 +87,11 @@ void BM_Kvant(benchmark::State& state, const cpu::GemmUkernelInfoF32* uk, GemmSh
   g.n = s.n;
   g.k = s.k;
   g.a = {nullptr, a.data(), s.k, 1};
-  g.b.packed = &packed;
   g.c = c.data();
   g.ldc = s.n;
+  size_t next = 0;
   for (auto _ : state) {
+    g.b.packed = &packs[next++ % packs.size()];
     cpu::RunGemmF32(*uk, g, aligned, &pool);
     benchmark::DoNotOptimize(c.data());
   }
@@ -105,7 +117,7 @@ void BM_KvantBf16(benchmark::State& state, const cpu::GemmUkernelInfoBf16* uk, G
   SetCounters(state, s);
 }
 
-void BM_OneDnn(benchmark::State& state, GemmShape s, bool bf16) {
+void BM_OneDnn(benchmark::State& state, GemmShape s, bool bf16, bool cold) {
   using dnnl::memory;
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream strm(eng);
@@ -120,9 +132,17 @@ void BM_OneDnn(benchmark::State& state, GemmShape s, bool bf16) {
   for (size_t i = 0; i < a.size(); ++i) a16[i] = cpu::F32ToBf16(a[i]);
   for (size_t i = 0; i < b.size(); ++i) b16[i] = cpu::F32ToBf16(b[i]);
   memory am(ad, eng, bf16 ? static_cast<void*>(a16.data()) : a.data());
-  memory bm(bd, eng, bf16 ? static_cast<void*>(b16.data()) : b.data());
+  std::vector<std::vector<char>> copies;
+  std::vector<memory> bms;
+  for (int i = 0; i < WeightCopies(s, cold); ++i) {
+    const char* src = bf16 ? reinterpret_cast<const char*>(b16.data()) : reinterpret_cast<const char*>(b.data());
+    copies.emplace_back(src, src + b.size() * (bf16 ? 2 : 4));
+    bms.emplace_back(bd, eng, copies.back().data());
+  }
   memory cm(cd, eng, c.data());
+  size_t next = 0;
   for (auto _ : state) {
+    const memory& bm = bms[next++ % bms.size()];
     prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     strm.wait();
     benchmark::DoNotOptimize(c.data());
@@ -138,20 +158,25 @@ int main(int argc, char** argv) {
   kvant::bench::PrintCapability(kvant::g_threads);
   const kvant::CpuFeatures f = kvant::ActiveCpuFeatures();
   for (const auto& s : kvant::kShapes) {
-    for (const auto& uk : kvant::cpu::GemmUkernelsF32()) {
-      if ((uk.needs & f) != uk.needs) continue;
-      benchmark::RegisterBenchmark((std::string("kvant/") + uk.name + "/" + s.name).c_str(), kvant::BM_Kvant, &uk, s)
+    for (bool cold : {false, true}) {
+      const std::string name = std::string(s.name) + (cold ? "/cold_weights" : "");
+      for (const auto& uk : kvant::cpu::GemmUkernelsF32()) {
+        if ((uk.needs & f) != uk.needs) continue;
+        benchmark::RegisterBenchmark((std::string("kvant/") + uk.name + "/" + name).c_str(), kvant::BM_Kvant, &uk, s,
+                                     cold)
+            ->Unit(benchmark::kMicrosecond)->UseRealTime();
+      }
+      benchmark::RegisterBenchmark((std::string("onednn/matmul_f32/") + name).c_str(), kvant::BM_OneDnn, s, false,
+                                   cold)
           ->Unit(benchmark::kMicrosecond)->UseRealTime();
     }
-    benchmark::RegisterBenchmark((std::string("onednn/matmul_f32/") + s.name).c_str(), kvant::BM_OneDnn, s, false)
-        ->Unit(benchmark::kMicrosecond)->UseRealTime();
     if (!(f & kvant::kCpuAvx512bf16)) continue;
     for (const auto& uk : kvant::cpu::GemmUkernelsBf16()) {
       if ((uk.needs & f) != uk.needs) continue;
       benchmark::RegisterBenchmark((std::string("kvant/") + uk.name + "/" + s.name).c_str(), kvant::BM_KvantBf16, &uk, s)
           ->Unit(benchmark::kMicrosecond)->UseRealTime();
     }
-    benchmark::RegisterBenchmark((std::string("onednn/matmul_bf16/") + s.name).c_str(), kvant::BM_OneDnn, s, true)
+    benchmark::RegisterBenchmark((std::string("onednn/matmul_bf16/") + s.name).c_str(), kvant::BM_OneDnn, s, true, false)
         ->Unit(benchmark::kMicrosecond)->UseRealTime();
   }
   benchmark::Initialize(&argc, argv);
