@@ -175,7 +175,20 @@ absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferC
   return absl::OkStatus();
 }
 
-absl::Status InferConvNhwc(InferContext& ctx) { return InferNhwcAsNchw(ctx, InferConv); }
+absl::Status InferConvNhwc(InferContext& ctx) {
+  if (auto s = InferNhwcAsNchw(ctx, InferConv); !s.ok()) return s;
+  // A fused residual (input 3) is added elementwise: the output's shape.
+  if (ctx.has_input(3)) {
+    const Shape& r = ctx.shape(3);
+    const Shape& y = ctx.output(0).shape;
+    bool same = !r.rank_known || !y.rank_known || r.rank() == y.rank();
+    for (int64_t d = 0; same && r.rank_known && y.rank_known && d < r.rank(); ++d) {
+      same = !r.dims[d].known() || !y.dims[d].known() || r.dims[d].value == y.dims[d].value;
+    }
+    if (!same) return ctx.Error("residual input must have the output's shape %s, got %s", y.ToString(), r.ToString());
+  }
+  return absl::OkStatus();
+}
 
 absl::Status InferPool(InferContext& ctx) {
   if (ctx.attrs().GetInt("kvant_channels_last", 0) != 0) {

@@ -112,7 +112,7 @@ constexpr OpSchema kSchemas[] = {
     {"com.microsoft", "QGemm", 6, 9, ".........", InferQGemm},
     // Kvant's internal forms (created by graph/passes, never read from files).
     {"kvant", "QLinearConvNhwc", 8, 9, ".........", InferQLinearConvNhwc},
-    {"kvant", "ConvNhwc", 2, 3, "TTT", InferConvNhwc},
+    {"kvant", "ConvNhwc", 2, 4, "TTTT", InferConvNhwc},
     {"kvant", "DynamicQuantizeGRU", 3, 12, "T..TITTT....", InferRecurrent},
     {"kvant", "DynamicQuantizeRNN", 3, 12, "T..TITTT....", InferRecurrent},
     // Recurrent.

@@ -10,7 +10,8 @@ namespace kvant {
 namespace {
 
 bool IsFusionTarget(const Node& n) {
-  return n.domain.empty() && (n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "MatMul");
+  return (n.domain.empty() && (n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "MatMul")) ||
+         (n.domain == "kvant" && n.op_type == "ConvNhwc");  // after a residual fusion (fuse_conv_residual.cc)
 }
 
 bool HasPostAffine(const Node& n) { return n.attrs.Has("fused_scale") || n.attrs.Has("fused_shift"); }

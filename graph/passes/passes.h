@@ -60,6 +60,10 @@ absl::Status FuseQdqOperators(Graph& graph);
 // FP32 MatMul/Gemm with constant weights into it (SessionOptions::dynamic_int8).
 absl::Status FuseDynamicQuantizeMatMul(Graph& graph);
 absl::Status QuantizeMatMulsDynamic(Graph& graph);
+// fuse_conv_residual.cc: Add(FP32 group-1 kvant.ConvNhwc, r of the same
+// shape) becomes the convolution with r as a fourth input, added in the
+// GEMM's epilogue before the activation.
+absl::Status FuseConvResiduals(Graph& graph);
 // layout_nhwc.cc: QLinearConv becomes kvant.QLinearConvNhwc and FP32 Conv
 // (constant weights, group 1 or depthwise) kvant.ConvNhwc, and the layout
 // transposes around them sink through layout-agnostic operators and cancel,

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "ops/cpu/depthwise_f32.h"
 #include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
@@ -42,6 +43,7 @@ class ConvNhwcF32 final : public Kernel {
     }
     const int64_t m = w->shape()[0], cin_g = w->shape()[1], kh = w->shape()[2], kw = w->shape()[3];
     const int64_t group = attrs_.GetInt("group", 1), taps = kh * kw;
+    residual_ = init.input_types.size() > 3 && init.input_types[3] != DataType::kUndefined;
     const float* ws = w->data<float>();
     if (group > 1) {
       if (cin_g != 1 || m != group) {
@@ -98,9 +100,10 @@ class ConvNhwcF32 final : public Kernel {
     return c->pointwise() ? gemm : Align64(rows * c->gemm_k() * 4) + gemm;
   }
 
-  // Y rows [m] = act(A rows W^T + bias) on the FP32 or the BF16 GEMM.
-  void Product(int64_t m, const float* a, int64_t lda, int64_t cout, const float* bias, float* y, void* scratch,
-               ParallelRunner* pool) const {
+  // Y rows [m] = act(A rows W^T + bias + residual rows) on the FP32 or the
+  // BF16 GEMM (the BF16 one takes no residual: the fusion pass leaves those).
+  void Product(int64_t m, const float* a, int64_t lda, int64_t cout, const float* bias, const float* residual,
+               float* y, void* scratch, ParallelRunner* pool) const {
     if (bf16_ != nullptr) {
       GemmArgsBf16 g;
       g.m = m;
@@ -123,6 +126,8 @@ class ConvNhwcF32 final : public Kernel {
     args.c = y;
     args.ldc = cout;
     args.col_bias = bias;
+    args.residual = residual;
+    args.ld_residual = cout;
     args.act = act_;
     RunGemmF32(uk_, args, scratch, pool);
   }
@@ -135,13 +140,25 @@ class ConvNhwcF32 final : public Kernel {
     const float* xs = x.as<const float>();
     const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
     float* y = ctx.output(0).as<float>();
+    // Input 3, a residual added before the activation (graph/passes/
+    // layout_nhwc.cc fuses Add(conv, r) into group-1 FP32 convolutions).
+    const float* residual = nullptr;
+    if (ctx.has_input(3)) {
+      if (depthwise_ || bf16_ != nullptr || ctx.input(3).shape != ctx.output(0).shape) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "failed to run node %s: the residual input must have the output's shape %s on a group-1 FP32 "
+            "convolution, got %s",
+            label_, absl::StrJoin(ctx.output(0).shape, "x"), absl::StrJoin(ctx.input(3).shape, "x")));
+      }
+      residual = ctx.input(3).as<const float>();
+    }
     if (depthwise_) {
       RunDepthwise(c, xs, bias, y, ctx.pool);
       return absl::OkStatus();
     }
     const int64_t positions = c.n * c.out_size();
     if (c.pointwise()) {
-      Product(positions, xs, c.cin, c.cout, bias, y, ctx.scratch, ctx.pool);
+      Product(positions, xs, c.cin, c.cout, bias, residual, y, ctx.scratch, ctx.pool);
       return absl::OkStatus();
     }
     const int64_t rows = std::min(TileRows(c), positions);
@@ -152,14 +169,15 @@ class ConvNhwcF32 final : public Kernel {
       ctx.pool->ParallelFor(p1 - p0, [&](int64_t q0, int64_t q1) {
         FillRows(c, xs, p0 + q0, p0 + q1, col + q0 * c.gemm_k());
       });
-      Product(p1 - p0, col, c.gemm_k(), c.cout, bias, y + p0 * c.cout, gemm_scratch, ctx.pool);
+      Product(p1 - p0, col, c.gemm_k(), c.cout, bias, residual ? residual + p0 * c.cout : nullptr, y + p0 * c.cout,
+              gemm_scratch, ctx.pool);
     }
     return absl::OkStatus();
   }
 
   std::string Describe() const override {
     if (depthwise_) return avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32";
-    return std::string(bf16_ != nullptr ? bf16_->name : uk_.name) + " nhwc";
+    return std::string(bf16_ != nullptr ? bf16_->name : uk_.name) + " nhwc" + (residual_ ? " +residual" : "");
   }
 
   int64_t PackedBytes() const override {
@@ -237,6 +255,7 @@ class ConvNhwcF32 final : public Kernel {
   ActivationF32 act_;
   bool avx512_;
   bool depthwise_ = false;
+  bool residual_ = false;  // input 3 (fuse_conv_residual.cc)
   PackedPanelsF32 packed_;
   const GemmUkernelInfoBf16* bf16_ = nullptr;  // set: the product runs in BF16
   PackedBBf16 packed_bf16_;

@@ -200,6 +200,10 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
                 ep.act = args.act;
                 ep.row_bias = args.row_bias ? args.row_bias + ic + ir : nullptr;
                 ep.col_bias = args.col_bias ? args.col_bias + jc + jr : nullptr;
+                if (args.residual != nullptr) {
+                  ep.residual = args.residual + (ic + ir) * args.ld_residual + jc + jr;
+                  ep.ld_residual = args.ld_residual;
+                }
               }
               uk.by_rows[m_valid - 1](kc, a_block + (ir / mr) * a_panel_stride, a_rs, a_cs, b_panel,
                                       args.c + (ic + ir) * args.ldc + jc + jr, args.ldc, m_valid, n_valid,

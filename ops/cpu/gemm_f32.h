@@ -1,4 +1,4 @@
-// FP32 GEMM: C[M,N] = act(alpha * A[M,K] * B[K,N] + bias), BLIS-style.
+// FP32 GEMM: C[M,N] = act(alpha * A[M,K] * B[K,N] + bias + residual), BLIS-style.
 //
 // Both operands are packed into panels (one layout for A and B: per K block of
 // kKc rows, per panel of `tile` outer indices, kc x tile values), constants once
@@ -24,6 +24,10 @@ inline constexpr int64_t kGemmKc = 256;  // K block (rows of a packed panel)
 struct GemmEpilogueF32 {
   const float* row_bias = nullptr;  // one value per row of the tile
   const float* col_bias = nullptr;  // one value per column of the tile
+  // A tile to add after the biases, before the activation (a residual
+  // connection): residual[r * ld_residual + j].
+  const float* residual = nullptr;
+  int64_t ld_residual = 0;
   ActivationF32 act;
 };
 
@@ -113,6 +117,10 @@ struct GemmArgsF32 {
   bool accumulate = false;  // add to the existing contents of C
   const float* row_bias = nullptr;
   const float* col_bias = nullptr;
+  // C = act(... + bias + residual): an M x N matrix added before the
+  // activation (it may not overlap C).
+  const float* residual = nullptr;
+  int64_t ld_residual = 0;
   ActivationF32 act;
 };
 

@@ -46,7 +46,8 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
     a += a_cs;
     b += 16 * V;
   }
-  // The epilogue in passes over the tile, each behind one branch (a shallow
+  // The epilogue in passes over the tile (accumulate, row bias, column bias,
+  // residual, activation), each behind one branch (a shallow
   // product, K of 16 to 40 as in a network's 1x1 layers, spends as long
   // here as in the loop above). No arrays of column biases or masks: GCC 12
   // with -fsanitize=address,undefined together miscompiled that form (column
@@ -73,6 +74,15 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
         const __m512 cb = _mm512_maskz_loadu_ps(ColumnMask(n_valid - 16 * v), ep->col_bias + 16 * v);
 #pragma GCC unroll 28
         for (int r = 0; r < R; ++r) acc[v * R + r] = _mm512_add_ps(acc[v * R + r], cb);
+      }
+    }
+    if (ep->residual) {
+#pragma GCC unroll 28
+      for (int r = 0; r < R; ++r) {
+        for (int v = 0; v < V; ++v) {
+          acc[v * R + r] = _mm512_add_ps(acc[v * R + r], _mm512_maskz_loadu_ps(ColumnMask(n_valid - 16 * v),
+                                                                              ep->residual + r * ep->ld_residual + 16 * v));
+        }
       }
     }
     ActivateTile(acc, ep->act);

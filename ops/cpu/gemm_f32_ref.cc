@@ -27,6 +27,7 @@ void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float
       if (ep) {
         if (ep->row_bias) v += ep->row_bias[r];
         if (ep->col_bias) v += ep->col_bias[j];
+        if (ep->residual) v += ep->residual[r * ep->ld_residual + j];
         v = ep->act.Apply(v);
       }
       row[j] = v;

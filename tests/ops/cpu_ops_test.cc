@@ -288,6 +288,72 @@ TEST(CpuOps, ConvNhwcChains) {
   }
 }
 
+// Add(conv, r) after FP32 group-1 convolutions in NHWC becomes the
+// convolution's residual input (graph/passes/fuse_conv_residual.cc), and a
+// Relu after the Add fuses behind it: a 3x3 convolution and a 1x1 one
+// (either side of the Add, with and without bias), against NCHW references;
+// a residual read elsewhere too still fuses, a convolution read twice does not.
+TEST(CpuOps, ConvNhwcResidualAdds) {
+  uint64_t seed = 800;
+  for (int64_t h : {9, 14}) {
+    const int64_t c = 8, m = 24;
+    Tensor x = RandomF32({2, c, h, h}, seed++);
+    Tensor w1 = RandomF32({m, c, 3, 3}, seed++), b1 = RandomF32({m}, seed++);
+    Tensor wp = RandomF32({m, m, 1, 1}, seed++), bp = RandomF32({m}, seed++);
+    Tensor wq = RandomF32({m, m, 3, 3}, seed++);
+    // r = Relu(conv3x3(x)); s = Relu(conv1x1(r) + r); t = r + conv3x3(s) (no
+    // bias, conv on the right); u = conv1x1(t) read by both Adds of
+    // v = (u + t) + u, which must stay unfused.
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, x.shape()).Output("s").Output("t").Output("v");
+    b.Initializer("w1", w1).Initializer("b1", b1).Initializer("wp", wp).Initializer("bp", bp).Initializer("wq", wq);
+    OnnxBuilder::SetInts(b.Node("Conv", {"x", "w1", "b1"}, {"c1"}), "pads", {1, 1, 1, 1});
+    b.Node("Relu", {"c1"}, {"r"});
+    b.Node("Conv", {"r", "wp", "bp"}, {"p"});
+    b.Node("Add", {"p", "r"}, {"sum"});
+    b.Node("Relu", {"sum"}, {"s"});
+    OnnxBuilder::SetInts(b.Node("Conv", {"s", "wq"}, {"q"}), "pads", {1, 1, 1, 1});
+    b.Node("Add", {"r", "q"}, {"t"});
+    b.Node("Conv", {"t", "wp", "bp"}, {"u"});
+    b.Node("Add", {"u", "t"}, {"ut"});
+    b.Node("Add", {"ut", "u"}, {"v"});
+    const Tensor r = Relu(RefConv(x, w1, &b1, 1, {1, 1}, {1, 1}, {1, 1, 1, 1}));
+    Tensor sum = RefConv(r, wp, &bp, 1, {1, 1}, {1, 1}, {0, 0, 0, 0});
+    for (int64_t i = 0; i < sum.num_elements(); ++i) sum.data<float>()[i] += r.data<float>()[i];
+    const Tensor want_s = Relu(sum);
+    Tensor want_t = RefConv(want_s, wq, nullptr, 1, {1, 1}, {1, 1}, {1, 1, 1, 1});
+    for (int64_t i = 0; i < want_t.num_elements(); ++i) want_t.data<float>()[i] += r.data<float>()[i];
+    const Tensor u = RefConv(want_t, wp, &bp, 1, {1, 1}, {1, 1}, {0, 0, 0, 0});
+    Tensor want_v = u;
+    for (int64_t i = 0; i < want_v.num_elements(); ++i) {
+      want_v.data<float>()[i] = (u.data<float>()[i] + want_t.data<float>()[i]) + u.data<float>()[i];
+    }
+    for (int threads : {1, 2}) {
+      SessionOptions options;
+      options.num_threads = threads;
+      auto session = Session::LoadFromBytes(b.Serialize(), options);
+      ASSERT_TRUE(session.ok()) << session.status();
+      auto plan = session->Plan({{"x", x.shape()}});
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      int adds = 0, relus = 0, residuals = 0;
+      for (const auto& step : plan->steps) {
+        adds += step.op == "Add";
+        relus += step.op == "Relu";
+        residuals += step.impl.find("+residual") != std::string::npos;
+      }
+      EXPECT_EQ(residuals, 2) << plan->text;
+      EXPECT_EQ(adds, 2) << plan->text;  // the two Adds reading u
+      EXPECT_EQ(relus, 0) << plan->text;
+      auto out = session->Run({{"x", x}});
+      ASSERT_TRUE(out.ok()) << out.status();
+      const std::string what = "residual h" + std::to_string(h) + " threads " + std::to_string(threads);
+      ExpectClose(out->at("s"), want_s, 1e-4f, what + " s");
+      ExpectClose(out->at("t"), want_t, 1e-4f, what + " t");
+      ExpectClose(out->at("v"), want_v, 1e-3f, what + " v");  // three layers deep, 2u + t cancels
+    }
+  }
+}
+
 TEST(CpuOps, GemmAndMatMul) {
   uint64_t seed = 200;
   for (bool ta : {false, true}) {

@@ -1,7 +1,8 @@
 // FP32 GEMM microkernels (every row of ops/cpu/kernels.inc the machine has)
 // against a plain triple loop: sizes around the mr/nr tiles and the K block,
 // transposed and strided operands, pre-packed and run-time-packed weights,
-// bias per row and per column, fused activations, accumulation, 1 and 2 threads.
+// bias per row and per column, a residual tile, fused activations,
+// accumulation, 1 and 2 threads.
 // Operands live in guard-page buffers.
 #include <cmath>
 #include <random>
@@ -30,6 +31,7 @@ class GemmTester {
   GemmTester& RowBias(bool v) { row_bias_ = v; return *this; }
   GemmTester& ColBias(bool v) { col_bias_ = v; return *this; }
   GemmTester& Accumulate(bool v) { accumulate_ = v; return *this; }
+  GemmTester& Residual(bool v) { residual_ = v; return *this; }
   GemmTester& Act(ActivationF32::Kind k) {
     act_.kind = k;
     act_.lo = -0.5f;
@@ -48,6 +50,9 @@ class GemmTester {
     GuardedBuffer<float> a(std::max<int64_t>(1, m_ * k_)), b(std::max<int64_t>(1, k_ * n_)),
         c(std::max<int64_t>(1, m_ * n_));
     std::vector<float> rb(m_), cb(n_), ref(m_ * n_);
+    const int64_t ld_res = n_ + 3;  // a residual with its own row stride
+    std::vector<float> res(m_ * ld_res);
+    for (float& v : res) v = u(rng);
     for (int64_t i = 0; i < m_ * k_; ++i) a[i] = u(rng);
     for (int64_t i = 0; i < k_ * n_; ++i) b[i] = u(rng);
     for (float& v : rb) v = u(rng);
@@ -64,6 +69,7 @@ class GemmTester {
         if (accumulate_) acc += c[i * n_ + j];
         if (row_bias_) acc += rb[i];
         if (col_bias_) acc += cb[j];
+        if (residual_) acc += res[i * ld_res + j];
         ref[i * n_ + j] = act_.Apply(static_cast<float>(acc));
       }
     }
@@ -86,6 +92,10 @@ class GemmTester {
     g.accumulate = accumulate_;
     g.row_bias = row_bias_ ? rb.data() : nullptr;
     g.col_bias = col_bias_ ? cb.data() : nullptr;
+    if (residual_) {
+      g.residual = res.data();
+      g.ld_residual = ld_res;
+    }
     g.act = act_;
     ThreadPool pool(threads_);
     std::vector<char> scratch(GemmScratchBytesF32(uk, m_, n_, k_, !pack_b_, threads_) + 64);
@@ -101,7 +111,8 @@ class GemmTester {
 
  private:
   int64_t m_ = 1, n_ = 1, k_ = 1;
-  bool ta_ = false, tb_ = false, pack_b_ = true, row_bias_ = false, col_bias_ = false, accumulate_ = false;
+  bool ta_ = false, tb_ = false, pack_b_ = true, row_bias_ = false, col_bias_ = false, accumulate_ = false,
+       residual_ = false;
   float alpha_ = 1.f;
   ActivationF32 act_;
   int threads_ = 1;
@@ -148,6 +159,8 @@ TEST_P(GemmF32UkernelTest, EpilogueBiasActivationAccumulate) {
     GemmTester().M(17).N(33).K(20).ColBias(true).Act(act).PostAffine(-1.5f, 0.25f).Seed(seed++).Test(uk());
     GemmTester().M(29).N(70).K(40).ColBias(true).Accumulate(true).Act(act).Seed(seed++).Test(uk());
     GemmTester().M(5).N(9).K(0).ColBias(true).RowBias(true).Act(act).Seed(seed++).Test(uk());
+    // A residual tile added before the activation, over several K blocks.
+    GemmTester().M(31).N(50).K(kGemmKc + 7).ColBias(true).Residual(true).Act(act).Seed(seed++).Test(uk());
   }
   GemmTester().M(33).N(65).K(129).Alpha(0.5f).Seed(seed++).Test(uk());
 }
@@ -156,7 +169,7 @@ TEST_P(GemmF32UkernelTest, Threads) {
   uint64_t seed = 300;
   for (int64_t m : {1, 7, 300}) {
     for (int64_t n : {5, 64, 513}) {
-      GemmTester().M(m).N(n).K(300).Threads(2).PackB(n != 64).Seed(seed++).Test(uk());
+      GemmTester().M(m).N(n).K(300).Threads(2).PackB(n != 64).Residual(m == 300).Seed(seed++).Test(uk());
     }
   }
 }
