@@ -212,6 +212,12 @@ Tensor Relu(Tensor t) {
   return t;
 }
 
+absl::StatusOr<Session> LoadWithThreads(const std::string& model, int threads) {
+  SessionOptions options;
+  options.num_threads = threads;
+  return Session::LoadFromBytes(model, options);
+}
+
 TEST(CpuOps, ConvNhwcChains) {
   struct Case {
     int64_t n, c, h, w, m, k, stride, dil, pad;
@@ -273,9 +279,7 @@ TEST(CpuOps, ConvNhwcChains) {
       }
     }
     for (int threads : {1, 2}) {
-      SessionOptions options;
-      options.num_threads = threads;
-      auto session = Session::LoadFromBytes(b.Serialize(), options);
+      auto session = LoadWithThreads(b.Serialize(), threads);
       ASSERT_TRUE(session.ok()) << session.status();
       auto plan = session->Plan({{"x", x.shape()}});
       ASSERT_TRUE(plan.ok()) << plan.status();
@@ -329,9 +333,7 @@ TEST(CpuOps, ConvNhwcResidualAdds) {
       want_v.data<float>()[i] = (u.data<float>()[i] + want_t.data<float>()[i]) + u.data<float>()[i];
     }
     for (int threads : {1, 2}) {
-      SessionOptions options;
-      options.num_threads = threads;
-      auto session = Session::LoadFromBytes(b.Serialize(), options);
+      auto session = LoadWithThreads(b.Serialize(), threads);
       ASSERT_TRUE(session.ok()) << session.status();
       auto plan = session->Plan({{"x", x.shape()}});
       ASSERT_TRUE(plan.ok()) << plan.status();
