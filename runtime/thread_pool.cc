@@ -3,12 +3,11 @@
 // caller returns when every block is finished.
 //
 // Waiting spins before it sleeps (unless the pool is made without), as ONNX
-// Runtime's and OpenMP's pools do: a
-// worker polls for the next job, and a caller for its job's last block, for
-// kSpin before blocking on a condition variable. A network's operators come
-// microseconds apart, and waking a sleeping thread costs tens of
-// microseconds (more in a VM), which a model with a hundred parallel
-// operators would pay on every one.
+// Runtime's and OpenMP's pools do: a worker polls for the next job, and a
+// caller for its job's last block, for kSpin before blocking on a condition
+// variable. A network's operators come microseconds apart, and waking a
+// sleeping thread costs tens of microseconds (more in a VM), which a model
+// with a hundred parallel operators would pay on every one.
 #include "runtime/thread_pool.h"
 
 #include <algorithm>

@@ -9,6 +9,8 @@
 //    padding).
 //  - depthwise: channels in the vector lanes (depthwise_f32_nhwc_avx512.cc),
 //    weights re-laid as [tap][c] at load; a portable loop elsewhere.
+//  - a fourth input (group 1, FP32; graph/passes/fuse_conv_residual.cc) is
+//    a residual the GEMM adds in its epilogue, before the activation.
 // With kvant_precision = "bf16" (graph/passes/assign_precision.cc) and BF16
 // arithmetic, the group-1 product runs on the BF16 GEMM (weights packed as
 // bf16, activations rounded as they are packed, FP32 accumulation).
@@ -141,7 +143,7 @@ class ConvNhwcF32 final : public Kernel {
     const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
     float* y = ctx.output(0).as<float>();
     // Input 3, a residual added before the activation (graph/passes/
-    // layout_nhwc.cc fuses Add(conv, r) into group-1 FP32 convolutions).
+    // fuse_conv_residual.cc fuses Add(conv, r) into group-1 FP32 convolutions).
     const float* residual = nullptr;
     if (ctx.has_input(3)) {
       if (depthwise_ || bf16_ != nullptr || ctx.input(3).shape != ctx.output(0).shape) {
