@@ -27,11 +27,7 @@ namespace {
 constexpr int64_t kOnnxFloat = 1, kOnnxFloat16 = 10;
 
 Node MakeCast(Graph& g, const std::string& in, const std::string& out, int64_t to, const std::string& hint) {
-  Node n;
-  n.op_type = "Cast";
-  n.name = ReserveName(g, hint);
-  n.inputs = {in};
-  n.outputs = {out};
+  Node n = MakeUnaryNode(g, "Cast", in, out, hint);
   n.attrs.SetInt("to", to);
   return n;
 }

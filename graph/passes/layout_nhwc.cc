@@ -39,11 +39,7 @@ bool IsTranspose(const Node& n, const std::vector<int64_t>& perm) {
 
 Node MakeTranspose(Graph& g, const std::string& in, const std::string& out, const std::vector<int64_t>& perm,
                    const std::string& name) {
-  Node t;
-  t.op_type = "Transpose";
-  t.name = ReserveName(g, name);
-  t.inputs = {in};
-  t.outputs = {out};
+  Node t = MakeUnaryNode(g, "Transpose", in, out, name);
   t.attrs.SetInts("perm", perm);
   return t;
 }

@@ -22,6 +22,18 @@ inline std::string ReserveName(Graph& graph, const std::string& hint) {
   return name;
 }
 
+// A new one-input, one-output node of `op` (ONNX domain), named from `hint`
+// (the Casts and Transposes the passes add; the caller sets attributes).
+inline Node MakeUnaryNode(Graph& graph, const std::string& op, const std::string& in, const std::string& out,
+                          const std::string& hint) {
+  Node n;
+  n.op_type = op;
+  n.name = ReserveName(graph, hint);
+  n.inputs = {in};
+  n.outputs = {out};
+  return n;
+}
+
 // shape_inference.cc: runs node's shape rule and records its output types.
 // Unknown operators are Unimplemented (naming op, node and opset).
 absl::Status InferNodeShapes(Graph& graph, const Node& node);
