@@ -83,7 +83,10 @@ absl::Status InferTopK(InferContext& ctx) {
     if (!axis.ok()) return axis.status();
     int64_t k = -1;
     if (ctx.opset() < 10) k = ctx.attrs().GetInt("k", -1);
-    else if (ctx.constant(1) != nullptr) k = ReadInts(*ctx.constant(1)).at(0);
+    else if (const Tensor* kt = ctx.constant(1); kt != nullptr) {
+      if (kt->num_elements() != 1) return ctx.Error("K must hold one value, got %d", kt->num_elements());
+      k = ReadInts(*kt)[0];
+    }
     if (k < -1 || (k >= 0 && x.dims[*axis].known() && k > x.dims[*axis].value)) {
       return ctx.Error("k must be in [0, %d], got %d", x.dims[*axis].value, k);
     }
