@@ -156,6 +156,7 @@ absl::Status InferTile(InferContext& ctx) {
 }
 
 absl::Status InferPad(InferContext& ctx) {
+  if (ctx.opset() >= 11 && !ctx.has_input(1)) return ctx.Error("input 'pads' is required from opset 11");
   const Shape& x = ctx.shape(0);
   const bool pads_known = ctx.opset() < 11 || ctx.constant(1) != nullptr;
   const bool axes_known = !ctx.has_input(3) || ctx.constant(3) != nullptr;

@@ -110,7 +110,12 @@ class PadKernel final : public Kernel {
     const TensorArg& y = ctx.output(0);
     const int64_t rank = x.rank();
     Tensor pads, axes;
-    if (opset_ >= 11) pads = ctx.input(1).View();
+    if (opset_ >= 11) {
+      if (!ctx.has_input(1)) {
+        return absl::InvalidArgumentError(absl::StrFormat("failed to run node %s: input 'pads' is required", label_));
+      }
+      pads = ctx.input(1).View();
+    }
     if (ctx.has_input(3)) axes = ctx.input(3).View();
     auto p = ResolvePads(attrs_, opset_, opset_ >= 11 ? &pads : nullptr, ctx.has_input(3) ? &axes : nullptr, rank, label_);
     if (!p.ok()) return p.status();
