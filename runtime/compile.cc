@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const S
   opt.optimize = options.optimize;
   opt.dynamic_int8 = options.dynamic_int8;
   opt.bf16 = options.precision == Precision::kBf16;
+  opt.fp16 = options.precision == Precision::kFp16;
   opt.cpu = cpu;
   if (auto s = OptimizeGraph(graph, opt); !s.ok()) return s;
   model->cpu = cpu;
@@ -254,9 +255,14 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
       ++r.conversions;
       return "q/dq";
     }
-    if (step.kernel->Describe().starts_with("gemm_bf16")) {  // SessionOptions::precision = bf16
+    const std::string kernel = step.kernel->Describe();
+    if (kernel.starts_with("gemm_bf16")) {  // SessionOptions::precision = bf16
       ++r.float_steps;
       return "bf16";
+    }
+    if (kernel.ends_with(kHalfWeightsTag)) {  // SessionOptions::precision = fp16
+      ++r.float_steps;
+      return "fp16";
     }
     if (op == "Transpose") ++transposes;
     const int out = step.outputs.empty() ? -1 : step.outputs[0];

@@ -162,9 +162,12 @@ std::string DescribeHardware() {
   const cpu::GemmUkernelInfoS8& s8 = cpu::SelectGemmUkernelS8(active);
   absl::StrAppend(&s, absl::StrFormat("  %-6s %s%s\n", "int8", s8.name,
                                       s8.small_m ? absl::StrFormat(" (M < %d: %s)", s8.min_m, s8.small_m) : ""));
-  absl::StrAppend(&s, absl::StrFormat("  %-6s %s\n", "f16",
-                                      (active & kCpuAvx512fp16) ? "hardware FP16 arithmetic present (no kernel yet)"
-                                                                : "no FP16 arithmetic on this CPU"));
+  // --precision fp16 stores weights in FP16 and widens them for the FP32
+  // kernel (VCVTPH2PS with AVX-512, a portable loop below it).
+  absl::StrAppend(&s, absl::StrFormat(
+                          "  %-6s FP16 weights widened for %s%s\n", "f16", cpu::SelectGemmUkernelF32(active).name,
+                          (active & kCpuAvx512fp16) ? " (this CPU has AVX512-FP16 arithmetic; no Kvant kernel uses it)"
+                                                    : " (no FP16 arithmetic on this CPU)"));
   absl::StrAppend(&s, DescribeGpus());
   return s;
 }

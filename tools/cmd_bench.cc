@@ -173,9 +173,6 @@ absl::StatusOr<Source> QuantizeOnTheFly(const BenchArgs& args, const quantize::O
 // Why a Kvant row cannot run, or empty.
 std::string SkipReason(const std::string& precision, bool given_quantized, const absl::StatusOr<Source>* int8) {
   if (given_quantized && precision != "int8") return "MODEL is quantized; only its int8 row runs";
-  if (precision == "fp16") {
-    return "no FP16 compute path in Kvant yet (FP16 storage and AVX512-FP16 kernels are open work)";
-  }
   if (precision == "int8" && !int8->ok()) return absl::StrCat("quantization failed: ", int8->status().message());
   return "";
 }
@@ -224,6 +221,12 @@ absl::StatusOr<KvantRows> LoadKvantRows(const BenchArgs& args, const std::vector
       } else if (p == "bf16" && session && t == threads.front()) {
         notes->push_back(absl::StrFormat("bf16: %d step(s) in BF16 (MatMul, Gemm and group-1 convolutions with "
                                          "constant weights and K >= 128); the rest in FP32", row.bf16_steps));
+      }
+      if (p == "fp16" && session && t == threads.front()) {
+        notes->push_back(absl::StrFormat("fp16: %d step(s) with FP16 weights (MatMul, Gemm, group-1 convolutions and "
+                                         "LSTM/GRU/RNN with constant weights), widened to FP32 for the arithmetic: "
+                                         "Kvant has no FP16 arithmetic kernels",
+                                         row.fp16_steps));
       }
       if (p == "int8-dynamic" && session && row.int8_steps == 0) {
         notes->push_back("int8-dynamic: no MatMul, Gemm or recurrent layer with constant weights, so nothing ran in "

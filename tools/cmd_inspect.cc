@@ -28,7 +28,7 @@ int InspectCommand(const InspectArgs& args) {
   if (!graph.ok()) return Fail(graph.status());
   SessionOptions options;
   options.dynamic_int8 = args.dynamic_int8;
-  options.precision = args.precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
+  options.precision = PrecisionOf(args.precision);
   auto session = Session::Load(args.model, options);
   if (!session.ok()) return Fail(session.status());
   std::map<std::string, int> ops;

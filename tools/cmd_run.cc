@@ -71,7 +71,7 @@ int RunCommand(const RunArgs& args) {
   options.num_threads = args.threads;
   options.profile = args.profile;
   options.dynamic_int8 = args.dynamic_int8;
-  options.precision = args.precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
+  options.precision = PrecisionOf(args.precision);
   auto session = Session::Load(args.model, options);
   if (!session.ok()) return Fail(session.status());
 

@@ -19,6 +19,12 @@ inline int Fail(const absl::Status& s) {
   return 1;
 }
 
+// SessionOptions::precision for a --precision value (fp32, bf16, fp16; other
+// values, int8 and int8-dynamic among them, compute in FP32 there).
+inline Precision PrecisionOf(const std::string& flag) {
+  return flag == "bf16" ? Precision::kBf16 : flag == "fp16" ? Precision::kFp16 : Precision::kFp32;
+}
+
 struct RunArgs {
   std::string model;
   std::vector<std::string> inputs;  // NAME=FILE.npy

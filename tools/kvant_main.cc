@@ -22,10 +22,11 @@ int main(int argc, char** argv) {
                     "run MatMul, Gemm, LSTM, GRU and RNN with constant weights as dynamically quantized INT8 "
                     "(s8 weights per column, u8 activations quantized per call)");
   run_cmd->add_option("--precision", run.precision,
-                      "fp32, or bf16: MatMul/Gemm and group-1 convolutions with constant weights and K >= 128 in "
+                      "fp32; bf16: MatMul/Gemm and group-1 convolutions with constant weights and K >= 128 in "
                       "BF16 with FP32 accumulation (CPUs with AVX-512 BF16 or AMX-BF16; FP32 elsewhere), every "
-                      "other operator FP32")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+                      "other operator FP32; fp16: the constant weights of MatMul/Gemm, group-1 convolutions and "
+                      "LSTM/GRU/RNN stored in FP16 (half the memory), widened to FP32 for the arithmetic")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   run_cmd->add_option("--seed", run.seed, "seed of the random inputs")->each([&](const std::string&) {
     run.seed_given = true;
   });
@@ -38,8 +39,8 @@ int main(int argc, char** argv) {
   inspect_cmd->add_flag("--plan", inspect.plan, "print the execution and memory plan");
   inspect_cmd->add_flag("--dynamic-int8", inspect.dynamic_int8,
                         "plan as `kvant run --dynamic-int8` runs it (INT8 weights for MatMul/Gemm/LSTM/GRU/RNN)");
-  inspect_cmd->add_option("--precision", inspect.precision, "plan as `kvant run --precision` runs it (fp32, bf16)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  inspect_cmd->add_option("--precision", inspect.precision, "plan as `kvant run --precision` runs it (fp32, bf16, fp16)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   inspect_cmd->add_option("--shape", inspect.shapes, "NAME=D0,D1,... input shape for --plan (repeatable)");
 
   kvant::tools::QuantizeArgs quant;

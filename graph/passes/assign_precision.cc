@@ -8,6 +8,12 @@
 // other operator, reductions and normalizations included, stays FP32: the
 // conversions live inside the GEMM's packing, so the graph gains no Cast
 // and no value is ever stored in half precision.
+//
+// FP16 weights (SessionOptions::precision = fp16): MatMul/Gemm with constant
+// 2-D weights, group-1 2-D Conv and LSTM/GRU/RNN with constant W and R are
+// marked `kvant_precision = "fp16"`; their FP32 kernels store the packed
+// weights as FP16 where every value fits and widen a panel at a time
+// (NarrowToHalf, ops/cpu/gemm_f32.h). Activations stay FP32.
 #include "graph/passes/passes.h"
 
 namespace kvant {
@@ -32,6 +38,30 @@ absl::Status AssignBf16Compute(Graph& graph) {
                                : (n.op_type == "Gemm" && n.attrs.GetInt("transB", 0) != 0 ? w->shape()[1] : w->shape()[0]);
     if (depth < kMinBf16Depth) continue;
     n.attrs.SetString("kvant_precision", "bf16");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AssignFp16Weights(Graph& graph) {
+  for (Node& n : graph.nodes) {
+    if (!n.domain.empty() || n.inputs.size() < 2) continue;
+    const bool recurrent = n.op_type == "LSTM" || n.op_type == "GRU" || n.op_type == "RNN";
+    int rank = 2;
+    if (n.op_type == "Conv") {
+      if (n.attrs.GetInt("group", 1) != 1) continue;
+      rank = 4;
+    } else if (recurrent) {
+      rank = 3;
+    } else if (n.op_type != "MatMul" && n.op_type != "Gemm") {
+      continue;
+    }
+    bool constant = true;
+    for (size_t i = 1; i < (recurrent ? 3u : 2u) && i < n.inputs.size(); ++i) {
+      const Tensor* w = graph.FindConstant(n.inputs[i]);
+      constant &= w != nullptr && w->dtype() == DataType::kFloat32 && w->rank() == rank;
+    }
+    // The kernels check the values' range as they narrow (NarrowToHalf).
+    if (constant) n.attrs.SetString("kvant_precision", "fp16");
   }
   return absl::OkStatus();
 }

@@ -106,6 +106,9 @@ absl::Status RemoveDeadNodes(Graph& graph);
 // assign_precision.cc: MatMul/Gemm with constant 2-D FP32 weights compute
 // in BF16 with FP32 accumulation (attribute kvant_precision = "bf16").
 absl::Status AssignBf16Compute(Graph& graph);
+// assign_precision.cc: MatMul/Gemm/group-1 Conv/LSTM/GRU/RNN with constant
+// FP32 weights store them in FP16 (attribute kvant_precision = "fp16").
+absl::Status AssignFp16Weights(Graph& graph);
 // fp16_model.cc: a model stored in float16 computes in FP32 between widening
 // casts at its inputs and weights and narrowing casts at its outputs.
 absl::Status RunFp16ModelInFp32(Graph& graph);
@@ -115,6 +118,7 @@ struct OptimizeOptions {
   bool optimize = true;  // false: shape inference only
   bool dynamic_int8 = false;  // QuantizeMatMulsDynamic
   bool bf16 = false;          // AssignBf16Compute
+  bool fp16 = false;          // AssignFp16Weights
   CpuFeatures cpu = 0;
 };
 absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options);

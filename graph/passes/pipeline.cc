@@ -46,6 +46,9 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (options.bf16) {
     if (auto s = AssignBf16Compute(graph); !s.ok()) return s;
   }
+  if (options.fp16) {
+    if (auto s = AssignFp16Weights(graph); !s.ok()) return s;
+  }
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;

@@ -130,6 +130,14 @@ enum class Precision {
   // BF16 arithmetic (AVX-512 BF16, AMX-BF16) and the reduction is at least
   // 128 deep; FP32 elsewhere.
   kBf16,
+  // Constant weights of MatMul, Gemm, group-1 2-D convolutions (in graphs of
+  // two or more) and LSTM/GRU/RNN stored in FP16 (half the weight memory
+  // and bandwidth) and widened to FP32 as the GEMM uses them: activations,
+  // products and sums stay FP32, so nothing can overflow at run time.
+  // Weights that do not fit FP16 (above 65504, or more than 1% of them
+  // below its smallest subnormal) stay FP32. The CPU path of a "FP16" model:
+  // this build has no FP16 arithmetic kernels.
+  kFp16,
 };
 
 struct SessionOptions {

@@ -13,7 +13,8 @@
 //    a residual the GEMM adds in its epilogue, before the activation.
 // With kvant_precision = "bf16" (graph/passes/assign_precision.cc) and BF16
 // arithmetic, the group-1 product runs on the BF16 GEMM (weights packed as
-// bf16, activations rounded as they are packed, FP32 accumulation).
+// bf16, activations rounded as they are packed, FP32 accumulation); with
+// "fp16" its weights are stored as FP16 and widened per panel (gemm_f32.h).
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -72,6 +73,7 @@ class ConvNhwcF32 final : public Kernel {
       packed_bf16_ = PackBBf16(*bf16_, k, m, reordered.data(), 1, k);  // B(k, n) = W[n][k]
     } else {
       packed_ = PackConstantF32(m, k, uk_.nr, reordered.data(), k, 1, 1.f);
+      half_ = NarrowToHalfIfAsked(attrs_, packed_);
     }
     return absl::OkStatus();
   }
@@ -98,7 +100,7 @@ class ConvNhwcF32 final : public Kernel {
     const int64_t rows = c->pointwise() ? positions : std::min(TileRows(*c), positions);
     const size_t gemm = bf16_ != nullptr
                             ? GemmScratchBytesBf16(*bf16_, rows, c->gemm_k(), s.num_threads)
-                            : GemmScratchBytesF32(uk_, rows, c->cout, c->gemm_k(), false, s.num_threads);
+                            : GemmScratchBytesF32(uk_, rows, c->cout, c->gemm_k(), false, s.num_threads, half_);
     return c->pointwise() ? gemm : Align64(rows * c->gemm_k() * 4) + gemm;
   }
 
@@ -179,7 +181,8 @@ class ConvNhwcF32 final : public Kernel {
 
   std::string Describe() const override {
     if (depthwise_) return avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32";
-    return std::string(bf16_ != nullptr ? bf16_->name : uk_.name) + " nhwc" + (residual_ ? " +residual" : "");
+    return std::string(bf16_ != nullptr ? bf16_->name : uk_.name) + " nhwc" + (residual_ ? " +residual" : "") +
+           (half_ ? kHalfWeightsTag : "");
   }
 
   int64_t PackedBytes() const override {
@@ -260,6 +263,7 @@ class ConvNhwcF32 final : public Kernel {
   bool residual_ = false;  // input 3 (fuse_conv_residual.cc)
   PackedPanelsF32 packed_;
   const GemmUkernelInfoBf16* bf16_ = nullptr;  // set: the product runs in BF16
+  bool half_ = false;                          // packed_ holds FP16 weights
   PackedBBf16 packed_bf16_;
   std::vector<float> w_tc_;  // depthwise weights as [tap][channel]
 };

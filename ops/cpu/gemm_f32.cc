@@ -10,14 +10,26 @@
 #include "ops/cpu/gemm_f32.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
+#include "ops/float16.h"
+
 namespace kvant::cpu {
+namespace avx512 {
+void HalfToF32(const uint16_t* src, float* dst, int64_t n);
+}  // namespace avx512
 namespace {
 
 constexpr int64_t kMcPanels = 12;  // A block height in mr panels
 
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Widens n float16 values (VCVTPH2PS where the microkernel's ISA has it).
+void WidenHalf(const GemmUkernelInfoF32& uk, const uint16_t* src, float* dst, int64_t n) {
+  if ((uk.needs & kIsaAvx512) == kIsaAvx512) return avx512::HalfToF32(src, dst, n);
+  for (int64_t i = 0; i < n; ++i) dst[i] = HalfToFloat(src[i]);
+}
 
 }  // namespace
 
@@ -78,11 +90,31 @@ const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features, int64_t n) 
   return *narrow;
 }
 
+bool NarrowToHalf(PackedPanelsF32& p) {
+  const int64_t count = PackedPanelFloats(p.outer, p.k, p.tile);
+  const float* src = p.data.get();
+  int64_t nonzero = 0, flushed = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const float a = std::fabs(src[i]);
+    if (!(a <= 65504.f)) return false;  // overflow, Inf or NaN
+    nonzero += a != 0.f;
+    flushed += a != 0.f && a < 0x1p-25f;
+  }
+  if (flushed * 100 > nonzero) return false;
+  const size_t bytes = RoundUp(std::max<int64_t>(count, 1) * 2, 64);
+  auto half = std::shared_ptr<uint16_t>(static_cast<uint16_t*>(std::aligned_alloc(64, bytes)), [](uint16_t* q) { std::free(q); });
+  for (int64_t i = 0; i < count; ++i) half.get()[i] = FloatToHalf(src[i]);
+  p.half = std::move(half);
+  p.data.reset();
+  return true;
+}
+
 size_t GemmScratchBytesF32(const GemmUkernelInfoF32& uk, int64_t m, int64_t n, int64_t k, bool pack_b,
-                           int threads) {
+                           int threads, bool half_b) {
   size_t bytes = 0;
   if (pack_b) bytes += RoundUp(PackedPanelFloats(n, k, uk.nr) * 4, 64);
   bytes += threads * RoundUp(kMcPanels * uk.mr * std::min(k, kGemmKc) * 4, 64);
+  if (half_b) bytes += threads * RoundUp(std::min(k, kGemmKc) * uk.nr * 4, 64);
   return bytes + 64;
 }
 
@@ -158,11 +190,19 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
   }
   const size_t a_buf_floats = RoundUp(mc * std::min(k, kGemmKc), 16);
   float* a_bufs = reinterpret_cast<float*>(cursor);
+  // FP16 weights: microkernels with a half_by_rows table widen B as they
+  // load it; for the others each task widens the B panel it is about to use
+  // into its own buffer (one K block x nr, L1-sized), reused by every A
+  // panel of the kMc slice.
+  const bool half_b = b->half != nullptr;
+  const size_t b_buf_floats = RoundUp(std::min(k, kGemmKc) * nr, 16);
+  float* b_bufs = a_bufs + threads * a_buf_floats;
 
   // 3. Blocks: rows in kMc slices, K in kKc blocks, then nr x mr microtiles.
   pool->ParallelFor(m_parts * n_parts, [&](int64_t c0, int64_t c1) {
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       float* a_buf = a_bufs + chunk * a_buf_floats;
+      float* b_buf = b_bufs + chunk * b_buf_floats;
       const int64_t mi = chunk / n_parts, ni = chunk % n_parts;
       const int64_t m0 = std::min(m, m_panels * mi / m_parts * mr), m1 = std::min(m, m_panels * (mi + 1) / m_parts * mr);
       const int64_t n0 = std::min(n, n_panels * ni / n_parts * nr), n1 = std::min(n, n_panels * (ni + 1) / n_parts * nr);
@@ -195,7 +235,17 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
             a_block = a_buf;
           }
           for (int64_t jr = 0; jr < ncur; jr += nr) {
-            const float* b_panel = b->panel(jc + jr, k0);
+            const float* b_panel;
+            const GemmUkernelF32* kernels = uk.by_rows;
+            if (half_b && uk.half_by_rows != nullptr) {
+              b_panel = reinterpret_cast<const float*>(b->half_panel(jc + jr, k0));
+              kernels = uk.half_by_rows;
+            } else if (half_b) {
+              WidenHalf(uk, b->half_panel(jc + jr, k0), b_buf, kc * nr);
+              b_panel = b_buf;
+            } else {
+              b_panel = b->panel(jc + jr, k0);
+            }
             const int64_t n_valid = std::min(nr, ncur - jr);
             for (int64_t ir = 0; ir < mcur; ir += mr) {
               const int64_t m_valid = std::min(mr, mcur - ir);
@@ -209,7 +259,7 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
                   ep.ld_residual = args.ld_residual;
                 }
               }
-              uk.by_rows[m_valid - 1](kc, a_block + (ir / mr) * a_panel_stride, a_rs, a_cs, b_panel,
+              kernels[m_valid - 1](kc, a_block + (ir / mr) * a_panel_stride, a_rs, a_cs, b_panel,
                                       args.c + (ic + ir) * args.ldc + jc + jr, args.ldc, m_valid, n_valid,
                                       accumulate, last ? &ep : nullptr);
             }

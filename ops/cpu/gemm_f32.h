@@ -46,6 +46,9 @@ struct GemmUkernelInfoF32 {
   int nr;
   // by_rows[r - 1] handles r <= mr rows at full nr width.
   const GemmUkernelF32* by_rows;
+  // The same kernels reading B panels of float16 (FP16 weights: b_panel
+  // points at uint16_t data); null: the driver widens each panel first.
+  const GemmUkernelF32* half_by_rows = nullptr;
 };
 
 // Rows of ops/cpu/kernels.inc (KVANT_GEMM_F32_UKERNEL), best last.
@@ -56,19 +59,23 @@ const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features);
 // best row 16 wide (no half-empty tiles).
 const GemmUkernelInfoF32& SelectGemmUkernelF32(CpuFeatures features, int64_t n);
 
-// A matrix packed into panels of `tile` along its outer dimension.
+// A matrix packed into panels of `tile` along its outer dimension, in f32
+// (`data`) or, for weights narrowed by NarrowToHalf, in IEEE float16
+// (`half`, same layout; the driver widens a panel as it uses it).
 struct PackedPanelsF32 {
   int64_t outer = 0;  // M for A, N for B
   int64_t k = 0;
   int64_t tile = 0;
   std::shared_ptr<float> data;
+  std::shared_ptr<uint16_t> half;
   int64_t padded_outer() const { return (outer + tile - 1) / tile * tile; }
-  int64_t bytes() const { return padded_outer() * k * 4; }
-  // Panel holding outer index `o` (multiple of tile) in the K block starting at `k0`.
-  const float* panel(int64_t o, int64_t k0) const {
-    int64_t kc = std::min(kGemmKc, k - k0);
-    return data.get() + k0 * padded_outer() + (o / tile) * kc * tile;
+  int64_t bytes() const { return padded_outer() * k * (half ? 2 : 4); }
+  int64_t offset(int64_t o, int64_t k0) const {
+    return k0 * padded_outer() + (o / tile) * std::min(kGemmKc, k - k0) * tile;
   }
+  // Panel holding outer index `o` (multiple of tile) in the K block starting at `k0`.
+  const float* panel(int64_t o, int64_t k0) const { return data.get() + offset(o, k0); }
+  const uint16_t* half_panel(int64_t o, int64_t k0) const { return half.get() + offset(o, k0); }
 };
 
 inline int64_t PackedPanelFloats(int64_t outer, int64_t k, int64_t tile) {
@@ -100,6 +107,18 @@ void PackStridedF32(int64_t outer, int64_t k, int64_t tile, const float* src, in
 PackedPanelsF32 PackConstantF32(int64_t outer, int64_t k, int64_t tile, const float* src, int64_t so,
                                 int64_t sk, float scale);
 
+// Weights in FP16 (SessionOptions::precision = fp16): replaces `p.data` by
+// its float16 rounding (half the memory and bandwidth; the products still
+// run in FP32 on the widened values), unless a value would overflow FP16
+// (|w| > 65504) or more than 1% of the non-zero values would flush to zero
+// (|w| < 2^-25), in which case `p` stays f32. Returns whether it narrowed.
+bool NarrowToHalf(PackedPanelsF32& p);
+// NarrowToHalf when the node asks for it (attribute kvant_precision = "fp16",
+// graph/passes/assign_precision.cc); false when it does not or cannot.
+inline bool NarrowToHalfIfAsked(const AttributeMap& attrs, PackedPanelsF32& p) {
+  return attrs.GetString("kvant_precision", "") == "fp16" && NarrowToHalf(p);
+}
+
 // Operand A or B: pre-packed, or strided memory to pack per call.
 struct GemmOperandF32 {
   const PackedPanelsF32* packed = nullptr;
@@ -124,9 +143,10 @@ struct GemmArgsF32 {
   ActivationF32 act;
 };
 
-// Scratch bytes RunGemmF32 needs for these sizes and threads.
+// Scratch bytes RunGemmF32 needs for these sizes and threads (`half_b`: B
+// is a pre-packed FP16 operand, widened a panel at a time).
 size_t GemmScratchBytesF32(const GemmUkernelInfoF32& uk, int64_t m, int64_t n, int64_t k, bool pack_b,
-                           int threads);
+                           int threads, bool half_b = false);
 void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scratch, ParallelRunner* pool);
 
 }  // namespace kvant::cpu

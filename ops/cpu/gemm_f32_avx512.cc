@@ -2,10 +2,12 @@
 // accumulators, 2 B vectors, 1 broadcast), and 28 rows x 16 columns for
 // outputs at most 16 wide (a 1x1 convolution to 16 channels would leave half
 // of the 14x32 tile empty). Partial column tiles use masks.
+// Also the FP16 -> f32 widening of FP16 weight panels (gemm_f32.cc).
 // Compiled with -mavx512f; selected only when cpu_caps reports AVX-512.
 #include <immintrin.h>
 
 #include <array>
+#include <type_traits>
 #include <utility>
 
 #include "ops/cpu/activation_f32_avx512.h"
@@ -20,10 +22,13 @@ inline __mmask16 ColumnMask(int64_t left) {
 }
 
 // R rows x V B vectors of 16 columns. kPacked: A is a packed panel
-// (a_rs == 1), so broadcasts use fixed offsets.
-template <int R, int V, bool kPacked>
-void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc,
+// (a_rs == 1), so broadcasts use fixed offsets. kHalfB: the B panel holds
+// float16 (FP16 weights), widened by VCVTPH2PS as it is loaded.
+template <int R, int V, bool kPacked, bool kHalfB = false>
+void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b_in, float* c, int64_t ldc,
           int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
+  using BType = std::conditional_t<kHalfB, uint16_t, float>;
+  const BType* b = reinterpret_cast<const BType*>(b_in);
   if constexpr (kPacked) a_rs = 1;
   // acc[v * R + r]: one flat array, so the tile passes whole to ActivateTile.
   __m512 acc[V * R];
@@ -37,7 +42,13 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
     // rows (token-sized M) B streams through once. Later panels hit L1.
     for (int v = 0; v < V; ++v) _mm_prefetch(reinterpret_cast<const char*>(b + 16 * V * 16 + 16 * v), _MM_HINT_T0);
     __m512 bv[V];
-    for (int v = 0; v < V; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
+    for (int v = 0; v < V; ++v) {
+      if constexpr (kHalfB) {
+        bv[v] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 * v)));
+      } else {
+        bv[v] = _mm512_load_ps(b + 16 * v);
+      }
+    }
 #pragma GCC unroll 28
     for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * a_rs]);
@@ -95,27 +106,41 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
   }
 }
 
-template <int R, int V>
+template <int R, int V, bool kHalfB = false>
 void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc,
              int64_t m_valid, int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
   if (a_rs == 1) {
-    Body<R, V, true>(kc, a, 1, a_cs, b, c, ldc, n_valid, accumulate, ep);
+    Body<R, V, true, kHalfB>(kc, a, 1, a_cs, b, c, ldc, n_valid, accumulate, ep);
   } else {
-    Body<R, V, false>(kc, a, a_rs, a_cs, b, c, ldc, n_valid, accumulate, ep);
+    Body<R, V, false, kHalfB>(kc, a, a_rs, a_cs, b, c, ldc, n_valid, accumulate, ep);
   }
 }
 
-template <int V, int... R>
+template <int V, bool kHalfB, int... R>
 constexpr std::array<GemmUkernelF32, sizeof...(R)> MakeTable(std::integer_sequence<int, R...>) {
-  return {Ukernel<R + 1, V>...};
+  return {Ukernel<R + 1, V, kHalfB>...};
 }
 
-constexpr auto kByRows = MakeTable<2>(std::make_integer_sequence<int, 14>{});
-constexpr auto kNarrowByRows = MakeTable<1>(std::make_integer_sequence<int, 28>{});
+constexpr auto kByRows = MakeTable<2, false>(std::make_integer_sequence<int, 14>{});
+constexpr auto kNarrowByRows = MakeTable<1, false>(std::make_integer_sequence<int, 28>{});
+constexpr auto kHalfByRows = MakeTable<2, true>(std::make_integer_sequence<int, 14>{});
 
 }  // namespace
 
 const GemmUkernelF32* GemmF32ByRows() { return kByRows.data(); }
 const GemmUkernelF32* GemmF32NarrowByRows() { return kNarrowByRows.data(); }
+const GemmUkernelF32* GemmF32HalfByRows() { return kHalfByRows.data(); }
+
+// FP16 weight panels widened for the microkernels (VCVTPH2PS is exact).
+void HalfToF32(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+  }
+  if (i < n) {
+    const __mmask16 m = ColumnMask(n - i);
+    _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src + i)));
+  }
+}
 
 }  // namespace kvant::cpu::avx512

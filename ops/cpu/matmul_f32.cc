@@ -2,7 +2,9 @@
 // once in the factory; Gemm's C folds into a column bias when it is a vector.
 // With kvant_precision = "bf16" (graph/passes/assign_precision.cc) and BF16
 // arithmetic on the CPU, constant 2-D weights run on the BF16 GEMM instead
-// (ops/cpu/gemm_bf16.h): f32 in and out, bf16 products, f32 sums.
+// (ops/cpu/gemm_bf16.h): f32 in and out, bf16 products, f32 sums. With
+// "fp16", constant weights are stored as FP16 and widened per panel as the
+// FP32 GEMM uses them (NarrowToHalf in gemm_f32.h).
 #include "absl/strings/str_format.h"
 #include "ops/broadcast.h"
 #include "ops/cpu/gemm_bf16.h"
@@ -27,6 +29,7 @@ class GemmF32 final : public Kernel {
       const int64_t k = b->shape()[tb_ ? 1 : 0], n = b->shape()[tb_ ? 0 : 1];
       packed_b_ = PackConstantF32(n, k, uk_.nr, b->data<float>(), tb_ ? k : 1, tb_ ? 1 : n, 1.f);
       has_packed_b_ = true;
+      half_b_ = NarrowToHalfIfAsked(*init.attrs, packed_b_);
     }
     if (init.constant_inputs.size() > 2 && init.constant_inputs[2] != nullptr) {
       const Tensor* c = init.constant_inputs[2];
@@ -44,7 +47,7 @@ class GemmF32 final : public Kernel {
     const auto& a = s.inputs[0];
     const auto& b = s.inputs[1];
     const int64_t m = a[ta_ ? 1 : 0], k = a[ta_ ? 0 : 1], n = b[tb_ ? 0 : 1];
-    return GemmScratchBytesF32(uk_, m, n, k, !has_packed_b_, s.num_threads);
+    return GemmScratchBytesF32(uk_, m, n, k, !has_packed_b_, s.num_threads, half_b_);
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -86,7 +89,7 @@ class GemmF32 final : public Kernel {
     return absl::OkStatus();
   }
 
-  std::string Describe() const override { return uk_.name; }
+  std::string Describe() const override { return std::string(uk_.name) + (half_b_ ? kHalfWeightsTag : ""); }
   int64_t PackedBytes() const override { return has_packed_b_ ? packed_b_.bytes() : 0; }
 
  private:
@@ -95,6 +98,7 @@ class GemmF32 final : public Kernel {
   float alpha_, beta_;
   ActivationF32 act_;
   bool has_packed_b_ = false;
+  bool half_b_ = false;  // packed_b_ holds FP16 weights
   PackedPanelsF32 packed_b_;
   std::vector<float> col_bias_;
 };
@@ -109,6 +113,7 @@ class MatMulF32 final : public Kernel {
       const int64_t k = b->shape()[0], n = b->shape()[1];
       packed_b_ = PackConstantF32(n, k, uk_.nr, b->data<float>(), 1, n, 1.f);
       has_packed_b_ = true;
+      half_b_ = NarrowToHalfIfAsked(*init.attrs, packed_b_);
     }
   }
 
@@ -118,7 +123,7 @@ class MatMulF32 final : public Kernel {
     const int64_t k = a.back();
     const int64_t m = a.size() >= 2 ? Product(absl::MakeConstSpan(a).subspan(0, a.size() - 1)) : 1;
     const int64_t n = b.size() >= 2 ? b.back() : 1;
-    return GemmScratchBytesF32(uk_, m, n, k, !has_packed_b_, s.num_threads);
+    return GemmScratchBytesF32(uk_, m, n, k, !has_packed_b_, s.num_threads, half_b_);
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -167,13 +172,14 @@ class MatMulF32 final : public Kernel {
     return absl::OkStatus();
   }
 
-  std::string Describe() const override { return uk_.name; }
+  std::string Describe() const override { return std::string(uk_.name) + (half_b_ ? kHalfWeightsTag : ""); }
   int64_t PackedBytes() const override { return has_packed_b_ ? packed_b_.bytes() : 0; }
 
  private:
   const GemmUkernelInfoF32& uk_;
   ActivationF32 act_;
   bool has_packed_b_ = false;
+  bool half_b_ = false;  // packed_b_ holds FP16 weights
   PackedPanelsF32 packed_b_;
 };
 

@@ -21,11 +21,12 @@ namespace avx2 { const GemmUkernelF32* GemmF32ByRows(); }
 namespace avx512 {
 const GemmUkernelF32* GemmF32ByRows();
 const GemmUkernelF32* GemmF32NarrowByRows();
+const GemmUkernelF32* GemmF32HalfByRows();
 }  // namespace avx512
 
 const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32() {
   static const auto* list = new std::vector<GemmUkernelInfoF32>{
-#define KVANT_GEMM_F32_UKERNEL(name, needs, mr, nr, table) {#name, needs, mr, nr, table()},
+#define KVANT_GEMM_F32_UKERNEL(name, needs, mr, nr, table, ...) {#name, needs, mr, nr, table(), __VA_ARGS__},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_GEMM_F32_UKERNEL
   };

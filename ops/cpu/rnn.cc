@@ -123,6 +123,7 @@ class Recurrent final : public Kernel {
       constant &= !present || init.constant_inputs[i] != nullptr;
     }
     if (constant) {
+      half_weights_ = a.GetString("kvant_precision", "") == "fp16";  // graph/passes/assign_precision.cc
       packed_ = MakeProjections([&](int i) -> const void* {
         return i < static_cast<int>(init.constant_inputs.size()) && init.constant_inputs[i] ? init.constant_inputs[i]->raw_data()
                                                                                              : nullptr;
@@ -137,7 +138,8 @@ class Recurrent final : public Kernel {
   template <typename DataOf>
   std::unique_ptr<RnnProjections> MakeProjections(DataOf data) const {
     if (!quantized_) {
-      return MakeRnnProjectionsF32(Dims(), cpu_, static_cast<const float*>(data(1)), static_cast<const float*>(data(2)));
+      return MakeRnnProjectionsF32(Dims(), cpu_, static_cast<const float*>(data(1)), static_cast<const float*>(data(2)),
+                                   half_weights_);
     }
     RnnWeightsS8 q;
     q.w = data(1);
@@ -359,6 +361,7 @@ class Recurrent final : public Kernel {
  private:
   Cell cell_;
   bool quantized_;
+  bool half_weights_ = false;  // constant f32 weights stored as FP16
   CpuFeatures cpu_;
   std::string label_;
   int64_t hidden_ = 0, input_ = 0, dirs_ = 1, gates_ = 1, acts_per_dir_ = 1;

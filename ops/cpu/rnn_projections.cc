@@ -28,7 +28,7 @@ std::pair<int64_t, int64_t> ShapeOf(const RnnDims& d, Which which) {
 
 class ProjectionsF32 final : public RnnProjections {
  public:
-  ProjectionsF32(const RnnDims& dims, CpuFeatures cpu, const float* w, const float* r)
+  ProjectionsF32(const RnnDims& dims, CpuFeatures cpu, const float* w, const float* r, bool half_weights)
       : dims_(dims), uk_(SelectGemmUkernelF32(cpu)) {
     const int64_t gh = dims.gates * dims.hidden, h = dims.hidden;
     for (int64_t d = 0; d < dims.dirs; ++d) {
@@ -36,6 +36,9 @@ class ProjectionsF32 final : public RnnProjections {
       panels_[0].push_back(PackConstantF32(gh, dims.input, uk_.nr, w + d * gh * dims.input, dims.input, 1, 1.f));
       panels_[1].push_back(PackConstantF32(gh, h, uk_.nr, r + d * gh * h, h, 1, 1.f));
       if (dims.gru) panels_[2].push_back(PackConstantF32(h, h, uk_.nr, r + d * gh * h + 2 * h * h, h, 1, 1.f));
+    }
+    for (auto& v : panels_) {
+      for (auto& p : v) half_ |= half_weights && NarrowToHalf(p);
     }
   }
 
@@ -61,11 +64,12 @@ class ProjectionsF32 final : public RnnProjections {
     return b;
   }
 
-  std::string Describe() const override { return uk_.name; }
+  std::string Describe() const override { return std::string(uk_.name) + (half_ ? kHalfWeightsTag : ""); }
 
  private:
   RnnDims dims_;
   const GemmUkernelInfoF32& uk_;
+  bool half_ = false;  // some of the panels hold FP16 weights
   std::array<std::vector<PackedPanelsF32>, 3> panels_;  // by Which, per direction
 };
 
@@ -171,8 +175,8 @@ class ProjectionsS8 final : public RnnProjections {
 }  // namespace
 
 std::unique_ptr<RnnProjections> MakeRnnProjectionsF32(const RnnDims& dims, CpuFeatures cpu, const float* w,
-                                                      const float* r) {
-  return std::make_unique<ProjectionsF32>(dims, cpu, w, r);
+                                                      const float* r, bool half_weights) {
+  return std::make_unique<ProjectionsF32>(dims, cpu, w, r, half_weights);
 }
 
 std::unique_ptr<RnnProjections> MakeRnnProjectionsS8(const RnnDims& dims, CpuFeatures cpu, const RnnWeightsS8& weights) {
@@ -185,7 +189,7 @@ size_t RnnProjectionScratchBytes(const RnnDims& dims, bool quantized, CpuFeature
     const auto [n, k] = ShapeOf(dims, w);
     // s8: the quantized rows and the column scales, then the GEMM's scratch.
     const size_t bytes = quantized ? Align64(m * k) + Align64(4 * n) + GemmScratchBytesS8(SelectGemmUkernelS8(cpu), m, n, k, threads)
-                                   : GemmScratchBytesF32(SelectGemmUkernelF32(cpu), m, n, k, false, threads);
+                                   : GemmScratchBytesF32(SelectGemmUkernelF32(cpu), m, n, k, false, threads, true);
     most = std::max(most, bytes);
   }
   return most + 64;

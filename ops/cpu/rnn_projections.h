@@ -35,8 +35,9 @@ struct RnnDims {
 };
 
 // W [dirs, gates * hidden, input], R [dirs, gates * hidden, hidden] in f32.
+// `half_weights`: store them as FP16 where they fit (NarrowToHalf).
 std::unique_ptr<RnnProjections> MakeRnnProjectionsF32(const RnnDims& dims, CpuFeatures cpu, const float* w,
-                                                      const float* r);
+                                                      const float* r, bool half_weights = false);
 
 // The quantized layout: W [dirs, input, gates * hidden], R [dirs, hidden,
 // gates * hidden] bytes (u8 when `unsigned_weights`), scales and optional

@@ -2,7 +2,7 @@
 // against a plain triple loop: sizes around the mr/nr tiles and the K block,
 // transposed and strided operands, pre-packed and run-time-packed weights,
 // bias per row and per column, a residual tile, fused activations,
-// accumulation, 1 and 2 threads.
+// accumulation, 1 and 2 threads; weights stored in FP16 (NarrowToHalf).
 // Operands live in guard-page buffers.
 #include <cmath>
 #include <random>
@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "ops/cpu/gemm_f32.h"
+#include "ops/float16.h"
 #include "runtime/cpu_caps.h"
 #include "runtime/thread_pool.h"
 #include "tests/testing/guarded_buffer.h"
@@ -27,6 +28,8 @@ class GemmTester {
   GemmTester& TransA(bool v) { ta_ = v; return *this; }
   GemmTester& TransB(bool v) { tb_ = v; return *this; }
   GemmTester& PackB(bool v) { pack_b_ = v; return *this; }
+  // B rounded to FP16 values (the reference uses them) and packed as FP16.
+  GemmTester& HalfB(bool v) { half_b_ = v; return *this; }
   GemmTester& Alpha(float v) { alpha_ = v; return *this; }
   GemmTester& RowBias(bool v) { row_bias_ = v; return *this; }
   GemmTester& ColBias(bool v) { col_bias_ = v; return *this; }
@@ -54,7 +57,7 @@ class GemmTester {
     std::vector<float> res(m_ * ld_res);
     for (float& v : res) v = u(rng);
     for (int64_t i = 0; i < m_ * k_; ++i) a[i] = u(rng);
-    for (int64_t i = 0; i < k_ * n_; ++i) b[i] = u(rng);
+    for (int64_t i = 0; i < k_ * n_; ++i) b[i] = half_b_ ? HalfToFloat(FloatToHalf(u(rng))) : u(rng);
     for (float& v : rb) v = u(rng);
     for (float& v : cb) v = u(rng);
     for (int64_t i = 0; i < m_ * n_; ++i) c[i] = u(rng);
@@ -82,6 +85,10 @@ class GemmTester {
     PackedPanelsF32 packed;
     if (pack_b_) {
       packed = PackConstantF32(n_, k_, uk.nr, b.data(), so, sk, 1.f);
+      if (half_b_) {
+        ASSERT_TRUE(NarrowToHalf(packed));
+        ASSERT_EQ(packed.data, nullptr);
+      }
       g.b.packed = &packed;
     } else {
       g.b = {nullptr, b.data(), so, sk};
@@ -98,21 +105,22 @@ class GemmTester {
     }
     g.act = act_;
     ThreadPool pool(threads_);
-    std::vector<char> scratch(GemmScratchBytesF32(uk, m_, n_, k_, !pack_b_, threads_) + 64);
+    std::vector<char> scratch(GemmScratchBytesF32(uk, m_, n_, k_, !pack_b_, threads_, half_b_) + 64);
     void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
     RunGemmF32(uk, g, aligned, &pool);
     const float tol = 1e-5f * (k_ + 1);
     for (int64_t i = 0; i < m_ * n_; ++i) {
       ASSERT_NEAR(c[i], ref[i], tol * (1.f + std::fabs(ref[i])))
           << uk.name << " index " << i << " (row " << i / std::max<int64_t>(n_, 1) << ") M=" << m_ << " N=" << n_
-          << " K=" << k_ << " transA=" << ta_ << " transB=" << tb_ << " packB=" << pack_b_ << " seed=" << seed_;
+          << " K=" << k_ << " transA=" << ta_ << " transB=" << tb_ << " packB=" << pack_b_ << " halfB=" << half_b_
+          << " seed=" << seed_;
     }
   }
 
  private:
   int64_t m_ = 1, n_ = 1, k_ = 1;
-  bool ta_ = false, tb_ = false, pack_b_ = true, row_bias_ = false, col_bias_ = false, accumulate_ = false,
-       residual_ = false;
+  bool ta_ = false, tb_ = false, pack_b_ = true, half_b_ = false, row_bias_ = false, col_bias_ = false,
+       accumulate_ = false, residual_ = false;
   float alpha_ = 1.f;
   ActivationF32 act_;
   int threads_ = 1;
@@ -174,11 +182,82 @@ TEST_P(GemmF32UkernelTest, Threads) {
   }
 }
 
+// FP16 weights: every tile edge and K block, the fused epilogue, threads.
+TEST_P(GemmF32UkernelTest, HalfWeights) {
+  const int64_t mr = uk().mr, nr = uk().nr;
+  uint64_t seed = 400;
+  for (int64_t m : {int64_t{1}, mr + 1, 3 * mr + 2}) {
+    for (int64_t n : {int64_t{1}, nr - 1, 2 * nr + 3}) {
+      for (int64_t k : {int64_t{1}, int64_t{17}, kGemmKc + 1, 2 * kGemmKc + 5}) {
+        GemmTester().M(m).N(n).K(k).HalfB(true).Seed(seed++).Test(uk());
+      }
+    }
+  }
+  GemmTester().M(31).N(50).K(kGemmKc + 7).TransB(true).HalfB(true).ColBias(true).Residual(true)
+      .Act(ActivationF32::Kind::kHardSwish).Seed(seed++).Test(uk());
+  GemmTester().M(300).N(513).K(300).HalfB(true).Threads(2).Seed(seed++).Test(uk());
+  GemmTester().M(2).N(700).K(300).HalfB(true).Threads(2).Seed(seed++).Test(uk());
+}
+
+// With FP16 weights the products and sums are the FP32 kernel's, in the same
+// order: C equals the FP32 GEMM on the FP16-rounded weights bit for bit.
+TEST_P(GemmF32UkernelTest, HalfWeightsMatchFp32OnRoundedWeights) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  const int64_t m = 2 * uk().mr + 1, n = 3 * uk().nr + 7, k = kGemmKc + 77;
+  std::vector<float> a(m * k), b(k * n), c32(m * n), c16(m * n, -1.f);
+  for (float& v : a) v = u(rng);
+  for (float& v : b) v = HalfToFloat(FloatToHalf(u(rng)));
+  PackedPanelsF32 p32 = PackConstantF32(n, k, uk().nr, b.data(), 1, n, 1.f);
+  PackedPanelsF32 p16 = PackConstantF32(n, k, uk().nr, b.data(), 1, n, 1.f);
+  ASSERT_TRUE(NarrowToHalf(p16));
+  EXPECT_EQ(p16.bytes() * 2, p32.bytes());
+  std::vector<char> scratch(GemmScratchBytesF32(uk(), m, n, k, false, 1, true) + 64);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
+  for (auto [packed, out] : {std::pair{&p32, &c32}, std::pair{&p16, &c16}}) {
+    GemmArgsF32 g;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.a = {nullptr, a.data(), k, 1};
+    g.b.packed = packed;
+    g.c = out->data();
+    g.ldc = n;
+    RunGemmF32(uk(), g, aligned, nullptr);
+  }
+  for (int64_t i = 0; i < m * n; ++i) ASSERT_EQ(c16[i], c32[i]) << uk().name << " index " << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(AllRows, GemmF32UkernelTest,
                          ::testing::Range(0, static_cast<int>(GemmUkernelsF32().size())),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::string(GemmUkernelsF32()[info.param].name);
                          });
+
+// Weights FP16 cannot hold stay f32: above 65504, NaN, or more than 1% of
+// the non-zero values below half of FP16's smallest subnormal.
+TEST(NarrowToHalf, KeepsWeightsFp16CannotHold) {
+  auto narrow = [](std::vector<float> w) {
+    PackedPanelsF32 p = PackConstantF32(static_cast<int64_t>(w.size()), 1, 16, w.data(), 1, 1, 1.f);
+    const bool narrowed = NarrowToHalf(p);
+    EXPECT_NE(narrowed, p.data != nullptr);
+    EXPECT_EQ(narrowed, p.half != nullptr);
+    return narrowed;
+  };
+  std::vector<float> w(200, 0.5f);
+  EXPECT_TRUE(narrow(w));
+  w[3] = 65504.f;
+  EXPECT_TRUE(narrow(w));
+  w[3] = 65600.f;
+  EXPECT_FALSE(narrow(w));
+  w[3] = std::nanf("");
+  EXPECT_FALSE(narrow(w));
+  w[3] = 0.5f;
+  w[5] = w[6] = 1e-9f;  // 2 of 200 flush to zero: 1%, still kept in FP16
+  EXPECT_TRUE(narrow(w));
+  w[7] = 1e-9f;  // 3 of 200
+  EXPECT_FALSE(narrow(w));
+}
 
 }  // namespace
 }  // namespace kvant::cpu

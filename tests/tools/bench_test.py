@@ -82,7 +82,10 @@ check("schema valid, batch 64, one eval batch", report["batch"] == 64 and report
 check("a kvant row per precision and thread count",
       sorted((r["precision"], r["threads"]) for r in rows if r["runtime"] == "kvant") ==
       sorted((p, t) for p in ("fp32", "bf16", "fp16", "int8", "int8-dynamic") for t in (1, 2)))
-check("fp16 rows skipped with a reason", all(r["skipped"] for r in rows if r["precision"] == "fp16"))
+fp16_rows = [r for r in rows if r["precision"] == "fp16" and r["runtime"] == "kvant"]
+check("fp16 rows ran with FP16 weights and keep accuracy (SQNR > 40 dB)",
+      all(r["skipped"] is None and r["plan"]["fp16_steps"] > 0 and r["accuracy"]["sqnr_db"] > 40 for r in fp16_rows),
+      [(r["skipped"], r["plan"], r["accuracy"]) for r in fp16_rows])
 ort_rows = [r for r in rows if r["runtime"] == "onnxruntime"]
 check("onnxruntime rows for fp32, int8, int8-dynamic ran",
       {(r["precision"], r["threads"]) for r in ort_rows if r["skipped"] is None} ==

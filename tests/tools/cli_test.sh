@@ -62,7 +62,9 @@ expect inspect_model 0 "operators: Conv x3" -- "$kvant" inspect "$digits"
 expect inspect_plan 0 "lower bound" -- "$kvant" inspect "$digits" --plan --shape image=4,1,8,8
 expect inspect_hardware 0 "avx2" -- "$kvant" inspect --hardware
 expect run_bf16 0 "top-1 accuracy of logits: 9[0-9]" -- "$kvant" run "$digits" --precision bf16 --input image="$src/models/digits/eval_x.npy" --labels logits="$src/models/digits/eval_y.npy"
-expect run_bad_precision fail "precision.*fp16" -- "$kvant" run "$digits" --precision fp16
+expect run_fp16 0 "top-1 accuracy of logits: 9[0-9]" -- "$kvant" run "$digits" --precision fp16 --input image="$src/models/digits/eval_x.npy" --labels logits="$src/models/digits/eval_y.npy"
+expect inspect_plan_fp16 0 "fp16-weights" -- "$kvant" inspect "$digits" --plan --precision fp16 --shape image=4,1,8,8
+expect run_bad_precision fail "precision.*fp8" -- "$kvant" run "$digits" --precision fp8
 # The quantizer: digits INT8 within 0.5% top-1 of FP32 on the held-out split.
 expect quantize_digits 0 "static: 11 node\(s\) quantized" -- "$kvant" quantize "$digits" -o "$work/digits_int8.onnx" --calib "$work/calib"
 fp32_acc=$("$kvant" run "$digits" --input image="$src/models/digits/eval_x.npy" --labels logits="$src/models/digits/eval_y.npy" | sed -n 's/.*accuracy of logits: \([0-9.]*\)%.*/\1/p')

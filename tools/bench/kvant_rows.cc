@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "runtime/cpu_caps.h"
 #include "tools/bench/peer.h"
+#include "tools/commands.h"
 #include "tools/npy.h"
 
 namespace kvant::tools::bench {
@@ -57,7 +58,7 @@ std::string KernelPath(const PlanReport& plan) {
 SessionOptions OptionsFor(const std::string& precision, int threads) {
   SessionOptions options;
   options.num_threads = threads;
-  options.precision = precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
+  options.precision = PrecisionOf(precision);
   options.dynamic_int8 = precision == "int8-dynamic";
   return options;
 }
@@ -104,8 +105,11 @@ absl::StatusOr<Session> LoadRow(const Source& src, const SessionOptions& options
   row.int8_steps = plan->int8_steps;
   row.float_steps = plan->float_steps;
   row.conversions = plan->conversions;
-  row.bf16_steps = 0;
-  for (const PlanStepReport& step : plan->steps) row.bf16_steps += step.precision == "bf16";
+  row.bf16_steps = row.fp16_steps = 0;
+  for (const PlanStepReport& step : plan->steps) {
+    row.bf16_steps += step.precision == "bf16";
+    row.fp16_steps += step.precision == "fp16";
+  }
   row.kernel_path = KernelPath(*plan);
   if (reference && row.precision != "fp32") {
     auto outs = RunBatches(*session, eval);

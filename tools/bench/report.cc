@@ -174,6 +174,7 @@ std::string RenderJson(const BenchReport& r) {
                                    : ordered_json{{"int8_steps", row.int8_steps},
                                                   {"float_steps", row.float_steps},
                                                   {"bf16_steps", row.bf16_steps},
+                                                  {"fp16_steps", row.fp16_steps},
                                                   {"conversions", row.conversions}};
     const LatencyStats& l = row.latency;
     o["latency_ms"] = {{"runs", l.runs},     {"p50", l.p50_ms},   {"p90", l.p90_ms},

@@ -28,7 +28,7 @@ struct BenchRow {
   int64_t file_bytes = -1;
   int64_t arena_bytes = -1, weight_bytes = -1;  // -1: not known (peers)
   int64_t peak_rss_bytes = -1;    // growth of the process's peak RSS while loading and first running this row
-  int int8_steps = -1, float_steps = -1, bf16_steps = -1, conversions = -1;
+  int int8_steps = -1, float_steps = -1, bf16_steps = -1, fp16_steps = -1, conversions = -1;
   LatencyStats latency;
   double throughput = 0;          // samples per second at p50
   double speedup = 0;             // Kvant FP32 p50 at the same threads / this p50; 0 when unknown
