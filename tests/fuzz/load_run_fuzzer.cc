@@ -1,7 +1,7 @@
 // libFuzzer target: load (import, optimize, compile) an ONNX model from the
 // fuzzer's bytes and run it once with seeded inputs. Any crash, sanitizer
 // report, hang or unbounded allocation is a bug; a Status is the expected
-// answer to garbage. Built by tools/test in build-fuzz/ with clang; inputs
+// answer to garbage. Built by tools/test in build-asan/ with clang; inputs
 // that once crashed it are kept in tests/fuzz/regressions.
 #include <cstddef>
 #include <cstdint>
