@@ -102,7 +102,8 @@ bool NarrowToHalf(PackedPanelsF32& p) {
   }
   if (flushed * 100 > nonzero) return false;
   const size_t bytes = RoundUp(std::max<int64_t>(count, 1) * 2, 64);
-  auto half = std::shared_ptr<uint16_t>(static_cast<uint16_t*>(std::aligned_alloc(64, bytes)), [](uint16_t* q) { std::free(q); });
+  auto half = std::shared_ptr<uint16_t>(static_cast<uint16_t*>(std::aligned_alloc(64, bytes)),
+                                        [](uint16_t* q) { std::free(q); });
   for (int64_t i = 0; i < count; ++i) half.get()[i] = FloatToHalf(src[i]);
   p.half = std::move(half);
   p.data.reset();

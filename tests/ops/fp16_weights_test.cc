@@ -11,6 +11,7 @@
 #include "kvant/kvant.h"
 #include "ops/float16.h"
 #include "tests/testing/onnx_builder.h"
+#include "tests/testing/precision_runs.h"
 
 namespace kvant {
 namespace {
@@ -37,21 +38,7 @@ struct Runs {
 
 // Input "x", output "y", in FP32 and with precision fp16.
 void RunBoth(const std::string& bytes, const Tensor& x, Runs* out) {
-  SessionOptions fp16;
-  fp16.precision = Precision::kFp16;
-  auto a = Session::LoadFromBytes(bytes);
-  auto b = Session::LoadFromBytes(bytes, fp16);
-  ASSERT_TRUE(a.ok()) << a.status();
-  ASSERT_TRUE(b.ok()) << b.status();
-  auto ya = a->Run({{"x", x}});
-  auto yb = b->Run({{"x", x}});
-  ASSERT_TRUE(ya.ok()) << ya.status();
-  ASSERT_TRUE(yb.ok()) << yb.status();
-  out->fp32 = ya->at("y");
-  out->fp16 = yb->at("y");
-  auto p = b->Plan({{"x", x.shape()}});
-  ASSERT_TRUE(p.ok()) << p.status();
-  out->plan = *p;
+  testing::RunFp32And(Precision::kFp16, bytes, x, &out->fp32, &out->fp16, &out->plan);
 }
 
 // Largest |a - b| relative to max |a|.

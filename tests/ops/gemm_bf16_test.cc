@@ -11,6 +11,7 @@
 #include "kvant/kvant.h"
 #include "ops/cpu/gemm_bf16.h"
 #include "tests/testing/onnx_builder.h"
+#include "tests/testing/precision_runs.h"
 #include "runtime/cpu_caps.h"
 #include "runtime/thread_pool.h"
 
@@ -95,21 +96,7 @@ double MaxAbsDiff(const Tensor& a, const Tensor& b, double* magnitude) {
 // The model (one input "x", one output "y") in FP32 and with precision
 // bf16 on `x`: both outputs and the BF16 session's plan.
 void RunFp32AndBf16(const std::string& bytes, const Tensor& x, Tensor* y_fp32, Tensor* y_bf16, PlanReport* plan) {
-  SessionOptions bf16;
-  bf16.precision = Precision::kBf16;
-  auto fp = Session::LoadFromBytes(bytes);
-  auto half = Session::LoadFromBytes(bytes, bf16);
-  ASSERT_TRUE(fp.ok()) << fp.status();
-  ASSERT_TRUE(half.ok()) << half.status();
-  auto a = fp->Run({{"x", x}});
-  auto b = half->Run({{"x", x}});
-  ASSERT_TRUE(a.ok()) << a.status();
-  ASSERT_TRUE(b.ok()) << b.status();
-  *y_fp32 = a->at("y");
-  *y_bf16 = b->at("y");
-  auto p = half->Plan({{"x", x.shape()}});
-  ASSERT_TRUE(p.ok()) << p.status();
-  *plan = *p;
+  testing::RunFp32And(Precision::kBf16, bytes, x, y_fp32, y_bf16, plan);
 }
 
 TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
