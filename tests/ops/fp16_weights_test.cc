@@ -147,5 +147,40 @@ TEST(Fp16Weights, WeightsBeyondFp16RangeStayFp32) {
   for (int64_t i = 0; i < r.fp16.num_elements(); ++i) ASSERT_TRUE(std::isfinite(r.fp16.data<float>()[i]));
 }
 
+// A model that a naive whole-graph FP16 conversion breaks: its activations
+// pass 65504 (FP16's largest value), so FP16 storage of them would be
+// infinite and the Softmax after them NaN. With FP16 weights only, the
+// activations stay FP32: the output is finite and equals the FP32 session's.
+TEST(Fp16Weights, ActivationsBeyondFp16RangeStayFinite) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {4, 64}).Output("big").Output("y");
+  Tensor w1 = HalfValues({64, 96}, 41), w2 = HalfValues({96, 10}, 42);
+  for (int64_t i = 0; i < w1.num_elements(); ++i) w1.data<float>()[i] *= 1024.f;  // exact in FP16
+  b.Initializer("w1", w1).Initializer("w2", w2);
+  b.Node("MatMul", {"x", "w1"}, {"big"});
+  b.Node("MatMul", {"big", "w2"}, {"logits"});
+  b.Node("Softmax", {"logits"}, {"y"});
+  const std::string bytes = b.Serialize();
+  Tensor x = RandomF32({4, 64}, 43, -20.f, 20.f);
+  SessionOptions fp16;
+  fp16.precision = Precision::kFp16;
+  auto a = Session::LoadFromBytes(bytes);
+  auto h = Session::LoadFromBytes(bytes, fp16);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto ya = a->Run({{"x", x}});
+  auto yh = h->Run({{"x", x}});
+  ASSERT_TRUE(ya.ok()) << ya.status();
+  ASSERT_TRUE(yh.ok()) << yh.status();
+  float most = 0;
+  const Tensor& big = ya->at("big");
+  for (int64_t i = 0; i < big.num_elements(); ++i) most = std::max(most, std::fabs(big.data<float>()[i]));
+  ASSERT_GT(most, 65504.f) << "the test model must overflow FP16 activations";
+  const Tensor& y = yh->at("y");
+  for (int64_t i = 0; i < y.num_elements(); ++i) ASSERT_TRUE(std::isfinite(y.data<float>()[i])) << i;
+  EXPECT_EQ(RelativeError(ya->at("y"), y), 0);
+  EXPECT_EQ(RelativeError(big, yh->at("big")), 0);
+}
+
 }  // namespace
 }  // namespace kvant
