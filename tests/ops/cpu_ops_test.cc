@@ -503,6 +503,25 @@ TEST(CpuOps, PoolingSoftmaxBatchNorm) {
   }
 }
 
+// NCHW -> NHWC with 2 to 5 channels (the interleaving path for few rows
+// covers 2-4; 5 takes the tiled one), wide enough for several column chunks,
+// 1 and 2 threads.
+TEST(CpuOps, TransposeFewChannelsLast) {
+  for (int64_t c : {2, 3, 4, 5}) {
+    const std::vector<int64_t> s = {2, c, 67, 71};
+    Tensor x = RandomF32(s, 410 + c);
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, s).Output("y");
+    OnnxBuilder::SetInts(b.Node("Transpose", {"x"}, {"y"}), "perm", {0, 2, 3, 1});
+    Tensor want = Tensor::Zeros(DataType::kFloat32, {2, 67, 71, c});
+    for (int64_t i = 0; i < want.num_elements(); ++i) {
+      auto q = Coords(i, {2, 67, 71, c});
+      want.data<float>()[i] = x.data<float>()[((q[0] * c + q[3]) * 67 + q[1]) * 71 + q[2]];
+    }
+    for (int threads : {1, 2}) ExpectClose(RunModel(b, {{"x", x}}, threads), want, 0, "Transpose NCHW -> NHWC");
+  }
+}
+
 TEST(CpuOps, DataMovement) {
   const std::vector<int64_t> s = {2, 3, 4, 5};
   Tensor x = RandomF32(s, 400);
