@@ -134,8 +134,8 @@ enum class Precision {
   // two or more) and LSTM/GRU/RNN stored in FP16 (half the weight memory
   // and bandwidth) and widened to FP32 as the GEMM uses them: activations,
   // products and sums stay FP32, so nothing can overflow at run time.
-  // Weights that do not fit FP16 (above 65504, or more than 1% of them
-  // below its smallest subnormal) stay FP32. The CPU path of a "FP16" model:
+  // Weights that do not fit FP16 (above 65504, or a tensor all below its
+  // smallest normal) stay FP32. The CPU path of a "FP16" model:
   // this build has no FP16 arithmetic kernels.
   kFp16,
 };

@@ -234,8 +234,9 @@ INSTANTIATE_TEST_SUITE_P(AllRows, GemmF32UkernelTest,
                            return std::string(GemmUkernelsF32()[info.param].name);
                          });
 
-// Weights FP16 cannot hold stay f32: above 65504, NaN, or more than 1% of
-// the non-zero values below half of FP16's smallest subnormal.
+// Weights FP16 cannot hold stay f32: above 65504, NaN, or a tensor whose
+// largest value is below FP16's smallest normal (2^-14). A few values that
+// flush to zero beside larger ones do not keep it f32.
 TEST(NarrowToHalf, KeepsWeightsFp16CannotHold) {
   auto narrow = [](std::vector<float> w) {
     PackedPanelsF32 p = PackConstantF32(static_cast<int64_t>(w.size()), 1, 16, w.data(), 1, 1, 1.f);
@@ -253,10 +254,13 @@ TEST(NarrowToHalf, KeepsWeightsFp16CannotHold) {
   w[3] = std::nanf("");
   EXPECT_FALSE(narrow(w));
   w[3] = 0.5f;
-  w[5] = w[6] = 1e-9f;  // 2 of 200 flush to zero: 1%, still kept in FP16
+  for (int i = 0; i < 20; ++i) w[5 + i] = 1e-9f;  // flush to zero beside 0.5: narrowed
   EXPECT_TRUE(narrow(w));
-  w[7] = 1e-9f;  // 3 of 200
-  EXPECT_FALSE(narrow(w));
+  std::vector<float> tiny(200, 0x1p-15f);  // all subnormal in FP16
+  EXPECT_FALSE(narrow(tiny));
+  tiny[9] = 0x1p-14f;
+  EXPECT_TRUE(narrow(tiny));
+  EXPECT_TRUE(narrow(std::vector<float>(200, 0.f)));
 }
 
 }  // namespace
