@@ -15,8 +15,6 @@
 // arithmetic, the group-1 product runs on the BF16 GEMM (weights packed as
 // bf16, activations rounded as they are packed, FP32 accumulation); with
 // "fp16" its weights are stored as FP16 and widened per panel (gemm_f32.h).
-#include <cstring>
-
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ops/cpu/depthwise_f32.h"
@@ -171,7 +169,11 @@ class ConvNhwcF32 final : public Kernel {
     for (int64_t p0 = 0; p0 < positions; p0 += rows) {
       const int64_t p1 = std::min(positions, p0 + rows);
       ctx.pool->ParallelFor(p1 - p0, [&](int64_t q0, int64_t q1) {
-        FillRows(c, xs, p0 + q0, p0 + q1, col + q0 * c.gemm_k());
+        if (avx512_) {
+          avx512::FillNhwcRowsF32(c, xs, p0 + q0, p0 + q1, col + q0 * c.gemm_k());
+        } else {
+          FillNhwcRowsF32(c, xs, p0 + q0, p0 + q1, col + q0 * c.gemm_k());
+        }
       });
       Product(p1 - p0, col, c.gemm_k(), c.cout, bias, residual ? residual + p0 * c.cout : nullptr, y + p0 * c.cout,
               gemm_scratch, ctx.pool);
@@ -190,50 +192,6 @@ class ConvNhwcF32 final : public Kernel {
   }
 
  private:
-  // A rows for positions [p0, p1) of the batch: per tap, C input channels
-  // (zeros where the tap reads padding).
-  static void FillRows(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col) {
-    const int64_t k = c.gemm_k(), out_hw = c.out_size(), in_hw = c.in_size(), run = c.k[2] * c.cin;
-    int64_t img = p0 / out_hw, oh = p0 % out_hw / c.out[2], ow = p0 % c.out[2];
-    for (int64_t p = p0; p < p1; ++p) {
-      float* row = col + (p - p0) * k;
-      const int64_t iw0 = ow * c.s[2] - c.p[2];
-      // With dilation 1 a kernel row's taps are k_w adjacent pixels: one run.
-      const bool whole_rows = c.d[2] == 1 && iw0 >= 0 && iw0 + c.k[2] <= c.in[2];
-      for (int64_t kh = 0; kh < c.k[1]; ++kh) {
-        const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
-        float* dst = row + kh * run;
-        const bool row_inside = ih >= 0 && ih < c.in[1];
-        const float* src_row = row_inside ? x + (img * in_hw + ih * c.in[2]) * c.cin : x;
-        if (row_inside && whole_rows) {
-          CopyFloats(dst, src_row + iw0 * c.cin, run);
-          continue;
-        }
-        for (int64_t kw = 0; kw < c.k[2]; ++kw) {
-          const int64_t iw = iw0 + kw * c.d[2];
-          if (row_inside && iw >= 0 && iw < c.in[2]) {
-            CopyFloats(dst + kw * c.cin, src_row + iw * c.cin, c.cin);
-          } else {
-            std::fill_n(dst + kw * c.cin, c.cin, 0.f);
-          }
-        }
-      }
-      if (++ow == c.out[2]) {
-        ow = 0;
-        if (++oh == c.out[1]) oh = 0, ++img;
-      }
-    }
-  }
-
-  // Short runs (an RGB stem's 3 or 9 floats) copy faster in a loop than by a call.
-  static void CopyFloats(float* dst, const float* src, int64_t n) {
-    if (n >= 32) {
-      std::memcpy(dst, src, n * sizeof(float));
-    } else {
-      for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-    }
-  }
-
   void RunDepthwise(const ConvGeometry& c, const float* x, const float* bias, float* y, ParallelRunner* pool) const {
     const DepthwisePlane plane{c.in[1], c.in[2], c.out[1], c.out[2], c.k[1], c.k[2],
                                c.s[1],  c.s[2],  c.d[1],   c.d[2],   c.p[1], c.p[2]};

@@ -247,6 +247,7 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
               b_panel = b->panel(jc + jr, k0);
             }
             const int64_t n_valid = std::min(nr, ncur - jr);
+            if (!half_b && uk.tail_by_rows != nullptr && 2 * n_valid <= nr) kernels = uk.tail_by_rows;
             for (int64_t ir = 0; ir < mcur; ir += mr) {
               const int64_t m_valid = std::min(mr, mcur - ir);
               GemmEpilogueF32 ep;

@@ -49,6 +49,11 @@ struct GemmUkernelInfoF32 {
   // The same kernels reading B panels of float16 (FP16 weights: b_panel
   // points at uint16_t data); null: the driver widens each panel first.
   const GemmUkernelF32* half_by_rows = nullptr;
+  // Kernels for an f32 B panel whose valid columns fit in its first nr / 2
+  // (the last panel of an N that is not a multiple of nr): they read the
+  // same nr-wide panel and skip its empty half. Null: the full-width
+  // kernels, masked.
+  const GemmUkernelF32* tail_by_rows = nullptr;
 };
 
 // Rows of ops/cpu/kernels.inc (KVANT_GEMM_F32_UKERNEL), best last.

@@ -1,7 +1,8 @@
 // FP32 GEMM microkernels for AVX-512F: 14 rows x 32 columns (28 zmm
 // accumulators, 2 B vectors, 1 broadcast), and 28 rows x 16 columns for
 // outputs at most 16 wide (a 1x1 convolution to 16 channels would leave half
-// of the 14x32 tile empty). Partial column tiles use masks.
+// of the 14x32 tile empty). Partial column tiles use masks; a last panel
+// of at most 16 columns runs a 14x16 kernel on the 32-wide panel.
 // Also the FP16 -> f32 widening of FP16 weight panels (gemm_f32.cc).
 // Compiled with -mavx512f; selected only when cpu_caps reports AVX-512.
 #include <immintrin.h>
@@ -24,12 +25,32 @@ inline __mmask16 ColumnMask(int64_t left) {
 // R rows x V B vectors of 16 columns. kPacked: A is a packed panel
 // (a_rs == 1), so broadcasts use fixed offsets. kHalfB: the B panel holds
 // float16 (FP16 weights), widened by VCVTPH2PS as it is loaded.
-template <int R, int V, bool kPacked, bool kHalfB = false>
+template <int R, int V, bool kPacked, bool kHalfB = false, int kBRow = 16 * V>
 void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b_in, float* c, int64_t ldc,
           int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
   using BType = std::conditional_t<kHalfB, uint16_t, float>;
   const BType* b = reinterpret_cast<const BType*>(b_in);
   if constexpr (kPacked) a_rs = 1;
+  // A read in place (row stride a_rs): rows in groups of five from one base
+  // pointer each, at 0, 1, 2, 3 and 4 row strides, which x86 addressing
+  // reaches with two stride registers (rs and 3 rs, scaled by 1 or 2 or 4).
+  // Indexing a[r * a_rs] instead keeps one offset register per row, and 28
+  // rows (or 14) spill most of them: the 28-row kernel reloaded 15 offsets
+  // from the stack every K step, which made it load-bound.
+  constexpr int kGroups = (R + 4) / 5;
+  const char* group[kGroups];
+  const int64_t rs = a_rs * 4, rs3 = 3 * rs;
+  for (int g = 0; g < kGroups; ++g) group[g] = reinterpret_cast<const char*>(a) + 5 * g * rs;
+  auto a_at = [&](int r) -> float {
+    const char* p = group[r / 5];
+    switch (r % 5) {
+      case 0: return *reinterpret_cast<const float*>(p);
+      case 1: return *reinterpret_cast<const float*>(p + rs);
+      case 2: return *reinterpret_cast<const float*>(p + 2 * rs);
+      case 3: return *reinterpret_cast<const float*>(p + rs3);
+      default: return *reinterpret_cast<const float*>(p + 4 * rs);
+    }
+  };
   // acc[v * R + r]: one flat array, so the tile passes whole to ActivateTile.
   __m512 acc[V * R];
 #pragma GCC unroll 28
@@ -40,7 +61,7 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
     // EfficientNet-Lite0's 7x7 1x1 layers 1.2-1.3x faster with cold weights,
     // gemm_f32_bench .../cold_weights), and with fewer than a full panel of
     // rows (token-sized M) B streams through once. Later panels hit L1.
-    for (int v = 0; v < V; ++v) _mm_prefetch(reinterpret_cast<const char*>(b + 16 * V * 16 + 16 * v), _MM_HINT_T0);
+    for (int v = 0; v < V; ++v) _mm_prefetch(reinterpret_cast<const char*>(b + kBRow * 16 + 16 * v), _MM_HINT_T0);
     __m512 bv[V];
     for (int v = 0; v < V; ++v) {
       if constexpr (kHalfB) {
@@ -51,11 +72,16 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
     }
 #pragma GCC unroll 28
     for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * a_rs]);
+      const __m512 av = _mm512_set1_ps(kPacked ? a[r] : a_at(r));
       for (int v = 0; v < V; ++v) acc[v * R + r] = _mm512_fmadd_ps(av, bv[v], acc[v * R + r]);
     }
-    a += a_cs;
-    b += 16 * V;
+    if constexpr (kPacked) {
+      a += a_cs;
+    } else {
+#pragma GCC unroll 6
+      for (int g = 0; g < kGroups; ++g) group[g] += a_cs * 4;
+    }
+    b += kBRow;
   }
   // The epilogue in passes over the tile (accumulate, row bias, column bias,
   // residual, activation), each behind one branch (a shallow
@@ -106,30 +132,36 @@ void Body(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b
   }
 }
 
-template <int R, int V, bool kHalfB = false>
+template <int R, int V, bool kHalfB = false, int kBRow = 16 * V>
 void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc,
              int64_t m_valid, int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
   if (a_rs == 1) {
-    Body<R, V, true, kHalfB>(kc, a, 1, a_cs, b, c, ldc, n_valid, accumulate, ep);
+    Body<R, V, true, kHalfB, kBRow>(kc, a, 1, a_cs, b, c, ldc, n_valid, accumulate, ep);
   } else {
-    Body<R, V, false, kHalfB>(kc, a, a_rs, a_cs, b, c, ldc, n_valid, accumulate, ep);
+    Body<R, V, false, kHalfB, kBRow>(kc, a, a_rs, a_cs, b, c, ldc, n_valid, accumulate, ep);
   }
 }
 
-template <int V, bool kHalfB, int... R>
+template <int V, bool kHalfB, int kBRow, int... R>
 constexpr std::array<GemmUkernelF32, sizeof...(R)> MakeTable(std::integer_sequence<int, R...>) {
-  return {Ukernel<R + 1, V, kHalfB>...};
+  return {Ukernel<R + 1, V, kHalfB, kBRow>...};
 }
 
-constexpr auto kByRows = MakeTable<2, false>(std::make_integer_sequence<int, 14>{});
-constexpr auto kNarrowByRows = MakeTable<1, false>(std::make_integer_sequence<int, 28>{});
-constexpr auto kHalfByRows = MakeTable<2, true>(std::make_integer_sequence<int, 14>{});
+constexpr auto kByRows = MakeTable<2, false, 32>(std::make_integer_sequence<int, 14>{});
+constexpr auto kNarrowByRows = MakeTable<1, false, 16>(std::make_integer_sequence<int, 28>{});
+constexpr auto kHalfByRows = MakeTable<2, true, 32>(std::make_integer_sequence<int, 14>{});
+// The 14x32 tile's last panel when its valid columns fit in the first 16:
+// one B vector per K step from the 32-wide panel, half the FMAs of a masked
+// full-width tile (N = 80 or 112, EfficientNet-Lite0's projections, or the
+// classifier's 1000 = 31 x 32 + 8).
+constexpr auto kTailByRows = MakeTable<1, false, 32>(std::make_integer_sequence<int, 14>{});
 
 }  // namespace
 
 const GemmUkernelF32* GemmF32ByRows() { return kByRows.data(); }
 const GemmUkernelF32* GemmF32NarrowByRows() { return kNarrowByRows.data(); }
 const GemmUkernelF32* GemmF32HalfByRows() { return kHalfByRows.data(); }
+const GemmUkernelF32* GemmF32TailByRows() { return kTailByRows.data(); }
 
 // FP16 weight panels widened for the microkernels (VCVTPH2PS is exact).
 void HalfToF32(const uint16_t* src, float* dst, int64_t n) {

@@ -49,7 +49,56 @@ void Im2ColF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, fl
 // reads inside the input.
 std::vector<uint16_t> Im2ColSame2dMasks(const ConvGeometry& c);
 
+// NHWC A rows of a group-1 2-D convolution (K in (kh, kw, c) order) for
+// output positions [p0, p1) of the batch: row p - p0 at col + (p - p0) *
+// gemm_k(), per tap cin channels, zeros where the tap reads padding.
+// copy(dst, src, n) and zero(dst, n) move runs of floats.
+template <typename Copy, typename Zero>
+void FillNhwcRows(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col, Copy copy, Zero zero) {
+  const int64_t k = c.gemm_k(), out_hw = c.out_size(), in_hw = c.in_size(), run = c.k[2] * c.cin;
+  int64_t img = p0 / out_hw, oh = p0 % out_hw / c.out[2], ow = p0 % c.out[2];
+  for (int64_t p = p0; p < p1; ++p) {
+    float* row = col + (p - p0) * k;
+    const int64_t iw0 = ow * c.s[2] - c.p[2];
+    // With dilation 1 a kernel row's taps are k_w adjacent pixels: one run.
+    const bool whole_rows = c.d[2] == 1 && iw0 >= 0 && iw0 + c.k[2] <= c.in[2];
+    for (int64_t kh = 0; kh < c.k[1]; ++kh) {
+      const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
+      float* dst = row + kh * run;
+      const bool row_inside = ih >= 0 && ih < c.in[1];
+      const float* src_row = row_inside ? x + (img * in_hw + ih * c.in[2]) * c.cin : x;
+      if (row_inside && whole_rows) {
+        copy(dst, src_row + iw0 * c.cin, run);
+        continue;
+      }
+      if (!row_inside) {
+        zero(dst, run);
+        continue;
+      }
+      for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+        const int64_t iw = iw0 + kw * c.d[2];
+        if (iw >= 0 && iw < c.in[2]) {
+          copy(dst + kw * c.cin, src_row + iw * c.cin, c.cin);
+        } else {
+          zero(dst + kw * c.cin, c.cin);
+        }
+      }
+    }
+    if (++ow == c.out[2]) {
+      ow = 0;
+      if (++oh == c.out[1]) oh = 0, ++img;
+    }
+  }
+}
+
+// FillNhwcRows with portable copies.
+void FillNhwcRowsF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col);
+
 namespace avx512 {
+// FillNhwcRows with masked AVX-512 moves: a stem's 9-float runs (3x3 taps
+// of RGB) are one load and one store each.
+void FillNhwcRowsF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col);
+
 // Same contract as Im2ColF32 for same_size_2d() geometries; p0 % 16 == 0.
 void Im2ColSame2dF32(const ConvGeometry& c, const float* x, const uint16_t* masks, int64_t p0, int64_t p1,
                      float* col, int64_t ld);

@@ -2,12 +2,28 @@
 // row is the input plane shifted by (kh - pad_h, kw - pad_w); 16 positions
 // are copied with one masked load whose mask marks the positions that read
 // inside the input (masked-out lanes never touch memory, so the shift may
-// point before or after the plane). Compiled with -mavx512f.
+// point before or after the plane). Also the NHWC row filler
+// (FillNhwcRows) with masked moves. Compiled with -mavx512f.
 #include <immintrin.h>
 
 #include "ops/cpu/im2col_f32.h"
 
 namespace kvant::cpu::avx512 {
+
+void FillNhwcRowsF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col) {
+  auto copy = [](float* dst, const float* src, int64_t n) {
+    for (; n >= 16; n -= 16, dst += 16, src += 16) _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+    if (n > 0) {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      _mm512_mask_storeu_ps(dst, m, _mm512_maskz_loadu_ps(m, src));
+    }
+  };
+  auto zero = [](float* dst, int64_t n) {
+    for (; n >= 16; n -= 16, dst += 16) _mm512_storeu_ps(dst, _mm512_setzero_ps());
+    if (n > 0) _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1), _mm512_setzero_ps());
+  };
+  FillNhwcRows(c, x, p0, p1, col, copy, zero);
+}
 
 void Im2ColSame2dF32(const ConvGeometry& c, const float* x, const uint16_t* masks, int64_t p0, int64_t p1,
                      float* col, int64_t ld) {

@@ -22,6 +22,7 @@ namespace avx512 {
 const GemmUkernelF32* GemmF32ByRows();
 const GemmUkernelF32* GemmF32NarrowByRows();
 const GemmUkernelF32* GemmF32HalfByRows();
+const GemmUkernelF32* GemmF32TailByRows();
 }  // namespace avx512
 
 const std::vector<GemmUkernelInfoF32>& GemmUkernelsF32() {

@@ -139,7 +139,8 @@ TEST_P(GemmF32UkernelTest, SizesAroundTiles) {
   const int64_t mr = uk().mr, nr = uk().nr;
   uint64_t seed = 1;
   for (int64_t m : {int64_t{1}, mr - 1, mr, mr + 1, 2 * mr + 3}) {
-    for (int64_t n : {int64_t{1}, nr - 1, nr, nr + 1, 3 * nr + 5}) {
+    // nr + nr / 2 (+ 1): a last panel exactly half full (tail_by_rows) or one over.
+    for (int64_t n : {int64_t{1}, nr - 1, nr, nr + 1, nr + nr / 2, nr + nr / 2 + 1, 3 * nr + 5}) {
       for (int64_t k : {int64_t{1}, int64_t{3}, int64_t{17}, kGemmKc - 1, kGemmKc, kGemmKc + 1}) {
         GemmTester().M(m).N(n).K(k).Seed(seed++).Test(uk());
       }
@@ -169,6 +170,7 @@ TEST_P(GemmF32UkernelTest, EpilogueBiasActivationAccumulate) {
     GemmTester().M(5).N(9).K(0).ColBias(true).RowBias(true).Act(act).Seed(seed++).Test(uk());
     // A residual tile added before the activation, over several K blocks.
     GemmTester().M(31).N(50).K(kGemmKc + 7).ColBias(true).Residual(true).Act(act).Seed(seed++).Test(uk());
+    GemmTester().M(31).N(40).K(kGemmKc + 7).ColBias(true).Residual(true).Act(act).Seed(seed++).Test(uk());
   }
   GemmTester().M(33).N(65).K(129).Alpha(0.5f).Seed(seed++).Test(uk());
 }
