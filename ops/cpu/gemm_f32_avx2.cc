@@ -1,9 +1,12 @@
 // FP32 GEMM microkernel for AVX2+FMA: 6 rows x 16 columns (12 ymm
-// accumulators). Partial column tiles go through a small stack tile.
-// Compiled with -mavx2 -mfma; selected only when cpu_caps reports both.
+// accumulators). Partial column tiles go through a small stack tile. A
+// second instantiation reads FP16 B panels (FP16 weights) and widens them
+// with F16C's VCVTPH2PS as it loads them.
+// Compiled with -mavx2 -mfma -mf16c; selected only when cpu_caps reports all three.
 #include <immintrin.h>
 
 #include <array>
+#include <type_traits>
 #include <utility>
 
 #include "ops/cpu/gemm_f32.h"
@@ -11,15 +14,23 @@
 namespace kvant::cpu::avx2 {
 namespace {
 
-template <int R>
-void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, float* c, int64_t ldc, int64_t m_valid,
-             int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
+template <int R, bool kHalfB>
+void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b_in, float* c, int64_t ldc,
+             int64_t m_valid, int64_t n_valid, bool accumulate, const GemmEpilogueF32* ep) {
+  using BType = std::conditional_t<kHalfB, uint16_t, float>;
+  const BType* b = reinterpret_cast<const BType*>(b_in);
   __m256 acc0[R], acc1[R];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
   for (int64_t kk = 0; kk < kc; ++kk) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
+    __m256 b0, b1;
+    if constexpr (kHalfB) {
+      b0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
+      b1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 8)));
+    } else {
+      b0 = _mm256_load_ps(b);
+      b1 = _mm256_load_ps(b + 8);
+    }
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const __m256 av = _mm256_broadcast_ss(a + r * a_rs);
@@ -51,15 +62,17 @@ void Ukernel(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float
   }
 }
 
-template <int... R>
+template <bool kHalfB, int... R>
 constexpr std::array<GemmUkernelF32, sizeof...(R)> MakeTable(std::integer_sequence<int, R...>) {
-  return {Ukernel<R + 1>...};
+  return {Ukernel<R + 1, kHalfB>...};
 }
 
-constexpr auto kByRows = MakeTable(std::make_integer_sequence<int, 6>{});
+constexpr auto kByRows = MakeTable<false>(std::make_integer_sequence<int, 6>{});
+constexpr auto kHalfByRows = MakeTable<true>(std::make_integer_sequence<int, 6>{});
 
 }  // namespace
 
 const GemmUkernelF32* GemmF32ByRows() { return kByRows.data(); }
+const GemmUkernelF32* GemmF32HalfByRows() { return kHalfByRows.data(); }
 
 }  // namespace kvant::cpu::avx2

@@ -17,7 +17,10 @@ namespace cpu {
 #undef KVANT_CPU_KERNEL
 
 namespace ref { const GemmUkernelF32* GemmF32ByRows(); }
-namespace avx2 { const GemmUkernelF32* GemmF32ByRows(); }
+namespace avx2 {
+const GemmUkernelF32* GemmF32ByRows();
+const GemmUkernelF32* GemmF32HalfByRows();
+}  // namespace avx2
 namespace avx512 {
 const GemmUkernelF32* GemmF32ByRows();
 const GemmUkernelF32* GemmF32NarrowByRows();
