@@ -151,7 +151,7 @@ absl::Status InferConvOf(InferContext& ctx, int x_index, int w_index, int bias_i
 
 absl::Status InferConv(InferContext& ctx) { return InferConvOf(ctx, 0, 1, 2, DataType::kUndefined); }
 
-absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferContext&)) {
+absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferContext&), bool input_nchw) {
   auto permuted = [](const Shape& s, std::initializer_list<int> perm) {
     if (!s.rank_known || s.rank() != 4) return s;
     Shape p = s;
@@ -160,7 +160,7 @@ absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferC
     return p;
   };
   ValueType x = ctx.input(0);
-  x.shape = permuted(x.shape, {0, 3, 1, 2});
+  if (!input_nchw) x.shape = permuted(x.shape, {0, 3, 1, 2});
   std::vector<const ValueType*> inputs;
   std::vector<const Tensor*> constants;
   for (int i = 0; i < ctx.num_inputs(); ++i) {
@@ -176,7 +176,8 @@ absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferC
 }
 
 absl::Status InferConvNhwc(InferContext& ctx) {
-  if (auto s = InferNhwcAsNchw(ctx, InferConv); !s.ok()) return s;
+  // kvant_nchw_input: the input is NCHW, only the output NHWC.
+  if (auto s = InferNhwcAsNchw(ctx, InferConv, ctx.attrs().GetInt("kvant_nchw_input", 0) != 0); !s.ok()) return s;
   // A fused residual (input 3) is added elementwise: the output's shape.
   if (ctx.has_input(3)) {
     const Shape& r = ctx.shape(3);

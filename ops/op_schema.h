@@ -111,11 +111,11 @@ absl::Status InferCast(InferContext& ctx);
 absl::Status InferSoftmax(InferContext& ctx);
 absl::Status InferDropout(InferContext& ctx);
 absl::Status InferConv(InferContext& ctx);
-// kvant.ConvNhwc: Conv's rule with X and Y in NHWC.
+// kvant.ConvNhwc: Conv's rule with X (unless kvant_nchw_input) and Y in NHWC.
 absl::Status InferConvNhwc(InferContext& ctx);
-// `nchw_rule` applied to a 4-D NHWC input 0 viewed as NCHW, its output 0
-// permuted back to NHWC.
-absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferContext&));
+// `nchw_rule` applied to a 4-D NHWC input 0 viewed as NCHW (`input_nchw`:
+// input 0 is NCHW already), its output 0 permuted back to NHWC.
+absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferContext&), bool input_nchw = false);
 absl::Status InferPool(InferContext& ctx);
 absl::Status InferGlobalPool(InferContext& ctx);
 absl::Status InferBatchNorm(InferContext& ctx);

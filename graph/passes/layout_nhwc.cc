@@ -19,7 +19,11 @@
 //     roi/scales/sizes (permuted).
 //  3. A transpose whose input is the inverse transpose disappears;
 //  4. a constant spatial Pad by the input's zero point before an NHWC
-//     convolution becomes the convolution's padding.
+//     convolution becomes the convolution's padding;
+//  5. an FP32 group-1 convolution (not 1x1) over 1 to 4 channels whose
+//     input is a transpose to NHWC read by nothing else (a network's RGB
+//     input) reads the NCHW tensor itself (kvant_nchw_input), so the
+//     transpose, a full pass over the input, goes away.
 // Repeated to a fixed point; transposes remain only where NCHW is needed
 // (graph outputs, float islands, operators without an NHWC form).
 #include <algorithm>
@@ -330,6 +334,23 @@ void FusePads(Graph& g) {
   g.RemoveNodes(removed);
 }
 
+// Step 5.
+void ReadNchwInputs(Graph& g) {
+  auto producers = g.Producers();
+  auto uses = g.UseCounts();
+  for (Node& conv : g.nodes) {
+    if (conv.op_type != "ConvNhwc" || conv.domain != "kvant" || conv.attrs.GetInt("group", 1) != 1) continue;
+    const Tensor* w = g.FindConstant(conv.inputs[1]);
+    if (w == nullptr || w->rank() != 4 || w->shape()[1] > 4 || (w->shape()[2] == 1 && w->shape()[3] == 1)) continue;
+    auto it = producers.find(conv.inputs[0]);
+    if (it == producers.end()) continue;
+    const Node& t = g.nodes[it->second];
+    if (!IsTranspose(t, kToNhwc) || uses[t.outputs[0]] != 1 || g.IsGraphOutput(t.outputs[0])) continue;
+    conv.inputs[0] = t.inputs[0];
+    conv.attrs.SetInt("kvant_nchw_input", 1);
+  }
+}
+
 }  // namespace
 
 absl::Status LayoutConvolutionsNhwc(Graph& graph) {
@@ -352,6 +373,7 @@ absl::Status LayoutConvolutionsNhwc(Graph& graph) {
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   FusePads(graph);
+  ReadNchwInputs(graph);
   return RemoveDeadNodes(graph);
 }
 

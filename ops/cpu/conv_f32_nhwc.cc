@@ -11,6 +11,13 @@
 //    weights re-laid as [tap][c] at load; a portable loop elsewhere.
 //  - a fourth input (group 1, FP32; graph/passes/fuse_conv_residual.cc) is
 //    a residual the GEMM adds in its epilogue, before the activation.
+//  - kvant_nchw_input = 1 (group 1; graph/passes/layout_nhwc.cc sets it on
+//    a chain's first convolution over 1-4 channels): the input is NCHW. A
+//    tile of positions is gathered column-major (one row of 16 positions
+//    per tap, as NCHW im2col does; K in the weights' (c, kh, kw) order) and
+//    the GEMM reads it transposed, so a network's RGB input needs no
+//    transpose. The output is NHWC; the product stays FP32 (the BF16 GEMM
+//    takes row-major A only).
 // With kvant_precision = "bf16" (graph/passes/assign_precision.cc) and BF16
 // arithmetic, the group-1 product runs on the BF16 GEMM (weights packed as
 // bf16, activations rounded as they are packed, FP32 accumulation); with
@@ -34,7 +41,7 @@ class ConvNhwcF32 final : public Kernel {
  public:
   ConvNhwcF32(const GemmUkernelInfoF32& uk, std::string label, const AttributeMap& attrs, CpuFeatures cpu)
       : uk_(uk), label_(std::move(label)), attrs_(attrs), act_(ReadFusedActivation(attrs)),
-        avx512_((cpu & kIsaAvx512) == kIsaAvx512) {}
+        avx512_((cpu & kIsaAvx512) == kIsaAvx512), nchw_input_(attrs.GetInt("kvant_nchw_input", 0) != 0) {}
 
   absl::Status Prepare(const KernelInit& init) {
     const Tensor* w = init.constant_inputs.size() > 1 ? init.constant_inputs[1] : nullptr;
@@ -47,9 +54,10 @@ class ConvNhwcF32 final : public Kernel {
     residual_ = init.input_types.size() > 3 && init.input_types[3] != DataType::kUndefined;
     const float* ws = w->data<float>();
     if (group > 1) {
-      if (cin_g != 1 || m != group) {
+      if (cin_g != 1 || m != group || nchw_input_) {
         return absl::InternalError(absl::StrFormat(
-            "failed to prepare node %s: ConvNhwc takes group 1 or depthwise, got group %d", label_, group));
+            "failed to prepare node %s: ConvNhwc takes group 1 or depthwise (with an NHWC input), got group %d",
+            label_, group));
       }
       depthwise_ = true;
       w_tc_.resize(taps * m);
@@ -58,15 +66,16 @@ class ConvNhwcF32 final : public Kernel {
       }
       return absl::OkStatus();
     }
-    // W[m][c][kh][kw] -> rows of K = (kh, kw, c), packed as B = W^T.
+    // W[m][c][kh][kw] -> rows of K = (kh, kw, c) (an NCHW input keeps
+    // (c, kh, kw)), packed as B = W^T.
     const int64_t k = taps * cin_g;
-    std::vector<float> reordered(m * k);
-    for (int64_t o = 0; o < m; ++o) {
+    std::vector<float> reordered(ws, ws + m * k);
+    for (int64_t o = 0; o < m && !nchw_input_; ++o) {
       for (int64_t c = 0; c < cin_g; ++c) {
         for (int64_t t = 0; t < taps; ++t) reordered[o * k + t * cin_g + c] = ws[(o * cin_g + c) * taps + t];
       }
     }
-    if (attrs_.GetString("kvant_precision", "") == "bf16") bf16_ = SelectGemmUkernelBf16(init.cpu);
+    if (attrs_.GetString("kvant_precision", "") == "bf16" && !nchw_input_) bf16_ = SelectGemmUkernelBf16(init.cpu);
     if (bf16_ != nullptr) {
       packed_bf16_ = PackBBf16(*bf16_, k, m, reordered.data(), 1, k);  // B(k, n) = W[n][k]
     } else {
@@ -76,11 +85,13 @@ class ConvNhwcF32 final : public Kernel {
     return absl::OkStatus();
   }
 
-  // NHWC x and MCHW weights as the NCHW geometry.
+  // NHWC (or NCHW) x and MCHW weights as the NCHW geometry.
   absl::StatusOr<ConvGeometry> Geometry(absl::Span<const int64_t> x, absl::Span<const int64_t> w) const {
     if (x.size() != 4) {
-      return absl::InvalidArgumentError(absl::StrFormat("failed to run node %s: input must be 4-D NHWC", label_));
+      return absl::InvalidArgumentError(absl::StrFormat("failed to run node %s: input must be 4-D %s", label_,
+                                                        nchw_input_ ? "NCHW" : "NHWC"));
     }
+    if (nchw_input_) return MakeConvGeometry(attrs_, x, w, label_);
     const int64_t nchw[4] = {x[0], x[3], x[1], x[2]};
     return MakeConvGeometry(attrs_, nchw, w, label_);
   }
@@ -95,17 +106,19 @@ class ConvNhwcF32 final : public Kernel {
     if (!c.ok()) return 0;
     if (depthwise_) return 0;
     const int64_t positions = c->n * c->out_size();
-    const int64_t rows = c->pointwise() ? positions : std::min(TileRows(*c), positions);
+    const bool in_place = c->pointwise() && !nchw_input_;
+    const int64_t rows = in_place ? positions : std::min(TileRows(*c), positions);
     const size_t gemm = bf16_ != nullptr
                             ? GemmScratchBytesBf16(*bf16_, rows, c->gemm_k(), s.num_threads)
                             : GemmScratchBytesF32(uk_, rows, c->cout, c->gemm_k(), false, s.num_threads, half_);
-    return c->pointwise() ? gemm : Align64(rows * c->gemm_k() * 4) + gemm;
+    return in_place ? gemm : Align64(rows * c->gemm_k() * 4) + gemm;
   }
 
   // Y rows [m] = act(A rows W^T + bias + residual rows) on the FP32 or the
-  // BF16 GEMM (the BF16 one takes no residual: the fusion pass leaves those).
+  // BF16 GEMM (the BF16 one takes no residual: the fusion pass leaves those,
+  // nor a transposed A: lda_t, A stored column-major with that stride).
   void Product(int64_t m, const float* a, int64_t lda, int64_t cout, const float* bias, const float* residual,
-               float* y, void* scratch, ParallelRunner* pool) const {
+               float* y, void* scratch, ParallelRunner* pool, int64_t lda_t = 0) const {
     if (bf16_ != nullptr) {
       GemmArgsBf16 g;
       g.m = m;
@@ -123,7 +136,7 @@ class ConvNhwcF32 final : public Kernel {
     args.m = m;
     args.n = cout;
     args.k = packed_.k;
-    args.a = {nullptr, a, lda, 1};
+    args.a = lda_t != 0 ? GemmOperandF32{nullptr, a, 1, lda_t} : GemmOperandF32{nullptr, a, lda, 1};
     args.b.packed = &packed_;
     args.c = y;
     args.ldc = cout;
@@ -159,6 +172,7 @@ class ConvNhwcF32 final : public Kernel {
       return absl::OkStatus();
     }
     const int64_t positions = c.n * c.out_size();
+    if (nchw_input_) return RunNchwInput(c, xs, bias, residual, y, ctx);
     if (c.pointwise()) {
       Product(positions, xs, c.cin, c.cout, bias, residual, y, ctx.scratch, ctx.pool);
       return absl::OkStatus();
@@ -183,7 +197,8 @@ class ConvNhwcF32 final : public Kernel {
 
   std::string Describe() const override {
     if (depthwise_) return avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32";
-    return std::string(bf16_ != nullptr ? bf16_->name : uk_.name) + " nhwc" + (residual_ ? " +residual" : "") +
+    return std::string(bf16_ != nullptr ? bf16_->name : uk_.name) + (nchw_input_ ? " nchw->nhwc" : " nhwc") +
+           (residual_ ? " +residual" : "") +
            (half_ ? kHalfWeightsTag : "");
   }
 
@@ -192,6 +207,31 @@ class ConvNhwcF32 final : public Kernel {
   }
 
  private:
+  // kvant_nchw_input: per image, tiles of positions gathered column-major
+  // (col[k * rows + p]), each thread a range of positions.
+  absl::Status RunNchwInput(const ConvGeometry& c, const float* x, const float* bias, const float* residual,
+                            float* y, const KernelContext& ctx) const {
+    const int64_t out_hw = c.out_size(), rows = std::min(TileRows(c), c.n * out_hw);
+    float* col = static_cast<float*>(ctx.scratch);
+    void* gemm_scratch = static_cast<char*>(ctx.scratch) + Align64(rows * c.gemm_k() * 4);
+    for (int64_t img = 0; img < c.n; ++img) {
+      const float* xi = x + img * c.cin * c.in_size();
+      for (int64_t p0 = 0; p0 < out_hw; p0 += rows) {
+        const int64_t p1 = std::min(out_hw, p0 + rows), first = img * out_hw + p0;
+        ctx.pool->ParallelFor(p1 - p0, [&](int64_t q0, int64_t q1) {
+          if (avx512_) {
+            avx512::Im2ColF32(c, xi, p0 + q0, p0 + q1, col + q0, rows);
+          } else {
+            Im2ColF32(c, xi, p0 + q0, p0 + q1, col + q0, rows);
+          }
+        });
+        Product(p1 - p0, col, 0, c.cout, bias, residual ? residual + first * c.cout : nullptr, y + first * c.cout,
+                gemm_scratch, ctx.pool, rows);
+      }
+    }
+    return absl::OkStatus();
+  }
+
   void RunDepthwise(const ConvGeometry& c, const float* x, const float* bias, float* y, ParallelRunner* pool) const {
     const DepthwisePlane plane{c.in[1], c.in[2], c.out[1], c.out[2], c.k[1], c.k[2],
                                c.s[1],  c.s[2],  c.d[1],   c.d[2],   c.p[1], c.p[2]};
@@ -217,6 +257,7 @@ class ConvNhwcF32 final : public Kernel {
   AttributeMap attrs_;
   ActivationF32 act_;
   bool avx512_;
+  bool nchw_input_;  // kvant_nchw_input: x is NCHW (group 1 only)
   bool depthwise_ = false;
   bool residual_ = false;  // input 3 (fuse_conv_residual.cc)
   PackedPanelsF32 packed_;

@@ -57,38 +57,9 @@ void FillNhwcRowsF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t 
 }
 
 void Im2ColF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col, int64_t ld) {
-  const int64_t plane_out = c.out[1] * c.out[2];
-  for (int64_t ci = 0; ci < c.cin_g; ++ci) {
-    for (int64_t kd = 0; kd < c.k[0]; ++kd) {
-      for (int64_t kh = 0; kh < c.k[1]; ++kh) {
-        for (int64_t kw = 0; kw < c.k[2]; ++kw) {
-          float* row = col + (((ci * c.k[0] + kd) * c.k[1] + kh) * c.k[2] + kw) * ld - p0;
-          // Output columns whose input column ow * s - p + kw * d lies in [0, in).
-          const int64_t off = kw * c.d[2] - c.p[2];
-          const int64_t lo = std::min(c.out[2], off >= 0 ? 0 : (-off + c.s[2] - 1) / c.s[2]);
-          const int64_t hi = std::max(lo, std::min(c.out[2], (c.in[2] - off + c.s[2] - 1) / c.s[2]));
-          // Walk the range one output row (fixed od, oh) at a time.
-          for (int64_t p = p0; p < p1;) {
-            const int64_t od = p / plane_out, oh = (p % plane_out) / c.out[2], ow0 = p % c.out[2];
-            const int64_t ow1 = std::min(c.out[2], ow0 + (p1 - p));
-            float* dst = row + p - ow0;
-            const int64_t id = od * c.s[0] - c.p[0] + kd * c.d[0];
-            const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
-            if (id < 0 || id >= c.in[0] || ih < 0 || ih >= c.in[1]) {
-              for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] = 0.f;
-            } else {
-              const float* src = x + ((ci * c.in[0] + id) * c.in[1] + ih) * c.in[2] + off;
-              const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, ow0, ow1);
-              for (int64_t ow = ow0; ow < a; ++ow) dst[ow] = 0.f;
-              for (int64_t ow = a; ow < b; ++ow) dst[ow] = src[ow * c.s[2]];
-              for (int64_t ow = b; ow < ow1; ++ow) dst[ow] = 0.f;
-            }
-            p += ow1 - ow0;
-          }
-        }
-      }
-    }
-  }
+  Im2Col(c, x, p0, p1, col, ld, [](float* dst, const float* src, int64_t n, int64_t stride) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i * stride];
+  });
 }
 
 std::vector<uint16_t> Im2ColSame2dMasks(const ConvGeometry& c) {

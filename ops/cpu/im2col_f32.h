@@ -6,6 +6,7 @@
 #ifndef KVANT_OPS_CPU_IM2COL_F32_H_
 #define KVANT_OPS_CPU_IM2COL_F32_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -42,7 +43,46 @@ struct ConvGeometry {
 absl::StatusOr<ConvGeometry> MakeConvGeometry(const AttributeMap& attrs, absl::Span<const int64_t> x,
                                               absl::Span<const int64_t> w, const std::string& label);
 
-// Portable: `x` is one image's cin_g input channels; writes col[r * ld + p - p0].
+// `x` is one image's cin_g input channels; writes col[r * ld + p - p0].
+// copy(dst, src, n, stride) sets dst[i] = src[i * stride] for i < n.
+template <typename StridedCopy>
+void Im2Col(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col, int64_t ld,
+            StridedCopy copy) {
+  const int64_t plane_out = c.out[1] * c.out[2];
+  for (int64_t ci = 0; ci < c.cin_g; ++ci) {
+    for (int64_t kd = 0; kd < c.k[0]; ++kd) {
+      for (int64_t kh = 0; kh < c.k[1]; ++kh) {
+        for (int64_t kw = 0; kw < c.k[2]; ++kw) {
+          float* row = col + (((ci * c.k[0] + kd) * c.k[1] + kh) * c.k[2] + kw) * ld - p0;
+          // Output columns whose input column ow * s - p + kw * d lies in [0, in).
+          const int64_t off = kw * c.d[2] - c.p[2];
+          const int64_t lo = std::min(c.out[2], off >= 0 ? 0 : (-off + c.s[2] - 1) / c.s[2]);
+          const int64_t hi = std::max(lo, std::min(c.out[2], (c.in[2] - off + c.s[2] - 1) / c.s[2]));
+          // Walk the range one output row (fixed od, oh) at a time.
+          for (int64_t p = p0; p < p1;) {
+            const int64_t od = p / plane_out, oh = (p % plane_out) / c.out[2], ow0 = p % c.out[2];
+            const int64_t ow1 = std::min(c.out[2], ow0 + (p1 - p));
+            float* dst = row + p - ow0;
+            const int64_t id = od * c.s[0] - c.p[0] + kd * c.d[0];
+            const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
+            if (id < 0 || id >= c.in[0] || ih < 0 || ih >= c.in[1]) {
+              for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] = 0.f;
+            } else {
+              const float* src = x + ((ci * c.in[0] + id) * c.in[1] + ih) * c.in[2] + off;
+              const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, ow0, ow1);
+              for (int64_t ow = ow0; ow < a; ++ow) dst[ow] = 0.f;
+              copy(dst + a, src + a * c.s[2], b - a, c.s[2]);
+              for (int64_t ow = b; ow < ow1; ++ow) dst[ow] = 0.f;
+            }
+            p += ow1 - ow0;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Im2Col with portable copies.
 void Im2ColF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col, int64_t ld);
 
 // Per tap and block of 16 output positions: bit set where a same-size 2-D tap
@@ -95,6 +135,10 @@ void FillNhwcRows(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1,
 void FillNhwcRowsF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col);
 
 namespace avx512 {
+// Im2Col with AVX-512 copies (stride 2: two loads and a permute per 16
+// outputs).
+void Im2ColF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col, int64_t ld);
+
 // FillNhwcRows with masked AVX-512 moves: a stem's 9-float runs (3x3 taps
 // of RGB) are one load and one store each.
 void FillNhwcRowsF32(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1, float* col);

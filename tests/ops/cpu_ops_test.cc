@@ -227,6 +227,10 @@ TEST(CpuOps, ConvNhwcChains) {
       {3, 16, 7, 7, 24, 1, 1, 1, 0},  {1, 4, 30, 30, 17, 3, 2, 1, 0},
       // Depthwise rows wider than 32: the unstaged kernel with edge groups.
       {1, 4, 40, 70, 20, 3, 1, 1, 1},
+      // 1-4 channels: the first convolution reads the NCHW input
+      // (kvant_nchw_input): stride 2 over 35 outputs a row (two vectors and
+      // a tail), stride 1 with dilation, stride 3 (the scalar gather), batch 2.
+      {2, 3, 9, 70, 16, 3, 2, 1, 1},  {2, 1, 11, 37, 8, 3, 1, 2, 2},  {1, 2, 13, 40, 8, 5, 3, 1, 2},
   };
   uint64_t seed = 700;
   for (const Case& c : cases) {
@@ -284,6 +288,10 @@ TEST(CpuOps, ConvNhwcChains) {
       auto plan = session->Plan({{"x", x.shape()}});
       ASSERT_TRUE(plan.ok()) << plan.status();
       EXPECT_NE(plan->text.find("conv_nhwc_f32"), std::string::npos) << plan->text;
+      // Over at most 4 channels the first convolution takes the NCHW input
+      // itself: no transpose in front of it.
+      const bool nchw_first = c.c <= 4 && c.k > 1;
+      EXPECT_EQ(plan->text.find("nchw->nhwc") != std::string::npos, nchw_first) << plan->text;
       auto out = session->Run({{"x", x}});
       ASSERT_TRUE(out.ok()) << out.status();
       ExpectClose(out->at("y"), want_y, 1e-4f, what + " y, threads " + std::to_string(threads));
