@@ -105,14 +105,13 @@ void FillNhwcRows(const ConvGeometry& c, const float* x, int64_t p0, int64_t p1,
     for (int64_t kh = 0; kh < c.k[1]; ++kh) {
       const int64_t ih = oh * c.s[1] - c.p[1] + kh * c.d[1];
       float* dst = row + kh * run;
-      const bool row_inside = ih >= 0 && ih < c.in[1];
-      const float* src_row = row_inside ? x + (img * in_hw + ih * c.in[2]) * c.cin : x;
-      if (row_inside && whole_rows) {
-        copy(dst, src_row + iw0 * c.cin, run);
+      if (ih < 0 || ih >= c.in[1]) {
+        zero(dst, run);
         continue;
       }
-      if (!row_inside) {
-        zero(dst, run);
+      const float* src_row = x + (img * in_hw + ih * c.in[2]) * c.cin;
+      if (whole_rows) {
+        copy(dst, src_row + iw0 * c.cin, run);
         continue;
       }
       for (int64_t kw = 0; kw < c.k[2]; ++kw) {
