@@ -266,10 +266,14 @@ absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& p, const std::st
       if (*dtype == DataType::kUInt32) CopyConvert(p.uint64_data(), t.data<uint32_t>());
       else CopyConvert(p.uint64_data(), t.data<uint64_t>());
       break;
-    case DataType::kInt32: CopyConvert(p.int32_data(), t.data<int32_t>()); [[fallthrough]];
     default: {
+      // Counted before anything is copied: a tensor holding more int32_data
+      // than its shape has elements is an error, not a write past its end.
       if (auto s = CheckCount(p.int32_data_size(), *count, what); !s.ok()) return s;
-      if (*dtype == DataType::kInt32) break;
+      if (*dtype == DataType::kInt32) {
+        CopyConvert(p.int32_data(), t.data<int32_t>());
+        break;
+      }
       // int32_data carries 8- and 16-bit types (and f16/bf16 bit patterns).
       auto* dst = static_cast<unsigned char*>(t.raw_data());
       for (int i = 0; i < p.int32_data_size(); ++i) {
