@@ -1,18 +1,25 @@
 // INT8 convolution on 1x56x56 inputs: 3x3 64->64, 1x1 256->64 and depthwise
-// 3x3 with 144 channels; and EfficientNet-Lite0's depthwise shapes (blocks
+// 3x3 with 144 channels; ResNet-50's 3x3 convolutions (stages 2-4 and the
+// stride-2 one of stage 2); and EfficientNet-Lite0's depthwise shapes (blocks
 // 0, 1, 3, 4, 5, 9 and 11, named by geometry). Our INT8 NHWC convolution next
 // to oneDNN's int8 convolution (u8 NHWC source with zero point 128, s8
 // weights reordered once, per-channel output scales, u8 destination), our
 // FP32 convolution (a one-node Session, NCHW), for depthwise also our NHWC
 // FP32 kernel (the one kvant.ConvNhwc runs, ReLU6 fused), and oneDNN's f32
 // convolution (NHWC), in one run.
+// `--paired=N [--paired_filter=TEXT]` instead times our INT8 convolution and
+// oneDNN's alternately, call by call, and prints the ratios of their medians
+// and minima: the comparison to quote on a noisy machine.
 // GOP/s counts 2 operations per multiply-add. Single thread unless
 // --threads is given (oneDNN is limited the same way through OMP_NUM_THREADS).
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,6 +46,10 @@ struct ConvCase {
 constexpr ConvCase kCases[] = {
     {"3x3_64to64_56x56", 64, 64, 3, 1},
     {"1x1_256to64_56x56", 256, 64, 1, 1},
+    {"resnet50/3x3_128to128_28x28", 128, 128, 3, 1, 28},
+    {"resnet50/3x3_256to256_14x14", 256, 256, 3, 1, 14},
+    {"resnet50/3x3_512to512_7x7", 512, 512, 3, 1, 7},
+    {"resnet50/3x3_s2_128to128_56x56", 128, 128, 3, 1, 56, 2},
     {"dw3x3_144_56x56", 144, 144, 3, 144},
     {"efficientnet_lite0/block0_dw3x3_32_112x112", 32, 32, 3, 32, 112, 1},
     {"efficientnet_lite0/block1_dw3x3_s2_96_112x112", 96, 96, 3, 96, 112, 2},
@@ -57,34 +68,46 @@ void SetCounters(benchmark::State& state, const ConvCase& c) {
   state.counters["GOP/s"] = benchmark::Counter(Ops(c) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
-void BM_KvantS8(benchmark::State& state, ConvCase c) {
-  cpu::ConvS8Shape s;
+// Our INT8 convolution of one case, set up once; Call() runs it.
+struct KvantS8Conv {
+  explicit KvantS8Conv(const ConvCase& c) : pool(g_threads) {
+    cpu::ConvS8Shape s;
   s.h = s.w = c.hw;
   s.sh = s.sw = c.stride;
   s.cin = c.c;
   s.cout = c.m;
   s.kh = s.kw = c.k;
   s.pad_t = s.pad_l = s.pad_b = s.pad_r = c.k / 2;
-  s.depthwise = c.group > 1;
-  auto w = bench::RandomInts<int8_t>(c.m * (c.c / c.group) * c.k * c.k, 2, -127, 127);
-  auto conv = cpu::ConvS8::Create(s, w.data(), ActiveCpuFeatures());
-  auto x = bench::RandomInts<uint8_t>(c.hw * c.hw * c.c, 1, 0, 255);
-  auto bias = bench::RandomInts<int32_t>(c.m, 3, -1000, 1000);
-  std::vector<float> scale(c.m, 1e-3f);
-  std::vector<uint8_t> y(c.out() * c.out() * c.m);
-  cpu::GemmS8Output out;
-  out.kind = cpu::GemmS8Output::Kind::kU8;
-  out.scale = scale.data();
-  out.zero_point = 117;
-  ThreadPool pool(g_threads);
-  std::vector<char> scratch((*conv)->ScratchBytes(g_threads) + 64);
-  void* aligned = bench::Aligned64(scratch);
-  for (auto _ : state) {
-    (*conv)->Run(x.data(), 128, bias.data(), out, y.data(), aligned, &pool);
+    s.depthwise = c.group > 1;
+    auto w = bench::RandomInts<int8_t>(c.m * (c.c / c.group) * c.k * c.k, 2, -127, 127);
+    conv = *cpu::ConvS8::Create(s, w.data(), ActiveCpuFeatures());
+    x = bench::RandomInts<uint8_t>(c.hw * c.hw * c.c, 1, 0, 255);
+    bias = bench::RandomInts<int32_t>(c.m, 3, -1000, 1000);
+    scale.assign(c.m, 1e-3f);
+    y.resize(c.out() * c.out() * c.m);
+    out.kind = cpu::GemmS8Output::Kind::kU8;
+    out.scale = scale.data();
+    out.zero_point = 117;
+    scratch.resize(conv->ScratchBytes(g_threads) + 64);
+  }
+  void Call() {
+    conv->Run(x.data(), 128, bias.data(), out, y.data(), bench::Aligned64(scratch), &pool);
     benchmark::DoNotOptimize(y.data());
   }
+  std::unique_ptr<cpu::ConvS8> conv;
+  std::vector<uint8_t> x, y;
+  std::vector<int32_t> bias;
+  std::vector<float> scale;
+  cpu::GemmS8Output out;
+  ThreadPool pool;
+  std::vector<char> scratch;
+};
+
+void BM_KvantS8(benchmark::State& state, ConvCase c) {
+  KvantS8Conv conv(c);
+  for (auto _ : state) conv.Call();
   SetCounters(state, c);
-  state.SetLabel((*conv)->kernel_name());
+  state.SetLabel(conv.conv->kernel_name());
 }
 
 // A one-node ONNX model: Conv(x[1,c,56,56], w, b) with `group`.
@@ -182,44 +205,94 @@ void BM_KvantF32NhwcDepthwise(benchmark::State& state, ConvCase c) {
   SetCounters(state, c);
 }
 
-void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
-  using dnnl::memory;
-  using dt = memory::data_type;
-  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  dnnl::stream strm(eng);
-  const dt src_t = int8 ? dt::u8 : dt::f32, wei_t = int8 ? dt::s8 : dt::f32, dst_t = int8 ? dt::u8 : dt::f32;
-  const memory::dims src_dims{1, c.c, c.hw, c.hw}, dst_dims{1, c.m, c.out(), c.out()}, bias_dims{c.m};
-  const memory::dims wei_dims = c.group > 1 ? memory::dims{c.group, c.m / c.group, c.c / c.group, c.k, c.k}
-                                            : memory::dims{c.m, c.c, c.k, c.k};
-  memory::desc src(src_dims, src_t, memory::format_tag::nhwc), dst(dst_dims, dst_t, memory::format_tag::nhwc);
-  memory::desc wei_any(wei_dims, wei_t, memory::format_tag::any);
-  memory::desc wei_plain(wei_dims, wei_t, c.group > 1 ? memory::format_tag::goihw : memory::format_tag::oihw);
-  memory::desc bias(bias_dims, int8 ? dt::s32 : dt::f32, memory::format_tag::x);
-  dnnl::primitive_attr attr;
-  if (int8) {
-    attr.set_output_scales(2, std::vector<float>(c.m, 1e-3f));
-    attr.set_zero_points(DNNL_ARG_SRC, 0, {128});
-    attr.set_zero_points(DNNL_ARG_DST, 0, {117});
+// oneDNN's convolution of one case (NHWC, weights reordered once), set up
+// once; Call() runs it.
+struct OneDnnConv {
+  OneDnnConv(const ConvCase& c, bool int8) : eng(dnnl::engine::kind::cpu, 0), strm(eng) {
+    using dnnl::memory;
+    using dt = memory::data_type;
+    const dt src_t = int8 ? dt::u8 : dt::f32, wei_t = int8 ? dt::s8 : dt::f32, dst_t = int8 ? dt::u8 : dt::f32;
+    const memory::dims src_dims{1, c.c, c.hw, c.hw}, dst_dims{1, c.m, c.out(), c.out()}, bias_dims{c.m};
+    const memory::dims wei_dims = c.group > 1 ? memory::dims{c.group, c.m / c.group, c.c / c.group, c.k, c.k}
+                                              : memory::dims{c.m, c.c, c.k, c.k};
+    memory::desc src(src_dims, src_t, memory::format_tag::nhwc), dst(dst_dims, dst_t, memory::format_tag::nhwc);
+    memory::desc wei_any(wei_dims, wei_t, memory::format_tag::any);
+    memory::desc wei_plain(wei_dims, wei_t, c.group > 1 ? memory::format_tag::goihw : memory::format_tag::oihw);
+    memory::desc bias(bias_dims, int8 ? dt::s32 : dt::f32, memory::format_tag::x);
+    dnnl::primitive_attr attr;
+    if (int8) {
+      attr.set_output_scales(2, std::vector<float>(c.m, 1e-3f));
+      attr.set_zero_points(DNNL_ARG_SRC, 0, {128});
+      attr.set_zero_points(DNNL_ARG_DST, 0, {117});
+    }
+    const memory::dims pad{c.k / 2, c.k / 2};
+    dnnl::convolution_forward::primitive_desc pd(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                        wei_any, bias, dst, {c.stride, c.stride}, pad, pad),
+        attr, eng);
+    prim = dnnl::convolution_forward(pd);
+    impl = pd.impl_info_str();
+    const int64_t es = int8 ? 1 : 4;
+    xs.assign(c.hw * c.hw * c.c * es, 1);
+    ys.resize(c.out() * c.out() * c.m * es);
+    ws.assign(c.m * (c.c / c.group) * c.k * c.k * es, 1);
+    bs.assign(c.m * 4, 0);
+    xm = memory(src, eng, xs.data());
+    ym = memory(dst, eng, ys.data());
+    bm = memory(bias, eng, bs.data());
+    memory w_plain(wei_plain, eng, ws.data());
+    wm = memory(pd.weights_desc(), eng);
+    dnnl::reorder(w_plain, wm).execute(strm, w_plain, wm);
+    strm.wait();
   }
-  const memory::dims pad{c.k / 2, c.k / 2};
-  dnnl::convolution_forward::primitive_desc pd(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                                      wei_any, bias, dst, {c.stride, c.stride}, pad, pad),
-      attr, eng);
-  dnnl::convolution_forward prim(pd);
-  const int64_t es = int8 ? 1 : 4;
-  std::vector<char> xs(c.hw * c.hw * c.c * es, 1), ys(c.out() * c.out() * c.m * es), ws(c.m * (c.c / c.group) * c.k * c.k * es, 1),
-      bs(c.m * 4, 0);
-  memory xm(src, eng, xs.data()), ym(dst, eng, ys.data()), w_plain(wei_plain, eng, ws.data()), bm(bias, eng, bs.data());
-  memory wm(pd.weights_desc(), eng);
-  dnnl::reorder(w_plain, wm).execute(strm, w_plain, wm);
-  strm.wait();
-  for (auto _ : state) {
+  void Call() {
     prim.execute(strm, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
     strm.wait();
   }
+  dnnl::engine eng;
+  dnnl::stream strm;
+  dnnl::convolution_forward prim;
+  std::string impl;
+  std::vector<char> xs, ys, ws, bs;
+  dnnl::memory xm, ym, wm, bm;
+};
+
+void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
+  OneDnnConv conv(c, int8);
+  for (auto _ : state) conv.Call();
   SetCounters(state, c);
-  state.SetLabel(pd.impl_info_str());
+  state.SetLabel(conv.impl);
+}
+
+// --paired=N: for each case, our INT8 convolution and oneDNN's alternately,
+// call by call, N times each; prints both medians and minima and their
+// ratios (a shared machine's drift hits both alike).
+void RunPaired(int calls, const std::string& filter) {
+  std::printf("%-48s %10s %10s %8s %10s %10s %8s  %s\n", "case (INT8, u8 out)", "kvant p50", "oneDNN p50", "ratio",
+              "kvant min", "oneDNN min", "ratio", "kernel");
+  for (const auto& c : kCases) {
+    if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
+    KvantS8Conv ours(c);
+    OneDnnConv theirs(c, true);
+    std::vector<double> t[2];
+    auto time_us = [](auto& conv) {
+      const auto t0 = std::chrono::steady_clock::now();
+      conv.Call();
+      return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    };
+    for (int i = 0; i < calls + 5; ++i) {
+      const double a = time_us(ours), b = time_us(theirs);
+      if (i >= 5) {  // warm-up
+        t[0].push_back(a);
+        t[1].push_back(b);
+      }
+    }
+    for (auto& v : t) std::sort(v.begin(), v.end());
+    const double p0 = t[0][t[0].size() / 2], p1 = t[1][t[1].size() / 2];
+    std::printf("%-48s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx  %s\n", c.name, p0, p1, p1 / p0, t[0][0], t[1][0],
+                t[1][0] / t[0][0], ours.conv->kernel_name());
+  }
+  std::printf("ratio: oneDNN time / ours (above 1: ours is faster); microseconds per call, %d calls each\n", calls);
 }
 
 }  // namespace
@@ -228,6 +301,16 @@ void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
 int main(int argc, char** argv) {
   kvant::g_threads = kvant::bench::SetUpThreads(argc, argv);
   kvant::bench::PrintCapability(kvant::g_threads);
+  int paired = 0;
+  char filter[128] = "";
+  for (int i = 1; i < argc; ++i) {
+    if (std::sscanf(argv[i], "--paired=%d", &paired) == 1) argv[i] = const_cast<char*>("");
+    if (std::sscanf(argv[i], "--paired_filter=%127s", filter) == 1) argv[i] = const_cast<char*>("");
+  }
+  if (paired > 0) {
+    kvant::RunPaired(paired, filter);
+    return 0;
+  }
   for (const auto& c : kvant::kCases) {
     benchmark::RegisterBenchmark((std::string("kvant/conv_s8/") + c.name).c_str(), kvant::BM_KvantS8, c)
         ->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -6,6 +6,14 @@
 //    else an im2col of output positions, built one A panel at a time as the
 //    GEMM reaches it (kh x kw x cin bytes per row, padding
 //    filled with zx so that it contributes zero); B = the weights packed once.
+//  - group 1, stride 1, no dilation, on a machine with a direct tap kernel
+//    (AMX): no im2col. The input is copied once into a zx-padded image whose
+//    pixels hold cin_p (cin rounded up to the kernel's K chunk) bytes. In
+//    that image, flattened over batch, rows and padded columns, output
+//    position q reads pixel q + ky * Wp + kx for tap (ky, kx): each tap of a
+//    panel of consecutive positions is a strided block of rows, loaded as a
+//    tile in place. Positions in the padded columns (kw - 1 per row) are
+//    computed and dropped by the epilogue.
 //  - depthwise (group == cin == cout): the input becomes, a few rows at a
 //    time (a ring of kh rows per thread), a zx-padded "lane image" whose
 //    int32 lanes hold horizontally adjacent taps of one channel: four bytes
@@ -79,6 +87,25 @@ struct DepthwiseS8Info {
 };
 const std::vector<DepthwiseS8Info>& DepthwiseS8Kernels();  // best last (ops/cpu/kernels.inc)
 
+// Direct convolution tile: tile[r * nr + c] = sum over taps t and bytes
+// i < cin_p of a[tap_offsets[t] + r * a_rs + i] * B(t * cin_p + i, c), for all
+// mr rows, where B is a panel packed as for the GEMM (group-major, nr
+// columns). cin_p is a multiple of the row's k_align.
+using ConvTapsS8 = void (*)(int64_t taps, const int64_t* tap_offsets, int64_t cin_p, const uint8_t* a,
+                            int64_t a_rs, const int8_t* b_panel, int32_t* tile);
+
+struct ConvTapsS8Info {
+  const char* name;
+  CpuFeatures needs;
+  int mr, nr, k_align;
+  ConvTapsS8 tile;
+  GemmEpilogueS8 epilogue;
+  bool preferred;             // faster than im2col + GEMM: chosen by default
+  void (*begin)() = nullptr;  // per thread and task (AMX tile configuration)
+  void (*end)() = nullptr;
+};
+const std::vector<ConvTapsS8Info>& ConvTapsS8Kernels();  // best last (ops/cpu/kernels.inc)
+
 class ConvS8 {
  public:
   // weights: [cout, cin (1 for depthwise), kh, kw] s8 (ONNX layout).
@@ -89,6 +116,10 @@ class ConvS8 {
     dw_ = &k;
     PackDepthwise();
   }
+
+  // Runs group-1 convolutions of stride 1 with this direct tap kernel row
+  // (im2col + GEMM for others).
+  void ForceDirect(const ConvTapsS8Info& k) { PackDirect(k); }
 
   // The weights depend only on channels and kernel size: `s` may change the
   // batch, image size, strides, dilations and padding of the one given to
@@ -105,13 +136,27 @@ class ConvS8 {
   void Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32_t* bias, const int32_t* w_zero_points,
            const GemmS8Output& out, void* y, void* scratch, ParallelRunner* pool) const;
   int64_t PackedBytes() const { return packed_.data ? packed_.bytes() : static_cast<int64_t>(dw_lanes_.size() * 4); }
-  const char* kernel_name() const { return shape_.depthwise ? dw_->name : uk_->name; }
+  const char* kernel_name() const {
+    return shape_.depthwise ? dw_->name : Direct(shape_) ? direct_uk_->name : uk_->name;
+  }
 
  private:
   ConvS8Shape shape_;
   const GemmUkernelInfoS8* uk_ = nullptr;
   PackedBS8 packed_;                // group 1
   void PackDepthwise();  // dw_lanes_ for dw_'s lane layout
+
+  // Direct tap kernel (stride 1): its row and the weights packed with K =
+  // taps * cin_p (rows past cin zero).
+  void PackDirect(const ConvTapsS8Info& k);
+  bool Direct(const ConvS8Shape& s) const {
+    return direct_uk_ != nullptr && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1;
+  }
+  size_t DirectScratchBytes(const ConvS8Shape& s, int threads) const;
+  void RunDirect(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8Output& out,
+                 void* y, void* scratch, ParallelRunner* pool) const;
+  const ConvTapsS8Info* direct_uk_ = nullptr;
+  PackedBS8 direct_packed_;  // shares packed_'s data when the layouts agree
 
   const DepthwiseS8Info* dw_ = nullptr;
   std::vector<int8_t> dw_weights_;  // depthwise: [channel][kh * kw] as given

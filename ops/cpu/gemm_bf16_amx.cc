@@ -21,12 +21,13 @@ void Ukernel(int64_t pairs, const uint32_t* a, int64_t lda, const uint16_t* b, f
   const int64_t a_stride = lda * 4;
   for (int64_t p0 = 0; p0 < pairs; p0 += 16) {
     const uint16_t* bk = b + p0 * 64;  // 16 pairs x 32 columns x 2 bf16
+    // Each load just before its first use (as in gemm_s8_amx.cc).
     _tile_loadd(4, a + p0, a_stride);
-    _tile_loadd(5, a + 16 * lda + p0, a_stride);
     _tile_loadd(6, bk, 128);
-    _tile_loadd(7, bk + 32, 128);
     _tile_dpbf16ps(0, 4, 6);
+    _tile_loadd(7, bk + 32, 128);
     _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, a + 16 * lda + p0, a_stride);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }

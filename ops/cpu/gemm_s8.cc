@@ -69,6 +69,20 @@ void QuantizeMultiplier(double scale, int32_t* m0, int32_t* shift) {
   *shift = std::min(31, -exponent);
 }
 
+GemmS8Output OutputForColumns(const GemmS8Output& base, const int32_t* col_offset, const int32_t* b_zero_points,
+                              int64_t col) {
+  GemmS8Output out = base;
+  out.col_offset = col_offset + col;
+  out.col_zb = out.row_sum ? b_zero_points + col : nullptr;
+  if (base.scale) out.scale = base.scale + col;
+  if (base.bias_f32) out.bias_f32 = base.bias_f32 + col;
+  if (base.m0) {
+    out.m0 = base.m0 + col;
+    out.shift = base.shift + col;
+  }
+  return out;
+}
+
 const GemmUkernelInfoS8* FindGemmUkernelS8(const char* name) {
   for (const auto& uk : GemmUkernelsS8()) {
     if (std::strcmp(uk.name, name) == 0) return &uk;
@@ -86,11 +100,14 @@ const GemmUkernelInfoS8& SelectGemmUkernelS8(CpuFeatures features) {
 }
 
 PackedBS8 PackBS8(const GemmUkernelInfoS8& uk, int64_t k, int64_t n, const int8_t* src, int64_t sk, int64_t sn) {
-  const int64_t nr = uk.nr;
+  return PackBS8(uk.nr, uk.k_align, k, n, src, sk, sn);
+}
+
+PackedBS8 PackBS8(int64_t nr, int64_t k_align, int64_t k, int64_t n, const int8_t* src, int64_t sk, int64_t sn) {
   PackedBS8 p;
   p.n = n;
   p.k = k;
-  p.kp = RoundUp(std::max<int64_t>(k, 1), uk.k_align);
+  p.kp = RoundUp(std::max<int64_t>(k, 1), k_align);
   p.nr = nr;
   const size_t bytes = RoundUp(std::max<int64_t>(p.bytes(), 1), 64);
   p.data = std::shared_ptr<int8_t>(static_cast<int8_t*>(std::aligned_alloc(64, bytes)), [](int8_t* q) { std::free(q); });
@@ -204,19 +221,12 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
             a_rs = kp;
           }
           a_gs = 4;
-          GemmS8Output out = args.out;
-          out.row_sum = !any_zb ? nullptr : args.a_rows != nullptr ? panel_sums : row_sum + ir;
+          GemmS8Output base = args.out;
+          base.row_sum = !any_zb ? nullptr : args.a_rows != nullptr ? panel_sums : row_sum + ir;
           for (int64_t jr = jc; jr < jend; jr += nr) {
             const int64_t cols = std::min(nr, jend - jr);
             uk.by_rows[rows - 1](kp, a_panel, a_rs, a_gs, b.panel(jr), tile);
-            out.col_offset = col_offset + jr;
-            out.col_zb = out.row_sum ? args.b_zero_points + jr : nullptr;
-            if (args.out.scale) out.scale = args.out.scale + jr;
-            if (args.out.bias_f32) out.bias_f32 = args.out.bias_f32 + jr;
-            if (args.out.m0) {
-              out.m0 = args.out.m0 + jr;
-              out.shift = args.out.shift + jr;
-            }
+            const GemmS8Output out = OutputForColumns(base, col_offset, args.b_zero_points, jr);
             uk.epilogue(tile, nr, rows, cols, out,
                         static_cast<char*>(args.c) + (ir * args.ldc + jr) * out_size, args.ldc);
           }

@@ -72,6 +72,11 @@ struct GemmUkernelInfoS8 {
   const char* small_m = nullptr;
 };
 
+// `base` for the columns from col on: per-column pointers advanced by col
+// (col_zb only where row sums are in use).
+GemmS8Output OutputForColumns(const GemmS8Output& base, const int32_t* col_offset, const int32_t* b_zero_points,
+                              int64_t col);
+
 // Rows of ops/cpu/kernels.inc (KVANT_GEMM_S8_UKERNEL), best last.
 const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8();
 const GemmUkernelInfoS8& SelectGemmUkernelS8(CpuFeatures features);
@@ -86,8 +91,10 @@ struct PackedBS8 {
   int64_t bytes() const { return (n + nr - 1) / nr * nr * kp; }
 };
 
-// B(k, n) = src[k * sk + n * sn], packed for `uk` (its nr and k_align).
+// B(k, n) = src[k * sk + n * sn], packed for `uk` (its nr and k_align), or
+// for panels of nr columns with K padded to a multiple of k_align.
 PackedBS8 PackBS8(const GemmUkernelInfoS8& uk, int64_t k, int64_t n, const int8_t* src, int64_t sk, int64_t sn);
+PackedBS8 PackBS8(int64_t nr, int64_t k_align, int64_t k, int64_t n, const int8_t* src, int64_t sk, int64_t sn);
 
 // Writes rows [row0, row0 + rows) of A into dst (row stride kp bytes, the
 // first K of each; the driver zero-fills the rest): an implicit A, such as

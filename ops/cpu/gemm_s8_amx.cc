@@ -32,12 +32,14 @@ void Ukernel(int64_t kp, const uint8_t* a, int64_t a_rs, int64_t /*a_gs*/, const
   _tile_zero(3);
   for (int64_t k0 = 0; k0 < kp; k0 += 64) {
     const int8_t* bk = b + (k0 / 4) * 128;  // 16 groups x 32 columns x 4 bytes
+    // Each load just before its first use: the next step's loads can then
+    // start as soon as the products reading a tile have begun.
     _tile_loadd(4, a + k0, a_rs);
-    _tile_loadd(5, a + 16 * a_rs + k0, a_rs);
     _tile_loadd(6, bk, 128);
-    _tile_loadd(7, bk + 64, 128);
     _tile_dpbusd(0, 4, 6);
+    _tile_loadd(7, bk + 64, 128);
     _tile_dpbusd(1, 4, 7);
+    _tile_loadd(5, a + 16 * a_rs + k0, a_rs);
     _tile_dpbusd(2, 5, 6);
     _tile_dpbusd(3, 5, 7);
   }

@@ -67,6 +67,20 @@ const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8() {
   return *list;
 }
 
+using ConvTapsS8Fn = void(int64_t, const int64_t*, int64_t, const uint8_t*, int64_t, const int8_t*, int32_t*);
+namespace ref { ConvTapsS8Fn ConvTapsS8; }
+namespace amx { ConvTapsS8Fn ConvTapsS8; }
+
+const std::vector<ConvTapsS8Info>& ConvTapsS8Kernels() {
+  static const auto* list = new std::vector<ConvTapsS8Info>{
+#define KVANT_CONV_TAPS_S8(name, needs, mr, nr, k_align, tile, epilogue, ...) \
+  {#name, needs, mr, nr, k_align, tile, epilogue, __VA_ARGS__},
+#include "ops/cpu/kernels.inc"
+#undef KVANT_CONV_TAPS_S8
+  };
+  return *list;
+}
+
 namespace ref {
 void DepthwiseRowS8(const ConvS8Shape&, const int32_t* const*, const int32_t*, int32_t*);
 void PairRowS8(const uint8_t*, int64_t, int64_t, int32_t*);

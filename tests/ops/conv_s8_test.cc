@@ -1,6 +1,9 @@
 // INT8 convolution (NHWC) against plain loops: group-1 convolutions through
 // the INT8 GEMM (1x1 read in place, im2col with zero-point padding, strides,
-// dilations, channel counts that leave K % 4 != 0) and every depthwise row
+// dilations, channel counts that leave K % 4 != 0), every direct tap kernel
+// row the machine has (stride 1 without im2col: channels padded to the K
+// chunk, panels across rows and images, asymmetric padding; other strides
+// fall back to im2col) and every depthwise row
 // kernel the machine has (channels around the 16-lane vector, 3x3 and 5x5,
 // strides, dilation), input zero points 0/128/255, per-channel
 // requantization to u8, s32 outputs, 1 and 2 threads. Integer outputs must
@@ -27,8 +30,9 @@ struct ConvCase {
   int threads = 1;
 };
 
-// Runs the case with the depthwise row `dw` (null: the best) and compares.
-void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed) {
+// Runs the case with the depthwise row `dw` or the direct row `direct`
+// (null: the best) and compares.
+void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed, const ConvTapsS8Info* direct = nullptr) {
   const ConvS8Shape& s = c.s;
   std::mt19937_64 rng(seed);
   const int64_t taps = s.kh * s.kw, cin_g = s.depthwise ? 1 : s.cin;
@@ -76,6 +80,10 @@ void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed) {
   auto conv = ConvS8::Create(s, w.data(), ActiveCpuFeatures());
   ASSERT_TRUE(conv.ok()) << conv.status();
   if (dw != nullptr) (*conv)->ForceDepthwise(*dw);
+  if (direct != nullptr) {
+    (*conv)->ForceDirect(*direct);
+    if (s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1) EXPECT_STREQ((*conv)->kernel_name(), direct->name);
+  }
   const size_t esize = c.kind == Kind::kS32 ? 4 : 1;
   GuardedBuffer<char> y(want.size() * esize);
   for (size_t i = 0; i < want.size() * esize; ++i) y[i] = static_cast<char>(0xA5);
@@ -121,6 +129,26 @@ TEST(ConvS8, GroupOneThroughGemm) {
     Check({Shape(2, 12, 9, 3, 17, 5, 2, 2), zx, Kind::kS32}, nullptr, seed++);  // 5x5 stride 2, cin 3
     Check({Shape(1, 13, 13, 6, 8, 3, 1, 2, 2), zx}, nullptr, seed++);       // dilation 2
     Check({Shape(1, 20, 20, 32, 40, 3, 1, 1), zx, Kind::kU8, 2}, nullptr, seed++);
+  }
+}
+
+TEST(ConvS8, DirectEveryTapKernel) {
+  uint64_t seed = 50;
+  for (const auto& k : ConvTapsS8Kernels()) {
+    if ((k.needs & ActiveCpuFeatures()) != k.needs) continue;
+    for (int32_t zx : {0, 128, 255}) {
+      Check({Shape(2, 7, 9, 64, 40, 3, 1, 1), zx}, nullptr, seed++, &k);                // panels cross images
+      Check({Shape(1, 5, 4, 48, 33, 3, 1, 1), zx}, nullptr, seed++, &k);                // cin padded, short rows
+      Check({Shape(1, 12, 11, 64, 64, 5, 1, 2), zx, Kind::kS32}, nullptr, seed++, &k);  // 5x5
+      Check({Shape(1, 6, 7, 13, 16, 1, 1, 1), zx}, nullptr, seed++, &k);                // 1x1 with padding
+      Check({Shape(1, 9, 9, 64, 32, 3, 2, 1), zx}, nullptr, seed++, &k);                // stride 2: im2col
+      ConvS8Shape odd = Shape(1, 8, 10, 72, 20, 3, 1, 0);
+      odd.kw = 2;
+      odd.pad_l = 1;
+      odd.pad_b = 2;
+      Check({odd, zx}, nullptr, seed++, &k);  // 3x2, padding on two sides only
+      Check({Shape(2, 20, 19, 128, 70, 3, 1, 1), zx, Kind::kU8, 2}, nullptr, seed++, &k);
+    }
   }
 }
 
