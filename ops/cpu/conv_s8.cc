@@ -13,10 +13,12 @@ namespace {
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // Scratch of one depthwise thread: the ring of kh lane-image rows, a padded
-// input row (with room for the last lane's partners), one output row of sums.
+// input row (with room for the last lane's partners), two output rows of
+// sums (the second: window sums of x, for weight zero points).
 int64_t DepthwiseSlotBytes(const ConvS8Shape& s) {
   const int64_t wp = s.w + s.pad_l + s.pad_r, ring = (s.kh - 1) * s.dh + 1;
-  return RoundUp(ring * wp * s.cin * 4, 64) + RoundUp((wp + 3 * s.dw) * s.cin, 64) + RoundUp(s.out_w() * s.cin * 4, 64);
+  return RoundUp(ring * wp * s.cin * 4, 64) + RoundUp((wp + 3 * s.dw) * s.cin, 64) +
+         2 * RoundUp(s.out_w() * s.cin * 4, 64);
 }
 
 int32_t Pack16(int32_t lo, int32_t hi) {
@@ -122,6 +124,7 @@ void ConvS8::PackDepthwise() {
   const int tpl = dw_->taps_per_lane;
   const int64_t c = s.cin, taps = s.kh * s.kw, lanes = DepthwiseLanesPerRow(s, tpl);
   dw_lanes_.assign(s.kh * lanes * c, 0);
+  dw_ones_.assign(s.kh * lanes * c, 0);
   for (int64_t ch = 0; ch < c; ++ch) {
     for (int64_t ky = 0; ky < s.kh; ++ky) {
       for (int64_t j = 0; j < lanes; ++j) {
@@ -134,6 +137,9 @@ void ConvS8::PackDepthwise() {
           for (int t = 0; t < 4; ++t) lane |= (static_cast<uint32_t>(w[t]) & 0xffu) << (8 * t);
         }
         dw_lanes_[(ky * lanes + j) * c + ch] = static_cast<int32_t>(lane);
+        uint32_t ones = 0;  // weight 1 on each tap of the lane: window sums of x
+        for (int t = 0; t < tpl && j * tpl + t < s.kw; ++t) ones |= 1u << ((tpl == 2 ? 16 : 8) * t);
+        dw_ones_[(ky * lanes + j) * c + ch] = static_cast<int32_t>(ones);
       }
     }
   }
@@ -162,7 +168,10 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
     for (int64_t ch = 0; ch < c; ++ch) {
       // int64, then wrapped to int32 as the SIMD sums wrap (a bias near
       // 2^31 must not overflow here: that would be undefined).
-      offset[ch] = static_cast<int32_t>(int64_t{bias ? bias[ch] : 0} - int64_t{zx} * dw_wsum_[ch]);
+      // With weight zero points zw: sum (x - zx)(w - zw) = sum x w - zx sum w
+      // - zw (sum x - kh kw zx), sum x over the window padded with zx.
+      const int64_t zw = w_zero_points ? w_zero_points[ch] : 0;
+      offset[ch] = static_cast<int32_t>(int64_t{bias ? bias[ch] : 0} - int64_t{zx} * dw_wsum_[ch] + zw * taps * zx);
     }
     GemmS8Output o = out;
     o.col_offset = offset;
@@ -177,6 +186,7 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
         int32_t* ring_rows = reinterpret_cast<int32_t*>(mine);
         uint8_t* padded = reinterpret_cast<uint8_t*>(mine + RoundUp(ring * wp * c * 4, 64));
         int32_t* acc = reinterpret_cast<int32_t*>(mine + RoundUp(ring * wp * c * 4, 64) + RoundUp(wx * c, 64));
+        int32_t* window_sums = acc + RoundUp(ow_n * c * 4, 64) / 4;
         std::vector<int64_t> held(ring, -1);  // padded-image row held by each ring slot, per image
         int64_t held_image = -1;
         const int32_t* rows[64];
@@ -199,6 +209,17 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
             rows[ky] = dst;
           }
           dw_->row(s, rows, dw_lanes_.data(), acc);
+          if (w_zero_points != nullptr) {
+            dw_->row(s, rows, dw_ones_.data(), window_sums);
+            for (int64_t ow = 0; ow < ow_n; ++ow) {
+              for (int64_t ch = 0; ch < c; ++ch) {
+                // Wrapping, as the vector sums wrap.
+                acc[ow * c + ch] = static_cast<int32_t>(static_cast<uint32_t>(acc[ow * c + ch]) -
+                                                        static_cast<uint32_t>(w_zero_points[ch]) *
+                                                            static_cast<uint32_t>(window_sums[ow * c + ch]));
+              }
+            }
+          }
           uk_->epilogue(acc, c, ow_n, c, o, static_cast<char*>(y) + ((img * oh_n + oh) * ow_n) * c * esize, c);
         }
       }

@@ -127,8 +127,9 @@ class ConvS8 {
   size_t ScratchBytes(int threads) const { return ScratchBytes(shape_, threads); }
   size_t ScratchBytes(const ConvS8Shape& s, int threads) const;
   // x: NHWC u8; y: NHWC of out.kind. out.scale etc. are per output channel;
-  // col_offset / row_sum / col_zb are filled here. w_zero_points (per output
-  // channel, null = 0) are supported for group 1 only.
+  // col_offset / row_sum / col_zb are filled here. w_zero_points: per output
+  // channel, null = 0 (depthwise: a second pass over the same lane rows with
+  // weight 1 gives the window sums of x they multiply).
   void Run(const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8Output& out, void* y, void* scratch,
            ParallelRunner* pool) const {
     Run(shape_, x, zx, bias, nullptr, out, y, scratch, pool);
@@ -161,6 +162,7 @@ class ConvS8 {
   const DepthwiseS8Info* dw_ = nullptr;
   std::vector<int8_t> dw_weights_;  // depthwise: [channel][kh * kw] as given
   std::vector<int32_t> dw_lanes_;   // depthwise: [ky][lane][channel], taps packed as dw_ multiplies them
+  std::vector<int32_t> dw_ones_;    // depthwise: the same layout, weight 1 on every tap
   std::vector<int32_t> dw_wsum_;    // depthwise: sum of the channel's weights
 };
 

@@ -202,7 +202,6 @@ class QConv final : public Kernel {
     if (!prepared.ok()) return prepared.status();
     conv_ = std::move(prepared->conv);
     w_zp_ = std::move(prepared->zero_points);
-    depthwise_centered_ = std::move(prepared->depthwise_centered);
     weights_constant_ = true;
     return absl::OkStatus();
   }
@@ -210,9 +209,6 @@ class QConv final : public Kernel {
   struct PreparedWeights {
     std::unique_ptr<ConvS8> conv;
     std::vector<int32_t> zero_points;  // after the sign conversion; empty when all 0
-    // Depthwise with weight zero points (weights quantized as activations,
-    // asymmetric): w - zw per tap, [kh][kw][cout], for the direct loop.
-    std::vector<int16_t> depthwise_centered;
   };
 
   // Packs the weights (u8 flipped to s8) and converts their zero points.
@@ -235,7 +231,8 @@ class QConv final : public Kernel {
     if (any && shape_.depthwise) {
       // w - zw: when every value fits s8 (ONNX Runtime's asymmetric weights
       // have zero points near the middle), those are the weights and the
-      // zero points vanish, exactly; else the direct loop takes int16.
+      // zero points vanish, exactly; else the kernel subtracts zw times the
+      // window sums of x.
       const int64_t taps = shape_.kh * shape_.kw;
       bool fits = true;
       for (int64_t m = 0; m < shape_.cout; ++m)
@@ -247,11 +244,6 @@ class QConv final : public Kernel {
         for (int64_t m = 0; m < shape_.cout; ++m)
           for (int64_t t = 0; t < taps; ++t) s[m * taps + t] = static_cast<int8_t>(s[m * taps + t] - p.zero_points[m]);
         p.zero_points.clear();
-      } else {
-        p.depthwise_centered.resize(count);
-        for (int64_t m = 0; m < shape_.cout; ++m)
-          for (int64_t t = 0; t < taps; ++t)
-            p.depthwise_centered[t * shape_.cout + m] = s[m * taps + t] - p.zero_points[m];
       }
     }
     auto conv = ConvS8::Create(shape_, s.data(), cpu_);
@@ -342,9 +334,7 @@ class QConv final : public Kernel {
     } else {
       out.kind = GemmS8Output::Kind::kS32;
     }
-    if (weights_constant_ && !depthwise_centered_.empty()) {
-      DirectDepthwise(s, xn, zx, depthwise_centered_.data(), bias, out, yn);
-    } else if (weights_constant_) {
+    if (weights_constant_) {
       conv_->Run(s, xn, zx, bias, w_zp_.empty() ? nullptr : w_zp_.data(), out, yn, cursor, ctx.pool);
     } else {
       const int zp_input = qlinear_ ? 5 : 3;
@@ -355,12 +345,8 @@ class QConv final : public Kernel {
       }
       auto w = Weights(ctx.input(w_input()).data, ctx.input(w_input()).dtype, wzp ? &*wzp : nullptr);
       if (!w.ok()) return w.status();
-      if (!w->depthwise_centered.empty()) {
-        DirectDepthwise(s, xn, zx, w->depthwise_centered.data(), bias, out, yn);
-      } else {
-        w->conv->Run(s, xn, zx, bias, w->zero_points.empty() ? nullptr : w->zero_points.data(), out, yn, cursor,
-                     ctx.pool);
-      }
+      w->conv->Run(s, xn, zx, bias, w->zero_points.empty() ? nullptr : w->zero_points.data(), out, yn, cursor,
+                   ctx.pool);
     }
     if (nhwc_) return absl::OkStatus();
     // NHWC -> NCHW.
@@ -378,75 +364,11 @@ class QConv final : public Kernel {
   }
 
   std::string Describe() const override {
-    return depthwise_centered_.empty() ? conv_->kernel_name() : "depthwise_direct (weight zero points)";
+    return conv_->kernel_name();
   }
   int64_t PackedBytes() const override { return conv_->PackedBytes(); }
 
  private:
-  // acc[m] += (x[m] - zx) * w[m] over the channels: baseline and AVX-512 builds.
-  static __attribute__((always_inline)) inline void TapBody(const uint8_t* x, int32_t zx, const int16_t* w,
-                                                           int32_t* acc, int64_t c) {
-    for (int64_t m = 0; m < c; ++m) acc[m] += (int32_t{x[m]} - zx) * w[m];
-  }
-  static void Tap(const uint8_t* x, int32_t zx, const int16_t* w, int32_t* acc, int64_t c) {
-    TapBody(x, zx, w, acc, c);
-  }
-  // The float requantization of a row of channels, as RequantizeFloat then
-  // + zero point and clamp (rounding by adding 1.5 * 2^23, exact wherever
-  // the clamp does not decide): one loop the compiler vectorizes.
-  static __attribute__((always_inline)) inline void RequantRowBody(const int32_t* acc, const float* scale, int64_t c,
-                                                                  float zp, float lo, float hi, uint8_t* y) {
-    for (int64_t m = 0; m < c; ++m) {
-      float q = ((static_cast<float>(acc[m]) * scale[m] + 12582912.f) - 12582912.f) + zp;
-      q = q > lo ? q : lo;
-      q = q < hi ? q : hi;
-      y[m] = static_cast<uint8_t>(static_cast<int32_t>(q));
-    }
-  }
-  static void RequantRow(const int32_t* acc, const float* scale, int64_t c, float zp, float lo, float hi, uint8_t* y) {
-    RequantRowBody(acc, scale, c, zp, lo, hi, y);
-  }
-  static __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) void RequantRowAvx512(
-      const int32_t* acc, const float* scale, int64_t c, float zp, float lo, float hi, uint8_t* y) {
-    RequantRowBody(acc, scale, c, zp, lo, hi, y);
-  }
-  static __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) void TapAvx512(
-      const uint8_t* x, int32_t zx, const int16_t* w, int32_t* acc, int64_t c) {
-    TapBody(x, zx, w, acc, c);
-  }
-
-  // Depthwise convolution with weight zero points, NHWC, straight loops over
-  // channels: sum (x - zx)(w - zw) + bias, then the output spec (the
-  // kernels' epilogue semantics: float requantization or s32).
-  void DirectDepthwise(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int16_t* w,
-                              const int32_t* bias, const GemmS8Output& out, char* y) const {
-    const int64_t c = s.cout, oh = s.out_h(), ow = s.out_w();
-    const auto tap = (cpu_ & kCpuAvx512bw) ? TapAvx512 : Tap;
-    const auto requant = (cpu_ & kCpuAvx512bw) ? RequantRowAvx512 : RequantRow;
-    std::vector<int32_t> acc(c);
-    for (int64_t b = 0; b < s.n; ++b)
-      for (int64_t oy = 0; oy < oh; ++oy)
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          for (int64_t m = 0; m < c; ++m) acc[m] = bias ? bias[m] : 0;
-          for (int64_t ky = 0; ky < s.kh; ++ky) {
-            const int64_t iy = oy * s.sh - s.pad_t + ky * s.dh;
-            if (iy < 0 || iy >= s.h) continue;  // padding holds zx: contributes 0
-            for (int64_t kx = 0; kx < s.kw; ++kx) {
-              const int64_t ix = ox * s.sw - s.pad_l + kx * s.dw;
-              if (ix < 0 || ix >= s.w) continue;
-              tap(x + ((b * s.h + iy) * s.w + ix) * c, zx, w + (ky * s.kw + kx) * c, acc.data(), c);
-            }
-          }
-          const int64_t at = ((b * oh + oy) * ow + ox) * c;
-          if (out.kind == GemmS8Output::Kind::kS32) {
-            std::memcpy(reinterpret_cast<int32_t*>(y) + at, acc.data(), c * 4);
-          } else {
-            requant(acc.data(), out.scale, c, static_cast<float>(out.zero_point), static_cast<float>(out.lo),
-                    static_cast<float>(out.hi), reinterpret_cast<uint8_t*>(y) + at);
-          }
-        }
-  }
-
   bool qlinear_;
   bool nhwc_;  // kvant.QLinearConvNhwc: x and y are NHWC
   std::string label_;
@@ -455,7 +377,6 @@ class QConv final : public Kernel {
   const AttributeMap* attrs_ = nullptr;
   CpuFeatures cpu_ = 0;
   std::vector<int32_t> w_zp_;
-  std::vector<int16_t> depthwise_centered_;
   bool weights_constant_ = false;
 };
 

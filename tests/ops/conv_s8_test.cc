@@ -6,7 +6,7 @@
 // fall back to im2col) and every depthwise row
 // kernel the machine has (channels around the 16-lane vector, 3x3 and 5x5,
 // strides, dilation), input zero points 0/128/255, per-channel
-// requantization to u8, s32 outputs, 1 and 2 threads. Integer outputs must
+// requantization to u8, s32 outputs, weight zero points, 1 and 2 threads. Integer outputs must
 // match exactly.
 #include <random>
 #include <vector>
@@ -28,6 +28,7 @@ struct ConvCase {
   int32_t zx = 128;
   Kind kind = Kind::kU8;
   int threads = 1;
+  bool weight_zero_points = false;  // per output channel, s8 (w - zw does not fit s8)
 };
 
 // Runs the case with the depthwise row `dw` or the direct row `direct`
@@ -44,6 +45,10 @@ void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed, const Co
   for (int8_t& v : w) v = static_cast<int8_t>(rng());
   for (int32_t& v : bias) v = static_cast<int32_t>(rng() % 20001) - 10000;
   for (float& v : scale) v = (0.5f + (rng() % 1000) / 1000.f) / (std::sqrt(float(cin_g * taps)) * 2000.f);
+  std::vector<int32_t> zw(s.cout, 0);
+  if (c.weight_zero_points) {
+    for (int32_t& v : zw) v = static_cast<int8_t>(rng());
+  }
   const int64_t oh = s.out_h(), ow = s.out_w();
   GemmS8Output out;
   out.kind = c.kind;
@@ -65,7 +70,7 @@ void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed, const Co
                 if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;  // padding is zx: contributes 0
                 const int64_t channel = s.depthwise ? co : ci;
                 acc += (int64_t{x[((img * s.h + iy) * s.w + ix) * s.cin + channel]} - c.zx) *
-                       w[((co * cin_g + ci) * s.kh + ky) * s.kw + kx];
+                       (w[((co * cin_g + ci) * s.kh + ky) * s.kw + kx] - zw[co]);
               }
             }
           }
@@ -90,7 +95,8 @@ void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed, const Co
   ThreadPool pool(c.threads);
   std::vector<char> scratch((*conv)->ScratchBytes(c.threads) + 64);
   void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
-  (*conv)->Run(x.data(), c.zx, bias.data(), out, y.data(), aligned, &pool);
+  (*conv)->Run(s, x.data(), c.zx, bias.data(), c.weight_zero_points ? zw.data() : nullptr, out, y.data(), aligned,
+               &pool);
   int bad = 0;
   for (size_t i = 0; i < want.size() && bad < 5; ++i) {
     const int64_t got = c.kind == Kind::kS32 ? reinterpret_cast<const int32_t*>(y.data())[i]
@@ -129,6 +135,7 @@ TEST(ConvS8, GroupOneThroughGemm) {
     Check({Shape(2, 12, 9, 3, 17, 5, 2, 2), zx, Kind::kS32}, nullptr, seed++);  // 5x5 stride 2, cin 3
     Check({Shape(1, 13, 13, 6, 8, 3, 1, 2, 2), zx}, nullptr, seed++);       // dilation 2
     Check({Shape(1, 20, 20, 32, 40, 3, 1, 1), zx, Kind::kU8, 2}, nullptr, seed++);
+    Check({Shape(1, 10, 11, 8, 33, 3, 1, 1), zx, Kind::kU8, 1, true}, nullptr, seed++);  // weight zero points
   }
 }
 
@@ -164,6 +171,9 @@ TEST(ConvS8, DepthwiseEveryRowKernel) {
       Check({Shape(1, 14, 14, 40, 40, 3, 2, 1, 1, true), zx, Kind::kU8, 2}, &k, seed++);
       Check({Shape(1, 12, 12, 24, 24, 3, 1, 2, 2, true), zx}, &k, seed++);  // dilation 2
       Check({Shape(1, 6, 5, 16, 16, 2, 1, 0, 1, true), zx}, &k, seed++);    // even tap count
+      // Weight zero points (u8 weights from ONNX Runtime's quantizer).
+      Check({Shape(1, 9, 10, 17, 17, 3, 1, 1, 1, true), zx, Kind::kU8, 1, true}, &k, seed++);
+      Check({Shape(2, 11, 8, 40, 40, 5, 2, 2, 1, true), zx, Kind::kS32, 2, true}, &k, seed++);
     }
   }
 }
