@@ -113,14 +113,15 @@ class QLinearBinary final : public ByteKernel<QLinearBinary> {
         fn(lo, hi - lo);
       });
     };
+    // Elementwise over equal-length runs: the vector loop.
+    const float r1 = op_ == BinaryOp::kAdd ? ra : rm;
+    const auto same = op_ == BinaryOp::kAdd ? (avx512_ ? SameShapeAvx512<T, BinaryOp::kAdd> : SameShape<T, BinaryOp::kAdd>)
+                                           : (avx512_ ? SameShapeAvx512<T, BinaryOp::kMul> : SameShape<T, BinaryOp::kMul>);
     if (b.num_elements() == 1 || a.num_elements() == 1) {  // one operand a scalar
       const bool scalar_b = b.num_elements() == 1;
       const T* v = scalar_b ? pa : pb;
       chunked(c.num_elements(), [&](int64_t at, int64_t n) { row_scalar(scalar_b, v + at, pc + at, n, scalar_b ? pb[0] : pa[0]); });
     } else if (a.shape == b.shape) {
-      const float r1 = op_ == BinaryOp::kAdd ? ra : rm;
-      const auto same = op_ == BinaryOp::kAdd ? (avx512_ ? SameShapeAvx512<T, BinaryOp::kAdd> : SameShape<T, BinaryOp::kAdd>)
-                                             : (avx512_ ? SameShapeAvx512<T, BinaryOp::kMul> : SameShape<T, BinaryOp::kMul>);
       chunked(c.num_elements(), [&](int64_t at, int64_t n) { same(pa + at, pb + at, pc + at, n, za, zb, zc, r1, rb); });
     } else if (c.rank() > 1) {
       // Row by row: the outer dimensions broadcast once per row; along the
@@ -142,6 +143,8 @@ class QLinearBinary final : public ByteKernel<QLinearBinary> {
           row_scalar(true, ra_, rc_, inner, rb_[0]);
         } else if (step_a == 0 && step_b == 1) {
           row_scalar(false, rb_, rc_, inner, ra_[0]);
+        } else if (step_a == 1 && step_b == 1) {  // a channel scale [N,1,1,C] over [N,H,W,C], say
+          same(ra_, rb_, rc_, inner, za, zb, zc, r1, rb);
         } else {
           for (int64_t j = 0; j < inner; ++j) rc_[j] = one(ra_[j * step_a], rb_[j * step_b]);
         }
