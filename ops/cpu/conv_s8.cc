@@ -12,13 +12,31 @@ namespace {
 
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Scratch of one depthwise thread: the ring of kh lane-image rows, a padded
-// input row (with room for the last lane's partners), two output rows of
-// sums (the second: window sums of x, for weight zero points).
+// Strided depthwise work goes in vertical strips of output columns, so that
+// a thread's ring of kh lane rows of one strip stays in L1 (about 24 KB).
+// Stride 1 takes whole rows: there the kw - 1 lane pixels each strip
+// rebuilds cost more than L1 saves (5x5 over 240 channels: 0.8x).
+struct DepthwiseStrips {
+  int64_t out_w;   // output columns per strip (the last may have fewer)
+  int64_t lane_w;  // lane-image pixels a full strip reads
+  int64_t ring;    // lane rows held
+};
+
+DepthwiseStrips StripsFor(const ConvS8Shape& s) {
+  constexpr int64_t kL1Bytes = 24 << 10;
+  const int64_t ring = (s.kh - 1) * s.dh + 1, span = s.dw * (s.kw - 1) + 1;
+  const int64_t fit = (kL1Bytes / (ring * s.cin * 4) - span) / s.sw + 1;
+  const int64_t out_w = s.sw == 1 ? s.out_w() : std::min(s.out_w(), std::max<int64_t>(fit, 8));
+  return {out_w, (out_w - 1) * s.sw + span, ring};
+}
+
+// Scratch of one depthwise thread: the ring of lane rows of one strip, the
+// zx-padded input of a strip row (with room for the last lane's partners),
+// two rows of sums (the second: window sums of x, for weight zero points).
 int64_t DepthwiseSlotBytes(const ConvS8Shape& s) {
-  const int64_t wp = s.w + s.pad_l + s.pad_r, ring = (s.kh - 1) * s.dh + 1;
-  return RoundUp(ring * wp * s.cin * 4, 64) + RoundUp((wp + 3 * s.dw) * s.cin, 64) +
-         2 * RoundUp(s.out_w() * s.cin * 4, 64);
+  const DepthwiseStrips st = StripsFor(s);
+  return RoundUp(st.ring * st.lane_w * s.cin * 4, 64) + RoundUp((st.lane_w + 3 * s.dw) * s.cin, 64) +
+         2 * RoundUp(st.out_w * s.cin * 4, 64);
 }
 
 int32_t Pack16(int32_t lo, int32_t hi) {
@@ -46,8 +64,10 @@ void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int3
   }
 }
 
-void PairRowS8(const uint8_t* x, int64_t n, int64_t partner, int32_t* p) {
-  for (int64_t i = 0; i < n; ++i) p[i] = Pack16(x[i], x[i + partner]);
+void PairRowS8(const uint8_t* x, int64_t pixels, int64_t c, int64_t step, int64_t partner, int32_t* p) {
+  for (int64_t u = 0; u < pixels; ++u) {
+    for (int64_t i = u * step * c; i < (u * step + 1) * c; ++i) p[i] = Pack16(x[i], x[i + partner]);
+  }
 }
 
 // The four-taps-per-lane layout (bytes) of the VNNI kernel, for its
@@ -162,7 +182,7 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
   const size_t esize = out.kind == GemmS8Output::Kind::kS32 || out.kind == GemmS8Output::Kind::kF32 ? 4 : 1;
   char* cursor = static_cast<char*>(scratch);
   if (s.depthwise) {
-    const int64_t c = s.cin, wp = s.w + s.pad_l + s.pad_r, wx = wp + 3 * s.dw, ring = (s.kh - 1) * s.dh + 1;
+    const int64_t c = s.cin;
     int32_t* offset = reinterpret_cast<int32_t*>(cursor);
     cursor += RoundUp(c * 4, 64);
     for (int64_t ch = 0; ch < c; ++ch) {
@@ -173,54 +193,82 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
       const int64_t zw = w_zero_points ? w_zero_points[ch] : 0;
       offset[ch] = static_cast<int32_t>(int64_t{bias ? bias[ch] : 0} - int64_t{zx} * dw_wsum_[ch] + zw * taps * zx);
     }
+    // Outputs read lane pixels ow * sw + taps_per_lane * j * dw: with a
+    // stride that divides taps_per_lane * dw, only every sw-th pixel.
+    const int64_t lane_step = (dw_->taps_per_lane * s.dw) % s.sw == 0 ? s.sw : 1;
     GemmS8Output o = out;
     o.col_offset = offset;
     o.row_sum = nullptr;
     o.col_zb = nullptr;
-    // Per thread: a ring of lane-image rows, one zx-padded input row, the
-    // int32 sums of one output row.
+    // Per thread: rows of output, strip by strip; per strip a ring of lane
+    // rows (kh rows of the strip's lane pixels), reused down the rows.
+    const DepthwiseStrips st = StripsFor(s);
     const int64_t slots = std::min<int64_t>(pool->num_threads(), s.n * oh_n);
     pool->ParallelFor(slots, [&](int64_t s0, int64_t s1) {
       for (int64_t slot = s0; slot < s1; ++slot) {
         char* mine = cursor + slot * DepthwiseSlotBytes(s);
         int32_t* ring_rows = reinterpret_cast<int32_t*>(mine);
-        uint8_t* padded = reinterpret_cast<uint8_t*>(mine + RoundUp(ring * wp * c * 4, 64));
-        int32_t* acc = reinterpret_cast<int32_t*>(mine + RoundUp(ring * wp * c * 4, 64) + RoundUp(wx * c, 64));
-        int32_t* window_sums = acc + RoundUp(ow_n * c * 4, 64) / 4;
-        std::vector<int64_t> held(ring, -1);  // padded-image row held by each ring slot, per image
-        int64_t held_image = -1;
+        mine += RoundUp(st.ring * st.lane_w * c * 4, 64);
+        uint8_t* padded = reinterpret_cast<uint8_t*>(mine);
+        mine += RoundUp((st.lane_w + 3 * s.dw) * c, 64);
+        int32_t* acc = reinterpret_cast<int32_t*>(mine);
+        int32_t* window_sums = acc + RoundUp(st.out_w * c * 4, 64) / 4;
+        std::vector<int64_t> held(st.ring);  // padded-image row held by each ring slot
         const int32_t* rows[64];
-        for (int64_t task = s.n * oh_n * slot / slots; task < s.n * oh_n * (slot + 1) / slots; ++task) {
-          const int64_t img = task / oh_n, oh = task % oh_n;
-          if (img != held_image) {
-            std::fill(held.begin(), held.end(), -1);
-            held_image = img;
-          }
-          for (int64_t ky = 0; ky < s.kh; ++ky) {
-            const int64_t r = oh * s.sh + ky * s.dh;  // row of the padded image
-            int32_t* dst = ring_rows + (r % ring) * wp * c;
-            if (held[r % ring] != r) {
-              const int64_t iy = r - s.pad_t;
-              std::memset(padded, zx, wx * c);
-              if (iy >= 0 && iy < s.h) std::memcpy(padded + s.pad_l * c, x + ((img * s.h + iy) * s.w) * c, s.w * c);
-              dw_->lane_row(padded, wp * c, s.dw * c, dst);
-              held[r % ring] = r;
+        for (int64_t ox0 = 0; ox0 < ow_n; ox0 += st.out_w) {
+          // The strip as a convolution of its own: lane pixels from px0 of
+          // the padded row, no padding, its columns of output.
+          ConvS8Shape ss = s;
+          const int64_t px0 = ox0 * s.sw, strip_ow = std::min(st.out_w, ow_n - ox0);
+          ss.w = (strip_ow - 1) * s.sw + s.dw * (s.kw - 1) + 1;
+          ss.pad_l = ss.pad_r = 0;
+          const int64_t seg = ss.w + 3 * s.dw;  // padded pixels the lane rows read
+          // The input columns of the segment and the padding around them.
+          const int64_t in0 = std::clamp<int64_t>(px0 - s.pad_l, 0, s.w), in1 = std::clamp<int64_t>(px0 + seg - s.pad_l, 0, s.w);
+          int64_t held_image = -1;
+          for (int64_t task = s.n * oh_n * slot / slots; task < s.n * oh_n * (slot + 1) / slots; ++task) {
+            const int64_t img = task / oh_n, oh = task % oh_n;
+            if (img != held_image) {
+              std::fill(held.begin(), held.end(), -1);
+              held_image = img;
             }
-            rows[ky] = dst;
-          }
-          dw_->row(s, rows, dw_lanes_.data(), acc);
-          if (w_zero_points != nullptr) {
-            dw_->row(s, rows, dw_ones_.data(), window_sums);
-            for (int64_t ow = 0; ow < ow_n; ++ow) {
-              for (int64_t ch = 0; ch < c; ++ch) {
-                // Wrapping, as the vector sums wrap.
-                acc[ow * c + ch] = static_cast<int32_t>(static_cast<uint32_t>(acc[ow * c + ch]) -
-                                                        static_cast<uint32_t>(w_zero_points[ch]) *
-                                                            static_cast<uint32_t>(window_sums[ow * c + ch]));
+            for (int64_t ky = 0; ky < s.kh; ++ky) {
+              const int64_t r = oh * s.sh + ky * s.dh;  // row of the padded image
+              int32_t* dst = ring_rows + (r % st.ring) * st.lane_w * c;
+              if (held[r % st.ring] != r) {
+                const int64_t iy = r - s.pad_t;
+                if (iy >= 0 && iy < s.h && in1 > in0) {
+                  const int64_t lead = in0 + s.pad_l - px0;  // padding pixels before the input
+                  std::memset(padded, zx, lead * c);
+                  std::memcpy(padded + lead * c, x + ((img * s.h + iy) * s.w + in0) * c, (in1 - in0) * c);
+                  std::memset(padded + (lead + in1 - in0) * c, zx, (seg - lead - (in1 - in0)) * c);
+                } else {
+                  std::memset(padded, zx, seg * c);
+                }
+                dw_->lane_row(padded, (ss.w + lane_step - 1) / lane_step, c, lane_step, s.dw * c, dst);
+                held[r % st.ring] = r;
+              }
+              rows[ky] = dst;
+            }
+            char* y_row = static_cast<char*>(y) + ((img * oh_n + oh) * ow_n + ox0) * c * esize;
+            if (w_zero_points == nullptr && dw_->row_requant != nullptr &&
+                dw_->row_requant(ss, rows, dw_lanes_.data(), o, y_row)) {
+              continue;
+            }
+            dw_->row(ss, rows, dw_lanes_.data(), acc);
+            if (w_zero_points != nullptr) {
+              dw_->row(ss, rows, dw_ones_.data(), window_sums);
+              for (int64_t ow = 0; ow < strip_ow; ++ow) {
+                for (int64_t ch = 0; ch < c; ++ch) {
+                  // Wrapping, as the vector sums wrap.
+                  acc[ow * c + ch] = static_cast<int32_t>(static_cast<uint32_t>(acc[ow * c + ch]) -
+                                                          static_cast<uint32_t>(w_zero_points[ch]) *
+                                                              static_cast<uint32_t>(window_sums[ow * c + ch]));
+                }
               }
             }
+            uk_->epilogue(acc, c, strip_ow, c, o, y_row, c);
           }
-          uk_->epilogue(acc, c, ow_n, c, o, static_cast<char*>(y) + ((img * oh_n + oh) * ow_n) * c * esize, c);
         }
       }
     });

@@ -74,9 +74,17 @@ inline int64_t DepthwiseTerms(const ConvS8Shape& s, int taps_per_lane, const int
 using DepthwiseRowS8 = void (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes,
                                 int32_t* acc);
 
-// One row of the lane image: p[i] packs x[i + t * partner] for the
-// taps_per_lane taps t, i < n.
-using LaneRowS8 = void (*)(const uint8_t* x, int64_t n, int64_t partner, int32_t* p);
+// One row of the lane image, every step-th pixel of it: p[i] packs
+// x[i + t * partner] for the taps_per_lane taps t, where i = u * step * c + ch
+// for pixels u < pixels and channels ch < c. With stride 2 the outputs read
+// only even pixels (when taps_per_lane * dw is even): step 2 builds those.
+using LaneRowS8 = void (*)(const uint8_t* x, int64_t pixels, int64_t c, int64_t step, int64_t partner, int32_t* p);
+
+// The output row requantized in registers: y[ow * c + ch] as the GEMM
+// epilogue would write acc (u8/s8 outputs with float scales only). Returns
+// false, having written nothing, where it does not apply.
+using DepthwiseRowRequantS8 = bool (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes,
+                                       const GemmS8Output& out, void* y);
 
 struct DepthwiseS8Info {
   const char* name;
@@ -84,6 +92,7 @@ struct DepthwiseS8Info {
   int taps_per_lane;
   DepthwiseRowS8 row;
   LaneRowS8 lane_row;
+  DepthwiseRowRequantS8 row_requant = nullptr;  // optional
 };
 const std::vector<DepthwiseS8Info>& DepthwiseS8Kernels();  // best last (ops/cpu/kernels.inc)
 

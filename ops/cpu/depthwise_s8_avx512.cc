@@ -55,14 +55,29 @@ void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int3
   Columns<0>(s, row_of, off, terms, w_pairs, acc);
 }
 
-void PairRowS8(const uint8_t* x, int64_t n, int64_t partner, int32_t* p) {
+namespace {
+
+// n contiguous lanes, the last vector masked.
+void PairRun(const uint8_t* x, int64_t n, int64_t partner, int32_t* p) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
     const __m512i hi = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + partner)));
     _mm512_storeu_si512(p + i, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
   }
-  for (; i < n; ++i) p[i] = static_cast<int32_t>(x[i] | (uint32_t{x[i + partner]} << 16));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512i lo = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + i));
+    const __m512i hi = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + i + partner));
+    _mm512_mask_storeu_epi32(p + i, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  }
+}
+
+}  // namespace
+
+void PairRowS8(const uint8_t* x, int64_t pixels, int64_t c, int64_t step, int64_t partner, int32_t* p) {
+  if (step == 1) return PairRun(x, pixels * c, partner, p);
+  for (int64_t u = 0; u < pixels; ++u) PairRun(x + u * step * c, c, partner, p + u * step * c);
 }
 
 }  // namespace avx512

@@ -170,6 +170,8 @@ TEST(ConvS8, DepthwiseEveryRowKernel) {
       }
       Check({Shape(1, 14, 14, 40, 40, 3, 2, 1, 1, true), zx, Kind::kU8, 2}, &k, seed++);
       Check({Shape(1, 12, 12, 24, 24, 3, 1, 2, 2, true), zx}, &k, seed++);  // dilation 2
+      Check({Shape(1, 13, 12, 24, 24, 3, 2, 2, 2, true), zx}, &k, seed++);  // stride 2, dilation 2
+      Check({Shape(1, 14, 13, 20, 20, 3, 3, 1, 1, true), zx}, &k, seed++);  // stride 3: every lane pixel
       Check({Shape(1, 6, 5, 16, 16, 2, 1, 0, 1, true), zx}, &k, seed++);    // even tap count
       // Weight zero points (u8 weights from ONNX Runtime's quantizer).
       Check({Shape(1, 9, 10, 17, 17, 3, 1, 1, 1, true), zx, Kind::kU8, 1, true}, &k, seed++);
