@@ -125,15 +125,13 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
     }
   }
   conv->packed_ = PackBS8(*conv->uk_, k, s.cout, b.data(), s.cout, 1);
-  // The direct kernel for stride 1 (as created; a Run with other strides
-  // takes im2col), where the channel padding to its K chunk
-  // costs at most a third more products.
+  // The direct kernel where the channel padding to its K chunk costs at most
+  // a third more products.
   const ConvTapsS8Info* direct = nullptr;
   for (const auto& row : ConvTapsS8Kernels()) {
     if (row.preferred && (row.needs & features) == row.needs) direct = &row;
   }
-  if (direct != nullptr && taps > 1 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 &&
-      3 * RoundUp(s.cin, direct->k_align) <= 4 * s.cin) {
+  if (direct != nullptr && taps > 1 && 3 * RoundUp(s.cin, direct->k_align) <= 4 * s.cin) {
     conv->PackDirect(*direct);
   }
   return conv;
@@ -169,7 +167,7 @@ size_t ConvS8::ScratchBytes(const ConvS8Shape& s, int threads) const {
   const int64_t oh = s.out_h(), ow = s.out_w();
   if (s.depthwise) return RoundUp(s.cin * 4, 64) + threads * DepthwiseSlotBytes(s) + 64;
   const int64_t m = s.n * oh * ow, k = s.kh * s.kw * s.cin;
-  if (Direct(s)) return std::max(DirectScratchBytes(s, threads), GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64);
+  if (direct_uk_ != nullptr) return std::max(DirectScratchBytes(s, threads), GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64);
   return GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64;
 }
 
@@ -277,7 +275,7 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
   const int64_t m = s.n * oh_n * ow_n, k = taps * s.cin;
   const bool in_place = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_t == 0 && s.pad_l == 0 &&
                       s.pad_b == 0 && s.pad_r == 0;
-  if (!in_place && w_zero_points == nullptr && Direct(s)) return RunDirect(s, x, zx, bias, out, y, scratch, pool);
+  if (!in_place && w_zero_points == nullptr && direct_uk_ != nullptr) return RunDirect(s, x, zx, bias, out, y, scratch, pool);
   // Otherwise the im2col rows of each A panel are built as the GEMM reaches
   // it, into its (cache-resident) panel buffer: no M x K copy in memory.
   auto im2col = [&](int64_t row0, int64_t rows, uint8_t* dst, int64_t kp) {

@@ -6,14 +6,15 @@
 //    else an im2col of output positions, built one A panel at a time as the
 //    GEMM reaches it (kh x kw x cin bytes per row, padding
 //    filled with zx so that it contributes zero); B = the weights packed once.
-//  - group 1, stride 1, no dilation, on a machine with a direct tap kernel
-//    (AMX): no im2col. The input is copied once into a zx-padded image whose
-//    pixels hold cin_p (cin rounded up to the kernel's K chunk) bytes. In
-//    that image, flattened over batch, rows and padded columns, output
-//    position q reads pixel q + ky * Wp + kx for tap (ky, kx): each tap of a
-//    panel of consecutive positions is a strided block of rows, loaded as a
-//    tile in place. Positions in the padded columns (kw - 1 per row) are
-//    computed and dropped by the epilogue.
+//  - group 1 on a machine with a direct tap kernel (AMX): no im2col. The
+//    input is copied once into a zx-padded image whose pixels hold cin_p
+//    (cin rounded up to the kernel's K chunk) bytes. In that image,
+//    flattened over batch, rows and padded columns, output position q reads
+//    pixel q + ky * Wp + kx for tap (ky, kx) (stride 1): each tap of a panel
+//    of consecutive positions is a strided block of rows, loaded as a tile
+//    in place. Positions in the padded columns (kw - 1 per row) are computed
+//    and dropped by the epilogue. Strides become stride 1 over the image's
+//    phases, dilations scale the tap offsets (ops/cpu/conv_s8_direct.cc).
 //  - depthwise (group == cin == cout): the input becomes, a few rows at a
 //    time (a ring of kh rows per thread), a zx-padded "lane image" whose
 //    int32 lanes hold horizontally adjacent taps of one channel: four bytes
@@ -126,8 +127,8 @@ class ConvS8 {
     PackDepthwise();
   }
 
-  // Runs group-1 convolutions of stride 1 with this direct tap kernel row
-  // (im2col + GEMM for others).
+  // Runs group-1 convolutions with this direct tap kernel row (but for
+  // weight zero points and 1x1 read in place).
   void ForceDirect(const ConvTapsS8Info& k) { PackDirect(k); }
 
   // The weights depend only on channels and kernel size: `s` may change the
@@ -147,7 +148,7 @@ class ConvS8 {
            const GemmS8Output& out, void* y, void* scratch, ParallelRunner* pool) const;
   int64_t PackedBytes() const { return packed_.data ? packed_.bytes() : static_cast<int64_t>(dw_lanes_.size() * 4); }
   const char* kernel_name() const {
-    return shape_.depthwise ? dw_->name : Direct(shape_) ? direct_uk_->name : uk_->name;
+    return shape_.depthwise ? dw_->name : direct_uk_ != nullptr ? direct_uk_->name : uk_->name;
   }
 
  private:
@@ -156,12 +157,9 @@ class ConvS8 {
   PackedBS8 packed_;                // group 1
   void PackDepthwise();  // dw_lanes_ for dw_'s lane layout
 
-  // Direct tap kernel (stride 1): its row and the weights packed with K =
-  // taps * cin_p (rows past cin zero).
+  // Direct tap kernel: its row and the weights packed with K = taps * cin_p
+  // (rows past cin zero).
   void PackDirect(const ConvTapsS8Info& k);
-  bool Direct(const ConvS8Shape& s) const {
-    return direct_uk_ != nullptr && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1;
-  }
   size_t DirectScratchBytes(const ConvS8Shape& s, int threads) const;
   void RunDirect(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32_t* bias, const GemmS8Output& out,
                  void* y, void* scratch, ParallelRunner* pool) const;

@@ -178,14 +178,6 @@ class QConv final : public Kernel {
     }
     attrs_ = init.attrs;
     cpu_ = init.cpu;
-    // Strides and dilations choose the kernel (direct or im2col); padding
-    // may depend on the image and is read per run.
-    auto window = ParseWindow(*attrs_, 2, {shape_.kh, shape_.kw}, label_);
-    if (!window.ok()) return window.status();
-    shape_.sh = window->strides[0];
-    shape_.sw = window->strides[1];
-    shape_.dh = window->dilations[0];
-    shape_.dw = window->dilations[1];
     const int zp_input = qlinear_ ? 5 : 3;
     const bool has_zp = zp_input < static_cast<int>(init.input_types.size()) &&
                         init.input_types[zp_input] != DataType::kUndefined;

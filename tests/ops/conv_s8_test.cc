@@ -1,13 +1,12 @@
 // INT8 convolution (NHWC) against plain loops: group-1 convolutions through
 // the INT8 GEMM (1x1 read in place, im2col with zero-point padding, strides,
-// dilations, channel counts that leave K % 4 != 0), every direct tap kernel
-// row the machine has (stride 1 without im2col: channels padded to the K
-// chunk, panels across rows and images, asymmetric padding; other strides
-// fall back to im2col) and every depthwise row
-// kernel the machine has (channels around the 16-lane vector, 3x3 and 5x5,
-// strides, dilation), input zero points 0/128/255, per-channel
-// requantization to u8, s32 outputs, weight zero points, 1 and 2 threads. Integer outputs must
-// match exactly.
+// dilations, channel counts that leave K % 4 != 0); every direct tap kernel
+// row the machine has (no im2col: channels padded to the K chunk, panels
+// across rows and images, asymmetric padding, strides 1-3 by phases,
+// dilations); every depthwise row kernel the machine has (channels around
+// the 16-lane vector, 3x3 and 5x5, strides 1-3, dilation); input zero points
+// 0/128/255, weight zero points, per-channel requantization to u8, s32
+// outputs, 1 and 2 threads. Integer outputs must match exactly.
 #include <random>
 #include <vector>
 
@@ -148,12 +147,18 @@ TEST(ConvS8, DirectEveryTapKernel) {
       Check({Shape(1, 5, 4, 48, 33, 3, 1, 1), zx}, nullptr, seed++, &k);                // cin padded, short rows
       Check({Shape(1, 12, 11, 64, 64, 5, 1, 2), zx, Kind::kS32}, nullptr, seed++, &k);  // 5x5
       Check({Shape(1, 6, 7, 13, 16, 1, 1, 1), zx}, nullptr, seed++, &k);                // 1x1 with padding
-      Check({Shape(1, 9, 9, 64, 32, 3, 2, 1), zx}, nullptr, seed++, &k);                // stride 2: im2col
+      Check({Shape(1, 9, 9, 64, 32, 3, 2, 1), zx}, nullptr, seed++, &k);                // stride 2: phases
+      Check({Shape(2, 10, 13, 64, 24, 3, 2, 1), zx}, nullptr, seed++, &k);               // even height, odd width
+      Check({Shape(1, 13, 12, 64, 33, 3, 1, 2, 2), zx}, nullptr, seed++, &k);            // dilation 2
+      Check({Shape(1, 17, 16, 64, 16, 5, 3, 2, 2), zx, Kind::kS32}, nullptr, seed++, &k);  // stride 3, dilation 2
       ConvS8Shape odd = Shape(1, 8, 10, 72, 20, 3, 1, 0);
       odd.kw = 2;
       odd.pad_l = 1;
       odd.pad_b = 2;
       Check({odd, zx}, nullptr, seed++, &k);  // 3x2, padding on two sides only
+      odd.sh = 2;
+      odd.pad_r = 3;
+      Check({odd, zx}, nullptr, seed++, &k);  // and stride 2 down, 1 across
       Check({Shape(2, 20, 19, 128, 70, 3, 1, 1), zx, Kind::kU8, 2}, nullptr, seed++, &k);
     }
   }
