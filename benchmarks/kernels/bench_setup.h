@@ -6,6 +6,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -47,6 +49,48 @@ std::vector<T> RandomInts(int64_t n, uint32_t seed, int lo, int hi) {
 // The first 64-byte aligned address in v (size it 64 bytes larger).
 inline void* Aligned64(std::vector<char>& v) {
   return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
+}
+
+// Times two callables alternately, call by call (after 5 warm-up pairs), so
+// that a shared machine's drift hits both alike: per-call microseconds,
+// medians and minima.
+struct PairedTimes {
+  double median[2], min[2];
+};
+template <class A, class B>
+PairedTimes TimePaired(A&& a, B&& b, int calls) {
+  std::vector<double> t[2];
+  auto time_us = [](auto& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (int i = 0; i < calls + 5; ++i) {
+    const double ta = time_us(a), tb = time_us(b);
+    if (i >= 5) {
+      t[0].push_back(ta);
+      t[1].push_back(tb);
+    }
+  }
+  PairedTimes r;
+  for (int v = 0; v < 2; ++v) {
+    std::sort(t[v].begin(), t[v].end());
+    r.median[v] = t[v][t[v].size() / 2];
+    r.min[v] = t[v][0];
+  }
+  return r;
+}
+
+// `--paired=N` and `--paired_filter=TEXT` (removed from argv): N = 0 when absent.
+inline int PairedArgs(int argc, char** argv, std::string* filter) {
+  int calls = 0;
+  char text[128] = "";
+  for (int i = 1; i < argc; ++i) {
+    if (std::sscanf(argv[i], "--paired=%d", &calls) == 1) argv[i] = const_cast<char*>("");
+    if (std::sscanf(argv[i], "--paired_filter=%127s", text) == 1) argv[i] = const_cast<char*>("");
+  }
+  *filter = text;
+  return calls;
 }
 
 inline void PrintCapability(int threads) {

@@ -8,8 +8,9 @@
 // FP32 kernel (the one kvant.ConvNhwc runs, ReLU6 fused), and oneDNN's f32
 // convolution (NHWC), in one run.
 // `--paired=N [--paired_filter=TEXT]` instead times our INT8 convolution and
-// oneDNN's alternately, call by call, and prints the ratios of their medians
-// and minima: the comparison to quote on a noisy machine.
+// oneDNN's alternately, call by call (bench::TimePaired), and prints the
+// ratios of their medians and minima: the comparison to quote on a noisy
+// machine.
 // GOP/s counts 2 operations per multiply-add. Single thread unless
 // --threads is given (oneDNN is limited the same way through OMP_NUM_THREADS).
 #include <benchmark/benchmark.h>
@@ -274,23 +275,9 @@ void RunPaired(int calls, const std::string& filter) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
     KvantS8Conv ours(c);
     OneDnnConv theirs(c, true);
-    std::vector<double> t[2];
-    auto time_us = [](auto& conv) {
-      const auto t0 = std::chrono::steady_clock::now();
-      conv.Call();
-      return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-    };
-    for (int i = 0; i < calls + 5; ++i) {
-      const double a = time_us(ours), b = time_us(theirs);
-      if (i >= 5) {  // warm-up
-        t[0].push_back(a);
-        t[1].push_back(b);
-      }
-    }
-    for (auto& v : t) std::sort(v.begin(), v.end());
-    const double p0 = t[0][t[0].size() / 2], p1 = t[1][t[1].size() / 2];
-    std::printf("%-48s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx  %s\n", c.name, p0, p1, p1 / p0, t[0][0], t[1][0],
-                t[1][0] / t[0][0], ours.conv->kernel_name());
+    const bench::PairedTimes t = bench::TimePaired([&] { ours.Call(); }, [&] { theirs.Call(); }, calls);
+    std::printf("%-48s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx  %s\n", c.name, t.median[0], t.median[1],
+                t.median[1] / t.median[0], t.min[0], t.min[1], t.min[1] / t.min[0], ours.conv->kernel_name());
   }
   std::printf("ratio: oneDNN time / ours (above 1: ours is faster); microseconds per call, %d calls each\n", calls);
 }
@@ -301,13 +288,8 @@ void RunPaired(int calls, const std::string& filter) {
 int main(int argc, char** argv) {
   kvant::g_threads = kvant::bench::SetUpThreads(argc, argv);
   kvant::bench::PrintCapability(kvant::g_threads);
-  int paired = 0;
-  char filter[128] = "";
-  for (int i = 1; i < argc; ++i) {
-    if (std::sscanf(argv[i], "--paired=%d", &paired) == 1) argv[i] = const_cast<char*>("");
-    if (std::sscanf(argv[i], "--paired_filter=%127s", filter) == 1) argv[i] = const_cast<char*>("");
-  }
-  if (paired > 0) {
+  std::string filter;
+  if (const int paired = kvant::bench::PairedArgs(argc, argv, &filter); paired > 0) {
     kvant::RunPaired(paired, filter);
     return 0;
   }

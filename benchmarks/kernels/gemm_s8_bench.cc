@@ -5,6 +5,9 @@
 // s8 weights, int32 bias, per-channel requantization to u8 with a zero
 // point. GOP/s counts 2 operations per multiply-add. Single thread unless
 // --threads is given (oneDNN is limited the same way through OMP_NUM_THREADS).
+// `--paired=N [--paired_filter=TEXT]` instead times the selected INT8 kernel
+// and oneDNN alternately, call by call, and prints the ratios of medians and
+// minima: the comparison to quote on a noisy machine.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -45,31 +48,45 @@ void SetCounters(benchmark::State& state, const GemmShape& s) {
                                                benchmark::Counter::kIsRate);
 }
 
-void BM_KvantS8(benchmark::State& state, const cpu::GemmUkernelInfoS8* uk, GemmShape s) {
-  auto a = bench::RandomInts<uint8_t>(s.m * s.k, 1, 0, 255);
-  auto b = bench::RandomInts<int8_t>(s.k * s.n, 2, -127, 127);
-  auto bias = bench::RandomInts<int32_t>(s.n, 3, -1000, 1000);
-  std::vector<float> scale(s.n, 1e-4f);
-  std::vector<uint8_t> c(s.m * s.n);
-  const cpu::PackedBS8 packed = cpu::PackBS8(*uk, s.k, s.n, b.data(), s.n, 1);
-  ThreadPool pool(g_threads);
-  std::vector<char> scratch(cpu::GemmScratchBytesS8(*uk, s.m, s.n, s.k, g_threads) + 64);
-  cpu::GemmArgsS8 g;
-  g.m = s.m;
-  g.a = a.data();
-  g.lda = s.k;
-  g.b = &packed;
-  g.a_zero_point = 128;
-  g.bias = bias.data();
-  g.out.kind = cpu::GemmS8Output::Kind::kU8;
-  g.out.scale = scale.data();
-  g.out.zero_point = 117;
-  g.c = c.data();
-  g.ldc = s.n;
-  for (auto _ : state) {
-    cpu::RunGemmS8(*uk, g, bench::Aligned64(scratch), &pool);
+// Our INT8 GEMM of one shape on one microkernel row, set up once.
+struct KvantS8Gemm {
+  KvantS8Gemm(const cpu::GemmUkernelInfoS8& uk_in, const GemmShape& s) : uk(uk_in), pool(g_threads) {
+    a = bench::RandomInts<uint8_t>(s.m * s.k, 1, 0, 255);
+    auto b = bench::RandomInts<int8_t>(s.k * s.n, 2, -127, 127);
+    bias = bench::RandomInts<int32_t>(s.n, 3, -1000, 1000);
+    scale.assign(s.n, 1e-4f);
+    c.resize(s.m * s.n);
+    packed = cpu::PackBS8(uk, s.k, s.n, b.data(), s.n, 1);
+    scratch.resize(cpu::GemmScratchBytesS8(uk, s.m, s.n, s.k, g_threads) + 64);
+    g.m = s.m;
+    g.a = a.data();
+    g.lda = s.k;
+    g.b = &packed;
+    g.a_zero_point = 128;
+    g.bias = bias.data();
+    g.out.kind = cpu::GemmS8Output::Kind::kU8;
+    g.out.scale = scale.data();
+    g.out.zero_point = 117;
+    g.c = c.data();
+    g.ldc = s.n;
+  }
+  void Call() {
+    cpu::RunGemmS8(uk, g, bench::Aligned64(scratch), &pool);
     benchmark::DoNotOptimize(c.data());
   }
+  const cpu::GemmUkernelInfoS8& uk;
+  std::vector<uint8_t> a, c;
+  std::vector<int32_t> bias;
+  std::vector<float> scale;
+  cpu::PackedBS8 packed;
+  ThreadPool pool;
+  std::vector<char> scratch;
+  cpu::GemmArgsS8 g;
+};
+
+void BM_KvantS8(benchmark::State& state, const cpu::GemmUkernelInfoS8* uk, GemmShape s) {
+  KvantS8Gemm gemm(*uk, s);
+  for (auto _ : state) gemm.Call();
   SetCounters(state, s);
 }
 
@@ -94,37 +111,55 @@ void BM_KvantF32(benchmark::State& state, GemmShape s) {
   SetCounters(state, s);
 }
 
-void BM_OneDnnU8S8(benchmark::State& state, GemmShape s) {
-  using dnnl::memory;
-  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  dnnl::stream strm(eng);
-  memory::desc ad({s.m, s.k}, memory::data_type::u8, memory::format_tag::ab);
-  memory::desc bd_any({s.k, s.n}, memory::data_type::s8, memory::format_tag::any);
-  memory::desc bd_plain({s.k, s.n}, memory::data_type::s8, memory::format_tag::ab);
-  memory::desc biasd({1, s.n}, memory::data_type::s32, memory::format_tag::ab);
-  memory::desc cd({s.m, s.n}, memory::data_type::u8, memory::format_tag::ab);
-  dnnl::primitive_attr attr;
-  attr.set_output_scales(2, std::vector<float>(s.n, 1e-4f));
-  attr.set_zero_points(DNNL_ARG_SRC, 0, {128});
-  attr.set_zero_points(DNNL_ARG_DST, 0, {117});
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd_any, biasd, cd), attr, eng);
-  dnnl::matmul prim(pd);
-  auto a = bench::RandomInts<uint8_t>(s.m * s.k, 1, 0, 255);
-  auto b = bench::RandomInts<int8_t>(s.k * s.n, 2, -127, 127);
-  auto bias = bench::RandomInts<int32_t>(s.n, 3, -1000, 1000);
-  std::vector<uint8_t> c(s.m * s.n);
-  memory am(ad, eng, a.data()), b_plain(bd_plain, eng, b.data()), biasm(biasd, eng, bias.data()),
-      cm(cd, eng, c.data());
-  memory bm(pd.weights_desc(), eng);
-  dnnl::reorder(b_plain, bm).execute(strm, b_plain, bm);  // pre-packed once, as in a model
-  strm.wait();
-  for (auto _ : state) {
+// oneDNN's u8s8 matmul of one shape (weights reordered once, as in a
+// model), set up once.
+struct OneDnnU8S8Gemm {
+  explicit OneDnnU8S8Gemm(const GemmShape& s) : eng(dnnl::engine::kind::cpu, 0), strm(eng) {
+    using dnnl::memory;
+    memory::desc ad({s.m, s.k}, memory::data_type::u8, memory::format_tag::ab);
+    memory::desc bd_any({s.k, s.n}, memory::data_type::s8, memory::format_tag::any);
+    memory::desc bd_plain({s.k, s.n}, memory::data_type::s8, memory::format_tag::ab);
+    memory::desc biasd({1, s.n}, memory::data_type::s32, memory::format_tag::ab);
+    memory::desc cd({s.m, s.n}, memory::data_type::u8, memory::format_tag::ab);
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(2, std::vector<float>(s.n, 1e-4f));
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {128});
+    attr.set_zero_points(DNNL_ARG_DST, 0, {117});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd_any, biasd, cd), attr, eng);
+    prim = dnnl::matmul(pd);
+    impl = pd.impl_info_str();
+    a = bench::RandomInts<uint8_t>(s.m * s.k, 1, 0, 255);
+    b = bench::RandomInts<int8_t>(s.k * s.n, 2, -127, 127);
+    bias = bench::RandomInts<int32_t>(s.n, 3, -1000, 1000);
+    c.resize(s.m * s.n);
+    am = memory(ad, eng, a.data());
+    biasm = memory(biasd, eng, bias.data());
+    cm = memory(cd, eng, c.data());
+    memory b_plain(bd_plain, eng, b.data());
+    bm = memory(pd.weights_desc(), eng);
+    dnnl::reorder(b_plain, bm).execute(strm, b_plain, bm);  // pre-packed once, as in a model
+    strm.wait();
+  }
+  void Call() {
     prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_BIAS, biasm}, {DNNL_ARG_DST, cm}});
     strm.wait();
     benchmark::DoNotOptimize(c.data());
   }
+  dnnl::engine eng;
+  dnnl::stream strm;
+  dnnl::matmul prim;
+  std::string impl;
+  std::vector<uint8_t> a, c;
+  std::vector<int8_t> b;
+  std::vector<int32_t> bias;
+  dnnl::memory am, bm, biasm, cm;
+};
+
+void BM_OneDnnU8S8(benchmark::State& state, GemmShape s) {
+  OneDnnU8S8Gemm gemm(s);
+  for (auto _ : state) gemm.Call();
   SetCounters(state, s);
-  state.SetLabel(pd.impl_info_str());
+  state.SetLabel(gemm.impl);
 }
 
 void BM_OneDnnF32(benchmark::State& state, GemmShape s) {
@@ -163,12 +198,34 @@ void BM_VnniPeak(benchmark::State& state) {
                                                benchmark::Counter::kIsRate);
 }
 
+// --paired=N: per shape, the INT8 kernel selection picks and oneDNN's u8s8
+// matmul alternately, call by call.
+void RunPaired(int calls, const std::string& filter) {
+  const auto& uk = cpu::SelectGemmUkernelS8(ActiveCpuFeatures());
+  std::printf("%-20s %10s %10s %8s %10s %10s %8s  %s\n", "M x K x N (u8 out)", "kvant p50", "oneDNN p50", "ratio",
+              "kvant min", "oneDNN min", "ratio", "kernel");
+  for (const auto& s : kShapes) {
+    if (!filter.empty() && std::string(s.name).find(filter) == std::string::npos) continue;
+    KvantS8Gemm ours(uk, s);
+    OneDnnU8S8Gemm theirs(s);
+    const bench::PairedTimes t = bench::TimePaired([&] { ours.Call(); }, [&] { theirs.Call(); }, calls);
+    std::printf("%-20s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx  %s\n", s.name, t.median[0], t.median[1],
+                t.median[1] / t.median[0], t.min[0], t.min[1], t.min[1] / t.min[0], uk.name);
+  }
+  std::printf("ratio: oneDNN time / ours (above 1: ours is faster); microseconds per call, %d calls each\n", calls);
+}
+
 }  // namespace
 }  // namespace kvant
 
 int main(int argc, char** argv) {
   kvant::g_threads = kvant::bench::SetUpThreads(argc, argv);
   kvant::bench::PrintCapability(kvant::g_threads);
+  std::string filter;
+  if (const int paired = kvant::bench::PairedArgs(argc, argv, &filter); paired > 0) {
+    kvant::RunPaired(paired, filter);
+    return 0;
+  }
   const kvant::CpuFeatures f = kvant::ActiveCpuFeatures();
   if (f & kvant::kCpuAvx512vnni) {
     benchmark::RegisterBenchmark("peak/vpdpbusd_zmm", kvant::BM_VnniPeak)->Unit(benchmark::kMicrosecond)->UseRealTime();
