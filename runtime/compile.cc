@@ -61,6 +61,8 @@ absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const S
   opt.fp16 = options.precision == Precision::kFp16;
   opt.cpu = cpu;
   if (auto s = OptimizeGraph(graph, opt); !s.ok()) return s;
+  model->optimize = opt;
+  model->optimize.widen_fp16_model = false;
   model->cpu = cpu;
   model->num_threads = std::max(1, options.num_threads);
   model->max_arena_bytes = options.max_arena_bytes;
@@ -77,7 +79,10 @@ absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const S
 }
 
 // Planning steps:
-//  1. specialize a copy of the graph to the input shapes;
+//  1. specialize a copy of the graph to the input shapes; where that inlines
+//     an If (its condition folds now), optimize the graph again, so that the
+//     branch's nodes get the fusions, layouts and precisions of the rest
+//     (silero VAD is one If around the whole model), and specialize again;
 //  2. give every value a slot: graph input, constant, graph output, or arena;
 //  3. lifetimes: an arena value lives from its producing step to its last reader;
 //  4. in-place: an output a kernel may write over its dying input of equal
@@ -91,7 +96,24 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   if (input_values != nullptr) {
     for (const auto& [name, t] : *input_values) g.initializers[name] = t.Clone();
   }
+  auto count_ifs = [](const Graph& graph) {
+    return std::count_if(graph.nodes.begin(), graph.nodes.end(),
+                         [](const Node& n) { return n.op_type == "If" && n.domain.empty(); });
+  };
+  const auto ifs = count_ifs(g);
   if (auto s = SpecializeShapes(g, input_shapes, model.cpu); !s.ok()) return s;
+  if (count_ifs(g) < ifs) {
+    if (auto s = OptimizeGraph(g, model.optimize); !s.ok()) return s;
+    if (auto s = SpecializeShapes(g, input_shapes, model.cpu); !s.ok()) return s;
+  }
+  // Kernels compiled at load serve the nodes that are still as they were.
+  absl::flat_hash_map<std::string, const Node*> loaded;
+  for (const Node& n : model.graph.nodes) loaded[n.name] = &n;
+  auto unchanged = [&](const Node& n) {
+    auto it = loaded.find(n.name);
+    return it != loaded.end() && it->second->op_type == n.op_type && it->second->domain == n.domain &&
+           it->second->inputs == n.inputs && it->second->outputs == n.outputs;
+  };
   auto plan = std::make_unique<ExecutionPlan>();
   plan->constants = g.initializers;
 
@@ -128,7 +150,7 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   for (const Node& n : g.nodes) {
     // Nodes of If branches inlined at this shape get their kernels here.
     const CompiledNode* compiled = nullptr;
-    if (auto it = model.nodes.find(n.name); it != model.nodes.end()) {
+    if (auto it = model.nodes.find(n.name); it != model.nodes.end() && unchanged(n)) {
       compiled = &it->second;
     } else {
       auto cn = CreateKernel(g, n, model.cpu);

@@ -17,6 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "graph/graph.h"
+#include "graph/passes/passes.h"
 #include "kvant/kvant.h"
 #include "ops/kernel.h"
 #include "runtime/memory_planner.h"
@@ -30,6 +31,7 @@ struct CompiledNode {
 
 struct CompiledModel {
   Graph graph;  // optimized; shapes may be symbolic
+  OptimizeOptions optimize;  // how it was optimized (If branches inlined per plan get the same)
   absl::flat_hash_map<std::string, CompiledNode> nodes;  // by (unique) node name
   CpuFeatures cpu = 0;
   int num_threads = 1;

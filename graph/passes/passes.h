@@ -116,6 +116,7 @@ absl::Status RunFp16ModelInFp32(Graph& graph);
 // pipeline.cc
 struct OptimizeOptions {
   bool optimize = true;  // false: shape inference only
+  bool widen_fp16_model = true;  // RunFp16ModelInFp32 first (not again on a graph it widened)
   bool dynamic_int8 = false;  // QuantizeMatMulsDynamic
   bool bf16 = false;          // AssignBf16Compute
   bool fp16 = false;          // AssignFp16Weights

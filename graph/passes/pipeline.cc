@@ -23,7 +23,9 @@
 namespace kvant {
 
 absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
-  if (auto s = RunFp16ModelInFp32(graph); !s.ok()) return s;
+  if (options.widen_fp16_model) {
+    if (auto s = RunFp16ModelInFp32(graph); !s.ok()) return s;
+  }
   if (!options.optimize) return InferShapes(graph);
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
   if (auto s = InferShapes(graph); !s.ok()) return s;

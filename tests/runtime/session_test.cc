@@ -1,6 +1,9 @@
 // Session behaviour: input validation errors, dynamic batch with plan reuse,
-// concurrent Run calls giving bit-identical outputs, the plan report, and the
-// arena of the bundled model against its lower bound.
+// concurrent Run calls giving bit-identical outputs, the plan report, the
+// arena of the bundled model against its lower bound, and If branches
+// inlined at Run getting the graph optimizations.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
@@ -28,6 +31,80 @@ std::string SmallCnn() {
   b.Node("Flatten", {"g"}, {"f"});
   OnnxBuilder::SetInt(b.Node("Gemm", {"f", "fw", "fb"}, {"y"}), "transB", 1);
   return b.Serialize();
+}
+
+// y = If(flag) then MatMul(Relu(Conv(x) + cb)) -> [1, 8] else HardSigmoid in
+// the same; the branches read the outer graph's x and weights. `flag` is an
+// input, so the If folds only when Run sees its value.
+std::string IfModel() {
+  OnnxBuilder b;
+  b.Input("flag", DataType::kBool, {}).Input("x", DataType::kFloat32, {1, 4, 6, 6}).Output("y");
+  b.Initializer("w", RandomF32({8, 4, 3, 3}, 1)).Initializer("cb", RandomF32({8}, 2));
+  b.Initializer("mw", RandomF32({8 * 36, 8}, 3)).Initializer("shape", Tensor::FromVector<int64_t>(DataType::kInt64, {2}, {1, 288}));
+  auto branch = [&](const std::string& act) {
+    onnx::GraphProto g;
+    g.set_name(act);
+    auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
+      onnx::NodeProto* n = g.add_node();
+      n->set_op_type(op);
+      n->set_name(act + "_" + op);
+      for (const auto& i : in) n->add_input(i);
+      n->add_output(out);
+      return n;
+    };
+    OnnxBuilder::SetInts(*node("Conv", {"x", "w", "cb"}, act + "_c"), "pads", {1, 1, 1, 1});
+    node(act, {act + "_c"}, act + "_a");
+    node("Reshape", {act + "_a", "shape"}, act + "_f");
+    node("MatMul", {act + "_f", "mw"}, act + "_y");
+    onnx::ValueInfoProto* out = g.add_output();
+    out->set_name(act + "_y");
+    out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    return g;
+  };
+  onnx::NodeProto& n = b.Node("If", {"flag"}, {"y"});
+  for (const auto& [name, act] : {std::pair{"then_branch", "Relu"}, std::pair{"else_branch", "HardSigmoid"}}) {
+    onnx::AttributeProto* a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::GRAPH);
+    *a->mutable_g() = branch(act);
+  }
+  return b.Serialize();
+}
+
+// An If whose condition folds only at Run (silero VAD wraps its whole model in
+// one): the inlined branch gets the same optimization as the rest of a
+// graph, its activation fused into the convolution and, with dynamic_int8,
+// its MatMul quantized, and gives the same results as unfused.
+TEST(Session, IfBranchesFoldedAtRunAreOptimized) {
+  Tensor x = RandomF32({1, 4, 6, 6}, 5);
+  for (bool flag : {true, false}) {
+    SCOPED_TRACE(flag ? "then" : "else");
+    TensorMap in{{"x", x}, {"flag", Tensor::FromVector<uint8_t>(DataType::kBool, {}, {flag})}};
+    SessionOptions plain;
+    plain.optimize = false;
+    auto reference = Session::LoadFromBytes(IfModel(), plain);
+    ASSERT_TRUE(reference.ok()) << reference.status();
+    auto want = reference->Run(in);
+    ASSERT_TRUE(want.ok()) << want.status();
+    for (bool dynamic : {false, true}) {
+      SessionOptions options;
+      options.profile = true;
+      options.dynamic_int8 = dynamic;
+      auto s = Session::LoadFromBytes(IfModel(), options);
+      ASSERT_TRUE(s.ok()) << s.status();
+      auto got = s->Run(in);
+      ASSERT_TRUE(got.ok()) << got.status();
+      const float* w = (*want)["y"].data<float>();
+      const float* g = (*got)["y"].data<float>();
+      float peak = 0.f;
+      for (int i = 0; i < 8; ++i) peak = std::max(peak, std::abs(w[i]));
+      for (int i = 0; i < 8; ++i) EXPECT_NEAR(g[i], w[i], (dynamic ? 0.02f : 1e-5f) * peak) << i;
+      std::string ops;
+      for (const NodeProfile& p : s->Profile()) ops += p.node.substr(0, p.node.find(' ')) + " ";
+      EXPECT_EQ(ops.find(flag ? "Relu" : "HardSigmoid"), std::string::npos) << "not fused: " << ops;
+      EXPECT_EQ(ops.find("DynamicQuantizeMatMul") != std::string::npos, dynamic) << ops;
+    }
+  }
 }
 
 TEST(Session, RejectsBadInputsWithClearStatus) {
