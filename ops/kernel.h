@@ -33,6 +33,7 @@ enum CpuFeature : uint32_t {
   kCpuAvx512fp16 = 1u << 11,
   kCpuAmxInt8 = 1u << 12,
   kCpuAmxBf16 = 1u << 13,
+  kCpuAvx512vbmi = 1u << 14,
 };
 using CpuFeatures = uint32_t;
 inline constexpr CpuFeatures kIsaAvx2 = kCpuAvx2 | kCpuFma;

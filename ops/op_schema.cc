@@ -113,6 +113,7 @@ constexpr OpSchema kSchemas[] = {
     // Kvant's internal forms (created by graph/passes, never read from files).
     {"kvant", "QLinearConvNhwc", 8, 9, ".........", InferQLinearConvNhwc},
     {"kvant", "ConvNhwc", 2, 4, "TTTT", InferConvNhwc},
+    {"kvant", "QLinearTable", 2, 2, "..", InferQLinearTable},
     {"kvant", "DynamicQuantizeGRU", 3, 12, "T..TITTT....", InferRecurrent},
     {"kvant", "DynamicQuantizeRNN", 3, 12, "T..TITTT....", InferRecurrent},
     // Recurrent.

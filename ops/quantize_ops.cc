@@ -372,6 +372,14 @@ absl::Status InferQLinearUnary(InferContext& ctx) {
   return absl::OkStatus();
 }
 
+absl::Status InferQLinearTable(InferContext& ctx) {
+  // X (u8 or s8), table: 256 values of Y's type (u8 or s8), indexed by X's bits.
+  if (auto s = ExpectType(ctx, 0, IsByte(ctx.dtype(0)), "u8 or s8"); !s.ok()) return s;
+  if (auto s = ExpectType(ctx, 1, IsByte(ctx.dtype(1)), "u8 or s8"); !s.ok()) return s;
+  ctx.output(0) = ValueType{ctx.dtype(1), ctx.shape(0)};
+  return absl::OkStatus();
+}
+
 absl::Status InferQLinearConcat(InferContext& ctx) {
   // Y_scale, Y_zero_point, then (X, x_scale, x_zero_point) per input
   if (ctx.num_inputs() < 5 || (ctx.num_inputs() - 2) % 3 != 0) {

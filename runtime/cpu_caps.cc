@@ -42,11 +42,11 @@ struct FeatureName {
 };
 
 constexpr FeatureName kNames[] = {
-    {kCpuSse41, "sse4.1"},         {kCpuAvx2, "avx2"},           {kCpuFma, "fma"},
-    {kCpuF16c, "f16c"},            {kCpuAvx512f, "avx512f"},     {kCpuAvx512bw, "avx512bw"},
-    {kCpuAvx512vl, "avx512vl"},    {kCpuAvx512dq, "avx512dq"},   {kCpuAvx512vnni, "avx512_vnni"},
-    {kCpuAvxVnni, "avx_vnni"},     {kCpuAvx512bf16, "avx512_bf16"}, {kCpuAvx512fp16, "avx512_fp16"},
-    {kCpuAmxInt8, "amx_int8"},     {kCpuAmxBf16, "amx_bf16"},
+    {kCpuSse41, "sse4.1"},          {kCpuAvx2, "avx2"},           {kCpuFma, "fma"},
+    {kCpuF16c, "f16c"},             {kCpuAvx512f, "avx512f"},     {kCpuAvx512bw, "avx512bw"},
+    {kCpuAvx512vl, "avx512vl"},     {kCpuAvx512dq, "avx512dq"},   {kCpuAvx512vnni, "avx512_vnni"},
+    {kCpuAvx512vbmi, "avx512_vbmi"}, {kCpuAvxVnni, "avx_vnni"},   {kCpuAvx512bf16, "avx512_bf16"},
+    {kCpuAvx512fp16, "avx512_fp16"}, {kCpuAmxInt8, "amx_int8"},   {kCpuAmxBf16, "amx_bf16"},
 };
 
 }  // namespace
@@ -90,6 +90,7 @@ CpuFeatures DetectCpuFeatures() {
       if (l7.b & (1u << 30)) f |= kCpuAvx512bw;
       if (l7.b & (1u << 31)) f |= kCpuAvx512vl;
       if (l7.c & (1u << 11)) f |= kCpuAvx512vnni;
+      if (l7.c & (1u << 1)) f |= kCpuAvx512vbmi;
       if (l7.d & (1u << 23)) f |= kCpuAvx512fp16;
       if (l71.a & (1u << 5)) f |= kCpuAvx512bf16;
     }

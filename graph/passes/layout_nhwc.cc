@@ -14,7 +14,8 @@
 //     two equally shaped transposed values or of one and a scalar constant
 //     (also Sub, Div), BatchNormalization and 2-D MaxPool
 //     (kvant_channels_last), QLinearGlobalAveragePool / 2-D QLinearAveragePool
-//     (channels_last = 1), GlobalAveragePool (kvant_channels_last), Concat
+//     (channels_last = 1), QLinearSigmoid / QLinearLeakyRelu /
+//     kvant.QLinearTable, GlobalAveragePool (kvant_channels_last), Concat
 //     of transposed values (its axis permuted) and Resize with constant
 //     roi/scales/sizes (permuted).
 //  3. A transpose whose input is the inverse transpose disappears;
@@ -108,6 +109,7 @@ Tensor PermuteAxesValues(const Tensor& t) {
 // Inputs of `n` that carry the data (the rest are scales, zero points, pads,
 // or a scalar constant operand).
 std::vector<int> DataInputs(const Graph& g, const Node& n) {
+  if (n.domain == "kvant" && n.op_type == "QLinearTable") return {0};
   if (!n.domain.empty() && n.domain != "com.microsoft") return {};
   const std::string& op = n.op_type;
   if (n.domain.empty()) {
@@ -154,6 +156,7 @@ std::vector<int> DataInputs(const Graph& g, const Node& n) {
     if (IsLayoutConstant(g, n.inputs[0])) return {3};
     return {0, 3};
   }
+  if (op == "QLinearSigmoid" || op == "QLinearLeakyRelu") return {0};
   if (op == "QLinearGlobalAveragePool" && n.attrs.GetInt("channels_last", 0) == 0) return {0};
   if (op == "QLinearAveragePool" && n.attrs.GetInt("channels_last", 0) == 0 &&
       n.attrs.GetInts("kernel_shape").size() == 2) {

@@ -65,6 +65,10 @@ absl::Status FuseQdqConv(Graph& graph);
 // quantized values; DQ -> Add/Mul/GlobalAveragePool -> Q and DQ -> Gemm [-> Q]
 // become com.microsoft QLinearAdd/QLinearMul/QLinearGlobalAveragePool/QGemm.
 absl::Status FuseQdqOperators(Graph& graph);
+// fuse_qdq_table.cc: DQ -> unary float operators (or binary ones with a scalar
+// constant) -> Q, per tensor, becomes kvant.QLinearTable: 256 output bytes
+// computed at load by folding the chain over every input byte.
+absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu);
 
 // fuse_dynamic_quant.cc: ONNX Runtime's dynamically quantized MatMul
 // (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul [-> Add bias])

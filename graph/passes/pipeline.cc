@@ -9,7 +9,9 @@
 //     Runtime's dynamic quantization chains into DynamicQuantizeMatMul;
 //  2. infer shapes and fold constants (one sweep);
 //  3. fold BatchNorm, constant scales/shifts and zero Pads into Conv/Gemm, recognize
-//     HardSwish and LayerNormalization; with dynamic_int8, FP32 MatMul/Gemm
+//     HardSwish and LayerNormalization, turn what is left of quantized
+//     unary chains (DQ -> float ops -> Q) into byte tables; with
+//     dynamic_int8, FP32 MatMul/Gemm
 //     with constant weights become DynamicQuantizeMatMul; then fuse
 //     activations (and scalar affine tails);
 //  4. drop dead nodes and unused initializers; run INT8 convolution chains
@@ -42,6 +44,9 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = FusePadIntoConv(graph); !s.ok()) return s;
   if (auto s = FuseHardSwish(graph); !s.ok()) return s;
   if (auto s = FuseLayerNorm(graph); !s.ok()) return s;
+  // (the operators fusions replaced must be gone: they still read the values)
+  if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
+  if (auto s = FuseQdqTables(graph, options.cpu); !s.ok()) return s;
   if (options.dynamic_int8) {
     if (auto s = QuantizeMatMulsDynamic(graph); !s.ok()) return s;
   }

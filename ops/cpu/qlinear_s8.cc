@@ -15,7 +15,9 @@
 #include <cstring>
 #include <limits>
 
+#include "absl/strings/str_format.h"
 #include "ops/cpu/broadcast_loop.h"
+#include "ops/cpu/lookup_u8.h"
 #include "ops/cpu/quantize_common.h"
 #include "ops/nn_ops.h"
 
@@ -239,31 +241,58 @@ class QLinearSoftmax final : public ByteKernel<QLinearSoftmax> {
 
 // Byte -> byte through a 256-entry table of the dequantize -> f -> quantize
 // map (QLinearSigmoid, QLinearLeakyRelu), built per call from the scales.
+// y = table[x] over the tensor, chunks across the session's threads.
+void LookupBytes(const KernelContext& ctx, LookupU8 lookup, const uint8_t* table) {
+  constexpr int64_t kChunk = 1 << 16;
+  const int64_t n = ctx.input(0).num_elements();
+  const uint8_t* x = ctx.input(0).as<const uint8_t>();
+  uint8_t* y = ctx.output(0).as<uint8_t>();
+  ctx.pool->ParallelFor((n + kChunk - 1) / kChunk, [&](int64_t b0, int64_t b1) {
+    const int64_t lo = b0 * kChunk, hi = std::min(n, b1 * kChunk);
+    lookup(table, x + lo, hi - lo, y + lo);
+  });
+}
+
 class QLinearLookup final : public ByteKernel<QLinearLookup> {
  public:
-  QLinearLookup(bool sigmoid, float alpha) : sigmoid_(sigmoid), alpha_(alpha) {}
+  QLinearLookup(bool sigmoid, float alpha, CpuFeatures cpu)
+      : sigmoid_(sigmoid), alpha_(alpha), lookup_(SelectLookupU8(cpu)) {}
 
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
     const float sx = ScaleAt(ctx, 1, 0), sy = ScaleAt(ctx, 3, 0);
     const float zx = static_cast<float>(ZeroPointAt(ctx, 2, 0)), zy = static_cast<float>(ZeroPointAt(ctx, 4, 0));
-    T table[256];
+    uint8_t table[256];
     for (int v = 0; v < 256; ++v) {
       const float x = (static_cast<float>(static_cast<T>(v)) - zx) * sx;
       const float y = sigmoid_ ? 1.f / (1.f + std::exp(-x)) : (x >= 0 ? x : alpha_ * x);
-      table[v] = Saturate<T>(y / sy, zy);
+      table[v] = static_cast<uint8_t>(Saturate<T>(y / sy, zy));
     }
-    const TensorArg& x = ctx.input(0);
-    const T* xs = x.as<const T>();
-    T* ys = ctx.output(0).as<T>();
-    for (int64_t i = 0; i < x.num_elements(); ++i) ys[i] = table[static_cast<uint8_t>(xs[i])];
+    LookupBytes(ctx, lookup_, table);
     return absl::OkStatus();
   }
-
 
  private:
   bool sigmoid_;
   float alpha_;
+  LookupU8 lookup_;
+};
+
+// kvant.QLinearTable(x, table): y = table[x], the 256 outputs of a quantized
+// unary chain computed at load (graph/passes/fuse_qdq_table.cc).
+class QLinearTable final : public Kernel {
+ public:
+  explicit QLinearTable(CpuFeatures cpu) : lookup_(SelectLookupU8(cpu)) {}
+  absl::Status Run(const KernelContext& ctx) const override {
+    LookupBytes(ctx, lookup_, ctx.input(1).as<const uint8_t>());
+    return absl::OkStatus();
+  }
+  std::string Describe() const override {
+    return lookup_ == avx512vbmi::LookupU8 ? "lookup_u8_avx512vbmi" : "lookup_u8_ref";
+  }
+
+ private:
+  LookupU8 lookup_;
 };
 
 // QLinearConcat: each input requantized to Y's scale and zero point (a copy
@@ -311,7 +340,16 @@ class QLinearConcat final : public ByteKernel<QLinearConcat, 2> {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearLookup(const KernelInit& init) {
-  return std::make_unique<QLinearLookup>(init.op == "QLinearSigmoid", init.attrs->GetFloat("alpha", 0.01f));
+  return std::make_unique<QLinearLookup>(init.op == "QLinearSigmoid", init.attrs->GetFloat("alpha", 0.01f), init.cpu);
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearTable(const KernelInit& init) {
+  const Tensor* table = init.constant_inputs.size() == 2 ? init.constant_inputs[1] : nullptr;
+  if (table == nullptr || table->num_elements() != 256) {
+    return absl::InvalidArgumentError(absl::StrFormat("failed to compile node %s: input 'table' must be a constant of 256 bytes, got %s",
+                                                      init.node_label, table ? std::to_string(table->num_elements()) + " values" : "a computed value"));
+  }
+  return std::make_unique<QLinearTable>(init.cpu);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearConcat(const KernelInit& init) {

@@ -1,0 +1,156 @@
+// Quantized unary chains as byte tables: DequantizeLinear (per tensor) ->
+// elementwise float operators of one varying input -> QuantizeLinear (per
+// tensor) maps each of the 256 input bytes to one output byte, so it becomes
+// kvant.QLinearTable(x, table). The table is computed at load by folding the
+// chain itself over the constant input [0, 1, ..., 255], with the same
+// kernels the float chain would run: the table gives, element for element,
+// what the float island gave. A quantizer that keeps activations, affine
+// tails or HardSwish in float between INT8 convolutions (PP-OCR's
+// Conv -> Mul -> Add -> HardSwish -> Mul -> Add) leaves exactly these.
+//  1. From each per-tensor DequantizeLinear of a u8/s8 value, follow the sole
+//     reader through unary operators and through binary ones whose other
+//     operand is a scalar constant, to a per-tensor QuantizeLinear; each
+//     value on the way has that one reader and is not a graph output.
+//  2. Copy the chain into a scratch graph whose input is the 256 byte values
+//     (as the input's type), fold it, and read the table from its output.
+//  3. The chain's nodes give way to QLinearTable(x, table).
+#include <numeric>
+
+#include "absl/strings/str_format.h"
+#include "graph/passes/passes.h"
+
+namespace kvant {
+namespace {
+
+bool IsByteType(DataType t) { return t == DataType::kUInt8 || t == DataType::kInt8; }
+
+bool PerTensor(const Graph& g, const Node& n) {
+  for (size_t i = 1; i < n.inputs.size() && i < 3; ++i) {
+    if (n.inputs[i].empty()) continue;
+    const Tensor* t = g.FindConstant(n.inputs[i]);
+    if (t == nullptr || t->num_elements() != 1) return false;
+  }
+  return n.inputs.size() >= 2 && !n.inputs[1].empty();
+}
+
+// An elementwise float operator the chain may pass through with `data` as its
+// varying input: unary, or binary with a scalar constant as the other operand.
+bool ChainOp(const Graph& g, const Node& n, const std::string& data) {
+  if (!n.domain.empty() || n.outputs.size() != 1 || n.inputs.empty()) return false;
+  static const char* kUnary[] = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "Elu",
+                                 "Selu",  "Neg",     "Abs",         "Erf",       "Exp",  "Softplus",  "Identity"};
+  for (const char* op : kUnary) {
+    if (n.op_type == op) return n.inputs.size() == 1 && n.inputs[0] == data;
+  }
+  if (n.op_type == "Clip") {  // constant bounds
+    if (n.inputs[0] != data) return false;
+    for (size_t i = 1; i < n.inputs.size(); ++i) {
+      if (!n.inputs[i].empty() && g.FindConstant(n.inputs[i]) == nullptr) return false;
+    }
+    return true;
+  }
+  static const char* kBinary[] = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
+  for (const char* op : kBinary) {
+    if (n.op_type != op || n.inputs.size() != 2) continue;
+    const int other = n.inputs[0] == data ? 1 : n.inputs[1] == data ? 0 : -1;
+    const Tensor* c = other < 0 ? nullptr : g.FindConstant(n.inputs[other]);
+    const ValueType* t = g.FindType(data);
+    // A scalar that does not raise the rank: the output keeps data's shape.
+    return c != nullptr && c->num_elements() == 1 && n.inputs[0] != n.inputs[1] && t != nullptr &&
+           t->shape.rank_known && c->rank() <= t->shape.rank();
+  }
+  return false;
+}
+
+// The chain's 256 outputs (step 2), or an error from folding it.
+absl::StatusOr<Tensor> FoldTable(const Graph& g, const std::vector<const Node*>& chain, DataType in_type,
+                                 CpuFeatures cpu) {
+  Graph scratch;
+  scratch.source = g.source;
+  scratch.opset = g.opset;
+  Tensor bytes = Tensor::Zeros(in_type, {256});
+  std::iota(static_cast<uint8_t*>(bytes.raw_data()), static_cast<uint8_t*>(bytes.raw_data()) + 256, uint8_t{0});
+  const std::string in = chain.front()->inputs[0];
+  scratch.initializers[in] = bytes;
+  for (const Node* n : chain) {
+    for (const std::string& v : n->inputs) {
+      if (v.empty() || v == in || scratch.initializers.contains(v)) continue;
+      if (const Tensor* c = g.FindConstant(v)) scratch.initializers[v] = *c;
+    }
+    scratch.nodes.push_back(*n);
+  }
+  for (const auto& [name, t] : scratch.initializers) scratch.values[name] = ValueType{t.dtype(), Shape::Of(t.shape())};
+  const std::string out = chain.back()->outputs[0];
+  scratch.outputs = {out};
+  if (auto s = FoldConstants(scratch, cpu); !s.ok()) return s;
+  const Tensor* table = scratch.FindConstant(out);
+  if (table == nullptr || table->num_elements() != 256 || !IsByteType(table->dtype())) {
+    return absl::InternalError(absl::StrFormat("failed to fold the quantized chain ending in %s of %s", out, g.source));
+  }
+  return *table;
+}
+
+}  // namespace
+
+absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
+  auto uses = graph.UseCounts();
+  std::vector<int> reader(graph.nodes.size(), -1);  // sole reader of each node's output 0
+  {
+    absl::flat_hash_map<std::string, int> first;
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+      for (const std::string& v : graph.nodes[i].inputs) first.try_emplace(v, static_cast<int>(i));
+    }
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+      const Node& n = graph.nodes[i];
+      if (n.outputs.size() != 1) continue;
+      auto u = uses.find(n.outputs[0]);
+      auto f = first.find(n.outputs[0]);
+      if (u != uses.end() && u->second == 1 && f != first.end() && !graph.IsGraphOutput(n.outputs[0])) {
+        reader[i] = f->second;
+      }
+    }
+  }
+  std::vector<bool> removed(graph.nodes.size(), false);
+  std::vector<Node> tables;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& dq = graph.nodes[i];
+    if (dq.op_type != "DequantizeLinear" || !dq.domain.empty() || removed[i] || !PerTensor(graph, dq)) continue;
+    const ValueType* xt = graph.FindType(dq.inputs[0]);
+    if (xt == nullptr || !IsByteType(xt->dtype)) continue;
+    // 1.
+    std::vector<int> chain = {static_cast<int>(i)};
+    int at = reader[i];
+    while (at >= 0 && ChainOp(graph, graph.nodes[at], graph.nodes[chain.back()].outputs[0]) && !removed[at]) {
+      chain.push_back(at);
+      at = reader[at];
+    }
+    if (at < 0 || chain.size() < 2 || removed[at]) continue;
+    const Node& q = graph.nodes[at];
+    if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs[0] != graph.nodes[chain.back()].outputs[0] ||
+        !PerTensor(graph, q)) {
+      continue;
+    }
+    chain.push_back(at);
+    // 2.
+    std::vector<const Node*> nodes;
+    for (int c : chain) nodes.push_back(&graph.nodes[c]);
+    auto table = FoldTable(graph, nodes, xt->dtype, cpu);
+    if (!table.ok()) continue;  // left in float
+    // 3.
+    Node t;
+    t.name = q.name;
+    t.op_type = "QLinearTable";
+    t.domain = "kvant";
+    t.inputs = {dq.inputs[0], graph.AddConstant(q.name + "_table", *table)};
+    t.outputs = q.outputs;
+    tables.push_back(std::move(t));
+    for (int c : chain) removed[c] = true;
+    removed[at] = true;
+  }
+  if (tables.empty()) return absl::OkStatus();
+  graph.RemoveNodes(removed);
+  for (Node& t : tables) graph.nodes.push_back(std::move(t));
+  return graph.TopologicalSort();
+}
+
+}  // namespace kvant

@@ -1,0 +1,116 @@
+// Quantized unary chains as byte tables (graph/passes/fuse_qdq_table.cc):
+// DequantizeLinear -> scalar affine, HardSwish, Clip, LeakyRelu ->
+// QuantizeLinear becomes kvant.QLinearTable, u8 and s8 on either side, with
+// exactly the bytes of the float chain; chains that are not unary maps stay
+// in float. And the byte lookup kernels against their reference.
+#include <random>
+
+#include "gtest/gtest.h"
+#include "kvant/kvant.h"
+#include "ops/cpu/lookup_u8.h"
+#include "runtime/cpu_caps.h"
+#include "tests/testing/graph_checks.h"
+#include "tests/testing/onnx_builder.h"
+
+namespace kvant {
+namespace {
+
+using testing::CountOps;
+using testing::OnnxBuilder;
+using testing::OptimizedGraph;
+using testing::RandomF32;
+using testing::RunPlainAndOptimized;
+
+Tensor F(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
+Tensor U8(uint8_t v) { return Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {v}); }
+Tensor S8(int8_t v) { return Tensor::FromVector<int8_t>(DataType::kInt8, {}, {v}); }
+
+// x -> Q(u8) -> DQ -> Mul(1.3) -> Add(-0.2) -> HardSwish -> Clip(-1, 4) -> Q(s8)
+//   -> DQ -> LeakyRelu -> Q(u8) -> DQ -> y
+std::string ChainModel() {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {2, 3, 4, 5}).Output("y");
+  b.Initializer("s", F(0.03f)).Initializer("z", U8(120));
+  b.Initializer("s2", F(0.021f)).Initializer("z2", S8(-7));
+  b.Initializer("s3", F(0.017f)).Initializer("z3", U8(30));
+  b.Initializer("k", F(1.3f)).Initializer("c", Tensor::FromVector<float>(DataType::kFloat32, {1}, {-0.2f}));
+  b.Initializer("lo", F(-1.f)).Initializer("hi", F(4.f));
+  b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
+  b.Node("DequantizeLinear", {"q", "s", "z"}, {"d"});
+  b.Node("Mul", {"k", "d"}, {"m"});
+  b.Node("Add", {"m", "c"}, {"a"});
+  b.Node("HardSwish", {"a"}, {"h"});
+  b.Node("Clip", {"h", "lo", "hi"}, {"cl"});
+  b.Node("QuantizeLinear", {"cl", "s2", "z2"}, {"q2"});
+  b.Node("DequantizeLinear", {"q2", "s2", "z2"}, {"d2"});
+  OnnxBuilder::SetFloat(b.Node("LeakyRelu", {"d2"}, {"l"}), "alpha", 0.1f);
+  b.Node("QuantizeLinear", {"l", "s3", "z3"}, {"q3"});
+  b.Node("DequantizeLinear", {"q3", "s3", "z3"}, {"y"});
+  return b.Serialize();
+}
+
+TEST(FuseQdqTables, UnaryChainsBecomeTablesWithTheFloatResults) {
+  const std::string bytes = ChainModel();
+  auto g = OptimizedGraph(bytes);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearTable"), 2) << g->DebugString();
+  for (const char* op : {"Mul", "Add", "HardSwish", "Clip", "LeakyRelu", "QLinearLeakyRelu"}) {
+    EXPECT_EQ(CountOps(*g, op), 0) << op << "\n" << g->DebugString();
+  }
+  auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({2, 3, 4, 5}, 4, -4.f, 4.f)}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  const auto& [plain, optimized] = *y;
+  ASSERT_EQ(plain.shape(), optimized.shape());
+  for (int64_t i = 0; i < plain.num_elements(); ++i) {
+    EXPECT_EQ(plain.data<float>()[i], optimized.data<float>()[i]) << i;  // the same bytes, dequantized alike
+  }
+}
+
+TEST(FuseQdqTables, ChainsThatAreNotUnaryMapsStayInFloat) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {2, 5}).Output("y1").Output("y2").Output("y3");
+  b.Initializer("s", F(0.03f)).Initializer("z", U8(120));
+  b.Initializer("v", Tensor::FromVector<float>(DataType::kFloat32, {5}, {1.f, 2.f, 3.f, 4.f, 5.f}));
+  b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
+  // A per-column constant: not one map for every element.
+  b.Node("DequantizeLinear", {"q", "s", "z"}, {"d1"});
+  b.Node("Mul", {"d1", "v"}, {"m1"});
+  b.Node("QuantizeLinear", {"m1", "s", "z"}, {"q1"});
+  b.Node("DequantizeLinear", {"q1", "s", "z"}, {"y1"});
+  // Two varying operands.
+  b.Node("DequantizeLinear", {"q", "s", "z"}, {"d2"});
+  b.Node("Mul", {"d2", "d2"}, {"m2"});
+  b.Node("Tanh", {"m2"}, {"t2"});
+  b.Node("QuantizeLinear", {"t2", "s", "z"}, {"q2"});
+  b.Node("DequantizeLinear", {"q2", "s", "z"}, {"y2"});
+  // An intermediate value read twice.
+  b.Node("DequantizeLinear", {"q", "s", "z"}, {"d3"});
+  b.Node("Sigmoid", {"d3"}, {"g3"});
+  b.Node("Add", {"g3", "d3"}, {"a3"});
+  b.Node("QuantizeLinear", {"a3", "s", "z"}, {"q3"});
+  b.Node("DequantizeLinear", {"q3", "s", "z"}, {"y3"});
+  auto g = OptimizedGraph(b.Serialize());
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearTable"), 0) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Tanh"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Sigmoid"), 1) << g->DebugString();
+}
+
+TEST(LookupU8, EveryKernelMatchesTheReference) {
+  const CpuFeatures vbmi = kIsaAvx512 | kCpuAvx512vbmi;
+  if ((ActiveCpuFeatures() & vbmi) != vbmi) GTEST_SKIP() << "no AVX-512 VBMI";
+  std::mt19937 rng(11);
+  uint8_t table[256];
+  for (uint8_t& t : table) t = static_cast<uint8_t>(rng());
+  for (int64_t n : {0, 1, 63, 64, 65, 127, 128, 256, 1000}) {
+    std::vector<uint8_t> x(n), want(n), got(n + 64, 0xA5);
+    for (int64_t i = 0; i < n; ++i) x[i] = static_cast<uint8_t>(i < 256 ? i : rng());  // every byte value
+    cpu::ref::LookupU8(table, x.data(), n, want.data());
+    cpu::avx512vbmi::LookupU8(table, x.data(), n, got.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << "n " << n << " at " << i;
+    for (int64_t i = n; i < n + 64; ++i) ASSERT_EQ(got[i], 0xA5) << "wrote past n " << n;
+  }
+}
+
+}  // namespace
+}  // namespace kvant
