@@ -133,11 +133,17 @@ size_t GemmScratchBytesS8(const GemmUkernelInfoS8& uk, int64_t m, int64_t n, int
 }
 
 void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratch, ParallelRunner* pool) {
-  if (args.m < uk.min_m && uk.small_m != nullptr) {
+  // Few rows, or a K the microkernel would mostly pad (AMX's 64-byte steps
+  // at K = 16 do four times the products), run on `small_m`, which reads the
+  // same panels and stops at its own K alignment.
+  const int64_t k1 = std::max<int64_t>(args.b->k, 1);
+  if ((args.m < uk.min_m || 2 * RoundUp(k1, uk.k_align) > 3 * k1) && uk.small_m != nullptr) {
     if (const GemmUkernelInfoS8* small = FindGemmUkernelS8(uk.small_m)) return RunGemmS8(*small, args, scratch, pool);
   }
   const PackedBS8& b = *args.b;
-  const int64_t m = args.m, n = b.n, k = b.k, kp = b.kp, mr = uk.mr, nr = uk.nr;
+  // K as this microkernel steps it: b.kp when b was packed for it, less for
+  // a kernel of a finer alignment on another's panels (the rest is zeros).
+  const int64_t m = args.m, n = b.n, k = b.k, kp = RoundUp(k1, uk.k_align), mr = uk.mr, nr = uk.nr;
   if (m == 0 || n == 0) return;
   InlineRunner inline_runner;
   if (pool == nullptr) pool = &inline_runner;
@@ -180,7 +186,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
       n_parts = std::min<int64_t>(threads, n_panels);
     }
   }
-  const int64_t slice = std::max<int64_t>(nr, kSliceBytes / (kp * nr) * nr);
+  const int64_t slice = std::max<int64_t>(nr, kSliceBytes / (b.kp * nr) * nr);
 
   // 3. Slices of N, panels of A, panels of B.
   pool->ParallelFor(m_parts * n_parts, [&](int64_t c0, int64_t c1) {

@@ -68,7 +68,7 @@ struct GemmUkernelInfoS8 {
   bool full_panels = false;      // reads mr rows of A even for fewer (the driver pads)
   void (*begin)() = nullptr;     // per thread and task (AMX tile configuration)
   void (*end)() = nullptr;
-  int min_m = 0;                 // below this M, run `small_m` (same B packing)
+  int min_m = 0;                 // below this M, or at a K it would mostly pad, run `small_m` (same B panels)
   const char* small_m = nullptr;
 };
 
