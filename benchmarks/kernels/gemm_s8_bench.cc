@@ -214,6 +214,10 @@ void RunPaired(int calls, const std::string& filter) {
                 t.median[1] / t.median[0], t.min[0], t.min[1], t.min[1] / t.min[0], uk.name);
   }
   std::printf("ratio: oneDNN time / ours (above 1: ours is faster); microseconds per call, %d calls each\n", calls);
+  if (g_threads > 1) {
+    std::printf("note: with %d threads each side's idle workers spin through the other's calls and take its cores; "
+                "compare threaded runs in the Google Benchmark mode instead\n", g_threads);
+  }
 }
 
 }  // namespace
