@@ -167,8 +167,8 @@ size_t ConvS8::ScratchBytes(const ConvS8Shape& s, int threads) const {
   const int64_t oh = s.out_h(), ow = s.out_w();
   if (s.depthwise) return RoundUp(s.cin * 4, 64) + threads * DepthwiseSlotBytes(s) + 64;
   const int64_t m = s.n * oh * ow, k = s.kh * s.kw * s.cin;
-  if (direct_uk_ != nullptr) return std::max(DirectScratchBytes(s, threads), GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64);
-  return GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64;
+  const size_t gemm = GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64;
+  return direct_uk_ != nullptr ? std::max(DirectScratchBytes(s, threads), gemm) : gemm;
 }
 
 void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32_t* bias,
@@ -222,7 +222,8 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
           ss.pad_l = ss.pad_r = 0;
           const int64_t seg = ss.w + 3 * s.dw;  // padded pixels the lane rows read
           // The input columns of the segment and the padding around them.
-          const int64_t in0 = std::clamp<int64_t>(px0 - s.pad_l, 0, s.w), in1 = std::clamp<int64_t>(px0 + seg - s.pad_l, 0, s.w);
+          const int64_t in0 = std::clamp<int64_t>(px0 - s.pad_l, 0, s.w);
+          const int64_t in1 = std::clamp<int64_t>(px0 + seg - s.pad_l, 0, s.w);
           int64_t held_image = -1;
           for (int64_t task = s.n * oh_n * slot / slots; task < s.n * oh_n * (slot + 1) / slots; ++task) {
             const int64_t img = task / oh_n, oh = task % oh_n;
@@ -275,7 +276,9 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
   const int64_t m = s.n * oh_n * ow_n, k = taps * s.cin;
   const bool in_place = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pad_t == 0 && s.pad_l == 0 &&
                       s.pad_b == 0 && s.pad_r == 0;
-  if (!in_place && w_zero_points == nullptr && direct_uk_ != nullptr) return RunDirect(s, x, zx, bias, out, y, scratch, pool);
+  if (!in_place && w_zero_points == nullptr && direct_uk_ != nullptr) {
+    return RunDirect(s, x, zx, bias, out, y, scratch, pool);
+  }
   // Otherwise the im2col rows of each A panel are built as the GEMM reaches
   // it, into its (cache-resident) panel buffer: no M x K copy in memory.
   auto im2col = [&](int64_t row0, int64_t rows, uint8_t* dst, int64_t kp) {

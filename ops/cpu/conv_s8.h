@@ -23,7 +23,10 @@
 //    packed the same way (exact, no saturation; taps past kw get weight 0).
 //    Each input pixel is widened once instead of once per tap. Channels are
 //    the vector dimension (NHWC); the sum less zx * sum(w) per channel goes
-//    through the same epilogue, one output row at a time.
+//    through the same epilogue, one output row at a time (the VNNI row
+//    requantizes in registers itself). Strided layers build only the lane
+//    pixels outputs read and go in strips of columns whose lane rows stay in
+//    L1.
 #ifndef KVANT_OPS_CPU_CONV_S8_H_
 #define KVANT_OPS_CPU_CONV_S8_H_
 
@@ -146,7 +149,10 @@ class ConvS8 {
   }
   void Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32_t* bias, const int32_t* w_zero_points,
            const GemmS8Output& out, void* y, void* scratch, ParallelRunner* pool) const;
-  int64_t PackedBytes() const { return packed_.data ? packed_.bytes() : static_cast<int64_t>(dw_lanes_.size() * 4); }
+  int64_t PackedBytes() const {
+    if (!packed_.data) return static_cast<int64_t>(dw_lanes_.size() * 4);
+    return packed_.bytes() + (direct_packed_.data && direct_packed_.data != packed_.data ? direct_packed_.bytes() : 0);
+  }
   const char* kernel_name() const {
     return shape_.depthwise ? dw_->name : direct_uk_ != nullptr ? direct_uk_->name : uk_->name;
   }

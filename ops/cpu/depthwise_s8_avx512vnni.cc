@@ -93,7 +93,8 @@ void LaneRun(const uint8_t* x, int64_t n, int64_t partner, int32_t* p) {
     __m512i v = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int t = 0; t < 4; ++t) {
-      v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + i + t * partner)), 8 * t));
+      const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + i + t * partner));
+      v = _mm512_or_si512(v, _mm512_slli_epi32(b, 8 * t));
     }
     _mm512_mask_storeu_epi32(p + i, m, v);
   }

@@ -346,8 +346,9 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearLookup(const KernelInit& in
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearTable(const KernelInit& init) {
   const Tensor* table = init.constant_inputs.size() == 2 ? init.constant_inputs[1] : nullptr;
   if (table == nullptr || table->num_elements() != 256) {
-    return absl::InvalidArgumentError(absl::StrFormat("failed to compile node %s: input 'table' must be a constant of 256 bytes, got %s",
-                                                      init.node_label, table ? std::to_string(table->num_elements()) + " values" : "a computed value"));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "failed to compile node %s: input 'table' must be a constant of 256 bytes, got %s", init.node_label,
+        table ? std::to_string(table->num_elements()) + " values" : "a computed value"));
   }
   return std::make_unique<QLinearTable>(init.cpu);
 }

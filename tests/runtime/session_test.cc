@@ -40,7 +40,8 @@ std::string IfModel() {
   OnnxBuilder b;
   b.Input("flag", DataType::kBool, {}).Input("x", DataType::kFloat32, {1, 4, 6, 6}).Output("y");
   b.Initializer("w", RandomF32({8, 4, 3, 3}, 1)).Initializer("cb", RandomF32({8}, 2));
-  b.Initializer("mw", RandomF32({8 * 36, 8}, 3)).Initializer("shape", Tensor::FromVector<int64_t>(DataType::kInt64, {2}, {1, 288}));
+  b.Initializer("mw", RandomF32({8 * 36, 8}, 3));
+  b.Initializer("shape", Tensor::FromVector<int64_t>(DataType::kInt64, {2}, {1, 288}));
   auto branch = [&](const std::string& act) {
     onnx::GraphProto g;
     g.set_name(act);
