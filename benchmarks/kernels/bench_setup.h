@@ -81,6 +81,24 @@ PairedTimes TimePaired(A&& a, B&& b, int calls) {
   return r;
 }
 
+// The table of a paired run: header, one row per case, the footer that says
+// how to read it.
+inline void PrintPairedHeader(const char* what) {
+  std::printf("%-48s %10s %10s %8s %10s %10s %8s  %s\n", what, "kvant p50", "oneDNN p50", "ratio", "kvant min",
+              "oneDNN min", "ratio", "kernel");
+}
+inline void PrintPairedRow(const char* name, const PairedTimes& t, const char* kernel) {
+  std::printf("%-48s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx  %s\n", name, t.median[0], t.median[1],
+              t.median[1] / t.median[0], t.min[0], t.min[1], t.min[1] / t.min[0], kernel);
+}
+inline void PrintPairedFooter(int calls, int threads) {
+  std::printf("ratio: oneDNN time / ours (above 1: ours is faster); microseconds per call, %d calls each\n", calls);
+  if (threads > 1) {
+    std::printf("note: with %d threads each side's idle workers spin through the other's calls and take its cores; "
+                "compare threaded runs in the Google Benchmark mode instead\n", threads);
+  }
+}
+
 // `--paired=N` and `--paired_filter=TEXT` (removed from argv): N = 0 when absent.
 inline int PairedArgs(int argc, char** argv, std::string* filter) {
   int calls = 0;

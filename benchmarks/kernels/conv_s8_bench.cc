@@ -269,21 +269,15 @@ void BM_OneDnn(benchmark::State& state, ConvCase c, bool int8) {
 // call by call, N times each; prints both medians and minima and their
 // ratios (a shared machine's drift hits both alike).
 void RunPaired(int calls, const std::string& filter) {
-  std::printf("%-48s %10s %10s %8s %10s %10s %8s  %s\n", "case (INT8, u8 out)", "kvant p50", "oneDNN p50", "ratio",
-              "kvant min", "oneDNN min", "ratio", "kernel");
+  bench::PrintPairedHeader("case (INT8, u8 out)");
   for (const auto& c : kCases) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
     KvantS8Conv ours(c);
     OneDnnConv theirs(c, true);
     const bench::PairedTimes t = bench::TimePaired([&] { ours.Call(); }, [&] { theirs.Call(); }, calls);
-    std::printf("%-48s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx  %s\n", c.name, t.median[0], t.median[1],
-                t.median[1] / t.median[0], t.min[0], t.min[1], t.min[1] / t.min[0], ours.conv->kernel_name());
+    bench::PrintPairedRow(c.name, t, ours.conv->kernel_name());
   }
-  std::printf("ratio: oneDNN time / ours (above 1: ours is faster); microseconds per call, %d calls each\n", calls);
-  if (g_threads > 1) {
-    std::printf("note: with %d threads each side's idle workers spin through the other's calls and take its cores; "
-                "compare threaded runs in the Google Benchmark mode instead\n", g_threads);
-  }
+  bench::PrintPairedFooter(calls, g_threads);
 }
 
 }  // namespace

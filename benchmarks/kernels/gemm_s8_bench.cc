@@ -203,21 +203,15 @@ void BM_VnniPeak(benchmark::State& state) {
 // matmul alternately, call by call.
 void RunPaired(int calls, const std::string& filter) {
   const auto& uk = cpu::SelectGemmUkernelS8(ActiveCpuFeatures());
-  std::printf("%-20s %10s %10s %8s %10s %10s %8s  %s\n", "M x K x N (u8 out)", "kvant p50", "oneDNN p50", "ratio",
-              "kvant min", "oneDNN min", "ratio", "kernel");
+  bench::PrintPairedHeader("M x K x N (u8 out)");
   for (const auto& s : kShapes) {
     if (!filter.empty() && std::string(s.name).find(filter) == std::string::npos) continue;
     KvantS8Gemm ours(uk, s);
     OneDnnU8S8Gemm theirs(s);
     const bench::PairedTimes t = bench::TimePaired([&] { ours.Call(); }, [&] { theirs.Call(); }, calls);
-    std::printf("%-20s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx  %s\n", s.name, t.median[0], t.median[1],
-                t.median[1] / t.median[0], t.min[0], t.min[1], t.min[1] / t.min[0], uk.name);
+    bench::PrintPairedRow(s.name, t, uk.name);
   }
-  std::printf("ratio: oneDNN time / ours (above 1: ours is faster); microseconds per call, %d calls each\n", calls);
-  if (g_threads > 1) {
-    std::printf("note: with %d threads each side's idle workers spin through the other's calls and take its cores; "
-                "compare threaded runs in the Google Benchmark mode instead\n", g_threads);
-  }
+  bench::PrintPairedFooter(calls, g_threads);
 }
 
 }  // namespace

@@ -19,9 +19,9 @@ using testing::OnnxBuilder;
 using testing::OptimizedGraph;
 using testing::RandomF32;
 using testing::RunPlainAndOptimized;
+using testing::ScalarF32;
+using testing::ScalarU8;
 
-Tensor F(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
-Tensor U8(uint8_t v) { return Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {v}); }
 
 TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
   std::mt19937 rng(3);
@@ -30,15 +30,15 @@ TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
   std::vector<int32_t> bias = {100, -50, 7, 0, 300};
   OnnxBuilder b(13);
   b.Input("x", DataType::kFloat32, {2, 6, 5, 5}).Output("y");
-  b.Initializer("s", F(0.03f)).Initializer("z", U8(120));
-  b.Initializer("s2", F(0.05f)).Initializer("z2", U8(126));
-  b.Initializer("s3", F(0.02f)).Initializer("z3", U8(118));
-  b.Initializer("zero", F(0.f)).Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 1, 1, 0, 0, 1, 1}));
-  b.Initializer("w", Tensor::FromVector<int8_t>(DataType::kInt8, {6, 5}, w)).Initializer("ws", F(0.01f));
+  b.Initializer("s", ScalarF32(0.03f)).Initializer("z", ScalarU8(120));
+  b.Initializer("s2", ScalarF32(0.05f)).Initializer("z2", ScalarU8(126));
+  b.Initializer("s3", ScalarF32(0.02f)).Initializer("z3", ScalarU8(118));
+  b.Initializer("zero", ScalarF32(0.f)).Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 1, 1, 0, 0, 1, 1}));
+  b.Initializer("w", Tensor::FromVector<int8_t>(DataType::kInt8, {6, 5}, w)).Initializer("ws", ScalarF32(0.01f));
   b.Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
-  b.Initializer("bq", Tensor::FromVector<int32_t>(DataType::kInt32, {5}, bias)).Initializer("bs", F(0.02f * 0.01f));
+  b.Initializer("bq", Tensor::FromVector<int32_t>(DataType::kInt32, {5}, bias)).Initializer("bs", ScalarF32(0.02f * 0.01f));
   b.Initializer("bz", Tensor::Zeros(DataType::kInt32, {}));
-  b.Initializer("ys", F(0.04f)).Initializer("yz", U8(128));
+  b.Initializer("ys", ScalarF32(0.04f)).Initializer("yz", ScalarU8(128));
   // x -> Q -> DQ -> Pad(value DQ(Q(0))) -> Q
   b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
   b.Node("DequantizeLinear", {"q", "s", "z"}, {"d"});
@@ -94,10 +94,10 @@ TEST(FuseQdqOps, ActivationBetweenProductAndQuantizeBecomesTheOutputRange) {
   };
   OnnxBuilder b(13);
   b.Input("x", DataType::kFloat32, {3, 4, 6, 6}).Output("y");
-  b.Initializer("s", F(0.03f)).Initializer("z", U8(128)).Initializer("s2", F(0.02f)).Initializer("z2", U8(3));
-  b.Initializer("w", s8({5, 4, 3, 3})).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
-  b.Initializer("g", s8({7, 5 * 6 * 6})).Initializer("gs", F(0.005f));
-  b.Initializer("lo", F(-0.5f)).Initializer("hi", F(0.75f)).Initializer("s3", F(0.01f)).Initializer("z3", U8(60));
+  b.Initializer("s", ScalarF32(0.03f)).Initializer("z", ScalarU8(128)).Initializer("s2", ScalarF32(0.02f)).Initializer("z2", ScalarU8(3));
+  b.Initializer("w", s8({5, 4, 3, 3})).Initializer("ws", ScalarF32(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("g", s8({7, 5 * 6 * 6})).Initializer("gs", ScalarF32(0.005f));
+  b.Initializer("lo", ScalarF32(-0.5f)).Initializer("hi", ScalarF32(0.75f)).Initializer("s3", ScalarF32(0.01f)).Initializer("z3", ScalarU8(60));
   b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
   b.Node("DequantizeLinear", {"q", "s", "z"}, {"d"});
   b.Node("DequantizeLinear", {"w", "ws", "wz"}, {"wd"});

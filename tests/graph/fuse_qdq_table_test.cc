@@ -20,21 +20,21 @@ using testing::OnnxBuilder;
 using testing::OptimizedGraph;
 using testing::RandomF32;
 using testing::RunPlainAndOptimized;
+using testing::ScalarF32;
+using testing::ScalarS8;
+using testing::ScalarU8;
 
-Tensor F(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
-Tensor U8(uint8_t v) { return Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {v}); }
-Tensor S8(int8_t v) { return Tensor::FromVector<int8_t>(DataType::kInt8, {}, {v}); }
 
 // x -> Q(u8) -> DQ -> Mul(1.3) -> Add(-0.2) -> HardSwish -> Clip(-1, 4) -> Q(s8)
 //   -> DQ -> LeakyRelu -> Q(u8) -> DQ -> y
 std::string ChainModel() {
   OnnxBuilder b(13);
   b.Input("x", DataType::kFloat32, {2, 3, 4, 5}).Output("y");
-  b.Initializer("s", F(0.03f)).Initializer("z", U8(120));
-  b.Initializer("s2", F(0.021f)).Initializer("z2", S8(-7));
-  b.Initializer("s3", F(0.017f)).Initializer("z3", U8(30));
-  b.Initializer("k", F(1.3f)).Initializer("c", Tensor::FromVector<float>(DataType::kFloat32, {1}, {-0.2f}));
-  b.Initializer("lo", F(-1.f)).Initializer("hi", F(4.f));
+  b.Initializer("s", ScalarF32(0.03f)).Initializer("z", ScalarU8(120));
+  b.Initializer("s2", ScalarF32(0.021f)).Initializer("z2", ScalarS8(-7));
+  b.Initializer("s3", ScalarF32(0.017f)).Initializer("z3", ScalarU8(30));
+  b.Initializer("k", ScalarF32(1.3f)).Initializer("c", Tensor::FromVector<float>(DataType::kFloat32, {1}, {-0.2f}));
+  b.Initializer("lo", ScalarF32(-1.f)).Initializer("hi", ScalarF32(4.f));
   b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
   b.Node("DequantizeLinear", {"q", "s", "z"}, {"d"});
   b.Node("Mul", {"k", "d"}, {"m"});
@@ -69,7 +69,7 @@ TEST(FuseQdqTables, UnaryChainsBecomeTablesWithTheFloatResults) {
 TEST(FuseQdqTables, ChainsThatAreNotUnaryMapsStayInFloat) {
   OnnxBuilder b(13);
   b.Input("x", DataType::kFloat32, {2, 5}).Output("y1").Output("y2").Output("y3");
-  b.Initializer("s", F(0.03f)).Initializer("z", U8(120));
+  b.Initializer("s", ScalarF32(0.03f)).Initializer("z", ScalarU8(120));
   b.Initializer("v", Tensor::FromVector<float>(DataType::kFloat32, {5}, {1.f, 2.f, 3.f, 4.f, 5.f}));
   b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
   // A per-column constant: not one map for every element.

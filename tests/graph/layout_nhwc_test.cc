@@ -20,6 +20,8 @@ using testing::OnnxBuilder;
 using testing::OptimizedGraph;
 using testing::RandomF32;
 using testing::RunPlainAndOptimized;
+using testing::ScalarF32;
+using testing::ScalarU8;
 
 void ExpectEqualBytes(const Tensor& a, const Tensor& b) {
   ASSERT_EQ(a.shape(), b.shape());
@@ -33,24 +35,22 @@ Tensor RandomS8(const std::vector<int64_t>& shape, uint32_t seed) {
   return t;
 }
 
-Tensor F(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
-Tensor U8(uint8_t v) { return Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {v}); }
 
 // x -> Q -> conv1 1x1 (8 -> 16) -> Pad(1, zp) -> dw 3x3 -> conv3 1x1 (16 -> 8)
 //   -> QLinearAdd(conv1-branch... conv3, q) -> GAP -> DQ -> y
 std::string QOperatorChain(int64_t batch_dim) {
   OnnxBuilder b(13);
   b.Input("x", DataType::kFloat32, {batch_dim, 8, 10, 12}, {"batch"}).Output("y");
-  b.Initializer("xs", F(0.02f)).Initializer("xz", U8(128));
-  b.Initializer("w1", RandomS8({16, 8, 1, 1}, 1)).Initializer("w1s", F(0.01f)).Initializer("w1z", Tensor::Zeros(DataType::kInt8, {}));
-  b.Initializer("a1s", F(0.05f)).Initializer("a1z", U8(120));
+  b.Initializer("xs", ScalarF32(0.02f)).Initializer("xz", ScalarU8(128));
+  b.Initializer("w1", RandomS8({16, 8, 1, 1}, 1)).Initializer("w1s", ScalarF32(0.01f)).Initializer("w1z", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("a1s", ScalarF32(0.05f)).Initializer("a1z", ScalarU8(120));
   b.Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 1, 1, 0, 0, 1, 1}));
-  b.Initializer("w2", RandomS8({16, 1, 3, 3}, 2)).Initializer("w2s", F(0.02f)).Initializer("w2z", Tensor::Zeros(DataType::kInt8, {}));
-  b.Initializer("a2s", F(0.06f)).Initializer("a2z", U8(125));
-  b.Initializer("w3", RandomS8({8, 16, 1, 1}, 3)).Initializer("w3s", F(0.015f)).Initializer("w3z", Tensor::Zeros(DataType::kInt8, {}));
-  b.Initializer("a3s", F(0.04f)).Initializer("a3z", U8(131));
-  b.Initializer("ss", F(0.05f)).Initializer("sz", U8(127));
-  b.Initializer("ps", F(0.01f)).Initializer("pz", U8(126));
+  b.Initializer("w2", RandomS8({16, 1, 3, 3}, 2)).Initializer("w2s", ScalarF32(0.02f)).Initializer("w2z", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("a2s", ScalarF32(0.06f)).Initializer("a2z", ScalarU8(125));
+  b.Initializer("w3", RandomS8({8, 16, 1, 1}, 3)).Initializer("w3s", ScalarF32(0.015f)).Initializer("w3z", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("a3s", ScalarF32(0.04f)).Initializer("a3z", ScalarU8(131));
+  b.Initializer("ss", ScalarF32(0.05f)).Initializer("sz", ScalarU8(127));
+  b.Initializer("ps", ScalarF32(0.01f)).Initializer("pz", ScalarU8(126));
   b.Node("QuantizeLinear", {"x", "xs", "xz"}, {"q"});
   b.Node("QLinearConv", {"q", "xs", "xz", "w1", "w1s", "w1z", "a1s", "a1z"}, {"c1"});
   b.Node("Pad", {"c1", "pads", "a1z"}, {"p1"});
@@ -86,8 +86,8 @@ TEST(LayoutNhwc, PadWithAnotherValueStaysAPad) {
   // the convolution's padding, but still runs in NHWC.
   OnnxBuilder b(13);
   b.Input("x", DataType::kUInt8, {1, 4, 6, 6}).Output("y", DataType::kUInt8);
-  b.Initializer("xs", F(0.02f)).Initializer("xz", U8(128)).Initializer("seven", U8(7));
-  b.Initializer("w", RandomS8({4, 4, 3, 3}, 4)).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("xs", ScalarF32(0.02f)).Initializer("xz", ScalarU8(128)).Initializer("seven", ScalarU8(7));
+  b.Initializer("w", RandomS8({4, 4, 3, 3}, 4)).Initializer("ws", ScalarF32(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
   b.Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 1, 1, 0, 0, 1, 1}));
   b.Node("QLinearConv", {"x", "xs", "xz", "w", "ws", "wz", "xs", "xz"}, {"c"});
   b.Node("Pad", {"c", "pads", "seven"}, {"p"});
@@ -112,14 +112,14 @@ TEST(LayoutNhwc, FloatIslandsAndConstantOperandsStayNhwc) {
   const int64_t c = 6;
   OnnxBuilder b(13);
   b.Input("x", DataType::kUInt8, {2, c, 7, 5}).Output("y", DataType::kUInt8);
-  b.Initializer("s", F(0.02f)).Initializer("z", U8(128));
-  b.Initializer("w", RandomS8({c, c, 3, 3}, 5)).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("s", ScalarF32(0.02f)).Initializer("z", ScalarU8(128));
+  b.Initializer("w", RandomS8({c, c, 3, 3}, 5)).Initializer("ws", ScalarF32(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
   b.Initializer("bn_s", RandomF32({c}, 1, 0.5f, 1.5f)).Initializer("bn_b", RandomF32({c}, 2));
   b.Initializer("bn_m", RandomF32({c}, 3)).Initializer("bn_v", RandomF32({c}, 4, 0.5f, 2.f));
   Tensor k = Tensor::Zeros(DataType::kUInt8, {1, c, 1, 1});
   for (int64_t i = 0; i < c; ++i) k.data<uint8_t>()[i] = static_cast<uint8_t>(100 + 17 * i);
-  b.Initializer("k", k).Initializer("ks", F(0.01f)).Initializer("kz", U8(90));
-  b.Initializer("one", U8(200)).Initializer("os", F(0.005f)).Initializer("oz", U8(0));
+  b.Initializer("k", k).Initializer("ks", ScalarF32(0.01f)).Initializer("kz", ScalarU8(90));
+  b.Initializer("one", ScalarU8(200)).Initializer("os", ScalarF32(0.005f)).Initializer("oz", ScalarU8(0));
   OnnxBuilder::SetInts(b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c1"}), "pads", {1, 1, 1, 1});
   b.Node("DequantizeLinear", {"c1", "s", "z"}, {"d"});
   b.Node("BatchNormalization", {"d", "bn_s", "bn_b", "bn_m", "bn_v"}, {"n"});
@@ -142,8 +142,8 @@ TEST(LayoutNhwc, MaxPoolBetweenConvolutionsRunsNhwc) {
   // conv -> MaxPool 3x3 stride 2 pad 1 (u8) -> conv: NHWC throughout.
   OnnxBuilder b(13);
   b.Input("x", DataType::kUInt8, {2, 5, 9, 7}).Output("y", DataType::kUInt8);
-  b.Initializer("s", F(0.02f)).Initializer("z", U8(128));
-  b.Initializer("w", RandomS8({5, 5, 3, 3}, 6)).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("s", ScalarF32(0.02f)).Initializer("z", ScalarU8(128));
+  b.Initializer("w", RandomS8({5, 5, 3, 3}, 6)).Initializer("ws", ScalarF32(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
   OnnxBuilder::SetInts(b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c"}), "pads", {1, 1, 1, 1});
   auto& pool = b.Node("MaxPool", {"c"}, {"p"});
   OnnxBuilder::SetInts(pool, "kernel_shape", {3, 3});
@@ -174,8 +174,8 @@ TEST(LayoutNhwc, QdqAveragePoolBecomesQLinearAveragePoolInNhwc) {
   // integer window sums requantize within one step of the float average.
   OnnxBuilder b(13);
   b.Input("x", DataType::kUInt8, {2, 5, 9, 7}).Output("y", DataType::kUInt8);
-  b.Initializer("s", F(0.02f)).Initializer("z", U8(128)).Initializer("ps", F(0.011f)).Initializer("pz", U8(121));
-  b.Initializer("w", RandomS8({5, 5, 3, 3}, 6)).Initializer("ws", F(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("s", ScalarF32(0.02f)).Initializer("z", ScalarU8(128)).Initializer("ps", ScalarF32(0.011f)).Initializer("pz", ScalarU8(121));
+  b.Initializer("w", RandomS8({5, 5, 3, 3}, 6)).Initializer("ws", ScalarF32(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
   OnnxBuilder::SetInts(b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c"}), "pads", {1, 1, 1, 1});
   b.Node("DequantizeLinear", {"c", "s", "z"}, {"cd"});
   auto& pool = b.Node("AveragePool", {"cd"}, {"p"});

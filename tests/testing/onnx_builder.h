@@ -39,6 +39,11 @@ class OnnxBuilder {
 
 onnx::TensorProto ToProto(const std::string& name, const Tensor& t);
 
+// Scalar (rank 0) tensors: scales and zero points of QDQ test models.
+inline Tensor ScalarF32(float v) { return Tensor::FromVector<float>(DataType::kFloat32, {}, {v}); }
+inline Tensor ScalarU8(uint8_t v) { return Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {v}); }
+inline Tensor ScalarS8(int8_t v) { return Tensor::FromVector<int8_t>(DataType::kInt8, {}, {v}); }
+
 // Seeded uniform f32 tensor in [lo, hi).
 Tensor RandomF32(const std::vector<int64_t>& shape, uint64_t seed, float lo = -1.f, float hi = 1.f);
 
