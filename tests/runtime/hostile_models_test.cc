@@ -233,6 +233,19 @@ TEST(HostileModels, InputTypesAndShapesMustMatchTheOperator) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
     EXPECT_NE(s.message().find("must be s64, got f32"), std::string::npos) << s;
   }
+  for (int64_t entries : {int64_t{-1}, int64_t{255}}) {  // kvant.QLinearTable: a computed table, or one short
+    OnnxBuilder b;
+    b.Input("x", DataType::kUInt8, {2, 3}).Output("y");
+    if (entries < 0) {
+      b.Input("t", DataType::kUInt8, {256});
+    } else {
+      b.Initializer("t", Tensor::Zeros(DataType::kUInt8, {entries}));
+    }
+    b.Node("QLinearTable", {"x", "t"}, {"y"}, "table").set_domain("kvant");
+    const absl::Status s = LoadAndRun(b.Serialize());
+    EXPECT_TRUE(IsClearError(s)) << s;
+    EXPECT_NE(s.message().find("table"), std::string::npos) << s;
+  }
   {  // LSTM whose recurrence weights R are too small for hidden_size 7
     OnnxBuilder b;
     b.Input("x", DataType::kFloat32, {3, 1, 2}).Output("y");
