@@ -242,7 +242,7 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
     }
   }
   // 6. Placement.
-  plan->memory = PlanGreedyBySize(plan->buffers);
+  plan->memory = PlanBest(plan->buffers);
   if (plan->memory.arena_bytes > model.max_arena_bytes) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "failed to plan %s: arena must be at most %d bytes (max_arena_bytes), got %d", g.source,

@@ -1,4 +1,5 @@
-// Greedy-by-size arena planning, its linear baseline, the lower bound, and the
+// Greedy arena planning (by size, by breadth, the better of the two), its
+// linear baseline, the lower bound, and the
 // checker and timeline picture the tests and `kvant inspect --plan` use.
 #include "runtime/memory_planner.h"
 
@@ -33,15 +34,13 @@ int64_t LowerBoundBytes(const std::vector<BufferRequest>& requests) {
   return best;
 }
 
-MemoryPlan PlanGreedyBySize(const std::vector<BufferRequest>& requests) {
+namespace {
+
+// Places the buffers in `order`, each at the lowest 64-byte aligned gap its
+// already placed co-live buffers leave (or above them all).
+MemoryPlan PlaceInOrder(const std::vector<BufferRequest>& requests, const std::vector<size_t>& order) {
   MemoryPlan plan;
   plan.offsets.assign(requests.size(), -1);
-  std::vector<size_t> order(requests.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    if (requests[a].size != requests[b].size) return requests[a].size > requests[b].size;
-    return requests[a].first < requests[b].first;
-  });
   std::vector<size_t> placed;
   for (size_t idx : order) {
     const BufferRequest& r = requests[idx];
@@ -62,6 +61,56 @@ MemoryPlan PlanGreedyBySize(const std::vector<BufferRequest>& requests) {
   }
   plan.lower_bound = LowerBoundBytes(requests);
   return plan;
+}
+
+}  // namespace
+
+MemoryPlan PlanGreedyBySize(const std::vector<BufferRequest>& requests) {
+  std::vector<size_t> order(requests.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (requests[a].size != requests[b].size) return requests[a].size > requests[b].size;
+    return requests[a].first < requests[b].first;
+  });
+  return PlaceInOrder(requests, order);
+}
+
+MemoryPlan PlanGreedyByBreadth(const std::vector<BufferRequest>& requests) {
+  int steps = 0;
+  for (const auto& r : requests) steps = std::max(steps, r.last + 1);
+  std::vector<std::vector<size_t>> alive(steps);
+  std::vector<int64_t> breadth(steps, 0);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    for (int t = requests[i].first; t <= requests[i].last; ++t) {
+      alive[t].push_back(i);
+      breadth[t] += Align(requests[i].size);
+    }
+  }
+  std::vector<int> by_breadth(steps);
+  std::iota(by_breadth.begin(), by_breadth.end(), 0);
+  std::stable_sort(by_breadth.begin(), by_breadth.end(), [&](int a, int b) { return breadth[a] > breadth[b]; });
+  std::vector<size_t> order;
+  std::vector<bool> taken(requests.size(), false);
+  for (int t : by_breadth) {
+    std::vector<size_t> here;
+    for (size_t i : alive[t]) {
+      if (!taken[i]) here.push_back(i);
+    }
+    std::stable_sort(here.begin(), here.end(), [&](size_t a, size_t b) { return requests[a].size > requests[b].size; });
+    for (size_t i : here) {
+      taken[i] = true;
+      order.push_back(i);
+    }
+  }
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (!taken[i]) order.push_back(i);  // none: every buffer lives at some step
+  }
+  return PlaceInOrder(requests, order);
+}
+
+MemoryPlan PlanBest(const std::vector<BufferRequest>& requests) {
+  MemoryPlan by_size = PlanGreedyBySize(requests), by_breadth = PlanGreedyByBreadth(requests);
+  return by_breadth.arena_bytes < by_size.arena_bytes ? by_breadth : by_size;
 }
 
 MemoryPlan PlanLinear(const std::vector<BufferRequest>& requests) {

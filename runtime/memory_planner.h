@@ -9,6 +9,11 @@
 //  3. place it in the lowest gap between them that fits (64-byte aligned), or
 //     after the last one;
 //  4. the arena is the highest end offset.
+// Greedy by breadth (PlanGreedyByBreadth, as TensorFlow Lite's GPU delegate
+// plans): steps in order of the bytes alive at them, largest first; at each,
+// the buffers alive there not yet placed, largest first, into the lowest gap
+// as in 3. Neither order wins everywhere (on random lifetimes each is
+// strictly smaller on some), so PlanBest makes both and keeps the smaller.
 // The lower bound is the largest sum of sizes alive at one step: no plan can
 // do better. PlanLinear, the baseline, gives every buffer its own space.
 #ifndef KVANT_RUNTIME_MEMORY_PLANNER_H_
@@ -43,6 +48,8 @@ struct MemoryPlan {
 inline constexpr int64_t kArenaAlignment = 64;
 
 MemoryPlan PlanGreedyBySize(const std::vector<BufferRequest>& requests);
+MemoryPlan PlanGreedyByBreadth(const std::vector<BufferRequest>& requests);
+MemoryPlan PlanBest(const std::vector<BufferRequest>& requests);
 MemoryPlan PlanLinear(const std::vector<BufferRequest>& requests);
 int64_t LowerBoundBytes(const std::vector<BufferRequest>& requests);
 

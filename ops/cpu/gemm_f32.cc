@@ -113,7 +113,7 @@ size_t GemmScratchBytesF32(const GemmUkernelInfoF32& uk, int64_t m, int64_t n, i
                            int threads, bool half_b) {
   size_t bytes = 0;
   if (pack_b) bytes += RoundUp(PackedPanelFloats(n, k, uk.nr) * 4, 64);
-  bytes += threads * RoundUp(kMcPanels * uk.mr * std::min(k, kGemmKc) * 4, 64);
+  bytes += threads * RoundUp(std::min<int64_t>(kMcPanels, RoundUp(m, uk.mr) / uk.mr) * uk.mr * std::min(k, kGemmKc) * 4, 64);
   if (half_b) bytes += threads * RoundUp(std::min(k, kGemmKc) * uk.nr * 4, 64);
   return bytes + 64;
 }
@@ -188,7 +188,8 @@ void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scr
       n_parts = std::min<int64_t>(threads, n_panels);
     }
   }
-  const size_t a_buf_floats = RoundUp(mc * std::min(k, kGemmKc), 16);
+  // (an A slice is at most mc rows, and at most m rounded up to mr)
+  const size_t a_buf_floats = RoundUp(std::min(kMcPanels, m_panels) * mr * std::min(k, kGemmKc), 16);
   float* a_bufs = reinterpret_cast<float*>(cursor);
   // FP16 weights: microkernels with a half_by_rows table widen B as they
   // load it; for the others each task widens the B panel it is about to use

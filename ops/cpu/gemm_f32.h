@@ -153,7 +153,8 @@ struct GemmArgsF32 {
 };
 
 // Scratch bytes RunGemmF32 needs for these sizes and threads (`half_b`: B
-// is a pre-packed FP16 operand, widened a panel at a time).
+// is a pre-packed FP16 operand, widened a panel at a time). Enough for any
+// call whose m is at most this m.
 size_t GemmScratchBytesF32(const GemmUkernelInfoF32& uk, int64_t m, int64_t n, int64_t k, bool pack_b,
                            int threads, bool half_b = false);
 void RunGemmF32(const GemmUkernelInfoF32& uk, const GemmArgsF32& args, void* scratch, ParallelRunner* pool);
