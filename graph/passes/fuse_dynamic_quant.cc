@@ -10,8 +10,8 @@
 //  - QuantizeMatMulsDynamic (SessionOptions::dynamic_int8): FP32 MatMul with
 //    constant 2-D weights, and Gemm (alpha = beta = 1, A not transposed, 1-D
 //    or no C), become DynamicQuantizeMatMul with s8 weights symmetric per
-//    output column (scale = max |w| / 127); a following Add of a constant
-//    [N] bias is absorbed.
+//    output column (scale = max |w| / 127); a MatMul's fused_bias (its
+//    bias Add, graph/passes/fuse_matmul_bias.cc) becomes the bias input.
 #include <cmath>
 
 #include "graph/passes/passes.h"
@@ -175,14 +175,12 @@ absl::Status FuseDynamicQuantizeMatMul(Graph& graph) {
 }
 
 absl::Status QuantizeMatMulsDynamic(Graph& graph) {
-  auto uses = graph.UseCounts();
-  std::vector<bool> removed(graph.nodes.size(), false);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     Node& node = graph.nodes[i];
-    if (!node.domain.empty() || removed[i] || node.inputs.size() < 2 || QuantizeRecurrent(graph, node)) continue;
+    if (!node.domain.empty() || node.inputs.size() < 2 || QuantizeRecurrent(graph, node)) continue;
     const bool gemm = node.op_type == "Gemm";
     if (!gemm && node.op_type != "MatMul") continue;
-    if (node.attrs.Has("fused_activation") || node.attrs.Has("fused_scale")) continue;
+    if (node.attrs.Has("fused_activation") || node.attrs.Has("fused_scale") || node.attrs.Has("fused_shift")) continue;
     const ValueType* at = graph.FindType(node.inputs[0]);
     const Tensor* w = graph.FindConstant(node.inputs[1]);
     if (at == nullptr || at->dtype != DataType::kFloat32 || w == nullptr || w->dtype() != DataType::kFloat32 ||
@@ -209,13 +207,12 @@ absl::Status QuantizeMatMulsDynamic(Graph& graph) {
     const float* src = w->data<float>();
     QuantizeColumns(k, n, [&](int64_t r, int64_t c) { return trans_b ? src[c * k + r] : src[r * n + c]; },
                     wq.data<int8_t>(), n, scale.data<float>());
-    std::vector<std::string> outputs = node.outputs;
-    if (!gemm) {
-      const int ai = BiasAdd(graph, uses, node.outputs[0], n, &bias);
-      if (ai >= 0) {
-        outputs = graph.nodes[ai].outputs;
-        removed[ai] = true;
+    if (const Attribute* b = node.attrs.Find("fused_bias"); !gemm && b != nullptr) {
+      if (b->kind != Attribute::Kind::kTensor || b->t.dtype() != DataType::kFloat32 || b->t.rank() != 1 ||
+          b->t.num_elements() != n) {
+        continue;  // the FP32 kernel names what is wrong
       }
+      bias = graph.AddConstant(node.name + "_bias", b->t);
     }
     Node fused;
     fused.op_type = "DynamicQuantizeMatMul";
@@ -224,10 +221,9 @@ absl::Status QuantizeMatMulsDynamic(Graph& graph) {
     fused.inputs = {node.inputs[0], graph.AddConstant(node.name + "_weight_s8", wq),
                     graph.AddConstant(node.name + "_weight_scale", scale), ""};
     if (!bias.empty()) fused.inputs.push_back(bias);
-    fused.outputs = outputs;
+    fused.outputs = node.outputs;
     graph.nodes[i] = std::move(fused);
   }
-  graph.RemoveNodes(removed);
   return absl::OkStatus();
 }
 

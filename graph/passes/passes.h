@@ -89,6 +89,10 @@ absl::Status LayoutConvolutionsNhwc(Graph& graph);
 // spelling of layer normalization becomes LayerNormalization.
 absl::Status FuseLayerNorm(Graph& graph);
 
+// fuse_matmul_bias.cc: MatMul by constant FP32 [K, N] weights followed by an
+// Add of a constant N-vector becomes one MatMul with a fused_bias attribute.
+absl::Status FuseMatMulBias(Graph& graph);
+
 // fuse_hard_swish.cc: x * Clip(x + 3, 0, 6) / 6 becomes HardSwish(x).
 absl::Status FuseHardSwish(Graph& graph);
 

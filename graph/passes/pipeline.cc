@@ -10,8 +10,8 @@
 //  2. infer shapes and fold constants (one sweep);
 //  3. fold BatchNorm, constant scales/shifts and zero Pads into Conv/Gemm, recognize
 //     HardSwish and LayerNormalization, turn what is left of quantized
-//     unary chains (DQ -> float ops -> Q) into byte tables; with
-//     dynamic_int8, FP32 MatMul/Gemm
+//     unary chains (DQ -> float ops -> Q) into byte tables, and bias Adds
+//     into the MatMuls before them; with dynamic_int8, FP32 MatMul/Gemm
 //     with constant weights become DynamicQuantizeMatMul; then fuse
 //     activations (and scalar affine tails);
 //  4. drop dead nodes and unused initializers; run INT8 convolution chains
@@ -47,6 +47,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   // (the operators fusions replaced must be gone: they still read the values)
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = FuseQdqTables(graph, options.cpu); !s.ok()) return s;
+  if (auto s = FuseMatMulBias(graph); !s.ok()) return s;
   if (options.dynamic_int8) {
     if (auto s = QuantizeMatMulsDynamic(graph); !s.ok()) return s;
   }

@@ -19,6 +19,18 @@ int64_t Product(absl::Span<const int64_t> s) {
   return n;
 }
 
+// A MatMul's fused_bias attribute (graph/passes/fuse_matmul_bias.cc): an
+// FP32 vector, one value per column; empty when there is none.
+absl::StatusOr<std::vector<float>> ReadFusedBias(const AttributeMap& attrs, const std::string& label) {
+  const Attribute* a = attrs.Find("fused_bias");
+  if (a == nullptr) return std::vector<float>();
+  if (a->kind != Attribute::Kind::kTensor || a->t.dtype() != DataType::kFloat32 || a->t.rank() != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("failed to read attributes of node %s: fused_bias must be a 1-D float tensor", label));
+  }
+  return std::vector<float>(a->t.data<float>(), a->t.data<float>() + a->t.num_elements());
+}
+
 class GemmF32 final : public Kernel {
  public:
   GemmF32(const GemmUkernelInfoF32& uk, bool ta, bool tb, float alpha, float beta, ActivationF32 act)
@@ -105,9 +117,10 @@ class GemmF32 final : public Kernel {
 
 class MatMulF32 final : public Kernel {
  public:
-  MatMulF32(const GemmUkernelInfoF32& uk, ActivationF32 act) : uk_(uk), act_(act) {}
+  MatMulF32(const GemmUkernelInfoF32& uk, ActivationF32 act, std::string label)
+      : uk_(uk), act_(act), label_(std::move(label)) {}
 
-  void Prepare(const KernelInit& init) {
+  absl::Status Prepare(const KernelInit& init) {
     const Tensor* b = init.constant_inputs[1];
     if (b != nullptr && b->rank() == 2) {
       const int64_t k = b->shape()[0], n = b->shape()[1];
@@ -115,6 +128,10 @@ class MatMulF32 final : public Kernel {
       has_packed_b_ = true;
       half_b_ = NarrowToHalfIfAsked(*init.attrs, packed_b_);
     }
+    auto bias = ReadFusedBias(*init.attrs, label_);
+    if (!bias.ok()) return bias.status();
+    bias_ = *std::move(bias);
+    return absl::OkStatus();
   }
 
   size_t ScratchBytes(const KernelShapes& s) const override {
@@ -135,11 +152,16 @@ class MatMulF32 final : public Kernel {
     const bool b_vec = bs.size() == 1;
     if (b_vec) bs.push_back(1);
     const int64_t m = as[as.size() - 2], k = as.back(), n = bs.back();
+    if (!bias_.empty() && static_cast<int64_t>(bias_.size()) != n) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "failed to run node %s: fused_bias must have %d values (columns), got %d", label_, n, bias_.size()));
+    }
     GemmArgsF32 g;
     g.k = k;
     g.n = n;
     g.ldc = n;
     g.act = act_;
+    g.col_bias = bias_.empty() ? nullptr : bias_.data();
     if (bs.size() == 2) {
       // One B for every batch: a single GEMM over all rows of A.
       g.m = Product(as) / k;
@@ -178,9 +200,11 @@ class MatMulF32 final : public Kernel {
  private:
   const GemmUkernelInfoF32& uk_;
   ActivationF32 act_;
+  std::string label_;
   bool has_packed_b_ = false;
   bool half_b_ = false;  // packed_b_ holds FP16 weights
   PackedPanelsF32 packed_b_;
+  std::vector<float> bias_;  // fused_bias (graph/passes/fuse_matmul_bias.cc), one per column
 };
 
 // y[rows, n] = act(x[rows, k] W + bias) with W packed as bf16: MatMul by a
@@ -240,6 +264,14 @@ std::unique_ptr<Kernel> MaybeBf16(const KernelInit& init, bool gemm) {
   }
   const Tensor* c = nullptr;
   bool trans_b = false;
+  const Attribute* fused_bias = at.Find("fused_bias");
+  if (!gemm && fused_bias != nullptr) {
+    c = &fused_bias->t;
+    if (fused_bias->kind != Attribute::Kind::kTensor || c->dtype() != DataType::kFloat32 || c->rank() != 1 ||
+        c->num_elements() != w->shape()[1]) {
+      return nullptr;  // the FP32 kernel names what is wrong
+    }
+  }
   if (gemm) {
     if (at.GetInt("transA", 0) != 0 || at.GetFloat("alpha", 1.f) != 1.f) return nullptr;
     trans_b = at.GetInt("transB", 0) != 0;
@@ -272,8 +304,9 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateGemmF32(const KernelInit& init) {
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateMatMulF32(const KernelInit& init) {
   if (auto bf16 = MaybeBf16(init, false)) return bf16;
-  auto k = std::make_unique<MatMulF32>(SelectGemmUkernelF32(init.cpu), ReadFusedActivation(*init.attrs));
-  k->Prepare(init);
+  auto k = std::make_unique<MatMulF32>(SelectGemmUkernelF32(init.cpu), ReadFusedActivation(*init.attrs),
+                                       init.node_label);
+  if (auto s = k->Prepare(init); !s.ok()) return s;
   return k;
 }
 

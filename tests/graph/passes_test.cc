@@ -120,6 +120,75 @@ TEST(Passes, ActivationWithSecondReaderIsNotFused) {
   ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3}, 9)}});
 }
 
+// MatMul -> Add(bias) -> Relu, with the bias as [N] after the product and as
+// [1, N] before it, fuses into two MatMuls; a product with a second reader,
+// and an addend that is not a vector, keep their Adds.
+std::string MatMulBiasModel(int64_t k, int64_t n) {
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, {2, 5, k}).Output("y").Output("z").Output("u");
+  b.Initializer("w1", RandomF32({k, n}, 1)).Initializer("b1", RandomF32({n}, 2));
+  b.Initializer("w2", RandomF32({n, n}, 3)).Initializer("b2", RandomF32({1, n}, 4));
+  b.Initializer("w3", RandomF32({n, n}, 5)).Initializer("b3", RandomF32({5, n}, 6));
+  b.Node("MatMul", {"x", "w1"}, {"m1"});
+  b.Node("Add", {"m1", "b1"}, {"a1"});
+  b.Node("Relu", {"a1"}, {"r1"});
+  b.Node("MatMul", {"r1", "w2"}, {"m2"});
+  b.Node("Add", {"b2", "m2"}, {"y"});
+  b.Node("MatMul", {"r1", "w3"}, {"m3"});
+  b.Node("Add", {"m3", "b3"}, {"z"});
+  b.Node("Add", {"m2", "b1"}, {"u"});  // m2's second reader
+  return b.Serialize();
+}
+
+TEST(Passes, MatMulBiasAddFusesIntoTheMatMul) {
+  const std::string bytes = MatMulBiasModel(37, 45);
+  auto g = testing::OptimizedGraph(bytes);
+  ASSERT_TRUE(g.ok()) << g.status();
+  int fused = 0;
+  for (const Node& n : g->nodes) fused += n.attrs.Has("fused_bias");
+  EXPECT_EQ(fused, 1) << g->DebugString();  // m2 has two readers
+  EXPECT_EQ(CountOps(*g, "Add"), 3) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Relu"), 0) << g->DebugString();  // after the bias, in the epilogue
+  ExpectSameOutputs(bytes, {{"x", RandomF32({2, 5, 37}, 9)}});
+
+  OnnxBuilder b;  // the [1, N] bias before the product
+  b.Input("x", DataType::kFloat32, {3, 37}).Output("y");
+  b.Initializer("w", RandomF32({37, 45}, 1)).Initializer("b", RandomF32({1, 45}, 2));
+  b.Node("MatMul", {"x", "w"}, {"m"});
+  b.Node("Add", {"b", "m"}, {"y"});
+  auto one = testing::OptimizedGraph(b.Serialize());
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(CountOps(*one, "Add"), 0) << one->DebugString();
+  ExpectSameOutputs(b.Serialize(), {{"x", RandomF32({3, 37}, 9)}});
+}
+
+// The fused bias reaches the BF16 GEMM, the FP16-weight FP32 GEMM and the
+// dynamic INT8 GEMM: each within its precision's error of the plain FP32 run.
+TEST(Passes, FusedMatMulBiasInEveryPrecision) {
+  const int64_t k = 130, n = 45;  // K above the BF16 threshold, not a multiple of 4
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, {2, 5, k}).Output("y");
+  b.Initializer("w", RandomF32({k, n}, 1)).Initializer("bias", RandomF32({n}, 2, 2.f, 4.f));
+  b.Node("MatMul", {"x", "w"}, {"m"});
+  b.Node("Add", {"m", "bias"}, {"y"});
+  const std::string bytes = b.Serialize();
+  for (int mode = 0; mode < 3; ++mode) {
+    SessionOptions options;
+    if (mode == 0) options.precision = Precision::kBf16;
+    if (mode == 1) options.precision = Precision::kFp16;
+    if (mode == 2) options.dynamic_int8 = true;
+    auto y = testing::RunPlainAndOptimized(bytes, {{"x", RandomF32({2, 5, k}, 7)}}, options);
+    ASSERT_TRUE(y.ok()) << y.status();
+    const auto& [fp32, other] = *y;
+    double err = 0, mag = 0;
+    for (int64_t i = 0; i < fp32.num_elements(); ++i) {
+      err = std::max(err, std::fabs(double{fp32.data<float>()[i]} - other.data<float>()[i]));
+      mag = std::max(mag, std::fabs(double{fp32.data<float>()[i]}));
+    }
+    EXPECT_LT(err, 0.02 * mag) << "mode " << mode << ": error " << err << " of output magnitude " << mag;
+  }
+}
+
 TEST(Passes, ConvScaleShiftHardSwishAndAffineTailFuseIntoOneConv) {
   // Conv -> Mul(scalar) -> Add(per-channel) -> x*Clip(x+3,0,6)/6 -> Mul(scalar) -> Add(scalar)
   OnnxBuilder b;
