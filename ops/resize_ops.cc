@@ -49,6 +49,9 @@ absl::StatusOr<ResizeSpec> ResolveResize(const AttributeMap& attrs, const std::v
   if (policy == "stretch") {
     for (size_t i = 0; i < axes.size(); ++i) {
       if (sz[i] < 0) return err(absl::StrFormat("sizes must be >= 0, got %d", sz[i]));
+      if (in[axes[i]] == 0 && sz[i] > 0) {
+        return err(absl::StrFormat("dimension %d is empty and cannot be resized to %d", axes[i], sz[i]));
+      }
       r.out[axes[i]] = sz[i];
       r.scales[axes[i]] = in[axes[i]] ? double(sz[i]) / in[axes[i]] : 1.0;
     }

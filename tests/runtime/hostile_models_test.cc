@@ -255,6 +255,36 @@ TEST(HostileModels, InputTypesAndShapesMustMatchTheOperator) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
     EXPECT_NE(s.message().find("must have shape [1,28,7], got [1,27,7]"), std::string::npos) << s;
   }
+  {  // a MatMul carrying a fused_bias of 3 values for 4 columns
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, {2, 5}).Output("y");
+    b.Initializer("w", RandomF32({5, 4}, 3));
+    auto* a = b.Node("MatMul", {"x", "w"}, {"y"}, "short_bias").add_attribute();
+    a->set_name("fused_bias");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    *a->mutable_t() = testing::ToProto("", RandomF32({3}, 4));
+    const absl::Status s = LoadAndRun(b.Serialize());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find("fused_bias must have 4 values (columns), got 3"), std::string::npos) << s;
+  }
+  {  // Resize of an empty dimension to 4 (the fuzzer read the empty input)
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, {1, 0, 4, 4}).Output("y");
+    b.Initializer("sizes", Tensor::FromVector<int64_t>(DataType::kInt64, {4}, {1, 4, 4, 4}));
+    OnnxBuilder::SetString(b.Node("Resize", {"x", "", "", "sizes"}, {"y"}, "empty"), "mode", "nearest");
+    const absl::Status s = LoadAndRun(b.Serialize());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find("dimension 1 is empty and cannot be resized to 4"), std::string::npos) << s;
+  }
+  {  // 2-D ConvTranspose whose output_shape names one spatial size (the fuzzer read past it)
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, {1, 1, 3, 3}).Output("y");
+    b.Initializer("w", RandomF32({1, 1, 3, 3}, 3));
+    OnnxBuilder::SetInts(b.Node("ConvTranspose", {"x", "w"}, {"y"}, "short_shape"), "output_shape", {7});
+    const absl::Status s = LoadAndRun(b.Serialize());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find("output_shape must have 2 spatial values, got 1"), std::string::npos) << s;
+  }
 }
 
 // Floats that become integers (indices, shapes): NaN and infinities convert
