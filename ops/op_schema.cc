@@ -16,6 +16,7 @@ constexpr OpSchema kSchemas[] = {
     {"", "HardSwish", 1, 1, "T", InferUnary},
     {"", "Tanh", 1, 1, "T", InferUnary},
     {"", "Erf", 1, 1, "T", InferUnary},
+    {"", "Gelu", 1, 1, "T", InferUnary},
     {"", "Sqrt", 1, 1, "T", InferUnary},
     {"", "Exp", 1, 1, "T", InferUnary},
     {"", "Neg", 1, 1, "T", InferUnary},

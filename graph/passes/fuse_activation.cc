@@ -1,5 +1,5 @@
 // Activation fusion: Conv/Gemm/MatMul -> Relu | Clip | LeakyRelu |
-// HardSigmoid | HardSwish becomes one node whose kernel applies the activation
+// HardSigmoid | HardSwish | Gelu (exact) becomes one node whose kernel applies the activation
 // in its epilogue, followed by any scalar Mul/Add/Div (the affine tail). The
 // producer's output must have no other reader and not be a graph output.
 #include <limits>
@@ -51,6 +51,10 @@ bool ReadActivation(const Graph& g, const Node& act, AttributeMap* attrs) {
   }
   if (act.op_type == "HardSwish") {
     attrs->SetString("fused_activation", "HardSwish");
+    return true;
+  }
+  if (act.op_type == "Gelu" && act.attrs.GetString("approximate", "none") == "none") {
+    attrs->SetString("fused_activation", "Gelu");
     return true;
   }
   if (act.op_type == "HardSigmoid") {

@@ -93,8 +93,10 @@ absl::Status FuseLayerNorm(Graph& graph);
 // Add of a constant N-vector becomes one MatMul with a fused_bias attribute.
 absl::Status FuseMatMulBias(Graph& graph);
 
-// fuse_hard_swish.cc: x * Clip(x + 3, 0, 6) / 6 becomes HardSwish(x).
+// fuse_spelled_activations.cc: x * Clip(x + 3, 0, 6) / 6 becomes
+// HardSwish(x); 0.5 * x * (1 + Erf(x / sqrt 2)) becomes Gelu(x).
 absl::Status FuseHardSwish(Graph& graph);
+absl::Status FuseGelu(Graph& graph);
 
 // fuse_activation.cc: Relu, Clip (constant bounds), LeakyRelu, HardSigmoid
 // and HardSwish after Conv, Gemm or MatMul become the producer's

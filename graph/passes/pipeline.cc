@@ -9,7 +9,7 @@
 //     Runtime's dynamic quantization chains into DynamicQuantizeMatMul;
 //  2. infer shapes and fold constants (one sweep);
 //  3. fold BatchNorm, constant scales/shifts and zero Pads into Conv/Gemm, recognize
-//     HardSwish and LayerNormalization, turn what is left of quantized
+//     HardSwish, Gelu and LayerNormalization, turn what is left of quantized
 //     unary chains (DQ -> float ops -> Q) into byte tables, and bias Adds
 //     into the MatMuls before them; with dynamic_int8, FP32 MatMul/Gemm
 //     with constant weights become DynamicQuantizeMatMul; then fuse
@@ -43,6 +43,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = FoldConvAffine(graph); !s.ok()) return s;
   if (auto s = FusePadIntoConv(graph); !s.ok()) return s;
   if (auto s = FuseHardSwish(graph); !s.ok()) return s;
+  if (auto s = FuseGelu(graph); !s.ok()) return s;
   if (auto s = FuseLayerNorm(graph); !s.ok()) return s;
   // (the operators fusions replaced must be gone: they still read the values)
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;

@@ -28,6 +28,8 @@ ActivationF32 ReadFusedActivation(const AttributeMap& attrs) {
     act.beta = attrs.GetFloat("fused_beta", 0.5f);
   } else if (kind == "HardSwish") {
     act.kind = ActivationF32::Kind::kHardSwish;
+  } else if (kind == "Gelu") {
+    act.kind = ActivationF32::Kind::kGelu;
   }
   act.post_scale = attrs.GetFloat("fused_scale", 1.f);
   act.post_shift = attrs.GetFloat("fused_shift", 0.f);
@@ -36,13 +38,19 @@ ActivationF32 ReadFusedActivation(const AttributeMap& attrs) {
 
 void ApplyActivationF32(const ActivationF32& act, float* data, int64_t n) {
   if (act.identity()) return;
+  if (act.kind == ActivationF32::Kind::kGelu) {  // a loop without the switch, which vectorizes
+    const float scale = act.post_scale, shift = act.post_shift;
+#pragma GCC ivdep
+    for (int64_t i = 0; i < n; ++i) data[i] = ActivationF32::Gelu(data[i]) * scale + shift;
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) data[i] = act.Apply(data[i]);
 }
 
 namespace {
 
-enum class UnaryOp { kRelu, kLeakyRelu, kSigmoid, kHardSigmoid, kHardSwish, kTanh, kErf, kSqrt, kExp, kNeg,
-                     kReciprocal, kAbs, kCopy };
+enum class UnaryOp { kRelu, kLeakyRelu, kSigmoid, kHardSigmoid, kHardSwish, kTanh, kErf, kGelu, kGeluTanh, kSqrt,
+                     kExp, kNeg, kReciprocal, kAbs, kCopy };
 
 // y may be x (the kernel runs in place): element i is read before it is
 // written and nothing else is, so `ivdep` is exact. Without it GCC's run-time
@@ -59,6 +67,8 @@ __attribute__((always_inline)) inline void MapBody(const float* x, float* y, int
     else if constexpr (kOp == UnaryOp::kHardSwish) y[i] = v * std::min(1.f, std::max(0.f, v / 6.f + 0.5f));
     else if constexpr (kOp == UnaryOp::kTanh) y[i] = v != v ? v : FastTanh(v);
     else if constexpr (kOp == UnaryOp::kErf) y[i] = FastErf(v);
+    else if constexpr (kOp == UnaryOp::kGelu) y[i] = ActivationF32::Gelu(v);
+    else if constexpr (kOp == UnaryOp::kGeluTanh) y[i] = v != v ? v : 0.5f * v * (1.f + FastTanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
     else if constexpr (kOp == UnaryOp::kSqrt) y[i] = std::sqrt(v);
     else if constexpr (kOp == UnaryOp::kExp) y[i] = v != v ? v : (v > 88.72f ? INFINITY : FastExp(v));
     else if constexpr (kOp == UnaryOp::kNeg) y[i] = -v;
@@ -148,6 +158,15 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateUnaryF32(const KernelInit& init) {
   else if (op == "HardSwish") fn = Map<UnaryOp::kHardSwish>, fn512 = MapAvx512<UnaryOp::kHardSwish>;
   else if (op == "Tanh") fn = Map<UnaryOp::kTanh>, fn512 = MapAvx512<UnaryOp::kTanh>;
   else if (op == "Erf") fn = Map<UnaryOp::kErf>, fn512 = MapAvx512<UnaryOp::kErf>;
+  else if (op == "Gelu") {
+    const std::string approximate = a.GetString("approximate", "none");
+    if (approximate == "none") fn = Map<UnaryOp::kGelu>, fn512 = MapAvx512<UnaryOp::kGelu>;
+    else if (approximate == "tanh") fn = Map<UnaryOp::kGeluTanh>, fn512 = MapAvx512<UnaryOp::kGeluTanh>;
+    else {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "failed to read attributes of node %s: approximate must be none or tanh, got '%s'", init.node_label, approximate));
+    }
+  }
   else if (op == "Sqrt") fn = Map<UnaryOp::kSqrt>, fn512 = MapAvx512<UnaryOp::kSqrt>;
   else if (op == "Exp") fn = Map<UnaryOp::kExp>, fn512 = MapAvx512<UnaryOp::kExp>;
   else if (op == "Neg") fn = Map<UnaryOp::kNeg>, fn512 = MapAvx512<UnaryOp::kNeg>;

@@ -18,6 +18,7 @@ namespace {
 using testing::CountOps;
 using testing::OnnxBuilder;
 using testing::RandomF32;
+using testing::ScalarF32;
 
 
 void ExpectSameOutputs(const std::string& bytes, const TensorMap& inputs) {
@@ -160,6 +161,53 @@ TEST(Passes, MatMulBiasAddFusesIntoTheMatMul) {
   ASSERT_TRUE(one.ok()) << one.status();
   EXPECT_EQ(CountOps(*one, "Add"), 0) << one->DebugString();
   ExpectSameOutputs(b.Serialize(), {{"x", RandomF32({3, 37}, 9)}});
+}
+
+// The exact GELU as exporters spell it, in its three associations, after a
+// MatMul with a bias: each becomes Gelu, then the MatMul's activation.
+TEST(Passes, SpelledGeluFusesIntoTheMatMul) {
+  for (int form = 0; form < 3; ++form) {
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, {2, 3, 24}).Output("y");
+    b.Initializer("w", RandomF32({24, 40}, 1)).Initializer("bias", RandomF32({40}, 2));
+    b.Initializer("half", ScalarF32(0.5f)).Initializer("one", ScalarF32(1.f));
+    b.Initializer("sqrt2", ScalarF32(1.4142135381698608f)).Initializer("rsqrt2", ScalarF32(0.7071067690849304f));
+    b.Node("MatMul", {"x", "w"}, {"m"});
+    b.Node("Add", {"m", "bias"}, {"h"});
+    if (form == 1) b.Node("Mul", {"h", "rsqrt2"}, {"d"});
+    else b.Node("Div", {"h", "sqrt2"}, {"d"});
+    b.Node("Erf", {"d"}, {"e"});
+    b.Node("Add", {"one", "e"}, {"a"});
+    if (form == 0) {  // (h * a) * 0.5, PyTorch's nn.GELU
+      b.Node("Mul", {"h", "a"}, {"p"});
+      b.Node("Mul", {"p", "half"}, {"y"});
+    } else if (form == 1) {  // (h * 0.5) * a, BERT's gelu
+      b.Node("Mul", {"h", "half"}, {"p"});
+      b.Node("Mul", {"p", "a"}, {"y"});
+    } else {  // h * (0.5 * a)
+      b.Node("Mul", {"half", "a"}, {"p"});
+      b.Node("Mul", {"h", "p"}, {"y"});
+    }
+    const std::string bytes = b.Serialize();
+    auto g = testing::OptimizedGraph(bytes);
+    ASSERT_TRUE(g.ok()) << g.status();
+    ASSERT_EQ(g->nodes.size(), 1u) << "form " << form << "\n" << g->DebugString();
+    EXPECT_EQ(g->nodes[0].attrs.GetString("fused_activation", ""), "Gelu") << g->DebugString();
+    EXPECT_TRUE(g->nodes[0].attrs.Has("fused_bias")) << g->DebugString();
+    ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3, 24}, 9, -3.f, 3.f)}});
+  }
+  OnnxBuilder b;  // a constant that is not 0.5: nothing fuses
+  b.Input("x", DataType::kFloat32, {4}).Output("y");
+  b.Initializer("c", ScalarF32(0.25f)).Initializer("one", ScalarF32(1.f)).Initializer("sqrt2", ScalarF32(1.4142135f));
+  b.Node("Div", {"x", "sqrt2"}, {"d"});
+  b.Node("Erf", {"d"}, {"e"});
+  b.Node("Add", {"e", "one"}, {"a"});
+  b.Node("Mul", {"x", "a"}, {"p"});
+  b.Node("Mul", {"p", "c"}, {"y"});
+  auto g = testing::OptimizedGraph(b.Serialize());
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "Gelu"), 0) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Erf"), 1) << g->DebugString();
 }
 
 // The fused bias reaches the BF16 GEMM, the FP16-weight FP32 GEMM and the

@@ -63,6 +63,7 @@ TEST(CpuOps, Unary) {
       {"Sigmoid", [](float x) { return 1.f / (1.f + std::exp(-x)); }},
       {"Tanh", [](float x) { return std::tanh(x); }},
       {"Erf", [](float x) { return std::erf(x); }},
+      {"Gelu", [](float x) { return 0.5f * x * (1.f + std::erf(x / std::sqrt(2.f))); }, -6.f, 6.f},
       {"Exp", [](float x) { return std::exp(x); }},
       {"Neg", [](float x) { return -x; }},
       {"Abs", [](float x) { return std::fabs(x); }},

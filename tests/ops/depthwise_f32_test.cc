@@ -179,7 +179,7 @@ TEST(DepthwiseNhwcF32, FusedActivations) {
   uint64_t seed = 300;
   using K = ActivationF32::Kind;
   for (const auto& [rows, name] : Kernels()) {
-    for (K kind : {K::kNone, K::kRelu, K::kClip, K::kLeakyRelu, K::kHardSigmoid, K::kHardSwish}) {
+    for (K kind : {K::kNone, K::kRelu, K::kClip, K::kLeakyRelu, K::kHardSigmoid, K::kHardSwish, K::kGelu}) {
       for (bool bias : {true, false}) {
         DwCase t{6, 19, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, Act(kind), bias};
         Check(t, rows, name, seed++);

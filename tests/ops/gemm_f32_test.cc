@@ -163,7 +163,8 @@ TEST_P(GemmF32UkernelTest, OperandLayouts) {
 TEST_P(GemmF32UkernelTest, EpilogueBiasActivationAccumulate) {
   uint64_t seed = 200;
   for (auto act : {ActivationF32::Kind::kNone, ActivationF32::Kind::kRelu, ActivationF32::Kind::kClip,
-                   ActivationF32::Kind::kLeakyRelu, ActivationF32::Kind::kHardSigmoid, ActivationF32::Kind::kHardSwish}) {
+                   ActivationF32::Kind::kLeakyRelu, ActivationF32::Kind::kHardSigmoid, ActivationF32::Kind::kHardSwish,
+                   ActivationF32::Kind::kGelu}) {
     GemmTester().M(29).N(70).K(2 * kGemmKc + 1).RowBias(true).Act(act).Seed(seed++).Test(uk());
     GemmTester().M(17).N(33).K(20).ColBias(true).Act(act).PostAffine(-1.5f, 0.25f).Seed(seed++).Test(uk());
     GemmTester().M(29).N(70).K(40).ColBias(true).Accumulate(true).Act(act).Seed(seed++).Test(uk());
