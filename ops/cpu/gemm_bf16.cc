@@ -10,8 +10,10 @@
 #include <string_view>
 
 namespace kvant::cpu {
-namespace avx512bf16 {
+namespace avx512bf16 {  // (every BF16 microkernel needs AVX-512)
 void PackRowBf16(const float* src, int64_t k, uint32_t* dst, int64_t pairs);
+void StoreTileBf16(const float* tile, int64_t ld, int64_t rows, int64_t cols, const float* bias,
+                   const ActivationF32& act, float* c, int64_t ldc);
 }  // namespace avx512bf16
 namespace {
 
@@ -114,12 +116,8 @@ void RunGemmBf16(const GemmUkernelInfoBf16& uk, const GemmArgsBf16& args, void* 
         for (int64_t block = g * group; block < std::min(row_blocks, (g + 1) * group); ++block) {
           const int64_t r0 = block * uk.mr, rows = std::min<int64_t>(uk.mr, m - r0);
           uk.by_rows[(uk.full_rows ? uk.mr : rows) - 1](pairs, a_packed + r0 * pairs, pairs, b.panel(c0), tile);
-          for (int64_t r = 0; r < rows; ++r) {
-            float* out = args.c + (r0 + r) * args.ldc + c0;
-            const float* v = tile + r * uk.nr;
-            for (int64_t c = 0; c < cols; ++c) out[c] = v[c] + (args.col_bias ? args.col_bias[c0 + c] : 0.f);
-            if (!args.act.identity()) ApplyActivationF32(args.act, out, cols);
-          }
+          avx512bf16::StoreTileBf16(tile, uk.nr, rows, cols, args.col_bias ? args.col_bias + c0 : nullptr, args.act,
+                                    args.c + r0 * args.ldc + c0, args.ldc);
         }
       }
     }

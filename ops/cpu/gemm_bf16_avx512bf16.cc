@@ -7,6 +7,7 @@
 #include <array>
 #include <utility>
 
+#include "ops/cpu/activation_f32_avx512.h"
 #include "ops/cpu/gemm_bf16.h"
 
 namespace kvant::cpu::avx512bf16 {
@@ -45,6 +46,19 @@ constexpr auto kTable = MakeTable(std::make_index_sequence<14>{});
 }  // namespace
 
 const GemmUkernelBf16* GemmBf16ByRows() { return kTable.data(); }
+
+// rows x cols of an f32 tile (row stride ld) + bias, activated, into c.
+void StoreTileBf16(const float* tile, int64_t ld, int64_t rows, int64_t cols, const float* bias,
+                   const ActivationF32& act, float* c, int64_t ldc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < cols; j += 16) {
+      const __mmask16 m = cols - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (cols - j)) - 1);
+      __m512 v = _mm512_maskz_loadu_ps(m, tile + r * ld + j);
+      if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + j));
+      _mm512_mask_storeu_ps(c + r * ldc + j, m, avx512::Activate(v, act));
+    }
+  }
+}
 
 // A row of k floats as bf16 pairs, in order (pair p = elements 2p, 2p + 1),
 // zero-padded to `pairs`: VCVTNE2PS2BF16 rounds 32 values at a time, to

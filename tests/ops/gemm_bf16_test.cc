@@ -38,9 +38,10 @@ TEST_P(GemmBf16Kernels, MatchesTheReference) {
   for (int64_t m : {1, 13, 14, 15, 29}) {
     for (int64_t n : {1, 31, 32, 33, 70}) {
       for (int64_t k : {1, 2, 7, 64, 255}) {
-        for (bool epilogue : {false, true}) {
-          SCOPED_TRACE(::testing::Message() << uk.name << " m=" << m << " n=" << n << " k=" << k
-                                            << (epilogue ? " bias+relu" : "") << " seed " << m * 1000 + n * 10 + k);
+        for (int mode : {0, 1, 2}) {  // no epilogue, bias + Relu, bias + Gelu * -0.5 + 0.25
+          const bool epilogue = mode > 0;
+          SCOPED_TRACE(::testing::Message() << uk.name << " m=" << m << " n=" << n << " k=" << k << " epilogue "
+                                            << mode << " seed " << m * 1000 + n * 10 + k);
           std::mt19937 rng(static_cast<uint32_t>(m * 1000 + n * 10 + k));
           std::uniform_real_distribution<float> u(-2.f, 2.f);
           std::vector<float> a(m * k), b(k * n), bias(n), c(m * n, NAN), want(m * n);
@@ -58,12 +59,16 @@ TEST_P(GemmBf16Kernels, MatchesTheReference) {
           args.ldc = n;
           if (epilogue) {
             args.col_bias = bias.data();
-            args.act.kind = ActivationF32::Kind::kRelu;
+            args.act.kind = mode == 1 ? ActivationF32::Kind::kRelu : ActivationF32::Kind::kGelu;
+            if (mode == 2) {
+              args.act.post_scale = -0.5f;
+              args.act.post_shift = 0.25f;
+            }
           }
           RunGemmBf16(uk, args, scratch.data(), &pool);
           GemmBf16Reference(m, n, k, a.data(), k, b.data(), n, epilogue ? bias.data() : nullptr, want.data(), n);
           for (int64_t i = 0; i < m * n; ++i) {
-            const float w = epilogue ? std::max(want[i], 0.f) : want[i];
+            const float w = args.act.Apply(want[i]);
             ASSERT_NEAR(c[i], w, 1e-6f * 4.f * static_cast<float>(k) + 1e-6f) << "at " << i / n << "," << i % n;
           }
         }
