@@ -87,9 +87,13 @@ check("fp16 rows ran with FP16 weights and keep accuracy (SQNR > 40 dB)",
       all(r["skipped"] is None and r["plan"]["fp16_steps"] > 0 and r["accuracy"]["sqnr_db"] > 40 for r in fp16_rows),
       [(r["skipped"], r["plan"], r["accuracy"]) for r in fp16_rows])
 ort_rows = [r for r in rows if r["runtime"] == "onnxruntime"]
-check("onnxruntime rows for fp32, int8, int8-dynamic ran",
+check("onnxruntime rows for fp32, fp16 (onnxconverter-common's FP16 model), int8, int8-dynamic ran",
       {(r["precision"], r["threads"]) for r in ort_rows if r["skipped"] is None} ==
-      {(p, t) for p in ("fp32", "int8", "int8-dynamic") for t in (1, 2)}, ort_rows)
+      {(p, t) for p in ("fp32", "fp16", "int8", "int8-dynamic") for t in (1, 2)}, ort_rows)
+ort_fp16 = next(r for r in ort_rows if r["precision"] == "fp16" and r["threads"] == 1)
+check("onnxruntime fp16 row is an FP16 file, accuracy measured against Kvant FP32 (SQNR > 30 dB)",
+      ort_fp16["file_bytes"] < os.path.getsize(digits) and ort_fp16["accuracy"]["sqnr_db"] > 30,
+      (ort_fp16["file_bytes"], ort_fp16["accuracy"]))
 for r in ran:
     lat = r["latency_ms"]
     tag = f'{r["runtime"]} {r["precision"]} x{r["threads"]}'

@@ -11,7 +11,9 @@ input) and calib/bI/NAME.npy (calibration batches). For every precision it
 can run, the peer builds the model ONNX Runtime would run (fp32: the file;
 int8: quantize_static, QDQ, u8 activations, s8 per-channel weights, on the
 same calibration batches, or the job's int8_model when it names one;
-int8-dynamic: quantize_dynamic), and for each
+int8-dynamic: quantize_dynamic; fp16: onnxconverter-common's
+convert_float_to_float16 with FP32 inputs and outputs, the converter ONNX
+Runtime's documentation points to, when pip has it), and for each
 thread count loads a session, writes its outputs on the eval batches to
 ort/ROW/bI/oK.npy and prints one JSON line about the row. Then {"ready":
 true}, and it answers "time ROW K" with {"ms": [K times]} until "quit".
@@ -21,6 +23,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -114,6 +117,17 @@ def model_for(job, precision, calib):
     if precision == "int8-dynamic":
         out = os.path.join(work, "ort_int8_dynamic.onnx")
         quiet(quantize_dynamic, fp32, out, weight_type=QuantType.QInt8)
+        return out, None
+    if precision == "fp16":
+        try:
+            import onnx
+            from onnxconverter_common import float16
+        except ImportError:
+            return None, "pip onnxconverter-common is missing (tools/setup installs it)"
+        out = os.path.join(work, "ort_fp16.onnx")
+        with warnings.catch_warnings():  # one warning per weight it rounds to 1e-7 or clamps
+            warnings.simplefilter("ignore")
+            onnx.save(float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True), out)
         return out, None
     if precision == "bf16":
         return None, "ONNX Runtime's CPU provider has no BF16 matrix products"
