@@ -81,7 +81,14 @@ Range RangeObserver::Choose(RangeMethod method, double percentile, int levels, b
   switch (method) {
     case RangeMethod::kMinMax: r = {min_, max_}; break;
     case RangeMethod::kMovingAverage: r = {static_cast<float>(avg_min_), static_cast<float>(avg_max_)}; break;
-    case RangeMethod::kPercentile: r = Percentile(percentile); break;
+    case RangeMethod::kPercentile: {
+      r = Percentile(percentile);
+      if (!symmetric) {
+        const Range two = PercentileTwoSided(percentile);
+        r = {std::min(r.lo, two.lo), std::max(r.hi, two.hi)};
+      }
+      break;
+    }
     case RangeMethod::kEntropy: r = Entropy(levels); break;
     case RangeMethod::kMse: r = Mse(levels, symmetric); break;
   }
@@ -108,6 +115,37 @@ Range RangeObserver::Percentile(double p) const {
     }
   }
   return {min_, max_};
+}
+
+// [lo, hi] cutting (100 - p) / 2 percent of the values off each end:
+// ONNX Runtime's percentile for asymmetric activations. Choose takes the
+// union of this range and the |x| one, so neither rule clips what the other
+// keeps: a one-signed tensor (after ReLU) loses half the tail the |x| cut
+// takes, and a tensor whose rare positives sit under a long negative tail
+// (PP-OCR's text detector: 5.4 dB with this cut alone) keeps them. Against
+// the |x| cut alone (benchmarks/models/quant_accuracy.py): PP-OCR cls +4.1
+// dB, EfficientNet-Lite0 +0.4, digits +0.4, MiniLM +0.6, det -0.3.
+Range RangeObserver::PercentileTwoSided(double p) const {
+  const double tail = (1.0 - std::clamp(p / 100.0, 0.0, 1.0)) / 2 * static_cast<double>(count_);
+  const double width = 2 * radius_ / kBins;
+  Range r{min_, max_};
+  double seen = 0;
+  for (int i = 0; i < kBins; ++i) {
+    seen += hist_[i];
+    if (seen > tail) {
+      r.lo = static_cast<float>(-radius_ + i * width);
+      break;
+    }
+  }
+  seen = 0;
+  for (int i = kBins - 1; i >= 0; --i) {
+    seen += hist_[i];
+    if (seen > tail) {
+      r.hi = static_cast<float>(-radius_ + (i + 1) * width);
+      break;
+    }
+  }
+  return r;
 }
 
 // TensorRT's entropy calibration on |x|: for each candidate threshold (a bin

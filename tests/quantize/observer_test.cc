@@ -54,11 +54,25 @@ TEST(RangeObserver, PercentileOfUniformValues) {
     for (float& x : v) x = d(rng);
     o.Observe(v.data(), v.size());
   }
-  // |x| of uniform [-2, 6] is uniform on [0, 2] at density 2/8 and on
-  // [2, 6] at 1/8; its 99th percentile is 6 - 0.01 * 8 = 5.92.
-  const Range r = o.Choose(RangeMethod::kPercentile, 99.0);
+  // Symmetric: |x| of uniform [-2, 6] is uniform on [0, 2] at density 2/8
+  // and on [2, 6] at 1/8; its 99th percentile is 6 - 0.01 * 8 = 5.92.
+  const Range r = o.Choose(RangeMethod::kPercentile, 99.0, 255, /*symmetric=*/true);
   EXPECT_EQ(r.lo, o.minmax().lo) << "the cut never goes past what was seen";
   EXPECT_NEAR(r.hi, 5.92f, 0.02f);
+  // Asymmetric: also 0.5% off each end (0.04 of the width 8), whichever
+  // keeps more: [-2 (seen), 5.96].
+  const Range two = o.Choose(RangeMethod::kPercentile, 99.0);
+  EXPECT_EQ(two.lo, o.minmax().lo);
+  EXPECT_NEAR(two.hi, 5.96f, 0.02f);
+  // A rare positive tail under a long negative one: the |x| cut sits in the
+  // negative tail and keeps every positive value; the two-sided cut alone
+  // would clip the positive tail.
+  RangeObserver skew;
+  std::vector<float> v(100000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = -20.f * static_cast<float>(i) / v.size();
+  for (int i = 0; i < 5; ++i) v[i * 1000] = 4.f;
+  skew.Observe(v.data(), v.size());
+  EXPECT_EQ(skew.Choose(RangeMethod::kPercentile, 99.99).hi, 4.f);
 }
 
 TEST(RangeObserver, EntropyCutsRareOutliersButKeepsTheBody) {
