@@ -125,6 +125,19 @@ class QLinearBinary final : public ByteKernel<QLinearBinary> {
       chunked(c.num_elements(), [&](int64_t at, int64_t n) { row_scalar(scalar_b, v + at, pc + at, n, scalar_b ? pb[0] : pa[0]); });
     } else if (a.shape == b.shape) {
       chunked(c.num_elements(), [&](int64_t at, int64_t n) { same(pa + at, pb + at, pc + at, n, za, zb, zc, r1, rb); });
+    } else if (const int64_t inner = c.rank() > 0 ? c.shape[c.rank() - 1] : 0;
+               inner > 1 && ((a.shape == c.shape && b.num_elements() == inner && b.shape.back() == inner) ||
+                             (b.shape == c.shape && a.num_elements() == inner && a.shape.back() == inner))) {
+      // One operand a vector along the innermost dimension ([1,1,1,C] over
+      // [N,H,W,C]: a squeeze-excite gate in NHWC): the vector loop per row,
+      // rows across the threads.
+      const bool vec_b = b.num_elements() == inner;
+      ctx.pool->ParallelFor(c.num_elements() / inner, [&](int64_t first, int64_t end) {
+        for (int64_t row = first; row < end; ++row) {
+          const int64_t at = row * inner;
+          same(vec_b ? pa + at : pa, vec_b ? pb : pb + at, pc + at, inner, za, zb, zc, r1, rb);
+        }
+      });
     } else if (c.rank() > 1) {
       // Row by row: the outer dimensions broadcast once per row; along the
       // innermost one each operand steps by 1 or stays (a [N,1,1,C]

@@ -51,34 +51,51 @@ Tensor RunOne(OnnxBuilder& b, const TensorMap& in, int threads = 1) {
 }
 
 TEST(QLinearOps, AddAndMulWithBroadcasting) {
+  // Shapes of a and b (the output is [2,3,8,37]): equal; b [3,1,37] (rows);
+  // b a vector along the last axis, and a one (the rows-across-threads path).
+  const std::vector<int64_t> sy = {2, 3, 8, 37};
+  const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> cases = {
+      {sy, sy}, {sy, {3, 1, 37}}, {sy, {1, 1, 1, 37}}, {{37}, sy}};
   for (const char* op : {"QLinearAdd", "QLinearMul"}) {
     for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
-      for (bool broadcast : {false, true}) {
-        SCOPED_TRACE(::testing::Message() << op << " " << DataTypeName(t) << (broadcast ? " broadcast" : ""));
-        const std::vector<int64_t> sa = {2, 3, 4, 5}, sb = broadcast ? std::vector<int64_t>{3, 1, 5} : sa;
-        const int za = t == DataType::kInt8 ? -3 : 121, zb = t == DataType::kInt8 ? 5 : 130;
-        const int zc = t == DataType::kInt8 ? 2 : 127;
-        const float as = 0.031f, bs = 0.017f, cs = std::string(op) == "QLinearAdd" ? 0.05f : 0.9f;
-        OnnxBuilder b(13);
-        b.Input("a", t, sa).Input("b", t, sb).Output("y", t);
-        b.Initializer("as", Scalar(as)).Initializer("az", ZeroPoint(t, za));
-        b.Initializer("bs", Scalar(bs)).Initializer("bz", ZeroPoint(t, zb));
-        b.Initializer("cs", Scalar(cs)).Initializer("cz", ZeroPoint(t, zc));
-        b.Node(op, {"a", "as", "az", "b", "bs", "bz", "cs", "cz"}, {"y"}).set_domain("com.microsoft");
-        const Tensor a = RandomBytes(t, sa, 1), bb = RandomBytes(t, sb, 2);
-        const Tensor y = RunOne(b, {{"a", a}, {"b", bb}});
-        ASSERT_EQ(y.shape(), sa);
-        int off_by_one = 0;
-        for (int64_t i = 0; i < y.num_elements(); ++i) {
-          // b's index under broadcasting: [3,1,5] against [2,3,4,5].
-          const int64_t w = i % 5, c = (i / 20) % 3;
-          const int64_t bi = broadcast ? c * 5 + w : i;
-          const double x1 = (ByteAt(a, i) - za) * double{as}, x2 = (ByteAt(bb, bi) - zb) * double{bs};
-          const int want = Quantize(std::string(op) == "QLinearAdd" ? x1 + x2 : x1 * x2, cs, zc, t);
-          ASSERT_LE(std::abs(ByteAt(y, i) - want), 1) << i;
-          off_by_one += ByteAt(y, i) != want;
+      for (size_t k = 0; k < cases.size(); ++k) {
+        for (int threads : {1, 2}) {
+          SCOPED_TRACE(::testing::Message() << op << " " << DataTypeName(t) << " case " << k << " threads " << threads);
+          const auto& [sa, sb] = cases[k];
+          const int za = t == DataType::kInt8 ? -3 : 121, zb = t == DataType::kInt8 ? 5 : 130;
+          const int zc = t == DataType::kInt8 ? 2 : 127;
+          const float as = 0.031f, bs = 0.017f, cs = std::string(op) == "QLinearAdd" ? 0.05f : 0.9f;
+          OnnxBuilder b(13);
+          b.Input("a", t, sa).Input("b", t, sb).Output("y", t);
+          b.Initializer("as", Scalar(as)).Initializer("az", ZeroPoint(t, za));
+          b.Initializer("bs", Scalar(bs)).Initializer("bz", ZeroPoint(t, zb));
+          b.Initializer("cs", Scalar(cs)).Initializer("cz", ZeroPoint(t, zc));
+          b.Node(op, {"a", "as", "az", "b", "bs", "bz", "cs", "cz"}, {"y"}).set_domain("com.microsoft");
+          const Tensor a = RandomBytes(t, sa, 1), bb = RandomBytes(t, sb, 2);
+          const Tensor y = RunOne(b, {{"a", a}, {"b", bb}}, threads);
+          ASSERT_EQ(y.shape(), sy);
+          // The flat index of output element i in an operand of shape s (right-aligned broadcast).
+          auto index = [&](const std::vector<int64_t>& s, int64_t i) {
+            int64_t at = 0, stride = 1;
+            for (int64_t d = 3, rest = i; d >= 0; --d) {
+              const int64_t coord = rest % sy[d];
+              rest /= sy[d];
+              const int64_t sd = d - (4 - static_cast<int64_t>(s.size()));
+              if (sd < 0) continue;
+              if (s[sd] != 1) at += coord * stride;
+              stride *= s[sd];
+            }
+            return at;
+          };
+          int off_by_one = 0;
+          for (int64_t i = 0; i < y.num_elements(); ++i) {
+            const double x1 = (ByteAt(a, index(sa, i)) - za) * double{as}, x2 = (ByteAt(bb, index(sb, i)) - zb) * double{bs};
+            const int want = Quantize(std::string(op) == "QLinearAdd" ? x1 + x2 : x1 * x2, cs, zc, t);
+            ASSERT_LE(std::abs(ByteAt(y, i) - want), 1) << i;
+            off_by_one += ByteAt(y, i) != want;
+          }
+          EXPECT_LE(off_by_one, y.num_elements() / 50);
         }
-        EXPECT_LE(off_by_one, y.num_elements() / 50);
       }
     }
   }
