@@ -37,8 +37,8 @@ bool PerTensor(const Graph& g, const Node& n) {
 // varying input: unary, or binary with a scalar constant as the other operand.
 bool ChainOp(const Graph& g, const Node& n, const std::string& data) {
   if (!n.domain.empty() || n.outputs.size() != 1 || n.inputs.empty()) return false;
-  static const char* kUnary[] = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "Elu",
-                                 "Selu",  "Neg",     "Abs",         "Erf",       "Exp",  "Softplus",  "Identity"};
+  static const char* kUnary[] = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "Elu", "Selu",
+                                 "Neg",  "Abs",     "Erf",         "Exp",       "Softplus", "Gelu", "Identity"};
   for (const char* op : kUnary) {
     if (n.op_type == op) return n.inputs.size() == 1 && n.inputs[0] == data;
   }
