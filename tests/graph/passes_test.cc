@@ -228,11 +228,8 @@ TEST(Passes, FusedMatMulBiasInEveryPrecision) {
     auto y = testing::RunPlainAndOptimized(bytes, {{"x", RandomF32({2, 5, k}, 7)}}, options);
     ASSERT_TRUE(y.ok()) << y.status();
     const auto& [fp32, other] = *y;
-    double err = 0, mag = 0;
-    for (int64_t i = 0; i < fp32.num_elements(); ++i) {
-      err = std::max(err, std::fabs(double{fp32.data<float>()[i]} - other.data<float>()[i]));
-      mag = std::max(mag, std::fabs(double{fp32.data<float>()[i]}));
-    }
+    double mag = 0;
+    const double err = testing::MaxAbsDiff(fp32, other, &mag);
     EXPECT_LT(err, 0.02 * mag) << "mode " << mode << ": error " << err << " of output magnitude " << mag;
   }
 }

@@ -222,11 +222,8 @@ TEST(DynamicQuant, SessionOptionQuantizesMatMulAndGemm) {
   auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({5, k}, 7, -1.f, 1.f)}}, dynamic);
   ASSERT_TRUE(y.ok()) << y.status();
   const auto& [fp32, int8] = *y;
-  double err = 0, mag = 0;
-  for (int64_t i = 0; i < fp32.num_elements(); ++i) {
-    err = std::max(err, std::fabs(double{fp32.data<float>()[i]} - int8.data<float>()[i]));
-    mag = std::max(mag, std::fabs(double{fp32.data<float>()[i]}));
-  }
+  double mag = 0;
+  const double err = testing::MaxAbsDiff(fp32, int8, &mag);
   EXPECT_LT(err, 0.02 * mag) << "INT8 error " << err << " of output magnitude " << mag;
   EXPECT_GT(err, 0) << "the INT8 path was not taken";
 }

@@ -24,16 +24,6 @@ using testing::RunPlainAndOptimized;
 
 constexpr int64_t kSeq = 6, kBatch = 3, kInput = 5, kHidden = 8, kDirs = 2, kGh = 4 * kHidden;
 
-// Largest |a - b| over two same-shape f32 tensors.
-double MaxDiff(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  double err = 0;
-  for (int64_t i = 0; i < std::min(a.num_elements(), b.num_elements()); ++i) {
-    err = std::max(err, std::fabs(double{a.data<float>()[i]} - b.data<float>()[i]));
-  }
-  return err;
-}
-
 struct QuantizedWeights {
   Tensor q;            // [dirs, k, 4h], s8 or u8
   Tensor scale, zero;  // [dirs] or [dirs, 4h]
@@ -114,7 +104,7 @@ TEST(DynamicRnn, DynamicQuantizeLstmMatchesTheFloatLstmOnItsWeights) {
       ASSERT_TRUE(want.ok()) << want.status();
       ASSERT_TRUE(got.ok()) << got.status();
       for (const char* name : {"y", "yh", "yc"}) {
-        const double err = MaxDiff(got->at(name), want->at(name));
+        const double err = testing::MaxAbsDiff(got->at(name), want->at(name));
         EXPECT_LT(err, 0.02) << name;
         EXPECT_GT(err, 0) << name << ": the activations were not quantized";
       }
@@ -164,7 +154,7 @@ TEST(DynamicRnn, SessionOptionQuantizesLstmGruAndRnn) {
     dynamic.dynamic_int8 = true;
     auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({kSeq, kBatch, kInput}, 24)}}, dynamic);
     ASSERT_TRUE(y.ok()) << y.status();
-    const double err = MaxDiff(y->first, y->second);
+    const double err = testing::MaxAbsDiff(y->first, y->second);
     EXPECT_LT(err, 0.03);
     EXPECT_GT(err, 0) << "the INT8 path was not taken";
   }

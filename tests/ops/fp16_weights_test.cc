@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
 #include "ops/float16.h"
+#include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
 #include "tests/testing/precision_runs.h"
 
@@ -43,11 +44,8 @@ void RunBoth(const std::string& bytes, const Tensor& x, Runs* out) {
 
 // Largest |a - b| relative to max |a|.
 double RelativeError(const Tensor& a, const Tensor& b) {
-  double err = 0, mag = 0;
-  for (int64_t i = 0; i < a.num_elements(); ++i) {
-    err = std::max(err, std::fabs(double{a.data<float>()[i]} - b.data<float>()[i]));
-    mag = std::max(mag, std::fabs(double{a.data<float>()[i]}));
-  }
+  double mag = 0;
+  const double err = testing::MaxAbsDiff(a, b, &mag);
   return err / std::max(mag, 1e-30);
 }
 

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
 #include "ops/cpu/gemm_bf16.h"
+#include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
 #include "tests/testing/precision_runs.h"
 #include "runtime/cpu_caps.h"
@@ -84,25 +85,15 @@ INSTANTIATE_TEST_SUITE_P(Rows, GemmBf16Kernels, ::testing::ValuesIn([] {
                          }()),
                          [](const auto& info) { return std::string(info.param->name); });
 
-// SessionOptions::precision = bf16 on MatMul -> Add -> Softmax -> Gemm: the
-// products run on the BF16 GEMM where the CPU has it (the plan says so) and
-// stay close to FP32; elsewhere they fall back to FP32, bit for bit.
-// max |a - b| over the elements, and max |a| in `magnitude`.
-double MaxAbsDiff(const Tensor& a, const Tensor& b, double* magnitude) {
-  double err = 0;
-  *magnitude = 0;
-  for (int64_t i = 0; i < a.num_elements(); ++i) {
-    err = std::max(err, std::fabs(double{a.data<float>()[i]} - b.data<float>()[i]));
-    *magnitude = std::max(*magnitude, std::fabs(double{a.data<float>()[i]}));
-  }
-  return err;
-}
-
 // The model (one input "x", one output "y") in FP32 and with precision
 // bf16 on `x`: both outputs and the BF16 session's plan.
 void RunFp32AndBf16(const std::string& bytes, const Tensor& x, Tensor* y_fp32, Tensor* y_bf16, PlanReport* plan) {
   testing::RunFp32And(Precision::kBf16, bytes, x, y_fp32, y_bf16, plan);
 }
+
+// SessionOptions::precision = bf16 on MatMul -> Add -> Softmax -> Gemm: the
+// products run on the BF16 GEMM where the CPU has it (the plan says so) and
+// stay close to FP32; elsewhere they fall back to FP32, bit for bit.
 
 TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   using testing::OnnxBuilder;
@@ -123,7 +114,7 @@ TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
   const PlanReport* plan = &plan_report;
   const bool has_bf16 = SelectGemmUkernelBf16(ActiveCpuFeatures()) != nullptr;
   double mag = 0;
-  const double err = MaxAbsDiff(y0, y1, &mag);
+  const double err = testing::MaxAbsDiff(y0, y1, &mag);
   if (!has_bf16) {
     EXPECT_EQ(err, 0) << "without BF16 arithmetic the products stay FP32";
     EXPECT_EQ(plan->text.find(" bf16 "), std::string::npos) << plan->text;
@@ -161,7 +152,7 @@ TEST(GemmBf16, SessionPrecisionRunsConvolutionsInBf16) {
   ASSERT_NO_FATAL_FAILURE(RunFp32AndBf16(b.Serialize(), RandomF32({2, 16, 13, 11}, 15), &y0, &y1, &plan_report));
   const PlanReport* plan = &plan_report;
   double mag = 0;
-  const double err = MaxAbsDiff(y0, y1, &mag);
+  const double err = testing::MaxAbsDiff(y0, y1, &mag);
   if (SelectGemmUkernelBf16(ActiveCpuFeatures()) == nullptr) {
     EXPECT_EQ(err, 0) << "without BF16 arithmetic the convolutions stay FP32";
     return;

@@ -1,6 +1,11 @@
 // Helpers for the graph-pass tests (graph_checks.h).
 #include "tests/testing/graph_checks.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "gtest/gtest.h"
+
 #include "graph/onnx_import.h"
 #include "graph/passes/passes.h"
 #include "runtime/cpu_caps.h"
@@ -21,6 +26,17 @@ absl::StatusOr<Graph> OptimizedGraph(const std::string& bytes, bool dynamic_int8
   opt.dynamic_int8 = dynamic_int8;
   if (auto s = OptimizeGraph(*g, opt); !s.ok()) return s;
   return *std::move(g);
+}
+
+double MaxAbsDiff(const Tensor& a, const Tensor& b, double* magnitude) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double err = 0, mag = 0;
+  for (int64_t i = 0; i < std::min(a.num_elements(), b.num_elements()); ++i) {
+    err = std::max(err, std::fabs(double{a.data<float>()[i]} - b.data<float>()[i]));
+    mag = std::max(mag, std::fabs(double{a.data<float>()[i]}));
+  }
+  if (magnitude != nullptr) *magnitude = mag;
+  return err;
 }
 
 absl::StatusOr<std::pair<Tensor, Tensor>> RunPlainAndOptimized(const std::string& bytes, const TensorMap& inputs,

@@ -18,6 +18,10 @@ int CountOps(const Graph& g, const std::string& op);
 // The graph the load pipeline makes of `bytes` on this machine's CPU.
 absl::StatusOr<Graph> OptimizedGraph(const std::string& bytes, bool dynamic_int8 = false);
 
+// max |a - b| over two f32 tensors of one shape (a gtest failure if the
+// shapes differ), and max |a| in *magnitude when it is given.
+double MaxAbsDiff(const Tensor& a, const Tensor& b, double* magnitude = nullptr);
+
 // Output "y" of the model run unoptimized (first) and with `options` (second).
 absl::StatusOr<std::pair<Tensor, Tensor>> RunPlainAndOptimized(const std::string& bytes, const TensorMap& inputs,
                                                                const SessionOptions& options = {});
