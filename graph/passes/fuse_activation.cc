@@ -1,7 +1,9 @@
-// Activation fusion: Conv/Gemm/MatMul -> Relu | Clip | LeakyRelu |
-// HardSigmoid | HardSwish | Gelu (exact) becomes one node whose kernel applies the activation
-// in its epilogue, followed by any scalar Mul/Add/Div (the affine tail). The
-// producer's output must have no other reader and not be a graph output.
+// Activation fusion: Conv/Gemm/MatMul (and the dynamically quantized
+// DynamicQuantizeMatMul/MatMulIntegerToFloat) -> Relu | Clip | LeakyRelu |
+// HardSigmoid | HardSwish | Gelu (exact) becomes one node whose kernel
+// applies the activation in its epilogue, followed by any scalar
+// Mul/Add/Div (the affine tail). The producer's output must have no other
+// reader and not be a graph output.
 #include <limits>
 
 #include "graph/passes/passes.h"
@@ -11,7 +13,9 @@ namespace {
 
 bool IsFusionTarget(const Node& n) {
   return (n.domain.empty() && (n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "MatMul")) ||
-         (n.domain == "kvant" && n.op_type == "ConvNhwc");  // after a residual fusion (fuse_conv_residual.cc)
+         (n.domain == "kvant" && n.op_type == "ConvNhwc") ||  // after a residual fusion (fuse_conv_residual.cc)
+         // INT8 products with f32 output (ops/cpu/qmatmul_s8.cc): dynamic quantization.
+         (n.domain == "com.microsoft" && (n.op_type == "DynamicQuantizeMatMul" || n.op_type == "MatMulIntegerToFloat"));
 }
 
 bool HasPostAffine(const Node& n) { return n.attrs.Has("fused_scale") || n.attrs.Has("fused_shift"); }

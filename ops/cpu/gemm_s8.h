@@ -9,7 +9,7 @@
 // Microkernels (ops/cpu/gemm_s8_<isa>.cc) compute one mr x nr int32 tile over
 // all of K; one epilogue per ISA turns the tile into the output:
 //   v = acc + col_offset[n] - row_sum[m] * zb[n]       (exact int32)
-//   s32: v;  f32: v * scale[n] + bias_f32[n];
+//   s32: v;  f32: act(v * scale[n] + bias_f32[n]);
 //   u8/s8: clamp(round_half_even(v * scale[n]) + zy, lo, hi)      (float)
 //       or clamp(RoundingDivideByPOT(SRDHM(v, m0[n]), shift[n]) + zy, lo, hi)
 //          (gemmlowp fixed point, bit exact).
@@ -28,6 +28,8 @@
 
 namespace kvant::cpu {
 
+struct ActivationF32;  // ops/cpu/activation_f32.h
+
 // int32 tile[r * nr + c] = sum over kp / 4 groups of A(r, g) . B(g, c) for
 // r < rows (the by_rows entry). A's group g of row r is the 4 bytes at
 // a + r * a_rs + g * a_gs (a_gs is 4: rows are K-contiguous); b_panel holds
@@ -45,6 +47,7 @@ struct GemmS8Output {
   const int32_t* col_zb = nullptr;
   const float* scale = nullptr;         // per column (f32, u8, s8 float requantization)
   const float* bias_f32 = nullptr;      // per column (f32 output), may be null
+  const ActivationF32* act = nullptr;   // f32 output: applied after the bias (null: none)
   const int32_t* m0 = nullptr;          // per column fixed-point multiplier (null: float)
   const int32_t* shift = nullptr;       // per column right shift, >= 0
   int32_t zero_point = 0;               // output zero point

@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "ops/cpu/activation_f32.h"
 #include "ops/cpu/gemm_s8.h"
 
 namespace kvant::cpu {
@@ -75,7 +76,9 @@ void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
       }
       const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), scale);
       if (out.kind == GemmS8Output::Kind::kF32) {
-        _mm256_storeu_ps(static_cast<float*>(c) + r * ldc + j, _mm256_add_ps(f, bias));
+        float* dst = static_cast<float*>(c) + r * ldc + j;
+        _mm256_storeu_ps(dst, _mm256_add_ps(f, bias));
+        if (out.act != nullptr) ApplyActivationF32(*out.act, dst, 8);
         continue;
       }
       // Round half to even; values past int32 (cvtps gives INT_MIN) saturate.

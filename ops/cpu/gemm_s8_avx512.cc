@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "ops/cpu/activation_f32_avx512.h"
 #include "ops/cpu/gemm_s8.h"
 
 namespace kvant::cpu::avx512 {
@@ -92,10 +93,12 @@ void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
         case GemmS8Output::Kind::kS32:
           _mm512_mask_storeu_epi32(static_cast<int32_t*>(c) + r * ldc + j, m, v);
           continue;
-        case GemmS8Output::Kind::kF32:
-          _mm512_mask_storeu_ps(static_cast<float*>(c) + r * ldc + j, m,
-                                _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), scale), bias));
+        case GemmS8Output::Kind::kF32: {
+          __m512 f = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), scale), bias);
+          if (out.act != nullptr) f = Activate(f, *out.act);
+          _mm512_mask_storeu_ps(static_cast<float*>(c) + r * ldc + j, m, f);
           continue;
+        }
         default: break;
       }
       __m512i y;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "ops/cpu/activation_f32.h"
 #include "ops/cpu/gemm_s8.h"
 
 namespace kvant::cpu::ref {
@@ -41,10 +42,11 @@ void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols,
       const int32_t w = static_cast<int32_t>(v);
       switch (out.kind) {
         case GemmS8Output::Kind::kS32: static_cast<int32_t*>(c)[r * ldc + j] = w; break;
-        case GemmS8Output::Kind::kF32:
-          static_cast<float*>(c)[r * ldc + j] =
-              static_cast<float>(w) * out.scale[j] + (out.bias_f32 ? out.bias_f32[j] : 0.f);
+        case GemmS8Output::Kind::kF32: {
+          const float f = static_cast<float>(w) * out.scale[j] + (out.bias_f32 ? out.bias_f32[j] : 0.f);
+          static_cast<float*>(c)[r * ldc + j] = out.act != nullptr ? out.act->Apply(f) : f;
           break;
+        }
         case GemmS8Output::Kind::kU8:
         case GemmS8Output::Kind::kS8: {
           const int32_t q = out.m0 ? RequantizeFixedPoint(w, out.m0[j], out.shift[j]) : RequantizeFloat(w, out.scale[j]);

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "ops/cpu/activation_f32.h"
 #include "ops/cpu/gemm_s8.h"
 #include "ops/cpu/quantize_common.h"
 
@@ -43,6 +44,8 @@ class QMatMul final : public Kernel {
 
   absl::Status Prepare(const KernelInit& init) {
     attrs_ = init.attrs;
+    // A fused activation (graph/passes/fuse_activation.cc) on f32 output.
+    act_ = ReadFusedActivation(*init.attrs);
     if (mode_ == Mode::kQGemm) {
       trans_b_ = init.attrs->GetInt("transB", 0) != 0;
       alpha_ = init.attrs->GetFloat("alpha", 1.f);
@@ -150,6 +153,7 @@ class QMatMul final : public Kernel {
         g.out.kind = GemmS8Output::Kind::kF32;
         g.out.scale = scale;
         if (mode_ != Mode::kQGemm) g.out.bias_f32 = Has(ctx, in_.bias) ? ctx.input(in_.bias).as<const float>() : nullptr;
+        if (!act_.identity()) g.out.act = &act_;
         break;
       case Mode::kQGemm:
         break;
@@ -199,6 +203,7 @@ class QMatMul final : public Kernel {
   Inputs in_;
   CpuFeatures cpu_;
   const AttributeMap* attrs_ = nullptr;
+  ActivationF32 act_;
   bool trans_b_ = false;  // QGemm's transB: B is [N, K]
   float alpha_ = 1.f;
   PackedBS8 packed_;

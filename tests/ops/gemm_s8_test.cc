@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "ops/cpu/activation_f32.h"
 #include "ops/cpu/gemm_s8.h"
 #include "runtime/cpu_caps.h"
 #include "runtime/thread_pool.h"
@@ -39,6 +40,8 @@ class GemmS8Tester {
   GemmS8Tester& Lda(int64_t extra) { lda_extra_ = extra; return *this; }
   GemmS8Tester& ImplicitA(bool v) { implicit_a_ = v; return *this; }
   GemmS8Tester& Threads(int v) { threads_ = v; return *this; }
+  // f32 output: an activation after the bias (dynamic quantization's fused Relu, Gelu...).
+  GemmS8Tester& Act(ActivationF32 v) { act_ = v; return *this; }
   GemmS8Tester& Seed(uint64_t v) { seed_ = v; return *this; }
 
   void Test(const GemmUkernelInfoS8& uk) const {
@@ -64,6 +67,7 @@ class GemmS8Tester {
     out.kind = kind_;
     out.scale = scale.data();
     out.bias_f32 = kind_ == Kind::kF32 && bias_ ? bias_f.data() : nullptr;
+    if (!act_.identity()) out.act = &act_;
     if (fixed_) {
       out.m0 = m0.data();
       out.shift = shift.data();
@@ -81,7 +85,7 @@ class GemmS8Tester {
         const int32_t v = static_cast<int32_t>(acc);
         double y = v;
         if (kind_ == Kind::kF32) {
-          y = static_cast<float>(v) * scale[j] + (out.bias_f32 ? bias_f[j] : 0.f);
+          y = act_.Apply(static_cast<float>(v) * scale[j] + (out.bias_f32 ? bias_f[j] : 0.f));
         } else if (kind_ != Kind::kS32) {
           const int32_t q = fixed_ ? RequantizeFixedPoint(v, m0[j], shift[j]) : RequantizeFloat(v, scale[j]);
           y = std::clamp<int64_t>(int64_t{q} + out.zero_point, out.lo, out.hi);
@@ -141,6 +145,7 @@ class GemmS8Tester {
   Kind kind_ = Kind::kS32;
   int threads_ = 1;
   uint64_t seed_ = 1;
+  ActivationF32 act_;
 };
 
 class GemmS8UkernelTest : public ::testing::TestWithParam<int> {
@@ -196,7 +201,22 @@ TEST_P(GemmS8UkernelTest, Requantization) {
         }
       }
     }
-    if (kind != Kind::kF32) {
+    if (kind == Kind::kF32) {
+      // Activations after the bias, with a post scale: every fused kind.
+      for (auto act : {ActivationF32::Kind::kRelu, ActivationF32::Kind::kClip, ActivationF32::Kind::kLeakyRelu,
+                       ActivationF32::Kind::kHardSigmoid, ActivationF32::Kind::kHardSwish, ActivationF32::Kind::kGelu}) {
+        ActivationF32 a;
+        a.kind = act;
+        a.lo = -0.25f;
+        a.hi = 0.5f;
+        a.alpha = 0.2f;
+        a.beta = 0.5f;
+        a.post_scale = act == ActivationF32::Kind::kGelu ? -1.5f : 1.f;
+        a.post_shift = act == ActivationF32::Kind::kGelu ? 0.25f : 0.f;
+        GemmS8Tester().M(uk().mr + 3).N(2 * uk().nr + 5).K(77).Za(128).Output(kind).Bias(true).Act(a)
+            .Seed(seed++).Test(uk());
+      }
+    } else {
       // ReLU and ReLU6-style clamps in the quantized domain.
       GemmS8Tester().M(40).N(37).K(64).Output(kind).Clamp(kind == Kind::kU8 ? 117 : -9, kind == Kind::kU8 ? 200 : 60)
           .Seed(seed++).Test(uk());
