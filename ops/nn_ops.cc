@@ -350,7 +350,9 @@ absl::StatusOr<ConvTransposeSizes> ConvTransposeOutput(const AttributeMap& attrs
   }
   if (out_shape.size() > static_cast<size_t>(sp)) out_shape.erase(out_shape.begin(), out_shape.end() - sp);
   if (!out_shape.empty() && static_cast<int64_t>(out_shape.size()) != sp) {
-    return absl::InvalidArgumentError(absl::StrFormat("failed to read attributes of node %s: output_shape must have %d spatial values, got %d", label, sp, out_shape.size()));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "failed to read attributes of node %s: output_shape must have %d spatial values, got %d", label, sp,
+        out_shape.size()));
   }
   ConvTransposeSizes r;
   r.out.resize(sp);

@@ -68,7 +68,8 @@ __attribute__((always_inline)) inline void MapBody(const float* x, float* y, int
     else if constexpr (kOp == UnaryOp::kTanh) y[i] = v != v ? v : FastTanh(v);
     else if constexpr (kOp == UnaryOp::kErf) y[i] = FastErf(v);
     else if constexpr (kOp == UnaryOp::kGelu) y[i] = ActivationF32::Gelu(v);
-    else if constexpr (kOp == UnaryOp::kGeluTanh) y[i] = v != v ? v : 0.5f * v * (1.f + FastTanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    else if constexpr (kOp == UnaryOp::kGeluTanh)
+      y[i] = v != v ? v : 0.5f * v * (1.f + FastTanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
     else if constexpr (kOp == UnaryOp::kSqrt) y[i] = std::sqrt(v);
     else if constexpr (kOp == UnaryOp::kExp) y[i] = v != v ? v : (v > 88.72f ? INFINITY : FastExp(v));
     else if constexpr (kOp == UnaryOp::kNeg) y[i] = -v;
@@ -163,8 +164,9 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateUnaryF32(const KernelInit& init) {
     if (approximate == "none") fn = Map<UnaryOp::kGelu>, fn512 = MapAvx512<UnaryOp::kGelu>;
     else if (approximate == "tanh") fn = Map<UnaryOp::kGeluTanh>, fn512 = MapAvx512<UnaryOp::kGeluTanh>;
     else {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "failed to read attributes of node %s: approximate must be none or tanh, got '%s'", init.node_label, approximate));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("failed to read attributes of node %s: approximate must be none or tanh, got '%s'",
+                          init.node_label, approximate));
     }
   }
   else if (op == "Sqrt") fn = Map<UnaryOp::kSqrt>, fn512 = MapAvx512<UnaryOp::kSqrt>;

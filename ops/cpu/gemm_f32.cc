@@ -113,7 +113,8 @@ size_t GemmScratchBytesF32(const GemmUkernelInfoF32& uk, int64_t m, int64_t n, i
                            int threads, bool half_b) {
   size_t bytes = 0;
   if (pack_b) bytes += RoundUp(PackedPanelFloats(n, k, uk.nr) * 4, 64);
-  bytes += threads * RoundUp(std::min<int64_t>(kMcPanels, RoundUp(m, uk.mr) / uk.mr) * uk.mr * std::min(k, kGemmKc) * 4, 64);
+  const int64_t a_rows = std::min<int64_t>(kMcPanels, RoundUp(m, uk.mr) / uk.mr) * uk.mr;  // one A slice
+  bytes += threads * RoundUp(a_rows * std::min(k, kGemmKc) * 4, 64);
   if (half_b) bytes += threads * RoundUp(std::min(k, kGemmKc) * uk.nr * 4, 64);
   return bytes + 64;
 }

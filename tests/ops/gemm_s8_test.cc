@@ -203,16 +203,16 @@ TEST_P(GemmS8UkernelTest, Requantization) {
     }
     if (kind == Kind::kF32) {
       // Activations after the bias, with a post scale: every fused kind.
-      for (auto act : {ActivationF32::Kind::kRelu, ActivationF32::Kind::kClip, ActivationF32::Kind::kLeakyRelu,
-                       ActivationF32::Kind::kHardSigmoid, ActivationF32::Kind::kHardSwish, ActivationF32::Kind::kGelu}) {
+      using K = ActivationF32::Kind;
+      for (auto act : {K::kRelu, K::kClip, K::kLeakyRelu, K::kHardSigmoid, K::kHardSwish, K::kGelu}) {
         ActivationF32 a;
         a.kind = act;
         a.lo = -0.25f;
         a.hi = 0.5f;
         a.alpha = 0.2f;
         a.beta = 0.5f;
-        a.post_scale = act == ActivationF32::Kind::kGelu ? -1.5f : 1.f;
-        a.post_shift = act == ActivationF32::Kind::kGelu ? 0.25f : 0.f;
+        a.post_scale = act == K::kGelu ? -1.5f : 1.f;
+        a.post_shift = act == K::kGelu ? 0.25f : 0.f;
         GemmS8Tester().M(uk().mr + 3).N(2 * uk().nr + 5).K(77).Za(128).Output(kind).Bias(true).Act(a)
             .Seed(seed++).Test(uk());
       }

@@ -89,7 +89,8 @@ TEST(QLinearOps, AddAndMulWithBroadcasting) {
           };
           int off_by_one = 0;
           for (int64_t i = 0; i < y.num_elements(); ++i) {
-            const double x1 = (ByteAt(a, index(sa, i)) - za) * double{as}, x2 = (ByteAt(bb, index(sb, i)) - zb) * double{bs};
+            const double x1 = (ByteAt(a, index(sa, i)) - za) * double{as};
+            const double x2 = (ByteAt(bb, index(sb, i)) - zb) * double{bs};
             const int want = Quantize(std::string(op) == "QLinearAdd" ? x1 + x2 : x1 * x2, cs, zc, t);
             ASSERT_LE(std::abs(ByteAt(y, i) - want), 1) << i;
             off_by_one += ByteAt(y, i) != want;
