@@ -48,6 +48,18 @@ absl::StatusOr<CompiledNode> CreateKernel(const Graph& graph, const Node& n, Cpu
   return cn;
 }
 
+// The plan report's note of what graph passes folded into a node: a MatMul's
+// bias (fuse_matmul_bias.cc), an activation and an affine tail
+// (fuse_activation.cc), e.g. "+bias+Gelu".
+std::string FusedText(const Node& n) {
+  std::string s;
+  if (n.attrs.Has("fused_bias")) s += "+bias";
+  const std::string act = n.attrs.GetString("fused_activation", "");
+  if (!act.empty()) s += "+" + act;
+  if (n.attrs.Has("fused_scale") || n.attrs.Has("fused_shift")) s += "+affine";
+  return s;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CompiledModel>> CompileModel(Graph graph, const SessionOptions& options,
@@ -162,6 +174,7 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
     step.kernel = compiled->kernel.get();
     step.def = compiled->def;
     step.label = n.Label();
+    step.fused = FusedText(n);
     for (const std::string& in : n.inputs) {
       if (in.empty()) {
         step.inputs.push_back(-1);
@@ -308,8 +321,9 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
     }
     std::string impl = step.kernel->Describe();
     r.steps.push_back(PlanStepReport{step.label, step.def->op, step.def->name, impl, step.precision});
+    const std::string shown = absl::StrCat(impl, impl.empty() || step.fused.empty() ? "" : " ", step.fused);
     absl::StrAppend(&r.text, absl::StrFormat("%4d %-40s %-5s %-14s %-24s -> %s\n", i, step.label, step.precision,
-                                             step.def->name, impl.empty() ? "" : impl, absl::StrJoin(outs, ", ")));
+                                             step.def->name, shown, absl::StrJoin(outs, ", ")));
   }
   absl::StrAppend(&r.text, absl::StrFormat("steps: %d int8, %d float, %d Q/DQ conversions, %d transposes\n",
                                            r.int8_steps, r.float_steps, r.conversions, transposes));

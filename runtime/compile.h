@@ -59,6 +59,7 @@ struct PlanStep {
   const KernelDef* def = nullptr;
   std::string label;
   std::string precision;     // as PlanStepReport::precision
+  std::string fused;         // what graph passes folded into the node, e.g. "+bias+Gelu"
   std::vector<int> inputs;   // slot ids, -1 = omitted
   std::vector<int> outputs;  // slot ids, -1 = omitted
   int64_t scratch_offset = 0;

@@ -195,6 +195,11 @@ TEST(Passes, SpelledGeluFusesIntoTheMatMul) {
     EXPECT_EQ(g->nodes[0].attrs.GetString("fused_activation", ""), "Gelu") << g->DebugString();
     EXPECT_TRUE(g->nodes[0].attrs.Has("fused_bias")) << g->DebugString();
     ExpectSameOutputs(bytes, {{"x", RandomF32({2, 3, 24}, 9, -3.f, 3.f)}});
+    auto session = Session::LoadFromBytes(bytes);  // the plan names what was fused
+    ASSERT_TRUE(session.ok()) << session.status();
+    auto plan = session->Plan({{"x", {2, 3, 24}}});
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_NE(plan->text.find("+bias+Gelu"), std::string::npos) << plan->text;
   }
   OnnxBuilder b;  // a constant that is not 0.5: nothing fuses
   b.Input("x", DataType::kFloat32, {4}).Output("y");
