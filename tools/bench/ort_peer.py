@@ -152,8 +152,9 @@ def main():
     for precision in job["precisions"]:
         try:
             path, why = model_for(job, precision, calib)
-        except Exception as e:  # the quantizer's own failure, reported on the row
-            path, why = None, f"ONNX Runtime's quantizer failed: {type(e).__name__}: {e}"
+        except Exception as e:  # the quantizer's (or the fp16 converter's) own failure, reported on the row
+            tool = "onnxconverter-common's float16 converter" if precision == "fp16" else "ONNX Runtime's quantizer"
+            path, why = None, f"{tool} failed: {type(e).__name__}: {e}"
         for threads in job["threads"]:
             row = f"{precision}-{threads}"
             info = {"row": row, "precision": precision, "threads": threads, "skipped": why}
