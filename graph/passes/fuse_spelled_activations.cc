@@ -35,7 +35,6 @@ absl::Status FuseHardSwish(Graph& graph) {
     return it == producers.end() ? nullptr : &graph.nodes[it->second];
   };
   auto single = [&](const std::string& v) { return uses[v] == 1 && !graph.IsGraphOutput(v); };
-  std::vector<bool> removed(graph.nodes.size(), false);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     Node& last = graph.nodes[i];  // Div(m, 6) or Mul(m, 1/6)
     if (!last.domain.empty() || last.inputs.size() != 2) continue;
