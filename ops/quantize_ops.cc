@@ -142,6 +142,10 @@ absl::Status InferQLinearMatMul(InferContext& ctx) {
   }
   if (auto s = CheckParam(ctx, 4, n, "b_scale"); !s.ok()) return s;
   if (auto s = CheckParam(ctx, 5, n, "b_zero_point"); !s.ok()) return s;
+  if (ctx.num_inputs() > 8) {  // kvant's form: an int32 bias per column
+    if (auto s = ExpectType(ctx, 8, ctx.dtype(8) == DataType::kInt32, "int32"); !s.ok()) return s;
+    if (auto s = CheckParam(ctx, 8, n, "bias"); !s.ok()) return s;
+  }
   return InferMatMulOf(ctx, 0, 3, ctx.dtype(7));
 }
 

@@ -60,6 +60,40 @@ int64_t WeightAxis(const onnx::NodeProto& n) {
   return 1;  // MatMul [K, N]
 }
 
+// The Add that is MatMul node i's output's only reader and adds a constant
+// f32 vector of one value per column (the weights' [K, N]), or -1.
+int BiasAddOf(const OnnxModel& m, int i) {
+  const onnx::NodeProto& mm = m.graph().node(i);
+  const std::string& y = mm.output(0);
+  const auto& uses = m.Consumers(y);
+  if (mm.op_type() != "MatMul" || uses.size() != 1 || m.IsGraphOutput(y)) return -1;
+  const onnx::NodeProto& add = m.graph().node(uses[0]);
+  if (add.op_type() != "Add" || !add.domain().empty() || add.input_size() != 2 || add.input(0) == add.input(1)) return -1;
+  const onnx::TensorProto* w = m.FindInitializer(mm.input(1));
+  const onnx::TensorProto* b = m.FindInitializer(add.input(add.input(0) == y ? 1 : 0));
+  if (w == nullptr || b == nullptr || b->data_type() != onnx::TensorProto::FLOAT || b->dims_size() != 1) return -1;
+  return b->dims(0) == w->dims(1) ? uses[0] : -1;
+}
+
+// Whether some reader of `t` would take it quantized (a compute node's
+// activation input, pooling, an activation, data movement, another binary
+// op). A residual sum that only float operators read (LayerNormalization in
+// a transformer) stays float: quantizing it would add a conversion pair and
+// the error of an 8-bit residual stream, and speed nothing up.
+bool ReadQuantized(const OnnxModel& m, const std::string& t, const absl::flat_hash_set<std::string>& excluded) {
+  for (int c : m.Consumers(t)) {
+    const onnx::NodeProto& n = m.graph().node(c);
+    if (excluded.contains(n.name())) continue;
+    const Role role = RoleOf(m, n);
+    if (role == Role::kFloat || (role == Role::kCompute && n.input(0) != t)) continue;
+    return true;
+  }
+  return false;
+}
+
+// The input of Add node `add` that is not `product`.
+int OtherInput(const onnx::NodeProto& add, const std::string& product) { return add.input(0) == product ? 1 : 0; }
+
 }  // namespace
 
 std::vector<std::string> QdqPlan::Observed() const {
@@ -90,7 +124,13 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
         mark(n.input(0), n.input(0));
         plan.compute_nodes.push_back(i);
         plan.quantized_nodes.insert(n.name());
-        const std::string& y = n.output(0);
+        std::string y = n.output(0);
+        if (const int add = BiasAddOf(m, i); add >= 0 && !excluded.contains(g.node(add).name())) {
+          plan.bias_adds[i] = add;
+          fused.insert(add);
+          plan.quantized_nodes.insert(g.node(add).name());
+          y = g.node(add).output(0);
+        }
         const auto& uses = m.Consumers(y);
         if (uses.size() == 1 && !m.IsGraphOutput(y)) {
           const onnx::NodeProto& act = g.node(uses[0]);
@@ -106,7 +146,8 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
       }
       case Role::kBinary:
         if (n.input_size() == 2 && quantized(n.input(0)) && quantized(n.input(1)) &&
-            m.FindInitializer(n.input(0)) == nullptr && m.FindInitializer(n.input(1)) == nullptr) {
+            m.FindInitializer(n.input(0)) == nullptr && m.FindInitializer(n.input(1)) == nullptr &&
+            ReadQuantized(m, n.output(0), excluded)) {
           plan.quantized_nodes.insert(n.name());
           mark(n.output(0), n.output(0));
         }
@@ -206,11 +247,20 @@ absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_m
     // The bias, if any, at scale x_scale * w_scale[c] must fit in int32 with
     // room for the kernels' zero-point terms: a channel of near-zero weights
     // with a large bias gets a coarser weight scale (as ONNX Runtime does).
-    const bool has_bias = (n.op_type() == "Conv" || n.op_type() == "Gemm") && n.input_size() > 2 && !n.input(2).empty();
+    // The bias is Conv's B, Gemm's 1-D C, or the vector a MatMul's bias Add adds.
+    onnx::NodeProto* bias_holder = nullptr;
+    int bias_input = 2;
+    if ((n.op_type() == "Conv" || n.op_type() == "Gemm") && n.input_size() > 2 && !n.input(2).empty()) {
+      bias_holder = &n;
+    } else if (auto add = plan.bias_adds.find(i); add != plan.bias_adds.end()) {
+      bias_holder = g.mutable_node(add->second);
+      bias_input = OtherInput(*bias_holder, n.output(0));
+    }
+    const bool has_bias = bias_holder != nullptr;
     std::vector<float> min_scales;
     auto x_params = params.find(x_source[i]);
     if (has_bias && x_params != params.end()) {
-      auto b = m.InitializerTensor(n.input(2));
+      auto b = m.InitializerTensor(bias_holder->input(bias_input));
       if (b.ok() && b->dtype() == DataType::kFloat32) {
         const int64_t channels = per_channel ? w->shape()[axis] : 1;
         min_scales.assign(channels, 0.f);
@@ -243,9 +293,8 @@ absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_m
       replaced.push_back(w_name);
     }
     n.set_input(1, cached->second.first);
-    // Bias: Conv's B, Gemm's 1-D C.
     if (!has_bias) continue;
-    auto b = m.InitializerTensor(n.input(2));
+    auto b = m.InitializerTensor(bias_holder->input(bias_input));
     const int64_t channels = w->shape()[axis];
     if (!b.ok() || b->dtype() != DataType::kFloat32 || b->rank() != 1 || b->num_elements() != channels) continue;
     if (x_params == params.end()) continue;
@@ -253,7 +302,7 @@ absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_m
     std::vector<int32_t> qb = QuantizeBias(b->data<float>(), channels, x_params->second.scale, w_scales);
     std::vector<float> b_scales(w_scales.size());
     for (size_t c = 0; c < w_scales.size(); ++c) b_scales[c] = x_params->second.scale * w_scales[c];
-    const std::string bn = n.input(2);
+    const std::string bn = bias_holder->input(bias_input);
     const std::string qn = m.FreshName(bn + "_quantized"), sn = m.FreshName(bn + "_scale");
     const std::string zn = m.FreshName(bn + "_zero_point"), dn = m.FreshName(bn + "_dequantized");
     m.SetInitializer(qn, Tensor::FromVector<int32_t>(DataType::kInt32, {channels}, qb));
@@ -263,7 +312,7 @@ absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_m
     onnx::NodeProto dq = MakeNode("DequantizeLinear", {qn, sn, zn}, {dn}, m.FreshName(bn + "_DequantizeLinear"));
     if (per_channel) SetAttrInt(dq, "axis", 0);
     front.push_back(std::move(dq));
-    n.set_input(2, dn);
+    bias_holder->set_input(bias_input, dn);
     replaced.push_back(bn);
   }
   // The new node order: front, then each node followed by its conversions.

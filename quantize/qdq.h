@@ -8,6 +8,11 @@
 //               output channel (or per tensor), bias int32 at x_scale *
 //               w_scale; the output quantized, or, when its only consumer is
 //               a Relu/Clip, that activation's output instead (it fuses);
+//               a MatMul's bias Add (the sole reader, adding a constant
+//               vector of one value per column: every Linear layer PyTorch
+//               exports) takes that vector as its int32 bias, and the
+//               Add's output is quantized instead of the product, so the
+//               kernel adds the bias before it requantizes, as for Conv;
 //   binary      Add, Mul of two quantized tensors (a residual connection);
 //   pool        AveragePool, GlobalAveragePool of a quantized tensor;
 //   same params MaxPool, Reshape, Flatten, Squeeze, Unsqueeze, Transpose of a
@@ -34,6 +39,8 @@ struct QdqPlan {
   // parameters it uses (itself, or the input of a same-params operator).
   std::vector<std::pair<std::string, std::string>> tensors;
   std::vector<int> compute_nodes;  // node indices whose weights become s8
+  // MatMul node index -> the Add node whose constant vector becomes its bias.
+  absl::flat_hash_map<int, int> bias_adds;
   absl::flat_hash_set<std::string> quantized_nodes;  // node names (the report)
   // The tensors whose range calibration must measure.
   std::vector<std::string> Observed() const;

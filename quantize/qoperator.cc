@@ -111,6 +111,7 @@ class Rewriter {
     }
     // Output: Q directly, or through a Relu/Clip that Q's saturation covers.
     int act = -1, qi = SoleQ(n.output(0));
+    if (qi < 0 && n.op_type() == "MatMul") return BiasedMatMul(i, *x, *w);
     if (qi < 0) {
       const auto& uses = m_.Consumers(n.output(0));
       if (uses.size() != 1 || m_.IsGraphOutput(n.output(0))) return false;
@@ -139,6 +140,37 @@ class Rewriter {
       if (a.name() != "beta") *out.add_attribute() = a;  // QGemm has none (C is added as is)
     }
     Replace(i, std::move(out), {act, qi});
+    return true;
+  }
+
+  // MatMul -> Add(DequantizeLinear(int32 bias)), the quantizer's form of a
+  // Linear layer, becomes com.microsoft MatMulIntegerToFloat with the bias
+  // in f32 (QLinearMatMul has no bias); the QuantizeLinear after it stays.
+  bool BiasedMatMul(int i, const Dq& x, const Dq& w) {
+    const onnx::NodeProto& n = g_.node(i);
+    const auto& uses = m_.Consumers(n.output(0));
+    if (uses.size() != 1 || m_.IsGraphOutput(n.output(0)) || removed_[uses[0]]) return false;
+    const onnx::NodeProto& add = g_.node(uses[0]);
+    if (!IsOnnx(add, "Add") || add.input_size() != 2) return false;
+    auto bias = DqOf(add.input(add.input(0) == n.output(0) ? 1 : 0));
+    if (!bias) return false;
+    auto q = m_.InitializerTensor(bias->q);
+    auto scale = m_.InitializerTensor(bias->scale);
+    if (!q.ok() || !scale.ok() || q->dtype() != DataType::kInt32 || q->rank() != 1 ||
+        scale->dtype() != DataType::kFloat32 || (scale->num_elements() != 1 && scale->num_elements() != q->num_elements())) {
+      return false;
+    }
+    std::vector<float> b(q->num_elements());
+    for (size_t c = 0; c < b.size(); ++c) {
+      b[c] = static_cast<float>(q->data<int32_t>()[c]) * scale->data<float>()[scale->num_elements() == 1 ? 0 : c];
+    }
+    const std::string bn = m_.FreshName(bias->q + "_f32");
+    m_.SetInitializer(bn, Tensor::FromVector<float>(DataType::kFloat32, {q->num_elements()}, b));
+    onnx::NodeProto out = MakeNode("MatMulIntegerToFloat", {x.q, w.q, x.scale, w.scale, x.zero, w.zero, bn},
+                                   {add.output(0)}, n.name(), "com.microsoft");
+    const int add_index = uses[0];
+    Replace(i, std::move(out), {add_index});
+    uses_ms_domain_ = true;
     return true;
   }
 

@@ -6,6 +6,8 @@
 //                           with asymmetric ranges; a symmetric range keeps
 //                           the group in QDQ form)
 //   MatMul               -> QLinearMatMul
+//   MatMul -> Add(bias)  -> com.microsoft MatMulIntegerToFloat with an f32
+//                           bias (its QuantizeLinear stays)
 //   Gemm                 -> com.microsoft QGemm
 //   Add, Mul             -> com.microsoft QLinearAdd, QLinearMul
 //   GlobalAveragePool    -> com.microsoft QLinearGlobalAveragePool

@@ -50,10 +50,12 @@ absl::StatusOr<CompiledNode> CreateKernel(const Graph& graph, const Node& n, Cpu
 
 // The plan report's note of what graph passes folded into a node: a MatMul's
 // bias (fuse_matmul_bias.cc), an activation and an affine tail
-// (fuse_activation.cc), e.g. "+bias+Gelu".
+// (fuse_activation.cc), a quantized product's bias and clamp (fuse_qdq.cc),
+// e.g. "+bias+Gelu".
 std::string FusedText(const Node& n) {
   std::string s;
-  if (n.attrs.Has("fused_bias")) s += "+bias";
+  if (n.attrs.Has("fused_bias") || (n.domain == "kvant" && n.op_type == "QLinearMatMul")) s += "+bias";
+  if (n.attrs.Has("kvant_clip_min")) s += "+clip";
   const std::string act = n.attrs.GetString("fused_activation", "");
   if (!act.empty()) s += "+" + act;
   if (n.attrs.Has("fused_scale") || n.attrs.Has("fused_shift")) s += "+affine";

@@ -56,7 +56,51 @@ DataType QuantizedType(const Graph& g, const Node& q) {
 
 float At(const Tensor& t, int64_t i) { return t.data<float>()[t.num_elements() == 1 ? 0 : i]; }
 
-// Q(MatMul(DQ(a), DQ(constant b))) -> QLinearMatMul.
+// A compute node's bias `value` for `m` output channels as int32 at scale
+// xs * ws[c]: a DequantizeLinear of int32 values at that scale with zero
+// points 0 (what ONNX Runtime's and PyTorch's exporters write; *dq is set to
+// it), or a float constant quantized here. Empty when it is neither.
+std::string QuantizedBias(Graph& graph, const absl::flat_hash_map<std::string, int>& producers,
+                          const std::string& value, const Tensor& xs, const Tensor& ws, int64_t m,
+                          const std::string& node_name, const Node** dq) {
+  *dq = ProducerOf(graph, producers, value, "DequantizeLinear");
+  if (*dq != nullptr) {
+    const Node& d = **dq;
+    const Tensor* bq = graph.FindConstant(d.inputs[0]);
+    const Tensor* bs = ConstScale(graph, d.inputs[1], m);
+    const Tensor* bz = d.inputs.size() > 2 && !d.inputs[2].empty() ? graph.FindConstant(d.inputs[2]) : nullptr;
+    bool ok = bq != nullptr && bq->dtype() == DataType::kInt32 && bq->rank() == 1 && bq->num_elements() == m &&
+              bs != nullptr;
+    if (ok && bz != nullptr) {
+      for (int64_t i = 0; i < bz->num_elements(); ++i) ok &= bz->data<int32_t>()[i] == 0;
+    }
+    for (int64_t i = 0; ok && i < m; ++i) {
+      const float want = At(xs, 0) * At(ws, i);
+      ok = std::abs(At(*bs, i) - want) <= 1e-6f * std::abs(want);
+    }
+    return ok ? d.inputs[0] : std::string();
+  }
+  const Tensor* b = graph.FindConstant(value);
+  if (b == nullptr || b->dtype() != DataType::kFloat32 || b->rank() != 1 || b->num_elements() != m) return {};
+  std::vector<int32_t> bq(m);
+  for (int64_t i = 0; i < m; ++i) {
+    const double v = std::nearbyint(double(b->data<float>()[i]) / (double(At(xs, 0)) * At(ws, i)));
+    if (!(std::abs(v) < 2147483647.0)) return {};
+    bq[i] = static_cast<int32_t>(v);
+  }
+  return graph.AddConstant(node_name + "_bias_quantized", Tensor::FromVector(DataType::kInt32, {m}, bq));
+}
+
+// An output read only by the next node of a chain.
+bool SoleUse(const Graph& g, const absl::flat_hash_map<std::string, int>& uses, const std::string& value) {
+  auto it = uses.find(value);
+  return it != uses.end() && it->second == 1 && !g.IsGraphOutput(value);
+}
+
+// Q([Relu|Clip](MatMul(DQ(a), DQ(constant b)) [+ bias])) -> QLinearMatMul.
+// With a bias (an Add of a constant vector, or of DequantizeLinear(int32) at
+// scale sa * sb[n], as kvant quantize writes a Linear layer) it becomes
+// kvant's QLinearMatMul, which adds the bias before it requantizes.
 absl::Status FuseQdqMatMul(Graph& graph) {
   auto uses = graph.UseCounts();
   auto producers = graph.Producers();
@@ -67,10 +111,29 @@ absl::Status FuseQdqMatMul(Graph& graph) {
     if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs.size() < 2) continue;
     auto mi = producers.find(q.inputs[0]);
     if (mi == producers.end() || removed[mi->second]) continue;
-    const Node& mm = graph.nodes[mi->second];
-    if (mm.op_type != "MatMul" || !mm.domain.empty() || uses[mm.outputs[0]] != 1 || graph.IsGraphOutput(mm.outputs[0])) {
-      continue;
+    int act_index = -1, add_index = -1;
+    float act_lo = 0, act_hi = 0;
+    if (ActivationRange(graph, graph.nodes[mi->second], &act_lo, &act_hi) &&
+        SoleUse(graph, uses, graph.nodes[mi->second].outputs[0])) {
+      act_index = mi->second;
+      mi = producers.find(graph.nodes[act_index].inputs[0]);
+      if (mi == producers.end() || removed[mi->second]) continue;
     }
+    std::string bias_value;
+    if (const Node& add = graph.nodes[mi->second];
+        add.op_type == "Add" && add.domain.empty() && add.inputs.size() == 2 && SoleUse(graph, uses, add.outputs[0])) {
+      for (int side : {0, 1}) {
+        const Node* p = ProducerOf(graph, producers, add.inputs[side], "MatMul");
+        if (p == nullptr || add.inputs[0] == add.inputs[1]) continue;
+        add_index = mi->second;
+        bias_value = add.inputs[1 - side];
+        mi = producers.find(add.inputs[side]);
+        break;
+      }
+      if (add_index < 0 || removed[mi->second]) continue;
+    }
+    const Node& mm = graph.nodes[mi->second];
+    if (mm.op_type != "MatMul" || !mm.domain.empty() || !SoleUse(graph, uses, mm.outputs[0])) continue;
     const Node* dqa = ProducerOf(graph, producers, mm.inputs[0], "DequantizeLinear");
     const Node* dqb = ProducerOf(graph, producers, mm.inputs[1], "DequantizeLinear");
     if (dqa == nullptr || dqb == nullptr) continue;
@@ -89,15 +152,34 @@ absl::Status FuseQdqMatMul(Graph& graph) {
     if (dqa->attrs.GetInt("block_size", 0) != 0 || dqb->attrs.GetInt("block_size", 0) != 0) continue;
     const DataType yt = QuantizedType(graph, q);
     if (!IsByteType(yt)) continue;
+    const std::string name = mm.name.empty() ? q.name : mm.name;
+    std::string bias;
+    const Node* dqc = nullptr;
+    if (add_index >= 0) {
+      if (bq->rank() != 2) continue;
+      bias = QuantizedBias(graph, producers, bias_value, *as, *bs, n, name, &dqc);
+      if (bias.empty()) continue;
+    }
     Node fused;
     fused.op_type = "QLinearMatMul";
-    fused.name = mm.name.empty() ? q.name : mm.name;
+    fused.name = name;
     fused.inputs = {dqa->inputs[0], dqa->inputs[1], ZeroPointOrZero(graph, *dqa, 2, at->dtype),
                     dqb->inputs[0], dqb->inputs[1], ZeroPointOrZero(graph, *dqb, 2, bq->dtype()),
                     q.inputs[1], ZeroPointOrZero(graph, q, 2, yt)};
+    if (!bias.empty()) {
+      fused.domain = "kvant";
+      fused.inputs.push_back(bias);
+    }
     fused.outputs = q.outputs;
+    if (act_index >= 0) {
+      fused.attrs.SetFloat("kvant_clip_min", act_lo);
+      fused.attrs.SetFloat("kvant_clip_max", act_hi);
+      removed[act_index] = true;
+    }
+    if (add_index >= 0) removed[add_index] = true;
     removed[qi] = true;
-    for (const Node* dq : {dqa, dqb}) {
+    for (const Node* dq : {dqa, dqb, dqc}) {
+      if (dq == nullptr) continue;
       if (uses[dq->outputs[0]] == 1 && !graph.IsGraphOutput(dq->outputs[0])) removed[producers[dq->outputs[0]]] = true;
     }
     replacements.emplace_back(mi->second, std::move(fused));
@@ -155,34 +237,8 @@ absl::Status FuseQdqConv(Graph& graph) {
     std::string bias;
     const Node* dqb = nullptr;
     if (conv.inputs.size() > 2 && !conv.inputs[2].empty()) {
-      dqb = ProducerOf(graph, producers, conv.inputs[2], "DequantizeLinear");
-      if (dqb != nullptr) {
-        const Tensor* bq = graph.FindConstant(dqb->inputs[0]);
-        const Tensor* bs = ConstScale(graph, dqb->inputs[1], m);
-        const Tensor* bz = dqb->inputs.size() > 2 && !dqb->inputs[2].empty() ? graph.FindConstant(dqb->inputs[2]) : nullptr;
-        bool ok = bq != nullptr && bq->dtype() == DataType::kInt32 && bq->num_elements() == m && bs != nullptr;
-        if (ok && bz != nullptr) {
-          for (int64_t i = 0; i < bz->num_elements(); ++i) ok &= bz->data<int32_t>()[i] == 0;
-        }
-        for (int64_t i = 0; ok && i < m; ++i) {
-          const float want = At(*xs, 0) * At(*ws, i);
-          ok = std::abs(At(*bs, i) - want) <= 1e-6f * std::abs(want);
-        }
-        if (!ok) continue;
-        bias = dqb->inputs[0];
-      } else {
-        const Tensor* b = graph.FindConstant(conv.inputs[2]);
-        if (b == nullptr || b->dtype() != DataType::kFloat32 || b->num_elements() != m) continue;
-        std::vector<int32_t> bq(m);
-        bool ok = true;
-        for (int64_t i = 0; i < m; ++i) {
-          const double v = std::nearbyint(double(b->data<float>()[i]) / (double(At(*xs, 0)) * At(*ws, i)));
-          ok &= std::abs(v) < 2147483647.0;
-          bq[i] = ok ? static_cast<int32_t>(v) : 0;
-        }
-        if (!ok) continue;
-        bias = graph.AddConstant(conv.name + "_bias_quantized", Tensor::FromVector(DataType::kInt32, {m}, bq));
-      }
+      bias = QuantizedBias(graph, producers, conv.inputs[2], *xs, *ws, m, conv.name, &dqb);
+      if (bias.empty()) continue;
     }
     Node fused;
     fused.op_type = "QLinearConv";

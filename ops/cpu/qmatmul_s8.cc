@@ -1,6 +1,7 @@
 // Quantized matrix products on the INT8 GEMM, numpy batch broadcasting:
 //   MatMulInteger                      u8/s8 x u8/s8 -> s32
-//   QLinearMatMul                      -> u8/s8 requantized
+//   QLinearMatMul                      -> u8/s8 requantized; kvant's form (graph/passes/fuse_qdq.cc)
+//                                      adds an int32 bias per column at scale sa * sb[n]
 //   com.microsoft MatMulIntegerToFloat -> f32: (a - za)(b - zb) * sa * sb[n] + bias[n]
 //   com.microsoft DynamicQuantizeMatMul  f32 A quantized per call to u8
 //                                      (DynamicQuantizeLinear over all of A), -> f32 as above
@@ -27,7 +28,7 @@ struct Inputs {
 Inputs InputsOf(Mode mode) {
   switch (mode) {
     case Mode::kInteger: return {0, -1, 2, 1, -1, 3, -1, -1, -1};
-    case Mode::kQLinear: return {0, 1, 2, 3, 4, 5, 6, 7, -1};
+    case Mode::kQLinear: return {0, 1, 2, 3, 4, 5, 6, 7, 8};  // kvant's form has the bias
     case Mode::kIntegerToFloat: return {0, 2, 4, 1, 3, 5, -1, -1, 6};
     case Mode::kDynamic: return {0, -1, -1, 1, 2, 3, -1, -1, 4};
     case Mode::kQGemm: return {0, 1, 2, 3, 4, 5, 7, 8, 6};
@@ -69,8 +70,11 @@ class QMatMul final : public Kernel {
   size_t ScratchBytes(const KernelShapes& s) const override {
     const auto& a = s.inputs[in_.a];
     const auto& b = s.inputs[in_.b];
-    const int64_t k = a.back(), m = a.size() > 1 ? a[a.size() - 2] : 1;
-    const int64_t n = trans_b_ ? b.front() : (b.size() > 1 ? b.back() : 1);
+    const int64_t k = a.back(), n = trans_b_ ? b.front() : (b.size() > 1 ? b.back() : 1);
+    int64_t m = a.size() > 1 ? a[a.size() - 2] : 1;
+    if (b.size() <= 2) {  // every batch entry of A in one GEMM (Run)
+      for (size_t d = 0; d + 2 < a.size(); ++d) m *= a[d];
+    }
     return GemmScratchBytesS8(uk_, m, n, k, s.num_threads) + (m * k + 63) / 64 * 64 + 12 * n + 256;
   }
 
@@ -80,12 +84,19 @@ class QMatMul final : public Kernel {
     const TensorArg& y = ctx.output(0);
     // Matrix dimensions (1-D operands as a row / a column).
     const int64_t k = a.shape.back();
-    const int64_t m = a.rank() > 1 ? a.shape[a.rank() - 2] : 1;
+    int64_t m = a.rank() > 1 ? a.shape[a.rank() - 2] : 1;
     const int64_t n = trans_b_ ? b.shape[0] : (b.rank() > 1 ? b.shape.back() : 1);
     std::vector<int64_t> a_batch(a.shape.begin(), a.shape.end() - std::min<int64_t>(a.rank(), 2));
     std::vector<int64_t> b_batch(b.shape.begin(), b.shape.end() - std::min<int64_t>(b.rank(), 2));
-    const int64_t batches = y.num_elements() / std::max<int64_t>(1, m * n);
     std::vector<int64_t> y_batch(y.shape.begin(), y.shape.begin() + (y.rank() - (a.rank() > 1) - (b.rank() > 1)));
+    if (b_batch.empty() && !a_batch.empty()) {
+      // One B for every batch entry of A (a Linear layer over [batch, tokens,
+      // K]): the rows of all entries are one matrix, so one GEMM with more rows.
+      for (int64_t d : a_batch) m *= d;
+      a_batch.clear();
+      y_batch.clear();
+    }
+    const int64_t batches = y.num_elements() / std::max<int64_t>(1, m * n);
     char* cursor = static_cast<char*>(ctx.scratch);
     uint8_t* a_u8 = reinterpret_cast<uint8_t*>(cursor);
     cursor += (m * k + 63) / 64 * 64;
@@ -123,8 +134,8 @@ class QMatMul final : public Kernel {
     g.ldc = n;
     size_t esize = 4;
     Mode out_mode = mode_;
-    if (mode_ == Mode::kQGemm) {
-      out_mode = Has(ctx, in_.y_scale) ? Mode::kQLinear : Mode::kIntegerToFloat;
+    if (mode_ == Mode::kQGemm) out_mode = Has(ctx, in_.y_scale) ? Mode::kQLinear : Mode::kIntegerToFloat;
+    if (mode_ == Mode::kQGemm || mode_ == Mode::kQLinear) {
       if (Has(ctx, in_.bias)) {
         const TensorArg& c = ctx.input(in_.bias);  // int32, per column or one value
         int32_t* bias = reinterpret_cast<int32_t*>(cursor);

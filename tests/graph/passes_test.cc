@@ -386,15 +386,23 @@ TEST(Passes, QdqConvBecomesQLinearConv) {
   EXPECT_EQ(CountOps(*g, "QLinearConv") + CountOps(*g, "QLinearConvNhwc"), 0);
 }
 
-TEST(Passes, QdqMatMulBecomesQLinearMatMul) {
-  // x[3,5,20] -> Q -> DQ -> MatMul(DQ(w s8 [20,12], per column)) -> Q(s8) -> DQ -> y
+// x[3,5,20] -> Q -> DQ -> MatMul(DQ(w s8 [20,12], per column)) [-> Add(bias)]
+// [-> Relu] -> Q(s8) -> DQ -> y. The bias is a float vector, or int32 values
+// at scale xs * ws[n] through DequantizeLinear (as kvant quantize writes it).
+enum class MatMulBias { kNone, kFloat, kInt32 };
+std::string QdqMatMul(MatMulBias bias, bool relu) {
   OnnxBuilder b(13);
   b.Input("x", DataType::kFloat32, {3, 5, 20}).Output("y");
   std::mt19937 rng(8);
   std::vector<int8_t> w(20 * 12);
   for (int8_t& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
-  std::vector<float> ws(12);
-  for (int i = 0; i < 12; ++i) ws[i] = 0.004f + 0.001f * i;
+  std::vector<float> ws(12), bs(12);
+  std::vector<int32_t> bq(12);
+  for (int i = 0; i < 12; ++i) {
+    ws[i] = 0.004f + 0.001f * i;
+    bs[i] = 0.02f * ws[i];
+    bq[i] = static_cast<int32_t>(rng() % 40001) - 20000;  // up to +-2 in real terms
+  }
   b.Initializer("xs", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.02f}));
   b.Initializer("xz", Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {120}));
   b.Initializer("wq", Tensor::FromVector<int8_t>(DataType::kInt8, {20, 12}, w));
@@ -405,31 +413,80 @@ TEST(Passes, QdqMatMulBecomesQLinearMatMul) {
   b.Node("DequantizeLinear", {"xq", "xs", "xz"}, {"xd"});
   OnnxBuilder::SetInt(b.Node("DequantizeLinear", {"wq", "ws"}, {"wd"}), "axis", 1);
   b.Node("MatMul", {"xd", "wd"}, {"m"}, "mm");
-  b.Node("QuantizeLinear", {"m", "ys", "yz"}, {"yq"});
+  std::string out = "m";
+  if (bias == MatMulBias::kInt32) {
+    b.Initializer("bq", Tensor::FromVector<int32_t>(DataType::kInt32, {12}, bq));
+    b.Initializer("bs", Tensor::FromVector<float>(DataType::kFloat32, {12}, bs));
+    OnnxBuilder::SetInt(b.Node("DequantizeLinear", {"bq", "bs"}, {"bias"}), "axis", 0);
+  } else if (bias == MatMulBias::kFloat) {
+    b.Initializer("bias", RandomF32({12}, 9, -2.f, 2.f));
+  }
+  if (bias != MatMulBias::kNone) {
+    b.Node("Add", {"bias", "m"}, {"mb"}, "add");  // the bias first: either order fuses
+    out = "mb";
+  }
+  if (relu) {
+    b.Node("Relu", {out}, {"r"});
+    out = "r";
+  }
+  b.Node("QuantizeLinear", {out, "ys", "yz"}, {"yq"});
   b.Node("DequantizeLinear", {"yq", "ys", "yz"}, {"y"});
-  const std::string bytes = b.Serialize();
-  auto g = ImportOnnxBytes(bytes, ".", "qdq_mm.onnx");
+  return b.Serialize();
+}
+
+TEST(Passes, QdqMatMulBecomesQLinearMatMul) {
+  for (MatMulBias bias : {MatMulBias::kNone, MatMulBias::kFloat, MatMulBias::kInt32}) {
+    for (bool relu : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "bias " << static_cast<int>(bias) << " relu " << relu);
+      const std::string bytes = QdqMatMul(bias, relu);
+      auto g = ImportOnnxBytes(bytes, ".", "qdq_mm.onnx");
+      ASSERT_TRUE(g.ok()) << g.status();
+      OptimizeOptions opt;
+      opt.cpu = ActiveCpuFeatures();
+      ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+      EXPECT_EQ(CountOps(*g, "QLinearMatMul"), 1) << g->DebugString();
+      EXPECT_EQ(CountOps(*g, "MatMul") + CountOps(*g, "Add") + CountOps(*g, "Relu"), 0) << g->DebugString();
+      // Against the unfused graph (float product of dequantized values, the
+      // bias and Relu in float, then QuantizeLinear): the same s8 up to one
+      // step where float rounding lands on the other side of a .5.
+      SessionOptions plain;
+      plain.optimize = false;
+      auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
+      ASSERT_TRUE(s0.ok() && s1.ok());
+      const TensorMap in = {{"x", RandomF32({3, 5, 20}, 6, -2.f, 2.f)}};
+      auto ya = s0->Run(in), yb = s1->Run(in);
+      ASSERT_TRUE(ya.ok() && yb.ok()) << ya.status() << yb.status();
+      const Tensor& u = ya->at("y");
+      const Tensor& v = yb->at("y");
+      int exact = 0, clamped = 0;
+      for (int64_t i = 0; i < u.num_elements(); ++i) {
+        ASSERT_LE(std::fabs(u.data<float>()[i] - v.data<float>()[i]), 0.03f * 1.001f) << i;
+        exact += u.data<float>()[i] == v.data<float>()[i];
+        clamped += v.data<float>()[i] == 0.f;
+      }
+      EXPECT_GE(exact, u.num_elements() * 99 / 100);
+      if (relu) EXPECT_GT(clamped, u.num_elements() / 5);  // the Relu did clamp
+    }
+  }
+  // The product or the sum with a second reader stays in float.
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {4, 8}).Output("y").Output("m");
+  b.Initializer("xs", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.02f}));
+  b.Initializer("wq", Tensor::FromVector<int8_t>(DataType::kInt8, {8, 3}, std::vector<int8_t>(24, 5)));
+  b.Initializer("bias", RandomF32({3}, 2));
+  b.Node("QuantizeLinear", {"x", "xs"}, {"xq"});
+  b.Node("DequantizeLinear", {"xq", "xs"}, {"xd"});
+  b.Node("DequantizeLinear", {"wq", "xs"}, {"wd"});
+  b.Node("MatMul", {"xd", "wd"}, {"m"});
+  b.Node("Add", {"m", "bias"}, {"mb"});
+  b.Node("QuantizeLinear", {"mb", "xs"}, {"yq"});
+  b.Node("DequantizeLinear", {"yq", "xs"}, {"y"});
+  auto g = ImportOnnxBytes(b.Serialize(), ".", "qdq_mm2.onnx");
   ASSERT_TRUE(g.ok()) << g.status();
   OptimizeOptions opt;
   opt.cpu = ActiveCpuFeatures();
   ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
-  EXPECT_EQ(CountOps(*g, "QLinearMatMul"), 1) << g->DebugString();
-  EXPECT_EQ(CountOps(*g, "MatMul"), 0) << g->DebugString();
-  SessionOptions plain;
-  plain.optimize = false;
-  auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
-  ASSERT_TRUE(s0.ok() && s1.ok());
-  const TensorMap in = {{"x", RandomF32({3, 5, 20}, 6, -2.f, 2.f)}};
-  auto ya = s0->Run(in), yb = s1->Run(in);
-  ASSERT_TRUE(ya.ok() && yb.ok()) << ya.status() << yb.status();
-  const Tensor& u = ya->at("y");
-  const Tensor& v = yb->at("y");
-  int exact = 0;
-  for (int64_t i = 0; i < u.num_elements(); ++i) {
-    ASSERT_LE(std::fabs(u.data<float>()[i] - v.data<float>()[i]), 0.03f * 1.001f) << i;
-    exact += u.data<float>()[i] == v.data<float>()[i];
-  }
-  EXPECT_GE(exact, u.num_elements() * 99 / 100);
+  EXPECT_EQ(CountOps(*g, "QLinearMatMul"), 0) << g->DebugString();
 }
 
 TEST(Passes, BadAttributesAreInvalidArgument) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
@@ -139,6 +140,73 @@ TEST(Quantizer, QOperatorFormComputesWhatTheQdqFormDoes) {
     auto db = OutputSqnr(*ref, *qop, Batches(2, 500));
     ASSERT_TRUE(db.ok()) << db.status();
     EXPECT_GT(*db, 60.0) << "QOperator against QDQ output SQNR";
+  }
+}
+
+// x[N, 5, 16] -> MatMul -> Add(b1) -> Relu -> MatMul -> Add(b2) -> y: two
+// Linear layers as PyTorch exports them.
+std::string TwoLinear() {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {-1, 5, 16}, {"N"}).Output("y");
+  b.Initializer("w1", RandomF32({16, 12}, 1, -0.5f, 0.5f)).Initializer("b1", RandomF32({12}, 2));
+  b.Initializer("w2", RandomF32({12, 7}, 3, -0.5f, 0.5f)).Initializer("b2", RandomF32({7}, 4));
+  b.Node("MatMul", {"x", "w1"}, {"m1"}, "mm1");
+  b.Node("Add", {"m1", "b1"}, {"a1"}, "add1");
+  b.Node("Relu", {"a1"}, {"r1"}, "relu1");
+  b.Node("MatMul", {"r1", "w2"}, {"m2"}, "mm2");
+  b.Node("Add", {"b2", "m2"}, {"y"}, "add2");
+  return b.Serialize();
+}
+
+TEST(Quantizer, LinearLayerBiasBecomesTheProductsInt32Bias) {
+  auto m = OnnxModel::FromBytes(TwoLinear(), "two_linear");
+  ASSERT_TRUE(m.ok()) << m.status();
+  // The Add's output is quantized, not the product (the Relu fuses too).
+  const QdqPlan plan = PlanQdq(*m, {});
+  EXPECT_EQ(plan.Observed(), (std::vector<std::string>{"x", "r1", "y"}));
+  EXPECT_EQ(plan.bias_adds.size(), 2u);
+  std::vector<CalibrationBatch> data;
+  for (int i = 0; i < 4; ++i) data.push_back({{{"x", RandomF32({3, 5, 16}, 40 + i, -1.f, 1.f)}}, "batch"});
+  auto ref = RunAll(*m, data);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  for (const char* preset : {"x86", "tensorrt", "tflite"}) {
+    SCOPED_TRACE(preset);
+    QuantizeOptions o;
+    o.scheme = *PresetScheme(preset);
+    QuantizeReport report;
+    auto q = Quantize(*m, o, data, nullptr, &report);
+    ASSERT_TRUE(q.ok()) << q.status();
+    // Each bias is int32 through DequantizeLinear, read by its Add.
+    std::set<std::string> int32s, adds_read;
+    for (const auto& init : q->graph().initializer())
+      if (init.data_type() == onnx::TensorProto::INT32) int32s.insert(init.name());
+    for (const auto& n : q->graph().node())
+      if (n.op_type() == "Add") adds_read.insert(n.input().begin(), n.input().end());
+    int int32_biases = 0;
+    for (const auto& n : q->graph().node())
+      int32_biases += n.op_type() == "DequantizeLinear" && int32s.contains(n.input(0)) && adds_read.contains(n.output(0));
+    EXPECT_EQ(int32_biases, 2);
+    // Kvant runs each layer as one INT8 product with its bias.
+    auto g = OptimizedGraph(q->Serialize());
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_EQ(CountOps(*g, "QLinearMatMul"), 2) << g->DebugString();
+    EXPECT_EQ(CountOps(*g, "MatMul") + CountOps(*g, "Add") + CountOps(*g, "Relu"), 0) << g->DebugString();
+    auto db = OutputSqnr(*ref, *q, data);
+    ASSERT_TRUE(db.ok()) << db.status();
+    EXPECT_GT(*db, 25.0) << "output SQNR against FP32";
+    // The QOperator form: MatMulIntegerToFloat with the bias in f32.
+    o.qoperator = true;
+    auto qop = Quantize(*m, o, data, nullptr, &report);
+    ASSERT_TRUE(qop.ok()) << qop.status();
+    std::map<std::string, int> ops;
+    for (const auto& n : qop->graph().node()) ++ops[n.op_type()];
+    EXPECT_EQ(ops["MatMulIntegerToFloat"], 2);
+    EXPECT_EQ(ops["MatMul"] + ops["Add"], 0);
+    auto qdq_out = RunAll(*q, data);
+    ASSERT_TRUE(qdq_out.ok()) << qdq_out.status();
+    auto same = OutputSqnr(*qdq_out, *qop, data);
+    ASSERT_TRUE(same.ok()) << same.status();
+    EXPECT_GT(*same, 40.0) << "QOperator against QDQ output SQNR";
   }
 }
 
