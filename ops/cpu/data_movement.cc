@@ -1,6 +1,7 @@
 // Data-movement kernels for any element type: copies (Reshape, Flatten,
 // Squeeze, Unsqueeze, Identity, Dropout), Transpose, Concat, Slice, Gather and
 // Shape. They move bytes; element size is all they need to know.
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -133,6 +134,36 @@ class Transpose final : public Kernel {
           } else {
             Transpose2D(reinterpret_cast<const uint32_t*>(xs) + off, rows2, cols2,
                         reinterpret_cast<uint32_t*>(ys) + off);
+          }
+        }
+      });
+      return absl::OkStatus();
+    }
+    if (src_strides[rank - 1] == 1) {
+      // The last output dimension is contiguous in the input (attention's
+      // [B, S, H, D] -> [B, H, S, D]): copy runs, with the trailing output
+      // dimensions that stay contiguous merged into them, and step the
+      // source offset like an odometer instead of dividing per run.
+      int64_t run = y.shape[rank - 1], outer = rank - 1;
+      while (outer > 0 && src_strides[outer - 1] == run) run *= y.shape[--outer];
+      const int64_t runs = n / run;
+      const int64_t per_task = std::max<int64_t>(1, (16 << 10) / (run * static_cast<int64_t>(es)));
+      ctx.pool->ParallelFor((runs + per_task - 1) / per_task, [&](int64_t t0, int64_t t1) {
+        const int64_t r0 = t0 * per_task, r1 = std::min(runs, t1 * per_task);
+        std::vector<int64_t> idx(outer, 0);
+        int64_t off = 0;
+        for (int64_t d = outer - 1, rem = r0; d >= 0; --d) {
+          idx[d] = rem % y.shape[d];
+          rem /= y.shape[d];
+          off += idx[d] * src_strides[d];
+        }
+        for (int64_t r = r0; r < r1; ++r) {
+          std::memcpy(ys + r * run * es, xs + off * es, run * es);
+          for (int64_t d = outer - 1; d >= 0; --d) {
+            off += src_strides[d];
+            if (++idx[d] < y.shape[d]) break;
+            off -= idx[d] * src_strides[d];
+            idx[d] = 0;
           }
         }
       });

@@ -15,8 +15,71 @@ namespace {
 
 enum class ReduceOp { kSum, kMean, kMax, kMin, kProd, kSumSquare, kL1, kL2, kLogSum, kLogSumExp };
 
+// One block of reduced axes between kept ones, [outer, len, inner] after
+// merging neighbours (BERT's mean pooling over tokens, a ReduceMean over the
+// last axis): rows of `inner` accumulate with a loop the compiler vectorizes,
+// instead of the general walk's per-element counter and switch. Sums in
+// double, like the general walk.
+template <typename T, ReduceOp kOp>
+void ReduceRows(const T* x, int64_t outer, int64_t len, int64_t inner, T* y, std::vector<double>& acc) {
+  for (int64_t o = 0; o < outer; ++o) {
+    const T* xo = x + o * len * inner;
+    double* a = acc.data();
+    for (int64_t i = 0; i < inner; ++i) a[i] = static_cast<double>(xo[i]) * (kOp == ReduceOp::kSumSquare ? xo[i] : 1);
+    for (int64_t r = 1; r < len; ++r) {
+      const T* xr = xo + r * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        const double v = static_cast<double>(xr[i]);
+        if constexpr (kOp == ReduceOp::kMax) a[i] = a[i] < v ? v : a[i];
+        else if constexpr (kOp == ReduceOp::kMin) a[i] = v < a[i] ? v : a[i];
+        else if constexpr (kOp == ReduceOp::kSumSquare) a[i] += v * v;
+        else a[i] += v;
+      }
+    }
+    for (int64_t i = 0; i < inner; ++i) y[o * inner + i] = static_cast<T>(kOp == ReduceOp::kMean ? a[i] / len : a[i]);
+  }
+}
+
+// ReduceRows when it applies: f32, one block of reduced axes, a sum, mean,
+// sum of squares, max or min (max and min without NaN, which the general
+// walk treats its own way).
+template <typename T>
+bool ReduceOneBlock(ReduceOp op, const T* x, absl::Span<const int64_t> shape, const std::vector<bool>& axes, T* y) {
+  if (!std::is_same_v<T, float> || (op != ReduceOp::kSum && op != ReduceOp::kMean && op != ReduceOp::kSumSquare &&
+                                    op != ReduceOp::kMax && op != ReduceOp::kMin)) {
+    return false;
+  }
+  int64_t outer = 1, len = 1, inner = 1;
+  int phase = 0;  // 0: outer kept axes, 1: the reduced block, 2: inner kept axes
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (axes[d]) {
+      if (phase == 2) return false;
+      phase = 1;
+      len *= shape[d];
+    } else {
+      (phase == 0 ? outer : inner) *= shape[d];
+      if (phase == 1) phase = 2;
+    }
+  }
+  if (len == 0 || outer * len * inner == 0) return false;
+  if (op == ReduceOp::kMax || op == ReduceOp::kMin) {
+    for (int64_t i = 0; i < outer * len * inner; ++i)
+      if (x[i] != x[i]) return false;
+  }
+  std::vector<double> acc(inner);
+  switch (op) {
+    case ReduceOp::kSum: ReduceRows<T, ReduceOp::kSum>(x, outer, len, inner, y, acc); break;
+    case ReduceOp::kMean: ReduceRows<T, ReduceOp::kMean>(x, outer, len, inner, y, acc); break;
+    case ReduceOp::kSumSquare: ReduceRows<T, ReduceOp::kSumSquare>(x, outer, len, inner, y, acc); break;
+    case ReduceOp::kMax: ReduceRows<T, ReduceOp::kMax>(x, outer, len, inner, y, acc); break;
+    default: ReduceRows<T, ReduceOp::kMin>(x, outer, len, inner, y, acc); break;
+  }
+  return true;
+}
+
 template <typename T>
 void Reduce(ReduceOp op, const T* x, absl::Span<const int64_t> shape, const std::vector<bool>& axes, T* y) {
+  if (ReduceOneBlock(op, x, shape, axes, y)) return;
   const int64_t rank = shape.size();
   int64_t n = 1, out_n = 1;
   std::vector<int64_t> out_strides(rank, 0);

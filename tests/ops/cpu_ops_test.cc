@@ -2,9 +2,12 @@
 // run through a one-node model (import, shape inference, kernel selection,
 // planning and execution all take part). References are short loops written
 // from the ONNX operator specifications.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <numeric>
+#include <random>
 
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
@@ -435,6 +438,28 @@ TEST(CpuOps, GemmAndMatMul) {
   }
 }
 
+// Softmax over the last axis at lengths around the 16-lane loops, with
+// attention-mask scores (-10000) among them, 1 and 2 threads.
+TEST(CpuOps, SoftmaxLastAxisRows) {
+  for (int64_t len : {1, 5, 15, 16, 17, 40, 129}) {
+    const std::vector<int64_t> s = {3, 4, len};
+    Tensor x = RandomF32(s, 320 + len, -6.f, 6.f);
+    for (int64_t i = 0; i < x.num_elements(); i += 7) x.data<float>()[i] = -10000.f;
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, s).Output("y");
+    b.Node("Softmax", {"x"}, {"y"});
+    Tensor want = Tensor::Zeros(DataType::kFloat32, s);
+    for (int64_t r = 0; r < 12; ++r) {
+      const float* xr = x.data<float>() + r * len;
+      double mx = -INFINITY, sum = 0;
+      for (int64_t t = 0; t < len; ++t) mx = std::max<double>(mx, xr[t]);
+      for (int64_t t = 0; t < len; ++t) sum += std::exp(xr[t] - mx);
+      for (int64_t t = 0; t < len; ++t) want.data<float>()[r * len + t] = static_cast<float>(std::exp(xr[t] - mx) / sum);
+    }
+    for (int threads : {1, 2}) ExpectClose(RunModel(b, {{"x", x}}, threads), want, 1e-5f, "Softmax");
+  }
+}
+
 TEST(CpuOps, PoolingSoftmaxBatchNorm) {
   const std::vector<int64_t> s = {2, 3, 7, 9};
   Tensor x = RandomF32(s, 300);
@@ -528,6 +553,43 @@ TEST(CpuOps, TransposeFewChannelsLast) {
       want.data<float>()[i] = x.data<float>()[((q[0] * c + q[3]) * 67 + q[1]) * 71 + q[2]];
     }
     for (int threads : {1, 2}) ExpectClose(RunModel(b, {{"x", x}}, threads), want, 0, "Transpose NCHW -> NHWC");
+  }
+}
+
+// Every permutation of a rank-4 tensor of 1-, 4- and 8-byte elements, 1 and
+// 2 threads, large enough that the copy is split among tasks: the run copies
+// (last dimension kept), the batched 2-D tiles and the element gather.
+TEST(CpuOps, TransposeEveryPermutation) {
+  const std::vector<int64_t> s = {3, 7, 6, 40};
+  const auto st = Strides(s);
+  for (DataType t : {DataType::kUInt8, DataType::kFloat32, DataType::kInt64}) {
+    Tensor x = Tensor::Zeros(t, s);
+    const size_t es = DataTypeSize(t);
+    std::mt19937 rng(77);
+    for (size_t i = 0; i < x.byte_size(); ++i) {
+      static_cast<uint8_t*>(x.raw_data())[i] = static_cast<uint8_t>(rng());
+    }
+    std::vector<int64_t> perm = {0, 1, 2, 3};
+    do {
+      SCOPED_TRACE(::testing::Message() << DataTypeName(t) << " perm " << perm[0] << perm[1] << perm[2] << perm[3]);
+      OnnxBuilder b;
+      b.Input("x", t, s).Output("y");
+      OnnxBuilder::SetInts(b.Node("Transpose", {"x"}, {"y"}), "perm", perm);
+      std::vector<int64_t> ys(4);
+      for (int d = 0; d < 4; ++d) ys[d] = s[perm[d]];
+      Tensor want = Tensor::Zeros(t, ys);
+      for (int64_t i = 0; i < want.num_elements(); ++i) {
+        auto c = Coords(i, ys);
+        int64_t src = 0;
+        for (int d = 0; d < 4; ++d) src += c[d] * st[perm[d]];
+        std::memcpy(static_cast<char*>(want.raw_data()) + i * es, static_cast<const char*>(x.raw_data()) + src * es, es);
+      }
+      for (int threads : {1, 2}) {
+        const Tensor y = RunModel(b, {{"x", x}}, threads);
+        ASSERT_EQ(y.shape(), want.shape());
+        ASSERT_EQ(std::memcmp(y.raw_data(), want.raw_data(), want.byte_size()), 0) << threads << " thread(s)";
+      }
+    } while (std::next_permutation(perm.begin(), perm.end()));
   }
 }
 
