@@ -91,6 +91,25 @@ bool ReadQuantized(const OnnxModel& m, const std::string& t, const absl::flat_ha
   return false;
 }
 
+// Whether a MatMul or Gemm result `t` is better left float: every reader
+// needs float and cannot take 8-bit input cheaply (Softmax, LogSoftmax,
+// LayerNormalization), or it is only a graph output. Kvant runs the product
+// in INT8 with f32 output (MatMulIntegerToFloat, QGemm), so the output's
+// quantization would only add error and a conversion pair.
+bool KeepsFloatResult(const OnnxModel& m, const onnx::NodeProto& n, const std::string& t) {
+  if (n.op_type() != "MatMul" && n.op_type() != "Gemm") return false;
+  const auto& uses = m.Consumers(t);
+  if (uses.empty()) return m.IsGraphOutput(t);
+  for (int c : uses) {
+    const onnx::NodeProto& r = m.graph().node(c);
+    if (!r.domain().empty() ||
+        (r.op_type() != "Softmax" && r.op_type() != "LogSoftmax" && r.op_type() != "LayerNormalization")) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // The input of Add node `add` that is not `product`.
 int OtherInput(const onnx::NodeProto& add, const std::string& product) { return add.input(0) == product ? 1 : 0; }
 
@@ -137,11 +156,11 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
           if (RoleOf(m, act) == Role::kActivation && !excluded.contains(act.name())) {
             fused.insert(uses[0]);
             plan.quantized_nodes.insert(act.name());
-            mark(act.output(0), act.output(0));
+            if (!KeepsFloatResult(m, n, act.output(0))) mark(act.output(0), act.output(0));
             break;
           }
         }
-        mark(y, y);
+        if (!KeepsFloatResult(m, n, y)) mark(y, y);
         break;
       }
       case Role::kBinary:

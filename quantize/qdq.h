@@ -13,6 +13,9 @@
 //               exports) takes that vector as its int32 bias, and the
 //               Add's output is quantized instead of the product, so the
 //               kernel adds the bias before it requantizes, as for Conv;
+//               a MatMul or Gemm result that only Softmax, LogSoftmax or
+//               LayerNormalization read, or only the graph returns, stays
+//               float (Kvant's INT8 product writes f32 there);
 //   binary      Add, Mul of two quantized tensors (a residual connection);
 //   pool        AveragePool, GlobalAveragePool of a quantized tensor;
 //   same params MaxPool, Reshape, Flatten, Squeeze, Unsqueeze, Transpose of a

@@ -111,7 +111,18 @@ class Rewriter {
     }
     // Output: Q directly, or through a Relu/Clip that Q's saturation covers.
     int act = -1, qi = SoleQ(n.output(0));
-    if (qi < 0 && n.op_type() == "MatMul") return BiasedMatMul(i, *x, *w);
+    if (qi < 0 && n.op_type() == "MatMul") return FloatMatMul(i, *x, *w);
+    if (qi < 0 && n.op_type() == "Gemm" && !AnyQ(n.output(0))) {
+      // A float result (logits before Softmax): QGemm without y_scale gives f32.
+      onnx::NodeProto out = MakeNode("QGemm", {x->q, x->scale, x->zero, w->q, w->scale, w->zero, bias ? bias->q : ""},
+                                     {n.output(0)}, n.name(), "com.microsoft");
+      for (const auto& a : n.attribute()) {
+        if (a.name() != "beta") *out.add_attribute() = a;
+      }
+      Replace(i, std::move(out), {});
+      uses_ms_domain_ = true;
+      return true;
+    }
     if (qi < 0) {
       const auto& uses = m_.Consumers(n.output(0));
       if (uses.size() != 1 || m_.IsGraphOutput(n.output(0))) return false;
@@ -143,17 +154,34 @@ class Rewriter {
     return true;
   }
 
-  // MatMul -> Add(DequantizeLinear(int32 bias)), the quantizer's form of a
-  // Linear layer, becomes com.microsoft MatMulIntegerToFloat with the bias
-  // in f32 (QLinearMatMul has no bias); the QuantizeLinear after it stays.
-  bool BiasedMatMul(int i, const Dq& x, const Dq& w) {
+  // Whether a QuantizeLinear reads `value`.
+  bool AnyQ(const std::string& value) const {
+    for (int c : m_.Consumers(value))
+      if (IsOnnx(g_.node(c), "QuantizeLinear")) return true;
+    return false;
+  }
+
+  // A MatMul whose result is float: with a bias Add (DequantizeLinear of
+  // int32 values, the quantizer's form of a Linear layer) or without,
+  // com.microsoft MatMulIntegerToFloat with the bias in f32 (QLinearMatMul
+  // has no bias); a QuantizeLinear after the sum stays.
+  bool FloatMatMul(int i, const Dq& x, const Dq& w) {
     const onnx::NodeProto& n = g_.node(i);
     const auto& uses = m_.Consumers(n.output(0));
-    if (uses.size() != 1 || m_.IsGraphOutput(n.output(0)) || removed_[uses[0]]) return false;
-    const onnx::NodeProto& add = g_.node(uses[0]);
-    if (!IsOnnx(add, "Add") || add.input_size() != 2) return false;
-    auto bias = DqOf(add.input(add.input(0) == n.output(0) ? 1 : 0));
-    if (!bias) return false;
+    const onnx::NodeProto* add = nullptr;
+    if (uses.size() == 1 && !m_.IsGraphOutput(n.output(0)) && !removed_[uses[0]] && IsOnnx(g_.node(uses[0]), "Add") &&
+        g_.node(uses[0]).input_size() == 2) {
+      add = &g_.node(uses[0]);
+    }
+    std::optional<Dq> bias;
+    if (add != nullptr) bias = DqOf(add->input(add->input(0) == n.output(0) ? 1 : 0));
+    if (!bias) {
+      if (AnyQ(n.output(0))) return false;
+      Replace(i, MakeNode("MatMulIntegerToFloat", {x.q, w.q, x.scale, w.scale, x.zero, w.zero}, {n.output(0)}, n.name(),
+                          "com.microsoft"), {});
+      uses_ms_domain_ = true;
+      return true;
+    }
     auto q = m_.InitializerTensor(bias->q);
     auto scale = m_.InitializerTensor(bias->scale);
     if (!q.ok() || !scale.ok() || q->dtype() != DataType::kInt32 || q->rank() != 1 ||
@@ -167,7 +195,7 @@ class Rewriter {
     const std::string bn = m_.FreshName(bias->q + "_f32");
     m_.SetInitializer(bn, Tensor::FromVector<float>(DataType::kFloat32, {q->num_elements()}, b));
     onnx::NodeProto out = MakeNode("MatMulIntegerToFloat", {x.q, w.q, x.scale, w.scale, x.zero, w.zero, bn},
-                                   {add.output(0)}, n.name(), "com.microsoft");
+                                   {add->output(0)}, n.name(), "com.microsoft");
     const int add_index = uses[0];
     Replace(i, std::move(out), {add_index});
     uses_ms_domain_ = true;

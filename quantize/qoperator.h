@@ -7,7 +7,9 @@
 //                           the group in QDQ form)
 //   MatMul               -> QLinearMatMul
 //   MatMul -> Add(bias)  -> com.microsoft MatMulIntegerToFloat with an f32
-//                           bias (its QuantizeLinear stays)
+//                           bias (its QuantizeLinear stays); the same
+//                           without a bias for a float MatMul result
+//   Gemm, float result   -> com.microsoft QGemm without y_scale (f32 out)
 //   Gemm                 -> com.microsoft QGemm
 //   Add, Mul             -> com.microsoft QLinearAdd, QLinearMul
 //   GlobalAveragePool    -> com.microsoft QLinearGlobalAveragePool

@@ -152,6 +152,8 @@ absl::Status FuseQdqMatMul(Graph& graph) {
     if (dqa->attrs.GetInt("block_size", 0) != 0 || dqb->attrs.GetInt("block_size", 0) != 0) continue;
     const DataType yt = QuantizedType(graph, q);
     if (!IsByteType(yt)) continue;
+    // Pointers into the initializers and types (at, bq, as, bs) do not survive AddConstant.
+    const DataType a_type = at->dtype, b_type = bq->dtype();
     const std::string name = mm.name.empty() ? q.name : mm.name;
     std::string bias;
     const Node* dqc = nullptr;
@@ -163,8 +165,8 @@ absl::Status FuseQdqMatMul(Graph& graph) {
     Node fused;
     fused.op_type = "QLinearMatMul";
     fused.name = name;
-    fused.inputs = {dqa->inputs[0], dqa->inputs[1], ZeroPointOrZero(graph, *dqa, 2, at->dtype),
-                    dqb->inputs[0], dqb->inputs[1], ZeroPointOrZero(graph, *dqb, 2, bq->dtype()),
+    fused.inputs = {dqa->inputs[0], dqa->inputs[1], ZeroPointOrZero(graph, *dqa, 2, a_type),
+                    dqb->inputs[0], dqb->inputs[1], ZeroPointOrZero(graph, *dqb, 2, b_type),
                     q.inputs[1], ZeroPointOrZero(graph, q, 2, yt)};
     if (!bias.empty()) {
       fused.domain = "kvant";
@@ -183,6 +185,88 @@ absl::Status FuseQdqMatMul(Graph& graph) {
       if (uses[dq->outputs[0]] == 1 && !graph.IsGraphOutput(dq->outputs[0])) removed[producers[dq->outputs[0]]] = true;
     }
     replacements.emplace_back(mi->second, std::move(fused));
+  }
+  for (auto& [index, node] : replacements) graph.nodes[index] = std::move(node);
+  graph.RemoveNodes(removed);
+  return absl::OkStatus();
+}
+
+// MatMul(DQ(a), DQ(constant b)) [+ bias] whose result stays float (no
+// QuantizeLinear reads it: a classifier's logits before Softmax, a graph
+// output) -> com.microsoft MatMulIntegerToFloat: the INT8 product with f32
+// output and the bias in its epilogue, instead of a float product of
+// dequantized values. Runs after the Q-terminated fusion.
+absl::Status FuseQdqMatMulToFloat(Graph& graph) {
+  auto uses = graph.UseCounts();
+  auto producers = graph.Producers();
+  absl::flat_hash_map<std::string, std::vector<int>> consumers;
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    for (const auto& in : graph.nodes[i].inputs) consumers[in].push_back(static_cast<int>(i));
+  std::vector<bool> removed(graph.nodes.size(), false);
+  std::vector<std::pair<size_t, Node>> replacements;
+  for (size_t mi = 0; mi < graph.nodes.size(); ++mi) {
+    const Node& mm = graph.nodes[mi];
+    if (mm.op_type != "MatMul" || !mm.domain.empty() || removed[mi]) continue;
+    const Node* dqa = ProducerOf(graph, producers, mm.inputs[0], "DequantizeLinear");
+    const Node* dqb = ProducerOf(graph, producers, mm.inputs[1], "DequantizeLinear");
+    if (dqa == nullptr || dqb == nullptr) continue;
+    const Tensor* bq = graph.FindConstant(dqb->inputs[0]);
+    const ValueType* at = graph.FindType(dqa->inputs[0]);
+    if (bq == nullptr || bq->rank() != 2 || !IsByteType(bq->dtype()) || at == nullptr || !IsByteType(at->dtype)) continue;
+    const int64_t n = bq->shape()[1];
+    const Tensor* as = ConstScale(graph, dqa->inputs[1], 1);
+    const Tensor* bs = ConstScale(graph, dqb->inputs[1], n);
+    if (as == nullptr || bs == nullptr) continue;
+    if (bs->num_elements() > 1 && dqb->attrs.GetInt("axis", 1) != 1 && dqb->attrs.GetInt("axis", 1) != -1) continue;
+    if (dqa->attrs.GetInt("block_size", 0) != 0 || dqb->attrs.GetInt("block_size", 0) != 0) continue;
+    const DataType a_type = at->dtype, b_type = bq->dtype();  // at, bq, as, bs do not survive AddConstant
+    // The bias Add, when the product's only reader adds a constant vector.
+    int add_index = -1;
+    std::string bias;
+    const Node* dqc = nullptr;
+    if (SoleUse(graph, uses, mm.outputs[0])) {
+      const int c = consumers[mm.outputs[0]].front();
+      const Node& add = graph.nodes[c];
+      if (add.op_type == "Add" && add.domain.empty() && add.inputs.size() == 2 && add.inputs[0] != add.inputs[1]) {
+        const std::string& other = add.inputs[add.inputs[0] == mm.outputs[0] ? 1 : 0];
+        // MatMulIntegerToFloat's bias is f32: a float vector as it is, or
+        // int32 values at scale sa * sb[n] (QuantizedBias checks them and,
+        // for these, adds no constant that would move `as` and `bs`).
+        const Tensor* f = graph.FindConstant(other);
+        if (f != nullptr && f->dtype() == DataType::kFloat32 && f->rank() == 1 && f->num_elements() == n) {
+          bias = other;
+          add_index = c;
+        } else if (ProducerOf(graph, producers, other, "DequantizeLinear") != nullptr) {
+          const std::string q = QuantizedBias(graph, producers, other, *as, *bs, n, mm.name, &dqc);
+          if (!q.empty()) {
+            const Tensor* qt = graph.FindConstant(q);
+            std::vector<float> b(n);
+            for (int64_t j = 0; j < n; ++j) b[j] = static_cast<float>(qt->data<int32_t>()[j]) * At(*as, 0) * At(*bs, j);
+            bias = graph.AddConstant(mm.name + "_bias_f32", Tensor::FromVector(DataType::kFloat32, {n}, b));
+            add_index = c;
+          }
+        }
+      }
+    }
+    const std::string& out = add_index >= 0 ? graph.nodes[add_index].outputs[0] : mm.outputs[0];
+    bool quantized_reader = false;
+    for (int c : consumers[out]) quantized_reader |= graph.nodes[c].op_type == "QuantizeLinear";
+    if (quantized_reader) continue;  // the Q-terminated fusion's case, which did not match
+    Node fused;
+    fused.op_type = "MatMulIntegerToFloat";
+    fused.domain = "com.microsoft";
+    fused.name = mm.name.empty() ? out : mm.name;
+    fused.inputs = {dqa->inputs[0], dqb->inputs[0], dqa->inputs[1], dqb->inputs[1],
+                    ZeroPointOrZero(graph, *dqa, 2, a_type), ZeroPointOrZero(graph, *dqb, 2, b_type)};
+    if (!bias.empty()) fused.inputs.push_back(bias);
+    fused.outputs = {out};
+    if (add_index >= 0) removed[add_index] = true;
+    for (const Node* dq : {dqa, dqb, dqc}) {
+      if (dq != nullptr && uses[dq->outputs[0]] == 1 && !graph.IsGraphOutput(dq->outputs[0])) {
+        removed[producers[dq->outputs[0]]] = true;
+      }
+    }
+    replacements.emplace_back(mi, std::move(fused));
   }
   for (auto& [index, node] : replacements) graph.nodes[index] = std::move(node);
   graph.RemoveNodes(removed);
@@ -233,6 +317,7 @@ absl::Status FuseQdqConv(Graph& graph) {
     if (dqx->attrs.GetInt("block_size", 0) != 0 || dqw->attrs.GetInt("block_size", 0) != 0) continue;
     const DataType yt = QuantizedType(graph, q);
     if (!IsByteType(yt)) continue;
+    const DataType x_type = xt->dtype, w_type = wq->dtype();  // xt, wq, xs, ws do not survive AddConstant
     // Bias: int32 at scale x_scale * w_scale.
     std::string bias;
     const Node* dqb = nullptr;
@@ -244,8 +329,8 @@ absl::Status FuseQdqConv(Graph& graph) {
     fused.op_type = "QLinearConv";
     fused.name = conv.name.empty() ? q.name : conv.name;
     fused.attrs = conv.attrs;
-    fused.inputs = {dqx->inputs[0], dqx->inputs[1], ZeroPointOrZero(graph, *dqx, 2, xt->dtype),
-                    dqw->inputs[0], dqw->inputs[1], ZeroPointOrZero(graph, *dqw, 2, wq->dtype()),
+    fused.inputs = {dqx->inputs[0], dqx->inputs[1], ZeroPointOrZero(graph, *dqx, 2, x_type),
+                    dqw->inputs[0], dqw->inputs[1], ZeroPointOrZero(graph, *dqw, 2, w_type),
                     q.inputs[1], ZeroPointOrZero(graph, q, 2, yt)};
     if (!bias.empty()) fused.inputs.push_back(bias);
     fused.outputs = q.outputs;
@@ -265,7 +350,8 @@ absl::Status FuseQdqConv(Graph& graph) {
   }
   for (auto& [index, node] : replacements) graph.nodes[index] = std::move(node);
   graph.RemoveNodes(removed);
-  return FuseQdqMatMul(graph);
+  if (auto s = FuseQdqMatMul(graph); !s.ok()) return s;
+  return FuseQdqMatMulToFloat(graph);
 }
 
 }  // namespace kvant

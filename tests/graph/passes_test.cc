@@ -390,7 +390,7 @@ TEST(Passes, QdqConvBecomesQLinearConv) {
 // [-> Relu] -> Q(s8) -> DQ -> y. The bias is a float vector, or int32 values
 // at scale xs * ws[n] through DequantizeLinear (as kvant quantize writes it).
 enum class MatMulBias { kNone, kFloat, kInt32 };
-std::string QdqMatMul(MatMulBias bias, bool relu) {
+std::string QdqMatMul(MatMulBias bias, bool relu, bool quantized_output = true) {
   OnnxBuilder b(13);
   b.Input("x", DataType::kFloat32, {3, 5, 20}).Output("y");
   std::mt19937 rng(8);
@@ -426,8 +426,12 @@ std::string QdqMatMul(MatMulBias bias, bool relu) {
     out = "mb";
   }
   if (relu) {
-    b.Node("Relu", {out}, {"r"});
+    b.Node("Relu", {out}, {quantized_output ? "r" : "y"});
     out = "r";
+  }
+  if (!quantized_output) {
+    if (!relu) b.Node("Identity", {out}, {"y"});
+    return b.Serialize();
   }
   b.Node("QuantizeLinear", {out, "ys", "yz"}, {"yq"});
   b.Node("DequantizeLinear", {"yq", "ys", "yz"}, {"y"});
@@ -466,6 +470,29 @@ TEST(Passes, QdqMatMulBecomesQLinearMatMul) {
       }
       EXPECT_GE(exact, u.num_elements() * 99 / 100);
       if (relu) EXPECT_GT(clamped, u.num_elements() / 5);  // the Relu did clamp
+    }
+  }
+  // A float result (no QuantizeLinear after it) runs as the INT8 product with
+  // f32 output, the bias and Relu in its epilogue.
+  for (MatMulBias bias : {MatMulBias::kNone, MatMulBias::kFloat, MatMulBias::kInt32}) {
+    for (bool relu : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "float result, bias " << static_cast<int>(bias) << " relu " << relu);
+      const std::string bytes = QdqMatMul(bias, relu, false);
+      auto g = ImportOnnxBytes(bytes, ".", "qdq_mm_f32.onnx");
+      ASSERT_TRUE(g.ok()) << g.status();
+      OptimizeOptions opt;
+      opt.cpu = ActiveCpuFeatures();
+      ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
+      EXPECT_EQ(CountOps(*g, "MatMulIntegerToFloat"), 1) << g->DebugString();
+      EXPECT_EQ(CountOps(*g, "MatMul") + CountOps(*g, "Add") + CountOps(*g, "Relu"), 0) << g->DebugString();
+      SessionOptions plain;
+      plain.optimize = false;
+      auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
+      ASSERT_TRUE(s0.ok() && s1.ok());
+      const TensorMap in = {{"x", RandomF32({3, 5, 20}, 6, -2.f, 2.f)}};
+      auto ya = s0->Run(in), yb = s1->Run(in);
+      ASSERT_TRUE(ya.ok() && yb.ok()) << ya.status() << yb.status();
+      EXPECT_LE(testing::MaxAbsDiff(ya->at("y"), yb->at("y")), 1e-4f);
     }
   }
   // The product or the sum with a second reader stays in float.

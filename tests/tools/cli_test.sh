@@ -74,7 +74,7 @@ if [[ -n $fp32_acc && -n $int8_acc ]] && python3 -c "import sys; sys.exit(0 if $
 else
   echo "FAIL quantized_accuracy (FP32 '$fp32_acc'%, INT8 '$int8_acc'%)"; fail=$((fail + 1))
 fi
-expect quantize_plan_is_int8 0 "steps: 5 int8, 0 float, 2 Q/DQ conversions" -- "$kvant" inspect "$work/digits_int8.onnx" --plan
+expect quantize_plan_is_int8 0 "steps: 5 int8, 0 float, 1 Q/DQ conversions" -- "$kvant" inspect "$work/digits_int8.onnx" --plan
 expect quantize_tensorrt 0 "static: 11" -- "$kvant" quantize "$digits" -o "$work/digits_trt.onnx" --calib "$work/calib" --preset tensorrt --method entropy
 expect quantize_qoperator 0 "qoperator: 7 group" -- "$kvant" quantize "$digits" -o "$work/digits_qop.onnx" --calib "$work/calib" --format qoperator
 expect quantize_qoperator_runs 0 "top-1 accuracy of logits: 9[0-9]" -- "$kvant" run "$work/digits_qop.onnx" --input image="$src/models/digits/eval_x.npy" --labels logits="$src/models/digits/eval_y.npy"
