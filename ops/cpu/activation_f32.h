@@ -56,6 +56,10 @@ using RowFnF32 = void (*)(float* x, int64_t n);
 RowFnF32 SigmoidRowsF32(CpuFeatures cpu);
 RowFnF32 TanhRowsF32(CpuFeatures cpu);
 
+// Softmax of one contiguous row of `len` values with AVX-512
+// (softmax_f32_avx512.cc; the Softmax kernel's last-axis rows).
+void SoftmaxRowAvx512(const float* x, float* y, int64_t len);
+
 }  // namespace kvant::cpu
 
 #endif  // KVANT_OPS_CPU_ACTIVATION_F32_H_

@@ -4,6 +4,7 @@
 // sums combined in double).
 #include <cmath>
 
+#include "ops/cpu/activation_f32.h"
 #include "ops/cpu/vector_math.h"
 #include "ops/kernel.h"
 #include "ops/nn_ops.h"
@@ -68,6 +69,7 @@ class BatchNormF32 final : public Kernel {
 
 // Softmax of one contiguous row (the last axis, attention's case), as plain
 // loops over pointers the compiler vectorizes: 16 partial maxima and sums.
+// (softmax_f32_avx512.cc has the AVX-512 form, with masked tails.)
 inline void SoftmaxRowBody(const float* x, float* y, int64_t len) {
   float part[16];
   for (float& p : part) p = -INFINITY;
@@ -92,13 +94,6 @@ inline void SoftmaxRowBody(const float* x, float* y, int64_t len) {
 }
 
 void SoftmaxRow(const float* x, float* y, int64_t len) { SoftmaxRowBody(x, y, len); }
-
-// The same loops compiled for AVX-512 (this file is baseline x86-64): the
-// exponentials 16 lanes at a time instead of SSE2's 4.
-__attribute__((target("avx512f,avx512dq,avx512vl,fma,prefer-vector-width=512"))) void SoftmaxRowAvx512(
-    const float* x, float* y, int64_t len) {
-  SoftmaxRowBody(x, y, len);
-}
 
 class SoftmaxF32 final : public Kernel {
  public:
