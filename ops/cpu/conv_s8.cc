@@ -32,11 +32,12 @@ DepthwiseStrips StripsFor(const ConvS8Shape& s) {
 
 // Scratch of one depthwise thread: the ring of lane rows of one strip, the
 // zx-padded input of a strip row (with room for the last lane's partners),
-// two rows of sums (the second: window sums of x, for weight zero points).
+// two rows of sums (the second: window sums of x, for weight zero points),
+// and the per-channel offsets of an output row whose window has padding rows.
 int64_t DepthwiseSlotBytes(const ConvS8Shape& s) {
   const DepthwiseStrips st = StripsFor(s);
   return RoundUp(st.ring * st.lane_w * s.cin * 4, 64) + RoundUp((st.lane_w + 3 * s.dw) * s.cin, 64) +
-         2 * RoundUp(st.out_w * s.cin * 4, 64);
+         2 * RoundUp(st.out_w * s.cin * 4, 64) + RoundUp(s.cin * 4, 64);
 }
 
 int32_t Pack16(int32_t lo, int32_t hi) {
@@ -110,8 +111,12 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
     }
     conv->dw_weights_.assign(weights, weights + s.cin * taps);
     conv->dw_wsum_.assign(s.cin, 0);
+    conv->dw_wsum_rows_.assign(s.kh * s.cin, 0);
     for (int64_t ch = 0; ch < s.cin; ++ch) {
-      for (int64_t t = 0; t < taps; ++t) conv->dw_wsum_[ch] += weights[ch * taps + t];
+      for (int64_t t = 0; t < taps; ++t) {
+        conv->dw_wsum_[ch] += weights[ch * taps + t];
+        conv->dw_wsum_rows_[(t / s.kw) * s.cin + ch] += weights[ch * taps + t];
+      }
     }
     conv->PackDepthwise();
     return conv;
@@ -211,6 +216,8 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
         mine += RoundUp((st.lane_w + 3 * s.dw) * c, 64);
         int32_t* acc = reinterpret_cast<int32_t*>(mine);
         int32_t* window_sums = acc + RoundUp(st.out_w * c * 4, 64) / 4;
+        int32_t* row_offset = window_sums + RoundUp(st.out_w * c * 4, 64) / 4;
+        const int64_t lanes = DepthwiseLanesPerRow(s, dw_->taps_per_lane);
         std::vector<int64_t> held(st.ring);  // padded-image row held by each ring slot
         const int32_t* rows[64];
         for (int64_t ox0 = 0; ox0 < ow_n; ox0 += st.out_w) {
@@ -231,7 +238,30 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
               std::fill(held.begin(), held.end(), -1);
               held_image = img;
             }
-            for (int64_t ky = 0; ky < s.kh; ++ky) {
+            // Kernel rows over the top or bottom padding add (zx - zx) * w = 0:
+            // without weight zero points they are left out (short images,
+            // such as 3 rows under a 5x5 kernel, were mostly padding), and
+            // the row's offset counts only the weights of the rows kept.
+            int64_t ky0 = 0, ky1 = s.kh;
+            if (w_zero_points == nullptr) {
+              const int64_t top = oh * s.sh - s.pad_t;  // input row of ky = 0
+              while (ky0 < s.kh && top + ky0 * s.dh < 0) ++ky0;
+              while (ky1 > ky0 && top + (ky1 - 1) * s.dh >= s.h) --ky1;
+            }
+            GemmS8Output ro = o;
+            ConvS8Shape rs = ss;
+            const int32_t* w_rows = dw_lanes_.data();
+            if (ky0 > 0 || ky1 < s.kh) {
+              for (int64_t ch = 0; ch < c; ++ch) {
+                int64_t kept = 0;
+                for (int64_t ky = ky0; ky < ky1; ++ky) kept += dw_wsum_rows_[ky * c + ch];
+                row_offset[ch] = static_cast<int32_t>(int64_t{bias ? bias[ch] : 0} - int64_t{zx} * kept);
+              }
+              ro.col_offset = row_offset;
+              rs.kh = ky1 - ky0;
+              w_rows += ky0 * lanes * c;
+            }
+            for (int64_t ky = ky0; ky < ky1; ++ky) {
               const int64_t r = oh * s.sh + ky * s.dh;  // row of the padded image
               int32_t* dst = ring_rows + (r % st.ring) * st.lane_w * c;
               if (held[r % st.ring] != r) {
@@ -247,14 +277,14 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
                 dw_->lane_row(padded, (ss.w + lane_step - 1) / lane_step, c, lane_step, s.dw * c, dst);
                 held[r % st.ring] = r;
               }
-              rows[ky] = dst;
+              rows[ky - ky0] = dst;
             }
             char* y_row = static_cast<char*>(y) + ((img * oh_n + oh) * ow_n + ox0) * c * esize;
             if (w_zero_points == nullptr && dw_->row_requant != nullptr &&
-                dw_->row_requant(ss, rows, dw_lanes_.data(), o, y_row)) {
+                dw_->row_requant(rs, rows, w_rows, ro, y_row)) {
               continue;
             }
-            dw_->row(ss, rows, dw_lanes_.data(), acc);
+            dw_->row(rs, rows, w_rows, acc);
             if (w_zero_points != nullptr) {
               dw_->row(ss, rows, dw_ones_.data(), window_sums);
               for (int64_t ow = 0; ow < strip_ow; ++ow) {
@@ -266,7 +296,7 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
                 }
               }
             }
-            uk_->epilogue(acc, c, strip_ow, c, o, y_row, c);
+            uk_->epilogue(acc, c, strip_ow, c, ro, y_row, c);
           }
         }
       }

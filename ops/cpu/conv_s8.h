@@ -177,6 +177,7 @@ class ConvS8 {
   std::vector<int32_t> dw_lanes_;   // depthwise: [ky][lane][channel], taps packed as dw_ multiplies them
   std::vector<int32_t> dw_ones_;    // depthwise: the same layout, weight 1 on every tap
   std::vector<int32_t> dw_wsum_;    // depthwise: sum of the channel's weights
+  std::vector<int32_t> dw_wsum_rows_;  // depthwise: [ky][channel] sum of one kernel row's weights
 };
 
 }  // namespace kvant::cpu

@@ -178,6 +178,12 @@ TEST(ConvS8, DepthwiseEveryRowKernel) {
       Check({Shape(1, 13, 12, 24, 24, 3, 2, 2, 2, true), zx}, &k, seed++);  // stride 2, dilation 2
       Check({Shape(1, 14, 13, 20, 20, 3, 3, 1, 1, true), zx}, &k, seed++);  // stride 3: every lane pixel
       Check({Shape(1, 6, 5, 16, 16, 2, 1, 0, 1, true), zx}, &k, seed++);    // even tap count
+      // Short images: kernel rows over the top and bottom padding are left out.
+      Check({Shape(3, 3, 40, 200, 200, 5, 1, 2, 1, true), zx}, &k, seed++);  // PP-OCR's 3-row 5x5
+      Check({Shape(2, 2, 9, 24, 24, 5, 1, 2, 1, true), zx, Kind::kS32, 2}, &k, seed++);
+      Check({Shape(1, 1, 12, 17, 17, 3, 1, 1, 1, true), zx}, &k, seed++);
+      Check({Shape(1, 2, 7, 16, 16, 3, 1, 3, 1, true), zx, Kind::kS32}, &k, seed++);  // rows wholly in padding
+      Check({Shape(1, 4, 9, 20, 20, 3, 2, 2, 2, true), zx}, &k, seed++);    // dilation 2, stride 2
       // Weight zero points (u8 weights from ONNX Runtime's quantizer).
       Check({Shape(1, 9, 10, 17, 17, 3, 1, 1, 1, true), zx, Kind::kU8, 1, true}, &k, seed++);
       Check({Shape(2, 11, 8, 40, 40, 5, 2, 2, 1, true), zx, Kind::kS32, 2, true}, &k, seed++);
