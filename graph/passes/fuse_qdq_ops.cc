@@ -2,7 +2,7 @@
 // model keeps its activations in u8/s8 between INT8 operators:
 //  - DequantizeLinear -> data movement -> QuantizeLinear with the same
 //    per-tensor scale and zero point (Reshape, Flatten, Squeeze, Unsqueeze,
-//    Transpose, Slice, MaxPool, Pad) runs the data movement on the quantized
+//    Transpose, Slice, MaxPool, Pad, nearest Resize) runs the data movement on the quantized
 //    values (a Pad's constant value is quantized); both conversions go;
 //  - DQ(a), DQ(b) -> Add / Mul -> Q becomes com.microsoft QLinearAdd /
 //    QLinearMul; DQ -> GlobalAveragePool / AveragePool -> Q becomes
@@ -114,7 +114,8 @@ bool IsDataMovement(const Node& n) {
   static const char* kOps[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "MaxPool", "Pad"};
   for (const char* op : kOps)
     if (IsOp(n, op)) return n.op_type != "MaxPool" || n.outputs.size() == 1;
-  return false;
+  // Nearest Resize copies values (a detector's upsampling).
+  return IsOp(n, "Resize") && n.attrs.GetString("mode", "nearest") == "nearest";
 }
 
 void RemoveAroundDataMovement(Rewriter& r) {

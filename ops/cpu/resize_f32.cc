@@ -21,8 +21,8 @@ struct Taps {
 
 class ResizeF32 final : public Kernel {
  public:
-  ResizeF32(const AttributeMap& attrs, int64_t opset, std::string label)
-      : attrs_(attrs), opset_(opset), label_(std::move(label)), mode_(attrs.GetString("mode", "nearest")),
+  ResizeF32(const AttributeMap& attrs, int64_t opset, std::string label, bool bytes)
+      : attrs_(attrs), opset_(opset), label_(std::move(label)), bytes_(bytes), mode_(attrs.GetString("mode", "nearest")),
         transform_(attrs.GetString("coordinate_transformation_mode", "half_pixel")),
         nearest_(attrs.GetString("nearest_mode", "round_prefer_floor")),
         cubic_a_(attrs.GetFloat("cubic_coeff_a", -0.75f)), exclude_outside_(attrs.GetInt("exclude_outside", 0) != 0) {
@@ -33,6 +33,10 @@ class ResizeF32 final : public Kernel {
     if (mode_ != "nearest" && mode_ != "linear" && mode_ != "cubic") {
       return absl::InvalidArgumentError(
           absl::StrFormat("failed to compile node %s: mode must be nearest, linear or cubic, got '%s'", label_, mode_));
+    }
+    if (bytes_ && mode_ != "nearest") {
+      return absl::UnimplementedError(absl::StrFormat(
+          "failed to compile node %s: Resize of u8/s8 values supports mode nearest only, got '%s'", label_, mode_));
     }
     if (transform_ == "tf_crop_and_resize" || attrs_.GetInt("antialias", 0) != 0) {
       return absl::UnimplementedError(absl::StrFormat(
@@ -85,7 +89,11 @@ class ResizeF32 final : public Kernel {
       if (spec->out[d] != in[d] || spec->scales[d] != 1.0) resized.push_back(d);
     }
     if (resized.empty()) {
-      std::memcpy(y.data, x.data, x.num_elements() * 4);
+      std::memcpy(y.data, x.data, x.num_elements() * (bytes_ ? 1 : 4));
+      return absl::OkStatus();
+    }
+    if (mode_ == "nearest" && bytes_) {
+      RunNearest(x.as<const uint8_t>(), in, spec->out, spec->scales, y.as<uint8_t>(), ctx.pool);
       return absl::OkStatus();
     }
     if (mode_ == "nearest") {
@@ -124,8 +132,11 @@ class ResizeF32 final : public Kernel {
  private:
   // Nearest: one pass; each output row copies (or gathers) from the input row
   // its leading indices select. Rows are split over the threads.
-  void RunNearest(const float* x, const std::vector<int64_t>& in, const std::vector<int64_t>& out,
-                  const std::vector<double>& scales, float* y, ParallelRunner* pool) const {
+  // T: float, or uint8_t for u8 and s8 (ONNX Runtime's QOperator models
+  // resize quantized values; nearest only copies them).
+  template <typename T>
+  void RunNearest(const T* x, const std::vector<int64_t>& in, const std::vector<int64_t>& out,
+                  const std::vector<double>& scales, T* y, ParallelRunner* pool) const {
     const int64_t rank = in.size();
     std::vector<std::vector<int64_t>> idx(rank);
     for (int64_t d = 0; d < rank; ++d) idx[d] = MakeTaps(in[d], out[d], scales[d]).index;
@@ -146,10 +157,10 @@ class ResizeF32 final : public Kernel {
       for (int64_t r = r0; r < r1; ++r) {
         int64_t off = 0;
         for (int64_t d = 0; d + 1 < rank; ++d) off += idx[d][pos[d]] * in_strides[d];
-        const float* src = x + off;
-        float* dst = y + r * ow;
+        const T* src = x + off;
+        T* dst = y + r * ow;
         if (identity) {
-          std::memcpy(dst, src, ow * sizeof(float));
+          std::memcpy(dst, src, ow * sizeof(T));
         } else {
           for (int64_t j = 0; j < ow; ++j) dst[j] = src[col[j]];
         }
@@ -230,6 +241,7 @@ class ResizeF32 final : public Kernel {
   AttributeMap attrs_;
   int64_t opset_;
   std::string label_;
+  bool bytes_;  // u8/s8 elements (nearest only)
   std::string mode_, transform_, nearest_;
   float cubic_a_;
   bool exclude_outside_;
@@ -238,7 +250,9 @@ class ResizeF32 final : public Kernel {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateResizeF32(const KernelInit& init) {
-  auto k = std::make_unique<ResizeF32>(*init.attrs, init.opset, init.node_label);
+  const bool bytes = !init.input_types.empty() &&
+                     (init.input_types[0] == DataType::kUInt8 || init.input_types[0] == DataType::kInt8);
+  auto k = std::make_unique<ResizeF32>(*init.attrs, init.opset, init.node_label, bytes);
   if (auto s = k->Validate(); !s.ok()) return s;
   return k;
 }

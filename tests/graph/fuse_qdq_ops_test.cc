@@ -132,5 +132,49 @@ TEST(FuseQdqOps, ActivationBetweenProductAndQuantizeBecomesTheOutputRange) {
   EXPECT_GT(clipped, 0) << "the inputs never reach the clip range: the test cannot tell";
 }
 
+// DQ -> nearest Resize -> Q with equal parameters (a detector's upsampling)
+// resizes the u8 values; a linear Resize stays float; and a QOperator-style
+// u8 Resize that is not nearest is refused by name.
+TEST(FuseQdqOps, NearestResizeRunsOnQuantizedValues) {
+  for (const char* mode : {"nearest", "linear"}) {
+    SCOPED_TRACE(mode);
+    OnnxBuilder b(13);
+    b.Input("x", DataType::kFloat32, {1, 3, 5, 7}).Output("y");
+    b.Initializer("s", ScalarF32(0.03f)).Initializer("z", ScalarU8(120));
+    b.Initializer("scales", Tensor::FromVector<float>(DataType::kFloat32, {4}, {1.f, 1.f, 2.f, 3.f}));
+    b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
+    b.Node("DequantizeLinear", {"q", "s", "z"}, {"d"});
+    auto& resize = b.Node("Resize", {"d", "", "scales"}, {"r"}, "up");
+    OnnxBuilder::SetString(resize, "mode", mode);
+    b.Node("QuantizeLinear", {"r", "s", "z"}, {"rq"});
+    b.Node("DequantizeLinear", {"rq", "s", "z"}, {"y"});
+    const std::string bytes = b.Serialize();
+    auto g = OptimizedGraph(bytes);
+    ASSERT_TRUE(g.ok()) << g.status();
+    const bool nearest = std::string(mode) == "nearest";
+    EXPECT_EQ(CountOps(*g, "DequantizeLinear"), nearest ? 1 : 2) << g->DebugString();
+    auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({1, 3, 5, 7}, 4, -3.f, 3.f)}});
+    ASSERT_TRUE(y.ok()) << y.status();
+    const auto& [u, v] = *y;
+    ASSERT_EQ(u.shape(), v.shape());
+    ASSERT_EQ(u.shape(), (std::vector<int64_t>{1, 3, 10, 21}));
+    for (int64_t i = 0; i < u.num_elements(); ++i) {
+      if (nearest) {
+        EXPECT_EQ(u.data<float>()[i], v.data<float>()[i]) << i;  // copies: exact
+      } else {
+        EXPECT_NEAR(u.data<float>()[i], v.data<float>()[i], 0.03f * 1.01f) << i;
+      }
+    }
+  }
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {1, 2, 3, 3}).Output("y");
+  b.Initializer("scales", Tensor::FromVector<float>(DataType::kFloat32, {4}, {1.f, 1.f, 2.f, 2.f}));
+  OnnxBuilder::SetString(b.Node("Resize", {"x", "", "scales"}, {"y"}, "u8_linear"), "mode", "linear");
+  auto s = Session::LoadFromBytes(b.Serialize());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kUnimplemented) << s.status();
+  EXPECT_NE(s.status().message().find("u8_linear"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("nearest only"), std::string::npos) << s.status();
+}
+
 }  // namespace
 }  // namespace kvant
