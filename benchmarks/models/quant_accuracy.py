@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Quantizer accuracy against ONNX Runtime's: every zoo model (and the bundled
 digits CNN) quantized by `kvant quantize` and by onnxruntime.quantization's
-quantize_static with the same calibration data and scheme (QDQ, u8
+quantize_static (after its quant_pre_process, which folds BatchNormalization)
+with the same calibration data and scheme (QDQ, u8
 asymmetric activations, s8 symmetric per-channel weights), for each range
 method both have (minmax, percentile, entropy; Kvant's mse alone). Both files
 run in ONNX Runtime (so the runtime is the same) and the table gives the
@@ -25,7 +26,7 @@ import onnxruntime as ort
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(ROOT, "models", "cache")
 sys.path.insert(0, os.path.join(ROOT, "models"))
-from ort_quantize import _quiet  # noqa: E402
+from ort_quantize import _quiet, quant_preprocess  # noqa: E402
 
 ort.set_default_logger_severity(3)
 CLASSIFIERS = {"digits", "efficientnet_lite0", "ppocr_cls"}
@@ -52,6 +53,7 @@ def ort_quantize(model, out, feeds, method):
 
     m = {"minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
          "entropy": q.CalibrationMethod.Entropy}[method]
+    model = quant_preprocess(model, out + ".preprocessed.onnx")
     _quiet(q.quantize_static, model, out, Rows(), quant_format=q.QuantFormat.QDQ, per_channel=True,
            activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, calibrate_method=m)
 

@@ -9,8 +9,8 @@ The job names the FP32 model, the thread counts and precisions, and a work
 directory holding eval/bI/NAME.npy (the evaluation batches; b0 is the timed
 input) and calib/bI/NAME.npy (calibration batches). For every precision it
 can run, the peer builds the model ONNX Runtime would run (fp32: the file;
-int8: quantize_static, QDQ, u8 activations, s8 per-channel weights, on the
-same calibration batches, or the job's int8_model when it names one;
+int8: quantize_static after quant_pre_process, QDQ, u8 activations, s8
+per-channel weights, on the same calibration batches, or the job's int8_model when it names one;
 int8-dynamic: quantize_dynamic; fp16: onnxconverter-common's
 convert_float_to_float16 with FP32 inputs and outputs, the converter ONNX
 Runtime's documentation points to, when pip has it), and for each
@@ -101,6 +101,36 @@ def fresh_process_rss(path, threads, work):
         return -1
 
 
+def preprocessed(fp32, work):
+    """The model after quant_pre_process, which ONNX Runtime's documentation
+    asks for before quantize_static (shape inference, graph optimizations
+    such as BatchNormalization folded into Conv); retried without symbolic
+    shape inference, which fails on some models; the file itself when both
+    fail. Below opset 13 the model is converted to 13 first (per-channel QDQ
+    needs it, and the quantizer cannot convert the optimizer's output)."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    out, source = os.path.join(work, "ort_preprocessed.onnx"), fp32
+    m = onnx.load(fp32)
+    if next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13) < 13:
+        source = os.path.join(work, "ort_opset13.onnx")
+        onnx.save(version_converter.convert_version(m, 13), source)
+    here, source, out = os.getcwd(), os.path.abspath(source), os.path.abspath(out)
+    for skip_symbolic_shape in (False, True):
+        try:
+            # In the work directory: symbolic shape inference leaves
+            # sym_shape_infer_temp.onnx in the working directory.
+            os.chdir(work)
+            quiet(quant_pre_process, source, out, skip_symbolic_shape=skip_symbolic_shape)
+            return out
+        except Exception:  # noqa: BLE001 - any failure: the next way, then the file itself
+            continue
+        finally:
+            os.chdir(here)
+    return fp32
+
+
 def model_for(job, precision, calib):
     fp32, work = job["model"], job["work"]
     if job.get("model_is_quantized") and precision != "int8":
@@ -111,8 +141,8 @@ def model_for(job, precision, calib):
         return job["int8_model"], None
     if precision == "int8":
         out = os.path.join(work, "ort_int8_qdq.onnx")
-        quiet(quantize_static, fp32, out, Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-              activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quiet(quantize_static, preprocessed(fp32, work), out, Reader(calib), quant_format=QuantFormat.QDQ,
+              per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         return out, None
     if precision == "int8-dynamic":
         out = os.path.join(work, "ort_int8_dynamic.onnx")
