@@ -37,7 +37,7 @@ Role RoleOf(const OnnxModel& m, const onnx::NodeProto& n) {
   if (op == "Add" || op == "Mul") return Role::kBinary;
   if (op == "AveragePool" || op == "GlobalAveragePool") return Role::kPool;
   if (op == "MaxPool" || op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
-      op == "Transpose") {
+      op == "Transpose" || (op == "Resize" && AttrString(n, "mode", "nearest") == "nearest")) {
     return n.output_size() == 1 ? Role::kSameParams : Role::kFloat;
   }
   if (op == "Relu") return Role::kActivation;
@@ -47,6 +47,41 @@ Role RoleOf(const OnnxModel& m, const onnx::NodeProto& n) {
     return Role::kActivation;
   }
   return Role::kFloat;
+}
+
+// A constant scalar initializer's value, or NaN.
+float ScalarOf(const OnnxModel& m, const std::string& name) {
+  auto t = m.InitializerTensor(name);
+  return t.ok() && t->num_elements() == 1 && t->dtype() == DataType::kFloat32 ? t->data<float>()[0] : NAN;
+}
+
+// The input x when node n computes HardSwish(x): the operator itself, or
+// the spelling Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6) that exporters write
+// before opset 14 (PaddlePaddle's, PyTorch's). Empty otherwise. The runtime
+// fuses the spelling (fuse_spelled_activations.cc) and, between quantized
+// tensors, makes it a 256-entry table.
+std::string HardSwishInput(const OnnxModel& m, const onnx::NodeProto& n) {
+  if (!n.domain().empty()) return {};
+  if (n.op_type() == "HardSwish") return n.input(0);
+  if (n.op_type() != "Div" || n.input_size() != 2 || ScalarOf(m, n.input(1)) != 6.f) return {};
+  const auto& g = m.graph();
+  const int mi = m.Producer(n.input(0));
+  if (mi < 0 || g.node(mi).op_type() != "Mul" || g.node(mi).input_size() != 2) return {};
+  const onnx::NodeProto& mul = g.node(mi);
+  for (int side : {0, 1}) {
+    const int ci = m.Producer(mul.input(1 - side));
+    if (ci < 0 || g.node(ci).op_type() != "Clip" || g.node(ci).input_size() < 3) continue;
+    const onnx::NodeProto& clip = g.node(ci);
+    if (ScalarOf(m, clip.input(1)) != 0.f || ScalarOf(m, clip.input(2)) != 6.f) continue;
+    const int ai = m.Producer(clip.input(0));
+    if (ai < 0 || g.node(ai).op_type() != "Add" || g.node(ai).input_size() != 2) continue;
+    const onnx::NodeProto& add = g.node(ai);
+    const std::string& x = mul.input(side);
+    if ((add.input(0) == x && ScalarOf(m, add.input(1)) == 3.f) || (add.input(1) == x && ScalarOf(m, add.input(0)) == 3.f)) {
+      return x;
+    }
+  }
+  return {};
 }
 
 // The largest |int32 bias| written: 2^30 leaves the kernels room to add the
@@ -138,7 +173,17 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
     if (excluded.contains(n.name()) || fused.contains(i)) continue;
     const Role role = RoleOf(m, n);
     switch (role) {
-      case Role::kFloat: break;
+      case Role::kFloat:
+        // HardSwish of a quantized tensor: its output too, so that the pool
+        // and product of a squeeze-excitation block read it quantized and
+        // the runtime computes it as a table, not in float between a
+        // DequantizeLinear and a QuantizeLinear.
+        if (const std::string x = HardSwishInput(m, n); !x.empty() && quantized(x) &&
+                                                      ReadQuantized(m, n.output(0), excluded)) {
+          plan.quantized_nodes.insert(n.name());
+          mark(n.output(0), n.output(0));
+        }
+        break;
       case Role::kCompute: {
         mark(n.input(0), n.input(0));
         plan.compute_nodes.push_back(i);

@@ -18,9 +18,12 @@
 //               float (Kvant's INT8 product writes f32 there);
 //   binary      Add, Mul of two quantized tensors (a residual connection);
 //   pool        AveragePool, GlobalAveragePool of a quantized tensor;
-//   same params MaxPool, Reshape, Flatten, Squeeze, Unsqueeze, Transpose of a
-//               quantized tensor keep its scale and zero point, so the
+//   same params MaxPool, Reshape, Flatten, Squeeze, Unsqueeze, Transpose and
+//               nearest Resize of a quantized tensor keep its scale and zero point, so the
 //               conversions around them cancel;
+//   HardSwish   (the operator or its pre-opset-14 spelling) of a quantized
+//               tensor that a quantized reader takes (a squeeze-excitation
+//               pool): its output too; the runtime makes it a table;
 //   everything else (Softmax, LayerNormalization, GELU's Erf, Sigmoid, ...)
 //   stays in float, fed by DequantizeLinear where its input was quantized.
 #ifndef KVANT_QUANTIZE_QDQ_H_

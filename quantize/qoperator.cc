@@ -92,7 +92,7 @@ class Rewriter {
     if ((op == "Add" || op == "Mul") && n.input_size() == 2) return Binary(i, op == "Add" ? "QLinearAdd" : "QLinearMul");
     if (op == "GlobalAveragePool" || op == "AveragePool") return Pool(i);
     if (op == "MaxPool" || op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
-        op == "Transpose") {
+        op == "Transpose" || (op == "Resize" && AttrString(n, "mode", "nearest") == "nearest")) {
       return SameParams(i);
     }
     return false;

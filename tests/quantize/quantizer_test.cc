@@ -25,6 +25,7 @@ using testing::CountOps;
 using testing::OnnxBuilder;
 using testing::OptimizedGraph;
 using testing::RandomF32;
+using testing::ScalarF32;
 
 // x -> Conv -> Relu -> Conv -> Add(relu) -> GlobalAveragePool -> Flatten ->
 // Gemm -> Softmax -> y
@@ -212,6 +213,43 @@ TEST(Quantizer, LinearLayerBiasBecomesTheProductsInt32Bias) {
     ASSERT_TRUE(same.ok()) << same.status();
     EXPECT_GT(*same, 40.0) << "QOperator against QDQ output SQNR";
   }
+}
+
+// Conv -> HardSwish spelled as exporters write it before opset 14 ->
+// GlobalAveragePool: the HardSwish output is quantized too, so the runtime
+// makes it a table and pools the quantized values.
+TEST(Quantizer, SpelledHardSwishOfAQuantizedTensorIsQuantized) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {-1, 3, 8, 8}, {"N"}).Output("y");
+  b.Initializer("w", RandomF32({8, 3, 3, 3}, 1, -0.5f, 0.5f)).Initializer("wb", RandomF32({8}, 2));
+  b.Initializer("three", ScalarF32(3.f)).Initializer("zero", ScalarF32(0.f)).Initializer("six", ScalarF32(6.f));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w", "wb"}, {"c"}, "conv"), "pads", {1, 1, 1, 1});
+  b.Node("Add", {"c", "three"}, {"a"}, "hs_add");
+  b.Node("Clip", {"a", "zero", "six"}, {"r6"}, "hs_clip");
+  b.Node("Mul", {"c", "r6"}, {"m"}, "hs_mul");
+  b.Node("Div", {"m", "six"}, {"h"}, "hs_div");
+  b.Node("GlobalAveragePool", {"h"}, {"y"}, "gap");
+  auto m = OnnxModel::FromBytes(b.Serialize(), "hardswish");
+  ASSERT_TRUE(m.ok()) << m.status();
+  const QdqPlan plan = PlanQdq(*m, {});
+  EXPECT_TRUE(plan.quantized_nodes.contains("hs_div"));
+  EXPECT_EQ(plan.Observed(), (std::vector<std::string>{"x", "c", "h", "y"}));
+  std::vector<CalibrationBatch> data;
+  for (int i = 0; i < 3; ++i) data.push_back({{{"x", RandomF32({2, 3, 8, 8}, 60 + i, -1.f, 1.f)}}, "batch"});
+  QuantizeOptions o;
+  QuantizeReport report;
+  auto q = Quantize(*m, o, data, nullptr, &report);
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto g = OptimizedGraph(q->Serialize());
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QLinearGlobalAveragePool"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "HardSwish") + CountOps(*g, "Div") + CountOps(*g, "GlobalAveragePool"), 0) << g->DebugString();
+  auto ref = RunAll(*m, data);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  auto db = OutputSqnr(*ref, *q, data);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_GT(*db, 25.0);
 }
 
 TEST(Quantizer, EveryRangeMethodQuantizes) {
