@@ -443,25 +443,16 @@ TEST(Passes, QdqMatMulBecomesQLinearMatMul) {
     for (bool relu : {false, true}) {
       SCOPED_TRACE(::testing::Message() << "bias " << static_cast<int>(bias) << " relu " << relu);
       const std::string bytes = QdqMatMul(bias, relu);
-      auto g = ImportOnnxBytes(bytes, ".", "qdq_mm.onnx");
+      auto g = testing::OptimizedGraph(bytes);
       ASSERT_TRUE(g.ok()) << g.status();
-      OptimizeOptions opt;
-      opt.cpu = ActiveCpuFeatures();
-      ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
       EXPECT_EQ(CountOps(*g, "QLinearMatMul"), 1) << g->DebugString();
       EXPECT_EQ(CountOps(*g, "MatMul") + CountOps(*g, "Add") + CountOps(*g, "Relu"), 0) << g->DebugString();
       // Against the unfused graph (float product of dequantized values, the
       // bias and Relu in float, then QuantizeLinear): the same s8 up to one
       // step where float rounding lands on the other side of a .5.
-      SessionOptions plain;
-      plain.optimize = false;
-      auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
-      ASSERT_TRUE(s0.ok() && s1.ok());
-      const TensorMap in = {{"x", RandomF32({3, 5, 20}, 6, -2.f, 2.f)}};
-      auto ya = s0->Run(in), yb = s1->Run(in);
-      ASSERT_TRUE(ya.ok() && yb.ok()) << ya.status() << yb.status();
-      const Tensor& u = ya->at("y");
-      const Tensor& v = yb->at("y");
+      auto y = testing::RunPlainAndOptimized(bytes, {{"x", RandomF32({3, 5, 20}, 6, -2.f, 2.f)}});
+      ASSERT_TRUE(y.ok()) << y.status();
+      const auto& [u, v] = *y;
       int exact = 0, clamped = 0;
       for (int64_t i = 0; i < u.num_elements(); ++i) {
         ASSERT_LE(std::fabs(u.data<float>()[i] - v.data<float>()[i]), 0.03f * 1.001f) << i;
@@ -478,21 +469,13 @@ TEST(Passes, QdqMatMulBecomesQLinearMatMul) {
     for (bool relu : {false, true}) {
       SCOPED_TRACE(::testing::Message() << "float result, bias " << static_cast<int>(bias) << " relu " << relu);
       const std::string bytes = QdqMatMul(bias, relu, false);
-      auto g = ImportOnnxBytes(bytes, ".", "qdq_mm_f32.onnx");
+      auto g = testing::OptimizedGraph(bytes);
       ASSERT_TRUE(g.ok()) << g.status();
-      OptimizeOptions opt;
-      opt.cpu = ActiveCpuFeatures();
-      ASSERT_TRUE(OptimizeGraph(*g, opt).ok());
       EXPECT_EQ(CountOps(*g, "MatMulIntegerToFloat"), 1) << g->DebugString();
       EXPECT_EQ(CountOps(*g, "MatMul") + CountOps(*g, "Add") + CountOps(*g, "Relu"), 0) << g->DebugString();
-      SessionOptions plain;
-      plain.optimize = false;
-      auto s0 = Session::LoadFromBytes(bytes, plain), s1 = Session::LoadFromBytes(bytes);
-      ASSERT_TRUE(s0.ok() && s1.ok());
-      const TensorMap in = {{"x", RandomF32({3, 5, 20}, 6, -2.f, 2.f)}};
-      auto ya = s0->Run(in), yb = s1->Run(in);
-      ASSERT_TRUE(ya.ok() && yb.ok()) << ya.status() << yb.status();
-      EXPECT_LE(testing::MaxAbsDiff(ya->at("y"), yb->at("y")), 1e-4f);
+      auto y = testing::RunPlainAndOptimized(bytes, {{"x", RandomF32({3, 5, 20}, 6, -2.f, 2.f)}});
+      ASSERT_TRUE(y.ok()) << y.status();
+      EXPECT_LE(testing::MaxAbsDiff(y->first, y->second), 1e-4f);
     }
   }
   // The product or the sum with a second reader stays in float.
