@@ -2,11 +2,13 @@
 #include "quantize/mixed_precision.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "quantize/compare.h"
+#include "ops/float16.h"
 #include "quantize/qdq.h"
 
 namespace kvant::quantize {
@@ -35,6 +37,38 @@ absl::StatusOr<double> Top1(const OnnxModel& model, const Outputs& outputs, cons
     }
   }
   return row == 0 ? 0.0 : 100.0 * static_cast<double>(right) / static_cast<double>(row);
+}
+
+// Stores the float weights (input 1) of the nodes named in `fp16` as FP16
+// initializers read through Cast(to FLOAT). A node whose weights do not fit
+// FP16's range (|w| > 65504) keeps them, and so does one whose weights are
+// not a float initializer.
+void StoreWeightsFp16(OnnxModel& m, const absl::flat_hash_set<std::string>& fp16) {
+  auto& g = m.graph();
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> casts;
+  std::vector<std::string> replaced;
+  for (auto& n : *g.mutable_node()) {
+    if (!fp16.contains(n.name()) || n.input_size() < 2) continue;
+    auto w = m.InitializerTensor(n.input(1));
+    if (!w.ok() || w->dtype() != DataType::kFloat32) continue;
+    bool fits = true;
+    for (int64_t i = 0; i < w->num_elements() && fits; ++i) fits = std::fabs(w->data<float>()[i]) <= 65504.f;
+    if (!fits) continue;
+    Tensor h = Tensor::Zeros(DataType::kFloat16, w->shape());
+    for (int64_t i = 0; i < w->num_elements(); ++i) h.data<uint16_t>()[i] = FloatToHalf(w->data<float>()[i]);
+    const std::string name = n.input(1), hn = m.FreshName(name + "_fp16"), wide = m.FreshName(name + "_widened");
+    m.SetInitializer(hn, h);
+    onnx::NodeProto cast = MakeNode("Cast", {hn}, {wide}, m.FreshName(name + "_Cast"));
+    SetAttrInt(cast, "to", onnx::TensorProto::FLOAT);
+    *casts.Add() = std::move(cast);
+    n.set_input(1, wide);
+    replaced.push_back(name);
+  }
+  for (auto& n : *g.mutable_node()) *casts.Add() = std::move(n);
+  g.mutable_node()->Swap(&casts);
+  m.Reindex();
+  for (const auto& name : replaced)
+    if (m.Consumers(name).empty() && !m.IsGraphOutput(name)) m.RemoveInitializer(name);
 }
 
 }  // namespace
@@ -79,12 +113,21 @@ absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const Quanti
     budget->target = spec.value;
   }
   const double target = budget->target;
-  // Quantizes with `exclude` and scores it.
-  auto measure = [&](const absl::flat_hash_set<std::string>& exclude) -> absl::StatusOr<double> {
+  // Quantizes with `exclude` (the float nodes in `fp16` with FP16 weights)
+  // and scores it.
+  const absl::flat_hash_set<std::string> no_fp16;
+  auto convert = [&](const absl::flat_hash_set<std::string>& exclude, const absl::flat_hash_set<std::string>& fp16,
+                     QuantizeReport* r) -> absl::StatusOr<OnnxModel> {
     QuantizeOptions o = options;
     o.exclude = exclude;
+    auto q = Convert(prepared, o, &*calibration, r);
+    if (q.ok() && !fp16.empty()) StoreWeightsFp16(*q, fp16);
+    return q;
+  };
+  auto measure = [&](const absl::flat_hash_set<std::string>& exclude,
+                     const absl::flat_hash_set<std::string>& fp16) -> absl::StatusOr<double> {
     QuantizeReport r;
-    auto q = Convert(prepared, o, &*calibration, &r);
+    auto q = convert(exclude, fp16, &r);
     if (!q.ok()) return q.status();
     ++budget->evaluations;
     if (top1) {
@@ -94,7 +137,7 @@ absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const Quanti
     }
     return OutputSqnr(*reference, *q, data, options.num_threads);
   };
-  auto all = measure(options.exclude);
+  auto all = measure(options.exclude, no_fp16);
   if (!all.ok()) return all.status();
   budget->all_int8 = budget->final_score = *all;
   if (budget->final_score >= target) {
@@ -115,7 +158,7 @@ absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const Quanti
     const onnx::NodeProto& n = prepared.graph().node(nodes[i]);
     absl::flat_hash_set<std::string> exclude = options.exclude;
     exclude.insert(n.name());
-    auto r = measure(exclude);
+    auto r = measure(exclude, no_fp16);
     if (progress) progress("sensitivity", static_cast<int64_t>(i + 1), static_cast<int64_t>(nodes.size()));
     if (!r.ok()) continue;
     int64_t weights = 1;  // a node without weights costs its float arithmetic only: count it as one
@@ -133,7 +176,7 @@ absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const Quanti
   absl::flat_hash_set<std::string> exclude = options.exclude;
   for (size_t i = 0; i < candidates.size() && budget->final_score < target; ++i) {
     exclude.insert(candidates[i].kept.node);
-    auto r = measure(exclude);
+    auto r = measure(exclude, no_fp16);
     if (progress) progress("mixing", static_cast<int64_t>(i + 1), static_cast<int64_t>(candidates.size()));
     if (!r.ok()) return r.status();
     if (*r <= budget->final_score) {
@@ -144,9 +187,29 @@ absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const Quanti
     budget->final_score = *r;
   }
   budget->met = budget->final_score >= target;
-  QuantizeOptions o = options;
-  o.exclude = exclude;
-  return Convert(prepared, o, &*calibration, report);
+  // 4. FP16 weights for the float nodes, largest first, while the budget holds.
+  absl::flat_hash_set<std::string> fp16;
+  if (budget->met) {
+    std::vector<BudgetReport::Kept*> order;
+    for (auto& k : budget->kept_float)
+      if (k.extra_bytes > 3) order.push_back(&k);  // nodes with weights
+    std::stable_sort(order.begin(), order.end(),
+                     [](const BudgetReport::Kept* a, const BudgetReport::Kept* b) { return a->extra_bytes > b->extra_bytes; });
+    for (size_t i = 0; i < order.size(); ++i) {
+      fp16.insert(order[i]->node);
+      auto r = measure(exclude, fp16);
+      if (progress) progress("fp16", static_cast<int64_t>(i + 1), static_cast<int64_t>(order.size()));
+      if (!r.ok()) return r.status();
+      if (*r < target) {
+        fp16.erase(order[i]->node);
+        continue;
+      }
+      order[i]->fp16 = true;
+      order[i]->extra_bytes /= 3;
+      budget->final_score = *r;
+    }
+  }
+  return convert(exclude, fp16, report);
 }
 
 }  // namespace kvant::quantize

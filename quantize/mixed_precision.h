@@ -12,7 +12,13 @@
 //      float one at a time, each step measured (gains do not add up) and
 //      undone when it does not help, until the budget is met or no node is
 //      left.
-// Float means FP32 until the FP16/BF16 kernels exist.
+//   4. FP16: once the budget is met, each float node's weights (largest
+//      first) are stored as FP16 (an FP16 initializer read through
+//      Cast(to FLOAT); 1 byte per weight over INT8 instead of 3), each step
+//      measured and undone when the budget would no longer be met or a
+//      weight lies outside FP16's range. Kvant keeps such weights packed in
+//      FP16 (graph/passes/assign_precision.cc); the arithmetic is FP32, as
+//      this CPU has no FP16 GEMM with FP32 accumulation.
 #ifndef KVANT_QUANTIZE_MIXED_PRECISION_H_
 #define KVANT_QUANTIZE_MIXED_PRECISION_H_
 
@@ -44,6 +50,7 @@ struct BudgetReport {
     std::string node, op;
     double gain = 0;          // alone, from step 2
     int64_t extra_bytes = 0;  // float weights over INT8
+    bool fp16 = false;        // weights stored as FP16 (step 4)
   };
   std::vector<Kept> kept_float;  // in the order they were added
   int evaluations = 0;

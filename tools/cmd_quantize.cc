@@ -111,8 +111,8 @@ int QuantizeCommand(const QuantizeArgs& args) {
                 budget.target, unit, budget.all_int8, unit, budget.kept_float.size(), budget.final_score, unit,
                 budget.met ? "met" : "NOT met: every node that helped is in float", budget.evaluations);
     for (const auto& k : budget.kept_float) {
-      std::printf("  kept in float: %s '%s' (+%.2f %s alone, %.1f KB more weights)\n", k.op.c_str(), k.node.c_str(),
-                  k.gain, unit, k.extra_bytes / 1024.0);
+      std::printf("  kept in %s: %s '%s' (+%.2f %s alone, %.1f KB more weights)\n", k.fp16 ? "FP16" : "FP32",
+                  k.op.c_str(), k.node.c_str(), k.gain, unit, k.extra_bytes / 1024.0);
     }
   }
   std::printf("wrote %s (%.1f MB, from %.1f MB)\n", args.output.c_str(),

@@ -14,6 +14,12 @@
 // marked `kvant_precision = "fp16"`; their FP32 kernels store the packed
 // weights as FP16 where every value fits and widen a panel at a time
 // (NarrowToHalf, ops/cpu/gemm_f32.h). Activations stay FP32.
+//
+// FP16 weights from the file (KeepFileFp16Weights, every precision): a
+// MatMul, Gemm or group-1 Conv whose weights are Cast(to FLOAT) of an FP16
+// initializer (kvant quantize's mixed precision writes float layers so) is
+// marked the same way before constant folding widens them, so it keeps them
+// in FP16 rather than only a widened copy.
 #include "graph/passes/passes.h"
 
 namespace kvant {
@@ -62,6 +68,32 @@ absl::Status AssignFp16Weights(Graph& graph) {
     }
     // The kernels check the values' range as they narrow (NarrowToHalf).
     if (constant) n.attrs.SetString("kvant_precision", "fp16");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KeepFileFp16Weights(Graph& graph) {
+  const auto producers = graph.Producers();
+  for (Node& n : graph.nodes) {
+    const bool conv = n.op_type == "Conv" && n.attrs.GetInt("group", 1) == 1;
+    if (!n.domain.empty() || (n.op_type != "MatMul" && n.op_type != "Gemm" && !conv) || n.inputs.size() < 2 ||
+        n.attrs.Has("kvant_precision")) {
+      continue;
+    }
+    // Back through Casts to FLOAT (RunFp16ModelInFp32 adds one of its own
+    // in front of the file's) to an FP16 constant.
+    std::string value = n.inputs[1];
+    const Tensor* h = nullptr;
+    for (int hops = 0; hops < 4 && h == nullptr; ++hops) {
+      auto p = producers.find(value);
+      if (p == producers.end()) break;
+      const Node& cast = graph.nodes[p->second];
+      if (cast.op_type != "Cast" || !cast.domain.empty() || cast.attrs.GetInt("to", 0) != 1 || cast.inputs.empty()) break;
+      value = cast.inputs[0];
+      const Tensor* c = graph.FindConstant(value);
+      if (c != nullptr && c->dtype() == DataType::kFloat16) h = c;
+    }
+    if (h != nullptr && h->rank() == (conv ? 4 : 2)) n.attrs.SetString("kvant_precision", "fp16");
   }
   return absl::OkStatus();
 }

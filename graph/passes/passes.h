@@ -119,6 +119,8 @@ absl::Status AssignBf16Compute(Graph& graph);
 // assign_precision.cc: MatMul/Gemm/group-1 Conv/LSTM/GRU/RNN with constant
 // FP32 weights store them in FP16 (attribute kvant_precision = "fp16").
 absl::Status AssignFp16Weights(Graph& graph);
+// The same for the weights a file stores as FP16 behind Cast(to FLOAT).
+absl::Status KeepFileFp16Weights(Graph& graph);
 // fp16_model.cc: a model stored in float16 computes in FP32 between widening
 // casts at its inputs and weights and narrowing casts at its outputs.
 absl::Status RunFp16ModelInFp32(Graph& graph);

@@ -31,6 +31,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (!options.optimize) return InferShapes(graph);
   if (auto s = RemoveIdentities(graph); !s.ok()) return s;
   if (auto s = InferShapes(graph); !s.ok()) return s;
+  if (auto s = KeepFileFp16Weights(graph); !s.ok()) return s;  // before folding widens them
   // Weights some quantizers leave as QuantizeLinear(float constant): quantized
   // now, so that the QDQ fusions below see constant quantized weights.
   auto constant_quantize = [](const Node& n) { return n.op_type == "QuantizeLinear" && n.domain.empty(); };
