@@ -115,7 +115,7 @@ absl::Status FoldConstants(Graph& graph, CpuFeatures cpu, int64_t max_fold_bytes
   while (!pending.empty()) {
     Node node = std::move(pending.front());
     pending.pop_front();
-    if (node.op_type == "If" && node.domain.empty()) {
+    if (node.op_type == "If" && node.domain.empty() && !node.inputs.empty()) {  // (no input: InferNodeShapes says so)
       if (const Tensor* cond = graph.FindConstant(node.inputs[0]); cond != nullptr && cond->num_elements() == 1) {
         std::vector<Node> inlined = InlineBranch(graph, node, cond->data<uint8_t>()[0] != 0);
         pending.insert(pending.begin(), std::make_move_iterator(inlined.begin()), std::make_move_iterator(inlined.end()));

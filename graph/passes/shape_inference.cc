@@ -32,6 +32,11 @@ absl::StatusOr<std::vector<ValueType>> InferBranch(const Graph& outer, const Gra
 
 // Both branches inferred; a dimension is kept where they agree.
 absl::Status InferIfNode(Graph& graph, const Node& node) {
+  if (node.inputs.size() != 1 || node.inputs[0].empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "failed to load %s: node %s must have 1 input (the condition), got %d", graph.source, node.Label(),
+        node.inputs.size() == 1 ? 0 : node.inputs.size()));
+  }
   const Attribute* then_branch = node.attrs.Find("then_branch");
   const Attribute* else_branch = node.attrs.Find("else_branch");
   if (!then_branch || !else_branch || !then_branch->g || !else_branch->g) {

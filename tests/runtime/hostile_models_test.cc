@@ -329,6 +329,15 @@ TEST(HostileModels, FuzzerFindingsStayFixed) {
     ++files;
   }
   EXPECT_GT(files, 0);
+  // One of them, an If node without its condition (constant folding read
+  // past its inputs), by name.
+  std::ifstream in(KVANT_SOURCE_DIR "/tests/fuzz/regressions/crash-413db15c58b758522d13b4b5261259d8d1f958f0.onnx",
+                   std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  auto s = Session::LoadFromBytes(bytes.str());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << s.status();
+  EXPECT_NE(s.status().message().find("must have 1 input (the condition), got 0"), std::string::npos) << s.status();
 }
 
 }  // namespace
