@@ -7,8 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "quantize/compare.h"
 #include "ops/float16.h"
+#include "quantize/compare.h"
 #include "quantize/qdq.h"
 
 namespace kvant::quantize {
