@@ -13,6 +13,7 @@
 // float weights. MatMul weights may be per tensor or, for 2-D weights, per
 // column (axis 1).
 #include <cmath>
+#include <optional>
 
 #include "graph/passes/passes.h"
 
@@ -97,6 +98,44 @@ bool SoleUse(const Graph& g, const absl::flat_hash_map<std::string, int>& uses, 
   return it != uses.end() && it->second == 1 && !g.IsGraphOutput(value);
 }
 
+// The operands of MatMul(DQ(a), DQ(constant b)) that the INT8 products
+// take: a and b u8/s8, a per tensor, b per tensor or (2-D) per column, no
+// blocks. The tensor pointers do not survive AddConstant; the types do.
+struct QdqMatMulOperands {
+  const Node* dqa = nullptr;
+  const Node* dqb = nullptr;
+  const Tensor* bq = nullptr;
+  const Tensor* as = nullptr;
+  const Tensor* bs = nullptr;
+  DataType a_type = DataType::kUndefined, b_type = DataType::kUndefined;
+  int64_t n = 1;  // columns of b
+};
+
+std::optional<QdqMatMulOperands> MatchQdqMatMul(const Graph& graph,
+                                                const absl::flat_hash_map<std::string, int>& producers, const Node& mm) {
+  QdqMatMulOperands o;
+  o.dqa = ProducerOf(graph, producers, mm.inputs[0], "DequantizeLinear");
+  o.dqb = ProducerOf(graph, producers, mm.inputs[1], "DequantizeLinear");
+  if (o.dqa == nullptr || o.dqb == nullptr) return std::nullopt;
+  o.bq = graph.FindConstant(o.dqb->inputs[0]);
+  const ValueType* at = graph.FindType(o.dqa->inputs[0]);
+  if (o.bq == nullptr || o.bq->rank() < 1 || !IsByteType(o.bq->dtype()) || at == nullptr || !IsByteType(at->dtype)) {
+    return std::nullopt;
+  }
+  o.n = o.bq->rank() == 2 ? o.bq->shape()[1] : 1;
+  o.as = ConstScale(graph, o.dqa->inputs[1], 1);
+  o.bs = ConstScale(graph, o.dqb->inputs[1], o.n);
+  if (o.as == nullptr || o.bs == nullptr) return std::nullopt;
+  if (o.bs->num_elements() > 1) {
+    const int64_t axis = o.dqb->attrs.GetInt("axis", 1);
+    if (o.bq->rank() != 2 || (axis != 1 && axis != -1)) return std::nullopt;  // per column only
+  }
+  if (o.dqa->attrs.GetInt("block_size", 0) != 0 || o.dqb->attrs.GetInt("block_size", 0) != 0) return std::nullopt;
+  o.a_type = at->dtype;
+  o.b_type = o.bq->dtype();
+  return o;
+}
+
 // Q([Relu|Clip](MatMul(DQ(a), DQ(constant b)) [+ bias])) -> QLinearMatMul.
 // With a bias (an Add of a constant vector, or of DequantizeLinear(int32) at
 // scale sa * sb[n], as kvant quantize writes a Linear layer) it becomes
@@ -134,39 +173,24 @@ absl::Status FuseQdqMatMul(Graph& graph) {
     }
     const Node& mm = graph.nodes[mi->second];
     if (mm.op_type != "MatMul" || !mm.domain.empty() || !SoleUse(graph, uses, mm.outputs[0])) continue;
-    const Node* dqa = ProducerOf(graph, producers, mm.inputs[0], "DequantizeLinear");
-    const Node* dqb = ProducerOf(graph, producers, mm.inputs[1], "DequantizeLinear");
-    if (dqa == nullptr || dqb == nullptr) continue;
-    const Tensor* bq = graph.FindConstant(dqb->inputs[0]);
-    const ValueType* at = graph.FindType(dqa->inputs[0]);
-    if (bq == nullptr || bq->rank() < 1 || !IsByteType(bq->dtype()) || at == nullptr || !IsByteType(at->dtype)) continue;
-    const int64_t n = bq->rank() == 2 ? bq->shape()[1] : 1;
-    const Tensor* as = ConstScale(graph, dqa->inputs[1], 1);
-    const Tensor* bs = ConstScale(graph, dqb->inputs[1], n);
-    const Tensor* ys = ConstScale(graph, q.inputs[1], 1);
-    if (as == nullptr || bs == nullptr || ys == nullptr) continue;
-    if (bs->num_elements() > 1) {
-      const int64_t axis = dqb->attrs.GetInt("axis", 1);
-      if (bq->rank() != 2 || (axis != 1 && axis != -1)) continue;  // per column only
-    }
-    if (dqa->attrs.GetInt("block_size", 0) != 0 || dqb->attrs.GetInt("block_size", 0) != 0) continue;
+    const auto ops = MatchQdqMatMul(graph, producers, mm);
+    if (!ops || ConstScale(graph, q.inputs[1], 1) == nullptr) continue;
+    const Node *dqa = ops->dqa, *dqb = ops->dqb;
     const DataType yt = QuantizedType(graph, q);
     if (!IsByteType(yt)) continue;
-    // Pointers into the initializers and types (at, bq, as, bs) do not survive AddConstant.
-    const DataType a_type = at->dtype, b_type = bq->dtype();
     const std::string name = mm.name.empty() ? q.name : mm.name;
     std::string bias;
     const Node* dqc = nullptr;
     if (add_index >= 0) {
-      if (bq->rank() != 2) continue;
-      bias = QuantizedBias(graph, producers, bias_value, *as, *bs, n, name, &dqc);
+      if (ops->bq->rank() != 2) continue;
+      bias = QuantizedBias(graph, producers, bias_value, *ops->as, *ops->bs, ops->n, name, &dqc);
       if (bias.empty()) continue;
     }
     Node fused;
     fused.op_type = "QLinearMatMul";
     fused.name = name;
-    fused.inputs = {dqa->inputs[0], dqa->inputs[1], ZeroPointOrZero(graph, *dqa, 2, a_type),
-                    dqb->inputs[0], dqb->inputs[1], ZeroPointOrZero(graph, *dqb, 2, b_type),
+    fused.inputs = {dqa->inputs[0], dqa->inputs[1], ZeroPointOrZero(graph, *dqa, 2, ops->a_type),
+                    dqb->inputs[0], dqb->inputs[1], ZeroPointOrZero(graph, *dqb, 2, ops->b_type),
                     q.inputs[1], ZeroPointOrZero(graph, q, 2, yt)};
     if (!bias.empty()) {
       fused.domain = "kvant";
@@ -207,19 +231,10 @@ absl::Status FuseQdqMatMulToFloat(Graph& graph) {
   for (size_t mi = 0; mi < graph.nodes.size(); ++mi) {
     const Node& mm = graph.nodes[mi];
     if (mm.op_type != "MatMul" || !mm.domain.empty() || removed[mi]) continue;
-    const Node* dqa = ProducerOf(graph, producers, mm.inputs[0], "DequantizeLinear");
-    const Node* dqb = ProducerOf(graph, producers, mm.inputs[1], "DequantizeLinear");
-    if (dqa == nullptr || dqb == nullptr) continue;
-    const Tensor* bq = graph.FindConstant(dqb->inputs[0]);
-    const ValueType* at = graph.FindType(dqa->inputs[0]);
-    if (bq == nullptr || bq->rank() != 2 || !IsByteType(bq->dtype()) || at == nullptr || !IsByteType(at->dtype)) continue;
-    const int64_t n = bq->shape()[1];
-    const Tensor* as = ConstScale(graph, dqa->inputs[1], 1);
-    const Tensor* bs = ConstScale(graph, dqb->inputs[1], n);
-    if (as == nullptr || bs == nullptr) continue;
-    if (bs->num_elements() > 1 && dqb->attrs.GetInt("axis", 1) != 1 && dqb->attrs.GetInt("axis", 1) != -1) continue;
-    if (dqa->attrs.GetInt("block_size", 0) != 0 || dqb->attrs.GetInt("block_size", 0) != 0) continue;
-    const DataType a_type = at->dtype, b_type = bq->dtype();  // at, bq, as, bs do not survive AddConstant
+    const auto ops = MatchQdqMatMul(graph, producers, mm);
+    if (!ops || ops->bq->rank() != 2) continue;
+    const Node *dqa = ops->dqa, *dqb = ops->dqb;
+    const int64_t n = ops->n;
     // The bias Add, when the product's only reader adds a constant vector.
     int add_index = -1;
     std::string bias;
@@ -237,11 +252,11 @@ absl::Status FuseQdqMatMulToFloat(Graph& graph) {
           bias = other;
           add_index = c;
         } else if (ProducerOf(graph, producers, other, "DequantizeLinear") != nullptr) {
-          const std::string q = QuantizedBias(graph, producers, other, *as, *bs, n, mm.name, &dqc);
+          const std::string q = QuantizedBias(graph, producers, other, *ops->as, *ops->bs, n, mm.name, &dqc);
           if (!q.empty()) {
             const Tensor* qt = graph.FindConstant(q);
             std::vector<float> b(n);
-            for (int64_t j = 0; j < n; ++j) b[j] = static_cast<float>(qt->data<int32_t>()[j]) * At(*as, 0) * At(*bs, j);
+            for (int64_t j = 0; j < n; ++j) b[j] = static_cast<float>(qt->data<int32_t>()[j]) * At(*ops->as, 0) * At(*ops->bs, j);
             bias = graph.AddConstant(mm.name + "_bias_f32", Tensor::FromVector(DataType::kFloat32, {n}, b));
             add_index = c;
           }
@@ -257,7 +272,7 @@ absl::Status FuseQdqMatMulToFloat(Graph& graph) {
     fused.domain = "com.microsoft";
     fused.name = mm.name.empty() ? out : mm.name;
     fused.inputs = {dqa->inputs[0], dqb->inputs[0], dqa->inputs[1], dqb->inputs[1],
-                    ZeroPointOrZero(graph, *dqa, 2, a_type), ZeroPointOrZero(graph, *dqb, 2, b_type)};
+                    ZeroPointOrZero(graph, *dqa, 2, ops->a_type), ZeroPointOrZero(graph, *dqb, 2, ops->b_type)};
     if (!bias.empty()) fused.inputs.push_back(bias);
     fused.outputs = {out};
     if (add_index >= 0) removed[add_index] = true;
