@@ -35,6 +35,25 @@ inline void StepS8(const uint8_t* a0, const uint8_t* a1, int64_t a_rs, const int
   _tile_dpbusd(3, 5, 7);
 }
 
+// Rows 0-15 only: accumulators tmm0-1, A in tmm4.
+inline void ZeroAccumulators16() {
+  _tile_zero(0);
+  _tile_zero(1);
+}
+
+inline void StepS8Rows16(const uint8_t* a0, int64_t a_rs, const int8_t* b) {
+  _tile_loadd(4, a0, a_rs);
+  _tile_loadd(6, b, 128);
+  _tile_dpbusd(0, 4, 6);
+  _tile_loadd(7, b + 64, 128);
+  _tile_dpbusd(1, 4, 7);
+}
+
+inline void StoreAccumulators16(int32_t* tile) {
+  _tile_stored(0, tile, 128);
+  _tile_stored(1, tile + 16, 128);
+}
+
 // The accumulators as a 32 x 32 int32 tile, rows 32 apart.
 inline void StoreAccumulators(int32_t* tile) {
   _tile_stored(0, tile, 128);

@@ -115,7 +115,7 @@ void RunGemmBf16(const GemmUkernelInfoBf16& uk, const GemmArgsBf16& args, void* 
         const int64_t c0 = panel * uk.nr, cols = std::min<int64_t>(uk.nr, n - c0);
         for (int64_t block = g * group; block < std::min(row_blocks, (g + 1) * group); ++block) {
           const int64_t r0 = block * uk.mr, rows = std::min<int64_t>(uk.mr, m - r0);
-          uk.by_rows[(uk.full_rows ? uk.mr : rows) - 1](pairs, a_packed + r0 * pairs, pairs, b.panel(c0), tile);
+          uk.by_rows[rows - 1](pairs, a_packed + r0 * pairs, pairs, b.panel(c0), tile);
           avx512bf16::StoreTileBf16(tile, uk.nr, rows, cols, args.col_bias ? args.col_bias + c0 : nullptr, args.act,
                                     args.c + r0 * args.ldc + c0, args.ldc);
         }

@@ -48,7 +48,7 @@ struct GemmUkernelInfoBf16 {
   int nr;
   const GemmUkernelBf16* by_rows;
   int pair_align = 1;            // K pairs padded to a multiple of this (16 for AMX tiles)
-  bool full_rows = false;        // reads mr rows of A even for fewer (the driver pads)
+  bool full_rows = false;        // by_rows[r - 1] may read mr rows of A for fewer (the driver pads)
   void (*begin)() = nullptr;     // per thread and task (AMX tile configuration)
   void (*end)() = nullptr;
   int min_m = 0;                 // below this M, run `small_m` (same B packing)

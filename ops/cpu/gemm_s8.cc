@@ -212,7 +212,8 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
             if (kp > k) {
               for (int64_t r = 0; r < rows; ++r) std::memset(a_buf + r * kp + k, 0, kp - k);
             }
-            if (rows < mr) std::memset(a_buf + rows * kp, 0, (mr - rows) * kp);
+            const int64_t read_rows = rows <= uk.half_rows ? uk.half_rows : mr;
+            if (rows < read_rows) std::memset(a_buf + rows * kp, 0, (read_rows - rows) * kp);
             if (args.a_rows != nullptr) {
               (*args.a_rows)(ir, rows, a_buf, kp);
               for (int64_t r = 0; any_zb && r < rows; ++r) {  // row sums of an implicit A, per panel

@@ -73,6 +73,7 @@ struct GemmUkernelInfoS8 {
   void (*end)() = nullptr;
   int min_m = 0;                 // below this M, or at a K it would mostly pad, run `small_m` (same B panels)
   const char* small_m = nullptr;
+  int half_rows = 0;             // full_panels: up to this many rows read only this many (the driver pads less)
 };
 
 // `base` for the columns from col on: per-column pointers advanced by col

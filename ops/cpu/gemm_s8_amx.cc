@@ -2,13 +2,15 @@
 // int32 tiles, A read row-major (in place or from the zero-padded packed
 // panel), B from the same packed panels the AVX-512 VNNI kernel reads; one K
 // step of 64 is amx::StepS8 (amx_s8_step.h). K is padded to a multiple of
-// 64; panels are always 32 rows (the driver packs short ones). M < 9, and K
-// that 64-byte steps would mostly pad, run on the VNNI kernel instead
-// (gemm_s8_bench, 589,824 products: M = 1 7.9 us there against 30 here,
-// M = 4 15 against 26, M = 13 41 against 33). The tile configuration is
-// loaded once per thread and task (Begin/End). Compiled with -mamx-tile
-// -mamx-int8; selected only when cpu_caps got the OS permission for the tile
-// data state.
+// 64; panels are 32 rows (the driver packs short ones), or 16 for panels of
+// at most 16 rows, which take a kernel of two accumulator tiles: half the
+// products of a padded 32-row panel (gemm_s8_bench --paired, 4 x 768 x 768:
+// 10.6 us on the VNNI kernel, 5.7 here; 13 x 384 x 1536 11.4 -> 9.0). One
+// row, and K that 64-byte steps would mostly pad, run on the VNNI kernel
+// instead (a GEMV is bound by B's bandwidth there as here). The tile
+// configuration is loaded once per thread and task (Begin/End). Compiled
+// with -mamx-tile -mamx-int8; selected only when cpu_caps got the OS
+// permission for the tile data state.
 #include <immintrin.h>
 
 #include <cstring>
@@ -35,10 +37,19 @@ void Ukernel(int64_t kp, const uint8_t* a, int64_t a_rs, int64_t /*a_gs*/, const
   StoreAccumulators(tile);
 }
 
-const GemmUkernelS8 kByRows[32] = {Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel,
-                                   Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel,
-                                   Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel,
-                                   Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel, Ukernel};
+// Up to 16 rows (a token's projections, the last panel of a GEMM): half the
+// products and half the A loads of the 32-row kernel.
+void Ukernel16(int64_t kp, const uint8_t* a, int64_t a_rs, int64_t /*a_gs*/, const int8_t* b, int32_t* tile) {
+  ZeroAccumulators16();
+  for (int64_t k0 = 0; k0 < kp; k0 += 64) StepS8Rows16(a + k0, a_rs, b + (k0 / 4) * 128);
+  StoreAccumulators16(tile);
+}
+
+const GemmUkernelS8 kByRows[32] = {Ukernel16, Ukernel16, Ukernel16, Ukernel16, Ukernel16, Ukernel16, Ukernel16,
+                                   Ukernel16, Ukernel16, Ukernel16, Ukernel16, Ukernel16, Ukernel16, Ukernel16,
+                                   Ukernel16, Ukernel16, Ukernel,   Ukernel,   Ukernel,   Ukernel,   Ukernel,
+                                   Ukernel,   Ukernel,   Ukernel,   Ukernel,   Ukernel,   Ukernel,   Ukernel,
+                                   Ukernel,   Ukernel,   Ukernel,   Ukernel};
 
 }  // namespace
 

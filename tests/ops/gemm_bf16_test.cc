@@ -36,7 +36,7 @@ TEST_P(GemmBf16Kernels, MatchesTheReference) {
   const GemmUkernelInfoBf16& uk = *GetParam();
   if ((uk.needs & ActiveCpuFeatures()) != uk.needs) GTEST_SKIP() << uk.name << " needs a CPU feature this one lacks";
   ThreadPool pool(2);
-  for (int64_t m : {1, 13, 14, 15, 29}) {
+  for (int64_t m : {1, 2, 13, 14, 15, 16, 17, 29, 48}) {  // 16, 17, 48: the AMX 16-row kernel's edges
     for (int64_t n : {1, 31, 32, 33, 70}) {
       for (int64_t k : {1, 2, 7, 64, 255}) {
         for (int mode : {0, 1, 2}) {  // no epilogue, bias + Relu, bias + Gelu * -0.5 + 0.25

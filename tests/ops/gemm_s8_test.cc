@@ -159,7 +159,9 @@ class GemmS8UkernelTest : public ::testing::TestWithParam<int> {
 TEST_P(GemmS8UkernelTest, SizesAroundTilesInt32) {
   const int64_t mr = uk().mr, nr = uk().nr;
   uint64_t seed = 1;
-  for (int64_t m : {int64_t{1}, int64_t{9}, mr - 1, mr, mr + 1, 2 * mr + 3}) {  // 9: the AMX row's smallest
+  // 2: the AMX row's smallest; 16, 17, mr + 16: its 16-row kernel's edges.
+  for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{9}, int64_t{16}, int64_t{17}, mr - 1, mr, mr + 1, mr + 16,
+                    2 * mr + 3}) {
     for (int64_t n : {int64_t{1}, nr - 1, nr, nr + 1, 3 * nr + 5}) {
       for (int64_t k : {1, 3, 4, 5, 17, 64, 259}) {
         for (int32_t za : {0, 128, 255}) {
