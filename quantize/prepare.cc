@@ -40,6 +40,41 @@ std::string WritableName(OnnxModel& m, const std::string& name, size_t uses) {
   return m.Consumers(name).size() <= uses ? name : m.FreshName(name + "_prepared");
 }
 
+// The values of a constant operand: a float initializer, or a Reshape of
+// one to a constant shape (PaddlePaddle reshapes each bias vector to
+// [1, C, 1, 1] in the graph). `reshape` gets the Reshape's node index.
+std::optional<Tensor> ConstantOperand(const OnnxModel& m, const std::string& name, int* reshape) {
+  *reshape = -1;
+  if (auto t = FloatInitializer(m, name)) return t;
+  const int ri = m.Producer(name);
+  if (ri < 0) return std::nullopt;
+  const onnx::NodeProto& r = m.graph().node(ri);
+  if (!IsOnnx(r, "Reshape") || r.input_size() != 2 || AttrInt(r, "allowzero", 0) != 0) return std::nullopt;
+  auto data = FloatInitializer(m, r.input(0));
+  auto target = m.FindInitializer(r.input(1)) ? m.InitializerTensor(r.input(1)) : absl::NotFoundError("");
+  if (!data || !target.ok() || target->dtype() != DataType::kInt64) return std::nullopt;
+  std::vector<int64_t> shape(target->data<int64_t>(), target->data<int64_t>() + target->num_elements());
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) {
+      if (static_cast<int64_t>(i) >= data->rank()) return std::nullopt;
+      shape[i] = data->shape()[i];
+    }
+    if (shape[i] == -1 && infer < 0) {
+      infer = static_cast<int64_t>(i);
+    } else if (shape[i] <= 0) {
+      return std::nullopt;
+    } else {
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) shape[infer] = data->num_elements() / known;
+  auto out = data->Reshaped(shape);
+  if (!out.ok()) return std::nullopt;
+  *reshape = ri;
+  return *std::move(out);
+}
+
 }  // namespace
 
 absl::Status RemoveNoOps(OnnxModel& m, PrepareReport* report) {
@@ -113,6 +148,63 @@ absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report) {
     conv.set_output(0, bn.output(0));
     removed[bi] = true;
     ++report->folded_batchnorms;
+  }
+  RemoveNodes(g, removed);
+  m.Reindex();
+  return absl::OkStatus();
+}
+
+absl::Status FoldConvBiasAdds(OnnxModel& m, PrepareReport* report) {
+  auto& g = m.graph();
+  std::vector<bool> removed(g.node_size(), false);
+  for (int ai = 0; ai < g.node_size(); ++ai) {
+    const onnx::NodeProto& add = g.node(ai);
+    if (!IsOnnx(add, "Add") || add.input_size() != 2 || add.output_size() != 1) continue;
+    for (int side : {0, 1}) {
+      const std::string y = add.input(side);
+      const int ci = m.Producer(y);
+      if (ci < 0 || removed[ci] || !IsOnnx(g.node(ci), "Conv") || m.Consumers(y).size() != 1 || m.IsGraphOutput(y)) {
+        continue;
+      }
+      onnx::NodeProto& conv = *g.mutable_node(ci);
+      auto w = FloatInitializer(m, conv.input(1));
+      int reshape = -1;
+      auto v = ConstantOperand(m, add.input(1 - side), &reshape);
+      if (!w || !v || w->rank() < 3) continue;
+      // One value per output channel, along the channel axis of the
+      // output's rank (a [C] vector would broadcast along the last spatial
+      // axis instead), or one for all.
+      const int64_t out_channels = w->shape()[0], rank = w->rank();
+      bool per_channel = v->rank() >= rank - 1 && v->rank() <= rank;
+      for (int64_t d = 0; per_channel && d < v->rank(); ++d) {
+        const bool channel_axis = d == v->rank() - (rank - 1);
+        per_channel = v->shape()[d] == (channel_axis ? out_channels : 1);
+      }
+      if (!per_channel && v->num_elements() != 1) continue;
+      std::optional<Tensor> bias;
+      if (conv.input_size() > 2 && !conv.input(2).empty()) {
+        bias = FloatInitializer(m, conv.input(2));
+        if (!bias || bias->num_elements() != out_channels) continue;
+      }
+      Tensor new_b = Tensor::Zeros(DataType::kFloat32, {out_channels});
+      for (int64_t o = 0; o < out_channels; ++o) {
+        new_b.data<float>()[o] = (bias ? bias->data<float>()[o] : 0.f) + v->data<float>()[per_channel ? o : 0];
+      }
+      const std::string b_name = bias ? WritableName(m, conv.input(2), 1) : m.FreshName(conv.name() + "_bias");
+      m.SetInitializer(b_name, new_b);
+      if (conv.input_size() > 2) {
+        conv.set_input(2, b_name);
+      } else {
+        conv.add_input(b_name);
+      }
+      conv.set_output(0, add.output(0));
+      removed[ai] = true;
+      if (reshape >= 0 && m.Consumers(add.input(1 - side)).size() == 1 && !m.IsGraphOutput(add.input(1 - side))) {
+        removed[reshape] = true;
+      }
+      ++report->folded_bias_adds;
+      break;
+    }
   }
   RemoveNodes(g, removed);
   m.Reindex();

@@ -3,10 +3,14 @@
 //   1. Identity and Dropout go (their consumers read the input).
 //   2. BatchNormalization after a Conv with constant weights folds into the
 //      weights and bias, so one scale per output channel covers both.
-//   3. Opset 13 where per-channel weights need DequantizeLinear's `axis`:
+//   3. An Add of a constant per-channel vector ([1,C,1,1], [C,1,1]) or a
+//      scalar after a Conv whose output only it reads (PaddlePaddle writes
+//      every convolution's bias this way) becomes the Conv's bias, so the
+//      bias is quantized with the product and an activation after it fuses.
+//   4. Opset 13 where per-channel weights need DequantizeLinear's `axis`:
 //      Squeeze, Unsqueeze, Split and ReduceSum move their attribute into an
 //      input; Softmax-family axes must be the last (their meaning changed).
-//   4. Optional cross-layer equalization (Nagel et al. 2019): for each
+//   5. Optional cross-layer equalization (Nagel et al. 2019): for each
 //      Conv -> [Relu] -> Conv pair where the first output feeds only the
 //      second (depthwise or dense), output channel i of the first is divided
 //      by s_i and input channel i of the second multiplied by it, with
@@ -28,6 +32,7 @@ namespace kvant::quantize {
 struct PrepareReport {
   int removed_noops = 0;
   int folded_batchnorms = 0;
+  int folded_bias_adds = 0;
   int upgraded_nodes = 0;  // attribute -> input moves for opset 13
   int equalized_pairs = 0;
   int64_t opset_before = 0, opset_after = 0;
@@ -35,6 +40,7 @@ struct PrepareReport {
 
 absl::Status RemoveNoOps(OnnxModel& m, PrepareReport* report);
 absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report);
+absl::Status FoldConvBiasAdds(OnnxModel& m, PrepareReport* report);
 absl::Status UpgradeToOpset13(OnnxModel& m, PrepareReport* report);
 absl::Status EqualizeCrossLayer(OnnxModel& m, PrepareReport* report);
 

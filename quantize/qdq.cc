@@ -84,6 +84,17 @@ std::string HardSwishInput(const OnnxModel& m, const onnx::NodeProto& n) {
   return {};
 }
 
+// The input x when node n is a unary operator the runtime computes as a
+// 256-entry table between quantized tensors (fuse_qdq_table.cc): HardSwish
+// (either spelling), and the gates of squeeze-excitation blocks, HardSigmoid
+// and Sigmoid. Empty otherwise.
+std::string TableInput(const OnnxModel& m, const onnx::NodeProto& n) {
+  if (n.domain().empty() && (n.op_type() == "HardSigmoid" || n.op_type() == "Sigmoid") && n.input_size() == 1) {
+    return n.input(0);
+  }
+  return HardSwishInput(m, n);
+}
+
 // The largest |int32 bias| written: 2^30 leaves the kernels room to add the
 // zero-point terms (za * column sums) without overflow.
 constexpr float kMaxBias = 1073741824.f;
@@ -174,12 +185,14 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
     const Role role = RoleOf(m, n);
     switch (role) {
       case Role::kFloat:
-        // HardSwish of a quantized tensor: its output too, so that the pool
-        // and product of a squeeze-excitation block read it quantized and
-        // the runtime computes it as a table, not in float between a
-        // DequantizeLinear and a QuantizeLinear.
-        if (const std::string x = HardSwishInput(m, n); !x.empty() && quantized(x) &&
-                                                      ReadQuantized(m, n.output(0), excluded)) {
+        // HardSwish, HardSigmoid or Sigmoid of a quantized tensor: its
+        // output too, when a quantized reader takes it, so that the pool and
+        // the gate product of a squeeze-excitation block read 8 bits (the
+        // product becomes a quantized Mul) and the runtime computes the
+        // function as a table, not in float between a DequantizeLinear and a
+        // QuantizeLinear.
+        if (const std::string x = TableInput(m, n); !x.empty() && quantized(x) &&
+                                                  ReadQuantized(m, n.output(0), excluded)) {
           plan.quantized_nodes.insert(n.name());
           mark(n.output(0), n.output(0));
         }

@@ -21,10 +21,11 @@
 //   same params MaxPool, Reshape, Flatten, Squeeze, Unsqueeze, Transpose and
 //               nearest Resize of a quantized tensor keep its scale and zero point, so the
 //               conversions around them cancel;
-//   HardSwish   (the operator or its pre-opset-14 spelling) of a quantized
-//               tensor that a quantized reader takes (a squeeze-excitation
-//               pool): its output too; the runtime makes it a table;
-//   everything else (Softmax, LayerNormalization, GELU's Erf, Sigmoid, ...)
+//   tables      HardSwish (the operator or its pre-opset-14 spelling),
+//               HardSigmoid and Sigmoid of a quantized tensor that a
+//               quantized reader takes (a squeeze-excitation pool, its gate
+//               product): the output too; the runtime makes each a table;
+//   everything else (Softmax, LayerNormalization, GELU's Erf, ...)
 //   stays in float, fed by DequantizeLinear where its input was quantized.
 #ifndef KVANT_QUANTIZE_QDQ_H_
 #define KVANT_QUANTIZE_QDQ_H_

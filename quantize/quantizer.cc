@@ -12,6 +12,7 @@ namespace kvant::quantize {
 absl::Status Prepare(OnnxModel& model, const QuantizeOptions& options, PrepareReport* report) {
   if (auto s = RemoveNoOps(model, report); !s.ok()) return s;
   if (auto s = FoldBatchNorms(model, report); !s.ok()) return s;
+  if (auto s = FoldConvBiasAdds(model, report); !s.ok()) return s;
   report->opset_before = report->opset_after = model.opset();
   if (!options.dynamic && options.scheme.weights_per_channel) {
     if (auto s = UpgradeToOpset13(model, report); !s.ok()) return s;

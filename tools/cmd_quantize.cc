@@ -89,8 +89,8 @@ int QuantizeCommand(const QuantizeArgs& args) {
   if (!q.ok()) return Fail(q.status());
   if (auto s = q->Save(args.output); !s.ok()) return Fail(s);
   const auto& p = report.prepare;
-  std::printf("prepared: %d no-op(s) removed, %d BatchNormalization folded, opset %lld -> %lld (%d node(s) rewritten)%s\n",
-              p.removed_noops, p.folded_batchnorms, static_cast<long long>(p.opset_before),
+  std::printf("prepared: %d no-op(s) removed, %d BatchNormalization and %d bias Add(s) folded, opset %lld -> %lld (%d node(s) rewritten)%s\n",
+              p.removed_noops, p.folded_batchnorms, p.folded_bias_adds, static_cast<long long>(p.opset_before),
               static_cast<long long>(p.opset_after), p.upgraded_nodes,
               options->equalize ? absl::StrFormat(", %d pair(s) equalized", p.equalized_pairs).c_str() : "");
   if (options->dynamic) {

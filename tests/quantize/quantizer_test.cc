@@ -322,6 +322,105 @@ TEST(Quantizer, PrepareKeepsTheFp32Outputs) {
   for (int64_t i = 0; i < y0.num_elements(); ++i) EXPECT_NEAR(y0.data<float>()[i], y1.data<float>()[i], 1e-4f) << i;
 }
 
+Tensor Int64s(std::vector<int64_t> v) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  return Tensor::FromVector<int64_t>(DataType::kInt64, {n}, std::move(v));
+}
+
+TEST(Quantizer, PrepareFoldsConvBiasAdds) {
+  // PaddlePaddle's convolution bias: Add(Conv, Reshape(b, [1, C, 1, 1])) folds
+  // into the Conv, a [1, C, 1, 1] initializer and a scalar too; an Add of a
+  // [C] vector broadcasts along the last spatial axis (W = C here) and stays.
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {2, 3, 6, 6}).Output("y");
+  b.Initializer("w1", RandomF32({6, 3, 3, 3}, 1)).Initializer("b1", RandomF32({6}, 2));
+  b.Initializer("shape", Int64s({1, -1, 1, 1})).Initializer("w2", RandomF32({6, 6, 1, 1}, 3));
+  b.Initializer("b2", RandomF32({1, 6, 1, 1}, 4)).Initializer("w3", RandomF32({6, 6, 1, 1}, 5));
+  b.Initializer("half", ScalarF32(0.5f)).Initializer("by_w", RandomF32({6}, 6));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w1"}, {"c1"}, "conv1"), "pads", {1, 1, 1, 1});
+  b.Node("Reshape", {"b1", "shape"}, {"b1r"}, "bias_shape");
+  b.Node("Add", {"c1", "b1r"}, {"a1"}, "bias1");
+  b.Node("Relu", {"a1"}, {"r1"}, "relu1");
+  b.Node("Conv", {"r1", "w2"}, {"c2"}, "conv2");
+  b.Node("Add", {"b2", "c2"}, {"a2"}, "bias2");
+  b.Node("Conv", {"a2", "w3"}, {"c3"}, "conv3");
+  b.Node("Add", {"c3", "half"}, {"a3"}, "shift3");
+  b.Node("Add", {"a3", "by_w"}, {"y"}, "along_w");
+  const std::string bytes = b.Serialize();
+  auto m = OnnxModel::FromBytes(bytes, "bias_adds");
+  ASSERT_TRUE(m.ok()) << m.status();
+  PrepareReport report;
+  ASSERT_TRUE(Prepare(*m, QuantizeOptions(), &report).ok());
+  EXPECT_EQ(report.folded_bias_adds, 3);
+  std::map<std::string, int> ops;
+  for (const auto& n : m->graph().node()) ++ops[n.op_type()];
+  EXPECT_EQ(ops["Add"], 1) << "the [C] Add along W stays";
+  EXPECT_EQ(ops["Reshape"], 0) << "the bias Reshape only the folded Add read goes too";
+  const TensorMap in = {{"x", RandomF32({2, 3, 6, 6}, 7)}};
+  auto before = Session::LoadFromBytes(bytes);
+  auto after = Session::LoadFromBytes(m->Serialize());
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(after.ok()) << after.status();
+  const Tensor y0 = before->Run(in)->at("y"), y1 = after->Run(in)->at("y");
+  ASSERT_EQ(y0.shape(), y1.shape());
+  for (int64_t i = 0; i < y0.num_elements(); ++i) EXPECT_NEAR(y0.data<float>()[i], y1.data<float>()[i], 1e-4f) << i;
+}
+
+// A squeeze-excitation block as PaddlePaddle writes MobileNetV3's:
+// GlobalAveragePool -> Conv -> Add(bias) -> Relu -> Conv -> Add(bias) ->
+// HardSigmoid, the gate multiplying the features. With the biases folded
+// and the gate quantized, the product runs as a quantized Mul on 8-bit
+// features: no float Mul, HardSigmoid or Q/DQ pair at full resolution.
+TEST(Quantizer, SqueezeExcitationGateIsQuantized) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {-1, 3, 8, 8}, {"N"}).Output("y");
+  b.Initializer("shape", Int64s({1, -1, 1, 1}));
+  b.Initializer("w1", RandomF32({16, 3, 3, 3}, 1, -0.5f, 0.5f)).Initializer("b1", RandomF32({16}, 2));
+  b.Initializer("w2", RandomF32({4, 16, 1, 1}, 3, -0.5f, 0.5f)).Initializer("b2", RandomF32({4}, 4));
+  b.Initializer("w3", RandomF32({16, 4, 1, 1}, 5, -0.5f, 0.5f)).Initializer("b3", RandomF32({16}, 6));
+  b.Initializer("w4", RandomF32({8, 16, 3, 3}, 7, -0.3f, 0.3f));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w1"}, {"c1"}, "conv1"), "pads", {1, 1, 1, 1});
+  b.Node("Reshape", {"b1", "shape"}, {"b1r"}, "b1_shape");
+  b.Node("Add", {"c1", "b1r"}, {"a1"}, "bias1");
+  b.Node("Relu", {"a1"}, {"h"}, "relu1");
+  b.Node("GlobalAveragePool", {"h"}, {"g"}, "se_pool");
+  b.Node("Conv", {"g", "w2"}, {"c2"}, "se_conv1");
+  b.Node("Reshape", {"b2", "shape"}, {"b2r"}, "b2_shape");
+  b.Node("Add", {"c2", "b2r"}, {"a2"}, "se_bias1");
+  b.Node("Relu", {"a2"}, {"r2"}, "se_relu");
+  b.Node("Conv", {"r2", "w3"}, {"c3"}, "se_conv2");
+  b.Node("Reshape", {"b3", "shape"}, {"b3r"}, "b3_shape");
+  b.Node("Add", {"c3", "b3r"}, {"a3"}, "se_bias2");
+  auto& hs = b.Node("HardSigmoid", {"a3"}, {"gate"}, "se_gate");
+  OnnxBuilder::SetFloat(hs, "alpha", 0.2f);
+  b.Node("Mul", {"h", "gate"}, {"s"}, "se_mul");
+  OnnxBuilder::SetInts(b.Node("Conv", {"s", "w4"}, {"y"}, "conv2"), "pads", {1, 1, 1, 1});
+  auto m = OnnxModel::FromBytes(b.Serialize(), "squeeze_excitation");
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<CalibrationBatch> data;
+  for (int i = 0; i < 3; ++i) data.push_back({{{"x", RandomF32({2, 3, 8, 8}, 70 + i, -1.f, 1.f)}}, "batch"});
+  QuantizeOptions o;
+  QuantizeReport report;
+  auto q = Quantize(*m, o, data, nullptr, &report);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(report.prepare.folded_bias_adds, 3);
+  const std::set<std::string> quantized(report.quantized_nodes.begin(), report.quantized_nodes.end());
+  EXPECT_TRUE(quantized.contains("se_gate"));
+  EXPECT_TRUE(quantized.contains("se_mul"));
+  auto g = OptimizedGraph(q->Serialize());
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearMul"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Mul") + CountOps(*g, "HardSigmoid") + CountOps(*g, "Add"), 0) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QuantizeLinearNhwc") + CountOps(*g, "QuantizeLinear") + CountOps(*g, "DequantizeLinear"), 2)
+      << "one at each edge\n" << g->DebugString();
+  auto ref = RunAll(*m, data);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  auto db = OutputSqnr(*ref, *q, data);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_GT(*db, 25.0);
+}
+
 TEST(Quantizer, BiasCorrectionRemovesTheMeanShiftOfCoarseWeights) {
   // Per-tensor weights with channel ranges 1 .. 1/64 of each other: the small
   // channels round coarsely, and with inputs of mean 0.5 their outputs shift.
