@@ -115,6 +115,7 @@ constexpr OpSchema kSchemas[] = {
     {"kvant", "QLinearConvNhwc", 8, 9, ".........", InferQLinearConvNhwc},
     {"kvant", "ConvNhwc", 2, 4, "TTTT", InferConvNhwc},
     {"kvant", "QLinearTable", 2, 2, "..", InferQLinearTable},
+    {"kvant", "QuantizeLinearNhwc", 2, 3, "...", InferQuantizeLinearNhwc},
     {"kvant", "QLinearMatMul", 9, 9, ".........", InferQLinearMatMul},  // + int32 bias
     {"kvant", "DynamicQuantizeGRU", 3, 12, "T..TITTT....", InferRecurrent},
     {"kvant", "DynamicQuantizeRNN", 3, 12, "T..TITTT....", InferRecurrent},

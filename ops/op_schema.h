@@ -101,6 +101,7 @@ absl::Status InferQGemm(InferContext& ctx);
 absl::Status InferQLinearSoftmax(InferContext& ctx);
 absl::Status InferQLinearUnary(InferContext& ctx);
 absl::Status InferQLinearTable(InferContext& ctx);
+absl::Status InferQuantizeLinearNhwc(InferContext& ctx);
 absl::Status InferQLinearConcat(InferContext& ctx);
 absl::Status InferQLinearConvNhwc(InferContext& ctx);
 absl::Status InferQLinearMatMul(InferContext& ctx);

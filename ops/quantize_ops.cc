@@ -77,6 +77,16 @@ absl::Status InferQuantizeLinear(InferContext& ctx) {
   return absl::OkStatus();
 }
 
+// kvant.QuantizeLinearNhwc: QuantizeLinear of an NCHW image, written NHWC.
+absl::Status InferQuantizeLinearNhwc(InferContext& ctx) {
+  const Shape& x = ctx.shape(0);
+  if (!x.rank_known || x.rank() != 4) return ctx.Error("x must be a 4-D NCHW image, got %s", x.ToString());
+  if (auto s = InferQuantizeLinear(ctx); !s.ok()) return s;
+  Shape& y = ctx.output(0).shape;
+  y.dims = {x.dims[0], x.dims[2], x.dims[3], x.dims[1]};
+  return absl::OkStatus();
+}
+
 absl::Status InferDequantizeLinear(InferContext& ctx) {
   if (ctx.attrs().GetInt("block_size", 0) != 0) return Unsupported(ctx, "blocked quantization");
   const DataType t = ctx.dtype(0);

@@ -288,7 +288,8 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
       ++r.int8_steps;
       return "int8";
     }
-    if (op == "QuantizeLinear" || op == "DequantizeLinear" || op == "DynamicQuantizeLinear") {
+    if (op == "QuantizeLinear" || op == "QuantizeLinearNhwc" || op == "DequantizeLinear" ||
+        op == "DynamicQuantizeLinear") {
       ++r.conversions;
       return "q/dq";
     }

@@ -85,6 +85,9 @@ absl::Status FuseConvResiduals(Graph& graph);
 // transposes around them sink through layout-agnostic operators and cancel,
 // so convolution chains stay NHWC.
 absl::Status LayoutConvolutionsNhwc(Graph& graph);
+// fuse_quantize_nhwc.cc: QuantizeLinear (per tensor) -> Transpose(NCHW ->
+// NHWC) becomes kvant.QuantizeLinearNhwc, one pass from the float image.
+absl::Status FuseQuantizeNhwc(Graph& graph);
 // fuse_layer_norm.cc: the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add
 // spelling of layer normalization becomes LayerNormalization.
 absl::Status FuseLayerNorm(Graph& graph);

@@ -15,7 +15,8 @@
 //     with constant weights become DynamicQuantizeMatMul; then fuse
 //     activations (and scalar affine tails);
 //  4. drop dead nodes and unused initializers; run INT8 convolution chains
-//     in NHWC (transposes only at the chains' edges), add residuals in the
+//     in NHWC (transposes only at the chains' edges; a float image is
+//     quantized straight into NHWC), add residuals in the
 //     FP32 NHWC convolutions' epilogues (and activations after them);
 //  5. infer shapes again over the final graph.
 #include "absl/strings/str_format.h"
@@ -63,6 +64,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   if (auto s = RemoveDeadNodes(graph); !s.ok()) return s;
   if (auto s = LayoutConvolutionsNhwc(graph); !s.ok()) return s;
+  if (auto s = FuseQuantizeNhwc(graph); !s.ok()) return s;
   if (auto s = FuseConvResiduals(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
   return InferShapes(graph);

@@ -10,6 +10,29 @@
 namespace kvant::cpu {
 namespace {
 
+// memcpy of a few bytes without the library call: a convolution of 3 input
+// channels copies 9 bytes per kernel row and output position. Two
+// overlapping words cover 4..16 bytes.
+inline void CopyBytes(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n > 16) {
+    std::memcpy(dst, src, n);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, src + n - 4, 4);
+    std::memcpy(dst, &a, 4);
+    std::memcpy(dst + n - 4, &b, 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // Strided depthwise work goes in vertical strips of output columns, so that
@@ -312,18 +335,20 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
   // Otherwise the im2col rows of each A panel are built as the GEMM reaches
   // it, into its (cache-resident) panel buffer: no M x K copy in memory.
   auto im2col = [&](int64_t row0, int64_t rows, uint8_t* dst, int64_t kp) {
+    // The first row's position by division, the next ones by stepping.
+    int64_t img = row0 / (oh_n * ow_n), oh = row0 / ow_n % oh_n, ow = row0 % ow_n;
+    const int64_t row_bytes = s.kw * s.cin;
     for (int64_t p = row0; p < row0 + rows; ++p, dst += kp) {
-      const int64_t img = p / (oh_n * ow_n), oh = p / ow_n % oh_n, ow = p % ow_n;
       for (int64_t ky = 0; ky < s.kh; ++ky) {
         const int64_t iy = oh * s.sh - s.pad_t + ky * s.dh, ix0 = ow * s.sw - s.pad_l;
-        uint8_t* row = dst + ky * s.kw * s.cin;
+        uint8_t* row = dst + ky * row_bytes;
         if (iy < 0 || iy >= s.h) {
-          std::memset(row, zx, s.kw * s.cin);
+          std::memset(row, zx, row_bytes);
           continue;
         }
         const uint8_t* src = x + ((img * s.h + iy) * s.w) * s.cin;
         if (s.dw == 1 && ix0 >= 0 && ix0 + s.kw <= s.w) {  // the kernel row lies inside: one copy (NHWC)
-          std::memcpy(row, src + ix0 * s.cin, s.kw * s.cin);
+          CopyBytes(row, src + ix0 * s.cin, row_bytes);
           continue;
         }
         for (int64_t kx = 0; kx < s.kw; ++kx) {
@@ -331,8 +356,15 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
           if (ix < 0 || ix >= s.w) {
             std::memset(row + kx * s.cin, zx, s.cin);
           } else {
-            std::memcpy(row + kx * s.cin, src + ix * s.cin, s.cin);
+            CopyBytes(row + kx * s.cin, src + ix * s.cin, s.cin);
           }
+        }
+      }
+      if (++ow == ow_n) {
+        ow = 0;
+        if (++oh == oh_n) {
+          oh = 0;
+          ++img;
         }
       }
     }

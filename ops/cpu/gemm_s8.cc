@@ -209,8 +209,8 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
             a_rs = args.lda;
           } else {
             // Rows of kp bytes, zero past K and past the valid rows.
-            if (kp > k) {
-              for (int64_t r = 0; r < rows; ++r) std::memset(a_buf + r * kp + k, 0, kp - k);
+            for (int64_t r = 0; r < rows && kp > k; ++r) {
+              for (int64_t q = k; q < kp; ++q) a_buf[r * kp + q] = 0;  // a few bytes (64 at most): no call
             }
             const int64_t read_rows = rows <= uk.half_rows ? uk.half_rows : mr;
             if (rows < read_rows) std::memset(a_buf + rows * kp, 0, (read_rows - rows) * kp);
@@ -232,7 +232,8 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
           base.row_sum = !any_zb ? nullptr : args.a_rows != nullptr ? panel_sums : row_sum + ir;
           for (int64_t jr = jc; jr < jend; jr += nr) {
             const int64_t cols = std::min(nr, jend - jr);
-            uk.by_rows[rows - 1](kp, a_panel, a_rs, a_gs, b.panel(jr), tile);
+            const GemmUkernelS8* fns = cols * 2 <= nr && uk.half_cols != nullptr ? uk.half_cols : uk.by_rows;
+            fns[rows - 1](kp, a_panel, a_rs, a_gs, b.panel(jr), tile);
             const GemmS8Output out = OutputForColumns(base, col_offset, args.b_zero_points, jr);
             uk.epilogue(tile, nr, rows, cols, out,
                         static_cast<char*>(args.c) + (ir * args.ldc + jr) * out_size, args.ldc);

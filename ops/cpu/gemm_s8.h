@@ -68,6 +68,7 @@ struct GemmUkernelInfoS8 {
   int k_align;                   // kp is a multiple of this (4, or 64 for AMX tiles)
   const GemmUkernelS8* by_rows;  // by_rows[r - 1] computes r <= mr rows
   GemmEpilogueS8 epilogue;
+  const GemmUkernelS8* half_cols = nullptr;  // by rows, for a panel of at most nr / 2 columns (null: by_rows)
   bool full_panels = false;      // reads mr rows of A even for fewer (the driver pads)
   void (*begin)() = nullptr;     // per thread and task (AMX tile configuration)
   void (*end)() = nullptr;

@@ -18,11 +18,34 @@
 namespace kvant::cpu {
 namespace {
 
+// One NHWC window tap into the output pixel's channels: functions of plain
+// restrict pointers, so the loops vectorize (inside the kernel's lambda the
+// compiler reloads captured values after every store and did not).
+template <typename T>
+__attribute__((always_inline)) inline void TapBody(bool is_max, const T* __restrict in, T* __restrict out,
+                                                  int32_t* __restrict sums, int64_t c) {
+  if (is_max) {
+    for (int64_t ch = 0; ch < c; ++ch) out[ch] = in[ch] > out[ch] ? in[ch] : out[ch];
+  } else {
+    for (int64_t ch = 0; ch < c; ++ch) sums[ch] += in[ch];
+  }
+}
+template <typename T>
+void Tap(bool is_max, const T* in, T* out, int32_t* sums, int64_t c) {
+  TapBody<T>(is_max, in, out, sums, c);
+}
+template <typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512"))) void TapAvx512(
+    bool is_max, const T* in, T* out, int32_t* sums, int64_t c) {
+  TapBody<T>(is_max, in, out, sums, c);
+}
+
 class PoolF32 final : public Kernel {
  public:
   enum class Kind { kMax, kAverage, kQLinearAverage };
-  PoolF32(Kind kind, std::string label, const AttributeMap& attrs)
-      : is_max_(kind == Kind::kMax), quantized_(kind == Kind::kQLinearAverage), label_(std::move(label)), attrs_(attrs) {}
+  PoolF32(Kind kind, std::string label, const AttributeMap& attrs, CpuFeatures cpu)
+      : is_max_(kind == Kind::kMax), quantized_(kind == Kind::kQLinearAverage), avx512_((cpu & kCpuAvx512bw) != 0),
+        label_(std::move(label)), attrs_(attrs) {}
 
   absl::Status Run(const KernelContext& ctx) const override {
     if (attrs_.GetInt("kvant_channels_last", 0) != 0 || (quantized_ && attrs_.GetInt("channels_last", 0) != 0)) {
@@ -199,6 +222,7 @@ class PoolF32 final : public Kernel {
     auto run = [&](const auto* xs, auto* ys) {
       using T = std::remove_const_t<std::remove_pointer_t<decltype(xs)>>;
       const T lowest = std::is_floating_point_v<T> ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
+      const auto tap = avx512_ ? TapAvx512<T> : Tap<T>;
       ctx.pool->ParallelFor(n * oh, [&](int64_t r0, int64_t r1) {
         std::vector<int32_t> sums(is_max ? 0 : c);
         for (int64_t r = r0; r < r1; ++r) {
@@ -220,12 +244,7 @@ class PoolF32 final : public Kernel {
                 padded += iy < h + p->pads[2] && ix < w + p->pads[3];
                 if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
                 ++inside;
-                const T* in = xs + ((b * h + iy) * w + ix) * c;
-                if (is_max) {
-                  for (int64_t ch = 0; ch < c; ++ch) out[ch] = in[ch] > out[ch] ? in[ch] : out[ch];
-                } else {
-                  for (int64_t ch = 0; ch < c; ++ch) sums[ch] += in[ch];
-                }
+                tap(is_max, xs + ((b * h + iy) * w + ix) * c, out, sums.data(), c);
               }
             }
             if (!is_max) {
@@ -251,6 +270,7 @@ class PoolF32 final : public Kernel {
 
   bool is_max_;
   bool quantized_;  // QLinearAveragePool
+  bool avx512_;
   std::string label_;
   AttributeMap attrs_;
 };
@@ -318,11 +338,11 @@ class GlobalAveragePoolF32 final : public Kernel {
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreatePoolF32(const KernelInit& init) {
   return std::make_unique<PoolF32>(init.op == "MaxPool" ? PoolF32::Kind::kMax : PoolF32::Kind::kAverage, init.node_label,
-                                   *init.attrs);
+                                   *init.attrs, init.cpu);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearAveragePool(const KernelInit& init) {
-  return std::make_unique<PoolF32>(PoolF32::Kind::kQLinearAverage, init.node_label, *init.attrs);
+  return std::make_unique<PoolF32>(PoolF32::Kind::kQLinearAverage, init.node_label, *init.attrs, init.cpu);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateGlobalAveragePoolF32(const KernelInit& init) {

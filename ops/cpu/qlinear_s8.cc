@@ -76,6 +76,21 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=51
   SameShapeBody<T, kOp>(a, b, c, n, za, zb, zc, ra, rb);
 }
 
+// A product row against a per-channel gate (a squeeze-excitation block's
+// [N,1,1,C] over [N,H,W,C]): g holds the gate row's centered values.
+template <typename T>
+void RowGate(const T* v, const float* g, T* c, int64_t n, float zv, float rm, float zc) {
+  for (int64_t i = 0; i < n; ++i) c[i] = Saturate<T>(rm * ((static_cast<float>(v[i]) - zv) * g[i]), zc);
+}
+template <typename T>
+auto RowGateFor(bool avx512) {
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    return avx512 ? avx512::GateRowU8 : RowGate<uint8_t>;
+  } else {
+    return avx512 ? avx512::GateRowS8 : RowGate<int8_t>;
+  }
+}
+
 class QLinearBinary final : public ByteKernel<QLinearBinary> {
  public:
   QLinearBinary(BinaryOp op, CpuFeatures cpu) : op_(op), avx512_((cpu & kCpuAvx512bw) != 0) {}
@@ -150,11 +165,28 @@ class QLinearBinary final : public ByteKernel<QLinearBinary> {
       const int64_t la = sa[r - 1], lb = sb[r - 1];
       const int64_t step_a = la == 1 ? 0 : 1, step_b = lb == 1 ? 0 : 1;
       absl::Span<const int64_t> oa(sa.data(), r - 1), ob(sb.data(), r - 1), oc(c.shape.data(), r - 1);
+      // A product whose smaller operand's rows repeat (a gate): that row
+      // centered once in floats, then one multiply per element.
+      const bool gate_b = b.num_elements() < a.num_elements();
+      const bool gate = op_ == BinaryOp::kMul && step_a == 1 && step_b == 1 &&
+                        (gate_b ? b.num_elements() : a.num_elements()) * 2 <= c.num_elements();
+      std::vector<float> gate_row(gate ? inner : 0);
+      int64_t gate_at = -1;
+      const auto gate_fn = RowGateFor<T>(avx512_);
       ForEachBroadcast<2>({oa, ob}, oc, [&](int64_t row, const std::array<int64_t, 2>& off) {
         const T* ra_ = pa + off[0] * la;
         const T* rb_ = pb + off[1] * lb;
         T* rc_ = pc + row * inner;
-        if (step_b == 0 && step_a == 1) {
+        if (gate) {
+          const int64_t at = gate_b ? off[1] : off[0];
+          if (at != gate_at) {
+            const T* g = gate_b ? rb_ : ra_;
+            const float zg = gate_b ? zb : za;
+            for (int64_t j = 0; j < inner; ++j) gate_row[j] = static_cast<float>(g[j]) - zg;
+            gate_at = at;
+          }
+          gate_fn(gate_b ? ra_ : rb_, gate_row.data(), rc_, inner, gate_b ? za : zb, rm, zc);
+        } else if (step_b == 0 && step_a == 1) {
           row_scalar(true, ra_, rc_, inner, rb_[0]);
         } else if (step_a == 0 && step_b == 1) {
           row_scalar(false, rb_, rc_, inner, ra_[0]);
@@ -177,9 +209,27 @@ class QLinearBinary final : public ByteKernel<QLinearBinary> {
   bool avx512_;
 };
 
+// sums[c] += x[p * channels + c] over `pixels` pixels (255 * pixels < 2^31).
+template <typename T>
+void SumPixels(const T* x, int64_t pixels, int64_t channels, int32_t* sums) {
+  for (int64_t p = 0; p < pixels; ++p) {
+    const T* row = x + p * channels;
+    for (int64_t c = 0; c < channels; ++c) sums[c] += row[c];
+  }
+}
+template <typename T>
+auto SumPixelsFor(bool avx512) {
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    return avx512 ? avx512::SumPixelsU8 : SumPixels<uint8_t>;
+  } else {
+    return avx512 ? avx512::SumPixelsS8 : SumPixels<int8_t>;
+  }
+}
+
 class QLinearGlobalAveragePool final : public ByteKernel<QLinearGlobalAveragePool> {
  public:
-  explicit QLinearGlobalAveragePool(bool channels_last) : channels_last_(channels_last) {}
+  QLinearGlobalAveragePool(bool channels_last, CpuFeatures cpu)
+      : channels_last_(channels_last), avx512_((cpu & kCpuAvx512bw) != 0) {}
 
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
@@ -192,14 +242,25 @@ class QLinearGlobalAveragePool final : public ByteKernel<QLinearGlobalAveragePoo
     const T* px = x.as<const T>();
     T* py = ctx.output(0).as<T>();
     if (channels_last_) {  // [N, ..., C]: sums per channel over the pixels
-      std::vector<int64_t> sums(channels);
-      for (int64_t b = 0; b < x.shape[0]; ++b) {
-        std::fill(sums.begin(), sums.end(), 0);
-        for (int64_t p = 0; p < size; ++p)
-          for (int64_t c = 0; c < channels; ++c) sums[c] += px[(b * size + p) * channels + c];
-        for (int64_t c = 0; c < channels; ++c)
-          py[b * channels + c] = Saturate<T>(scale * (static_cast<float>(sums[c]) - static_cast<float>(size) * zx), zy);
-      }
+      // int32 sums (the vector loop) while 255 * pixels fits, in blocks of
+      // pixels added into int64 totals otherwise.
+      constexpr int64_t kBlock = int64_t{1} << 23;
+      const auto sum_fn = SumPixelsFor<T>(avx512_);
+      ctx.pool->ParallelFor(x.shape[0], [&](int64_t b0, int64_t b1) {
+        std::vector<int64_t> sums(channels);
+        std::vector<int32_t> part(channels);
+        for (int64_t b = b0; b < b1; ++b) {
+          std::fill(sums.begin(), sums.end(), 0);
+          for (int64_t p0 = 0; p0 < size; p0 += kBlock) {
+            std::fill(part.begin(), part.end(), 0);
+            sum_fn(px + (b * size + p0) * channels, std::min(kBlock, size - p0), channels, part.data());
+            for (int64_t c = 0; c < channels; ++c) sums[c] += part[c];
+          }
+          for (int64_t c = 0; c < channels; ++c) {
+            py[b * channels + c] = Saturate<T>(scale * (static_cast<float>(sums[c]) - static_cast<float>(size) * zx), zy);
+          }
+        }
+      });
       return absl::OkStatus();
     }
     ctx.pool->ParallelFor(planes, [&](int64_t p0, int64_t p1) {
@@ -215,6 +276,7 @@ class QLinearGlobalAveragePool final : public ByteKernel<QLinearGlobalAveragePoo
 
  private:
   bool channels_last_;
+  bool avx512_;
 };
 
 // QLinearSoftmax: the softmax of the dequantized row, requantized. The row's
@@ -382,7 +444,7 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearBinary(const KernelInit& in
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearGlobalAveragePool(const KernelInit& init) {
-  return std::make_unique<QLinearGlobalAveragePool>(init.attrs->GetInt("channels_last", 0) != 0);
+  return std::make_unique<QLinearGlobalAveragePool>(init.attrs->GetInt("channels_last", 0) != 0, init.cpu);
 }
 
 }  // namespace kvant::cpu

@@ -72,6 +72,16 @@ inline T Saturate(float v, float zero_point) {
   return static_cast<T>(lo < kHi<T> ? lo : kHi<T>);
 }
 
+namespace avx512 {
+// c[i] = saturate(round_half_even(rm * ((v[i] - zv) * g[i])) + zc): a
+// quantized product row against a per-channel gate (qlinear_row_avx512.cc).
+void GateRowU8(const uint8_t* v, const float* g, uint8_t* c, int64_t n, float zv, float rm, float zc);
+void GateRowS8(const int8_t* v, const float* g, int8_t* c, int64_t n, float zv, float rm, float zc);
+// sums[c] += x[p * channels + c] for p < pixels (255 * pixels < 2^31).
+void SumPixelsU8(const uint8_t* x, int64_t pixels, int64_t channels, int32_t* sums);
+void SumPixelsS8(const int8_t* x, int64_t pixels, int64_t channels, int32_t* sums);
+}  // namespace avx512
+
 // Narrows a quantized output's [lo, hi] to a fused activation's real range
 // (attributes kvant_clip_min / kvant_clip_max): q = round(r / scale) + zp.
 inline void ApplyClipRange(const AttributeMap& attrs, float scale, int32_t zero_point, int32_t* lo, int32_t* hi) {

@@ -103,6 +103,78 @@ class QuantizeLinear final : public Kernel {
   bool avx512_;
 };
 
+}  // namespace
+
+namespace avx512vbmi {
+// Pixels [0, count) of c <= 4 channel planes `stride` floats apart, quantized
+// into count x c NHWC bytes (quantize_nhwc_avx512vbmi.cc).
+void QuantizeToNhwcU8(const float* x, int64_t c, int64_t stride, float scale, float zero_point, uint8_t* y,
+                      int64_t count);
+void QuantizeToNhwcS8(const float* x, int64_t c, int64_t stride, float scale, float zero_point, int8_t* y,
+                      int64_t count);
+}  // namespace avx512vbmi
+
+namespace {
+
+// kvant.QuantizeLinearNhwc (graph/passes/fuse_quantize_nhwc.cc): an NCHW
+// image quantized per tensor into NHWC. Images of at most 4 channels (RGB)
+// interleave with VPERMB where the CPU has AVX-512 VBMI; otherwise each
+// block of pixels is quantized per channel, then interleaved.
+class QuantizeLinearNhwc final : public Kernel {
+ public:
+  explicit QuantizeLinearNhwc(CpuFeatures cpu)
+      : avx512_((cpu & kCpuAvx512bw) != 0), vbmi_((cpu & (kIsaAvx512 | kCpuAvx512vbmi)) == (kIsaAvx512 | kCpuAvx512vbmi)) {}
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(0);
+    const int64_t n = x.shape[0], c = x.shape[1], pixels = x.shape[2] * x.shape[3];
+    const float scale = ScaleAt(ctx, 1, 0), zp = static_cast<float>(ZeroPointAt(ctx, 2, 0));
+    const float* xs = x.as<const float>();
+    void* y = ctx.output(0).data;
+    const bool s8 = Signed(ctx.output(0).dtype);
+    // Blocks of pixels across the threads, every image.
+    constexpr int64_t kBlock = 1024;
+    const int64_t blocks = (pixels + kBlock - 1) / kBlock;
+    ctx.pool->ParallelFor(n * blocks, [&](int64_t t0, int64_t t1) {
+      alignas(64) uint8_t planes[kBlock * 4];
+      std::vector<uint8_t> wide;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t img = t / blocks, p0 = t % blocks * kBlock, len = std::min(kBlock, pixels - p0);
+        const float* src = xs + img * c * pixels + p0;
+        const int64_t out = (img * pixels + p0) * c;
+        if (vbmi_ && c <= 4) {
+          if (s8) {
+            avx512vbmi::QuantizeToNhwcS8(src, c, pixels, scale, zp, static_cast<int8_t*>(y) + out, len);
+          } else {
+            avx512vbmi::QuantizeToNhwcU8(src, c, pixels, scale, zp, static_cast<uint8_t*>(y) + out, len);
+          }
+          continue;
+        }
+        uint8_t* q = planes;
+        if (c > 4) {
+          wide.resize(kBlock * c);
+          q = wide.data();
+        }
+        for (int64_t ch = 0; ch < c; ++ch) {
+          if (s8) {
+            (avx512_ ? QuantizeRowAvx512<int8_t> : QuantizeRow<int8_t>)(src + ch * pixels, len, scale, zp,
+                                                                        reinterpret_cast<int8_t*>(q + ch * len));
+          } else {
+            (avx512_ ? QuantizeRowAvx512<uint8_t> : QuantizeRow<uint8_t>)(src + ch * pixels, len, scale, zp,
+                                                                          q + ch * len);
+          }
+        }
+        uint8_t* dst = static_cast<uint8_t*>(y) + out;
+        for (int64_t p = 0; p < len; ++p)
+          for (int64_t ch = 0; ch < c; ++ch) dst[p * c + ch] = q[ch * len + p];
+      }
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  bool avx512_, vbmi_;
+};
+
 // DynamicQuantizeLinear: u8 with the scale and zero point of x's range.
 class DynamicQuantizeLinear final : public Kernel {
  public:
@@ -378,6 +450,10 @@ int64_t AxisAttr(const KernelInit& init) { return init.attrs->GetInt("axis", 1);
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQuantizeLinear(const KernelInit& init) {
   return std::make_unique<QuantizeLinear>(AxisAttr(init), init.cpu);
+}
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateQuantizeLinearNhwc(const KernelInit& init) {
+  return std::make_unique<QuantizeLinearNhwc>(init.cpu);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateDynamicQuantizeLinear(const KernelInit& init) {

@@ -54,13 +54,13 @@ namespace ref { const GemmUkernelS8* GemmS8ByRows(); GemmS8EpilogueFn GemmS8Epil
 namespace avx2 { const GemmUkernelS8* GemmS8ByRows(); GemmS8EpilogueFn GemmS8Epilogue; }
 namespace avxvnni { const GemmUkernelS8* GemmS8ByRows(); }
 namespace avx512 { const GemmUkernelS8* GemmS8BwByRows(); GemmS8EpilogueFn GemmS8Epilogue; }
-namespace avx512vnni { const GemmUkernelS8* GemmS8ByRows(); }
-namespace amx { const GemmUkernelS8* GemmS8ByRows(); void Begin(); void End(); }
+namespace avx512vnni { const GemmUkernelS8* GemmS8ByRows(); const GemmUkernelS8* GemmS8HalfByRows(); }
+namespace amx { const GemmUkernelS8* GemmS8ByRows(); const GemmUkernelS8* GemmS8HalfByRows(); void Begin(); void End(); }
 
 const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8() {
   static const auto* list = new std::vector<GemmUkernelInfoS8>{
-#define KVANT_GEMM_S8_UKERNEL(name, needs, mr, nr, k_align, table, epilogue, ...) \
-  {#name, needs, mr, nr, k_align, table(), epilogue __VA_OPT__(, ) __VA_ARGS__},
+#define KVANT_GEMM_S8_UKERNEL(name, needs, mr, nr, k_align, table, epilogue, half_table, ...) \
+  {#name, needs, mr, nr, k_align, table(), epilogue, half_table __VA_OPT__(, ) __VA_ARGS__},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_GEMM_S8_UKERNEL
   };

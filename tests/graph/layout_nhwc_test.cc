@@ -139,33 +139,74 @@ TEST(LayoutNhwc, FloatIslandsAndConstantOperandsStayNhwc) {
 }
 
 TEST(LayoutNhwc, MaxPoolBetweenConvolutionsRunsNhwc) {
-  // conv -> MaxPool 3x3 stride 2 pad 1 (u8) -> conv: NHWC throughout.
-  OnnxBuilder b(13);
-  b.Input("x", DataType::kUInt8, {2, 5, 9, 7}).Output("y", DataType::kUInt8);
-  b.Initializer("s", ScalarF32(0.02f)).Initializer("z", ScalarU8(128));
-  b.Initializer("w", RandomS8({5, 5, 3, 3}, 6)).Initializer("ws", ScalarF32(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
-  OnnxBuilder::SetInts(b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c"}), "pads", {1, 1, 1, 1});
-  auto& pool = b.Node("MaxPool", {"c"}, {"p"});
-  OnnxBuilder::SetInts(pool, "kernel_shape", {3, 3});
-  OnnxBuilder::SetInts(pool, "strides", {2, 2});
-  OnnxBuilder::SetInts(pool, "pads", {1, 1, 1, 1});
-  b.Node("QLinearConv", {"p", "s", "z", "w", "ws", "wz", "s", "z"}, {"y"});
-  const std::string bytes = b.Serialize();
-  auto g = OptimizedGraph(bytes);
-  ASSERT_TRUE(g.ok()) << g.status();
-  EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
-  Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 5, 9, 7});
-  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 71) % 253);
-  auto y = RunPlainAndOptimized(bytes, {{"x", x}});
-  ASSERT_TRUE(y.ok()) << y.status();
-  ExpectEqualBytes(y->first, y->second);
-  // The plan report counts what runs in INT8 and what converts.
-  auto s = Session::LoadFromBytes(bytes);
-  ASSERT_TRUE(s.ok()) << s.status();
-  auto plan = s->Plan({{"x", {2, 5, 9, 7}}});
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_NE(plan->text.find("steps: 2 int8, 0 float, 0 Q/DQ conversions, 2 transposes"), std::string::npos)
-      << plan->text;
+  // conv -> MaxPool 3x3 stride 2 pad 1 (u8) -> conv: NHWC throughout; 5
+  // channels, and 70 (a 64-byte vector and a tail per pixel).
+  for (int64_t c : {5, 70}) {
+    SCOPED_TRACE(::testing::Message() << c << " channels");
+    OnnxBuilder b(13);
+    b.Input("x", DataType::kUInt8, {2, c, 9, 7}).Output("y", DataType::kUInt8);
+    b.Initializer("s", ScalarF32(0.02f)).Initializer("z", ScalarU8(128));
+    b.Initializer("w", RandomS8({c, c, 3, 3}, 6)).Initializer("ws", ScalarF32(0.01f));
+    b.Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+    OnnxBuilder::SetInts(b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c"}), "pads", {1, 1, 1, 1});
+    auto& pool = b.Node("MaxPool", {"c"}, {"p"});
+    OnnxBuilder::SetInts(pool, "kernel_shape", {3, 3});
+    OnnxBuilder::SetInts(pool, "strides", {2, 2});
+    OnnxBuilder::SetInts(pool, "pads", {1, 1, 1, 1});
+    b.Node("QLinearConv", {"p", "s", "z", "w", "ws", "wz", "s", "z"}, {"y"});
+    const std::string bytes = b.Serialize();
+    auto g = OptimizedGraph(bytes);
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
+    Tensor x = Tensor::Zeros(DataType::kUInt8, {2, c, 9, 7});
+    for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 71) % 253);
+    auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+    ASSERT_TRUE(y.ok()) << y.status();
+    ExpectEqualBytes(y->first, y->second);
+    // The plan report counts what runs in INT8 and what converts.
+    auto s = Session::LoadFromBytes(bytes);
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto plan = s->Plan({{"x", {2, c, 9, 7}}});
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_NE(plan->text.find("steps: 2 int8, 0 float, 0 Q/DQ conversions, 2 transposes"), std::string::npos)
+        << plan->text;
+  }
+}
+
+// QuantizeLinear -> Transpose(NCHW -> NHWC) becomes one QuantizeLinearNhwc,
+// byte-exact with the two: 1 to 5 channels (VPERMB interleaves up to 4),
+// pixel counts past the 16-pixel vector and the 1024-pixel block, NaN, the
+// infinities, saturating values and exact ties, u8 and s8, 1 and 2 threads.
+TEST(LayoutNhwc, QuantizedImageIsWrittenNhwcInOnePass) {
+  for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+    for (int64_t c : {1, 3, 4, 5}) {
+      SCOPED_TRACE(::testing::Message() << DataTypeName(t) << ", " << c << " channels");
+      const std::vector<int64_t> shape = {2, c, 33, 37};
+      OnnxBuilder b(13);
+      b.Input("x", DataType::kFloat32, shape).Output("y", t);
+      Tensor zp = Tensor::Zeros(t, {});
+      static_cast<uint8_t*>(zp.raw_data())[0] = t == DataType::kInt8 ? 0xF9 : 131;  // -7 or 131
+      b.Initializer("s", ScalarF32(0.05f)).Initializer("z", zp);
+      b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
+      OnnxBuilder::SetInts(b.Node("Transpose", {"q"}, {"y"}), "perm", {0, 2, 3, 1});
+      const std::string bytes = b.Serialize();
+      auto g = OptimizedGraph(bytes);
+      ASSERT_TRUE(g.ok()) << g.status();
+      EXPECT_EQ(CountOps(*g, "QuantizeLinearNhwc"), 1) << g->DebugString();
+      EXPECT_EQ(CountOps(*g, "Transpose") + CountOps(*g, "QuantizeLinear"), 0) << g->DebugString();
+      Tensor x = RandomF32(shape, 40 + static_cast<uint32_t>(c), -8.f, 8.f);
+      float* xs = x.data<float>();
+      const float special[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.025f, -0.025f, 0.075f, 6.425f, -6.425f};
+      for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); ++i) xs[i * 97] = special[i];
+      for (int threads : {1, 2}) {
+        SessionOptions o;
+        o.num_threads = threads;
+        auto y = RunPlainAndOptimized(bytes, {{"x", x}}, o);
+        ASSERT_TRUE(y.ok()) << y.status();
+        ExpectEqualBytes(y->first, y->second);
+      }
+    }
+  }
 }
 
 TEST(LayoutNhwc, QdqAveragePoolBecomesQLinearAveragePoolInNhwc) {

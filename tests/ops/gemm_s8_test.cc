@@ -162,7 +162,7 @@ TEST_P(GemmS8UkernelTest, SizesAroundTilesInt32) {
   // 2: the AMX row's smallest; 16, 17, mr + 16: its 16-row kernel's edges.
   for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{9}, int64_t{16}, int64_t{17}, mr - 1, mr, mr + 1, mr + 16,
                     2 * mr + 3}) {
-    for (int64_t n : {int64_t{1}, nr - 1, nr, nr + 1, 3 * nr + 5}) {
+    for (int64_t n : {int64_t{1}, nr / 2, nr / 2 + 1, nr - 1, nr, nr + 1, 3 * nr + 5}) {  // nr / 2: half_cols' edge
       for (int64_t k : {1, 3, 4, 5, 17, 64, 259}) {
         for (int32_t za : {0, 128, 255}) {
           GemmS8Tester().M(m).N(n).K(k).Za(za).Bias(seed % 2 == 0).Seed(seed++).Test(uk());

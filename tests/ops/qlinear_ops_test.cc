@@ -52,10 +52,12 @@ Tensor RunOne(OnnxBuilder& b, const TensorMap& in, int threads = 1) {
 
 TEST(QLinearOps, AddAndMulWithBroadcasting) {
   // Shapes of a and b (the output is [2,3,8,37]): equal; b [3,1,37] (rows);
-  // b a vector along the last axis, and a one (the rows-across-threads path).
+  // b a vector along the last axis, and a one (the rows-across-threads path);
+  // a per-channel gate [2,1,1,37] as b and as a (a squeeze-excitation
+  // product in NHWC: rows of 37 = 2 x 16 + 5 channels, a masked tail).
   const std::vector<int64_t> sy = {2, 3, 8, 37};
   const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> cases = {
-      {sy, sy}, {sy, {3, 1, 37}}, {sy, {1, 1, 1, 37}}, {{37}, sy}};
+      {sy, sy}, {sy, {3, 1, 37}}, {sy, {1, 1, 1, 37}}, {{37}, sy}, {sy, {2, 1, 1, 37}}, {{2, 1, 1, 37}, sy}};
   for (const char* op : {"QLinearAdd", "QLinearMul"}) {
     for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
       for (size_t k = 0; k < cases.size(); ++k) {
@@ -164,6 +166,35 @@ TEST(QLinearOps, SigmoidLeakyReluAndConcat) {
             ASSERT_EQ(got, ByteAt(c, (n * 5 + ch - 3) * 4 + w));  // same parameters: copied
           }
         }
+  }
+}
+
+TEST(QLinearOps, GlobalAveragePoolChannelsLast) {
+  // NHWC [N, H, W, C]: channel counts below, at and past the 64-channel pass
+  // of the AVX-512 sums, with a masked tail.
+  for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+    for (int64_t c : {1, 5, 64, 70, 130}) {
+      SCOPED_TRACE(::testing::Message() << DataTypeName(t) << " channels " << c);
+      const int zx = t == DataType::kInt8 ? -7 : 131, zy = t == DataType::kInt8 ? 3 : 120;
+      const std::vector<int64_t> shape = {3, 5, 7, c};
+      OnnxBuilder b(13);
+      b.Input("x", t, shape).Output("y", t);
+      b.Initializer("xs", Scalar(0.02f)).Initializer("xz", ZeroPoint(t, zx));
+      b.Initializer("ys", Scalar(0.004f)).Initializer("yz", ZeroPoint(t, zy));
+      auto& n = b.Node("QLinearGlobalAveragePool", {"x", "xs", "xz", "ys", "yz"}, {"y"});
+      n.set_domain("com.microsoft");
+      OnnxBuilder::SetInt(n, "channels_last", 1);
+      const Tensor x = RandomBytes(t, shape, 4 + static_cast<uint32_t>(c));
+      const Tensor y = RunOne(b, {{"x", x}});
+      ASSERT_EQ(y.shape(), (std::vector<int64_t>{3, 1, 1, c}));
+      for (int64_t bi = 0; bi < 3; ++bi) {
+        for (int64_t ch = 0; ch < c; ++ch) {
+          double sum = 0;
+          for (int64_t p = 0; p < 35; ++p) sum += (ByteAt(x, (bi * 35 + p) * c + ch) - zx) * 0.02;
+          ASSERT_LE(std::abs(ByteAt(y, bi * c + ch) - Quantize(sum / 35, 0.004, zy, t)), 1) << bi << "," << ch;
+        }
+      }
+    }
   }
 }
 
