@@ -98,6 +98,23 @@ absl::Status RemoveNoOps(OnnxModel& m, PrepareReport* report) {
   return absl::OkStatus();
 }
 
+void RemoveUnusedInitializers(OnnxModel& m) {
+  auto& g = m.graph();
+  absl::flat_hash_set<std::string> used = m.SubgraphReads();
+  for (const auto& n : g.node())
+    for (const auto& in : n.input()) used.insert(in);
+  for (const auto& o : g.output()) used.insert(o.name());
+  for (const auto& i : g.input()) used.insert(i.name());
+  int unused = 0;
+  for (const auto& t : g.initializer()) unused += !used.contains(t.name());
+  if (unused == 0) return;
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> kept;
+  for (auto& t : *g.mutable_initializer())
+    if (used.contains(t.name())) *kept.Add() = std::move(t);
+  g.mutable_initializer()->Swap(&kept);
+  m.Reindex();
+}
+
 absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report) {
   auto& g = m.graph();
   std::vector<bool> removed(g.node_size(), false);

@@ -18,6 +18,7 @@
 //      afterwards both ranges are sqrt(r1_i r2_i), so per-tensor scales fit
 //      every channel better. ReLU commutes with a positive scale; other
 //      activations (Clip, HardSwish) end the pair. Repeated until stable.
+//   6. Initializers nothing reads any more are dropped.
 #ifndef KVANT_QUANTIZE_PREPARE_H_
 #define KVANT_QUANTIZE_PREPARE_H_
 
@@ -43,6 +44,10 @@ absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report);
 absl::Status FoldConvBiasAdds(OnnxModel& m, PrepareReport* report);
 absl::Status UpgradeToOpset13(OnnxModel& m, PrepareReport* report);
 absl::Status EqualizeCrossLayer(OnnxModel& m, PrepareReport* report);
+// Initializers no node, subgraph or graph output reads (the parameters of
+// folded BatchNormalizations, a folded bias's shape): dropped, so that the
+// written file carries no dead weights.
+void RemoveUnusedInitializers(OnnxModel& m);
 
 }  // namespace kvant::quantize
 

@@ -20,6 +20,7 @@ absl::Status Prepare(OnnxModel& model, const QuantizeOptions& options, PrepareRe
   if (options.equalize) {
     if (auto s = EqualizeCrossLayer(model, report); !s.ok()) return s;
   }
+  RemoveUnusedInitializers(model);
   return absl::OkStatus();
 }
 

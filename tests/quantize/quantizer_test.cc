@@ -298,6 +298,9 @@ TEST(Quantizer, PrepareKeepsTheFp32Outputs) {
   PrepareReport report;
   ASSERT_TRUE(Prepare(*m, o, &report).ok());
   EXPECT_EQ(report.folded_batchnorms, 1);
+  for (const auto& t : m->graph().initializer()) {
+    EXPECT_FALSE(t.name().starts_with("bn_")) << t.name() << ": a folded BatchNormalization's parameter stays";
+  }
   EXPECT_EQ(report.opset_after, 13);
   EXPECT_EQ(report.upgraded_nodes, 1);
   EXPECT_EQ(report.equalized_pairs, 1);
@@ -356,6 +359,9 @@ TEST(Quantizer, PrepareFoldsConvBiasAdds) {
   for (const auto& n : m->graph().node()) ++ops[n.op_type()];
   EXPECT_EQ(ops["Add"], 1) << "the [C] Add along W stays";
   EXPECT_EQ(ops["Reshape"], 0) << "the bias Reshape only the folded Add read goes too";
+  for (const auto& t : m->graph().initializer()) {
+    EXPECT_NE(t.name(), "shape") << "an initializer nothing reads any more stays in the file";
+  }
   const TensorMap in = {{"x", RandomF32({2, 3, 6, 6}, 7)}};
   auto before = Session::LoadFromBytes(bytes);
   auto after = Session::LoadFromBytes(m->Serialize());
