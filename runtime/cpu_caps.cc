@@ -167,8 +167,10 @@ std::string DescribeHardware() {
   // kernel (VCVTPH2PS with AVX-512, a portable loop below it).
   absl::StrAppend(&s, absl::StrFormat(
                           "  %-6s FP16 weights widened for %s%s\n", "f16", cpu::SelectGemmUkernelF32(active).name,
-                          (active & kCpuAvx512fp16) ? " (this CPU has AVX512-FP16 arithmetic; no Kvant kernel uses it)"
-                                                    : " (no FP16 arithmetic on this CPU)"));
+                          (active & kCpuAvx512fp16)
+                              ? " (this CPU has AVX512-FP16, whose products accumulate in FP16; Kvant keeps FP32 "
+                                "accumulation, so FP16 is weight storage: bf16 is the fast half precision)"
+                              : " (no FP16 arithmetic on this CPU)"));
   absl::StrAppend(&s, DescribeGpus());
   return s;
 }
