@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/gemm_s8.h"
 #include "runtime/gpu_caps.h"
@@ -163,6 +164,13 @@ std::string DescribeHardware() {
   const cpu::GemmUkernelInfoS8& s8 = cpu::SelectGemmUkernelS8(active);
   absl::StrAppend(&s, absl::StrFormat("  %-6s %s%s\n", "int8", s8.name,
                                       s8.small_m ? absl::StrFormat(" (M < %d: %s)", s8.min_m, s8.small_m) : ""));
+  if (const cpu::GemmUkernelInfoBf16* bf16 = cpu::SelectGemmUkernelBf16(active)) {
+    absl::StrAppend(&s, absl::StrFormat("  %-6s %s%s\n", "bf16", bf16->name,
+                                        bf16->small_m ? absl::StrFormat(" (M < %d: %s)", bf16->min_m, bf16->small_m)
+                                                      : ""));
+  } else {
+    absl::StrAppend(&s, absl::StrFormat("  %-6s none: --precision bf16 runs FP32 (needs AVX-512 BF16)\n", "bf16"));
+  }
   // --precision fp16 stores weights in FP16 and widens them for the FP32
   // kernel (VCVTPH2PS with AVX-512, a portable loop below it).
   absl::StrAppend(&s, absl::StrFormat(

@@ -61,6 +61,7 @@ expect missing_npy fail "no such file" -- "$kvant" run "$digits" --input image="
 expect inspect_model 0 "operators: Conv x3" -- "$kvant" inspect "$digits"
 expect inspect_plan 0 "lower bound" -- "$kvant" inspect "$digits" --plan --shape image=4,1,8,8
 expect inspect_hardware 0 "avx2" -- "$kvant" inspect --hardware
+expect inspect_hardware_bf16 0 "  bf16   " -- "$kvant" inspect --hardware
 expect run_bf16 0 "top-1 accuracy of logits: 9[0-9]" -- "$kvant" run "$digits" --precision bf16 --input image="$src/models/digits/eval_x.npy" --labels logits="$src/models/digits/eval_y.npy"
 expect run_fp16 0 "top-1 accuracy of logits: 9[0-9]" -- "$kvant" run "$digits" --precision fp16 --input image="$src/models/digits/eval_x.npy" --labels logits="$src/models/digits/eval_y.npy"
 expect inspect_plan_fp16 0 "fp16-weights" -- "$kvant" inspect "$digits" --plan --precision fp16 --shape image=4,1,8,8
