@@ -55,6 +55,20 @@ class ConvF32 final : public Kernel {
       // Positions as rows: W^T is B (panels of nr channels); else W is A (panels of mr channels).
       packed_w_.push_back(PackConstantF32(cout_g, k, positions_as_rows_ ? uk_.nr : uk_.mr, wg, k, 1, 1.f));
     }
+    // FP16 weights (kvant_precision = "fp16": --precision fp16, or a layer
+    // mixed precision keeps in FP16) where W^T is the GEMM's B, which the
+    // FP32 kernels widen panel by panel; as A (wide layers) W stays FP32.
+    if (positions_as_rows_ && attrs_.GetString("kvant_precision", "") == "fp16") {
+      bool all = true;
+      for (auto& p : packed_w_) all &= NarrowToHalf(p);
+      half_ = all;
+      if (!all) {  // one group could not narrow (a value past FP16's range): all stay FP32
+        packed_w_.clear();
+        for (int64_t g = 0; g < group; ++g) {
+          packed_w_.push_back(PackConstantF32(cout_g, k, uk_.nr, w->data<float>() + g * cout_g * k, k, 1, 1.f));
+        }
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -101,7 +115,7 @@ class ConvF32 final : public Kernel {
   int64_t SlotBytes(const ConvGeometry& c, int threads) const {
     const Scratch l = Layout(c);
     const int64_t cols = TileColumns(c);
-    const size_t gemm = positions_as_rows_ ? GemmScratchBytesF32(uk_, cols, c.cout_g, c.gemm_k(), false, threads)
+    const size_t gemm = positions_as_rows_ ? GemmScratchBytesF32(uk_, cols, c.cout_g, c.gemm_k(), false, threads, half_)
                                            : GemmScratchBytesF32(uk_, c.cout_g, cols, c.gemm_k(), true, threads);
     return Align64(l.col_bytes + l.staging_bytes + gemm);
   }
@@ -163,7 +177,7 @@ class ConvF32 final : public Kernel {
 
   std::string Describe() const override {
     if (depthwise_) return avx512_ ? "depthwise_f32_avx512" : "depthwise_f32_direct";
-    return std::string(uk_.name) + (positions_as_rows_ ? " positions-as-rows" : "");
+    return std::string(uk_.name) + (positions_as_rows_ ? " positions-as-rows" : "") + (half_ ? kHalfWeightsTag : "");
   }
 
   int64_t PackedBytes() const override {
@@ -329,6 +343,7 @@ class ConvF32 final : public Kernel {
   bool avx512_;
   bool positions_as_rows_ = false;
   bool depthwise_ = false;
+  bool half_ = false;  // packed_w_ holds FP16 weights
   std::vector<PackedPanelsF32> packed_w_;
 };
 

@@ -114,6 +114,28 @@ TEST(Fp16Weights, ConvolutionsEqualFp32OnFp16Values) {
   EXPECT_EQ(RelativeError(r.fp32, r.fp16), 0);
 }
 
+// One convolution alone stays NCHW (conv_f32): with at most 128 output
+// channels it multiplies im2col rows by W^T and keeps W^T in FP16; wider
+// ones multiply W (the GEMM's A), which stays FP32.
+std::string LoneConvModel(int64_t cout) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {2, 6, 9, 7}).Output("y");
+  b.Initializer("w", HalfValues({cout, 6, 3, 3}, 31)).Initializer("b", RandomF32({cout}, 32));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w", "b"}, {"c"}), "pads", {1, 1, 1, 1});
+  b.Node("Relu", {"c"}, {"y"});
+  return b.Serialize();
+}
+
+TEST(Fp16Weights, LoneNchwConvolutionKeepsFp16Weights) {
+  for (int64_t cout : {40, 200}) {
+    SCOPED_TRACE(::testing::Message() << cout << " output channels");
+    Runs r;
+    ASSERT_NO_FATAL_FAILURE(RunBoth(LoneConvModel(cout), RandomF32({2, 6, 9, 7}, 33), &r));
+    EXPECT_EQ(r.Steps("Conv", "fp16"), cout <= 128 ? 1 : 0) << r.plan.text;
+    EXPECT_EQ(RelativeError(r.fp32, r.fp16), 0);
+  }
+}
+
 TEST(Fp16Weights, LstmEqualsFp32OnFp16Values) {
   Runs r;
   ASSERT_NO_FATAL_FAILURE(RunBoth(LstmModel(true), RandomF32({6, 2, 10}, 23), &r));
