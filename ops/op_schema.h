@@ -66,8 +66,9 @@ struct OpSchema {
   // Element types of the inputs, one letter each, the last repeated for
   // variadic inputs: T = the type of the first T input (ONNX's shared type
   // constraint), i = s64, j = s32 or s64, I = s32, b = bool, . = any (the
-  // shape rule or kernel checks it). Kernels rely on it: a MatMul of f32 by
-  // s8 is refused here, not read out of bounds.
+  // shape rule or kernel checks it), ? = any and optional (an empty name
+  // within min_inputs: ONNX Runtime's omitted zero points). Kernels rely on
+  // it: a MatMul of f32 by s8 is refused here, not read out of bounds.
   const char* types;
   ShapeRule infer;
 };

@@ -132,8 +132,10 @@ absl::Status InferNodeShapes(Graph& graph, const Node& node) {
     }
     constants[i] = graph.FindConstant(node.inputs[i]);
   }
+  const size_t letters = std::strlen(schema->types);
   for (int i = 0; i < schema->min_inputs; ++i) {
-    if (inputs[i] == nullptr) {
+    const bool optional = letters > 0 && schema->types[std::min<size_t>(i, letters - 1)] == '?';
+    if (inputs[i] == nullptr && !optional) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "failed to load %s: node %s must have input %d, got none", graph.source, node.Label(), i));
     }

@@ -93,35 +93,65 @@ auto RowGateFor(bool avx512) {
 
 class QLinearBinary final : public ByteKernel<QLinearBinary> {
  public:
-  QLinearBinary(BinaryOp op, CpuFeatures cpu) : op_(op), avx512_((cpu & kCpuAvx512bw) != 0) {}
+  QLinearBinary(BinaryOp op, CpuFeatures cpu)
+      : op_(op), avx512_((cpu & kCpuAvx512bw) != 0), lookup_(SelectLookupU8(cpu)) {}
+
+  // One operand a constant scalar and every scale and zero point constant
+  // (ONNX Runtime's QDQ files quantize each multiplier and offset of an
+  // affine block so, 200 of them in PP-OCRv4's recogniser): the output is a
+  // function of the other operand's byte, computed at load for all 256 by
+  // the scalar-operand row below and then looked up.
+  void Prepare(const KernelInit& init) {
+    const auto& k = init.constant_inputs;
+    auto constant = [&](size_t i) { return i < k.size() && k[i] != nullptr; };
+    const bool a_scalar = constant(0) && k[0]->num_elements() == 1, b_scalar = constant(3) && k[3]->num_elements() == 1;
+    if (a_scalar == b_scalar) return;  // neither (or both: folded elsewhere)
+    for (size_t i : {1, 4, 6}) {
+      if (!constant(i) || k[i]->num_elements() != 1 || k[i]->dtype() != DataType::kFloat32) return;
+    }
+    for (size_t i : {2, 5, 7}) {
+      const bool present = i < init.input_types.size() && init.input_types[i] != DataType::kUndefined;
+      if (present && !constant(i)) return;
+      if (constant(i) && k[i]->num_elements() != 1) return;
+    }
+    auto zero = [&](size_t i) -> float {
+      if (!constant(i)) return 0.f;
+      const uint8_t bits = static_cast<const uint8_t*>(k[i]->raw_data())[0];
+      return k[i]->dtype() == DataType::kInt8 ? static_cast<int8_t>(bits) : bits;
+    };
+    const Tensor& w = *k[a_scalar ? 0 : 3];
+    if (w.dtype() != DataType::kUInt8 && w.dtype() != DataType::kInt8) return;
+    const Params p{k[1]->data<float>()[0], k[4]->data<float>()[0], k[6]->data<float>()[0], zero(2), zero(5), zero(7)};
+    table_.resize(256);
+    const uint8_t wb = static_cast<const uint8_t*>(w.raw_data())[0];
+    uint8_t all[256];
+    for (int i = 0; i < 256; ++i) all[i] = static_cast<uint8_t>(i);
+    if (w.dtype() == DataType::kInt8) {
+      ScalarRow<int8_t>(p, !a_scalar, reinterpret_cast<const int8_t*>(all), reinterpret_cast<int8_t*>(table_.data()),
+                        256, static_cast<int8_t>(wb));
+    } else {
+      ScalarRow<uint8_t>(p, !a_scalar, all, table_.data(), 256, wb);
+    }
+  }
 
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
     const TensorArg& a = ctx.input(0);
     const TensorArg& b = ctx.input(3);
     const TensorArg& c = ctx.output(0);
-    const float sa = ScaleAt(ctx, 1, 0), sb = ScaleAt(ctx, 4, 0), sc = ScaleAt(ctx, 6, 0);
-    const float za = static_cast<float>(ZeroPointAt(ctx, 2, 0)), zb = static_cast<float>(ZeroPointAt(ctx, 5, 0));
-    const float zc = static_cast<float>(ZeroPointAt(ctx, 7, 0));
+    const Params p{ScaleAt(ctx, 1, 0), ScaleAt(ctx, 4, 0), ScaleAt(ctx, 6, 0), static_cast<float>(ZeroPointAt(ctx, 2, 0)),
+                   static_cast<float>(ZeroPointAt(ctx, 5, 0)), static_cast<float>(ZeroPointAt(ctx, 7, 0))};
+    const float za = p.za, zb = p.zb, zc = p.zc;
     const T* pa = a.as<const T>();
     const T* pb = b.as<const T>();
     T* pc = c.as<T>();
-    const float ra = sa / sc, rb = sb / sc, rm = sa * sb / sc;
+    const float ra = p.ra(), rb = p.rb(), rm = p.rm();
     auto one = [&](T x, T y) {
       const float dx = static_cast<float>(x) - za, dy = static_cast<float>(y) - zb;
       return Saturate<T>(op_ == BinaryOp::kAdd ? ra * dx + rb * dy : rm * (dx * dy), zc);
     };
     // A row of v against one value of the other operand (w at index j).
-    auto row_scalar = [&](bool v_is_a, const T* v, T* out, int64_t n, T w) {
-      const float dc = static_cast<float>(w) - (v_is_a ? zb : za);
-      const float zv = v_is_a ? za : zb, rv = op_ == BinaryOp::kAdd ? (v_is_a ? ra : rb) : rm;
-      const float rc = v_is_a ? rb : ra;
-      if (op_ == BinaryOp::kAdd) {
-        (avx512_ ? RowScalarAvx512<T, BinaryOp::kAdd> : RowScalar<T, BinaryOp::kAdd>)(v, out, n, zv, rv, rc, dc, zc);
-      } else {
-        (avx512_ ? RowScalarAvx512<T, BinaryOp::kMul> : RowScalar<T, BinaryOp::kMul>)(v, out, n, zv, rv, rc, dc, zc);
-      }
-    };
+    auto row_scalar = [&](bool v_is_a, const T* v, T* out, int64_t n, T w) { ScalarRow<T>(p, v_is_a, v, out, n, w); };
     // Chunks of the flat output across the session's threads.
     constexpr int64_t kChunk = 1 << 16;
     auto chunked = [&](int64_t n, auto fn) {
@@ -134,7 +164,12 @@ class QLinearBinary final : public ByteKernel<QLinearBinary> {
     const float r1 = op_ == BinaryOp::kAdd ? ra : rm;
     const auto same = op_ == BinaryOp::kAdd ? (avx512_ ? SameShapeAvx512<T, BinaryOp::kAdd> : SameShape<T, BinaryOp::kAdd>)
                                            : (avx512_ ? SameShapeAvx512<T, BinaryOp::kMul> : SameShape<T, BinaryOp::kMul>);
-    if (b.num_elements() == 1 || a.num_elements() == 1) {  // one operand a scalar
+    if (!table_.empty() && (a.num_elements() == 1) != (b.num_elements() == 1)) {  // a constant scalar: the table
+      const uint8_t* v = static_cast<const uint8_t*>(a.num_elements() == 1 ? b.data : a.data);
+      chunked(c.num_elements(), [&](int64_t at, int64_t n) {
+        lookup_(table_.data(), v + at, n, reinterpret_cast<uint8_t*>(pc) + at);
+      });
+    } else if (b.num_elements() == 1 || a.num_elements() == 1) {  // one operand a scalar
       const bool scalar_b = b.num_elements() == 1;
       const T* v = scalar_b ? pa : pb;
       chunked(c.num_elements(), [&](int64_t at, int64_t n) { row_scalar(scalar_b, v + at, pc + at, n, scalar_b ? pb[0] : pa[0]); });
@@ -205,8 +240,31 @@ class QLinearBinary final : public ByteKernel<QLinearBinary> {
 
 
  private:
+  struct Params {
+    float sa, sb, sc, za, zb, zc;
+    float ra() const { return sa / sc; }
+    float rb() const { return sb / sc; }
+    float rm() const { return sa * sb / sc; }
+  };
+
+  // A row of v (operand a when v_is_a) against the other operand's value w.
+  template <typename T>
+  void ScalarRow(const Params& p, bool v_is_a, const T* v, T* out, int64_t n, T w) const {
+    const float ra = p.ra(), rb = p.rb(), rm = p.rm();
+    const float dc = static_cast<float>(w) - (v_is_a ? p.zb : p.za);
+    const float zv = v_is_a ? p.za : p.zb, rv = op_ == BinaryOp::kAdd ? (v_is_a ? ra : rb) : rm;
+    const float rc = v_is_a ? rb : ra;
+    if (op_ == BinaryOp::kAdd) {
+      (avx512_ ? RowScalarAvx512<T, BinaryOp::kAdd> : RowScalar<T, BinaryOp::kAdd>)(v, out, n, zv, rv, rc, dc, p.zc);
+    } else {
+      (avx512_ ? RowScalarAvx512<T, BinaryOp::kMul> : RowScalar<T, BinaryOp::kMul>)(v, out, n, zv, rv, rc, dc, p.zc);
+    }
+  }
+
   BinaryOp op_;
   bool avx512_;
+  LookupU8 lookup_;
+  std::vector<uint8_t> table_;  // y for each byte of the non-scalar operand (Prepare), or empty
 };
 
 // sums[c] += x[p * channels + c] over `pixels` pixels (255 * pixels < 2^31).
@@ -440,7 +498,9 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearSoftmax(const KernelInit& i
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearBinary(const KernelInit& init) {
-  return std::make_unique<QLinearBinary>(init.op == "QLinearMul" ? BinaryOp::kMul : BinaryOp::kAdd, init.cpu);
+  auto k = std::make_unique<QLinearBinary>(init.op == "QLinearMul" ? BinaryOp::kMul : BinaryOp::kAdd, init.cpu);
+  k->Prepare(init);
+  return k;
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearGlobalAveragePool(const KernelInit& init) {

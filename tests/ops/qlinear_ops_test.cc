@@ -104,6 +104,61 @@ TEST(QLinearOps, AddAndMulWithBroadcasting) {
   }
 }
 
+// A constant scalar operand (ONNX Runtime's quantized affine blocks): the
+// kernel tabulates the 256 outputs at load; they equal, byte for byte, the
+// same operator with the scalar fed at run time, for either operand order,
+// u8 and s8, and with the optional zero points left out.
+TEST(QLinearOps, ConstantScalarOperandIsATableOfTheSameBytes) {
+  const std::vector<int64_t> shape = {2, 5, 9, 7};
+  for (const char* op : {"QLinearAdd", "QLinearMul"}) {
+    for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+      for (bool scalar_first : {false, true}) {
+        for (bool zero_points : {true, false}) {
+          SCOPED_TRACE(::testing::Message() << op << " " << DataTypeName(t) << (scalar_first ? " scalar a" : " scalar b")
+                                            << (zero_points ? "" : " no zero points"));
+          const Tensor w = ZeroPoint(t, t == DataType::kInt8 ? -77 : 201);  // the scalar's byte
+          auto build = [&](bool constant) {
+            OnnxBuilder b(13);
+            b.Input("x", t, shape).Output("y", t);
+            if (constant) {
+              b.Initializer("w", w);
+            } else {
+              b.Input("w", t, {});
+            }
+            b.Initializer("xs", Scalar(0.03f)).Initializer("ws", Scalar(0.011f)).Initializer("ys", Scalar(0.04f));
+            b.Initializer("xz", ZeroPoint(t, t == DataType::kInt8 ? 9 : 119));
+            b.Initializer("wz", ZeroPoint(t, t == DataType::kInt8 ? -3 : 140));
+            b.Initializer("yz", ZeroPoint(t, t == DataType::kInt8 ? -20 : 100));
+            const std::string xz = zero_points ? "xz" : "", wz = zero_points ? "wz" : "";
+            std::vector<std::string> in = scalar_first ? std::vector<std::string>{"w", "ws", wz, "x", "xs", xz}
+                                                       : std::vector<std::string>{"x", "xs", xz, "w", "ws", wz};
+            in.push_back("ys");
+            in.push_back("yz");
+            b.Node(op, in, {"y"}).set_domain("com.microsoft");
+            return b;
+          };
+          OnnxBuilder with_constant = build(true), with_input = build(false);
+          const Tensor x = RandomBytes(t, shape, 21);
+          const Tensor y1 = RunOne(with_constant, {{"x", x}}, 2);
+          const Tensor y2 = RunOne(with_input, {{"x", x}, {"w", w}}, 2);
+          ASSERT_EQ(y1.shape(), shape);
+          ASSERT_EQ(y2.shape(), shape);
+          EXPECT_EQ(std::memcmp(y1.raw_data(), y2.raw_data(), y1.num_elements()), 0);
+          // And the definition, within one step.
+          const int zx = zero_points ? (t == DataType::kInt8 ? 9 : 119) : 0;
+          const int zw = zero_points ? (t == DataType::kInt8 ? -3 : 140) : 0;
+          const double wv = (ByteAt(w, 0) - zw) * 0.011;
+          for (int64_t i = 0; i < x.num_elements(); ++i) {
+            const double xv = (ByteAt(x, i) - zx) * 0.03;
+            const double v = std::string(op) == "QLinearAdd" ? xv + wv : xv * wv;
+            ASSERT_LE(std::abs(ByteAt(y1, i) - Quantize(v, 0.04, t == DataType::kInt8 ? -20 : 100, t)), 1) << i;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(QLinearOps, LargeInputsSplitAcrossThreadsGiveTheSameBytes) {
   // More than one 64K chunk: same-shape, scalar-operand and QuantizeLinear paths on 2 threads.
   const std::vector<int64_t> shape = {4, 64, 32, 33};
