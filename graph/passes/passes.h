@@ -70,6 +70,11 @@ absl::Status FuseQdqOperators(Graph& graph);
 // computed at load by folding the chain over every input byte.
 absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu);
 
+// fuse_qdq_islands.cc: elementwise QDQ islands that depend on one per-tensor
+// quantized value only (ONNX Runtime's QDQ HardSwish, affine Mul/Add by
+// quantized scalars) become kvant.QLinearTable, folded over the 256 bytes.
+absl::Status FuseQdqIslandTables(Graph& graph, CpuFeatures cpu);
+
 // fuse_dynamic_quant.cc: ONNX Runtime's dynamically quantized MatMul
 // (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul [-> Add bias])
 // becomes com.microsoft DynamicQuantizeMatMul; QuantizeMatMulsDynamic turns

@@ -2,7 +2,8 @@
 // input-shape signature:
 //  0. a float16 model gets widening and narrowing casts at its edges (its
 //     kernels run in FP32);
-//  1. remove Identity/Dropout; infer shapes; fuse DequantizeLinear -> Conv ->
+//  1. remove Identity/Dropout; infer shapes; turn elementwise QDQ islands of
+//     one quantized value into byte tables; fuse DequantizeLinear -> Conv ->
 //     QuantizeLinear into QLinearConv (before folding turns the weights'
 //     DequantizeLinear into float weights), the other QDQ groups (data
 //     movement, Add/Mul, pooling, Gemm) onto quantized operators, and ONNX
@@ -37,6 +38,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   // now, so that the QDQ fusions below see constant quantized weights.
   auto constant_quantize = [](const Node& n) { return n.op_type == "QuantizeLinear" && n.domain.empty(); };
   if (auto s = FoldConstants(graph, options.cpu, int64_t{64} << 20, constant_quantize); !s.ok()) return s;
+  if (auto s = FuseQdqIslandTables(graph, options.cpu); !s.ok()) return s;
   if (auto s = FuseQdqConv(graph); !s.ok()) return s;
   if (auto s = FuseQdqOperators(graph); !s.ok()) return s;
   if (auto s = FuseDynamicQuantizeMatMul(graph); !s.ok()) return s;

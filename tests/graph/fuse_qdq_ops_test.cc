@@ -29,7 +29,7 @@ TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
   for (int8_t& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 201) - 100);
   std::vector<int32_t> bias = {100, -50, 7, 0, 300};
   OnnxBuilder b(13);
-  b.Input("x", DataType::kFloat32, {2, 6, 5, 5}).Output("y");
+  b.Input("x", DataType::kFloat32, {2, 6, 5, 5}).Input("x2", DataType::kFloat32, {2, 6, 7, 7}).Output("y");
   b.Initializer("s", ScalarF32(0.03f)).Initializer("z", ScalarU8(120));
   b.Initializer("s2", ScalarF32(0.05f)).Initializer("z2", ScalarU8(126));
   b.Initializer("s3", ScalarF32(0.02f)).Initializer("z3", ScalarU8(118));
@@ -46,9 +46,11 @@ TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
   b.Node("DequantizeLinear", {"zq", "s", "z"}, {"zd"});
   b.Node("Pad", {"d", "pads", "zd"}, {"p"});
   b.Node("QuantizeLinear", {"p", "s", "z"}, {"pq"});
-  // residual: Add(DQ(pq) sliced back, ...) is shape-changing; add pq to itself through two DQs
+  // residual: pq plus a second quantized input (pq plus itself would be a
+  // function of one byte: a table, fuse_qdq_islands.cc)
   b.Node("DequantizeLinear", {"pq", "s", "z"}, {"pd1"});
-  b.Node("DequantizeLinear", {"pq", "s", "z"}, {"pd2"});
+  b.Node("QuantizeLinear", {"x2", "s", "z"}, {"q2"});
+  b.Node("DequantizeLinear", {"q2", "s", "z"}, {"pd2"});
   b.Node("Add", {"pd1", "pd2"}, {"a"});
   b.Node("QuantizeLinear", {"a", "s2", "z2"}, {"aq"});
   // -> GAP -> Flatten -> Gemm(int32 bias) -> Q -> DQ
@@ -70,11 +72,12 @@ TEST(FuseQdqOps, QdqGraphRunsOnQuantizedOperators) {
   EXPECT_EQ(CountOps(*g, "QLinearAdd"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QLinearGlobalAveragePool"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QGemm"), 1) << g->DebugString();
-  EXPECT_EQ(CountOps(*g, "QuantizeLinear"), 1) << g->DebugString();    // the input's
+  EXPECT_EQ(CountOps(*g, "QuantizeLinear"), 2) << g->DebugString();    // the inputs'
   EXPECT_EQ(CountOps(*g, "DequantizeLinear"), 1) << g->DebugString();  // the output's
   EXPECT_EQ(CountOps(*g, "Add") + CountOps(*g, "Gemm") + CountOps(*g, "GlobalAveragePool"), 0) << g->DebugString();
 
-  auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({2, 6, 5, 5}, 9, -3.f, 3.f)}});
+  auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({2, 6, 5, 5}, 9, -3.f, 3.f)},
+                                        {"x2", RandomF32({2, 6, 7, 7}, 10, -3.f, 3.f)}});
   ASSERT_TRUE(y.ok()) << y.status();
   const auto& [u, v] = *y;
   ASSERT_EQ(u.shape(), v.shape());
@@ -174,6 +177,74 @@ TEST(FuseQdqOps, NearestResizeRunsOnQuantizedValues) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnimplemented) << s.status();
   EXPECT_NE(s.status().message().find("u8_linear"), std::string::npos) << s.status();
   EXPECT_NE(s.status().message().find("nearest only"), std::string::npos) << s.status();
+}
+
+// ONNX Runtime's QDQ spelling of x * Clip(x + 3, 0, 6) / 6 after an affine
+// a * x + b with quantized scalars: every step between Q and DQ, one step a
+// product of two tensors. All of it depends on the byte x only, so it is one
+// QLinearTable, byte-exact with the unoptimized graph (the island folded over
+// all 256 bytes). `shared`: x's DequantizeLinear is also read outside (a
+// residual), and stays; `leak`: an inner value is a graph output too, so
+// the island ends before it.
+std::string QdqHardSwishIsland(bool shared, bool leak) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {2, 7, 5, 3}).Output("y", DataType::kUInt8);
+  if (shared) b.Output("r");
+  if (leak) b.Output("c_q", DataType::kUInt8);
+  b.Initializer("xs", ScalarF32(0.05f)).Initializer("xz", ScalarU8(120));
+  b.Initializer("ks", ScalarF32(0.02f)).Initializer("kz", ScalarU8(0));
+  b.Initializer("a_q", ScalarU8(90)).Initializer("b_q", ScalarU8(17)).Initializer("three_q", ScalarU8(150));
+  b.Initializer("six_q", ScalarU8(255)).Initializer("zero", ScalarF32(0.f)).Initializer("six", ScalarF32(6.f));
+  for (const char* v : {"m", "h", "a3", "c", "p", "y"}) {
+    b.Initializer(std::string(v) + "_s", ScalarF32(0.045f)).Initializer(std::string(v) + "_z", ScalarU8(100));
+  }
+  auto dq = [&](const std::string& q, const std::string& s, const std::string& z, const std::string& out) {
+    b.Node("DequantizeLinear", {q, s, z}, {out});
+  };
+  auto step = [&](const std::string& op, std::vector<std::string> in, const std::string& v) {
+    b.Node(op, in, {v + "_f"});
+    b.Node("QuantizeLinear", {v + "_f", v + "_s", v + "_z"}, {v + "_q"});
+    dq(v + "_q", v + "_s", v + "_z", v + "_d");
+  };
+  dq("x", "xs", "xz", "x_d");
+  dq("a_q", "ks", "kz", "a_d");
+  dq("b_q", "ks", "kz", "b_d");
+  dq("three_q", "ks", "kz", "three_d");
+  dq("six_q", "ks", "kz", "six_d");
+  if (shared) b.Node("Relu", {"x_d"}, {"r"});
+  step("Mul", {"x_d", "a_d"}, "m");
+  step("Add", {"m_d", "b_d"}, "h");
+  step("Add", {"h_d", "three_d"}, "a3");
+  step("Clip", {"a3_d", "zero", "six"}, "c");
+  step("Mul", {"h_d", "c_d"}, "p");
+  b.Node("Div", {"p_d", "six_d"}, {"y_f"});
+  b.Node("QuantizeLinear", {"y_f", "y_s", "y_z"}, {"y"});
+  return b.Serialize();
+}
+
+TEST(FuseQdqOps, ElementwiseIslandOfOneQuantizedValueBecomesATable) {
+  for (bool shared : {false, true}) {
+    for (bool leak : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << (shared ? "x read outside" : "") << (leak ? " inner value leaks" : ""));
+      const std::string bytes = QdqHardSwishIsland(shared, leak);
+      auto g = OptimizedGraph(bytes);
+      ASSERT_TRUE(g.ok()) << g.status();
+      // With the leak: x -> h, h -> c (the graph output), the product of the
+      // two (a QLinearMul), and its division.
+      EXPECT_EQ(CountOps(*g, "QLinearTable"), leak ? 3 : 1) << g->DebugString();
+      EXPECT_EQ(CountOps(*g, "QLinearMul"), leak ? 1 : 0) << g->DebugString();
+      EXPECT_EQ(CountOps(*g, "Mul") + CountOps(*g, "Div") + CountOps(*g, "Clip") + CountOps(*g, "Add"), 0)
+          << g->DebugString();
+      Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 7, 5, 3});
+      for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
+      auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+      ASSERT_TRUE(y.ok()) << y.status();
+      ASSERT_EQ(y->first.shape(), y->second.shape());
+      for (int64_t i = 0; i < x.num_elements(); ++i) {
+        ASSERT_EQ(y->first.data<uint8_t>()[i], y->second.data<uint8_t>()[i]) << "at " << i;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,253 @@
+// Quantized elementwise islands as byte tables. A QDQ file from ONNX
+// Runtime's quantizer puts a QuantizeLinear -> DequantizeLinear pair after
+// every operator, so a HardSwish spelled x * Clip(x + 3, 0, 6) / 6 becomes
+// four quantized steps, one of them a product of two tensors (PP-OCRv4's
+// recogniser has 25 of them, and 50 affine Mul/Add pairs). Everything such
+// an island computes is a function of one byte tensor x, so it is one
+// 256-entry kvant.QLinearTable, computed at load by folding the island
+// itself over [0, 1, ..., 255]: the same kernels and the same intermediate
+// roundings, table entry for table entry.
+//  1. From a per-tensor DequantizeLinear of a u8/s8 value x, collect the
+//     elementwise nodes that depend only on x and constants (per-tensor
+//     QuantizeLinear/DequantizeLinear, unary float operators, Clip with
+//     constant bounds, binary operators whose operands are both in the
+//     island, or one a scalar constant or the DequantizeLinear of one), in
+//     topological order, up to 64 nodes.
+//  2. Each per-tensor QuantizeLinear in it is a candidate exit: its island
+//     is its ancestors in the set; valid when no value inside but the exit
+//     is read outside (a DequantizeLinear of x read outside too stays).
+//     The largest valid island with an operator besides the conversions is
+//     folded (graph/passes/fuse_qdq_table.cc folds float chains later the
+//     same way).
+//  3. Its nodes give way to QLinearTable(x, table).
+#include <algorithm>
+#include <numeric>
+
+#include "absl/container/flat_hash_set.h"
+#include "graph/passes/passes.h"
+
+namespace kvant {
+namespace {
+
+constexpr size_t kMaxIslandNodes = 64;
+
+bool IsByteType(DataType t) { return t == DataType::kUInt8 || t == DataType::kInt8; }
+
+// Q or DQ with constant scalar scale and zero point.
+bool PerTensorConversion(const Graph& g, const Node& n, const char* op) {
+  if (n.op_type != op || !n.domain.empty() || n.inputs.size() < 2 || n.outputs.size() != 1) return false;
+  for (size_t i = 1; i < n.inputs.size() && i < 3; ++i) {
+    if (n.inputs[i].empty()) continue;
+    const Tensor* t = g.FindConstant(n.inputs[i]);
+    if (t == nullptr || t->num_elements() != 1) return false;
+  }
+  return !n.inputs[1].empty();
+}
+
+bool UnaryOp(const std::string& op) {
+  static const char* kUnary[] = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "Elu", "Selu",
+                                 "Neg",  "Abs",     "Erf",         "Exp",       "Softplus", "Gelu", "Identity"};
+  return std::any_of(std::begin(kUnary), std::end(kUnary), [&](const char* u) { return op == u; });
+}
+
+bool BinaryOp(const std::string& op) {
+  static const char* kBinary[] = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
+  return std::any_of(std::begin(kBinary), std::end(kBinary), [&](const char* b) { return op == b; });
+}
+
+class Islands {
+ public:
+  Islands(Graph& g, CpuFeatures cpu) : g_(g), cpu_(cpu), producers_(g.Producers()) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      for (const std::string& v : g.nodes[i].inputs) readers_[v].push_back(static_cast<int>(i));
+    }
+  }
+
+  absl::Status Run() {
+    removed_.assign(g_.nodes.size(), false);
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      const Node& dq = g_.nodes[i];
+      if (removed_[i] || !PerTensorConversion(g_, dq, "DequantizeLinear")) continue;
+      const ValueType* xt = g_.FindType(dq.inputs[0]);
+      if (xt == nullptr || !IsByteType(xt->dtype) || !xt->shape.rank_known) continue;
+      TryIsland(dq.inputs[0], static_cast<int>(i), xt->dtype, xt->shape.rank());
+    }
+    if (tables_.empty()) return absl::OkStatus();
+    g_.RemoveNodes(removed_);
+    for (Node& t : tables_) g_.nodes.push_back(std::move(t));
+    return g_.TopologicalSort();
+  }
+
+ private:
+  // A scalar constant, or the DequantizeLinear of one (ONNX Runtime
+  // quantizes the constants of an affine block too).
+  bool ScalarConstant(const std::string& v, int64_t rank) const {
+    if (const Tensor* c = g_.FindConstant(v)) return c->num_elements() == 1 && c->rank() <= rank;
+    const int p = Producer(v);
+    if (p < 0 || !PerTensorConversion(g_, g_.nodes[p], "DequantizeLinear")) return false;
+    const Tensor* c = g_.FindConstant(g_.nodes[p].inputs[0]);
+    return c != nullptr && c->num_elements() == 1 && c->rank() <= rank;
+  }
+
+  int Producer(const std::string& v) const {
+    auto it = producers_.find(v);
+    return it == producers_.end() ? -1 : it->second;
+  }
+
+  // Whether node n may join an island over x whose values are `in`.
+  bool Joins(const Node& n, const std::string& x, const absl::flat_hash_set<std::string>& in, int64_t rank) const {
+    if (!n.domain.empty() || n.outputs.size() != 1 || n.inputs.empty()) return false;
+    const std::string& op = n.op_type;
+    if (op == "DequantizeLinear") {
+      return (n.inputs[0] == x || in.contains(n.inputs[0])) && PerTensorConversion(g_, n, "DequantizeLinear");
+    }
+    if (!in.contains(n.inputs[0]) && !(BinaryOp(op) && n.inputs.size() == 2 && in.contains(n.inputs[1]))) {
+      return false;
+    }
+    if (op == "QuantizeLinear") return PerTensorConversion(g_, n, "QuantizeLinear");
+    if (UnaryOp(op)) return n.inputs.size() == 1;
+    if (op == "Clip") {
+      for (size_t i = 1; i < n.inputs.size(); ++i) {
+        if (!n.inputs[i].empty() && g_.FindConstant(n.inputs[i]) == nullptr) return false;
+      }
+      return true;
+    }
+    if (BinaryOp(op) && n.inputs.size() == 2) {
+      for (const std::string& v : n.inputs) {
+        if (!in.contains(v) && !ScalarConstant(v, rank)) return false;
+      }
+      return true;
+    }
+    return false;
+  }
+
+  void TryIsland(const std::string& x, int start, DataType x_type, int64_t rank) {
+    // 1. The set, in topological order.
+    std::vector<int> set = {start};
+    absl::flat_hash_set<std::string> in = {g_.nodes[start].outputs[0]};
+    for (size_t i = start + 1; i < g_.nodes.size() && set.size() < kMaxIslandNodes; ++i) {
+      if (removed_[i] || !Joins(g_.nodes[i], x, in, rank)) continue;
+      set.push_back(static_cast<int>(i));
+      in.insert(g_.nodes[i].outputs[0]);
+    }
+    if (set.size() < 3) return;
+    // 2. The largest valid island ending in one QuantizeLinear.
+    std::vector<int> best;
+    for (size_t e = set.size(); e-- > 1;) {
+      const Node& q = g_.nodes[set[e]];
+      if (q.op_type != "QuantizeLinear") continue;
+      std::vector<int> island = Ancestors(set, e);
+      if (island.size() > best.size() && Valid(island, set[e], x) && Computes(island)) best = std::move(island);
+    }
+    if (best.empty()) return;
+    auto table = Fold(best, x, x_type);
+    if (!table.ok()) return;  // left as it is
+    // 3.
+    const Node& q = g_.nodes[best.back()];
+    Node t;
+    t.name = q.name;
+    t.op_type = "QLinearTable";
+    t.domain = "kvant";
+    t.inputs = {x, g_.AddConstant(q.name + "_table", *table)};
+    t.outputs = q.outputs;
+    tables_.push_back(std::move(t));
+    for (int n : best) {
+      if (!ReadOutside(n, best)) removed_[n] = true;  // a DequantizeLinear of x others read stays
+    }
+    removed_[best.back()] = true;
+  }
+
+  // The nodes of set[0..e] that set[e] depends on, in order.
+  std::vector<int> Ancestors(const std::vector<int>& set, size_t e) const {
+    absl::flat_hash_set<std::string> needed(g_.nodes[set[e]].inputs.begin(), g_.nodes[set[e]].inputs.end());
+    std::vector<int> out = {set[e]};
+    for (size_t k = e; k-- > 0;) {
+      const Node& n = g_.nodes[set[k]];
+      if (!needed.contains(n.outputs[0])) continue;
+      out.push_back(set[k]);
+      needed.insert(n.inputs.begin(), n.inputs.end());
+    }
+    std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  bool ReadOutside(int n, const std::vector<int>& island) const {
+    const std::string& v = g_.nodes[n].outputs[0];
+    if (g_.IsGraphOutput(v)) return true;
+    auto it = readers_.find(v);
+    if (it == readers_.end()) return false;
+    return std::any_of(it->second.begin(), it->second.end(),
+                       [&](int r) { return std::find(island.begin(), island.end(), r) == island.end(); });
+  }
+
+  // Only the exit is read outside, but for DequantizeLinear nodes of x.
+  bool Valid(const std::vector<int>& island, int exit, const std::string& x) const {
+    for (int n : island) {
+      if (n == exit || !ReadOutside(n, island)) continue;
+      const Node& node = g_.nodes[n];
+      if (node.op_type != "DequantizeLinear" || node.inputs[0] != x) return false;
+    }
+    return true;
+  }
+
+  // Something besides conversions (a lone DQ -> Q pair is the data-movement
+  // fusion's business).
+  bool Computes(const std::vector<int>& island) const {
+    return std::any_of(island.begin(), island.end(), [&](int n) {
+      const std::string& op = g_.nodes[n].op_type;
+      return op != "QuantizeLinear" && op != "DequantizeLinear";
+    });
+  }
+
+  absl::StatusOr<Tensor> Fold(const std::vector<int>& island, const std::string& x, DataType x_type) const {
+    Graph scratch;
+    scratch.source = g_.source;
+    scratch.opset = g_.opset;
+    Tensor bytes = Tensor::Zeros(x_type, {256});
+    std::iota(static_cast<uint8_t*>(bytes.raw_data()), static_cast<uint8_t*>(bytes.raw_data()) + 256, uint8_t{0});
+    scratch.initializers[x] = bytes;
+    absl::flat_hash_set<std::string> produced;
+    for (int n : island) produced.insert(g_.nodes[n].outputs[0]);
+    for (int n : island) {
+      for (const std::string& v : g_.nodes[n].inputs) {
+        if (v.empty() || v == x || produced.contains(v) || scratch.initializers.contains(v)) continue;
+        if (const Tensor* c = g_.FindConstant(v)) {
+          scratch.initializers[v] = *c;
+        } else if (const int p = Producer(v); p >= 0) {  // the DequantizeLinear of a constant
+          const Node& dq = g_.nodes[p];
+          for (const std::string& cv : dq.inputs) {
+            if (const Tensor* c = cv.empty() ? nullptr : g_.FindConstant(cv)) scratch.initializers[cv] = *c;
+          }
+          scratch.nodes.push_back(dq);
+          produced.insert(v);
+        }
+      }
+    }
+    for (int n : island) scratch.nodes.push_back(g_.nodes[n]);
+    for (const auto& [name, t] : scratch.initializers) {
+      scratch.values[name] = ValueType{t.dtype(), Shape::Of(t.shape())};
+    }
+    const std::string out = g_.nodes[island.back()].outputs[0];
+    scratch.outputs = {out};
+    if (auto s = scratch.TopologicalSort(); !s.ok()) return s;
+    if (auto s = FoldConstants(scratch, cpu_); !s.ok()) return s;
+    const Tensor* table = scratch.FindConstant(out);
+    if (table == nullptr || table->num_elements() != 256 || !IsByteType(table->dtype())) {
+      return absl::InternalError("the island did not fold to 256 bytes");
+    }
+    return *table;
+  }
+
+  Graph& g_;
+  CpuFeatures cpu_;
+  absl::flat_hash_map<std::string, int> producers_;
+  absl::flat_hash_map<std::string, std::vector<int>> readers_;
+  std::vector<bool> removed_;
+  std::vector<Node> tables_;
+};
+
+}  // namespace
+
+absl::Status FuseQdqIslandTables(Graph& graph, CpuFeatures cpu) { return Islands(graph, cpu).Run(); }
+
+}  // namespace kvant
