@@ -1,23 +1,25 @@
 // Quantized elementwise islands as byte tables. A QDQ file from ONNX
 // Runtime's quantizer puts a QuantizeLinear -> DequantizeLinear pair after
-// every operator, so a HardSwish spelled x * Clip(x + 3, 0, 6) / 6 becomes
-// four quantized steps, one of them a product of two tensors (PP-OCRv4's
-// recogniser has 25 of them, and 50 affine Mul/Add pairs). Everything such
-// an island computes is a function of one byte tensor x, so it is one
+// every operator, and its QOperator file a QLinearAdd/QLinearMul per step, so
+// a HardSwish spelled x * Clip(x + 3, 0, 6) / 6 becomes four quantized
+// steps, one of them a product of two tensors (PP-OCRv4's recogniser has 25
+// of them, and 50 affine Mul/Add pairs by quantized scalars). Everything
+// such an island computes is a function of one byte tensor x, so it is one
 // 256-entry kvant.QLinearTable, computed at load by folding the island
 // itself over [0, 1, ..., 255]: the same kernels and the same intermediate
 // roundings, table entry for table entry.
-//  1. From a per-tensor DequantizeLinear of a u8/s8 value x, collect the
-//     elementwise nodes that depend only on x and constants (per-tensor
-//     QuantizeLinear/DequantizeLinear, unary float operators, Clip with
-//     constant bounds, binary operators whose operands are both in the
-//     island, or one a scalar constant or the DequantizeLinear of one), in
-//     topological order, up to 64 nodes.
-//  2. Each per-tensor QuantizeLinear in it is a candidate exit: its island
-//     is its ancestors in the set; valid when no value inside but the exit
-//     is read outside (a DequantizeLinear of x read outside too stays).
-//     The largest valid island with an operator besides the conversions is
-//     folded (graph/passes/fuse_qdq_table.cc folds float chains later the
+//  1. From each u8/s8 value x, collect the elementwise nodes that depend
+//     only on x and constants, in topological order, up to 64 nodes:
+//     per-tensor QuantizeLinear/DequantizeLinear, unary float operators,
+//     Clip with constant bounds, binary float operators whose operands are
+//     both in the island or one a scalar constant (or the DequantizeLinear
+//     of one), and ONNX Runtime's QLinearAdd/QLinearMul (operands likewise)
+//     and QLinearSigmoid/QLinearLeakyRelu with constant parameters.
+//  2. Each node of the set with a u8/s8 output is a candidate exit: its
+//     island is its ancestors in the set; valid when no value inside but the
+//     exit is read outside (a DequantizeLinear of x read outside too stays).
+//     The largest valid island that computes something (not a bare DQ -> Q)
+//     is folded (graph/passes/fuse_qdq_table.cc folds float chains later the
 //     same way).
 //  3. Its nodes give way to QLinearTable(x, table).
 #include <algorithm>
@@ -65,12 +67,18 @@ class Islands {
 
   absl::Status Run() {
     removed_.assign(g_.nodes.size(), false);
+    auto source = [&](const std::string& x, int after) {
+      const ValueType* xt = g_.FindType(x);
+      if (xt != nullptr && IsByteType(xt->dtype) && xt->shape.rank_known && !g_.IsConstant(x)) {
+        TryIsland(x, after, xt->dtype, xt->shape.rank());
+      }
+    };
+    for (const std::string& in : g_.inputs) source(in, 0);
     for (size_t i = 0; i < g_.nodes.size(); ++i) {
-      const Node& dq = g_.nodes[i];
-      if (removed_[i] || !PerTensorConversion(g_, dq, "DequantizeLinear")) continue;
-      const ValueType* xt = g_.FindType(dq.inputs[0]);
-      if (xt == nullptr || !IsByteType(xt->dtype) || !xt->shape.rank_known) continue;
-      TryIsland(dq.inputs[0], static_cast<int>(i), xt->dtype, xt->shape.rank());
+      if (removed_[i]) continue;
+      for (const std::string& out : g_.nodes[i].outputs) {
+        if (!out.empty()) source(out, static_cast<int>(i) + 1);
+      }
     }
     if (tables_.empty()) return absl::OkStatus();
     g_.RemoveNodes(removed_);
@@ -94,13 +102,34 @@ class Islands {
     return it == producers_.end() ? -1 : it->second;
   }
 
-  // Whether node n may join an island over x whose values are `in`.
-  bool Joins(const Node& n, const std::string& x, const absl::flat_hash_set<std::string>& in, int64_t rank) const {
-    if (!n.domain.empty() || n.outputs.size() != 1 || n.inputs.empty()) return false;
-    const std::string& op = n.op_type;
-    if (op == "DequantizeLinear") {
-      return (n.inputs[0] == x || in.contains(n.inputs[0])) && PerTensorConversion(g_, n, "DequantizeLinear");
+  bool ConstantParams(const Node& n, std::initializer_list<size_t> params) const {
+    for (size_t i : params) {
+      if (i >= n.inputs.size() || n.inputs[i].empty()) continue;
+      const Tensor* c = g_.FindConstant(n.inputs[i]);
+      if (c == nullptr || c->num_elements() != 1) return false;
     }
+    return true;
+  }
+
+  // Whether node n may join an island over x whose values are `in` (x
+  // included): float operators read float island values, the quantized
+  // operators byte ones.
+  bool Joins(const Node& n, const absl::flat_hash_set<std::string>& in, int64_t rank) const {
+    if (n.outputs.size() != 1 || n.inputs.empty()) return false;
+    const std::string& op = n.op_type;
+    auto operand = [&](const std::string& v) { return in.contains(v) || ScalarConstant(v, rank); };
+    if (n.domain == "com.microsoft") {
+      if ((op == "QLinearAdd" || op == "QLinearMul") && n.inputs.size() >= 7) {
+        return (in.contains(n.inputs[0]) || in.contains(n.inputs[3])) && operand(n.inputs[0]) &&
+               operand(n.inputs[3]) && ConstantParams(n, {1, 2, 4, 5, 6, 7});
+      }
+      if ((op == "QLinearSigmoid" || op == "QLinearLeakyRelu") && n.inputs.size() >= 4) {
+        return in.contains(n.inputs[0]) && ConstantParams(n, {1, 2, 3, 4});
+      }
+      return false;
+    }
+    if (!n.domain.empty()) return false;
+    if (op == "DequantizeLinear") return in.contains(n.inputs[0]) && PerTensorConversion(g_, n, "DequantizeLinear");
     if (!in.contains(n.inputs[0]) && !(BinaryOp(op) && n.inputs.size() == 2 && in.contains(n.inputs[1]))) {
       return false;
     }
@@ -112,49 +141,50 @@ class Islands {
       }
       return true;
     }
-    if (BinaryOp(op) && n.inputs.size() == 2) {
-      for (const std::string& v : n.inputs) {
-        if (!in.contains(v) && !ScalarConstant(v, rank)) return false;
-      }
-      return true;
-    }
+    if (BinaryOp(op) && n.inputs.size() == 2) return operand(n.inputs[0]) && operand(n.inputs[1]);
     return false;
   }
 
-  void TryIsland(const std::string& x, int start, DataType x_type, int64_t rank) {
-    // 1. The set, in topological order.
-    std::vector<int> set = {start};
-    absl::flat_hash_set<std::string> in = {g_.nodes[start].outputs[0]};
-    for (size_t i = start + 1; i < g_.nodes.size() && set.size() < kMaxIslandNodes; ++i) {
-      if (removed_[i] || !Joins(g_.nodes[i], x, in, rank)) continue;
-      set.push_back(static_cast<int>(i));
-      in.insert(g_.nodes[i].outputs[0]);
+  bool ByteOutput(const Node& n) const {
+    const ValueType* t = g_.FindType(n.outputs[0]);
+    return t != nullptr && IsByteType(t->dtype);
+  }
+
+  // Islands over x among the nodes from index `first` on (x's readers
+  // follow its producer), until no reader of x is left outside one.
+  void TryIsland(const std::string& x, int first, DataType x_type, int64_t rank) {
+    while (true) {
+      // 1. The set, in topological order.
+      std::vector<int> set;
+      absl::flat_hash_set<std::string> in = {x};
+      for (size_t i = first; i < g_.nodes.size() && set.size() < kMaxIslandNodes; ++i) {
+        if (removed_[i] || !Joins(g_.nodes[i], in, rank)) continue;
+        set.push_back(static_cast<int>(i));
+        in.insert(g_.nodes[i].outputs[0]);
+      }
+      // 2. The largest valid island ending in a byte value.
+      std::vector<int> best;
+      for (size_t e = set.size(); e-- > 0;) {
+        if (!ByteOutput(g_.nodes[set[e]])) continue;
+        std::vector<int> island = Ancestors(set, e);
+        if (island.size() > best.size() && Valid(island, set[e], x) && Computes(island)) best = std::move(island);
+      }
+      if (best.empty()) return;
+      auto table = Fold(best, x, x_type);
+      if (!table.ok()) return;  // left as it is
+      // 3.
+      const Node& q = g_.nodes[best.back()];
+      Node t;
+      t.name = q.name;
+      t.op_type = "QLinearTable";
+      t.domain = "kvant";
+      t.inputs = {x, g_.AddConstant(q.name + "_table", *table)};
+      t.outputs = q.outputs;
+      tables_.push_back(std::move(t));
+      for (int n : best) {
+        if (n == best.back() || !ReadOutside(n, best)) removed_[n] = true;  // a DequantizeLinear of x others read stays
+      }
     }
-    if (set.size() < 3) return;
-    // 2. The largest valid island ending in one QuantizeLinear.
-    std::vector<int> best;
-    for (size_t e = set.size(); e-- > 1;) {
-      const Node& q = g_.nodes[set[e]];
-      if (q.op_type != "QuantizeLinear") continue;
-      std::vector<int> island = Ancestors(set, e);
-      if (island.size() > best.size() && Valid(island, set[e], x) && Computes(island)) best = std::move(island);
-    }
-    if (best.empty()) return;
-    auto table = Fold(best, x, x_type);
-    if (!table.ok()) return;  // left as it is
-    // 3.
-    const Node& q = g_.nodes[best.back()];
-    Node t;
-    t.name = q.name;
-    t.op_type = "QLinearTable";
-    t.domain = "kvant";
-    t.inputs = {x, g_.AddConstant(q.name + "_table", *table)};
-    t.outputs = q.outputs;
-    tables_.push_back(std::move(t));
-    for (int n : best) {
-      if (!ReadOutside(n, best)) removed_[n] = true;  // a DequantizeLinear of x others read stays
-    }
-    removed_[best.back()] = true;
   }
 
   // The nodes of set[0..e] that set[e] depends on, in order.

@@ -247,5 +247,42 @@ TEST(FuseQdqOps, ElementwiseIslandOfOneQuantizedValueBecomesATable) {
   }
 }
 
+// The same island in QOperator form (ONNX Runtime's QLinearMul/QLinearAdd
+// by quantized scalars, then the product of two values of one byte, then a
+// QLinearSigmoid): one QLinearTable with the unoptimized graph's bytes.
+TEST(FuseQdqOps, QOperatorIslandOfOneQuantizedValueBecomesATable) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {2, 7, 5, 3}).Output("y", DataType::kUInt8);
+  b.Initializer("xs", ScalarF32(0.05f)).Initializer("xz", ScalarU8(120));
+  b.Initializer("ks", ScalarF32(0.02f)).Initializer("kz", ScalarU8(0));
+  b.Initializer("a_q", ScalarU8(90)).Initializer("b_q", ScalarU8(17)).Initializer("three_q", ScalarU8(150));
+  for (const char* v : {"m", "h", "a3", "p", "y"}) {
+    b.Initializer(std::string(v) + "_s", ScalarF32(0.045f)).Initializer(std::string(v) + "_z", ScalarU8(100));
+  }
+  b.Initializer("ys2", ScalarF32(1.f / 256)).Initializer("yz2", ScalarU8(0));
+  auto qop = [&](const char* op, std::vector<std::string> in, const std::string& out) {
+    b.Node(op, in, {out}).set_domain("com.microsoft");
+  };
+  qop("QLinearMul", {"a_q", "ks", "kz", "x", "xs", "xz", "m_s", "m_z"}, "m");
+  qop("QLinearAdd", {"m", "m_s", "m_z", "b_q", "ks", "kz", "h_s", "h_z"}, "h");
+  qop("QLinearAdd", {"h", "h_s", "h_z", "three_q", "ks", "kz", "a3_s", "a3_z"}, "a3");
+  qop("QLinearMul", {"h", "h_s", "h_z", "a3", "a3_s", "a3_z", "p_s", "p_z"}, "p");
+  qop("QLinearSigmoid", {"p", "p_s", "p_z", "ys2", "yz2"}, "y");
+  const std::string bytes = b.Serialize();
+  auto g = OptimizedGraph(bytes);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QLinearMul") + CountOps(*g, "QLinearAdd") + CountOps(*g, "QLinearSigmoid"), 0)
+      << g->DebugString();
+  Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 7, 5, 3});
+  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 53 + 7) % 256);
+  auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  ASSERT_EQ(y->first.shape(), y->second.shape());
+  for (int64_t i = 0; i < x.num_elements(); ++i) {
+    ASSERT_EQ(y->first.data<uint8_t>()[i], y->second.data<uint8_t>()[i]) << "at " << i;
+  }
+}
+
 }  // namespace
 }  // namespace kvant
