@@ -311,6 +311,47 @@ TEST(Passes, ZeroPadFoldsIntoConvPads) {
   ExpectSameOutputs(bytes, {{"x", RandomF32({1, 3, 9, 9}, 9)}});
 }
 
+// A float image padded with zeros, then quantized for an INT8 convolution
+// (EfficientNet-Lite's stem): the image is quantized unpadded and the
+// convolution pads with its zero point, Q(0): the same bytes. A Pad of 1.0,
+// or a QuantizeLinear whose zero point differs from the convolution's, stays.
+TEST(Passes, ZeroPadBeforeQuantizeLinearFoldsIntoQLinearConvPads) {
+  for (int variant : {0, 1, 2}) {  // 0: folds; 1: pad value 1; 2: another zero point
+    SCOPED_TRACE(::testing::Message() << "variant " << variant);
+    OnnxBuilder b(13);
+    b.Input("x", DataType::kFloat32, {2, 3, 9, 9}).Output("y", DataType::kUInt8);
+    b.Initializer("pads", Tensor::FromVector<int64_t>(DataType::kInt64, {8}, {0, 0, 0, 1, 0, 0, 1, 2}));
+    b.Initializer("value", ScalarF32(variant == 1 ? 1.f : 0.f));
+    b.Initializer("xs", ScalarF32(0.03f)).Initializer("xz", Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {117}));
+    b.Initializer("xz2", Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {variant == 2 ? uint8_t{90} : uint8_t{117}}));
+    std::vector<int8_t> w(4 * 3 * 3 * 3);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(static_cast<int>(i * 37 % 201) - 100);
+    b.Initializer("w", Tensor::FromVector<int8_t>(DataType::kInt8, {4, 3, 3, 3}, w));
+    b.Initializer("ws", ScalarF32(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+    b.Initializer("ys", ScalarF32(0.05f)).Initializer("yz", Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {120}));
+    b.Node("Pad", {"x", "pads", "value"}, {"p"});
+    b.Node("QuantizeLinear", {"p", "xs", "xz"}, {"q"});
+    OnnxBuilder::SetInts(b.Node("QLinearConv", {"q", "xs", "xz2", "w", "ws", "wz", "ys", "yz"}, {"y"}), "strides",
+                         {2, 2});
+    const std::string bytes = b.Serialize();
+    auto g = testing::OptimizedGraph(bytes);
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_EQ(CountOps(*g, "Pad"), variant == 0 ? 0 : 1) << g->DebugString();
+    SessionOptions plain;
+    plain.optimize = false;
+    auto a = Session::LoadFromBytes(bytes, plain), o = Session::LoadFromBytes(bytes);
+    ASSERT_TRUE(a.ok() && o.ok());
+    const TensorMap in = {{"x", RandomF32({2, 3, 9, 9}, 12, -3.f, 3.f)}};
+    auto ya = a->Run(in), yo = o->Run(in);
+    ASSERT_TRUE(ya.ok()) << ya.status();
+    ASSERT_TRUE(yo.ok()) << yo.status();
+    const Tensor& u = ya->at("y");
+    const Tensor& v = yo->at("y");
+    ASSERT_EQ(u.shape(), v.shape());
+    for (int64_t i = 0; i < u.num_elements(); ++i) ASSERT_EQ(u.data<uint8_t>()[i], v.data<uint8_t>()[i]) << i;
+  }
+}
+
 // x[1,8,9,9] -> Q -> DQ -> Conv(DQ(w s8, per channel), float bias | DQ(int32 bias)) -> Q(u8) -> DQ -> y
 std::string QdqConv(bool int32_bias, bool second_reader) {
   OnnxBuilder b(13);
