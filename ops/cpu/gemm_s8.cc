@@ -209,8 +209,14 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
             a_rs = args.lda;
           } else {
             // Rows of kp bytes, zero past K and past the valid rows.
-            for (int64_t r = 0; r < rows && kp > k; ++r) {
-              for (int64_t q = k; q < kp; ++q) a_buf[r * kp + q] = 0;  // a few bytes (64 at most): no call
+            const int64_t pad = kp - k;  // locals: the lambda's captured ones are reloaded after each store
+            for (int64_t r = 0; r < rows && pad > 0; ++r) {
+              uint8_t* z = a_buf + r * kp + k;
+              if (pad <= 8) {
+                for (int64_t q = 0; q < pad; ++q) z[q] = 0;  // a convolution's K = 27 + 1: no call
+              } else {
+                std::memset(z, 0, pad);
+              }
             }
             const int64_t read_rows = rows <= uk.half_rows ? uk.half_rows : mr;
             if (rows < read_rows) std::memset(a_buf + rows * kp, 0, (read_rows - rows) * kp);
