@@ -173,7 +173,13 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
   }
   uint8_t* a_bufs = reinterpret_cast<uint8_t*>(cursor);
   const int64_t a_buf_bytes = RoundUp(mr * kp, 64);
-  const bool a_in_place = kp == k && args.a_rows == nullptr;
+  // A is read in place where the microkernel's reads stay inside it: rows
+  // past the panel only when they exist, and K rounded up to kp reads into
+  // the next row, which B's zero rows past K cancel (a 1x1 convolution of
+  // 144 channels no longer copies its input for AMX's 192). Only the last
+  // row's overread could leave the buffer: that panel is packed.
+  const bool a_direct = args.a_rows == nullptr && args.lda >= k;
+  const int64_t a_end = (m - 1) * args.lda + k;  // one past A's last byte
   const size_t out_size = args.out.kind == GemmS8Output::Kind::kS32 || args.out.kind == GemmS8Output::Kind::kF32 ? 4 : 1;
 
   // 2. Blocks of C per thread.
@@ -204,7 +210,8 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
           const int64_t rows = std::min(mr, m1 - ir);
           const uint8_t* a_panel;
           int64_t a_rs, a_gs;
-          if (a_in_place && (rows == mr || !uk.full_panels)) {
+          const int64_t read_rows = !uk.full_panels ? rows : rows <= uk.half_rows ? uk.half_rows : mr;
+          if (a_direct && ir + read_rows <= m && (ir + read_rows - 1) * args.lda + kp <= a_end) {
             a_panel = args.a + ir * args.lda;
             a_rs = args.lda;
           } else {
@@ -218,7 +225,6 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
                 std::memset(z, 0, pad);
               }
             }
-            const int64_t read_rows = rows <= uk.half_rows ? uk.half_rows : mr;
             if (rows < read_rows) std::memset(a_buf + rows * kp, 0, (read_rows - rows) * kp);
             if (args.a_rows != nullptr) {
               (*args.a_rows)(ir, rows, a_buf, kp);
