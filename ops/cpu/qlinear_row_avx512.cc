@@ -40,10 +40,12 @@ void SumPixels(const T* x, int64_t pixels, int64_t channels, int32_t* sums) {
     __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
     for (int64_t p = 0; p < pixels; ++p) {
       const __m512i v = _mm512_maskz_loadu_epi8(m, x + p * channels + c0);
+      // (the lane index must be an immediate: four statements, not a loop)
+      const __m128i b[4] = {_mm512_castsi512_si128(v), _mm512_extracti32x4_epi32(v, 1),
+                            _mm512_extracti32x4_epi32(v, 2), _mm512_extracti32x4_epi32(v, 3)};
 #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) {
-        const __m128i b = _mm512_extracti32x4_epi32(v, q);
-        acc[q] = _mm512_add_epi32(acc[q], std::is_signed_v<T> ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
+        acc[q] = _mm512_add_epi32(acc[q], std::is_signed_v<T> ? _mm512_cvtepi8_epi32(b[q]) : _mm512_cvtepu8_epi32(b[q]));
       }
     }
     for (int q = 0; q < 4 && 16 * q < left; ++q) {
