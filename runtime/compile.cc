@@ -258,10 +258,23 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   }
   // 6. Placement.
   plan->memory = PlanBest(plan->buffers);
-  if (plan->memory.arena_bytes > model.max_arena_bytes) {
+  // The graph outputs are allocated beside the arena for each run: they count
+  // against the same bound (a 20 M-element output is memory as much as an
+  // intermediate of that size).
+  int64_t output_bytes = 0;
+  std::vector<bool> counted(plan->slots.size(), false);
+  for (int s : plan->output_slots) {
+    const ValueSlot& slot = plan->slots[s];
+    if (slot.kind == ValueSlot::Kind::kOutput && !counted[s]) {
+      counted[s] = true;
+      output_bytes += ElementCount(slot.shape).value() * static_cast<int64_t>(DataTypeSize(slot.dtype));
+    }
+  }
+  if (plan->memory.arena_bytes > model.max_arena_bytes ||
+      output_bytes > model.max_arena_bytes - plan->memory.arena_bytes) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "failed to plan %s: arena must be at most %d bytes (max_arena_bytes), got %d", g.source,
-        model.max_arena_bytes, plan->memory.arena_bytes));
+        "failed to plan %s: arena and outputs must be at most %d bytes (max_arena_bytes), got %d + %d", g.source,
+        model.max_arena_bytes, plan->memory.arena_bytes, output_bytes));
   }
   for (size_t s = 0; s < plan->slots.size(); ++s) {
     if (buffer_of[s] >= 0) {

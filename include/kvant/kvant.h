@@ -150,7 +150,7 @@ struct SessionOptions {
   bool allow_spinning = true;
   // Graph optimizations: constant folding, BatchNorm folding, activation fusion.
   bool optimize = true;
-  // Refuse plans whose arena exceeds this many bytes.
+  // Refuse plans whose arena and graph outputs together exceed this many bytes.
   int64_t max_arena_bytes = int64_t{16} << 30;
   // Refuse models whose weights exceed this many bytes.
   int64_t max_weight_bytes = int64_t{16} << 30;

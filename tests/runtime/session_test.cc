@@ -228,6 +228,21 @@ TEST(Session, LimitsAreEnforced) {
   ASSERT_TRUE(s.ok()) << s.status();
   auto out = s->Run({{"x", Tensor::Zeros(DataType::kFloat32, {64, 4, 6, 6})}});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted) << out.status();
+  // A graph output counts against the same bound: one Relu, so no arena at
+  // all, of 64 KB out.
+  {
+    testing::OnnxBuilder b(13);
+    b.Input("x", DataType::kFloat32, {-1, 1024}, {"N"}).Output("y");
+    b.Node("Relu", {"x"}, {"y"});
+    SessionOptions tight;
+    tight.max_arena_bytes = 16 << 10;
+    auto r = Session::LoadFromBytes(b.Serialize(), tight);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->Run({{"x", Tensor::Zeros(DataType::kFloat32, {2, 1024})}}).ok());
+    auto big = r->Run({{"x", Tensor::Zeros(DataType::kFloat32, {16, 1024})}});
+    EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted) << big.status();
+    EXPECT_NE(big.status().message().find("arena and outputs"), std::string::npos) << big.status();
+  }
   SessionOptions small_weights;
   small_weights.max_weight_bytes = 100;
   auto w = Session::LoadFromBytes(SmallCnn(), small_weights);
