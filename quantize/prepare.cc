@@ -40,6 +40,18 @@ std::string WritableName(OnnxModel& m, const std::string& name, size_t uses) {
   return m.Consumers(name).size() <= uses ? name : m.FreshName(name + "_prepared");
 }
 
+// Points conv's bias input at `b`: its own initializer rewritten when only
+// conv reads it, else a fresh one.
+void SetConvBias(OnnxModel& m, onnx::NodeProto& conv, bool had_bias, const Tensor& b) {
+  const std::string name = had_bias ? WritableName(m, conv.input(2), 1) : m.FreshName(conv.name() + "_bias");
+  m.SetInitializer(name, b);
+  if (conv.input_size() > 2) {
+    conv.set_input(2, name);
+  } else {
+    conv.add_input(name);
+  }
+}
+
 // The values of a constant operand: a float initializer, or a Reshape of
 // one to a constant shape (PaddlePaddle reshapes each bias vector to
 // [1, C, 1, 1] in the graph). `reshape` gets the Reshape's node index.
@@ -155,13 +167,7 @@ absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report) {
     const std::string w_name = WritableName(m, conv.input(1), 1);
     m.SetInitializer(w_name, new_w);
     conv.set_input(1, w_name);
-    const std::string b_name = bias ? WritableName(m, conv.input(2), 1) : m.FreshName(conv.name() + "_bias");
-    m.SetInitializer(b_name, new_b);
-    if (conv.input_size() > 2) {
-      conv.set_input(2, b_name);
-    } else {
-      conv.add_input(b_name);
-    }
+    SetConvBias(m, conv, bias.has_value(), new_b);
     conv.set_output(0, bn.output(0));
     removed[bi] = true;
     ++report->folded_batchnorms;
@@ -207,13 +213,7 @@ absl::Status FoldConvBiasAdds(OnnxModel& m, PrepareReport* report) {
       for (int64_t o = 0; o < out_channels; ++o) {
         new_b.data<float>()[o] = (bias ? bias->data<float>()[o] : 0.f) + v->data<float>()[per_channel ? o : 0];
       }
-      const std::string b_name = bias ? WritableName(m, conv.input(2), 1) : m.FreshName(conv.name() + "_bias");
-      m.SetInitializer(b_name, new_b);
-      if (conv.input_size() > 2) {
-        conv.set_input(2, b_name);
-      } else {
-        conv.add_input(b_name);
-      }
+      SetConvBias(m, conv, bias.has_value(), new_b);
       conv.set_output(0, add.output(0));
       removed[ai] = true;
       if (reshape >= 0 && m.Consumers(add.input(1 - side)).size() == 1 && !m.IsGraphOutput(add.input(1 - side))) {

@@ -179,6 +179,20 @@ TEST(FuseQdqOps, NearestResizeRunsOnQuantizedValues) {
   EXPECT_NE(s.status().message().find("nearest only"), std::string::npos) << s.status();
 }
 
+// Output "y" (u8) of an island model over x [2, 7, 5, 3] (u8, its 210
+// elements spread over the byte values), unoptimized and optimized: the same
+// bytes.
+void ExpectSameBytesOnEveryByte(const std::string& bytes, int stride) {
+  Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 7, 5, 3});
+  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * stride + 7) % 256);
+  auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+  ASSERT_TRUE(y.ok()) << y.status();
+  ASSERT_EQ(y->first.shape(), y->second.shape());
+  for (int64_t i = 0; i < x.num_elements(); ++i) {
+    ASSERT_EQ(y->first.data<uint8_t>()[i], y->second.data<uint8_t>()[i]) << "at " << i;
+  }
+}
+
 // ONNX Runtime's QDQ spelling of x * Clip(x + 3, 0, 6) / 6 after an affine
 // a * x + b with quantized scalars: every step between Q and DQ, one step a
 // product of two tensors. All of it depends on the byte x only, so it is one
@@ -235,14 +249,7 @@ TEST(FuseQdqOps, ElementwiseIslandOfOneQuantizedValueBecomesATable) {
       EXPECT_EQ(CountOps(*g, "QLinearMul"), leak ? 1 : 0) << g->DebugString();
       EXPECT_EQ(CountOps(*g, "Mul") + CountOps(*g, "Div") + CountOps(*g, "Clip") + CountOps(*g, "Add"), 0)
           << g->DebugString();
-      Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 7, 5, 3});
-      for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
-      auto y = RunPlainAndOptimized(bytes, {{"x", x}});
-      ASSERT_TRUE(y.ok()) << y.status();
-      ASSERT_EQ(y->first.shape(), y->second.shape());
-      for (int64_t i = 0; i < x.num_elements(); ++i) {
-        ASSERT_EQ(y->first.data<uint8_t>()[i], y->second.data<uint8_t>()[i]) << "at " << i;
-      }
+      ExpectSameBytesOnEveryByte(bytes, 37);
     }
   }
 }
@@ -274,14 +281,7 @@ TEST(FuseQdqOps, QOperatorIslandOfOneQuantizedValueBecomesATable) {
   EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QLinearMul") + CountOps(*g, "QLinearAdd") + CountOps(*g, "QLinearSigmoid"), 0)
       << g->DebugString();
-  Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 7, 5, 3});
-  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 53 + 7) % 256);
-  auto y = RunPlainAndOptimized(bytes, {{"x", x}});
-  ASSERT_TRUE(y.ok()) << y.status();
-  ASSERT_EQ(y->first.shape(), y->second.shape());
-  for (int64_t i = 0; i < x.num_elements(); ++i) {
-    ASSERT_EQ(y->first.data<uint8_t>()[i], y->second.data<uint8_t>()[i]) << "at " << i;
-  }
+  ExpectSameBytesOnEveryByte(bytes, 53);
 }
 
 }  // namespace

@@ -271,6 +271,18 @@ TEST(Quantizer, EveryRangeMethodQuantizes) {
   }
 }
 
+// Output "y" of the model before prepare (`bytes`) and after (`m`), within
+// float rounding.
+void ExpectSameOutput(const std::string& bytes, const OnnxModel& m, const TensorMap& in) {
+  auto before = Session::LoadFromBytes(bytes);
+  auto after = Session::LoadFromBytes(m.Serialize());
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(after.ok()) << after.status();
+  const Tensor y0 = before->Run(in)->at("y"), y1 = after->Run(in)->at("y");
+  ASSERT_EQ(y0.shape(), y1.shape());
+  for (int64_t i = 0; i < y0.num_elements(); ++i) EXPECT_NEAR(y0.data<float>()[i], y1.data<float>()[i], 1e-4f) << i;
+}
+
 TEST(Quantizer, PrepareKeepsTheFp32Outputs) {
   // BatchNorm folding, the opset-11 -> 13 upgrade (Squeeze's axes become an
   // input) and cross-layer equalization: outputs as before.
@@ -315,14 +327,7 @@ TEST(Quantizer, PrepareKeepsTheFp32Outputs) {
     hi = std::max(hi, r);
   }
   EXPECT_LT(hi / lo, 16.f) << "the ranges were 64x apart before equalization";
-  const TensorMap in = {{"x", RandomF32({2, 3, 6, 6}, 11)}};
-  auto before = Session::LoadFromBytes(bytes);
-  auto after = Session::LoadFromBytes(m->Serialize());
-  ASSERT_TRUE(before.ok()) << before.status();
-  ASSERT_TRUE(after.ok()) << after.status();
-  const Tensor y0 = before->Run(in)->at("y"), y1 = after->Run(in)->at("y");
-  ASSERT_EQ(y0.shape(), y1.shape());
-  for (int64_t i = 0; i < y0.num_elements(); ++i) EXPECT_NEAR(y0.data<float>()[i], y1.data<float>()[i], 1e-4f) << i;
+  ExpectSameOutput(bytes, *m, {{"x", RandomF32({2, 3, 6, 6}, 11)}});
 }
 
 Tensor Int64s(std::vector<int64_t> v) {
@@ -362,14 +367,7 @@ TEST(Quantizer, PrepareFoldsConvBiasAdds) {
   for (const auto& t : m->graph().initializer()) {
     EXPECT_NE(t.name(), "shape") << "an initializer nothing reads any more stays in the file";
   }
-  const TensorMap in = {{"x", RandomF32({2, 3, 6, 6}, 7)}};
-  auto before = Session::LoadFromBytes(bytes);
-  auto after = Session::LoadFromBytes(m->Serialize());
-  ASSERT_TRUE(before.ok()) << before.status();
-  ASSERT_TRUE(after.ok()) << after.status();
-  const Tensor y0 = before->Run(in)->at("y"), y1 = after->Run(in)->at("y");
-  ASSERT_EQ(y0.shape(), y1.shape());
-  for (int64_t i = 0; i < y0.num_elements(); ++i) EXPECT_NEAR(y0.data<float>()[i], y1.data<float>()[i], 1e-4f) << i;
+  ExpectSameOutput(bytes, *m, {{"x", RandomF32({2, 3, 6, 6}, 7)}});
 }
 
 // A squeeze-excitation block as PaddlePaddle writes MobileNetV3's:
