@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
+#include "runtime/cpu_caps.h"
 #include "tests/testing/onnx_builder.h"
 
 namespace kvant {
@@ -458,6 +459,30 @@ TEST(CpuOps, SoftmaxLastAxisRows) {
     }
     for (int threads : {1, 2}) ExpectClose(RunModel(b, {{"x", x}}, threads), want, 1e-5f, "Softmax");
   }
+}
+
+// A 6625-class row over float logits 140 apart (PP-OCR's recogniser): the
+// shares under FLT_MIN are 0, not subnormals (each would cost a microcode
+// assist), and the rest match the double reference.
+TEST(CpuOps, SoftmaxWideRangeRowsHaveNoSubnormals) {
+  const std::vector<int64_t> s = {2, 6625};
+  Tensor x = RandomF32(s, 77, -120.f, 20.f);
+  OnnxBuilder b;
+  b.Input("x", DataType::kFloat32, s).Output("y");
+  b.Node("Softmax", {"x"}, {"y"});
+  Tensor want = Tensor::Zeros(DataType::kFloat32, s);
+  for (int64_t r = 0; r < 2; ++r) {
+    const float* xr = x.data<float>() + r * 6625;
+    double mx = -INFINITY, sum = 0;
+    for (int64_t t = 0; t < 6625; ++t) mx = std::max<double>(mx, xr[t]);
+    for (int64_t t = 0; t < 6625; ++t) sum += std::exp(xr[t] - mx);
+    for (int64_t t = 0; t < 6625; ++t) want.data<float>()[r * 6625 + t] = static_cast<float>(std::exp(xr[t] - mx) / sum);
+  }
+  const Tensor y = RunModel(b, {{"x", x}}, 1);
+  ExpectClose(y, want, 1e-6f, "Softmax");
+  int subnormal = 0;
+  for (int64_t i = 0; i < y.num_elements(); ++i) subnormal += std::fpclassify(y.data<float>()[i]) == FP_SUBNORMAL;
+  if ((ActiveCpuFeatures() & kCpuAvx512f) != 0) EXPECT_EQ(subnormal, 0);
 }
 
 TEST(CpuOps, PoolingSoftmaxBatchNorm) {
