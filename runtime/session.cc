@@ -21,24 +21,13 @@
 #include "kvant/kvant.h"
 #include "runtime/compile.h"
 #include "runtime/cpu_caps.h"
+#include "runtime/heap_allocator.h"
 #include "runtime/thread_pool.h"
 
 namespace kvant {
 namespace internal {
 
 namespace {
-
-// The C heap, 64-byte aligned: the allocator when the options name none.
-// Blocks have exactly the size asked for, so AddressSanitizer sees an
-// overflow of an output by one byte.
-class HeapAllocator final : public Allocator {
- public:
-  void* Allocate(size_t bytes) override {
-    void* p = nullptr;
-    return posix_memalign(&p, 64, std::max<size_t>(bytes, 1)) == 0 ? p : nullptr;
-  }
-  void Free(void* p) override { std::free(p); }
-};
 
 // Under AddressSanitizer the arena stays poisoned except for the buffers of
 // the step that runs (its inputs, outputs and scratch), so a kernel that
