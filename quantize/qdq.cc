@@ -121,15 +121,79 @@ int BiasAddOf(const OnnxModel& m, int i) {
   return b->dims(0) == w->dims(1) ? uses[0] : -1;
 }
 
+// The varying input of an elementwise step the runtime folds into a byte
+// table when it sits between quantized tensors (graph/passes/fuse_qdq_table.cc):
+// HardSwish/HardSigmoid/Sigmoid (TableInput), or Add/Sub/Mul/Div by a scalar
+// constant (PaddlePaddle's learnable affine blocks). Empty otherwise.
+std::string ChainInput(const OnnxModel& m, const onnx::NodeProto& n) {
+  if (std::string x = TableInput(m, n); !x.empty()) return x;
+  const std::string& op = n.op_type();
+  if (!n.domain().empty() || n.input_size() != 2 || (op != "Add" && op != "Sub" && op != "Mul" && op != "Div")) {
+    return {};
+  }
+  const bool c0 = !std::isnan(ScalarOf(m, n.input(0))), c1 = !std::isnan(ScalarOf(m, n.input(1)));
+  if (c0 == c1) return {};
+  if (c0 && (op == "Sub" || op == "Div")) return {};  // c - x, c / x: not an affine step (a table would do, but rare)
+  return c0 ? n.input(1) : n.input(0);
+}
+
+// The Add, Clip and Mul inside each spelled HardSwish, mapped to its Div
+// (the node HardSwishInput recognizes): they run as one HardSwish (a table
+// between quantized tensors), so they are neither quantized nor readers that
+// quantize their inputs.
+absl::flat_hash_map<int, int> SpelledHardSwishInsides(const OnnxModel& m) {
+  absl::flat_hash_map<int, int> inside;
+  const auto& g = m.graph();
+  for (int i = 0; i < g.node_size(); ++i) {
+    const onnx::NodeProto& div = g.node(i);
+    if (div.op_type() != "Div" || HardSwishInput(m, div).empty()) continue;
+    const int mul = m.Producer(div.input(0));
+    inside[mul] = i;
+    for (const std::string& v : g.node(mul).input()) {
+      const int clip = m.Producer(v);
+      if (clip < 0 || g.node(clip).op_type() != "Clip") continue;
+      inside[clip] = i;
+      if (const int add = m.Producer(g.node(clip).input(0)); add >= 0) inside[add] = i;
+    }
+  }
+  return inside;
+}
+
 // Whether some reader of `t` would take it quantized (a compute node's
 // activation input, pooling, an activation, data movement, another binary
-// op). A residual sum that only float operators read (LayerNormalization in
-// a transformer) stays float: quantizing it would add a conversion pair and
-// the error of an 8-bit residual stream, and speed nothing up.
-bool ReadQuantized(const OnnxModel& m, const std::string& t, const absl::flat_hash_set<std::string>& excluded) {
+// op of two tensors), directly or through table steps (ChainInput, a spelled
+// HardSwish) that lead to one. A residual sum that only float operators read
+// (LayerNormalization in a transformer) stays float: quantizing it would add
+// a conversion pair and the error of an 8-bit residual stream, and speed
+// nothing up.
+bool ReadQuantized(const OnnxModel& m, const std::string& t, const absl::flat_hash_set<std::string>& excluded,
+                   const absl::flat_hash_map<int, int>& spelled, int depth = 0) {
   for (int c : m.Consumers(t)) {
     const onnx::NodeProto& n = m.graph().node(c);
     if (excluded.contains(n.name())) continue;
+    int through = -1;  // the table step the value flows on through
+    if (auto it = spelled.find(c); it != spelled.end()) {
+      through = it->second;
+    } else if (ChainInput(m, n) == t && n.output_size() == 1) {
+      through = c;
+    }
+    if (through >= 0) {
+      if (depth < 16 && ReadQuantized(m, m.graph().node(through).output(0), excluded, spelled, depth + 1)) return true;
+      continue;
+    }
+    const Role role = RoleOf(m, n);
+    if (role == Role::kFloat || (role == Role::kCompute && n.input(0) != t)) continue;
+    return true;
+  }
+  return false;
+}
+
+// Whether a reader of `t` takes it quantized itself (not a table step).
+bool ReadQuantizedDirectly(const OnnxModel& m, const std::string& t, const absl::flat_hash_set<std::string>& excluded,
+                           const absl::flat_hash_map<int, int>& spelled) {
+  for (int c : m.Consumers(t)) {
+    const onnx::NodeProto& n = m.graph().node(c);
+    if (excluded.contains(n.name()) || spelled.contains(c) || ChainInput(m, n) == t) continue;
     const Role role = RoleOf(m, n);
     if (role == Role::kFloat || (role == Role::kCompute && n.input(0) != t)) continue;
     return true;
@@ -178,24 +242,29 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
     plan.tensors.emplace_back(t, from);
   };
   auto quantized = [&](const std::string& t) { return source.contains(t); };
+  // Values computed from one quantized tensor by table steps (ChainInput):
+  // the runtime folds such a chain into one byte table, so only where a
+  // quantized reader takes a value is it quantized (HardSwish feeding a
+  // squeeze-excitation pool, an affine block's output feeding a
+  // convolution), not at every step.
+  absl::flat_hash_set<std::string> chained;
+  const absl::flat_hash_map<int, int> spelled = SpelledHardSwishInsides(m);
   const auto& g = m.graph();
   for (int i = 0; i < g.node_size(); ++i) {
     const onnx::NodeProto& n = g.node(i);
-    if (excluded.contains(n.name()) || fused.contains(i)) continue;
+    if (excluded.contains(n.name()) || fused.contains(i) || spelled.contains(i)) continue;
+    auto chain_step = [&] {
+      const std::string x = ChainInput(m, n);
+      if (x.empty() || n.output_size() != 1 || (!quantized(x) && !chained.contains(x))) return;
+      if (!ReadQuantized(m, n.output(0), excluded, spelled)) return;  // the chain ends in float: leave it float
+      chained.insert(n.output(0));
+      plan.quantized_nodes.insert(n.name());
+      if (ReadQuantizedDirectly(m, n.output(0), excluded, spelled)) mark(n.output(0), n.output(0));
+    };
     const Role role = RoleOf(m, n);
     switch (role) {
       case Role::kFloat:
-        // HardSwish, HardSigmoid or Sigmoid of a quantized tensor: its
-        // output too, when a quantized reader takes it, so that the pool and
-        // the gate product of a squeeze-excitation block read 8 bits (the
-        // product becomes a quantized Mul) and the runtime computes the
-        // function as a table, not in float between a DequantizeLinear and a
-        // QuantizeLinear.
-        if (const std::string x = TableInput(m, n); !x.empty() && quantized(x) &&
-                                                  ReadQuantized(m, n.output(0), excluded)) {
-          plan.quantized_nodes.insert(n.name());
-          mark(n.output(0), n.output(0));
-        }
+        chain_step();
         break;
       case Role::kCompute: {
         mark(n.input(0), n.input(0));
@@ -222,9 +291,13 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
         break;
       }
       case Role::kBinary:
+        if (!ChainInput(m, n).empty()) {
+          chain_step();
+          break;
+        }
         if (n.input_size() == 2 && quantized(n.input(0)) && quantized(n.input(1)) &&
             m.FindInitializer(n.input(0)) == nullptr && m.FindInitializer(n.input(1)) == nullptr &&
-            ReadQuantized(m, n.output(0), excluded)) {
+            ReadQuantized(m, n.output(0), excluded, spelled)) {
           plan.quantized_nodes.insert(n.name());
           mark(n.output(0), n.output(0));
         }

@@ -22,9 +22,12 @@
 //               nearest Resize of a quantized tensor keep its scale and zero point, so the
 //               conversions around them cancel;
 //   tables      HardSwish (the operator or its pre-opset-14 spelling),
-//               HardSigmoid and Sigmoid of a quantized tensor that a
-//               quantized reader takes (a squeeze-excitation pool, its gate
-//               product): the output too; the runtime makes each a table;
+//               HardSigmoid, Sigmoid, and Add/Sub/Mul/Div by a scalar
+//               constant (an affine block) of a quantized tensor, or of a
+//               value such steps computed from one: the value is quantized
+//               where a quantized reader takes it (a convolution, a
+//               squeeze-excitation pool or gate product), not at every step;
+//               the runtime folds each chain into one table;
 //   everything else (Softmax, LayerNormalization, GELU's Erf, ...)
 //   stays in float, fed by DequantizeLinear where its input was quantized.
 #ifndef KVANT_QUANTIZE_QDQ_H_

@@ -252,6 +252,48 @@ TEST(Quantizer, SpelledHardSwishOfAQuantizedTensorIsQuantized) {
   EXPECT_GT(*db, 25.0);
 }
 
+// PaddlePaddle's learnable affine blocks between convolutions: Conv -> Mul
+// by a scalar -> Add of a scalar -> HardSwish -> Mul -> Add -> Conv. The
+// steps depend on one quantized value each, so only the chain's end, which
+// the next convolution reads, is quantized; the runtime folds the chain into
+// one table (no float step, no conversion inside).
+TEST(Quantizer, AffineChainsAreQuantizedAtTheirEndsOnly) {
+  OnnxBuilder b(14);
+  b.Input("x", DataType::kFloat32, {-1, 3, 8, 8}, {"N"}).Output("y");
+  b.Initializer("w1", RandomF32({8, 3, 3, 3}, 1, -0.5f, 0.5f)).Initializer("w2", RandomF32({4, 8, 1, 1}, 2, -0.5f, 0.5f));
+  b.Initializer("s1", ScalarF32(1.3f)).Initializer("b1", ScalarF32(-0.2f));
+  b.Initializer("s2", ScalarF32(0.9f)).Initializer("b2", ScalarF32(0.1f));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w1"}, {"c"}, "conv1"), "pads", {1, 1, 1, 1});
+  b.Node("Mul", {"c", "s1"}, {"m1"}, "scale1");
+  b.Node("Add", {"m1", "b1"}, {"a1"}, "shift1");
+  b.Node("HardSwish", {"a1"}, {"h"}, "hswish");
+  b.Node("Mul", {"s2", "h"}, {"m2"}, "scale2");
+  b.Node("Add", {"m2", "b2"}, {"a2"}, "shift2");
+  b.Node("Conv", {"a2", "w2"}, {"y"}, "conv2");
+  auto m = OnnxModel::FromBytes(b.Serialize(), "affine_chain");
+  ASSERT_TRUE(m.ok()) << m.status();
+  const QdqPlan plan = PlanQdq(*m, {});
+  EXPECT_EQ(plan.Observed(), (std::vector<std::string>{"x", "c", "a2", "y"}));
+  for (const char* n : {"scale1", "shift1", "hswish", "scale2", "shift2"}) {
+    EXPECT_TRUE(plan.quantized_nodes.contains(n)) << n;
+  }
+  std::vector<CalibrationBatch> data;
+  for (int i = 0; i < 3; ++i) data.push_back({{{"x", RandomF32({2, 3, 8, 8}, 80 + i, -1.f, 1.f)}}, "batch"});
+  QuantizeOptions o;
+  QuantizeReport report;
+  auto q = Quantize(*m, o, data, nullptr, &report);
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto g = OptimizedGraph(q->Serialize());
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "Mul") + CountOps(*g, "Add") + CountOps(*g, "HardSwish"), 0) << g->DebugString();
+  auto ref = RunAll(*m, data);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  auto db = OutputSqnr(*ref, *q, data);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_GT(*db, 25.0);
+}
+
 TEST(Quantizer, EveryRangeMethodQuantizes) {
   auto m = OnnxModel::FromBytes(SmallCnn(), "small_cnn");
   ASSERT_TRUE(m.ok()) << m.status();
