@@ -215,6 +215,23 @@ TEST(Quantizer, LinearLayerBiasBecomesTheProductsInt32Bias) {
   }
 }
 
+// Three calibration batches of x [2, 3, 8, 8] in [-1, 1).
+std::vector<CalibrationBatch> ImageBatches(uint32_t seed) {
+  std::vector<CalibrationBatch> data;
+  for (uint32_t i = 0; i < 3; ++i) data.push_back({{{"x", RandomF32({2, 3, 8, 8}, seed + i, -1.f, 1.f)}}, "batch"});
+  return data;
+}
+
+// The quantized model's output SQNR against the float one's on `data`.
+void ExpectOutputSqnrAbove(const OnnxModel& m, const OnnxModel& q, const std::vector<CalibrationBatch>& data,
+                           double min_db) {
+  auto ref = RunAll(m, data);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  auto db = OutputSqnr(*ref, q, data);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_GT(*db, min_db);
+}
+
 // Conv -> HardSwish spelled as exporters write it before opset 14 ->
 // GlobalAveragePool: the HardSwish output is quantized too, so the runtime
 // makes it a table and pools the quantized values.
@@ -234,8 +251,7 @@ TEST(Quantizer, SpelledHardSwishOfAQuantizedTensorIsQuantized) {
   const QdqPlan plan = PlanQdq(*m, {});
   EXPECT_TRUE(plan.quantized_nodes.contains("hs_div"));
   EXPECT_EQ(plan.Observed(), (std::vector<std::string>{"x", "c", "h", "y"}));
-  std::vector<CalibrationBatch> data;
-  for (int i = 0; i < 3; ++i) data.push_back({{{"x", RandomF32({2, 3, 8, 8}, 60 + i, -1.f, 1.f)}}, "batch"});
+  const std::vector<CalibrationBatch> data = ImageBatches(60);
   QuantizeOptions o;
   QuantizeReport report;
   auto q = Quantize(*m, o, data, nullptr, &report);
@@ -245,11 +261,7 @@ TEST(Quantizer, SpelledHardSwishOfAQuantizedTensorIsQuantized) {
   EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QLinearGlobalAveragePool"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "HardSwish") + CountOps(*g, "Div") + CountOps(*g, "GlobalAveragePool"), 0) << g->DebugString();
-  auto ref = RunAll(*m, data);
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  auto db = OutputSqnr(*ref, *q, data);
-  ASSERT_TRUE(db.ok()) << db.status();
-  EXPECT_GT(*db, 25.0);
+  ExpectOutputSqnrAbove(*m, *q, data, 25.0);
 }
 
 // PaddlePaddle's learnable affine blocks between convolutions: Conv -> Mul
@@ -277,8 +289,7 @@ TEST(Quantizer, AffineChainsAreQuantizedAtTheirEndsOnly) {
   for (const char* n : {"scale1", "shift1", "hswish", "scale2", "shift2"}) {
     EXPECT_TRUE(plan.quantized_nodes.contains(n)) << n;
   }
-  std::vector<CalibrationBatch> data;
-  for (int i = 0; i < 3; ++i) data.push_back({{{"x", RandomF32({2, 3, 8, 8}, 80 + i, -1.f, 1.f)}}, "batch"});
+  const std::vector<CalibrationBatch> data = ImageBatches(80);
   QuantizeOptions o;
   QuantizeReport report;
   auto q = Quantize(*m, o, data, nullptr, &report);
@@ -287,11 +298,7 @@ TEST(Quantizer, AffineChainsAreQuantizedAtTheirEndsOnly) {
   ASSERT_TRUE(g.ok()) << g.status();
   EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "Mul") + CountOps(*g, "Add") + CountOps(*g, "HardSwish"), 0) << g->DebugString();
-  auto ref = RunAll(*m, data);
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  auto db = OutputSqnr(*ref, *q, data);
-  ASSERT_TRUE(db.ok()) << db.status();
-  EXPECT_GT(*db, 25.0);
+  ExpectOutputSqnrAbove(*m, *q, data, 25.0);
 }
 
 TEST(Quantizer, EveryRangeMethodQuantizes) {
@@ -443,8 +450,7 @@ TEST(Quantizer, SqueezeExcitationGateIsQuantized) {
   OnnxBuilder::SetInts(b.Node("Conv", {"s", "w4"}, {"y"}, "conv2"), "pads", {1, 1, 1, 1});
   auto m = OnnxModel::FromBytes(b.Serialize(), "squeeze_excitation");
   ASSERT_TRUE(m.ok()) << m.status();
-  std::vector<CalibrationBatch> data;
-  for (int i = 0; i < 3; ++i) data.push_back({{{"x", RandomF32({2, 3, 8, 8}, 70 + i, -1.f, 1.f)}}, "batch"});
+  const std::vector<CalibrationBatch> data = ImageBatches(70);
   QuantizeOptions o;
   QuantizeReport report;
   auto q = Quantize(*m, o, data, nullptr, &report);
@@ -460,11 +466,7 @@ TEST(Quantizer, SqueezeExcitationGateIsQuantized) {
   EXPECT_EQ(CountOps(*g, "Mul") + CountOps(*g, "HardSigmoid") + CountOps(*g, "Add"), 0) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QuantizeLinearNhwc") + CountOps(*g, "QuantizeLinear") + CountOps(*g, "DequantizeLinear"), 2)
       << "one at each edge\n" << g->DebugString();
-  auto ref = RunAll(*m, data);
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  auto db = OutputSqnr(*ref, *q, data);
-  ASSERT_TRUE(db.ok()) << db.status();
-  EXPECT_GT(*db, 25.0);
+  ExpectOutputSqnrAbove(*m, *q, data, 25.0);
 }
 
 TEST(Quantizer, BiasCorrectionRemovesTheMeanShiftOfCoarseWeights) {
