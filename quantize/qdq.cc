@@ -161,13 +161,13 @@ absl::flat_hash_map<int, int> SpelledHardSwishInsides(const OnnxModel& m) {
 
 // Whether some reader of `t` would take it quantized (a compute node's
 // activation input, pooling, an activation, data movement, another binary
-// op of two tensors), directly or through table steps (ChainInput, a spelled
-// HardSwish) that lead to one. A residual sum that only float operators read
-// (LayerNormalization in a transformer) stays float: quantizing it would add
-// a conversion pair and the error of an 8-bit residual stream, and speed
-// nothing up.
+// op of two tensors), directly or, with `through_tables`, through table steps
+// (ChainInput, a spelled HardSwish) that lead to one. A residual sum that
+// only float operators read (LayerNormalization in a transformer) stays
+// float: quantizing it would add a conversion pair and the error of an 8-bit
+// residual stream, and speed nothing up.
 bool ReadQuantized(const OnnxModel& m, const std::string& t, const absl::flat_hash_set<std::string>& excluded,
-                   const absl::flat_hash_map<int, int>& spelled, int depth = 0) {
+                   const absl::flat_hash_map<int, int>& spelled, bool through_tables = true, int depth = 0) {
   for (int c : m.Consumers(t)) {
     const onnx::NodeProto& n = m.graph().node(c);
     if (excluded.contains(n.name())) continue;
@@ -178,22 +178,12 @@ bool ReadQuantized(const OnnxModel& m, const std::string& t, const absl::flat_ha
       through = c;
     }
     if (through >= 0) {
-      if (depth < 16 && ReadQuantized(m, m.graph().node(through).output(0), excluded, spelled, depth + 1)) return true;
+      if (through_tables && depth < 16 &&
+          ReadQuantized(m, m.graph().node(through).output(0), excluded, spelled, true, depth + 1)) {
+        return true;
+      }
       continue;
     }
-    const Role role = RoleOf(m, n);
-    if (role == Role::kFloat || (role == Role::kCompute && n.input(0) != t)) continue;
-    return true;
-  }
-  return false;
-}
-
-// Whether a reader of `t` takes it quantized itself (not a table step).
-bool ReadQuantizedDirectly(const OnnxModel& m, const std::string& t, const absl::flat_hash_set<std::string>& excluded,
-                           const absl::flat_hash_map<int, int>& spelled) {
-  for (int c : m.Consumers(t)) {
-    const onnx::NodeProto& n = m.graph().node(c);
-    if (excluded.contains(n.name()) || spelled.contains(c) || ChainInput(m, n) == t) continue;
     const Role role = RoleOf(m, n);
     if (role == Role::kFloat || (role == Role::kCompute && n.input(0) != t)) continue;
     return true;
@@ -259,7 +249,7 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
       if (!ReadQuantized(m, n.output(0), excluded, spelled)) return;  // the chain ends in float: leave it float
       chained.insert(n.output(0));
       plan.quantized_nodes.insert(n.name());
-      if (ReadQuantizedDirectly(m, n.output(0), excluded, spelled)) mark(n.output(0), n.output(0));
+      if (ReadQuantized(m, n.output(0), excluded, spelled, /*through_tables=*/false)) mark(n.output(0), n.output(0));
     };
     const Role role = RoleOf(m, n);
     switch (role) {

@@ -23,7 +23,8 @@
 //     same way).
 //  3. Its nodes give way to QLinearTable(x, table).
 #include <algorithm>
-#include <numeric>
+#include <functional>
+#include <queue>
 
 #include "absl/container/flat_hash_set.h"
 #include "graph/passes/passes.h"
@@ -155,12 +156,27 @@ class Islands {
   void TryIsland(const std::string& x, int first, DataType x_type, int64_t rank) {
     while (true) {
       // 1. The set, in topological order.
+      // Readers of the island's values in index (topological) order: a node
+      // is seen after every reachable producer of its operands.
       std::vector<int> set;
       absl::flat_hash_set<std::string> in = {x};
-      for (size_t i = first; i < g_.nodes.size() && set.size() < kMaxIslandNodes; ++i) {
+      absl::flat_hash_set<int> seen;
+      std::priority_queue<int, std::vector<int>, std::greater<int>> next;
+      auto push_readers = [&](const std::string& v) {
+        if (auto it = readers_.find(v); it != readers_.end()) {
+          for (int r : it->second) {
+            if (r >= first && seen.insert(r).second) next.push(r);
+          }
+        }
+      };
+      push_readers(x);
+      while (!next.empty() && set.size() < kMaxIslandNodes) {
+        const int i = next.top();
+        next.pop();
         if (removed_[i] || !Joins(g_.nodes[i], in, rank)) continue;
-        set.push_back(static_cast<int>(i));
+        set.push_back(i);
         in.insert(g_.nodes[i].outputs[0]);
+        push_readers(g_.nodes[i].outputs[0]);
       }
       // 2. The largest valid island ending in a byte value.
       std::vector<int> best;
@@ -229,43 +245,23 @@ class Islands {
     });
   }
 
+  // The island's table: its nodes and the DequantizeLinear nodes of its
+  // constant operands, folded over x's 256 bytes.
   absl::StatusOr<Tensor> Fold(const std::vector<int>& island, const std::string& x, DataType x_type) const {
-    Graph scratch;
-    scratch.source = g_.source;
-    scratch.opset = g_.opset;
-    Tensor bytes = Tensor::Zeros(x_type, {256});
-    std::iota(static_cast<uint8_t*>(bytes.raw_data()), static_cast<uint8_t*>(bytes.raw_data()) + 256, uint8_t{0});
-    scratch.initializers[x] = bytes;
     absl::flat_hash_set<std::string> produced;
     for (int n : island) produced.insert(g_.nodes[n].outputs[0]);
+    std::vector<const Node*> nodes;
     for (int n : island) {
       for (const std::string& v : g_.nodes[n].inputs) {
-        if (v.empty() || v == x || produced.contains(v) || scratch.initializers.contains(v)) continue;
-        if (const Tensor* c = g_.FindConstant(v)) {
-          scratch.initializers[v] = *c;
-        } else if (const int p = Producer(v); p >= 0) {  // the DequantizeLinear of a constant
-          const Node& dq = g_.nodes[p];
-          for (const std::string& cv : dq.inputs) {
-            if (const Tensor* c = cv.empty() ? nullptr : g_.FindConstant(cv)) scratch.initializers[cv] = *c;
-          }
-          scratch.nodes.push_back(dq);
+        if (v.empty() || v == x || produced.contains(v) || g_.FindConstant(v) != nullptr) continue;
+        if (const int p = Producer(v); p >= 0) {
+          nodes.push_back(&g_.nodes[p]);
           produced.insert(v);
         }
       }
     }
-    for (int n : island) scratch.nodes.push_back(g_.nodes[n]);
-    for (const auto& [name, t] : scratch.initializers) {
-      scratch.values[name] = ValueType{t.dtype(), Shape::Of(t.shape())};
-    }
-    const std::string out = g_.nodes[island.back()].outputs[0];
-    scratch.outputs = {out};
-    if (auto s = scratch.TopologicalSort(); !s.ok()) return s;
-    if (auto s = FoldConstants(scratch, cpu_); !s.ok()) return s;
-    const Tensor* table = scratch.FindConstant(out);
-    if (table == nullptr || table->num_elements() != 256 || !IsByteType(table->dtype())) {
-      return absl::InternalError("the island did not fold to 256 bytes");
-    }
-    return *table;
+    for (int n : island) nodes.push_back(&g_.nodes[n]);
+    return FoldByteTable(g_, nodes, x, x_type, g_.nodes[island.back()].outputs[0], cpu_);
   }
 
   Graph& g_;

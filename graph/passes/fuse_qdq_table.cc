@@ -12,7 +12,8 @@
 //     operand is a scalar constant, to a per-tensor QuantizeLinear; each
 //     value on the way has that one reader and is not a graph output.
 //  2. Copy the chain into a scratch graph whose input is the 256 byte values
-//     (as the input's type), fold it, and read the table from its output.
+//     (as the input's type), fold it, and read the table from its output
+//     (FoldByteTable, shared with fuse_qdq_islands.cc).
 //  3. The chain's nodes give way to QLinearTable(x, table).
 #include <numeric>
 
@@ -62,26 +63,26 @@ bool ChainOp(const Graph& g, const Node& n, const std::string& data) {
   return false;
 }
 
-// The chain's 256 outputs (step 2), or an error from folding it.
-absl::StatusOr<Tensor> FoldTable(const Graph& g, const std::vector<const Node*>& chain, DataType in_type,
-                                 CpuFeatures cpu) {
+}  // namespace
+
+absl::StatusOr<Tensor> FoldByteTable(const Graph& g, const std::vector<const Node*>& nodes, const std::string& x,
+                                     DataType x_type, const std::string& out, CpuFeatures cpu) {
   Graph scratch;
   scratch.source = g.source;
   scratch.opset = g.opset;
-  Tensor bytes = Tensor::Zeros(in_type, {256});
+  Tensor bytes = Tensor::Zeros(x_type, {256});
   std::iota(static_cast<uint8_t*>(bytes.raw_data()), static_cast<uint8_t*>(bytes.raw_data()) + 256, uint8_t{0});
-  const std::string in = chain.front()->inputs[0];
-  scratch.initializers[in] = bytes;
-  for (const Node* n : chain) {
+  scratch.initializers[x] = bytes;
+  for (const Node* n : nodes) {
     for (const std::string& v : n->inputs) {
-      if (v.empty() || v == in || scratch.initializers.contains(v)) continue;
+      if (v.empty() || v == x || scratch.initializers.contains(v)) continue;
       if (const Tensor* c = g.FindConstant(v)) scratch.initializers[v] = *c;
     }
     scratch.nodes.push_back(*n);
   }
   for (const auto& [name, t] : scratch.initializers) scratch.values[name] = ValueType{t.dtype(), Shape::Of(t.shape())};
-  const std::string out = chain.back()->outputs[0];
   scratch.outputs = {out};
+  if (auto s = scratch.TopologicalSort(); !s.ok()) return s;
   if (auto s = FoldConstants(scratch, cpu); !s.ok()) return s;
   const Tensor* table = scratch.FindConstant(out);
   if (table == nullptr || table->num_elements() != 256 || !IsByteType(table->dtype())) {
@@ -89,8 +90,6 @@ absl::StatusOr<Tensor> FoldTable(const Graph& g, const std::vector<const Node*>&
   }
   return *table;
 }
-
-}  // namespace
 
 absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
   auto uses = graph.UseCounts();
@@ -134,7 +133,7 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
     // 2.
     std::vector<const Node*> nodes;
     for (int c : chain) nodes.push_back(&graph.nodes[c]);
-    auto table = FoldTable(graph, nodes, xt->dtype, cpu);
+    auto table = FoldByteTable(graph, nodes, dq.inputs[0], xt->dtype, q.outputs[0], cpu);
     if (!table.ok()) continue;  // left in float
     // 3.
     Node t;

@@ -69,6 +69,11 @@ absl::Status FuseQdqOperators(Graph& graph);
 // constant) -> Q, per tensor, becomes kvant.QLinearTable: 256 output bytes
 // computed at load by folding the chain over every input byte.
 absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu);
+// The 256 bytes `out` takes when the value x (of x_type) is each byte in
+// turn: `nodes` (any order; their constant operands come from `graph`)
+// copied into a scratch graph and folded with the CPU kernels.
+absl::StatusOr<Tensor> FoldByteTable(const Graph& graph, const std::vector<const Node*>& nodes, const std::string& x,
+                                     DataType x_type, const std::string& out, CpuFeatures cpu);
 
 // fuse_qdq_islands.cc: elementwise QDQ islands that depend on one per-tensor
 // quantized value only (ONNX Runtime's QDQ HardSwish, affine Mul/Add by
