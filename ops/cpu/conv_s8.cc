@@ -45,22 +45,32 @@ struct DepthwiseStrips {
   int64_t ring;    // lane rows held
 };
 
-DepthwiseStrips StripsFor(const ConvS8Shape& s) {
+DepthwiseStrips StripsFor(const ConvS8Shape& s, int64_t pitch) {
   constexpr int64_t kL1Bytes = 24 << 10;
-  const int64_t ring = (s.kh - 1) * s.dh + 1, span = s.dw * (s.kw - 1) + 1;
-  const int64_t fit = (kL1Bytes / (ring * s.cin * 4) - span) / s.sw + 1;
+  // Stride 1 holds one row more: two output rows are computed at once.
+  const int64_t ring = (s.kh - 1) * s.dh + 1 + (s.sh == 1 && s.dh == 1 ? 1 : 0), span = s.dw * (s.kw - 1) + 1;
+  const int64_t fit = (kL1Bytes / (ring * pitch * 4) - span) / s.sw + 1;
   const int64_t out_w = s.sw == 1 ? s.out_w() : std::min(s.out_w(), std::max<int64_t>(fit, 8));
   return {out_w, (out_w - 1) * s.sw + span, ring};
 }
 
-// Scratch of one depthwise thread: the ring of lane rows of one strip, the
-// zx-padded input of a strip row (with room for the last lane's partners),
-// two rows of sums (the second: window sums of x, for weight zero points),
-// and the per-channel offsets of an output row whose window has padding rows.
-int64_t DepthwiseSlotBytes(const ConvS8Shape& s) {
-  const DepthwiseStrips st = StripsFor(s);
-  return RoundUp(st.ring * st.lane_w * s.cin * 4, 64) + RoundUp((st.lane_w + 3 * s.dw) * s.cin, 64) +
-         2 * RoundUp(st.out_w * s.cin * 4, 64) + RoundUp(s.cin * 4, 64);
+// Scratch of one depthwise thread: the ring of lane rows of one strip
+// (pixels `pitch` lanes apart), the zx-padded input of a strip row (with
+// room for the last lane's partners), two rows of sums (the second: window
+// sums of x, for weight zero points), and the per-channel offsets of an
+// output row whose window has padding rows (in channel and in lane order).
+int64_t DepthwiseSlotBytes(const ConvS8Shape& s, int64_t pitch) {
+  const DepthwiseStrips st = StripsFor(s, pitch);
+  return RoundUp(st.ring * st.lane_w * pitch * 4, 64) + RoundUp((st.lane_w + 3 * s.dw) * s.cin, 64) +
+         2 * RoundUp(st.out_w * s.cin * 4, 64) + RoundUp(s.cin * 4, 64) + RoundUp(pitch * 4, 64);
+}
+
+// v[ch] (null: 0) at its lane lane_of[ch] of `pitch`, zero elsewhere.
+template <typename T>
+void ToLaneOrder(const std::vector<int32_t>& lane_of, int64_t pitch, const T* v, T* lanes) {
+  std::fill(lanes, lanes + pitch, T{0});
+  if (v == nullptr) return;
+  for (size_t ch = 0; ch < lane_of.size(); ++ch) lanes[lane_of[ch]] = v[ch];
 }
 
 int32_t Pack16(int32_t lo, int32_t hi) {
@@ -94,25 +104,6 @@ void PairRowS8(const uint8_t* x, int64_t pixels, int64_t c, int64_t step, int64_
   }
 }
 
-// The four-taps-per-lane layout (bytes) of the VNNI kernel, for its
-// fallback on kernels wider than it unrolls.
-void DepthwiseLanes4RowS8(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes, int32_t* acc) {
-  const int64_t c = s.cin, lanes = DepthwiseLanesPerRow(s, 4);
-  for (int64_t ow = 0; ow < s.out_w(); ++ow) {
-    for (int64_t ch = 0; ch < c; ++ch) {
-      int32_t sum = 0;
-      for (int64_t ky = 0; ky < s.kh; ++ky) {
-        for (int64_t j = 0; j < lanes; ++j) {
-          const uint32_t x = static_cast<uint32_t>(rows[ky][(ow * s.sw + 4 * j * s.dw) * c + ch]);
-          const uint32_t w = static_cast<uint32_t>(w_lanes[(ky * lanes + j) * c + ch]);
-          for (int t = 0; t < 4; ++t) sum += int32_t((x >> (8 * t)) & 0xff) * int32_t(int8_t((w >> (8 * t)) & 0xff));
-        }
-      }
-      acc[ow * c + ch] = sum;
-    }
-  }
-}
-
 }  // namespace ref
 
 absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, const int8_t* weights,
@@ -134,12 +125,8 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
     }
     conv->dw_weights_.assign(weights, weights + s.cin * taps);
     conv->dw_wsum_.assign(s.cin, 0);
-    conv->dw_wsum_rows_.assign(s.kh * s.cin, 0);
     for (int64_t ch = 0; ch < s.cin; ++ch) {
-      for (int64_t t = 0; t < taps; ++t) {
-        conv->dw_wsum_[ch] += weights[ch * taps + t];
-        conv->dw_wsum_rows_[(t / s.kw) * s.cin + ch] += weights[ch * taps + t];
-      }
+      for (int64_t t = 0; t < taps; ++t) conv->dw_wsum_[ch] += weights[ch * taps + t];
     }
     conv->PackDepthwise();
     return conv;
@@ -169,8 +156,19 @@ void ConvS8::PackDepthwise() {
   const ConvS8Shape& s = shape_;
   const int tpl = dw_->taps_per_lane;
   const int64_t c = s.cin, taps = s.kh * s.kw, lanes = DepthwiseLanesPerRow(s, tpl);
-  dw_lanes_.assign(s.kh * lanes * c, 0);
-  dw_ones_.assign(s.kh * lanes * c, 0);
+  const int64_t pitch = DepthwiseLanePitch(dw_->order, c);
+  dw_lanes_.assign(s.kh * lanes * pitch, 0);
+  dw_ones_.assign(s.kh * lanes * pitch, 0);
+  dw_lane_of_.resize(c);
+  for (int64_t ch = 0; ch < c; ++ch) dw_lane_of_[ch] = static_cast<int32_t>(DepthwiseLaneOf(dw_->order, c, ch));
+  dw_wsum_rows_.assign((s.kh + 1) * pitch, 0);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    int32_t sum = 0;
+    for (int64_t ky = 0; ky < s.kh; ++ky) {
+      for (int64_t kx = 0; kx < s.kw; ++kx) sum += dw_weights_[ch * taps + ky * s.kw + kx];
+      dw_wsum_rows_[(ky + 1) * pitch + dw_lane_of_[ch]] = sum;
+    }
+  }
   for (int64_t ch = 0; ch < c; ++ch) {
     for (int64_t ky = 0; ky < s.kh; ++ky) {
       for (int64_t j = 0; j < lanes; ++j) {
@@ -182,10 +180,11 @@ void ConvS8::PackDepthwise() {
         } else {
           for (int t = 0; t < 4; ++t) lane |= (static_cast<uint32_t>(w[t]) & 0xffu) << (8 * t);
         }
-        dw_lanes_[(ky * lanes + j) * c + ch] = static_cast<int32_t>(lane);
+        const int64_t at = (ky * lanes + j) * pitch + dw_lane_of_[ch];
+        dw_lanes_[at] = static_cast<int32_t>(lane);
         uint32_t ones = 0;  // weight 1 on each tap of the lane: window sums of x
         for (int t = 0; t < tpl && j * tpl + t < s.kw; ++t) ones |= 1u << ((tpl == 2 ? 16 : 8) * t);
-        dw_ones_[(ky * lanes + j) * c + ch] = static_cast<int32_t>(ones);
+        dw_ones_[at] = static_cast<int32_t>(ones);
       }
     }
   }
@@ -193,7 +192,10 @@ void ConvS8::PackDepthwise() {
 
 size_t ConvS8::ScratchBytes(const ConvS8Shape& s, int threads) const {
   const int64_t oh = s.out_h(), ow = s.out_w();
-  if (s.depthwise) return RoundUp(s.cin * 4, 64) + threads * DepthwiseSlotBytes(s) + 64;
+  if (s.depthwise) {
+    const int64_t pitch = DepthwiseLanePitch(dw_->order, s.cin);
+    return RoundUp(s.cin * 4, 64) + 3 * RoundUp(pitch * 4, 64) + threads * DepthwiseSlotBytes(s, pitch) + 64;
+  }
   const int64_t m = s.n * oh * ow, k = s.kh * s.kw * s.cin;
   const size_t gemm = GemmScratchBytesS8(*uk_, m, s.cout, k, threads) + 64;
   return direct_uk_ != nullptr ? std::max(DirectScratchBytes(s, threads), gemm) : gemm;
@@ -219,30 +221,46 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
       const int64_t zw = w_zero_points ? w_zero_points[ch] : 0;
       offset[ch] = static_cast<int32_t>(int64_t{bias ? bias[ch] : 0} - int64_t{zx} * dw_wsum_[ch] + zw * taps * zx);
     }
-    // Outputs read lane pixels ow * sw + taps_per_lane * j * dw: with a
-    // stride that divides taps_per_lane * dw, only every sw-th pixel.
-    const int64_t lane_step = (dw_->taps_per_lane * s.dw) % s.sw == 0 ? s.sw : 1;
+    // The requantizing row takes offsets and scales in lane order; the
+    // offsets of rows whose kernel rows are cut are made from the bias.
+    const int64_t pitch = DepthwiseLanePitch(dw_->order, c);
+    int32_t* offset_lanes = reinterpret_cast<int32_t*>(cursor);
+    cursor += RoundUp(pitch * 4, 64);
+    float* scale_lanes = reinterpret_cast<float*>(cursor);
+    cursor += RoundUp(pitch * 4, 64);
+    int32_t* bias_lanes = reinterpret_cast<int32_t*>(cursor);
+    cursor += RoundUp(pitch * 4, 64);
     GemmS8Output o = out;
     o.col_offset = offset;
     o.row_sum = nullptr;
     o.col_zb = nullptr;
+    const bool requant_row = w_zero_points == nullptr && dw_->row_requant != nullptr && DepthwiseRowRequantApplies(o);
+    ToLaneOrder(dw_lane_of_, pitch, bias, bias_lanes);
+    if (requant_row) {
+      ToLaneOrder(dw_lane_of_, pitch, offset, offset_lanes);
+      ToLaneOrder(dw_lane_of_, pitch, out.scale, scale_lanes);
+    }
+    // Outputs read lane pixels ow * sw + taps_per_lane * j * dw: with a
+    // stride that divides taps_per_lane * dw, only every sw-th pixel.
+    const int64_t lane_step = (dw_->taps_per_lane * s.dw) % s.sw == 0 ? s.sw : 1;
     // Per thread: rows of output, strip by strip; per strip a ring of lane
     // rows (kh rows of the strip's lane pixels), reused down the rows.
-    const DepthwiseStrips st = StripsFor(s);
+    const DepthwiseStrips st = StripsFor(s, pitch);
     const int64_t slots = std::min<int64_t>(pool->num_threads(), s.n * oh_n);
     pool->ParallelFor(slots, [&](int64_t s0, int64_t s1) {
       for (int64_t slot = s0; slot < s1; ++slot) {
-        char* mine = cursor + slot * DepthwiseSlotBytes(s);
+        char* mine = cursor + slot * DepthwiseSlotBytes(s, pitch);
         int32_t* ring_rows = reinterpret_cast<int32_t*>(mine);
-        mine += RoundUp(st.ring * st.lane_w * c * 4, 64);
+        mine += RoundUp(st.ring * st.lane_w * pitch * 4, 64);
         uint8_t* padded = reinterpret_cast<uint8_t*>(mine);
         mine += RoundUp((st.lane_w + 3 * s.dw) * c, 64);
         int32_t* acc = reinterpret_cast<int32_t*>(mine);
         int32_t* window_sums = acc + RoundUp(st.out_w * c * 4, 64) / 4;
         int32_t* row_offset = window_sums + RoundUp(st.out_w * c * 4, 64) / 4;
+        int32_t* row_offset_lanes = row_offset + RoundUp(c * 4, 64) / 4;
         const int64_t lanes = DepthwiseLanesPerRow(s, dw_->taps_per_lane);
         std::vector<int64_t> held(st.ring);  // padded-image row held by each ring slot
-        const int32_t* rows[64];
+        const int32_t* rows[65];  // kh + 1 for two output rows
         for (int64_t ox0 = 0; ox0 < ow_n; ox0 += st.out_w) {
           // The strip as a convolution of its own: lane pixels from px0 of
           // the padded row, no padding, its columns of output.
@@ -255,7 +273,8 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
           const int64_t in0 = std::clamp<int64_t>(px0 - s.pad_l, 0, s.w);
           const int64_t in1 = std::clamp<int64_t>(px0 + seg - s.pad_l, 0, s.w);
           int64_t held_image = -1;
-          for (int64_t task = s.n * oh_n * slot / slots; task < s.n * oh_n * (slot + 1) / slots; ++task) {
+          const int64_t task1 = s.n * oh_n * (slot + 1) / slots;
+          for (int64_t task = s.n * oh_n * slot / slots; task < task1; ++task) {
             const int64_t img = task / oh_n, oh = task % oh_n;
             if (img != held_image) {
               std::fill(held.begin(), held.end(), -1);
@@ -271,22 +290,35 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
               while (ky0 < s.kh && top + ky0 * s.dh < 0) ++ky0;
               while (ky1 > ky0 && top + (ky1 - 1) * s.dh >= s.h) --ky1;
             }
-            GemmS8Output ro = o;
+            GemmS8Output ro = o, ro_lanes = o;  // the latter for the requantizing row
+            ro_lanes.col_offset = offset_lanes;
+            ro_lanes.scale = scale_lanes;
             ConvS8Shape rs = ss;
             const int32_t* w_rows = dw_lanes_.data();
             if (ky0 > 0 || ky1 < s.kh) {
-              for (int64_t ch = 0; ch < c; ++ch) {
-                int64_t kept = 0;
-                for (int64_t ky = ky0; ky < ky1; ++ky) kept += dw_wsum_rows_[ky * c + ch];
-                row_offset[ch] = static_cast<int32_t>(int64_t{bias ? bias[ch] : 0} - int64_t{zx} * kept);
+              // bias - zx * (weights of the rows kept), wrapping as the sums do.
+              const int32_t* sum0 = dw_wsum_rows_.data() + ky0 * pitch;
+              const int32_t* sum1 = dw_wsum_rows_.data() + ky1 * pitch;
+              for (int64_t l = 0; l < pitch; ++l) {
+                row_offset_lanes[l] = static_cast<int32_t>(static_cast<uint32_t>(bias_lanes[l]) -
+                                                           static_cast<uint32_t>(zx) *
+                                                               static_cast<uint32_t>(sum1[l] - sum0[l]));
               }
-              ro.col_offset = row_offset;
+              ro_lanes.col_offset = row_offset_lanes;
+              if (!requant_row) {
+                for (int64_t ch = 0; ch < c; ++ch) row_offset[ch] = row_offset_lanes[dw_lane_of_[ch]];
+                ro.col_offset = row_offset;
+              }
               rs.kh = ky1 - ky0;
-              w_rows += ky0 * lanes * c;
+              w_rows += ky0 * lanes * pitch;
             }
-            for (int64_t ky = ky0; ky < ky1; ++ky) {
+            // Rows oh and oh + 1 at once where both keep every kernel row.
+            const bool pair = requant_row && dw_->row_pair_requant != nullptr && s.sh == 1 && s.dh == 1 &&
+                              ky0 == 0 && ky1 == s.kh && task + 1 < task1 && oh + 1 < oh_n &&
+                              oh + s.kh - s.pad_t < s.h;
+            for (int64_t ky = ky0; ky < ky1 + (pair ? 1 : 0); ++ky) {
               const int64_t r = oh * s.sh + ky * s.dh;  // row of the padded image
-              int32_t* dst = ring_rows + (r % st.ring) * st.lane_w * c;
+              int32_t* dst = ring_rows + (r % st.ring) * st.lane_w * pitch;
               if (held[r % st.ring] != r) {
                 const int64_t iy = r - s.pad_t;
                 if (iy >= 0 && iy < s.h && in1 > in0) {
@@ -303,8 +335,12 @@ void ConvS8::Run(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const int32
               rows[ky - ky0] = dst;
             }
             char* y_row = static_cast<char*>(y) + ((img * oh_n + oh) * ow_n + ox0) * c * esize;
-            if (w_zero_points == nullptr && dw_->row_requant != nullptr &&
-                dw_->row_requant(rs, rows, w_rows, ro, y_row)) {
+            if (pair && dw_->row_pair_requant(rs, rows, w_rows, ro_lanes, y_row, y_row + ow_n * c * esize)) {
+              ++task;
+              continue;
+            }
+            if (requant_row) {
+              dw_->row_requant(rs, rows, w_rows, ro_lanes, y_row);
               continue;
             }
             dw_->row(rs, rows, w_rows, acc);

@@ -18,15 +18,17 @@
 //  - depthwise (group == cin == cout): the input becomes, a few rows at a
 //    time (a ring of kh rows per thread), a zx-padded "lane image" whose
 //    int32 lanes hold horizontally adjacent taps of one channel: four bytes
-//    x[iy][ix + t * dw][c] for VPDPBUSD (AVX-512 VNNI), or two 16-bit halves
+//    x[iy][ix + t * dw][c] for VPDPBUSD (AVX-512 VNNI, in the blocked lane
+//    order that VPUNPCK leaves, DepthwiseLaneOrder), or two 16-bit halves
 //    for VPMADDWD (AVX-512BW, the reference), multiplied by the weights
 //    packed the same way (exact, no saturation; taps past kw get weight 0).
 //    Each input pixel is widened once instead of once per tap. Channels are
 //    the vector dimension (NHWC); the sum less zx * sum(w) per channel goes
-//    through the same epilogue, one output row at a time (the VNNI row
-//    requantizes in registers itself). Strided layers build only the lane
-//    pixels outputs read and go in strips of columns whose lane rows stay in
-//    L1.
+//    through the same epilogue, one output row at a time, or the VNNI row
+//    requantizes in registers itself, two rows at a time at stride 1 (each
+//    lane vector loaded serves both). Kernel rows over the top or bottom
+//    padding are left out. Strided layers build only the lane pixels outputs
+//    read and go in strips of columns whose lane rows stay in L1.
 #ifndef KVANT_OPS_CPU_CONV_S8_H_
 #define KVANT_OPS_CPU_CONV_S8_H_
 
@@ -55,48 +57,84 @@ inline int64_t DepthwiseLanesPerRow(const ConvS8Shape& s, int taps_per_lane) {
   return (s.kw + taps_per_lane - 1) / taps_per_lane;
 }
 
+// Where a channel's lane sits in a lane-image pixel (and in the packed
+// weights). kNatural: lane ch of c. kBlocked64: channels in blocks of 64 (the
+// last block may hold n < 64 over q = ceil(n / 16) 128-bit lanes), each block
+// in the order VPUNPCK{L,H}BW then VPUNPCK{L,H}WD leave four byte vectors
+// interleaved: channel 16 L + 4 v + i of a block sits at lane v * 4q + 4 L + i;
+// a pixel is RoundUp(c, 16) lanes, those past c zero.
+enum class DepthwiseLaneOrder { kNatural, kBlocked64 };
+
+inline int64_t DepthwiseLanePitch(DepthwiseLaneOrder order, int64_t c) {
+  return order == DepthwiseLaneOrder::kNatural ? c : (c + 15) / 16 * 16;
+}
+
+inline int64_t DepthwiseLaneOf(DepthwiseLaneOrder order, int64_t c, int64_t ch) {
+  if (order == DepthwiseLaneOrder::kNatural) return ch;
+  const int64_t b0 = ch / 64 * 64, n = c - b0 < 64 ? c - b0 : 64, q = (n + 15) / 16, k = ch - b0;
+  return b0 + (k % 16 / 4) * 4 * q + 4 * (k / 16) + k % 4;
+}
+
 // The terms (kernel row ky, lane j; index ky * lanes + j) of a depthwise
-// output row: each term's lane-image row and column offset. Returns the
-// number of terms, or -1 when there are more than max_terms.
-inline int64_t DepthwiseTerms(const ConvS8Shape& s, int taps_per_lane, const int32_t* const* rows, int64_t max_terms,
-                              const int32_t** row_of, int64_t* off) {
+// output row: each term's lane-image row and column offset (pixels `pitch`
+// lanes apart). Returns the number of terms, or -1 when there are more than
+// max_terms.
+inline int64_t DepthwiseTerms(const ConvS8Shape& s, int taps_per_lane, int64_t pitch, const int32_t* const* rows,
+                              int64_t max_terms, const int32_t** row_of, int64_t* off) {
   const int64_t lanes = DepthwiseLanesPerRow(s, taps_per_lane);
   if (s.kh * lanes > max_terms) return -1;
   for (int64_t ky = 0; ky < s.kh; ++ky) {
     for (int64_t j = 0; j < lanes; ++j) {
       row_of[ky * lanes + j] = rows[ky];
-      off[ky * lanes + j] = taps_per_lane * j * s.dw * s.cin;
+      off[ky * lanes + j] = taps_per_lane * j * s.dw * pitch;
     }
   }
   return s.kh * lanes;
 }
 
-// One depthwise output row: acc[ow * c + ch] = sum over ky and lanes j of
-// dot(rows[ky][(ow * sw + j * taps_per_lane * dw) * c + ch], w_lanes[(ky * lanes + j) * c + ch])
-// where rows[ky] is the lane-image row oh * sh + ky * dh and dot multiplies
-// the lane's taps by the weights packed the same way.
+// One depthwise output row: acc[ow * c + ch] (natural order) = sum over ky
+// and lanes j of dot(rows[ky][(ow * sw + j * taps_per_lane * dw) * pitch + l],
+// w_lanes[(ky * lanes + j) * pitch + l]) with l the channel's lane, where
+// rows[ky] is the lane-image row oh * sh + ky * dh and dot multiplies the
+// lane's taps by the weights packed the same way.
 using DepthwiseRowS8 = void (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes,
                                 int32_t* acc);
 
-// One row of the lane image, every step-th pixel of it: p[i] packs
-// x[i + t * partner] for the taps_per_lane taps t, where i = u * step * c + ch
-// for pixels u < pixels and channels ch < c. With stride 2 the outputs read
-// only even pixels (when taps_per_lane * dw is even): step 2 builds those.
+// One row of the lane image, every step-th pixel of it: the lane of channel
+// ch of pixel u (at p[u * step * pitch + l]) packs x[u * step * c + ch + t *
+// partner] for the taps_per_lane taps t, for pixels u < pixels and channels
+// ch < c. With stride 2 the outputs read only even pixels (when
+// taps_per_lane * dw is even): step 2 builds those.
 using LaneRowS8 = void (*)(const uint8_t* x, int64_t pixels, int64_t c, int64_t step, int64_t partner, int32_t* p);
 
 // The output row requantized in registers: y[ow * c + ch] as the GEMM
-// epilogue would write acc (u8/s8 outputs with float scales only). Returns
-// false, having written nothing, where it does not apply.
-using DepthwiseRowRequantS8 = bool (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes,
+// epilogue would write acc, for the outputs DepthwiseRowRequantApplies to,
+// with out.col_offset and out.scale given in lane order (pitch entries, zero
+// past c).
+using DepthwiseRowRequantS8 = void (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes,
                                        const GemmS8Output& out, void* y);
+
+// Two output rows at once, oh and oh + 1, for stride 1 and dilation 1 down:
+// rows holds the kh + 1 lane rows oh .. oh + kh, y0 and y1 the output rows.
+// Returns false, having written nothing, for kernels it does not unroll.
+using DepthwiseRowPairRequantS8 = bool (*)(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w_lanes,
+                                           const GemmS8Output& out, void* y0, void* y1);
+
+// u8/s8 outputs with float scales and no zero-point rows.
+inline bool DepthwiseRowRequantApplies(const GemmS8Output& out) {
+  return (out.kind == GemmS8Output::Kind::kU8 || out.kind == GemmS8Output::Kind::kS8) && out.m0 == nullptr &&
+         out.row_sum == nullptr && out.scale != nullptr;
+}
 
 struct DepthwiseS8Info {
   const char* name;
   CpuFeatures needs;
   int taps_per_lane;
+  DepthwiseLaneOrder order;
   DepthwiseRowS8 row;
   LaneRowS8 lane_row;
-  DepthwiseRowRequantS8 row_requant = nullptr;  // optional
+  DepthwiseRowRequantS8 row_requant = nullptr;           // optional
+  DepthwiseRowPairRequantS8 row_pair_requant = nullptr;  // optional, with row_requant
 };
 const std::vector<DepthwiseS8Info>& DepthwiseS8Kernels();  // best last (ops/cpu/kernels.inc)
 
@@ -174,10 +212,11 @@ class ConvS8 {
 
   const DepthwiseS8Info* dw_ = nullptr;
   std::vector<int8_t> dw_weights_;  // depthwise: [channel][kh * kw] as given
-  std::vector<int32_t> dw_lanes_;   // depthwise: [ky][lane][channel], taps packed as dw_ multiplies them
+  std::vector<int32_t> dw_lanes_;   // depthwise: [ky][lane][pitch], taps packed as dw_ multiplies them
   std::vector<int32_t> dw_ones_;    // depthwise: the same layout, weight 1 on every tap
   std::vector<int32_t> dw_wsum_;    // depthwise: sum of the channel's weights
-  std::vector<int32_t> dw_wsum_rows_;  // depthwise: [ky][channel] sum of one kernel row's weights
+  std::vector<int32_t> dw_lane_of_;    // depthwise: each channel's lane (DepthwiseLaneOf)
+  std::vector<int32_t> dw_wsum_rows_;  // depthwise: [k][pitch] sum of kernel rows ky < k's weights, in lane order
 };
 
 }  // namespace kvant::cpu

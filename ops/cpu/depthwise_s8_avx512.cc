@@ -48,7 +48,7 @@ void DepthwiseRowS8(const ConvS8Shape& s, const int32_t* const* rows, const int3
   constexpr int64_t kMaxTerms = 16;
   const int32_t* row_of[kMaxTerms];
   int64_t off[kMaxTerms];
-  const int64_t terms = DepthwiseTerms(s, 2, rows, kMaxTerms, row_of, off);
+  const int64_t terms = DepthwiseTerms(s, 2, s.cin, rows, kMaxTerms, row_of, off);
   if (terms < 0) return ref::DepthwiseRowS8(s, rows, w_pairs, acc);
   if (terms == 6) return Columns<6>(s, row_of, off, terms, w_pairs, acc);
   if (terms == 15) return Columns<15>(s, row_of, off, terms, w_pairs, acc);

@@ -92,13 +92,15 @@ void PairRowS8(const uint8_t*, int64_t, int64_t, int64_t, int64_t, int32_t*);
 namespace avx512vnni {
 void DepthwiseRowS8(const ConvS8Shape&, const int32_t* const*, const int32_t*, int32_t*);
 void LaneRowS8(const uint8_t*, int64_t, int64_t, int64_t, int64_t, int32_t*);
-bool DepthwiseRowRequantS8(const ConvS8Shape&, const int32_t* const*, const int32_t*, const GemmS8Output&, void*);
+void DepthwiseRowRequantS8(const ConvS8Shape&, const int32_t* const*, const int32_t*, const GemmS8Output&, void*);
+bool DepthwiseRowPairRequantS8(const ConvS8Shape&, const int32_t* const*, const int32_t*, const GemmS8Output&, void*,
+                               void*);
 }  // namespace avx512vnni
 
 const std::vector<DepthwiseS8Info>& DepthwiseS8Kernels() {
   static const auto* list = new std::vector<DepthwiseS8Info>{
-#define KVANT_DEPTHWISE_S8(name, needs, taps_per_lane, row, lane_row, ...) \
-  {#name, needs, taps_per_lane, row, lane_row __VA_OPT__(, ) __VA_ARGS__},
+#define KVANT_DEPTHWISE_S8(name, needs, taps_per_lane, order, row, lane_row, ...) \
+  {#name, needs, taps_per_lane, DepthwiseLaneOrder::order, row, lane_row __VA_OPT__(, ) __VA_ARGS__},
 #include "ops/cpu/kernels.inc"
 #undef KVANT_DEPTHWISE_S8
   };

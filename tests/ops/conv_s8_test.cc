@@ -28,6 +28,8 @@ struct ConvCase {
   Kind kind = Kind::kU8;
   int threads = 1;
   bool weight_zero_points = false;  // per output channel, s8 (w - zw does not fit s8)
+  int32_t lo = 0, hi = 255;         // u8: zero point 100; s8: zero point -20 (lo/hi given in s8 then)
+  float scale_mult = 1;             // > 1: outputs saturate (1e9: beyond the int32 range before rounding)
 };
 
 // Runs the case with the depthwise row `dw` or the direct row `direct`
@@ -43,7 +45,7 @@ void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed, const Co
   for (int64_t i = 0; i < s.n * s.h * s.w * s.cin; ++i) x[i] = static_cast<uint8_t>(rng());
   for (int8_t& v : w) v = static_cast<int8_t>(rng());
   for (int32_t& v : bias) v = static_cast<int32_t>(rng() % 20001) - 10000;
-  for (float& v : scale) v = (0.5f + (rng() % 1000) / 1000.f) / (std::sqrt(float(cin_g * taps)) * 2000.f);
+  for (float& v : scale) v = c.scale_mult * (0.5f + (rng() % 1000) / 1000.f) / (std::sqrt(float(cin_g * taps)) * 2000.f);
   std::vector<int32_t> zw(s.cout, 0);
   if (c.weight_zero_points) {
     for (int32_t& v : zw) v = static_cast<int8_t>(rng());
@@ -52,9 +54,10 @@ void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed, const Co
   GemmS8Output out;
   out.kind = c.kind;
   out.scale = scale.data();
-  out.zero_point = 100;
-  out.lo = 0;
-  out.hi = 255;
+  const bool s8 = c.kind == Kind::kS8;
+  out.zero_point = s8 ? -20 : 100;
+  out.lo = c.lo;
+  out.hi = c.hi;
 
   std::vector<int64_t> want(s.n * oh * ow * s.cout);
   for (int64_t img = 0; img < s.n; ++img) {
@@ -75,7 +78,8 @@ void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed, const Co
           }
           const int32_t v = static_cast<int32_t>(acc);
           want[((img * oh + y) * ow + xo) * s.cout + co] =
-              c.kind == Kind::kS32 ? v : std::clamp<int64_t>(int64_t{RequantizeFloat(v, scale[co])} + 100, 0, 255);
+              c.kind == Kind::kS32 ? v
+                                   : std::clamp<int64_t>(int64_t{RequantizeFloat(v, scale[co])} + out.zero_point, c.lo, c.hi);
         }
       }
     }
@@ -99,7 +103,8 @@ void Check(const ConvCase& c, const DepthwiseS8Info* dw, uint64_t seed, const Co
   int bad = 0;
   for (size_t i = 0; i < want.size() && bad < 5; ++i) {
     const int64_t got = c.kind == Kind::kS32 ? reinterpret_cast<const int32_t*>(y.data())[i]
-                                             : reinterpret_cast<const uint8_t*>(y.data())[i];
+                        : s8                  ? reinterpret_cast<const int8_t*>(y.data())[i]
+                                              : reinterpret_cast<const uint8_t*>(y.data())[i];
     if (got != want[i]) {
       ++bad;
       ADD_FAILURE() << (*conv)->kernel_name() << " " << s.kh << "x" << s.kw << " s" << s.sh << " d" << s.dh
@@ -184,6 +189,19 @@ TEST(ConvS8, DepthwiseEveryRowKernel) {
       Check({Shape(1, 1, 12, 17, 17, 3, 1, 1, 1, true), zx}, &k, seed++);
       Check({Shape(1, 2, 7, 16, 16, 3, 1, 3, 1, true), zx, Kind::kS32}, &k, seed++);  // rows wholly in padding
       Check({Shape(1, 4, 9, 20, 20, 3, 2, 2, 2, true), zx}, &k, seed++);    // dilation 2, stride 2
+      // Channel blocks of the VNNI row (64 channels, 16 per vector): every
+      // width of the last block, s8 outputs, fused clamps (ReLU6-like).
+      for (int64_t c : {32, 48, 63, 64, 65, 72, 96, 120, 240}) {
+        Check({Shape(1, 7, 9, c, c, 3, 1, 1, 1, true), zx}, &k, seed++);
+        Check({Shape(1, 8, 7, c, c, 5, 1, 2, 1, true), zx, Kind::kS8, 1, false, -128, 127}, &k, seed++);
+        Check({Shape(1, 9, 9, c, c, 5, 2, 2, 1, true), zx, Kind::kU8, 1, false, 100, 180}, &k, seed++);
+      }
+      Check({Shape(1, 6, 6, 64, 64, 7, 1, 3, 1, true), zx, Kind::kS8, 1, false, -20, 60}, &k, seed++);  // 7x7
+      for (float mult : {30.f, 1e9f}) {  // saturating outputs
+        Check({Shape(1, 6, 7, 80, 80, 3, 1, 1, 1, true), zx, Kind::kU8, 1, false, 0, 255, mult}, &k, seed++);
+        Check({Shape(1, 6, 7, 80, 80, 5, 1, 2, 1, true), zx, Kind::kS8, 1, false, -128, 127, mult}, &k, seed++);
+      }
+      Check({Shape(1, 5, 12, 40, 40, 1, 1, 0, 1, true), zx}, &k, seed++);                               // 1x1
       // Weight zero points (u8 weights from ONNX Runtime's quantizer).
       Check({Shape(1, 9, 10, 17, 17, 3, 1, 1, 1, true), zx, Kind::kU8, 1, true}, &k, seed++);
       Check({Shape(2, 11, 8, 40, 40, 5, 2, 2, 1, true), zx, Kind::kS32, 2, true}, &k, seed++);
