@@ -37,6 +37,8 @@ class GemmS8Tester {
   GemmS8Tester& FixedPoint(bool v) { fixed_ = v; return *this; }
   GemmS8Tester& Clamp(int32_t lo, int32_t hi) { lo_ = lo; hi_ = hi; clamp_ = true; return *this; }
   GemmS8Tester& Saturating(bool v) { saturating_ = v; return *this; }
+  // Float requantization: scales this much larger (1e9: products past the int32 range).
+  GemmS8Tester& ScaleMult(float v) { scale_mult_ = v; return *this; }
   GemmS8Tester& Lda(int64_t extra) { lda_extra_ = extra; return *this; }
   GemmS8Tester& ImplicitA(bool v) { implicit_a_ = v; return *this; }
   GemmS8Tester& Threads(int v) { threads_ = v; return *this; }
@@ -59,7 +61,7 @@ class GemmS8Tester {
       if (bias_) bias[j] = static_cast<int32_t>(rng() % 200001) - 100000;
       // Scales so that outputs spread over the 8-bit range (and past it).
       const float base = 1.f / (std::sqrt(static_cast<float>(std::max<int64_t>(k_, 1))) * 4000.f);
-      scale[j] = per_channel_ || j == 0 ? base * (0.25f + 2.f * unit(rng)) : scale[0];
+      scale[j] = per_channel_ || j == 0 ? scale_mult_ * base * (0.25f + 2.f * unit(rng)) : scale[0];
       QuantizeMultiplier(scale[j], &m0[j], &shift[j]);
       bias_f[j] = unit(rng) - 0.5f;
     }
@@ -144,6 +146,7 @@ class GemmS8Tester {
        implicit_a_ = false;
   Kind kind_ = Kind::kS32;
   int threads_ = 1;
+  float scale_mult_ = 1.f;
   uint64_t seed_ = 1;
   ActivationF32 act_;
 };
@@ -222,6 +225,11 @@ TEST_P(GemmS8UkernelTest, Requantization) {
       // ReLU and ReLU6-style clamps in the quantized domain.
       GemmS8Tester().M(40).N(37).K(64).Output(kind).Clamp(kind == Kind::kU8 ? 117 : -9, kind == Kind::kU8 ? 200 : 60)
           .Seed(seed++).Test(uk());
+      // Outputs saturating both ways, most beyond the int32 range before rounding.
+      for (float mult : {40.f, 1e9f}) {
+        GemmS8Tester().M(uk().mr + 3).N(70).K(64).Za(128).Output(kind).PerChannel(true).ScaleMult(mult).Bias(true)
+            .Seed(seed++).Test(uk());
+      }
     }
   }
 }
