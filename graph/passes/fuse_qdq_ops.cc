@@ -6,7 +6,10 @@
 //    values (a Pad's constant value is quantized); both conversions go;
 //  - DQ(a), DQ(b) -> Add / Mul -> Q becomes com.microsoft QLinearAdd /
 //    QLinearMul; DQ -> GlobalAveragePool / AveragePool -> Q becomes
-//    QLinearGlobalAveragePool / QLinearAveragePool;
+//    QLinearGlobalAveragePool / QLinearAveragePool; DQ(a), DQ(b), ... ->
+//    Concat -> Q becomes QLinearConcat (inputs requantized to the output's
+//    parameters: a detector's feature pyramid, whose levels ONNX Runtime
+//    calibrates apart);
 //  - DQ(a), DQ(constant weights)[, bias] -> Gemm [-> Q] becomes QGemm
 //    (requantized output with Q, float output without);
 //  - Shape(DQ(x)) reads x's shape; a Cast to the type a value already has
@@ -153,8 +156,8 @@ void RemoveAroundDataMovement(Rewriter& r) {
   }
 }
 
-// Q(op(DQ(a)[, DQ(b)])) -> one com.microsoft node (Add, Mul, AveragePool,
-// GlobalAveragePool).
+// Q(op(DQ(a)[, DQ(b) ...])) -> one com.microsoft node (Add, Mul, AveragePool,
+// GlobalAveragePool, Concat).
 void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacements) {
   Graph& g = r.g;
   for (size_t qi = 0; qi < g.nodes.size(); ++qi) {
@@ -165,11 +168,13 @@ void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacem
     if (oi == r.producers.end() || r.removed[oi->second]) continue;
     const Node& op = g.nodes[oi->second];
     const bool binary = IsOp(op, "Add") || IsOp(op, "Mul");
-    const bool average = IsOp(op, "AveragePool");
-    if ((!binary && !average && !IsOp(op, "GlobalAveragePool")) || !r.SoleUse(op.outputs[0])) continue;
+    const bool average = IsOp(op, "AveragePool"), concat = IsOp(op, "Concat");
+    if ((!binary && !average && !concat && !IsOp(op, "GlobalAveragePool")) || !r.SoleUse(op.outputs[0])) continue;
+    const size_t arity = binary ? 2 : concat ? op.inputs.size() : 1;
+    if (arity == 0) continue;
     std::vector<const Node*> dqs;
     std::vector<QParams> params;
-    for (size_t i = 0; i < (binary ? 2u : 1u); ++i) {
+    for (size_t i = 0; i < arity; ++i) {
       const Node* dq = i < op.inputs.size() ? r.Producer(op.inputs[i], "DequantizeLinear") : nullptr;
       QParams p;
       if (dq == nullptr || !PerTensor(g, *dq, &p) || ZeroPointType(g, p) != ZeroPointType(g, qp)) break;
@@ -178,20 +183,27 @@ void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacem
       dqs.push_back(dq);
       params.push_back(p);
     }
-    if (dqs.size() != (binary ? 2u : 1u)) continue;
+    if (dqs.size() != arity) continue;
     Node fused;
     fused.domain = "com.microsoft";
     fused.name = op.name;
     fused.outputs = q.outputs;
+    if (concat) {  // Y's parameters first, then (x, scale, zero point) per input
+      fused.inputs = {q.inputs[1], ZeroPointInput(g, qp, op.name + "_out")};
+      fused.attrs.SetInt("axis", op.attrs.GetInt("axis", 0));
+    }
     for (size_t i = 0; i < dqs.size(); ++i) {
       fused.inputs.push_back(dqs[i]->inputs[0]);
       fused.inputs.push_back(dqs[i]->inputs[1]);
       fused.inputs.push_back(ZeroPointInput(g, params[i], op.name + "_in" + std::to_string(i)));
     }
-    fused.inputs.push_back(q.inputs[1]);
-    fused.inputs.push_back(ZeroPointInput(g, qp, op.name + "_out"));
+    if (!concat) {
+      fused.inputs.push_back(q.inputs[1]);
+      fused.inputs.push_back(ZeroPointInput(g, qp, op.name + "_out"));
+    }
     fused.op_type = binary    ? (op.op_type == "Add" ? "QLinearAdd" : "QLinearMul")
                     : average ? "QLinearAveragePool"
+                    : concat  ? "QLinearConcat"
                               : "QLinearGlobalAveragePool";
     if (average) fused.attrs = op.attrs;  // the window
     for (const Node* dq : dqs) r.DropIfUnused(dq);

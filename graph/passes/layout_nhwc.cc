@@ -16,7 +16,7 @@
 //     (kvant_channels_last), QLinearGlobalAveragePool / 2-D QLinearAveragePool
 //     (channels_last = 1), QLinearSigmoid / QLinearLeakyRelu /
 //     kvant.QLinearTable, GlobalAveragePool (kvant_channels_last), Concat
-//     of transposed values (its axis permuted) and Resize with constant
+//     and QLinearConcat of transposed values (the axis permuted) and Resize with constant
 //     roi/scales/sizes (permuted).
 //  3. A transpose whose input is the inverse transpose disappears;
 //  4. a constant spatial Pad by the input's zero point before an NHWC
@@ -157,6 +157,11 @@ std::vector<int> DataInputs(const Graph& g, const Node& n) {
     return {0, 3};
   }
   if (op == "QLinearSigmoid" || op == "QLinearLeakyRelu") return {0};
+  if (op == "QLinearConcat" && n.attrs.GetInt("kvant_nhwc", 0) == 0 && n.inputs.size() >= 5) {
+    std::vector<int> xs;  // (x, scale, zero point) triples after Y's parameters
+    for (size_t i = 2; i + 2 < n.inputs.size(); i += 3) xs.push_back(static_cast<int>(i));
+    return xs;
+  }
   if (op == "QLinearGlobalAveragePool" && n.attrs.GetInt("channels_last", 0) == 0) return {0};
   if (op == "QLinearAveragePool" && n.attrs.GetInt("channels_last", 0) == 0 &&
       n.attrs.GetInts("kernel_shape").size() == 2) {
@@ -265,7 +270,7 @@ bool SinkAndCancel(Graph& g) {
         if (t != nullptr && t->num_elements() > 0) n.inputs[i] = g.AddConstant(n.inputs[i] + "_nhwc", PermuteAxesValues(*t));
       }
     }
-    if (n.op_type == "Concat") {  // NCHW axis d is NHWC axis kToNchw[d]
+    if (n.op_type == "Concat" || n.op_type == "QLinearConcat") {  // NCHW axis d is NHWC axis kToNchw[d]
       int64_t axis = n.attrs.GetInt("axis", 1);
       if (axis < 0) axis += 4;
       n.attrs.SetInt("axis", kToNchw[axis]);

@@ -432,7 +432,7 @@ class QLinearTable final : public Kernel {
 // when they are equal), concatenated along the axis.
 class QLinearConcat final : public ByteKernel<QLinearConcat, 2> {
  public:
-  explicit QLinearConcat(int64_t axis) : axis_(axis) {}
+  QLinearConcat(int64_t axis, CpuFeatures cpu) : axis_(axis), lookup_(SelectLookupU8(cpu)) {}
 
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
@@ -457,8 +457,10 @@ class QLinearConcat final : public ByteKernel<QLinearConcat, 2> {
         for (int v = 0; v < 256; ++v) {
           table[v] = Saturate<T>((static_cast<float>(static_cast<T>(v)) - zx) * sx / sy, zy);
         }
-        for (int64_t o = 0; o < outer; ++o)
-          for (int64_t j = 0; j < row; ++j) ys[o * y_row + offset + j] = table[static_cast<uint8_t>(xs[o * row + j])];
+        for (int64_t o = 0; o < outer; ++o) {
+          lookup_(reinterpret_cast<const uint8_t*>(table), reinterpret_cast<const uint8_t*>(xs + o * row), row,
+                  reinterpret_cast<uint8_t*>(ys + o * y_row + offset));
+        }
       }
       offset += row;
     }
@@ -468,6 +470,7 @@ class QLinearConcat final : public ByteKernel<QLinearConcat, 2> {
 
  private:
   int64_t axis_;
+  LookupU8 lookup_;
 };
 
 }  // namespace
@@ -487,7 +490,7 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearTable(const KernelInit& ini
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearConcat(const KernelInit& init) {
-  return std::make_unique<QLinearConcat>(init.attrs->GetInt("axis", 0));
+  return std::make_unique<QLinearConcat>(init.attrs->GetInt("axis", 0), init.cpu);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearSoftmax(const KernelInit& init) {

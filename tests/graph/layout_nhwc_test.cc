@@ -21,6 +21,7 @@ using testing::OptimizedGraph;
 using testing::RandomF32;
 using testing::RunPlainAndOptimized;
 using testing::ScalarF32;
+using testing::ScalarS8;
 using testing::ScalarU8;
 
 void ExpectEqualBytes(const Tensor& a, const Tensor& b) {
@@ -239,6 +240,62 @@ TEST(LayoutNhwc, QdqAveragePoolBecomesQLinearAveragePoolInNhwc) {
   ASSERT_EQ(u.shape(), v.shape());
   for (int64_t i = 0; i < u.num_elements(); ++i) {
     EXPECT_LE(std::abs(int{u.data<uint8_t>()[i]} - int{v.data<uint8_t>()[i]}), 1) << i;
+  }
+}
+
+TEST(LayoutNhwc, QdqConcatOfUnequalScalesBecomesQLinearConcatInNhwc) {
+  // Three convolutions with their own output scales -> DQ each -> Concat
+  // (channels) -> Q -> conv, as ONNX Runtime quantizes a detector's feature
+  // pyramid: one QLinearConcat requantizes the bytes, channels-last between
+  // the convolutions, within one step of the float concatenation.
+  for (bool s8 : {false, true}) {
+    const DataType t = s8 ? DataType::kInt8 : DataType::kUInt8;
+    auto zp = [&](int v) { return s8 ? ScalarS8(static_cast<int8_t>(v - 128)) : ScalarU8(static_cast<uint8_t>(v)); };
+    OnnxBuilder b(13);
+    b.Input("x", t, {2, 5, 9, 7}).Output("y", t);
+    b.Initializer("s", ScalarF32(0.02f)).Initializer("z", zp(128));
+    b.Initializer("w", RandomS8({5, 5, 3, 3}, 6)).Initializer("ws", ScalarF32(0.01f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+    b.Initializer("w2", RandomS8({4, 15, 1, 1}, 7));
+    const float scales[3] = {0.013f, 0.021f, 0.034f};
+    const int zps[3] = {120, 131, 97};
+    std::vector<std::string> parts;
+    std::string in = "x", in_s = "s", in_z = "z";
+    for (int i = 0; i < 3; ++i) {  // a chain, each convolution's output a pyramid level
+      const std::string k = std::to_string(i);
+      b.Initializer("cs" + k, ScalarF32(scales[i])).Initializer("cz" + k, zp(zps[i]));
+      OnnxBuilder::SetInts(b.Node("QLinearConv", {in, in_s, in_z, "w", "ws", "wz", "cs" + k, "cz" + k}, {"c" + k}),
+                           "pads", {1, 1, 1, 1});
+      in = "c" + k;
+      in_s = "cs" + k;
+      in_z = "cz" + k;
+      b.Node("DequantizeLinear", {"c" + k, "cs" + k, "cz" + k}, {"d" + k});
+      parts.push_back("d" + k);
+    }
+    b.Initializer("ks", ScalarF32(0.025f)).Initializer("kz", zp(125));
+    OnnxBuilder::SetInt(b.Node("Concat", parts, {"cat"}), "axis", 1);
+    b.Node("QuantizeLinear", {"cat", "ks", "kz"}, {"catq"});
+    b.Node("QLinearConv", {"catq", "ks", "kz", "w2", "ws", "wz", "s", "z"}, {"y"});
+    const std::string bytes = b.Serialize();
+    auto g = OptimizedGraph(bytes);
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_EQ(CountOps(*g, "QLinearConcat"), 1) << g->DebugString();
+    EXPECT_EQ(CountOps(*g, "Concat") + CountOps(*g, "DequantizeLinear") + CountOps(*g, "QuantizeLinear"), 0)
+        << g->DebugString();
+    EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();
+    Tensor x = Tensor::Zeros(t, {2, 5, 9, 7});
+    for (int64_t i = 0; i < x.num_elements(); ++i) static_cast<uint8_t*>(x.raw_data())[i] = static_cast<uint8_t>((i * 71) % 253);
+    auto y = RunPlainAndOptimized(bytes, {{"x", x}});
+    ASSERT_TRUE(y.ok()) << y.status();
+    const auto& [u, v] = *y;
+    ASSERT_EQ(u.shape(), v.shape());
+    int changed = 0;
+    for (int64_t i = 0; i < u.num_elements(); ++i) {
+      const int a = s8 ? int{u.data<int8_t>()[i]} : int{u.data<uint8_t>()[i]};
+      const int c = s8 ? int{v.data<int8_t>()[i]} : int{v.data<uint8_t>()[i]};
+      EXPECT_LE(std::abs(a - c), 1) << i;
+      changed += a != c;
+    }
+    EXPECT_LT(changed, u.num_elements() / 10);
   }
 }
 
