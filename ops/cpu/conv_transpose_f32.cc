@@ -1,6 +1,10 @@
 // FP32 ConvTranspose, NCHW, 1-D to 3-D: per image and group one GEMM
 // col = W_g^T (pre-packed) x X_g, then col2im scatters col into Y (each input
-// position adds a kernel-sized patch at stride s), then bias.
+// position adds a kernel-sized patch at stride s), then bias. Where the
+// patches tile the output exactly (stride = kernel, no dilation, padding or
+// output padding: a detector's 2x2 upsampling) each output element is one
+// col element plus the bias, written once, without the clearing pass, the
+// accumulation or the bias pass.
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -82,7 +86,9 @@ class ConvTransposeF32 final : public Kernel {
     void* gemm_scratch = static_cast<char*>(ctx.scratch) + (g.m * g.hw_in * 4 + 63) / 64 * 64;
     float* y = ctx.output(0).as<float>();
     const int64_t out_size = g.out[0] * g.out[1] * g.out[2];
-    std::memset(y, 0, ctx.output(0).num_elements() * sizeof(float));
+    const float* bias = ctx.has_input(2) ? ctx.input(2).as<const float>() : nullptr;
+    const bool tiles = Tiles(g);
+    if (!tiles) std::memset(y, 0, ctx.output(0).num_elements() * sizeof(float));
     for (int64_t b = 0; b < g.n; ++b) {
       for (int64_t gr = 0; gr < g.group; ++gr) {
         GemmArgsF32 args;
@@ -95,11 +101,15 @@ class ConvTransposeF32 final : public Kernel {
         args.c = col;
         args.ldc = g.hw_in;
         RunGemmF32(uk_, args, gemm_scratch, ctx.pool);
-        Col2Im(g, col, y + (b * g.cout + gr * g.cout_g) * out_size);
+        float* yg = y + (b * g.cout + gr * g.cout_g) * out_size;
+        if (tiles) {
+          Col2ImTiles(g, col, bias ? bias + gr * g.cout_g : nullptr, yg);
+        } else {
+          Col2Im(g, col, yg);
+        }
       }
     }
-    if (ctx.has_input(2)) {
-      const float* bias = ctx.input(2).as<const float>();
+    if (bias != nullptr && !tiles) {
       for (int64_t b = 0; b < g.n; ++b) {
         for (int64_t c = 0; c < g.cout; ++c) {
           float* plane = y + (b * g.cout + c) * out_size;
@@ -118,6 +128,47 @@ class ConvTransposeF32 final : public Kernel {
   }
 
  private:
+  // Every output element is written by exactly one (input position, tap).
+  static bool Tiles(const Geometry& g) {
+    for (int i = 0; i < 3; ++i) {
+      if (g.s[i] != g.k[i] || g.d[i] != 1 || g.p[i] != 0 || g.out[i] != g.in[i] * g.s[i]) return false;
+    }
+    return true;
+  }
+
+  // Col2Im where the patches tile the output: y[c][id * kd_n + kd][ih * kh_n
+  // + kh][iw * kw_n + kw] = col[(c, kd, kh, kw)][(id, ih, iw)] + bias[c].
+  static void Col2ImTiles(const Geometry& g, const float* col, const float* bias, float* y) {
+    const int64_t out_size = g.out[0] * g.out[1] * g.out[2], kw_n = g.k[2];
+    for (int64_t c = 0; c < g.cout_g; ++c) {
+      const float bc = bias ? bias[c] : 0.f;
+      for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+        for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+          const float* taps = col + ((c * g.k[0] + kd) * g.k[1] + kh) * kw_n * g.hw_in;
+          for (int64_t id = 0; id < g.in[0]; ++id) {
+            for (int64_t ih = 0; ih < g.in[1]; ++ih) {
+              const int64_t src = (id * g.in[1] + ih) * g.in[2];
+              float* dst = y + c * out_size + ((id * g.k[0] + kd) * g.out[1] + ih * g.k[1] + kh) * g.out[2];
+              if (kw_n == 2) {  // two tap rows interleaved
+                const float* a = taps + src;
+                const float* b = taps + g.hw_in + src;
+                for (int64_t iw = 0; iw < g.in[2]; ++iw) {
+                  dst[2 * iw] = a[iw] + bc;
+                  dst[2 * iw + 1] = b[iw] + bc;
+                }
+                continue;
+              }
+              for (int64_t kw = 0; kw < kw_n; ++kw) {
+                const float* a = taps + kw * g.hw_in + src;
+                for (int64_t iw = 0; iw < g.in[2]; ++iw) dst[iw * kw_n + kw] = a[iw] + bc;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
   // y[c][od][oh][ow] += col[(c, kd, kh, kw)][(id, ih, iw)] where o = i * s - p + k * d.
   static void Col2Im(const Geometry& g, const float* col, float* y) {
     const int64_t out_size = g.out[0] * g.out[1] * g.out[2];

@@ -157,6 +157,20 @@ def cases(rng):
                           output_padding=[1, 2], group=2, dilations=[1, 2])],
         [vi("x", [2, 4, 5, 6])], [vi("y", None)], {"w": rnd(rng, 4, 3, 3, 2, scale=0.3), "b": rnd(rng, 6)}),
         {"x": rnd(rng, 2, 4, 5, 6)})
+    # Stride = kernel: the patches tile the output (a detector's upsampling head).
+    c["conv_transpose_tiles_2x2_groups"] = (model(
+        [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 2], group=2)],
+        [vi("x", [2, 4, 5, 7])], [vi("y", None)], {"w": rnd(rng, 4, 3, 2, 2, scale=0.3), "b": rnd(rng, 6)}),
+        {"x": rnd(rng, 2, 4, 5, 7)})
+    c["conv_transpose_tiles_2x3_1d_3d"] = (model(
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 3]),
+         helper.make_node("ConvTranspose", ["x1", "w1"], ["y1"], strides=[3]),
+         helper.make_node("ConvTranspose", ["x3", "w3", "b3"], ["y3"], strides=[1, 2, 2])],
+        [vi("x", [1, 3, 4, 6]), vi("x1", [2, 3, 5]), vi("x3", [1, 2, 3, 4, 5])],
+        [vi("y", None), vi("y1", None), vi("y3", None)],
+        {"w": rnd(rng, 3, 5, 2, 3, scale=0.3), "w1": rnd(rng, 3, 2, 3, scale=0.3),
+         "w3": rnd(rng, 2, 3, 1, 2, 2, scale=0.3), "b3": rnd(rng, 3)}),
+        {"x": rnd(rng, 1, 3, 4, 6), "x1": rnd(rng, 2, 3, 5), "x3": rnd(rng, 1, 2, 3, 4, 5)})
     hid = 8
     c["lstm_bidirectional_seq_lens"] = (model(
         [helper.make_node("LSTM", ["x", "w", "r", "b", "lens", "h0", "c0", "p"], ["y", "yh", "yc"], hidden_size=hid,
