@@ -5,11 +5,17 @@
 //    arithmetic in its order: round_half_even(rm * ((v - zv) * g)) + zc,
 //    saturated;
 //  - QLinearGlobalAveragePool's channel sums over NHWC pixels, 64 channels
-//    per pass in int32.
+//    per pass in int32;
+//  - QLinearAdd / QLinearMul of equal-length rows, 64 values per step: the
+//    float arithmetic of the scalar loop, rounded to int32 (half to even),
+//    then VPACKSSDW with the zero point added in 16 bits and VPACKUSWB /
+//    VPACKSSWB saturating, one VPERMD back to element order (a third fewer
+//    operations than converting and clamping 16 values at a time).
 // Compiled with -mavx512f -mavx512bw.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "ops/cpu/quantize_common.h"
 
@@ -29,6 +35,35 @@ void GateRow(const T* v, const float* g, T* c, int64_t n, float zv, float rm, fl
     __m512 q = _mm512_add_ps(_mm512_roundscale_ps(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vzc);
     q = _mm512_min_ps(_mm512_max_ps(q, lo), hi);
     _mm_mask_storeu_epi8(c + i, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q)));
+  }
+}
+
+template <typename T, bool kAdd>
+void SameRows(const T* a, const T* b, T* c, int64_t n, float za, float zb, float zc, float ra, float rb) {
+  const __m512 vza = _mm512_set1_ps(za), vzb = _mm512_set1_ps(zb), vra = _mm512_set1_ps(ra), vrb = _mm512_set1_ps(rb);
+  const __m512 big = _mm512_set1_ps(0x1p30f);  // below it the conversion cannot wrap; the packs saturate the rest
+  const __m512i zc16 = _mm512_set1_epi16(static_cast<int16_t>(zc));
+  // After the packs dword 4 L + z holds values 16 z + 4 L .. + 3.
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  auto widen = [](__m128i v) {
+    return _mm512_cvtepi32_ps(std::is_signed_v<T> ? _mm512_cvtepi8_epi32(v) : _mm512_cvtepu8_epi32(v));
+  };
+  for (int64_t i = 0; i < n; i += 64) {
+    const int64_t left = n - i;
+    const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+    __m512i r[4];
+#pragma GCC unroll 4
+    for (int z = 0; z < 4; ++z) {
+      const __mmask16 mz = static_cast<__mmask16>(m >> (16 * z));
+      const __m512 x = _mm512_sub_ps(widen(_mm_maskz_loadu_epi8(mz, a + i + 16 * z)), vza);
+      const __m512 y = _mm512_sub_ps(widen(_mm_maskz_loadu_epi8(mz, b + i + 16 * z)), vzb);
+      const __m512 v = kAdd ? _mm512_fmadd_ps(vrb, y, _mm512_mul_ps(vra, x)) : _mm512_mul_ps(vra, _mm512_mul_ps(x, y));
+      r[z] = _mm512_cvtps_epi32(_mm512_min_ps(v, big));
+    }
+    const __m512i w0 = _mm512_adds_epi16(_mm512_packs_epi32(r[0], r[1]), zc16);
+    const __m512i w1 = _mm512_adds_epi16(_mm512_packs_epi32(r[2], r[3]), zc16);
+    const __m512i bytes = std::is_signed_v<T> ? _mm512_packs_epi16(w0, w1) : _mm512_packus_epi16(w0, w1);
+    _mm512_mask_storeu_epi8(c + i, m, _mm512_permutexvar_epi32(order, bytes));
   }
 }
 
@@ -69,6 +104,23 @@ void SumPixelsS8(const int8_t* x, int64_t pixels, int64_t channels, int32_t* sum
 void GateRowU8(const uint8_t* v, const float* g, uint8_t* c, int64_t n, float zv, float rm, float zc) {
   GateRow<uint8_t>(v, g, c, n, zv, rm, zc);
 }
+void SameRowsAddU8(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc, float ra,
+                   float rb) {
+  SameRows<uint8_t, true>(a, b, c, n, za, zb, zc, ra, rb);
+}
+void SameRowsAddS8(const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc, float ra,
+                   float rb) {
+  SameRows<int8_t, true>(a, b, c, n, za, zb, zc, ra, rb);
+}
+void SameRowsMulU8(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc, float ra,
+                   float rb) {
+  SameRows<uint8_t, false>(a, b, c, n, za, zb, zc, ra, rb);
+}
+void SameRowsMulS8(const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc, float ra,
+                   float rb) {
+  SameRows<int8_t, false>(a, b, c, n, za, zb, zc, ra, rb);
+}
+
 void GateRowS8(const int8_t* v, const float* g, int8_t* c, int64_t n, float zv, float rm, float zc) {
   GateRow<int8_t>(v, g, c, n, zv, rm, zc);
 }

@@ -71,9 +71,12 @@ void SameShape(const T* a, const T* b, T* c, int64_t n, float za, float zb, floa
   SameShapeBody<T, kOp>(a, b, c, n, za, zb, zc, ra, rb);
 }
 template <typename T, BinaryOp kOp>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512"))) void SameShapeAvx512(
-    const T* a, const T* b, T* c, int64_t n, float za, float zb, float zc, float ra, float rb) {
-  SameShapeBody<T, kOp>(a, b, c, n, za, zb, zc, ra, rb);
+void SameShapeAvx512(const T* a, const T* b, T* c, int64_t n, float za, float zb, float zc, float ra, float rb) {
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    (kOp == BinaryOp::kAdd ? avx512::SameRowsAddU8 : avx512::SameRowsMulU8)(a, b, c, n, za, zb, zc, ra, rb);
+  } else {
+    (kOp == BinaryOp::kAdd ? avx512::SameRowsAddS8 : avx512::SameRowsMulS8)(a, b, c, n, za, zb, zc, ra, rb);
+  }
 }
 
 // A product row against a per-channel gate (a squeeze-excitation block's
@@ -94,7 +97,7 @@ auto RowGateFor(bool avx512) {
 class QLinearBinary final : public ByteKernel<QLinearBinary> {
  public:
   QLinearBinary(BinaryOp op, CpuFeatures cpu)
-      : op_(op), avx512_((cpu & kCpuAvx512bw) != 0), lookup_(SelectLookupU8(cpu)) {}
+      : op_(op), avx512_((cpu & kIsaAvx512) == kIsaAvx512), lookup_(SelectLookupU8(cpu)) {}
 
   // One operand a constant scalar and every scale and zero point constant
   // (ONNX Runtime's QDQ files quantize each multiplier and offset of an

@@ -77,6 +77,17 @@ namespace avx512 {
 // quantized product row against a per-channel gate (qlinear_row_avx512.cc).
 void GateRowU8(const uint8_t* v, const float* g, uint8_t* c, int64_t n, float zv, float rm, float zc);
 void GateRowS8(const int8_t* v, const float* g, int8_t* c, int64_t n, float zv, float rm, float zc);
+// c[i] = saturate(round_half_even(ra (a[i] - za) + rb (b[i] - zb)) + zc)
+// (Add; Mul: ra ((a[i] - za)(b[i] - zb)), rb unused): QLinearAdd /
+// QLinearMul of equal-length rows.
+void SameRowsAddU8(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc, float ra,
+                   float rb);
+void SameRowsAddS8(const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc, float ra,
+                   float rb);
+void SameRowsMulU8(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc, float ra,
+                   float rb);
+void SameRowsMulS8(const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc, float ra,
+                   float rb);
 // sums[c] += x[p * channels + c] for p < pixels (255 * pixels < 2^31).
 void SumPixelsU8(const uint8_t* x, int64_t pixels, int64_t channels, int32_t* sums);
 void SumPixelsS8(const int8_t* x, int64_t pixels, int64_t channels, int32_t* sums);
