@@ -77,6 +77,11 @@ namespace avx512 {
 // quantized product row against a per-channel gate (qlinear_row_avx512.cc).
 void GateRowU8(const uint8_t* v, const float* g, uint8_t* c, int64_t n, float zv, float rm, float zc);
 void GateRowS8(const int8_t* v, const float* g, int8_t* c, int64_t n, float zv, float rm, float zc);
+// y[i] = saturate(round_half_even(x[i] / scale) + zero_point), NaN -> the
+// zero point: QuantizeLinear's row, byte for byte as the scalar loop with
+// its division, mostly on a reciprocal (quantize_u8_avx512.cc).
+void QuantizeRowU8(const float* x, int64_t n, float scale, float zero_point, uint8_t* y);
+void QuantizeRowS8(const float* x, int64_t n, float scale, float zero_point, int8_t* y);
 // c[i] = saturate(round_half_even(ra (a[i] - za) + rb (b[i] - zb)) + zc)
 // (Add; Mul: ra ((a[i] - za)(b[i] - zb)), rb unused): QLinearAdd /
 // QLinearMul of equal-length rows.

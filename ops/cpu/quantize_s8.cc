@@ -62,16 +62,19 @@ template <typename T>
 void QuantizeRow(const float* x, int64_t n, float scale, float zp, T* y) {
   QuantizeRowBody(x, n, scale, zp, y);
 }
-// The same loop for AVX-512 (16 lanes, VRNDSCALEPS); the file is baseline x86-64.
+// The same results, mostly without the division (quantize_u8_avx512.cc).
 template <typename T>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512"))) void QuantizeRowAvx512(
-    const float* x, int64_t n, float scale, float zp, T* y) {
-  QuantizeRowBody(x, n, scale, zp, y);
+void QuantizeRowAvx512(const float* x, int64_t n, float scale, float zp, T* y) {
+  if constexpr (std::is_signed_v<T>) {
+    avx512::QuantizeRowS8(x, n, scale, zp, y);
+  } else {
+    avx512::QuantizeRowU8(x, n, scale, zp, y);
+  }
 }
 
 class QuantizeLinear final : public Kernel {
  public:
-  QuantizeLinear(int64_t axis, CpuFeatures cpu) : axis_(axis), avx512_((cpu & kCpuAvx512bw) != 0) {}
+  QuantizeLinear(int64_t axis, CpuFeatures cpu) : axis_(axis), avx512_((cpu & kIsaAvx512) == kIsaAvx512) {}
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
     const TensorArg& y = ctx.output(0);
@@ -123,7 +126,7 @@ namespace {
 class QuantizeLinearNhwc final : public Kernel {
  public:
   explicit QuantizeLinearNhwc(CpuFeatures cpu)
-      : avx512_((cpu & kCpuAvx512bw) != 0), vbmi_((cpu & (kIsaAvx512 | kCpuAvx512vbmi)) == (kIsaAvx512 | kCpuAvx512vbmi)) {}
+      : avx512_((cpu & kIsaAvx512) == kIsaAvx512), vbmi_((cpu & (kIsaAvx512 | kCpuAvx512vbmi)) == (kIsaAvx512 | kCpuAvx512vbmi)) {}
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
     const int64_t n = x.shape[0], c = x.shape[1], pixels = x.shape[2] * x.shape[3];

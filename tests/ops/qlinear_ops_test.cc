@@ -2,12 +2,15 @@
 // QLinearGlobalAveragePool, QLinearAveragePool, QGemm) against the dequantize -> float op ->
 // quantize definition computed in double: u8 and s8, broadcasting, zero
 // points, requantized (within 1 LSB) and float outputs.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
+#include "ops/cpu/quantize_common.h"
+#include "runtime/cpu_caps.h"
 #include "tests/testing/onnx_builder.h"
 
 namespace kvant {
@@ -99,6 +102,41 @@ TEST(QLinearOps, AddAndMulWithBroadcasting) {
           }
           EXPECT_LE(off_by_one, y.num_elements() / 50);
         }
+      }
+    }
+  }
+}
+
+// QuantizeLinear's AVX-512 row multiplies by 1 / scale where that rounds as
+// the division does: byte for byte the scalar x / scale, on values within a
+// hair of a half step (both sides), exact halves, large, infinite and NaN
+// values, over scales whose reciprocals are inexact (and a subnormal one).
+TEST(QLinearOps, QuantizeRowEqualsTheDivision) {
+  if ((ActiveCpuFeatures() & kIsaAvx512) != kIsaAvx512) GTEST_SKIP() << "no AVX-512";
+  std::mt19937 rng(11);
+  for (float scale : {0.1f, 1.f / 3, 0.0078125f, 0.0173f, 3.7e-5f, 91.f, 1e-40f}) {
+    std::vector<float> x;
+    for (int k = -600; k <= 600; ++k) {
+      const float half = (static_cast<float>(k) + 0.5f) * scale;
+      for (float v : {half, std::nextafter(half, 1e30f), std::nextafter(half, -1e30f), static_cast<float>(k) * scale}) {
+        x.push_back(v);
+      }
+    }
+    std::uniform_real_distribution<float> u(-300.f, 300.f);
+    for (int i = 0; i < 4000; ++i) x.push_back(u(rng) * scale);
+    for (float v : {3e9f, -3e9f, 1e38f, INFINITY, -INFINITY, NAN, 0.f, -0.f}) x.push_back(v);
+    for (int zp : {0, 128, 255}) {
+      std::vector<uint8_t> got(x.size());
+      std::vector<int8_t> got_s(x.size());
+      cpu::avx512::QuantizeRowU8(x.data(), static_cast<int64_t>(x.size()), scale, static_cast<float>(zp), got.data());
+      cpu::avx512::QuantizeRowS8(x.data(), static_cast<int64_t>(x.size()), scale, static_cast<float>(zp - 128), got_s.data());
+      for (size_t i = 0; i < x.size(); ++i) {
+        auto want = [&](float z, float lo, float hi) {
+          const float v = std::nearbyint(x[i] / scale) + z;
+          return v != v ? z : std::min(std::max(v, lo), hi);
+        };
+        ASSERT_EQ(got[i], static_cast<uint8_t>(want(zp, 0.f, 255.f))) << "x " << x[i] << " scale " << scale;
+        ASSERT_EQ(got_s[i], static_cast<int8_t>(want(zp - 128, -128.f, 127.f))) << "x " << x[i] << " scale " << scale;
       }
     }
   }
