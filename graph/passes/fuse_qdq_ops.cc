@@ -9,7 +9,11 @@
 //    QLinearGlobalAveragePool / QLinearAveragePool; DQ(a), DQ(b), ... ->
 //    Concat -> Q becomes QLinearConcat (inputs requantized to the output's
 //    parameters: a detector's feature pyramid, whose levels ONNX Runtime
-//    calibrates apart);
+//    calibrates apart); DQ -> Mul/Div by a positive constant scalar ->
+//    GlobalAveragePool -> Q becomes QLinearGlobalAveragePool with the
+//    constant in its input scale (the average commutes with the scaling; a
+//    HardSwish's "/ 6" before a squeeze-excitation pool, whose other reader
+//    then becomes a byte table);
 //  - DQ(a), DQ(constant weights)[, bias] -> Gemm [-> Q] becomes QGemm
 //    (requantized output with Q, float output without);
 //  - Shape(DQ(x)) reads x's shape; a Cast to the type a value already has
@@ -174,8 +178,21 @@ void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacem
     if (arity == 0) continue;
     std::vector<const Node*> dqs;
     std::vector<QParams> params;
+    float pool_factor = 1.f;  // GlobalAveragePool of DQ(x) scaled by this
+    std::string pool_in;
+    if (IsOp(op, "GlobalAveragePool") && !op.inputs.empty() && r.Producer(op.inputs[0], "DequantizeLinear") == nullptr) {
+      const Node* scaled = r.Producer(op.inputs[0], "Div");
+      if (scaled == nullptr) scaled = r.Producer(op.inputs[0], "Mul");
+      const Tensor* k = scaled != nullptr && scaled->inputs.size() == 2 ? g.FindConstant(scaled->inputs[1]) : nullptr;
+      if (k == nullptr || k->dtype() != DataType::kFloat32 || k->num_elements() != 1) continue;
+      const float v = k->data<float>()[0];
+      if (!(v > 0.f) || !std::isfinite(v) || !std::isfinite(1.f / v)) continue;
+      pool_factor = scaled->op_type == "Div" ? 1.f / v : v;
+      pool_in = scaled->inputs[0];
+    }
     for (size_t i = 0; i < arity; ++i) {
-      const Node* dq = i < op.inputs.size() ? r.Producer(op.inputs[i], "DequantizeLinear") : nullptr;
+      const std::string& in = !pool_in.empty() ? pool_in : i < op.inputs.size() ? op.inputs[i] : std::string();
+      const Node* dq = in.empty() ? nullptr : r.Producer(in, "DequantizeLinear");
       QParams p;
       if (dq == nullptr || !PerTensor(g, *dq, &p) || ZeroPointType(g, p) != ZeroPointType(g, qp)) break;
       const ValueType* t = g.FindType(dq->inputs[0]);
@@ -197,6 +214,11 @@ void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacem
       fused.inputs.push_back(dqs[i]->inputs[1]);
       fused.inputs.push_back(ZeroPointInput(g, params[i], op.name + "_in" + std::to_string(i)));
     }
+    if (!pool_in.empty()) {
+      Tensor scale = Tensor::Zeros(DataType::kFloat32, {});
+      scale.data<float>()[0] = params[0].scale->data<float>()[0] * pool_factor;
+      fused.inputs[1] = g.AddConstant(op.name + "_x_scale", scale);
+    }
     if (!concat) {
       fused.inputs.push_back(q.inputs[1]);
       fused.inputs.push_back(ZeroPointInput(g, qp, op.name + "_out"));
@@ -206,7 +228,9 @@ void FuseElementwise(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacem
                     : concat  ? "QLinearConcat"
                               : "QLinearGlobalAveragePool";
     if (average) fused.attrs = op.attrs;  // the window
-    for (const Node* dq : dqs) r.DropIfUnused(dq);
+    if (pool_in.empty()) {  // (else the DQ's reader is the scaling, which stays for its other readers)
+      for (const Node* dq : dqs) r.DropIfUnused(dq);
+    }
     r.removed[qi] = true;
     replacements.emplace_back(oi->second, std::move(fused));
   }

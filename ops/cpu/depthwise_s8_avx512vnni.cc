@@ -22,7 +22,6 @@ namespace kvant::cpu::avx512vnni {
 namespace {
 
 constexpr DepthwiseLaneOrder kOrder = DepthwiseLaneOrder::kBlocked64;
-constexpr int64_t kMaxListed = 64;  // terms whose lane rows are listed up front
 
 // A block of the lane order: n <= 64 channels from b0, in q vectors.
 struct Block {
@@ -72,7 +71,8 @@ Terms TermsOf(const ConvS8Shape& s, const int32_t* const* rows, const int32_t* w
   return {rows, w_lanes, s.kh, DepthwiseLanesPerRow(s, 4), pitch, 4 * s.dw * pitch, s.sw * pitch};
 }
 
-// Kernels whose weights RequantRows keeps in registers.
+// Kernels RequantRows runs two output rows of at once: 3x3 and 5x5 (up to 3x4
+// and 5x8).
 bool Unrolled(const Terms& t) { return (t.kh == 3 && t.lanes == 1) || (t.kh == 5 && t.lanes == 2); }
 
 // For output columns [ow0, ow1) and the kZ vectors of lanes from l0: calls

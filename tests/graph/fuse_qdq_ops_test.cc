@@ -284,5 +284,44 @@ TEST(FuseQdqOps, QOperatorIslandOfOneQuantizedValueBecomesATable) {
   ExpectSameBytesOnEveryByte(bytes, 53);
 }
 
+// ONNX Runtime's QOperator squeeze-excitation input: DQ(x) -> Div by 6 (a
+// HardSwish's tail) read by a QuantizeLinear and by a float
+// GlobalAveragePool -> Q. The pool becomes QLinearGlobalAveragePool of x
+// with the division in its input scale, and the division's other reader a
+// byte table; both within one step of the float graph (Mul by a constant
+// alike).
+TEST(FuseQdqOps, ScaledGlobalAveragePoolBecomesQLinearGlobalAveragePool) {
+  for (const char* op : {"Div", "Mul"}) {
+    SCOPED_TRACE(op);
+    OnnxBuilder b(13);
+    b.Input("x", DataType::kUInt8, {2, 6, 5, 7}).Output("y", DataType::kUInt8).Output("p", DataType::kUInt8);
+    b.Initializer("xs", ScalarF32(0.05f)).Initializer("xz", ScalarU8(120)).Initializer("k", ScalarF32(6.f));
+    b.Initializer("ys", ScalarF32(0.01f)).Initializer("yz", ScalarU8(110));
+    b.Initializer("ps", ScalarF32(0.003f)).Initializer("pz", ScalarU8(128));
+    b.Node("DequantizeLinear", {"x", "xs", "xz"}, {"d"});
+    b.Node(op, {"d", "k"}, {"h"});
+    b.Node("QuantizeLinear", {"h", "ys", "yz"}, {"y"});
+    b.Node("GlobalAveragePool", {"h"}, {"g"});
+    b.Node("QuantizeLinear", {"g", "ps", "pz"}, {"p"});
+    const std::string bytes = b.Serialize();
+    auto g = OptimizedGraph(bytes);
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_EQ(CountOps(*g, "QLinearGlobalAveragePool"), 1) << g->DebugString();
+    EXPECT_EQ(CountOps(*g, "GlobalAveragePool") + CountOps(*g, op) + CountOps(*g, "DequantizeLinear"), 0)
+        << g->DebugString();
+    Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 6, 5, 7});
+    for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
+    for (const char* out : {"y", "p"}) {
+      auto y = RunPlainAndOptimized(bytes, {{"x", x}}, {}, out);
+      ASSERT_TRUE(y.ok()) << y.status();
+      const auto& [u, v] = *y;
+      ASSERT_EQ(u.shape(), v.shape());
+      for (int64_t i = 0; i < u.num_elements(); ++i) {
+        EXPECT_LE(std::abs(int{u.data<uint8_t>()[i]} - int{v.data<uint8_t>()[i]}), 1) << out << " " << i;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvant

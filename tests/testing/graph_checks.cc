@@ -40,7 +40,7 @@ double MaxAbsDiff(const Tensor& a, const Tensor& b, double* magnitude) {
 }
 
 absl::StatusOr<std::pair<Tensor, Tensor>> RunPlainAndOptimized(const std::string& bytes, const TensorMap& inputs,
-                                                               const SessionOptions& options) {
+                                                               const SessionOptions& options, const std::string& output) {
   SessionOptions plain = options;
   plain.optimize = false;
   plain.dynamic_int8 = false;
@@ -52,7 +52,7 @@ absl::StatusOr<std::pair<Tensor, Tensor>> RunPlainAndOptimized(const std::string
   if (!ya.ok()) return ya.status();
   auto yb = b->Run(inputs);
   if (!yb.ok()) return yb.status();
-  return std::make_pair(ya->at("y"), yb->at("y"));
+  return std::make_pair(ya->at(output), yb->at(output));
 }
 
 }  // namespace kvant::testing

@@ -22,9 +22,10 @@ absl::StatusOr<Graph> OptimizedGraph(const std::string& bytes, bool dynamic_int8
 // shapes differ), and max |a| in *magnitude when it is given.
 double MaxAbsDiff(const Tensor& a, const Tensor& b, double* magnitude = nullptr);
 
-// Output "y" of the model run unoptimized (first) and with `options` (second).
+// Output `output` of the model run unoptimized (first) and with `options` (second).
 absl::StatusOr<std::pair<Tensor, Tensor>> RunPlainAndOptimized(const std::string& bytes, const TensorMap& inputs,
-                                                               const SessionOptions& options = {});
+                                                               const SessionOptions& options = {},
+                                                               const std::string& output = "y");
 
 }  // namespace kvant::testing
 
