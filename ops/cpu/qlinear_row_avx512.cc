@@ -104,21 +104,13 @@ void SumPixelsS8(const int8_t* x, int64_t pixels, int64_t channels, int32_t* sum
 void GateRowU8(const uint8_t* v, const float* g, uint8_t* c, int64_t n, float zv, float rm, float zc) {
   GateRow<uint8_t>(v, g, c, n, zv, rm, zc);
 }
-void SameRowsAddU8(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc, float ra,
-                   float rb) {
-  SameRows<uint8_t, true>(a, b, c, n, za, zb, zc, ra, rb);
+void SameRowsU8(bool add, const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc,
+                float ra, float rb) {
+  (add ? SameRows<uint8_t, true> : SameRows<uint8_t, false>)(a, b, c, n, za, zb, zc, ra, rb);
 }
-void SameRowsAddS8(const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc, float ra,
-                   float rb) {
-  SameRows<int8_t, true>(a, b, c, n, za, zb, zc, ra, rb);
-}
-void SameRowsMulU8(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc, float ra,
-                   float rb) {
-  SameRows<uint8_t, false>(a, b, c, n, za, zb, zc, ra, rb);
-}
-void SameRowsMulS8(const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc, float ra,
-                   float rb) {
-  SameRows<int8_t, false>(a, b, c, n, za, zb, zc, ra, rb);
+void SameRowsS8(bool add, const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc,
+                float ra, float rb) {
+  (add ? SameRows<int8_t, true> : SameRows<int8_t, false>)(a, b, c, n, za, zb, zc, ra, rb);
 }
 
 void GateRowS8(const int8_t* v, const float* g, int8_t* c, int64_t n, float zv, float rm, float zc) {

@@ -73,9 +73,9 @@ void SameShape(const T* a, const T* b, T* c, int64_t n, float za, float zb, floa
 template <typename T, BinaryOp kOp>
 void SameShapeAvx512(const T* a, const T* b, T* c, int64_t n, float za, float zb, float zc, float ra, float rb) {
   if constexpr (std::is_same_v<T, uint8_t>) {
-    (kOp == BinaryOp::kAdd ? avx512::SameRowsAddU8 : avx512::SameRowsMulU8)(a, b, c, n, za, zb, zc, ra, rb);
+    avx512::SameRowsU8(kOp == BinaryOp::kAdd, a, b, c, n, za, zb, zc, ra, rb);
   } else {
-    (kOp == BinaryOp::kAdd ? avx512::SameRowsAddS8 : avx512::SameRowsMulS8)(a, b, c, n, za, zb, zc, ra, rb);
+    avx512::SameRowsS8(kOp == BinaryOp::kAdd, a, b, c, n, za, zb, zc, ra, rb);
   }
 }
 

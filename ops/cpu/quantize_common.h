@@ -83,16 +83,12 @@ void GateRowS8(const int8_t* v, const float* g, int8_t* c, int64_t n, float zv, 
 void QuantizeRowU8(const float* x, int64_t n, float scale, float zero_point, uint8_t* y);
 void QuantizeRowS8(const float* x, int64_t n, float scale, float zero_point, int8_t* y);
 // c[i] = saturate(round_half_even(ra (a[i] - za) + rb (b[i] - zb)) + zc)
-// (Add; Mul: ra ((a[i] - za)(b[i] - zb)), rb unused): QLinearAdd /
+// (add; else ra ((a[i] - za)(b[i] - zb)), rb unused): QLinearAdd /
 // QLinearMul of equal-length rows.
-void SameRowsAddU8(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc, float ra,
-                   float rb);
-void SameRowsAddS8(const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc, float ra,
-                   float rb);
-void SameRowsMulU8(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc, float ra,
-                   float rb);
-void SameRowsMulS8(const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc, float ra,
-                   float rb);
+void SameRowsU8(bool add, const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, float za, float zb, float zc,
+                float ra, float rb);
+void SameRowsS8(bool add, const int8_t* a, const int8_t* b, int8_t* c, int64_t n, float za, float zb, float zc,
+                float ra, float rb);
 // sums[c] += x[p * channels + c] for p < pixels (255 * pixels < 2^31).
 void SumPixelsU8(const uint8_t* x, int64_t pixels, int64_t channels, int32_t* sums);
 void SumPixelsS8(const int8_t* x, int64_t pixels, int64_t channels, int32_t* sums);
