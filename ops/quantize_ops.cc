@@ -387,7 +387,8 @@ absl::Status InferQLinearUnary(InferContext& ctx) {
 }
 
 absl::Status InferQLinearTable(InferContext& ctx) {
-  // X (u8 or s8), table: 256 values of Y's type (u8 or s8), indexed by X's bits.
+  // X (u8 or s8), table: 256 values of Y's type (u8 or s8), indexed by X's
+  // bits; with attribute axis, [C, 256]: one table per index along that axis.
   if (auto s = ExpectType(ctx, 0, IsByte(ctx.dtype(0)), "u8 or s8"); !s.ok()) return s;
   if (auto s = ExpectType(ctx, 1, IsByte(ctx.dtype(1)), "u8 or s8"); !s.ok()) return s;
   ctx.output(0) = ValueType{ctx.dtype(1), ctx.shape(0)};

@@ -6,7 +6,10 @@
 // kernels the float chain would run: the table gives, element for element,
 // what the float island gave. A quantizer that keeps activations, affine
 // tails or HardSwish in float between INT8 convolutions (PP-OCR's
-// Conv -> Mul -> Add -> HardSwish -> Mul -> Add) leaves exactly these.
+// Conv -> Mul -> Add -> HardSwish -> Mul -> Add) leaves exactly these. A
+// BatchNormalization in the chain (one ONNX Runtime leaves in float after a
+// ConvTranspose) makes it a function of the byte and the channel: one table
+// per channel along axis 1 (attribute axis), folded over [1, C, 1.., 256].
 //  1. From each per-tensor DequantizeLinear of a u8/s8 value, follow the sole
 //     reader through unary operators and through binary ones whose other
 //     operand is a scalar constant, to a per-tensor QuantizeLinear; each
@@ -15,6 +18,8 @@
 //     (as the input's type), fold it, and read the table from its output
 //     (FoldByteTable, shared with fuse_qdq_islands.cc).
 //  3. The chain's nodes give way to QLinearTable(x, table).
+#include <algorithm>
+#include <cstring>
 #include <numeric>
 
 #include "absl/strings/str_format.h"
@@ -34,10 +39,30 @@ bool PerTensor(const Graph& g, const Node& n) {
   return n.inputs.size() >= 2 && !n.inputs[1].empty();
 }
 
+// The channels of an inference BatchNormalization of `data` (rank >= 3)
+// with constant parameters, or 0.
+int64_t BatchNormChannels(const Graph& g, const Node& n, const std::string& data) {
+  if (n.op_type != "BatchNormalization" || !n.domain.empty() || n.inputs.size() != 5 || n.outputs.size() != 1 ||
+      n.inputs[0] != data || n.attrs.GetInt("training_mode", 0) != 0) {
+    return 0;
+  }
+  const ValueType* t = g.FindType(data);
+  if (t == nullptr || !t->shape.rank_known || t->shape.rank() < 3) return 0;
+  int64_t c = -1;
+  for (size_t i = 1; i < 5; ++i) {
+    const Tensor* p = g.FindConstant(n.inputs[i]);
+    if (p == nullptr || p->rank() != 1 || (c >= 0 && p->num_elements() != c)) return 0;
+    c = p->num_elements();
+  }
+  return c;
+}
+
 // An elementwise float operator the chain may pass through with `data` as its
-// varying input: unary, or binary with a scalar constant as the other operand.
+// varying input: unary, or binary with a scalar constant as the other operand
+// (a BatchNormalization: BatchNormChannels).
 bool ChainOp(const Graph& g, const Node& n, const std::string& data) {
   if (!n.domain.empty() || n.outputs.size() != 1 || n.inputs.empty()) return false;
+  if (n.op_type == "BatchNormalization") return BatchNormChannels(g, n, data) > 0;
   static const char* kUnary[] = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "Elu", "Selu",
                                  "Neg",  "Abs",     "Erf",         "Exp",       "Softplus", "Gelu", "Identity"};
   for (const char* op : kUnary) {
@@ -63,15 +88,37 @@ bool ChainOp(const Graph& g, const Node& n, const std::string& data) {
   return false;
 }
 
+// Whether x's producer or a reader of y is a convolution.
+bool NextToConvolution(const Graph& g, const absl::flat_hash_map<std::string, int>& producers, const std::string& x,
+                       const std::string& y) {
+  auto conv = [](const Node& n) { return n.domain.empty() && (n.op_type == "Conv" || n.op_type == "QLinearConv"); };
+  if (auto it = producers.find(x); it != producers.end() && conv(g.nodes[it->second])) return true;
+  for (const Node& n : g.nodes) {
+    if (conv(n) && std::find(n.inputs.begin(), n.inputs.end(), y) != n.inputs.end()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::StatusOr<Tensor> FoldByteTable(const Graph& g, const std::vector<const Node*>& nodes, const std::string& x,
-                                     DataType x_type, const std::string& out, CpuFeatures cpu) {
+                                     DataType x_type, const std::string& out, CpuFeatures cpu, int64_t channels,
+                                     int64_t rank) {
   Graph scratch;
   scratch.source = g.source;
   scratch.opset = g.opset;
-  Tensor bytes = Tensor::Zeros(x_type, {256});
-  std::iota(static_cast<uint8_t*>(bytes.raw_data()), static_cast<uint8_t*>(bytes.raw_data()) + 256, uint8_t{0});
+  std::vector<int64_t> shape = {256};
+  if (channels > 0) {  // [1, channels, 1 .., 256]
+    shape.assign(rank, 1);
+    shape[1] = channels;
+    shape.back() = 256;
+  }
+  const int64_t rows = std::max<int64_t>(channels, 1);
+  Tensor bytes = Tensor::Zeros(x_type, shape);
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* row = static_cast<uint8_t*>(bytes.raw_data()) + r * 256;
+    std::iota(row, row + 256, uint8_t{0});
+  }
   scratch.initializers[x] = bytes;
   for (const Node* n : nodes) {
     for (const std::string& v : n->inputs) {
@@ -85,14 +132,18 @@ absl::StatusOr<Tensor> FoldByteTable(const Graph& g, const std::vector<const Nod
   if (auto s = scratch.TopologicalSort(); !s.ok()) return s;
   if (auto s = FoldConstants(scratch, cpu); !s.ok()) return s;
   const Tensor* table = scratch.FindConstant(out);
-  if (table == nullptr || table->num_elements() != 256 || !IsByteType(table->dtype())) {
+  if (table == nullptr || table->num_elements() != rows * 256 || !IsByteType(table->dtype())) {
     return absl::InternalError(absl::StrFormat("failed to fold the quantized chain ending in %s of %s", out, g.source));
   }
-  return *table;
+  if (channels == 0) return *table;
+  Tensor per_channel = Tensor::Zeros(table->dtype(), {channels, 256});
+  std::memcpy(per_channel.raw_data(), table->raw_data(), channels * 256);
+  return per_channel;
 }
 
 absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
   auto uses = graph.UseCounts();
+  const auto producers = graph.Producers();
   std::vector<int> reader(graph.nodes.size(), -1);  // sole reader of each node's output 0
   {
     absl::flat_hash_map<std::string, int> first;
@@ -124,6 +175,19 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
       at = reader[at];
     }
     if (at < 0 || chain.size() < 2 || removed[at]) continue;
+    int64_t channels = 0;  // > 0: a BatchNormalization makes one table per channel
+    bool agree = true;
+    for (size_t c = 1; c < chain.size(); ++c) {
+      const Node& n = graph.nodes[chain[c]];
+      const int64_t bn = BatchNormChannels(graph, n, n.inputs[0]);
+      if (bn > 0 && channels > 0 && bn != channels) agree = false;
+      if (bn > 0) channels = bn;
+    }
+    // Next to a convolution the layout pass makes the region NHWC, where a
+    // BatchNormalization runs channels-last and a per-channel table could not.
+    if (!agree || (channels > 0 && NextToConvolution(graph, producers, dq.inputs[0], graph.nodes[at].outputs[0]))) {
+      continue;
+    }
     const Node& q = graph.nodes[at];
     if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs[0] != graph.nodes[chain.back()].outputs[0] ||
         !PerTensor(graph, q)) {
@@ -133,7 +197,8 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
     // 2.
     std::vector<const Node*> nodes;
     for (int c : chain) nodes.push_back(&graph.nodes[c]);
-    auto table = FoldByteTable(graph, nodes, dq.inputs[0], xt->dtype, q.outputs[0], cpu);
+    auto table = FoldByteTable(graph, nodes, dq.inputs[0], xt->dtype, q.outputs[0], cpu, channels,
+                               channels > 0 ? xt->shape.rank() : 1);
     if (!table.ok()) continue;  // left in float
     // 3.
     Node t;
@@ -142,6 +207,7 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
     t.domain = "kvant";
     t.inputs = {dq.inputs[0], graph.AddConstant(q.name + "_table", *table)};
     t.outputs = q.outputs;
+    if (channels > 0) t.attrs.SetInt("axis", 1);
     tables.push_back(std::move(t));
     for (int c : chain) removed[c] = true;
     removed[at] = true;

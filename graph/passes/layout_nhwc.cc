@@ -109,7 +109,9 @@ Tensor PermuteAxesValues(const Tensor& t) {
 // Inputs of `n` that carry the data (the rest are scales, zero points, pads,
 // or a scalar constant operand).
 std::vector<int> DataInputs(const Graph& g, const Node& n) {
-  if (n.domain == "kvant" && n.op_type == "QLinearTable") return {0};
+  if (n.domain == "kvant" && n.op_type == "QLinearTable") {  // per-tensor tables only (a per-axis one reads planes)
+    return n.attrs.Has("axis") ? std::vector<int>{} : std::vector<int>{0};
+  }
   if (!n.domain.empty() && n.domain != "com.microsoft") return {};
   const std::string& op = n.op_type;
   if (n.domain.empty()) {

@@ -71,9 +71,12 @@ absl::Status FuseQdqOperators(Graph& graph);
 absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu);
 // The 256 bytes `out` takes when the value x (of x_type) is each byte in
 // turn: `nodes` (any order; their constant operands come from `graph`)
-// copied into a scratch graph and folded with the CPU kernels.
+// copied into a scratch graph and folded with the CPU kernels. With
+// channels > 0, x is of rank `rank` with channels along axis 1 (a
+// BatchNormalization in the chain): [channels, 256] bytes, one row per channel.
 absl::StatusOr<Tensor> FoldByteTable(const Graph& graph, const std::vector<const Node*>& nodes, const std::string& x,
-                                     DataType x_type, const std::string& out, CpuFeatures cpu);
+                                     DataType x_type, const std::string& out, CpuFeatures cpu, int64_t channels = 0,
+                                     int64_t rank = 1);
 
 // fuse_qdq_islands.cc: elementwise QDQ islands that depend on one per-tensor
 // quantized value only (ONNX Runtime's QDQ HardSwish, affine Mul/Add by

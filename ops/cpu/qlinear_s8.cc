@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <string>
 
 #include "absl/strings/str_format.h"
 #include "ops/cpu/broadcast_loop.h"
@@ -418,9 +420,34 @@ class QLinearLookup final : public ByteKernel<QLinearLookup> {
 // unary chain computed at load (graph/passes/fuse_qdq_table.cc).
 class QLinearTable final : public Kernel {
  public:
-  explicit QLinearTable(CpuFeatures cpu) : lookup_(SelectLookupU8(cpu)) {}
+  QLinearTable(CpuFeatures cpu, std::string label, std::optional<int64_t> axis)
+      : lookup_(SelectLookupU8(cpu)), label_(std::move(label)), axis_(axis) {}
   absl::Status Run(const KernelContext& ctx) const override {
-    LookupBytes(ctx, lookup_, ctx.input(1).as<const uint8_t>());
+    const TensorArg& x = ctx.input(0);
+    const uint8_t* table = ctx.input(1).as<const uint8_t>();
+    if (!axis_) {
+      if (ctx.input(1).num_elements() != 256) {
+        return absl::InvalidArgumentError(absl::StrFormat("failed to run node %s: table must have 256 entries, got %d",
+                                                          label_, ctx.input(1).num_elements()));
+      }
+      LookupBytes(ctx, lookup_, table);
+      return absl::OkStatus();
+    }
+    // One table per index along the axis: planes of `inner` bytes.
+    const int64_t axis = *axis_ < 0 ? *axis_ + x.rank() : *axis_;
+    if (axis < 0 || axis >= x.rank() || ctx.input(1).num_elements() != x.shape[axis] * 256) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "failed to run node %s: per-axis table must have %d x 256 entries for axis %d of a rank-%d input, got %d",
+          label_, axis >= 0 && axis < x.rank() ? x.shape[axis] : 0, *axis_, x.rank(), ctx.input(1).num_elements()));
+    }
+    int64_t inner = 1;
+    for (int64_t d = axis + 1; d < x.rank(); ++d) inner *= x.shape[d];
+    const int64_t c = x.shape[axis], planes = x.num_elements() / std::max<int64_t>(inner, 1);
+    const uint8_t* xs = x.as<const uint8_t>();
+    uint8_t* ys = ctx.output(0).as<uint8_t>();
+    ctx.pool->ParallelFor(planes, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) lookup_(table + p % c * 256, xs + p * inner, inner, ys + p * inner);
+    });
     return absl::OkStatus();
   }
   std::string Describe() const override {
@@ -429,6 +456,8 @@ class QLinearTable final : public Kernel {
 
  private:
   LookupU8 lookup_;
+  std::string label_;
+  std::optional<int64_t> axis_;  // set: one table per index along it
 };
 
 // QLinearConcat: each input requantized to Y's scale and zero point (a copy
@@ -484,12 +513,15 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearLookup(const KernelInit& in
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearTable(const KernelInit& init) {
   const Tensor* table = init.constant_inputs.size() == 2 ? init.constant_inputs[1] : nullptr;
-  if (table == nullptr || table->num_elements() != 256) {
+  const bool per_axis = init.attrs->Has("axis");
+  if (table == nullptr || (per_axis ? table->num_elements() % 256 != 0 || table->num_elements() == 0
+                                    : table->num_elements() != 256)) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "failed to compile node %s: input 'table' must be a constant of 256 bytes, got %s", init.node_label,
-        table ? std::to_string(table->num_elements()) + " values" : "a computed value"));
+        "failed to compile node %s: input 'table' must be a constant of %s bytes, got %s", init.node_label,
+        per_axis ? "C x 256" : "256", table ? std::to_string(table->num_elements()) + " values" : "a computed value"));
   }
-  return std::make_unique<QLinearTable>(init.cpu);
+  return std::make_unique<QLinearTable>(init.cpu, init.node_label,
+                                        per_axis ? std::optional<int64_t>(init.attrs->GetInt("axis", 1)) : std::nullopt);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearConcat(const KernelInit& init) {

@@ -3,6 +3,7 @@
 // QuantizeLinear becomes kvant.QLinearTable, u8 and s8 on either side, with
 // exactly the bytes of the float chain; chains that are not unary maps stay
 // in float. And the byte lookup kernels against their reference.
+#include <cstring>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -143,6 +144,65 @@ TEST(FuseQdqTables, PerColumnConstantsStayInFloatFunctionsOfOneByteDoNot) {
   for (const char* y : {"y1", "y2", "y3"}) {
     for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(a->at(y).data<float>()[i], o->at(y).data<float>()[i]) << y << " " << i;
   }
+}
+
+// DQ -> BatchNormalization (-> Relu) -> Q, as ONNX Runtime leaves a BN after
+// a ConvTranspose: one table per channel (axis 1), the float chain's bytes
+// exactly, u8 and s8, rank 3 and 4, planes of odd length; a BN whose
+// parameters are computed stays in float.
+TEST(FuseQdqTables, BatchNormalizationChainBecomesPerChannelTables) {
+  std::mt19937 rng(17);
+  auto vec = [&](int64_t c, float lo, float hi) {
+    std::uniform_real_distribution<float> u(lo, hi);
+    std::vector<float> v(c);
+    for (float& x : v) x = u(rng);
+    return Tensor::FromVector<float>(DataType::kFloat32, {c}, v);
+  };
+  for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+    for (bool relu : {false, true}) {
+      for (const std::vector<int64_t>& shape : {std::vector<int64_t>{2, 5, 7, 9}, std::vector<int64_t>{3, 6, 11}}) {
+        SCOPED_TRACE(::testing::Message() << (t == DataType::kInt8 ? "s8" : "u8") << (relu ? " relu" : "")
+                                          << " rank " << shape.size());
+        const int64_t c = shape[1];
+        const Tensor zp = t == DataType::kInt8 ? ScalarS8(-5) : ScalarU8(121);
+        OnnxBuilder b(13);
+        b.Input("x", t, shape).Output("y", t);
+        b.Initializer("s", ScalarF32(0.04f)).Initializer("z", zp).Initializer("ys", ScalarF32(0.03f)).Initializer("yz", zp);
+        b.Initializer("g", vec(c, -2.f, 2.f)).Initializer("b", vec(c, -1.f, 1.f)).Initializer("m", vec(c, -0.5f, 0.5f));
+        b.Initializer("v", vec(c, 0.2f, 3.f));
+        b.Node("DequantizeLinear", {"x", "s", "z"}, {"d"});
+        b.Node("BatchNormalization", {"d", "g", "b", "m", "v"}, {"n"});
+        if (relu) b.Node("Relu", {"n"}, {"r"});
+        b.Node("QuantizeLinear", {relu ? "r" : "n", "ys", "yz"}, {"y"});
+        const std::string bytes = b.Serialize();
+        auto g = OptimizedGraph(bytes);
+        ASSERT_TRUE(g.ok()) << g.status();
+        EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();
+        EXPECT_EQ(CountOps(*g, "BatchNormalization") + CountOps(*g, "DequantizeLinear"), 0) << g->DebugString();
+        Tensor x = Tensor::Zeros(t, shape);
+        for (int64_t i = 0; i < x.num_elements(); ++i) static_cast<uint8_t*>(x.raw_data())[i] = static_cast<uint8_t>(rng());
+        for (int threads : {1, 2}) {
+          SessionOptions o;
+          o.num_threads = threads;
+          auto y = RunPlainAndOptimized(bytes, {{"x", x}}, o);
+          ASSERT_TRUE(y.ok()) << y.status();
+          ASSERT_EQ(y->first.shape(), y->second.shape());
+          EXPECT_EQ(std::memcmp(y->first.raw_data(), y->second.raw_data(), x.num_elements()), 0);
+        }
+      }
+    }
+  }
+  // The BN's scale an input: no table.
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {1, 4, 3, 3}).Input("g", DataType::kFloat32, {4}).Output("y", DataType::kUInt8);
+  b.Initializer("s", ScalarF32(0.04f)).Initializer("z", ScalarU8(121));
+  b.Initializer("b", vec(4, -1.f, 1.f)).Initializer("m", vec(4, -0.5f, 0.5f)).Initializer("v", vec(4, 0.2f, 3.f));
+  b.Node("DequantizeLinear", {"x", "s", "z"}, {"d"});
+  b.Node("BatchNormalization", {"d", "g", "b", "m", "v"}, {"n"});
+  b.Node("QuantizeLinear", {"n", "s", "z"}, {"y"});
+  auto g = OptimizedGraph(b.Serialize());
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearTable"), 0) << g->DebugString();
 }
 
 TEST(LookupU8, EveryKernelMatchesTheReference) {
