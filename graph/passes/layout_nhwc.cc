@@ -15,7 +15,7 @@
 //     (also Sub, Div), BatchNormalization and 2-D MaxPool
 //     (kvant_channels_last), QLinearGlobalAveragePool / 2-D QLinearAveragePool
 //     (channels_last = 1), QLinearSigmoid / QLinearLeakyRelu /
-//     kvant.QLinearTable, GlobalAveragePool (kvant_channels_last), Concat
+//     kvant.QLinearTable (per tensor), GlobalAveragePool (kvant_channels_last), Concat
 //     and QLinearConcat of transposed values (the axis permuted) and Resize with constant
 //     roi/scales/sizes (permuted).
 //  3. A transpose whose input is the inverse transpose disappears;
