@@ -7,9 +7,9 @@
 // tap vectors of 64 channels interleaved by VPUNPCK{L,H}BW and
 // VPUNPCK{L,H}WD, eight shuffles per 64 lanes (widening each byte on its
 // own took three times as many operations). Requantization packs the sums
-// with VPACKSSDW and VPACKUSWB (VPACKSSWB for s8), which undo that order
-// within 128-bit lanes: a full block comes out in channel order, 64 bytes
-// at a time, and a narrower one after one VPERMD.
+// with VPACKSSDW and VPACKUSWB (VPACKSSWB for s8; ops/cpu/pack_bytes_avx512.h),
+// which undo that order within 128-bit lanes: a full block comes out in
+// channel order, 64 bytes at a time, and a narrower one after one VPERMD.
 // Compiled with -mavx512f -mavx512bw -mavx512vnni.
 #include <immintrin.h>
 
@@ -17,6 +17,7 @@
 #include <array>
 
 #include "ops/cpu/conv_s8.h"
+#include "ops/cpu/pack_bytes_avx512.h"
 
 namespace kvant::cpu::avx512vnni {
 namespace {
@@ -138,36 +139,31 @@ void ForSums(const Terms& t, int64_t l0, int64_t ow0, int64_t ow1, const int32_t
   }
 }
 
-// The requantization of one block (ops/cpu/gemm_s8.h, float scales):
-// float(sum) * scale rounded to nearest even, clamped below 2^30 so that the
-// conversion cannot wrap (the packs saturate what is larger), then the zero
-// point and the clamps in 16 and 8 bits. That equals avx512::GemmS8Epilogue,
-// which clamps the float to [lo - zp, hi - zp] first: both bounds are
-// integers.
+// The requantization of one block (ops/cpu/gemm_s8.h, float scales) through
+// the packs (ops/cpu/pack_bytes_avx512.h), whose in-lane order undoes the
+// blocked lane order: a full block comes out in channel order, a narrower one
+// after VPERMD by PackOrders.
 struct Requant {
   __m512i order, zp16, lo, hi;
-  __m512 big;
   __mmask64 m;
   Requant(const GemmS8Output& out, const Block& b)
       : order(_mm512_loadu_si512(PackOrders()[b.q].data())),
         zp16(_mm512_set1_epi16(static_cast<int16_t>(out.zero_point))),
         lo(_mm512_set1_epi8(static_cast<char>(out.lo))),
         hi(_mm512_set1_epi8(static_cast<char>(out.hi))),
-        big(_mm512_set1_ps(0x1p30f)),
         m(BytesMask(b.n)) {}
 
   __m512i Rounded(__m512i sum, const float* scale) const {
-    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_loadu_ps(scale));
-    return _mm512_cvtps_epi32(_mm512_min_ps(f, big));
+    return pack_bytes::Rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_loadu_ps(scale)));
   }
   // Vectors z and z + 1 of a block as 16-bit words with the zero point.
-  __m512i Words(__m512i r0, __m512i r1) const { return _mm512_adds_epi16(_mm512_packs_epi32(r0, r1), zp16); }
+  __m512i Words(__m512i r0, __m512i r1) const { return pack_bytes::Words(r0, r1, zp16); }
   // The words of vectors 0-1 and 2-3 as bytes in channel order.
   template <int kQ, bool kSigned>
   __m512i Bytes(__m512i w0, __m512i w1) const {
-    __m512i v = kSigned ? _mm512_packs_epi16(w0, w1) : _mm512_packus_epi16(w0, w1);
+    __m512i v = pack_bytes::Bytes<kSigned>(w0, w1);
     if constexpr (kQ < 4) v = _mm512_permutexvar_epi32(order, v);
-    return kSigned ? _mm512_min_epi8(_mm512_max_epi8(v, lo), hi) : _mm512_min_epu8(_mm512_max_epu8(v, lo), hi);
+    return pack_bytes::Clamp<kSigned>(v, lo, hi);
   }
 };
 

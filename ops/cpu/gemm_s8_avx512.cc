@@ -11,6 +11,7 @@
 
 #include "ops/cpu/activation_f32_avx512.h"
 #include "ops/cpu/gemm_s8.h"
+#include "ops/cpu/pack_bytes_avx512.h"
 
 namespace kvant::cpu::avx512 {
 namespace {
@@ -59,13 +60,10 @@ const GemmUkernelS8 kByRowsBw[8] = {UkernelBw<1>, UkernelBw<2>, UkernelBw<3>, Uk
                                     UkernelBw<5>, UkernelBw<6>, UkernelBw<7>, UkernelBw<8>};
 
 // u8/s8 outputs with float scales from a tile 32 columns wide, two rows at a
-// time: the four vectors of sums round to int32 (clamped below 2^30 so that
-// the conversion cannot wrap), VPACKSSDW and VPACKUSWB (VPACKSSWB) make
-// their 64 bytes with the zero point added in 16 bits, one VPERMD puts row
-// r's 32 bytes and then row r + 1's in column order, and the clamps act on
-// bytes. A third of the operations of converting 16 columns at a time, and
-// the same results: the float clamp there and the saturations and byte
-// clamps here meet at the same integers.
+// time through the packs (ops/cpu/pack_bytes_avx512.h): row r's columns
+// 0-15 and 16-31, then row r + 1's, come out as row r's 32 bytes and then
+// row r + 1's. A third of the operations of converting 16 columns at a time,
+// with the same results.
 template <bool kSigned>
 void EpilogueRowPairs32(const int32_t* tile, int64_t rows, int64_t cols, const GemmS8Output& out, void* c,
                         int64_t ldc) {
@@ -74,24 +72,21 @@ void EpilogueRowPairs32(const int32_t* tile, int64_t rows, int64_t cols, const G
   const __mmask32 row_bytes = cols >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << cols) - 1);
   const __m512i off0 = _mm512_maskz_loadu_epi32(m0, out.col_offset), off1 = _mm512_maskz_loadu_epi32(m1, out.col_offset + 16);
   const __m512 scale0 = _mm512_maskz_loadu_ps(m0, out.scale), scale1 = _mm512_maskz_loadu_ps(m1, out.scale + 16);
-  const __m512 big = _mm512_set1_ps(0x1p30f);
   const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(out.zero_point));
   const __m512i lo = _mm512_set1_epi8(static_cast<char>(out.lo)), hi = _mm512_set1_epi8(static_cast<char>(out.hi));
-  // After the packs, dword 4 L + s of the 64 bytes holds columns 4 L .. 4 L + 3
-  // (s = 0) or 16 + 4 L .. (s = 1) of row r, and the same of row r + 1 (s = 2, 3).
-  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  const __m512i order = pack_bytes::ElementOrder();
   auto rounded = [&](const int32_t* t, __m512i off, __m512 scale) {
-    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_loadu_si512(t), off)), scale);
-    return _mm512_cvtps_epi32(_mm512_min_ps(f, big));
+    return pack_bytes::Rounded(
+        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_loadu_si512(t), off)), scale));
   };
   auto* y = static_cast<int8_t*>(c);
   for (int64_t r = 0; r < rows; r += 2) {
     const int32_t* t0 = tile + r * 32;
     const int32_t* t1 = r + 1 < rows ? t0 + 32 : t0;
-    const __m512i w0 = _mm512_adds_epi16(_mm512_packs_epi32(rounded(t0, off0, scale0), rounded(t0 + 16, off1, scale1)), zp16);
-    const __m512i w1 = _mm512_adds_epi16(_mm512_packs_epi32(rounded(t1, off0, scale0), rounded(t1 + 16, off1, scale1)), zp16);
-    __m512i v = _mm512_permutexvar_epi32(order, kSigned ? _mm512_packs_epi16(w0, w1) : _mm512_packus_epi16(w0, w1));
-    v = kSigned ? _mm512_min_epi8(_mm512_max_epi8(v, lo), hi) : _mm512_min_epu8(_mm512_max_epu8(v, lo), hi);
+    const __m512i w0 = pack_bytes::Words(rounded(t0, off0, scale0), rounded(t0 + 16, off1, scale1), zp16);
+    const __m512i w1 = pack_bytes::Words(rounded(t1, off0, scale0), rounded(t1 + 16, off1, scale1), zp16);
+    const __m512i v = pack_bytes::Clamp<kSigned>(
+        _mm512_permutexvar_epi32(order, pack_bytes::Bytes<kSigned>(w0, w1)), lo, hi);
     _mm256_mask_storeu_epi8(y + r * ldc, row_bytes, _mm512_castsi512_si256(v));
     if (r + 1 < rows) _mm256_mask_storeu_epi8(y + (r + 1) * ldc, row_bytes, _mm512_extracti64x4_epi64(v, 1));
   }

@@ -7,16 +7,16 @@
 //  - QLinearGlobalAveragePool's channel sums over NHWC pixels, 64 channels
 //    per pass in int32;
 //  - QLinearAdd / QLinearMul of equal-length rows, 64 values per step: the
-//    float arithmetic of the scalar loop, rounded to int32 (half to even),
-//    then VPACKSSDW with the zero point added in 16 bits and VPACKUSWB /
-//    VPACKSSWB saturating, one VPERMD back to element order (a third fewer
-//    operations than converting and clamping 16 values at a time).
+//    float arithmetic of the scalar loop, then the packs
+//    (ops/cpu/pack_bytes_avx512.h) and one VPERMD back to element order (a
+//    third fewer operations than converting and clamping 16 values at a time).
 // Compiled with -mavx512f -mavx512bw.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <type_traits>
 
+#include "ops/cpu/pack_bytes_avx512.h"
 #include "ops/cpu/quantize_common.h"
 
 namespace kvant::cpu::avx512 {
@@ -41,10 +41,8 @@ void GateRow(const T* v, const float* g, T* c, int64_t n, float zv, float rm, fl
 template <typename T, bool kAdd>
 void SameRows(const T* a, const T* b, T* c, int64_t n, float za, float zb, float zc, float ra, float rb) {
   const __m512 vza = _mm512_set1_ps(za), vzb = _mm512_set1_ps(zb), vra = _mm512_set1_ps(ra), vrb = _mm512_set1_ps(rb);
-  const __m512 big = _mm512_set1_ps(0x1p30f);  // below it the conversion cannot wrap; the packs saturate the rest
   const __m512i zc16 = _mm512_set1_epi16(static_cast<int16_t>(zc));
-  // After the packs dword 4 L + z holds values 16 z + 4 L .. + 3.
-  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  const __m512i order = pack_bytes::ElementOrder();
   auto widen = [](__m128i v) {
     return _mm512_cvtepi32_ps(std::is_signed_v<T> ? _mm512_cvtepi8_epi32(v) : _mm512_cvtepu8_epi32(v));
   };
@@ -58,11 +56,10 @@ void SameRows(const T* a, const T* b, T* c, int64_t n, float za, float zb, float
       const __m512 x = _mm512_sub_ps(widen(_mm_maskz_loadu_epi8(mz, a + i + 16 * z)), vza);
       const __m512 y = _mm512_sub_ps(widen(_mm_maskz_loadu_epi8(mz, b + i + 16 * z)), vzb);
       const __m512 v = kAdd ? _mm512_fmadd_ps(vrb, y, _mm512_mul_ps(vra, x)) : _mm512_mul_ps(vra, _mm512_mul_ps(x, y));
-      r[z] = _mm512_cvtps_epi32(_mm512_min_ps(v, big));
+      r[z] = pack_bytes::Rounded(v);
     }
-    const __m512i w0 = _mm512_adds_epi16(_mm512_packs_epi32(r[0], r[1]), zc16);
-    const __m512i w1 = _mm512_adds_epi16(_mm512_packs_epi32(r[2], r[3]), zc16);
-    const __m512i bytes = std::is_signed_v<T> ? _mm512_packs_epi16(w0, w1) : _mm512_packus_epi16(w0, w1);
+    const __m512i bytes = pack_bytes::Bytes<std::is_signed_v<T>>(pack_bytes::Words(r[0], r[1], zc16),
+                                                                 pack_bytes::Words(r[2], r[3], zc16));
     _mm512_mask_storeu_epi8(c + i, m, _mm512_permutexvar_epi32(order, bytes));
   }
 }
