@@ -222,6 +222,12 @@ std::vector<CalibrationBatch> ImageBatches(uint32_t seed) {
   return data;
 }
 
+// The model quantized with the default options, calibrated on `data`.
+absl::StatusOr<OnnxModel> QuantizeWithDefaults(const OnnxModel& m, const std::vector<CalibrationBatch>& data,
+                                               QuantizeReport* report) {
+  return Quantize(m, QuantizeOptions{}, data, nullptr, report);
+}
+
 // The quantized model's output SQNR against the float one's on `data`.
 void ExpectOutputSqnrAbove(const OnnxModel& m, const OnnxModel& q, const std::vector<CalibrationBatch>& data,
                            double min_db) {
@@ -252,9 +258,8 @@ TEST(Quantizer, SpelledHardSwishOfAQuantizedTensorIsQuantized) {
   EXPECT_TRUE(plan.quantized_nodes.contains("hs_div"));
   EXPECT_EQ(plan.Observed(), (std::vector<std::string>{"x", "c", "h", "y"}));
   const std::vector<CalibrationBatch> data = ImageBatches(60);
-  QuantizeOptions o;
   QuantizeReport report;
-  auto q = Quantize(*m, o, data, nullptr, &report);
+  auto q = QuantizeWithDefaults(*m, data, &report);
   ASSERT_TRUE(q.ok()) << q.status();
   auto g = OptimizedGraph(q->Serialize());
   ASSERT_TRUE(g.ok()) << g.status();
@@ -290,9 +295,8 @@ TEST(Quantizer, AffineChainsAreQuantizedAtTheirEndsOnly) {
     EXPECT_TRUE(plan.quantized_nodes.contains(n)) << n;
   }
   const std::vector<CalibrationBatch> data = ImageBatches(80);
-  QuantizeOptions o;
   QuantizeReport report;
-  auto q = Quantize(*m, o, data, nullptr, &report);
+  auto q = QuantizeWithDefaults(*m, data, &report);
   ASSERT_TRUE(q.ok()) << q.status();
   auto g = OptimizedGraph(q->Serialize());
   ASSERT_TRUE(g.ok()) << g.status();
@@ -451,9 +455,8 @@ TEST(Quantizer, SqueezeExcitationGateIsQuantized) {
   auto m = OnnxModel::FromBytes(b.Serialize(), "squeeze_excitation");
   ASSERT_TRUE(m.ok()) << m.status();
   const std::vector<CalibrationBatch> data = ImageBatches(70);
-  QuantizeOptions o;
   QuantizeReport report;
-  auto q = Quantize(*m, o, data, nullptr, &report);
+  auto q = QuantizeWithDefaults(*m, data, &report);
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_EQ(report.prepare.folded_bias_adds, 3);
   const std::set<std::string> quantized(report.quantized_nodes.begin(), report.quantized_nodes.end());
