@@ -111,8 +111,10 @@ constexpr OpSchema kSchemas[] = {
     {"com.microsoft", "QLinearLeakyRelu", 4, 5, "..?.?", InferQLinearUnary},
     {"com.microsoft", "QLinearConcat", 5, 1024, "", InferQLinearConcat},
     {"com.microsoft", "QGemm", 6, 9, ".........", InferQGemm},
+    {"com.microsoft", "QLinearConvTranspose", 8, 9, ".........", InferQLinearConvTranspose},
     // Kvant's internal forms (created by graph/passes, never read from files).
     {"kvant", "QLinearConvNhwc", 8, 9, ".........", InferQLinearConvNhwc},
+    {"kvant", "QLinearConvTransposeNhwc", 8, 9, ".........", InferQLinearConvTransposeNhwc},
     {"kvant", "ConvNhwc", 2, 4, "TTTT", InferConvNhwc},
     {"kvant", "QLinearTable", 2, 2, "..", InferQLinearTable},
     {"kvant", "QuantizeLinearNhwc", 2, 3, "...", InferQuantizeLinearNhwc},

@@ -108,6 +108,8 @@ absl::Status InferQLinearConvNhwc(InferContext& ctx);
 absl::Status InferQLinearMatMul(InferContext& ctx);
 absl::Status InferConvInteger(InferContext& ctx);
 absl::Status InferQLinearConv(InferContext& ctx);
+absl::Status InferQLinearConvTranspose(InferContext& ctx);
+absl::Status InferQLinearConvTransposeNhwc(InferContext& ctx);
 absl::Status InferBroadcast(InferContext& ctx);
 absl::Status InferClip(InferContext& ctx);
 absl::Status InferCast(InferContext& ctx);

@@ -168,8 +168,12 @@ absl::Status InferConvInteger(InferContext& ctx) {
   return InferConvOf(ctx, 0, 1, -1, DataType::kInt32);
 }
 
-absl::Status InferQLinearConv(InferContext& ctx) {
-  // x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B
+namespace {
+
+// QLinearConv's and QLinearConvTranspose's operands: x, x_scale,
+// x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B (m output
+// channels, -1 unknown).
+absl::Status CheckQLinearConvOperands(const InferContext& ctx, int64_t m) {
   for (int i : {0, 3, 7}) {
     if (auto s = ExpectType(ctx, i, IsByte(ctx.dtype(i)), "u8 or s8"); !s.ok()) return s;
   }
@@ -177,13 +181,31 @@ absl::Status InferQLinearConv(InferContext& ctx) {
     if (auto s = ExpectType(ctx, i, ctx.dtype(i) == DataType::kFloat32, "f32"); !s.ok()) return s;
   }
   if (auto s = ExpectType(ctx, 8, !ctx.has_input(8) || ctx.dtype(8) == DataType::kInt32, "s32"); !s.ok()) return s;
-  const int64_t m = OutChannelsOf(ctx.shape(3));
   for (auto [i, name] : {std::pair{1, "x_scale"}, {2, "x_zero_point"}, {6, "y_scale"}, {7, "y_zero_point"}}) {
     if (auto s = CheckParam(ctx, i, -2, name); !s.ok()) return s;
   }
   if (auto s = CheckParam(ctx, 4, m, "w_scale"); !s.ok()) return s;
   if (auto s = CheckParam(ctx, 5, m, "w_zero_point"); !s.ok()) return s;
+  return CheckParam(ctx, 8, m, "B");
+}
+
+}  // namespace
+
+absl::Status InferQLinearConv(InferContext& ctx) {
+  if (auto s = CheckQLinearConvOperands(ctx, OutChannelsOf(ctx.shape(3))); !s.ok()) return s;
   return InferConvOf(ctx, 0, 3, 8, ctx.dtype(7));
+}
+
+absl::Status InferQLinearConvTranspose(InferContext& ctx) {
+  // QLinearConv's operands; w is [cin, cout / group, k...], B [cout].
+  const Shape& w = ctx.shape(3);
+  int64_t m = -1;
+  if (w.rank_known && w.rank() > 1 && w.dims[1].known()) m = w.dims[1].value * ctx.attrs().GetInt("group", 1);
+  if (auto s = CheckQLinearConvOperands(ctx, m); !s.ok()) return s;
+  InferContext float_rule(ctx.node(), ctx.opset(), {&ctx.input(0), &ctx.input(3)}, {ctx.constant(0), ctx.constant(3)});
+  if (auto s = InferConvTranspose(float_rule); !s.ok()) return s;
+  ctx.output(0) = ValueType{ctx.dtype(7), float_rule.output(0).shape};
+  return absl::OkStatus();
 }
 
 absl::Status InferDynamicQuantizeLinear(InferContext& ctx) {
@@ -356,6 +378,10 @@ absl::Status InferQGemm(InferContext& ctx) {
 }
 
 absl::Status InferQLinearConvNhwc(InferContext& ctx) { return InferNhwcAsNchw(ctx, InferQLinearConv); }
+
+absl::Status InferQLinearConvTransposeNhwc(InferContext& ctx) {
+  return InferNhwcAsNchw(ctx, InferQLinearConvTranspose);
+}
 
 absl::Status InferQLinearSoftmax(InferContext& ctx) {
   // X, x_scale, x_zero_point, y_scale, y_zero_point

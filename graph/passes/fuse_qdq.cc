@@ -1,14 +1,16 @@
 // QDQ fusion. DequantizeLinear(x) and DequantizeLinear(constant weights)
 // feeding a Conv whose only consumer is a QuantizeLinear become one
-// QLinearConv; the same around a MatMul becomes QLinearMatMul (a
+// QLinearConv (a ConvTranspose of group 1: ONNX Runtime's
+// com.microsoft.QLinearConvTranspose, per-channel weights along axis 1); the
+// same around a MatMul becomes QLinearMatMul (a
 // MatMul has no bias; transformer exports add it separately). Either way the
-// product runs on the INT8 kernels so the convolution runs on the INT8 kernels instead of on
-// dequantized floats. The bias may be a DequantizeLinear of int32 values at
-// scale x_scale * w_scale (what ONNX Runtime's and PyTorch's exporters
-// write) or a float constant, quantized here to that scale. A ReLU between
-// Conv and QuantizeLinear is left alone (the pattern does not match), as is
-// anything whose parameters are not constant, per tensor for x and y, and
-// per tensor or per output channel for the weights. Runs before constant
+// product runs on the INT8 kernels instead of on dequantized floats. The
+// bias may be a DequantizeLinear of int32 values at scale x_scale * w_scale
+// (what ONNX Runtime's and PyTorch's exporters write) or a float constant,
+// quantized here to that scale. A Relu or Clip between the product and the
+// QuantizeLinear becomes the output's clamp range. Parameters must be
+// constant, per tensor for x and y, and per tensor or per output channel for
+// the weights. Runs before constant
 // folding, which would otherwise turn the weights' DequantizeLinear into
 // float weights. MatMul weights may be per tensor or, for 2-D weights, per
 // column (axis 1).
@@ -311,7 +313,8 @@ absl::Status FuseQdqConv(Graph& graph) {
       if (ci == producers.end() || removed[ci->second]) continue;
     }
     const Node& conv = graph.nodes[ci->second];
-    if (conv.op_type != "Conv" || !conv.domain.empty() || uses[conv.outputs[0]] != 1 ||
+    const bool transposed = conv.op_type == "ConvTranspose";
+    if ((conv.op_type != "Conv" && !transposed) || !conv.domain.empty() || uses[conv.outputs[0]] != 1 ||
         graph.IsGraphOutput(conv.outputs[0]) || conv.inputs.size() < 2) {
       continue;
     }
@@ -323,12 +326,15 @@ absl::Status FuseQdqConv(Graph& graph) {
     if (wq == nullptr || wq->rank() != 4 || !IsByteType(wq->dtype()) || xt == nullptr || !IsByteType(xt->dtype)) {
       continue;
     }
-    const int64_t m = wq->shape()[0];
+    // Output channels: Conv's weights are [cout, cin / group, k...],
+    // ConvTranspose's [cin, cout / group, k...] (the INT8 kernel: group 1).
+    if (transposed && conv.attrs.GetInt("group", 1) != 1) continue;
+    const int64_t m = wq->shape()[transposed ? 1 : 0];
     const Tensor* xs = ConstScale(graph, dqx->inputs[1], 1);
     const Tensor* ws = ConstScale(graph, dqw->inputs[1], m);
     const Tensor* ys = ConstScale(graph, q.inputs[1], 1);
     if (xs == nullptr || ws == nullptr || ys == nullptr) continue;
-    if (ws->num_elements() > 1 && dqw->attrs.GetInt("axis", 1) != 0) continue;  // per output channel only
+    if (ws->num_elements() > 1 && dqw->attrs.GetInt("axis", 1) != (transposed ? 1 : 0)) continue;  // per output channel
     if (dqx->attrs.GetInt("block_size", 0) != 0 || dqw->attrs.GetInt("block_size", 0) != 0) continue;
     const DataType yt = QuantizedType(graph, q);
     if (!IsByteType(yt)) continue;
@@ -341,7 +347,8 @@ absl::Status FuseQdqConv(Graph& graph) {
       if (bias.empty()) continue;
     }
     Node fused;
-    fused.op_type = "QLinearConv";
+    fused.op_type = transposed ? "QLinearConvTranspose" : "QLinearConv";
+    if (transposed) fused.domain = "com.microsoft";
     fused.name = conv.name.empty() ? q.name : conv.name;
     fused.attrs = conv.attrs;
     fused.inputs = {dqx->inputs[0], dqx->inputs[1], ZeroPointOrZero(graph, *dqx, 2, x_type),

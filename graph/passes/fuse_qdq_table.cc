@@ -18,6 +18,12 @@
 //     (as the input's type), fold it, and read the table from its output
 //     (FoldByteTable, shared with fuse_qdq_islands.cc).
 //  3. The chain's nodes give way to QLinearTable(x, table).
+//  4. A com.microsoft QLinearAdd / QLinearMul of a value and a constant (a
+//     scalar, or varying along axis 1 only: a bias per channel) is a map of
+//     the value's bytes too: a table, per channel for the latter, folded over
+//     the node itself.
+//  5. A table read only by another table: one table, T2[T1[x]] (per channel
+//     when either is).
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -57,6 +63,45 @@ int64_t BatchNormChannels(const Graph& g, const Node& n, const std::string& data
   return c;
 }
 
+// The channels a constant operand of an elementwise op on x (rank x_rank)
+// varies along: 0 for a single value, C when x has rank 3 or more and the
+// constant's one dimension above 1 lands on x's axis 1, -1 otherwise.
+int64_t ConstantChannels(const Tensor& b, int64_t x_rank) {
+  if (b.rank() > x_rank) return -1;
+  if (b.num_elements() == 1) return 0;
+  int64_t c = -1;
+  for (int64_t d = 0; d < b.rank(); ++d) {
+    if (b.shape()[d] == 1) continue;
+    if (x_rank - b.rank() + d != 1 || c != -1) return -1;
+    c = b.shape()[d];
+  }
+  return x_rank >= 3 ? c : -1;
+}
+
+// A float binary operator of `data` and a constant that keeps data's shape:
+// the channels the constant varies along (0: one value), else -1.
+int64_t BinaryChannels(const Graph& g, const Node& n, const std::string& data) {
+  static const char* kBinary[] = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
+  for (const char* op : kBinary) {
+    if (n.op_type != op || !n.domain.empty() || n.inputs.size() != 2 || n.inputs[0] == n.inputs[1]) continue;
+    const int other = n.inputs[0] == data ? 1 : n.inputs[1] == data ? 0 : -1;
+    const Tensor* c = other < 0 ? nullptr : g.FindConstant(n.inputs[other]);
+    const ValueType* t = g.FindType(data);
+    if (c == nullptr || t == nullptr || !t->shape.rank_known) return -1;
+    const int64_t channels = ConstantChannels(*c, t->shape.rank());
+    if (channels > 0 && !(t->shape.dims[1].known() && t->shape.dims[1].value == channels)) return -1;
+    return channels;
+  }
+  return -1;
+}
+
+// The channels a chain operator makes the map depend on (a BatchNormalization,
+// a per-channel constant operand), or 0.
+int64_t ChainChannels(const Graph& g, const Node& n, const std::string& data) {
+  const int64_t bn = BatchNormChannels(g, n, data);
+  return bn > 0 ? bn : std::max<int64_t>(BinaryChannels(g, n, data), 0);
+}
+
 // An elementwise float operator the chain may pass through with `data` as its
 // varying input: unary, or binary with a scalar constant as the other operand
 // (a BatchNormalization: BatchNormChannels).
@@ -75,26 +120,72 @@ bool ChainOp(const Graph& g, const Node& n, const std::string& data) {
     }
     return true;
   }
-  static const char* kBinary[] = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
-  for (const char* op : kBinary) {
-    if (n.op_type != op || n.inputs.size() != 2) continue;
-    const int other = n.inputs[0] == data ? 1 : n.inputs[1] == data ? 0 : -1;
-    const Tensor* c = other < 0 ? nullptr : g.FindConstant(n.inputs[other]);
-    const ValueType* t = g.FindType(data);
-    // A scalar that does not raise the rank: the output keeps data's shape.
-    return c != nullptr && c->num_elements() == 1 && n.inputs[0] != n.inputs[1] && t != nullptr &&
-           t->shape.rank_known && c->rank() <= t->shape.rank();
-  }
-  return false;
+  return BinaryChannels(g, n, data) >= 0;
 }
 
-// Whether x's producer or a reader of y is a convolution.
-bool NextToConvolution(const Graph& g, const absl::flat_hash_map<std::string, int>& producers, const std::string& x,
-                       const std::string& y) {
-  auto conv = [](const Node& n) { return n.domain.empty() && (n.op_type == "Conv" || n.op_type == "QLinearConv"); };
-  if (auto it = producers.find(x); it != producers.end() && conv(g.nodes[it->second])) return true;
-  for (const Node& n : g.nodes) {
-    if (conv(n) && std::find(n.inputs.begin(), n.inputs.end(), y) != n.inputs.end()) return true;
+// Step 4: QLinearAdd / QLinearMul of a value and a constant, with constant
+// scalar parameters.
+bool TableOfBinary(Graph& g, const Node& n, CpuFeatures cpu, Node* table) {
+  if (n.domain != "com.microsoft" || (n.op_type != "QLinearAdd" && n.op_type != "QLinearMul") ||
+      n.inputs.size() != 8 || n.outputs.size() != 1) {
+    return false;
+  }
+  for (int i : {1, 2, 4, 5, 6, 7}) {
+    const Tensor* t = n.inputs[i].empty() ? nullptr : g.FindConstant(n.inputs[i]);
+    if (t == nullptr || t->num_elements() != 1) return false;
+  }
+  const int data = g.FindConstant(n.inputs[3]) != nullptr ? 0 : g.FindConstant(n.inputs[0]) != nullptr ? 3 : -1;
+  if (data < 0 || g.FindConstant(n.inputs[data]) != nullptr) return false;
+  const ValueType* xt = g.FindType(n.inputs[data]);
+  const Tensor* other = g.FindConstant(n.inputs[3 - data]);
+  if (xt == nullptr || !IsByteType(xt->dtype) || !xt->shape.rank_known || other->dtype() != xt->dtype) return false;
+  const int64_t rank = xt->shape.rank(), channels = ConstantChannels(*other, rank);
+  if (channels < 0 || (channels > 0 && !(xt->shape.dims[1].known() && xt->shape.dims[1].value == channels))) {
+    return false;
+  }
+  auto folded = FoldByteTable(g, {&n}, n.inputs[data], xt->dtype, n.outputs[0], cpu, channels, channels > 0 ? rank : 1);
+  if (!folded.ok()) return false;
+  table->name = n.name;
+  table->op_type = "QLinearTable";
+  table->domain = "kvant";
+  table->inputs = {n.inputs[data], g.AddConstant(n.name + "_table", *folded)};
+  table->outputs = n.outputs;
+  if (channels > 0) table->attrs.SetInt("axis", 1);
+  return true;
+}
+
+bool IsTable(const Node& n) { return n.op_type == "QLinearTable" && n.domain == "kvant" && n.inputs.size() == 2; }
+
+// Step 5: a table read only by another table; returns whether two merged.
+bool ComposeTables(Graph& g) {
+  auto uses = g.UseCounts();
+  auto producers = g.Producers();
+  for (Node& second : g.nodes) {
+    if (!IsTable(second)) continue;
+    auto it = producers.find(second.inputs[0]);
+    if (it == producers.end()) continue;
+    const Node& first = g.nodes[it->second];
+    if (!IsTable(first) || uses[first.outputs[0]] != 1 || g.IsGraphOutput(first.outputs[0])) continue;
+    const Tensor* t1 = g.FindConstant(first.inputs[1]);
+    const Tensor* t2 = g.FindConstant(second.inputs[1]);
+    if (t1 == nullptr || t2 == nullptr) continue;
+    const bool a1 = first.attrs.Has("axis"), a2 = second.attrs.Has("axis");
+    const int64_t c1 = t1->num_elements() / 256, c2 = t2->num_elements() / 256;
+    if (a1 && a2 && (first.attrs.GetInt("axis", 1) != second.attrs.GetInt("axis", 1) || c1 != c2)) continue;
+    const int64_t rows = std::max(c1, c2);
+    Tensor merged = Tensor::Zeros(t2->dtype(), a1 || a2 ? std::vector<int64_t>{rows, 256} : std::vector<int64_t>{256});
+    const auto* b1 = static_cast<const uint8_t*>(t1->raw_data());
+    const auto* b2 = static_cast<const uint8_t*>(t2->raw_data());
+    auto* out = static_cast<uint8_t*>(merged.raw_data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* r1 = b1 + (a1 ? r : 0) * 256;
+      const uint8_t* r2 = b2 + (a2 ? r : 0) * 256;
+      for (int v = 0; v < 256; ++v) out[r * 256 + v] = r2[r1[v]];
+    }
+    if (a1 && !a2) second.attrs.SetInt("axis", first.attrs.GetInt("axis", 1));
+    const std::string x = first.inputs[0];
+    second.inputs = {x, g.AddConstant(second.name + "_composed", merged)};
+    return true;
   }
   return false;
 }
@@ -143,7 +234,6 @@ absl::StatusOr<Tensor> FoldByteTable(const Graph& g, const std::vector<const Nod
 
 absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
   auto uses = graph.UseCounts();
-  const auto producers = graph.Producers();
   std::vector<int> reader(graph.nodes.size(), -1);  // sole reader of each node's output 0
   {
     absl::flat_hash_map<std::string, int> first;
@@ -175,19 +265,14 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
       at = reader[at];
     }
     if (at < 0 || chain.size() < 2 || removed[at]) continue;
-    int64_t channels = 0;  // > 0: a BatchNormalization makes one table per channel
+    int64_t channels = 0;  // > 0: one table per channel
     bool agree = true;
     for (size_t c = 1; c < chain.size(); ++c) {
-      const Node& n = graph.nodes[chain[c]];
-      const int64_t bn = BatchNormChannels(graph, n, n.inputs[0]);
-      if (bn > 0 && channels > 0 && bn != channels) agree = false;
-      if (bn > 0) channels = bn;
+      const int64_t k = ChainChannels(graph, graph.nodes[chain[c]], graph.nodes[chain[c - 1]].outputs[0]);
+      if (k > 0 && channels > 0 && k != channels) agree = false;
+      if (k > 0) channels = k;
     }
-    // Next to a convolution the layout pass makes the region NHWC, where a
-    // BatchNormalization runs channels-last and a per-channel table could not.
-    if (!agree || (channels > 0 && NextToConvolution(graph, producers, dq.inputs[0], graph.nodes[at].outputs[0]))) {
-      continue;
-    }
+    if (!agree) continue;
     const Node& q = graph.nodes[at];
     if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs[0] != graph.nodes[chain.back()].outputs[0] ||
         !PerTensor(graph, q)) {
@@ -212,10 +297,18 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
     for (int c : chain) removed[c] = true;
     removed[at] = true;
   }
-  if (tables.empty()) return absl::OkStatus();
+  // 4.
+  for (Node& n : graph.nodes) {
+    Node t;
+    if (TableOfBinary(graph, n, cpu, &t)) n = std::move(t);
+  }
   graph.RemoveNodes(removed);
   for (Node& t : tables) graph.nodes.push_back(std::move(t));
-  return graph.TopologicalSort();
+  if (auto s = graph.TopologicalSort(); !s.ok()) return s;
+  // 5.
+  bool merged = false;
+  while (ComposeTables(graph)) merged = true;
+  return merged ? RemoveDeadNodes(graph) : absl::OkStatus();
 }
 
 }  // namespace kvant

@@ -3,7 +3,8 @@
 // vector, no per-call packing of activations); ONNX's Conv and QLinearConv
 // are NCHW. Converting at every convolution costs two full passes over each
 // activation, more than a 1x1 convolution itself.
-//  1. Every 2-D QLinearConv becomes kvant.QLinearConvNhwc, and every 2-D
+//  1. Every 2-D QLinearConv becomes kvant.QLinearConvNhwc (QLinearConvTranspose:
+//     kvant.QLinearConvTransposeNhwc), and every 2-D
 //     FP32 Conv with constant weights and group 1 or depthwise (when a
 //     graph has two or more) becomes kvant.ConvNhwc, between Transpose(NCHW -> NHWC) and
 //     Transpose(NHWC -> NCHW).
@@ -15,7 +16,8 @@
 //     (also Sub, Div), BatchNormalization and 2-D MaxPool
 //     (kvant_channels_last), QLinearGlobalAveragePool / 2-D QLinearAveragePool
 //     (channels_last = 1), QLinearSigmoid / QLinearLeakyRelu /
-//     kvant.QLinearTable (per tensor), GlobalAveragePool (kvant_channels_last), Concat
+//     kvant.QLinearTable (a per-channel one: axis permuted, its tables then
+//     read channels innermost), GlobalAveragePool (kvant_channels_last), Concat
 //     and QLinearConcat of transposed values (the axis permuted) and Resize with constant
 //     roi/scales/sizes (permuted).
 //  3. A transpose whose input is the inverse transpose disappears;
@@ -109,8 +111,8 @@ Tensor PermuteAxesValues(const Tensor& t) {
 // Inputs of `n` that carry the data (the rest are scales, zero points, pads,
 // or a scalar constant operand).
 std::vector<int> DataInputs(const Graph& g, const Node& n) {
-  if (n.domain == "kvant" && n.op_type == "QLinearTable") {  // per-tensor tables only (a per-axis one reads planes)
-    return n.attrs.Has("axis") ? std::vector<int>{} : std::vector<int>{0};
+  if (n.domain == "kvant" && n.op_type == "QLinearTable") {  // a per-axis table once (its axis is permuted)
+    return n.attrs.GetInt("kvant_nhwc", 0) == 0 ? std::vector<int>{0} : std::vector<int>{};
   }
   if (!n.domain.empty() && n.domain != "com.microsoft") return {};
   const std::string& op = n.op_type;
@@ -183,6 +185,10 @@ bool IsNhwcFloatConv(const Graph& g, const Node& n) {
   return group == 1 || (w->shape()[1] == 1 && w->shape()[0] == group);
 }
 
+bool IsInt8ConvTranspose(const Node& n) {
+  return n.op_type == "QLinearConvTranspose" && n.domain == "com.microsoft" && n.inputs.size() >= 8;
+}
+
 // Step 1. FP32 convolutions only when there are at least two: a lone one
 // would pay two transposes and save nothing.
 void ConvertConvolutions(Graph& g) {
@@ -191,14 +197,17 @@ void ConvertConvolutions(Graph& g) {
   std::vector<Node> added;
   for (Node& n : g.nodes) {
     const bool float_conv = float_convs >= 2 && IsNhwcFloatConv(g, n);
-    if (!float_conv && (n.op_type != "QLinearConv" || !n.domain.empty() || n.inputs.size() < 8)) continue;
+    const bool transposed = IsInt8ConvTranspose(n);
+    if (!float_conv && !transposed && (n.op_type != "QLinearConv" || !n.domain.empty() || n.inputs.size() < 8)) {
+      continue;
+    }
     const Tensor* w = g.FindConstant(n.inputs[float_conv ? 1 : 3]);
     if (w == nullptr || w->rank() != 4) continue;
     const std::string x_nhwc = ReserveName(g, n.inputs[0] + "_nhwc");
     const std::string y_nhwc = ReserveName(g, n.outputs[0] + "_nhwc");
     added.push_back(MakeTranspose(g, n.inputs[0], x_nhwc, kToNhwc, n.name + "_to_nhwc"));
     added.push_back(MakeTranspose(g, y_nhwc, n.outputs[0], kToNchw, n.name + "_to_nchw"));
-    n.op_type = float_conv ? "ConvNhwc" : "QLinearConvNhwc";
+    n.op_type = float_conv ? "ConvNhwc" : transposed ? "QLinearConvTransposeNhwc" : "QLinearConvNhwc";
     n.domain = "kvant";
     n.inputs[0] = x_nhwc;
     n.outputs[0] = y_nhwc;
@@ -271,6 +280,12 @@ bool SinkAndCancel(Graph& g) {
         const Tensor* t = n.inputs[i].empty() ? nullptr : g.FindConstant(n.inputs[i]);
         if (t != nullptr && t->num_elements() > 0) n.inputs[i] = g.AddConstant(n.inputs[i] + "_nhwc", PermuteAxesValues(*t));
       }
+    }
+    if (n.op_type == "QLinearTable" && n.attrs.Has("axis")) {  // NCHW axis d is NHWC axis kToNchw[d]
+      int64_t axis = n.attrs.GetInt("axis", 1);
+      if (axis < 0) axis += 4;
+      n.attrs.SetInt("axis", kToNchw[axis]);
+      n.attrs.SetInt("kvant_nhwc", 1);
     }
     if (n.op_type == "Concat" || n.op_type == "QLinearConcat") {  // NCHW axis d is NHWC axis kToNchw[d]
       int64_t axis = n.attrs.GetInt("axis", 1);
@@ -367,7 +382,7 @@ absl::Status LayoutConvolutionsNhwc(Graph& graph) {
   bool any = false;
   int float_convs = 0;
   for (const Node& n : graph.nodes) {
-    any |= n.op_type == "QLinearConv" && n.domain.empty();
+    any |= (n.op_type == "QLinearConv" && n.domain.empty()) || IsInt8ConvTranspose(n);
     float_convs += IsNhwcFloatConv(graph, n);
   }
   any |= float_convs >= 2;

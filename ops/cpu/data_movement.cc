@@ -110,6 +110,21 @@ class Transpose final : public Kernel {
     }
     const char* xs = static_cast<const char*>(x.data);
     char* ys = static_cast<char*>(y.data);
+    // Only dimensions of size 1 move ([N, H, W, 1] -> [N, 1, H, W]): the bytes stay in order.
+    bool in_order = true;
+    for (int64_t i = 0, last = -1; i < rank && in_order; ++i) {
+      if (x.shape[perm[i]] == 1) continue;
+      in_order = perm[i] > last;
+      last = perm[i];
+    }
+    if (in_order) {
+      constexpr int64_t kChunk = int64_t{1} << 20;
+      const int64_t bytes = n * static_cast<int64_t>(es);
+      ctx.pool->ParallelFor((bytes + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1) {
+        std::memcpy(ys + c0 * kChunk, xs + c0 * kChunk, std::min(bytes, c1 * kChunk) - c0 * kChunk);
+      });
+      return absl::OkStatus();
+    }
     int64_t batch, rows2, cols2;
     const bool batched = (es == 1 || es == 4) && AsBatched2D(x.shape, perm, &batch, &rows2, &cols2);
     if (batched && es == 4 && rows2 >= 2 && rows2 <= 4) {

@@ -14,18 +14,31 @@ namespace kvant::cpu {
 
 using LookupU8 = void (*)(const uint8_t* table, const uint8_t* x, int64_t n, uint8_t* y);
 
+// One table per channel, channels innermost (NHWC): y[i] = tables[(i % c) *
+// 256 + x[i]] for i < n, n a multiple of c. `tables` holds c * 256 bytes and
+// 3 readable bytes after them (the AVX-512 form gathers 4 bytes per lane).
+using LookupChannelsU8 = void (*)(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y);
+
 namespace ref {
 void LookupU8(const uint8_t* table, const uint8_t* x, int64_t n, uint8_t* y);
+void LookupChannelsU8(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y);
 }  // namespace ref
 namespace avx512vbmi {
 // 64 bytes per step: two VPERMI2B over the table's halves, blended by x's top bit.
 void LookupU8(const uint8_t* table, const uint8_t* x, int64_t n, uint8_t* y);
+// 16 bytes per step: VPGATHERDD at byte offsets channel * 256 + x, the
+// lanes' channels stepped by 16 mod c.
+void LookupChannelsU8(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y);
 }  // namespace avx512vbmi
 
 // The best of the two for `cpu`.
 inline LookupU8 SelectLookupU8(CpuFeatures cpu) {
   const CpuFeatures vbmi = kIsaAvx512 | kCpuAvx512vbmi;
   return (cpu & vbmi) == vbmi ? avx512vbmi::LookupU8 : ref::LookupU8;
+}
+inline LookupChannelsU8 SelectLookupChannelsU8(CpuFeatures cpu) {
+  const CpuFeatures vbmi = kIsaAvx512 | kCpuAvx512vbmi;
+  return (cpu & vbmi) == vbmi ? avx512vbmi::LookupChannelsU8 : ref::LookupChannelsU8;
 }
 
 }  // namespace kvant::cpu

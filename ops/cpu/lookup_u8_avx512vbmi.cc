@@ -18,4 +18,21 @@ void LookupU8(const uint8_t* table, const uint8_t* x, int64_t n, uint8_t* y) {
   }
 }
 
+void LookupChannelsU8(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y) {
+  alignas(64) int32_t first[16];
+  for (int i = 0; i < 16; ++i) first[i] = static_cast<int32_t>(i % c);
+  __m512i ch = _mm512_load_si512(first);  // each lane's channel, < c
+  const __m512i step = _mm512_set1_epi32(static_cast<int32_t>(16 % c)), cv = _mm512_set1_epi32(static_cast<int32_t>(c));
+  const auto* base = reinterpret_cast<const int*>(tables);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512i xv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + i));
+    const __m512i idx = _mm512_add_epi32(_mm512_slli_epi32(ch, 8), xv);
+    const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 1);
+    _mm512_mask_cvtepi32_storeu_epi8(y + i, m, v);
+    ch = _mm512_add_epi32(ch, step);
+    ch = _mm512_mask_sub_epi32(ch, _mm512_cmpge_epi32_mask(ch, cv), ch, cv);
+  }
+}
+
 }  // namespace kvant::cpu::avx512vbmi

@@ -7,4 +7,10 @@ void LookupU8(const uint8_t* table, const uint8_t* x, int64_t n, uint8_t* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = table[x[i]];
 }
 
+void LookupChannelsU8(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y) {
+  for (int64_t p = 0; p < n; p += c) {
+    for (int64_t ch = 0; ch < c; ++ch) y[p + ch] = tables[ch * 256 + x[p + ch]];
+  }
+}
+
 }  // namespace kvant::cpu::ref

@@ -420,8 +420,15 @@ class QLinearLookup final : public ByteKernel<QLinearLookup> {
 // unary chain computed at load (graph/passes/fuse_qdq_table.cc).
 class QLinearTable final : public Kernel {
  public:
-  QLinearTable(CpuFeatures cpu, std::string label, std::optional<int64_t> axis)
-      : lookup_(SelectLookupU8(cpu)), label_(std::move(label)), axis_(axis) {}
+  QLinearTable(CpuFeatures cpu, std::string label, std::optional<int64_t> axis, const Tensor& table)
+      : lookup_(SelectLookupU8(cpu)), lookup_channels_(SelectLookupChannelsU8(cpu)), label_(std::move(label)),
+        axis_(axis) {
+    if (axis_) {  // padded for LookupChannelsU8's 4-byte gathers
+      const auto* t = static_cast<const uint8_t*>(table.raw_data());
+      padded_.assign(t, t + table.num_elements());
+      padded_.resize(padded_.size() + 4, 0);
+    }
+  }
   absl::Status Run(const KernelContext& ctx) const override {
     const TensorArg& x = ctx.input(0);
     const uint8_t* table = ctx.input(1).as<const uint8_t>();
@@ -445,6 +452,14 @@ class QLinearTable final : public Kernel {
     const int64_t c = x.shape[axis], planes = x.num_elements() / std::max<int64_t>(inner, 1);
     const uint8_t* xs = x.as<const uint8_t>();
     uint8_t* ys = ctx.output(0).as<uint8_t>();
+    if (inner == 1 && c > 0) {  // channels innermost (NHWC): rows of c bytes, a table per position
+      const int64_t rows = planes / c, per_task = std::max<int64_t>(1, (int64_t{1} << 14) / c);
+      ctx.pool->ParallelFor((rows + per_task - 1) / per_task, [&](int64_t t0, int64_t t1) {
+        const int64_t r0 = t0 * per_task, r1 = std::min(rows, t1 * per_task);
+        lookup_channels_(padded_.data(), c, xs + r0 * c, (r1 - r0) * c, ys + r0 * c);
+      });
+      return absl::OkStatus();
+    }
     ctx.pool->ParallelFor(planes, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) lookup_(table + p % c * 256, xs + p * inner, inner, ys + p * inner);
     });
@@ -456,8 +471,10 @@ class QLinearTable final : public Kernel {
 
  private:
   LookupU8 lookup_;
+  LookupChannelsU8 lookup_channels_;
   std::string label_;
   std::optional<int64_t> axis_;  // set: one table per index along it
+  std::vector<uint8_t> padded_;  // axis_: the tables and 4 zero bytes
 };
 
 // QLinearConcat: each input requantized to Y's scale and zero point (a copy
@@ -521,7 +538,8 @@ absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearTable(const KernelInit& ini
         per_axis ? "C x 256" : "256", table ? std::to_string(table->num_elements()) + " values" : "a computed value"));
   }
   return std::make_unique<QLinearTable>(init.cpu, init.node_label,
-                                        per_axis ? std::optional<int64_t>(init.attrs->GetInt("axis", 1)) : std::nullopt);
+                                        per_axis ? std::optional<int64_t>(init.attrs->GetInt("axis", 1)) : std::nullopt,
+                                        *table);
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateQLinearConcat(const KernelInit& init) {

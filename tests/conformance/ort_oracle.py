@@ -9,7 +9,7 @@ model quantized by ONNX Runtime's quantizer (QDQ and QOperator, per tensor and p
 channel) and by PyTorch's own static quantization (qnnpack and onednn engines,
 exported as QDQ by models/digits/quantize_torch.py under /usr/bin/python3) on
 both runtimes. Quantized operators built by hand (com.microsoft
-QLinearAveragePool) must match ONNX Runtime within one quantization step; the
+QLinearAveragePool, QDQ ConvTranspose) must match ONNX Runtime within one quantization step; the
 LSTM digits model quantized dynamically by ONNX Runtime (DynamicQuantizeLSTM,
 DynamicQuantizeMatMul) and by `kvant run --dynamic-int8` must agree with
 ONNX Runtime's INT8 and FP32 predictions; files written by `kvant quantize`
@@ -303,6 +303,35 @@ def qlinear_average_pools(rng):
     return c
 
 
+def qdq_conv_transposes(rng):
+    """DQ -> ConvTranspose -> Q (ONNX Runtime's QDQ form, weights per channel along axis 1, int32 bias):
+    patches that tile the output (2x2 / 2) and patches that overlap (3x3 / 2, padding, output padding)."""
+    c = {}
+    for name, cin, cout, attrs in (("tiles", 24, 5, dict(kernel_shape=[2, 2], strides=[2, 2])),
+                                   ("overlap", 7, 17, dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                                            output_padding=[1, 1]))):
+        k = attrs["kernel_shape"]
+        w = rng.integers(-100, 101, [cin, cout] + k).astype(np.int8)
+        ws = rng.uniform(0.003, 0.01, cout).astype(np.float32)
+        b = rng.integers(-2000, 2001, cout).astype(np.int32)
+        inits = {"xs": np.array(0.04, np.float32), "xz": np.array(118, np.uint8), "w": w, "ws": ws,
+                 "wz": np.zeros(cout, np.int8), "b": b, "bs": (0.04 * ws).astype(np.float32),
+                 "bz": np.zeros(cout, np.int32), "ys": np.array(0.08, np.float32), "yz": np.array(128, np.uint8)}
+        nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xd"]),
+                 helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=1),
+                 helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"], axis=0),
+                 helper.make_node("ConvTranspose", ["xd", "wd", "bd"], ["t"], **attrs),
+                 helper.make_node("QuantizeLinear", ["t", "ys", "yz"], ["y"])]
+        shape = [2, cin, 9, 11]
+        g = helper.make_graph(nodes, "qct", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+                              [numpy_helper.from_array(v, n) for n, v in inits.items()])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        c[f"qdq_conv_transpose_{name}"] = (m, {"x": rng.integers(0, 256, shape).astype(np.uint8)})
+    return c
+
+
 def compare_bytes(name, binary, path, feeds, work):
     """Quantized outputs: at most one step apart."""
     os.makedirs(work, exist_ok=True)
@@ -492,7 +521,7 @@ def main():
     failures += fp16_models(binary, root, x, rng, os.path.join(work, "fp16"))
     failures += dynamic_lstm(binary, root, os.path.join(work, "lstm_dynamic"))
     failures += kvant_quantized(binary, root, os.path.join(work, "kvant_quantized"))
-    for name, (m, feeds) in qlinear_average_pools(rng).items():
+    for name, (m, feeds) in {**qlinear_average_pools(rng), **qdq_conv_transposes(rng)}.items():
         path = os.path.join(work, name + ".onnx")
         onnx.save(m, path)
         err = compare_bytes(name, binary, path, feeds, os.path.join(work, name))

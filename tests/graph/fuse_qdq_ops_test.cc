@@ -4,6 +4,8 @@
 // on quantized operators with no QuantizeLinear/DequantizeLinear left inside,
 // and matches the unoptimized float-between-conversions graph within one
 // quantization step.
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -320,6 +322,118 @@ TEST(FuseQdqOps, ScaledGlobalAveragePoolBecomesQLinearGlobalAveragePool) {
         EXPECT_LE(std::abs(int{u.data<uint8_t>()[i]} - int{v.data<uint8_t>()[i]}), 1) << out << " " << i;
       }
     }
+  }
+}
+
+// A detector's head as ONNX Runtime's quantizer writes it: QDQ Conv ->
+// ConvTranspose 2x2 / 2 (per-channel weights along axis 1, int32 bias) ->
+// Add of a per-channel constant -> BatchNormalization -> Relu ->
+// ConvTranspose to one channel. Both transposed convolutions run on the INT8
+// kernel in NHWC; the Add, the BN and the Relu become one per-channel table
+// read channels innermost; no transpose is left between the convolutions.
+// Scales that do not amplify a step: the output within two steps of the
+// float graph's, and mostly equal.
+TEST(FuseQdqOps, QdqConvTransposeHeadRunsInt8InNhwc) {
+  std::mt19937 rng(8);
+  auto s8 = [&](std::vector<int64_t> shape, int range) {
+    Tensor t = Tensor::Zeros(DataType::kInt8, shape);
+    for (int64_t i = 0; i < t.num_elements(); ++i) t.data<int8_t>()[i] = static_cast<int8_t>(int(rng() % (2 * range + 1)) - range);
+    return t;
+  };
+  auto floats = [&](int64_t c, float lo, float hi) {
+    std::uniform_real_distribution<float> u(lo, hi);
+    std::vector<float> v(c);
+    for (float& x : v) x = u(rng);
+    return v;
+  };
+  const int64_t c = 12;
+  const std::vector<float> w1s = floats(c, 0.004f, 0.012f);
+  std::vector<float> b1s(c);
+  std::vector<int32_t> bias(c);
+  for (int64_t i = 0; i < c; ++i) {
+    b1s[i] = 0.05f * w1s[i];
+    bias[i] = static_cast<int32_t>(rng() % 2001) - 1000;
+  }
+  auto f32 = [](std::vector<int64_t> shape, const std::vector<float>& v) {
+    return Tensor::FromVector<float>(DataType::kFloat32, shape, v);
+  };
+  const std::vector<float> k = floats(c, -0.3f, 0.3f);
+  std::vector<uint8_t> kq(c);
+  for (int64_t i = 0; i < c; ++i) kq[i] = static_cast<uint8_t>(std::lround(k[i] / 0.003f) + 100);
+  // The per-channel constant as a float (a float chain to the next Q) or, as
+  // ONNX Runtime quantizes it, DQ(u8) (a QLinearAdd of a constant).
+  for (bool quantized_constant : {false, true}) {
+  SCOPED_TRACE(quantized_constant ? "QLinearAdd" : "Add");
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {2, 5, 9, 11}).Output("y", DataType::kUInt8);
+  b.Initializer("xs", ScalarF32(0.03f)).Initializer("xz", ScalarU8(120)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+  b.Initializer("w0", s8({c, 5, 3, 3}, 90)).Initializer("w0s", ScalarF32(0.01f));
+  b.Initializer("s1", ScalarF32(0.05f)).Initializer("z1", ScalarU8(128));
+  b.Initializer("w1", s8({c, c, 2, 2}, 100)).Initializer("w1s", f32({c}, w1s));
+  b.Initializer("b1", Tensor::FromVector<int32_t>(DataType::kInt32, {c}, bias)).Initializer("b1s", f32({c}, b1s));
+  b.Initializer("s2", ScalarF32(0.06f)).Initializer("z2", ScalarU8(100));
+  b.Initializer("s3", ScalarF32(0.07f)).Initializer("z3", ScalarU8(90));
+  if (quantized_constant) {
+    b.Initializer("kq", Tensor::FromVector<uint8_t>(DataType::kUInt8, {1, c, 1, 1}, kq));
+    b.Initializer("ks", ScalarF32(0.003f)).Initializer("kz", ScalarU8(100));
+    b.Node("DequantizeLinear", {"kq", "ks", "kz"}, {"k"});
+  } else {
+    b.Initializer("k", f32({1, c, 1, 1}, k));
+  }
+  b.Initializer("g", f32({c}, floats(c, 0.5f, 1.5f))).Initializer("be", f32({c}, floats(c, -0.5f, 0.5f)));
+  b.Initializer("mu", f32({c}, floats(c, -0.2f, 0.2f))).Initializer("va", f32({c}, floats(c, 0.5f, 2.f)));
+  b.Initializer("s4", ScalarF32(0.15f)).Initializer("z4", ScalarU8(0));
+  b.Initializer("w2", s8({c, 1, 2, 2}, 120)).Initializer("w2s", ScalarF32(0.01f));
+  b.Initializer("s5", ScalarF32(0.2f)).Initializer("z5", ScalarU8(128));
+  b.Node("DequantizeLinear", {"x", "xs", "xz"}, {"d0"});
+  b.Node("DequantizeLinear", {"w0", "w0s", "wz"}, {"w0d"});
+  OnnxBuilder::SetInts(b.Node("Conv", {"d0", "w0d"}, {"c0"}), "pads", {1, 1, 1, 1});
+  b.Node("QuantizeLinear", {"c0", "s1", "z1"}, {"q1"});
+  b.Node("DequantizeLinear", {"q1", "s1", "z1"}, {"d1"});
+  OnnxBuilder::SetInt(b.Node("DequantizeLinear", {"w1", "w1s", "wz"}, {"w1d"}), "axis", 1);
+  OnnxBuilder::SetInt(b.Node("DequantizeLinear", {"b1", "b1s"}, {"b1d"}), "axis", 0);
+  OnnxBuilder::SetInts(b.Node("ConvTranspose", {"d1", "w1d", "b1d"}, {"t1"}), "strides", {2, 2});
+  b.Node("QuantizeLinear", {"t1", "s2", "z2"}, {"q2"});
+  b.Node("DequantizeLinear", {"q2", "s2", "z2"}, {"d2"});
+  b.Node("Add", {"d2", "k"}, {"a"});
+  b.Node("QuantizeLinear", {"a", "s3", "z3"}, {"q3"});
+  b.Node("DequantizeLinear", {"q3", "s3", "z3"}, {"d3"});
+  b.Node("BatchNormalization", {"d3", "g", "be", "mu", "va"}, {"n"});
+  b.Node("Relu", {"n"}, {"r"});
+  b.Node("QuantizeLinear", {"r", "s4", "z4"}, {"q4"});
+  b.Node("DequantizeLinear", {"q4", "s4", "z4"}, {"d4"});
+  b.Node("DequantizeLinear", {"w2", "w2s", "wz"}, {"w2d"});
+  OnnxBuilder::SetInts(b.Node("ConvTranspose", {"d4", "w2d"}, {"t2"}), "strides", {2, 2});
+  b.Node("QuantizeLinear", {"t2", "s5", "z5"}, {"y"});
+  const std::string bytes = b.Serialize();
+  auto g = OptimizedGraph(bytes);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearConvTransposeNhwc"), 2) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QLinearTable"), 1) << g->DebugString();  // Add + BN + Relu
+  for (const char* op : {"ConvTranspose", "Add", "QLinearAdd", "BatchNormalization", "DequantizeLinear"}) {
+    EXPECT_EQ(CountOps(*g, op), 0) << op << "\n" << g->DebugString();
+  }
+  EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();  // the input's and the output's
+  Tensor x = Tensor::Zeros(DataType::kUInt8, {2, 5, 9, 11});
+  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>(rng());
+  for (int threads : {1, 2}) {
+    SessionOptions o;
+    o.num_threads = threads;
+    auto y = RunPlainAndOptimized(bytes, {{"x", x}}, o);
+    ASSERT_TRUE(y.ok()) << y.status();
+    const auto& [u, v] = *y;
+    ASSERT_EQ(u.shape(), (std::vector<int64_t>{2, 1, 36, 44}));
+    ASSERT_EQ(u.shape(), v.shape());
+    int differ = 0, lo = 255, hi = 0;
+    for (int64_t i = 0; i < u.num_elements(); ++i) {
+      const int a = u.data<uint8_t>()[i], e = v.data<uint8_t>()[i];
+      EXPECT_LE(std::abs(a - e), 2) << i;
+      differ += a != e;
+      lo = std::min(lo, e), hi = std::max(hi, e);
+    }
+    EXPECT_LT(differ, u.num_elements() / 20);
+    EXPECT_GT(hi - lo, 100) << "the output barely varies: the test cannot tell";
+  }
   }
 }
 

@@ -219,6 +219,23 @@ TEST(LookupU8, EveryKernelMatchesTheReference) {
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << "n " << n << " at " << i;
     for (int64_t i = n; i < n + 64; ++i) ASSERT_EQ(got[i], 0xA5) << "wrote past n " << n;
   }
+  // One table per channel, channels innermost (a per-channel table in NHWC).
+  for (int64_t c : {1, 3, 16, 24, 37}) {
+    std::vector<uint8_t> tables(c * 256 + 4, 0);
+    for (int64_t i = 0; i < c * 256; ++i) tables[i] = static_cast<uint8_t>(rng());
+    for (int64_t rows : {0, 1, 5, 17}) {
+      const int64_t n = rows * c;
+      std::vector<uint8_t> x(n), want(n), got(n + 64, 0xA5);
+      for (uint8_t& v : x) v = static_cast<uint8_t>(rng());
+      cpu::ref::LookupChannelsU8(tables.data(), c, x.data(), n, want.data());
+      cpu::avx512vbmi::LookupChannelsU8(tables.data(), c, x.data(), n, got.data());
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(want[i], tables[i % c * 256 + x[i]]);
+        ASSERT_EQ(got[i], want[i]) << "c " << c << " n " << n << " at " << i;
+      }
+      for (int64_t i = n; i < n + 64; ++i) ASSERT_EQ(got[i], 0xA5) << "wrote past n " << n;
+    }
+  }
 }
 
 }  // namespace

@@ -585,7 +585,8 @@ TEST(CpuOps, TransposeFewChannelsLast) {
 // 2 threads, large enough that the copy is split among tasks: the run copies
 // (last dimension kept), the batched 2-D tiles and the element gather.
 TEST(CpuOps, TransposeEveryPermutation) {
-  const std::vector<int64_t> s = {3, 7, 6, 40};
+  // With dimensions of size 1, permutations that only move those are copies.
+  for (const std::vector<int64_t>& s : {std::vector<int64_t>{3, 7, 6, 40}, std::vector<int64_t>{3, 1, 50, 1}}) {
   const auto st = Strides(s);
   for (DataType t : {DataType::kUInt8, DataType::kFloat32, DataType::kInt64}) {
     Tensor x = Tensor::Zeros(t, s);
@@ -596,7 +597,7 @@ TEST(CpuOps, TransposeEveryPermutation) {
     }
     std::vector<int64_t> perm = {0, 1, 2, 3};
     do {
-      SCOPED_TRACE(::testing::Message() << DataTypeName(t) << " perm " << perm[0] << perm[1] << perm[2] << perm[3]);
+      SCOPED_TRACE(::testing::Message() << s[1] << " " << DataTypeName(t) << " perm " << perm[0] << perm[1] << perm[2] << perm[3]);
       OnnxBuilder b;
       b.Input("x", t, s).Output("y");
       OnnxBuilder::SetInts(b.Node("Transpose", {"x"}, {"y"}), "perm", perm);
@@ -615,6 +616,7 @@ TEST(CpuOps, TransposeEveryPermutation) {
         ASSERT_EQ(std::memcmp(y.raw_data(), want.raw_data(), want.byte_size()), 0) << threads << " thread(s)";
       }
     } while (std::next_permutation(perm.begin(), perm.end()));
+  }
   }
 }
 
