@@ -127,6 +127,18 @@ void RemoveUnusedInitializers(OnnxModel& m) {
   m.Reindex();
 }
 
+// A convolution BatchNormalization and bias Adds fold into: Conv (weights
+// [cout, cin / group, k...]) or a group-1 ConvTranspose ([cin, cout, k...]).
+bool IsFoldTarget(const onnx::NodeProto& n) {
+  return IsOnnx(n, "Conv") || (IsOnnx(n, "ConvTranspose") && AttrInt(n, "group", 1) == 1);
+}
+int64_t OutChannels(const onnx::NodeProto& conv, const Tensor& w) { return w.shape()[IsOnnx(conv, "Conv") ? 0 : 1]; }
+// The output channel of weight element i.
+int64_t OutChannelOfWeight(const onnx::NodeProto& conv, const Tensor& w, int64_t i) {
+  if (IsOnnx(conv, "Conv")) return i / (w.num_elements() / w.shape()[0]);
+  return i / (w.num_elements() / (w.shape()[0] * w.shape()[1])) % w.shape()[1];
+}
+
 absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report) {
   auto& g = m.graph();
   std::vector<bool> removed(g.node_size(), false);
@@ -136,7 +148,7 @@ absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report) {
     if (AttrInt(bn, "training_mode", 0) != 0) continue;
     const std::string x = bn.input(0);
     const int ci = m.Producer(x);
-    if (ci < 0 || removed[ci] || !IsOnnx(g.node(ci), "Conv") || m.Consumers(x).size() != 1 || m.IsGraphOutput(x)) continue;
+    if (ci < 0 || removed[ci] || !IsFoldTarget(g.node(ci)) || m.Consumers(x).size() != 1 || m.IsGraphOutput(x)) continue;
     onnx::NodeProto& conv = *g.mutable_node(ci);
     auto w = FloatInitializer(m, conv.input(1));
     auto scale = FloatInitializer(m, bn.input(1));
@@ -144,7 +156,7 @@ absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report) {
     auto mean = FloatInitializer(m, bn.input(3));
     auto var = FloatInitializer(m, bn.input(4));
     if (!w || !scale || !beta || !mean || !var || w->rank() < 3) continue;
-    const int64_t out_channels = w->shape()[0];
+    const int64_t out_channels = OutChannels(conv, *w);
     if (scale->num_elements() != out_channels || beta->num_elements() != out_channels ||
         mean->num_elements() != out_channels || var->num_elements() != out_channels) {
       continue;
@@ -155,15 +167,15 @@ absl::Status FoldBatchNorms(OnnxModel& m, PrepareReport* report) {
       if (!bias || bias->num_elements() != out_channels) continue;
     }
     const float eps = AttrFloat(bn, "epsilon", 1e-5f);
-    const int64_t per = w->num_elements() / out_channels;
     Tensor new_w = w->Clone();
     Tensor new_b = Tensor::Zeros(DataType::kFloat32, {out_channels});
+    std::vector<float> k(out_channels);
     for (int64_t o = 0; o < out_channels; ++o) {
-      const float k = scale->data<float>()[o] / std::sqrt(var->data<float>()[o] + eps);
-      for (int64_t j = 0; j < per; ++j) new_w.data<float>()[o * per + j] *= k;
+      k[o] = scale->data<float>()[o] / std::sqrt(var->data<float>()[o] + eps);
       const float b = bias ? bias->data<float>()[o] : 0.f;
-      new_b.data<float>()[o] = (b - mean->data<float>()[o]) * k + beta->data<float>()[o];
+      new_b.data<float>()[o] = (b - mean->data<float>()[o]) * k[o] + beta->data<float>()[o];
     }
+    for (int64_t j = 0; j < new_w.num_elements(); ++j) new_w.data<float>()[j] *= k[OutChannelOfWeight(conv, *w, j)];
     const std::string w_name = WritableName(m, conv.input(1), 1);
     m.SetInitializer(w_name, new_w);
     conv.set_input(1, w_name);
@@ -186,7 +198,7 @@ absl::Status FoldConvBiasAdds(OnnxModel& m, PrepareReport* report) {
     for (int side : {0, 1}) {
       const std::string y = add.input(side);
       const int ci = m.Producer(y);
-      if (ci < 0 || removed[ci] || !IsOnnx(g.node(ci), "Conv") || m.Consumers(y).size() != 1 || m.IsGraphOutput(y)) {
+      if (ci < 0 || removed[ci] || !IsFoldTarget(g.node(ci)) || m.Consumers(y).size() != 1 || m.IsGraphOutput(y)) {
         continue;
       }
       onnx::NodeProto& conv = *g.mutable_node(ci);
@@ -197,7 +209,7 @@ absl::Status FoldConvBiasAdds(OnnxModel& m, PrepareReport* report) {
       // One value per output channel, along the channel axis of the
       // output's rank (a [C] vector would broadcast along the last spatial
       // axis instead), or one for all.
-      const int64_t out_channels = w->shape()[0], rank = w->rank();
+      const int64_t out_channels = OutChannels(conv, *w), rank = w->rank();
       bool per_channel = v->rank() >= rank - 1 && v->rank() <= rank;
       for (int64_t d = 0; per_channel && d < v->rank(); ++d) {
         const bool channel_axis = d == v->rank() - (rank - 1);

@@ -19,7 +19,7 @@
 namespace kvant::quantize {
 namespace {
 
-enum class Role { kFloat, kCompute, kBinary, kPool, kSameParams, kActivation };
+enum class Role { kFloat, kCompute, kBinary, kConcat, kPool, kSameParams, kActivation };
 
 Role RoleOf(const OnnxModel& m, const onnx::NodeProto& n) {
   if (!n.domain().empty()) return Role::kFloat;
@@ -29,12 +29,15 @@ Role RoleOf(const OnnxModel& m, const onnx::NodeProto& n) {
     return w != nullptr && w->data_type() == onnx::TensorProto::FLOAT ? w->dims_size() : -1;
   };
   if (op == "Conv") return weight_rank(1) >= 3 ? Role::kCompute : Role::kFloat;
+  // The INT8 ConvTranspose kernel: 2-D, group 1 (others stay float).
+  if (op == "ConvTranspose") return weight_rank(1) == 4 && AttrInt(n, "group", 1) == 1 ? Role::kCompute : Role::kFloat;
   if (op == "MatMul") return weight_rank(1) == 2 ? Role::kCompute : Role::kFloat;
   if (op == "Gemm") {
     const bool plain = AttrInt(n, "transA", 0) == 0 && AttrFloat(n, "alpha", 1.f) == 1.f && AttrFloat(n, "beta", 1.f) == 1.f;
     return plain && weight_rank(1) == 2 ? Role::kCompute : Role::kFloat;
   }
   if (op == "Add" || op == "Mul") return Role::kBinary;
+  if (op == "Concat") return n.output_size() == 1 ? Role::kConcat : Role::kFloat;  // QLinearConcat
   if (op == "AveragePool" || op == "GlobalAveragePool") return Role::kPool;
   if (op == "MaxPool" || op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
       op == "Transpose" || (op == "Resize" && AttrString(n, "mode", "nearest") == "nearest")) {
@@ -102,6 +105,7 @@ constexpr float kMaxBias = 1073741824.f;
 // The axis of a compute node's weights that indexes output channels.
 int64_t WeightAxis(const onnx::NodeProto& n) {
   if (n.op_type() == "Conv") return 0;
+  if (n.op_type() == "ConvTranspose") return 1;  // [cin, cout, kh, kw]
   if (n.op_type() == "Gemm") return AttrInt(n, "transB", 0) != 0 ? 0 : 1;
   return 1;  // MatMul [K, N]
 }
@@ -292,6 +296,15 @@ QdqPlan PlanQdq(const OnnxModel& m, const absl::flat_hash_set<std::string>& excl
           mark(n.output(0), n.output(0));
         }
         break;
+      case Role::kConcat: {  // every input quantized (each its own parameters), the output read quantized
+        bool all = n.input_size() > 0;
+        for (const std::string& in : n.input()) all &= quantized(in) && m.FindInitializer(in) == nullptr;
+        if (all && ReadQuantized(m, n.output(0), excluded, spelled)) {
+          plan.quantized_nodes.insert(n.name());
+          mark(n.output(0), n.output(0));
+        }
+        break;
+      }
       case Role::kPool:
       case Role::kActivation:
         if (quantized(n.input(0))) {
@@ -387,10 +400,11 @@ absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_m
     // The bias, if any, at scale x_scale * w_scale[c] must fit in int32 with
     // room for the kernels' zero-point terms: a channel of near-zero weights
     // with a large bias gets a coarser weight scale (as ONNX Runtime does).
-    // The bias is Conv's B, Gemm's 1-D C, or the vector a MatMul's bias Add adds.
+    // The bias is Conv's or ConvTranspose's B, Gemm's 1-D C, or the vector a MatMul's bias Add adds.
     onnx::NodeProto* bias_holder = nullptr;
     int bias_input = 2;
-    if ((n.op_type() == "Conv" || n.op_type() == "Gemm") && n.input_size() > 2 && !n.input(2).empty()) {
+    if ((n.op_type() == "Conv" || n.op_type() == "ConvTranspose" || n.op_type() == "Gemm") && n.input_size() > 2 &&
+        !n.input(2).empty()) {
       bias_holder = &n;
     } else if (auto add = plan.bias_adds.find(i); add != plan.bias_adds.end()) {
       bias_holder = g.mutable_node(add->second);

@@ -11,6 +11,8 @@ namespace kvant::quantize {
 
 absl::Status Prepare(OnnxModel& model, const QuantizeOptions& options, PrepareReport* report) {
   if (auto s = RemoveNoOps(model, report); !s.ok()) return s;
+  // Bias Adds first: PaddlePaddle writes Conv/ConvTranspose -> Add(bias) -> BatchNormalization.
+  if (auto s = FoldConvBiasAdds(model, report); !s.ok()) return s;
   if (auto s = FoldBatchNorms(model, report); !s.ok()) return s;
   if (auto s = FoldConvBiasAdds(model, report); !s.ok()) return s;
   report->opset_before = report->opset_after = model.opset();

@@ -423,6 +423,61 @@ TEST(Quantizer, PrepareFoldsConvBiasAdds) {
   ExpectSameOutput(bytes, *m, {{"x", RandomF32({2, 3, 6, 6}, 7)}});
 }
 
+// A detector's head as PaddlePaddle writes it: Concat of two feature maps ->
+// ConvTranspose -> Add(Reshape(bias)) -> BatchNormalization -> Relu ->
+// ConvTranspose to one channel. Prepare folds the bias Add and the BN into
+// the first ConvTranspose (weights [cin, cout, kh, kw]: per output channel
+// along axis 1) with the FP32 outputs kept; quantization puts both
+// transposed convolutions (weights per channel along axis 1) and the Concat
+// on the INT8 kernels, close to FP32.
+TEST(Quantizer, ConvTransposeHeadIsFoldedAndQuantized) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kFloat32, {-1, 3, 10, 10}, {"N"}).Output("y");
+  b.Initializer("w1", RandomF32({6, 3, 3, 3}, 1, -0.5f, 0.5f)).Initializer("b1", RandomF32({6}, 2));
+  b.Initializer("w2", RandomF32({6, 6, 1, 1}, 3, -0.5f, 0.5f));
+  b.Initializer("wt", RandomF32({12, 5, 2, 2}, 4, -0.4f, 0.4f)).Initializer("bt", RandomF32({5}, 5));
+  b.Initializer("shape", Int64s({1, -1, 1, 1}));
+  b.Initializer("bn_s", RandomF32({5}, 7, 0.5f, 1.5f)).Initializer("bn_b", RandomF32({5}, 8));
+  b.Initializer("bn_m", RandomF32({5}, 9)).Initializer("bn_v", RandomF32({5}, 10, 0.5f, 2.f));
+  b.Initializer("wo", RandomF32({5, 1, 2, 2}, 11, -0.5f, 0.5f)).Initializer("bo", RandomF32({1}, 12));
+  OnnxBuilder::SetInts(b.Node("Conv", {"x", "w1", "b1"}, {"c1"}, "conv1"), "pads", {1, 1, 1, 1});
+  b.Node("Relu", {"c1"}, {"r1"}, "relu1");
+  b.Node("Conv", {"r1", "w2"}, {"c2"}, "conv2");
+  OnnxBuilder::SetInt(b.Node("Concat", {"r1", "c2"}, {"cat"}, "concat"), "axis", 1);
+  OnnxBuilder::SetInts(b.Node("ConvTranspose", {"cat", "wt"}, {"t1"}, "up1"), "strides", {2, 2});
+  b.Node("Reshape", {"bt", "shape"}, {"btr"}, "bias_shape");
+  b.Node("Add", {"t1", "btr"}, {"a1"}, "bias_up1");
+  b.Node("BatchNormalization", {"a1", "bn_s", "bn_b", "bn_m", "bn_v"}, {"n1"}, "bn_up1");
+  b.Node("Relu", {"n1"}, {"r2"}, "relu2");
+  OnnxBuilder::SetInts(b.Node("ConvTranspose", {"r2", "wo", "bo"}, {"y"}, "up2"), "strides", {2, 2});
+  const std::string bytes = b.Serialize();
+  auto m = OnnxModel::FromBytes(bytes, "head");
+  ASSERT_TRUE(m.ok()) << m.status();
+  {
+    OnnxModel p = *m;
+    PrepareReport report;
+    ASSERT_TRUE(Prepare(p, QuantizeOptions(), &report).ok());
+    EXPECT_EQ(report.folded_bias_adds, 1);
+    EXPECT_EQ(report.folded_batchnorms, 1);
+    std::map<std::string, int> ops;
+    for (const auto& n : p.graph().node()) ++ops[n.op_type()];
+    EXPECT_EQ(ops["Add"] + ops["BatchNormalization"] + ops["Reshape"], 0);
+    ExpectSameOutput(bytes, p, {{"x", RandomF32({2, 3, 10, 10}, 13)}});
+  }
+  const auto data = Batches(4, 300);
+  QuantizeReport report;
+  auto q = QuantizeWithDefaults(*m, data, &report);
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto g = OptimizedGraph(q->Serialize());
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(CountOps(*g, "QLinearConvTransposeNhwc"), 2) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QLinearConcat"), 1) << g->DebugString();
+  for (const char* op : {"ConvTranspose", "Concat", "BatchNormalization", "Add"}) {
+    EXPECT_EQ(CountOps(*g, op), 0) << op << "\n" << g->DebugString();
+  }
+  ExpectOutputSqnrAbove(*m, *q, Batches(2, 600), 25.0);
+}
+
 // A squeeze-excitation block as PaddlePaddle writes MobileNetV3's:
 // GlobalAveragePool -> Conv -> Add(bias) -> Relu -> Conv -> Add(bias) ->
 // HardSigmoid, the gate multiplying the features. With the biases folded
