@@ -118,6 +118,8 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
   auto conv = std::make_unique<ConvS8>();
   conv->shape_ = s;
   conv->uk_ = &SelectGemmUkernelS8(features);
+  const CpuFeatures vbmi = kIsaAvx512 | kCpuAvx512vbmi;
+  if ((features & vbmi) == vbmi) conv->expand_rgb_ = avx512vbmi::ExpandPixels3To4;
   const int64_t taps = s.kh * s.kw;
   if (s.depthwise) {
     for (const auto& k : DepthwiseS8Kernels()) {
@@ -140,15 +142,17 @@ absl::StatusOr<std::unique_ptr<ConvS8>> ConvS8::Create(const ConvS8Shape& s, con
     }
   }
   conv->packed_ = PackBS8(*conv->uk_, k, s.cout, b.data(), s.cout, 1);
-  // The direct kernel where the channel padding to its K chunk costs at most
-  // a third more products.
+  // The last preferred direct kernel the machine and the channel count
+  // allow, where the channel padding to its K chunk costs at most a third
+  // more products.
   const ConvTapsS8Info* direct = nullptr;
   for (const auto& row : ConvTapsS8Kernels()) {
-    if (row.preferred && (row.needs & features) == row.needs) direct = &row;
+    if (row.preferred && (row.needs & features) == row.needs && (row.max_cin == 0 || s.cin <= row.max_cin) &&
+        (row.max_cout == 0 || s.cout <= row.max_cout) && 3 * RoundUp(s.cin, row.k_align) <= 4 * s.cin) {
+      direct = &row;
+    }
   }
-  if (direct != nullptr && taps > 1 && 3 * RoundUp(s.cin, direct->k_align) <= 4 * s.cin) {
-    conv->PackDirect(*direct);
-  }
+  if (direct != nullptr && taps > 1) conv->PackDirect(*direct);
   return conv;
 }
 

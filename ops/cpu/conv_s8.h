@@ -154,8 +154,20 @@ struct ConvTapsS8Info {
   bool preferred;             // faster than im2col + GEMM: chosen by default
   void (*begin)() = nullptr;  // per thread and task (AMX tile configuration)
   void (*end)() = nullptr;
+  int64_t max_cin = 0;        // preferred only up to this many input channels (0: any)
+  int64_t max_cout = 0;       // and output channels
 };
 const std::vector<ConvTapsS8Info>& ConvTapsS8Kernels();  // best last (ops/cpu/kernels.inc)
+
+// An RGB row as 4-byte pixels: dst[4 q + c] = src[q * step * 3 + c] for
+// c < 3, dst[4 q + 3] = pad, q < count (step 1 or 2: a stride-2 phase).
+using ExpandPixelsS8 = void (*)(const uint8_t* src, int64_t count, int64_t step, uint8_t pad, uint8_t* dst);
+namespace ref {
+void ExpandPixels3To4(const uint8_t* src, int64_t count, int64_t step, uint8_t pad, uint8_t* dst);
+}  // namespace ref
+namespace avx512vbmi {
+void ExpandPixels3To4(const uint8_t* src, int64_t count, int64_t step, uint8_t pad, uint8_t* dst);
+}  // namespace avx512vbmi
 
 class ConvS8 {
  public:
@@ -209,6 +221,7 @@ class ConvS8 {
                  void* y, void* scratch, ParallelRunner* pool) const;
   const ConvTapsS8Info* direct_uk_ = nullptr;
   PackedBS8 direct_packed_;  // shares packed_'s data when the layouts agree
+  ExpandPixelsS8 expand_rgb_ = ref::ExpandPixels3To4;
 
   const DepthwiseS8Info* dw_ = nullptr;
   std::vector<int8_t> dw_weights_;  // depthwise: [channel][kh * kw] as given

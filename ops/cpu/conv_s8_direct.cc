@@ -49,6 +49,13 @@ Phases PhasesFor(const ConvS8Shape& s) {
 
 namespace ref {
 
+void ExpandPixels3To4(const uint8_t* src, int64_t count, int64_t step, uint8_t pad, uint8_t* dst) {
+  for (int64_t q = 0; q < count; ++q) {
+    for (int c = 0; c < 3; ++c) dst[4 * q + c] = src[q * step * 3 + c];
+    dst[4 * q + 3] = pad;
+  }
+}
+
 void ConvTapsS8(int64_t taps, const int64_t* tap_offsets, int64_t cin_p, const uint8_t* a, int64_t a_rs,
                 const int8_t* b, int32_t* tile) {
   constexpr int kMr = 4, kNr = 16;
@@ -136,7 +143,15 @@ void ConvS8::RunDirect(const ConvS8Shape& s, const uint8_t* x, int32_t zx, const
         if (!inside) continue;
         // Phase column qx holds input column qx * sw + rx - pad_l.
         const int64_t qx0 = std::max<int64_t>(0, (s.pad_l - rx + s.sw - 1) / s.sw);
-        for (int64_t qx = qx0, ix = qx0 * s.sw + rx - s.pad_l; qx < wq && ix < s.w; ++qx, ix += s.sw) {
+        const int64_t ix0 = qx0 * s.sw + rx - s.pad_l;
+        if (s.cin == 3 && cin_p == 4 && s.sw <= 2) {  // an RGB stem: 3 bytes and the zero point per pixel
+          if (qx0 < wq && ix0 < s.w) {
+            const int64_t count = std::min(wq - qx0, (s.w - ix0 + s.sw - 1) / s.sw);
+            expand_rgb_(src + ix0 * 3, count, s.sw, static_cast<uint8_t>(zx), dst + qx0 * 4);
+          }
+          continue;
+        }
+        for (int64_t qx = qx0, ix = ix0; qx < wq && ix < s.w; ++qx, ix += s.sw) {
           std::memcpy(dst + qx * cin_p, src + ix * s.cin, s.cin);
         }
       }

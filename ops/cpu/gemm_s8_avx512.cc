@@ -7,6 +7,7 @@
 // pair is added at the end. Compiled with -mavx512f -mavx512bw.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "ops/cpu/activation_f32_avx512.h"
@@ -92,6 +93,39 @@ void EpilogueRowPairs32(const int32_t* tile, int64_t rows, int64_t cols, const G
   }
 }
 
+// The same for at most 16 columns (a narrow last panel, a convolution with
+// 16 or fewer output channels), four rows at a time: the first 16 columns of
+// rows r .. r + 3 (nr apart) come out as their 16 bytes each.
+template <bool kSigned>
+void EpilogueRowQuads16(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols, const GemmS8Output& out, void* c,
+                        int64_t ldc) {
+  const __mmask16 m = cols >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << cols) - 1);
+  const __m512i off = _mm512_maskz_loadu_epi32(m, out.col_offset);
+  const __m512 scale = _mm512_maskz_loadu_ps(m, out.scale);
+  const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(out.zero_point));
+  const __m512i lo = _mm512_set1_epi8(static_cast<char>(out.lo)), hi = _mm512_set1_epi8(static_cast<char>(out.hi));
+  const __m512i order = pack_bytes::ElementOrder();
+  auto rounded = [&](int64_t r) {
+    const int32_t* t = tile + std::min(r, rows - 1) * nr;
+    return pack_bytes::Rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_loadu_si512(t), off)), scale));
+  };
+  auto* y = static_cast<int8_t*>(c);
+  for (int64_t r = 0; r < rows; r += 4) {
+    const __m512i v = pack_bytes::Clamp<kSigned>(
+        _mm512_permutexvar_epi32(order, pack_bytes::Bytes<kSigned>(pack_bytes::Words(rounded(r), rounded(r + 1), zp16),
+                                                                   pack_bytes::Words(rounded(r + 2), rounded(r + 3), zp16))),
+        lo, hi);
+    if (cols == 16 && ldc == 16 && r + 4 <= rows) {
+      _mm512_storeu_si512(y + r * ldc, v);
+      continue;
+    }
+    _mm_mask_storeu_epi8(y + r * ldc, m, _mm512_castsi512_si128(v));
+    if (r + 1 < rows) _mm_mask_storeu_epi8(y + (r + 1) * ldc, m, _mm512_extracti32x4_epi32(v, 1));
+    if (r + 2 < rows) _mm_mask_storeu_epi8(y + (r + 2) * ldc, m, _mm512_extracti32x4_epi32(v, 2));
+    if (r + 3 < rows) _mm_mask_storeu_epi8(y + (r + 3) * ldc, m, _mm512_extracti32x4_epi32(v, 3));
+  }
+}
+
 }  // namespace
 
 const GemmUkernelS8* GemmS8BwByRows() { return kByRowsBw; }
@@ -100,6 +134,10 @@ const GemmUkernelS8* GemmS8BwByRows() { return kByRowsBw; }
 void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols, const GemmS8Output& out, void* c,
                     int64_t ldc) {
   const bool float_requant = out.m0 == nullptr;
+  if (float_requant && out.row_sum == nullptr && cols <= 16) {
+    if (out.kind == GemmS8Output::Kind::kU8) return EpilogueRowQuads16<false>(tile, nr, rows, cols, out, c, ldc);
+    if (out.kind == GemmS8Output::Kind::kS8) return EpilogueRowQuads16<true>(tile, nr, rows, cols, out, c, ldc);
+  }
   if (nr == 32 && float_requant && out.row_sum == nullptr && cols <= 32) {
     if (out.kind == GemmS8Output::Kind::kU8) return EpilogueRowPairs32<false>(tile, rows, cols, out, c, ldc);
     if (out.kind == GemmS8Output::Kind::kS8) return EpilogueRowPairs32<true>(tile, rows, cols, out, c, ldc);

@@ -70,6 +70,7 @@ const std::vector<GemmUkernelInfoS8>& GemmUkernelsS8() {
 using ConvTapsS8Fn = void(int64_t, const int64_t*, int64_t, const uint8_t*, int64_t, const int8_t*, int32_t*);
 namespace ref { ConvTapsS8Fn ConvTapsS8; }
 namespace amx { ConvTapsS8Fn ConvTapsS8; }
+namespace avx512vnni { ConvTapsS8Fn ConvTapsS8; ConvTapsS8Fn ConvTapsNarrowS8; }
 
 const std::vector<ConvTapsS8Info>& ConvTapsS8Kernels() {
   static const auto* list = new std::vector<ConvTapsS8Info>{

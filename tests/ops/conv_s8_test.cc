@@ -165,6 +165,12 @@ TEST(ConvS8, DirectEveryTapKernel) {
       odd.pad_r = 3;
       Check({odd, zx}, nullptr, seed++, &k);  // and stride 2 down, 1 across
       Check({Shape(2, 20, 19, 128, 70, 3, 1, 1), zx, Kind::kU8, 2}, nullptr, seed++, &k);
+      // RGB stems: 3 channels as 4-byte pixels (every pixel, or every other
+      // one of a stride-2 phase, 16 per step and a tail), 16 or fewer outputs.
+      Check({Shape(2, 15, 19, 3, 16, 3, 2, 1), zx}, nullptr, seed++, &k);
+      Check({Shape(1, 9, 40, 3, 32, 3, 1, 1), zx}, nullptr, seed++, &k);
+      Check({Shape(1, 11, 37, 3, 7, 3, 2, 0), zx, Kind::kS32}, nullptr, seed++, &k);
+      Check({Shape(1, 8, 70, 3, 5, 3, 2, 1), zx, Kind::kS8, 1, false, -128, 127}, nullptr, seed++, &k);
     }
   }
 }
