@@ -340,5 +340,47 @@ TEST(HostileModels, FuzzerFindingsStayFixed) {
   EXPECT_NE(s.status().message().find("must have 1 input (the condition), got 0"), std::string::npos) << s.status();
 }
 
+// INT8 transposed convolutions with broken geometry (com.microsoft
+// QLinearConvTranspose as written in a file): each loads and runs, or fails
+// with a clear status that names the node; none reads out of bounds.
+TEST(HostileModels, BrokenQLinearConvTransposeNamesTheNode) {
+  struct Case {
+    std::string name;
+    std::vector<int64_t> x, w, strides, pads, output_shape;
+    int64_t w_scales = 1;
+  };
+  const std::vector<Case> cases = {
+      {"zero_kernel", {1, 4, 5, 5}, {4, 2, 0, 2}, {2, 2}, {}, {}},
+      {"negative_pads", {1, 4, 5, 5}, {4, 2, 3, 3}, {1, 1}, {-3, -3, -3, -3}, {}},
+      {"pads_past_output", {1, 4, 2, 2}, {4, 2, 2, 2}, {1, 1}, {4, 4, 4, 4}, {}},
+      {"huge_output_shape", {1, 4, 5, 5}, {4, 2, 2, 2}, {2, 2}, {}, {1 << 20, 1 << 20}},
+      {"zero_stride", {1, 4, 5, 5}, {4, 2, 2, 2}, {0, 2}, {}, {}},
+      {"channels_differ", {1, 3, 5, 5}, {4, 2, 2, 2}, {2, 2}, {}, {}},
+      {"one_d_weights", {1, 4, 5}, {4, 2, 2}, {2}, {}, {}},
+      {"scales_per_channel_mismatch", {1, 4, 5, 5}, {4, 2, 2, 2}, {2, 2}, {}, {}, 3},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    OnnxBuilder b(13);
+    b.Input("x", DataType::kUInt8, c.x).Output("y", DataType::kUInt8);
+    int64_t wn = 1;
+    for (int64_t d : c.w) wn *= d;
+    b.Initializer("w", Tensor::FromVector<int8_t>(DataType::kInt8, c.w, std::vector<int8_t>(wn, 3)));
+    b.Initializer("s", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.1f}));
+    b.Initializer("ws", Tensor::FromVector<float>(DataType::kFloat32, {c.w_scales}, std::vector<float>(c.w_scales, 0.1f)));
+    b.Initializer("z", Tensor::Zeros(DataType::kUInt8, {})).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+    onnx::NodeProto& n = b.Node("QLinearConvTranspose", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"y"}, c.name);
+    n.set_domain("com.microsoft");
+    OnnxBuilder::SetInts(n, "strides", c.strides);
+    if (!c.pads.empty()) OnnxBuilder::SetInts(n, "pads", c.pads);
+    if (!c.output_shape.empty()) OnnxBuilder::SetInts(n, "output_shape", c.output_shape);
+    const absl::Status s = LoadAndRun(b.Serialize());
+    if (s.ok()) continue;
+    EXPECT_TRUE(IsClearError(s)) << s;
+    // The planner's arena limit names the sizes; every other error the node.
+    if (s.code() != absl::StatusCode::kResourceExhausted) EXPECT_NE(s.message().find(c.name), std::string::npos) << s;
+  }
+}
+
 }  // namespace
 }  // namespace kvant
