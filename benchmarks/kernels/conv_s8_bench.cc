@@ -54,6 +54,7 @@ constexpr ConvCase kCases[] = {
     {"efficientnet_lite0/stem3x3_s2_3to32_224x224", 3, 32, 3, 1, 224, 2},
     {"ppocr/stem3x3_s2_3to16_448x448", 3, 16, 3, 1, 448, 2},
     {"efficientnet_lite0/block1_expand1x1_16to96_112x112", 16, 96, 1, 1, 112, 1},
+    {"ppocr/det_head3x3_96to24_112x112", 96, 24, 3, 1, 112, 1},
     {"dw3x3_144_56x56", 144, 144, 3, 144},
     {"efficientnet_lite0/block0_dw3x3_32_112x112", 32, 32, 3, 32, 112, 1},
     {"efficientnet_lite0/block1_dw3x3_s2_96_112x112", 96, 96, 3, 96, 112, 2},

@@ -1,9 +1,9 @@
 // Rows of the quantized squeeze-excitation operators for AVX-512
 // (ops/cpu/qlinear_s8.cc), over channels under a mask, so a row of 88 or
 // 200 channels costs no scalar remainder:
-//  - QLinearMul by a per-channel gate, 16 values per step, the scalar loop's
+//  - QLinearMul by a per-channel gate, 64 values per step, the scalar loop's
 //    arithmetic in its order: round_half_even(rm * ((v - zv) * g)) + zc,
-//    saturated;
+//    saturated by the packs;
 //  - QLinearGlobalAveragePool's channel sums over NHWC pixels, 64 channels
 //    per pass in int32;
 //  - QLinearAdd / QLinearMul of equal-length rows, 64 values per step: the
@@ -24,17 +24,24 @@ namespace {
 
 template <typename T>
 void GateRow(const T* v, const float* g, T* c, int64_t n, float zv, float rm, float zc) {
-  const __m512 vzv = _mm512_set1_ps(zv), vrm = _mm512_set1_ps(rm), vzc = _mm512_set1_ps(zc);
-  const __m512 lo = _mm512_set1_ps(kLo<T>), hi = _mm512_set1_ps(kHi<T>);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (n - i)) - 1);
-    const __m128i bytes = _mm_maskz_loadu_epi8(m, v + i);
-    const __m512i wide = std::is_signed_v<T> ? _mm512_cvtepi8_epi32(bytes) : _mm512_cvtepu8_epi32(bytes);
-    const __m512 x = _mm512_sub_ps(_mm512_cvtepi32_ps(wide), vzv);
-    const __m512 p = _mm512_mul_ps(vrm, _mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, g + i)));
-    __m512 q = _mm512_add_ps(_mm512_roundscale_ps(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vzc);
-    q = _mm512_min_ps(_mm512_max_ps(q, lo), hi);
-    _mm_mask_storeu_epi8(c + i, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q)));
+  const __m512 vzv = _mm512_set1_ps(zv), vrm = _mm512_set1_ps(rm);
+  const __m512i zc16 = _mm512_set1_epi16(static_cast<int16_t>(zc));
+  const __m512i order = pack_bytes::ElementOrder();
+  for (int64_t i = 0; i < n; i += 64) {
+    const int64_t left = n - i;
+    const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+    __m512i r[4];
+#pragma GCC unroll 4
+    for (int z = 0; z < 4; ++z) {
+      const __mmask16 mz = static_cast<__mmask16>(m >> (16 * z));
+      const __m128i bytes = _mm_maskz_loadu_epi8(mz, v + i + 16 * z);
+      const __m512i wide = std::is_signed_v<T> ? _mm512_cvtepi8_epi32(bytes) : _mm512_cvtepu8_epi32(bytes);
+      const __m512 x = _mm512_sub_ps(_mm512_cvtepi32_ps(wide), vzv);
+      r[z] = pack_bytes::Rounded(_mm512_mul_ps(vrm, _mm512_mul_ps(x, _mm512_maskz_loadu_ps(mz, g + i + 16 * z))));
+    }
+    const __m512i bytes = pack_bytes::Bytes<std::is_signed_v<T>>(pack_bytes::Words(r[0], r[1], zc16),
+                                                                 pack_bytes::Words(r[2], r[3], zc16));
+    _mm512_mask_storeu_epi8(c + i, m, _mm512_permutexvar_epi32(order, bytes));
   }
 }
 

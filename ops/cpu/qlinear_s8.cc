@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <string>
 
@@ -94,6 +95,25 @@ auto RowGateFor(bool avx512) {
   } else {
     return avx512 ? avx512::GateRowS8 : RowGate<int8_t>;
   }
+}
+
+// The images N when one operand of a product is a per-image gate [N,1,..,1,C]
+// or a shared one [1,..,1,C] (rank 3 or more, right-aligned, at most half
+// the output) and the other has the output's shape [N,H,..,W,C]; else 0.
+int64_t GateImages(const TensorArg& a, const TensorArg& b, const TensorArg& c) {
+  const bool gate_b = b.num_elements() < a.num_elements();
+  const TensorArg& g = gate_b ? b : a;
+  const TensorArg& v = gate_b ? a : b;
+  const int64_t r = c.rank();
+  if (r < 3 || v.shape != c.shape || g.rank() > r || g.rank() == 0 || g.shape.back() != c.shape[r - 1] ||
+      g.num_elements() * 2 > c.num_elements()) {
+    return 0;
+  }
+  for (int64_t d = 0; d + 1 < g.rank(); ++d) {
+    const int64_t at = r - g.rank() + d;  // the output dimension g's dimension d broadcasts to
+    if (g.shape[d] != 1 && !(at == 0 && g.shape[d] == c.shape[0])) return 0;
+  }
+  return c.shape[0];
 }
 
 class QLinearBinary final : public ByteKernel<QLinearBinary> {
@@ -180,6 +200,37 @@ class QLinearBinary final : public ByteKernel<QLinearBinary> {
       chunked(c.num_elements(), [&](int64_t at, int64_t n) { row_scalar(scalar_b, v + at, pc + at, n, scalar_b ? pb[0] : pa[0]); });
     } else if (a.shape == b.shape) {
       chunked(c.num_elements(), [&](int64_t at, int64_t n) { same(pa + at, pb + at, pc + at, n, za, zb, zc, r1, rb); });
+    } else if (const int64_t images = GateImages(a, b, c); op_ == BinaryOp::kMul && images > 0) {
+      // A squeeze-excitation gate [N,1,..,1,C] (or [1,..,1,C] shared) over
+      // [N,H,..,W,C] (NHWC): each image's products are one contiguous run
+      // against the gate row repeating every C elements. The row, centered,
+      // is repeated once per image to a length that C and the 16 lanes both
+      // divide, and the run goes in chunks of that length (not one call per
+      // pixel: a gate of 8 channels had 8 products per call), chunks across
+      // the threads.
+      const bool gate_b = b.num_elements() < a.num_elements();
+      const TensorArg& g = gate_b ? b : a;
+      const T* gv = gate_b ? pb : pa;
+      const T* v = gate_b ? pa : pb;
+      const float zg = gate_b ? zb : za, zv = gate_b ? za : zb;
+      const int64_t ch = c.shape[c.rank() - 1], per = c.num_elements() / images;
+      int64_t len = ch / std::gcd<int64_t>(ch, 16) * 16;
+      len *= std::max<int64_t>(1, 256 / len);
+      std::vector<float> rows(images * len);
+      for (int64_t i = 0; i < images; ++i) {
+        const T* row = gv + (g.num_elements() == ch ? 0 : i * ch);
+        float* dst = rows.data() + i * len;
+        for (int64_t j = 0; j < ch; ++j) dst[j] = static_cast<float>(row[j]) - zg;
+        for (int64_t j = ch; j < len; j += ch) std::copy(dst, dst + ch, dst + j);
+      }
+      const auto gate_fn = RowGateFor<T>(avx512_);
+      const int64_t chunks = (per + len - 1) / len;
+      ctx.pool->ParallelFor(images * chunks, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t i = t / chunks, at = i * per + t % chunks * len;
+          gate_fn(v + at, rows.data() + i * len, pc + at, std::min(len, (i + 1) * per - at), zv, rm, zc);
+        }
+      });
     } else if (const int64_t inner = c.rank() > 0 ? c.shape[c.rank() - 1] : 0;
                inner > 1 && ((a.shape == c.shape && b.num_elements() == inner && b.shape.back() == inner) ||
                              (b.shape == c.shape && a.num_elements() == inner && a.shape.back() == inner))) {
