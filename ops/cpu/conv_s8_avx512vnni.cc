@@ -31,10 +31,13 @@ void Taps(int64_t taps, const int64_t* tap_offsets, int64_t cin_p, const uint8_t
       __m512i w[V];
 #pragma GCC unroll 2
       for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_si512(b + 64 * v);
+      // A running pointer: 28 precomputed row offsets would not fit the
+      // general registers (each spilled offset cost a load per product).
+      const uint8_t* p = at + i;
 #pragma GCC unroll 28
-      for (int r = 0; r < R; ++r) {
+      for (int r = 0; r < R; ++r, p += a_rs) {
         int32_t x;
-        std::memcpy(&x, at + r * a_rs + i, 4);
+        std::memcpy(&x, p, 4);
         const __m512i xv = _mm512_set1_epi32(x);
 #pragma GCC unroll 2
         for (int v = 0; v < V; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xv, w[v]);
