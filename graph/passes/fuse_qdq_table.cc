@@ -24,7 +24,12 @@
 //     the node itself.
 //  5. A table read only by another table: one table, T2[T1[x]] (per channel
 //     when either is).
+// A chain may also pass one MaxPool when every other step never decreases
+// (Relu, Clip, a Div or Mul by a positive scalar: a HardSwish's "/ 6"
+// before a pool): the pool commutes with the map, so it runs on the bytes
+// and the table after it, with the float chain's results exactly.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 
@@ -121,6 +126,39 @@ bool ChainOp(const Graph& g, const Node& n, const std::string& data) {
     return true;
   }
   return BinaryChannels(g, n, data) >= 0;
+}
+
+// A constant scalar's value, or NaN.
+float ScalarValue(const Graph& g, const std::string& name) {
+  const Tensor* t = g.FindConstant(name);
+  return t != nullptr && t->num_elements() == 1 && t->dtype() == DataType::kFloat32 ? t->data<float>()[0] : NAN;
+}
+
+// Whether chain operator n (data its varying input) never decreases as data
+// grows: then a max pool commutes with it.
+bool NonDecreasing(const Graph& g, const Node& n, const std::string& data) {
+  const std::string& op = n.op_type;
+  if (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "Erf" || op == "Exp" || op == "Softplus" ||
+      op == "Identity" || op == "Clip" || op == "Gelu") {
+    return op != "Gelu";  // GELU dips below zero
+  }
+  if (op == "HardSigmoid" || op == "LeakyRelu" || op == "Elu") {
+    return n.attrs.GetFloat("alpha", op == "HardSigmoid" ? 0.2f : op == "Elu" ? 1.f : 0.01f) >= 0.f;
+  }
+  if (n.inputs.size() != 2) return false;
+  const std::string& other = n.inputs[n.inputs[0] == data ? 1 : 0];
+  const float c = ScalarValue(g, other);
+  if (op == "Add" || op == "Max" || op == "Min") return !std::isnan(c);
+  if (op == "Sub") return n.inputs[0] == data && !std::isnan(c);
+  if (op == "Mul") return c > 0.f;
+  if (op == "Div") return n.inputs[0] == data && c > 0.f;
+  return false;
+}
+
+// A MaxPool of `data` with one output.
+bool MaxPoolStep(const Node& n, const std::string& data) {
+  return n.op_type == "MaxPool" && n.domain.empty() && n.outputs.size() == 1 && n.inputs.size() == 1 &&
+         n.inputs[0] == data;
 }
 
 // Step 4: QLinearAdd / QLinearMul of a value and a constant, with constant
@@ -259,12 +297,27 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
     if (xt == nullptr || !IsByteType(xt->dtype)) continue;
     // 1.
     std::vector<int> chain = {static_cast<int>(i)};
-    int at = reader[i];
-    while (at >= 0 && ChainOp(graph, graph.nodes[at], graph.nodes[chain.back()].outputs[0]) && !removed[at]) {
+    int at = reader[i], pool = -1;
+    while (at >= 0 && !removed[at]) {
+      const std::string& data = graph.nodes[chain.back()].outputs[0];
+      if (pool < 0 && MaxPoolStep(graph.nodes[at], data)) {
+        pool = at;
+      } else if (!ChainOp(graph, graph.nodes[at], data)) {
+        break;
+      }
       chain.push_back(at);
       at = reader[at];
     }
     if (at < 0 || chain.size() < 2 || removed[at]) continue;
+    // 5. A MaxPool in the chain: the dequantization (scale > 0) and every
+    // other step non-decreasing, per tensor.
+    bool monotone = pool >= 0 && ScalarValue(graph, dq.inputs[1]) > 0.f;
+    for (size_t c = 1; monotone && c < chain.size(); ++c) {
+      const Node& n = graph.nodes[chain[c]];
+      monotone = chain[c] == pool || (NonDecreasing(graph, n, graph.nodes[chain[c - 1]].outputs[0]) &&
+                                      ChainChannels(graph, n, graph.nodes[chain[c - 1]].outputs[0]) == 0);
+    }
+    if (pool >= 0 && !monotone) continue;
     int64_t channels = 0;  // > 0: one table per channel
     bool agree = true;
     for (size_t c = 1; c < chain.size(); ++c) {
@@ -279,18 +332,35 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
       continue;
     }
     chain.push_back(at);
-    // 2.
+    // 2. (the MaxPool folds as an Identity: the table maps bytes)
     std::vector<const Node*> nodes;
-    for (int c : chain) nodes.push_back(&graph.nodes[c]);
+    Node pass;
+    for (int c : chain) {
+      if (c == pool) {
+        pass = MakeUnaryNode(graph, "Identity", graph.nodes[c].inputs[0], graph.nodes[c].outputs[0], "pool_as_identity");
+        nodes.push_back(&pass);
+      } else {
+        nodes.push_back(&graph.nodes[c]);
+      }
+    }
     auto table = FoldByteTable(graph, nodes, dq.inputs[0], xt->dtype, q.outputs[0], cpu, channels,
                                channels > 0 ? xt->shape.rank() : 1);
     if (!table.ok()) continue;  // left in float
-    // 3.
+    // 3. (with a MaxPool: the pool on the bytes, then the table)
+    std::string x = dq.inputs[0];
+    if (pool >= 0) {
+      Node bytes_pool = graph.nodes[pool];
+      bytes_pool.name = ReserveName(graph, bytes_pool.name + "_bytes");
+      bytes_pool.inputs = {x};
+      x = ReserveName(graph, q.outputs[0] + "_pooled");
+      bytes_pool.outputs = {x};
+      tables.push_back(std::move(bytes_pool));
+    }
     Node t;
     t.name = q.name;
     t.op_type = "QLinearTable";
     t.domain = "kvant";
-    t.inputs = {dq.inputs[0], graph.AddConstant(q.name + "_table", *table)};
+    t.inputs = {x, graph.AddConstant(q.name + "_table", *table)};
     t.outputs = q.outputs;
     if (channels > 0) t.attrs.SetInt("axis", 1);
     tables.push_back(std::move(t));

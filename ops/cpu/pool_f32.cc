@@ -230,7 +230,7 @@ class PoolF32 final : public Kernel {
           for (int64_t ox = 0; ox < ow; ++ox) {
             T* out = ys + ((b * oh + oy) * ow + ox) * c;
             if (is_max) {
-              for (int64_t ch = 0; ch < c; ++ch) out[ch] = lowest;
+              std::fill(out, out + c, lowest);  // memset for bytes (the loop here was per element)
             } else {
               std::fill(sums.begin(), sums.end(), 0);
             }

@@ -205,6 +205,66 @@ TEST(FuseQdqTables, BatchNormalizationChainBecomesPerChannelTables) {
   EXPECT_EQ(CountOps(*g, "QLinearTable"), 0) << g->DebugString();
 }
 
+// DQ -> Div by 6 (a HardSwish's tail) -> MaxPool -> Q, as PP-OCR's
+// classifier leaves it before a pool: the Div commutes with the max, so the
+// pool runs on the bytes and one table follows, the float chain's bytes
+// exactly, u8 and s8, NCHW and (after a quantized convolution) NHWC, padding
+// and odd sizes. A step that can decrease (Neg, a Mul by a negative
+// constant) keeps the chain in float.
+TEST(FuseQdqTables, MaxPoolAfterNonDecreasingStepsRunsOnBytes) {
+  std::mt19937 rng(23);
+  for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
+    for (bool after_conv : {false, true}) {
+      for (const char* step : {"Div", "Neg", "MulNegative"}) {
+        SCOPED_TRACE(::testing::Message() << DataTypeName(t) << (after_conv ? " after a convolution " : " ") << step);
+        const std::vector<int64_t> shape = {2, 6, 7, 9};
+        const Tensor zp = t == DataType::kInt8 ? ScalarS8(-9) : ScalarU8(117);
+        OnnxBuilder b(13);
+        b.Input("x", t, shape).Output("y", t);
+        b.Initializer("s", ScalarF32(0.04f)).Initializer("z", zp).Initializer("ys", ScalarF32(0.01f)).Initializer("yz", zp);
+        b.Initializer("k", ScalarF32(std::string(step) == "MulNegative" ? -0.5f : 6.f));
+        std::string x = "x";
+        if (after_conv) {  // a quantized 1x1 convolution: the region runs NHWC
+          Tensor w = Tensor::Zeros(DataType::kInt8, {6, 6, 1, 1});
+          for (int64_t i = 0; i < w.num_elements(); ++i) w.data<int8_t>()[i] = static_cast<int8_t>(int(rng() % 61) - 30);
+          b.Initializer("w", w).Initializer("ws", ScalarF32(0.02f)).Initializer("wz", Tensor::Zeros(DataType::kInt8, {}));
+          b.Node("QLinearConv", {"x", "s", "z", "w", "ws", "wz", "s", "z"}, {"c"});
+          x = "c";
+        }
+        b.Node("DequantizeLinear", {x, "s", "z"}, {"d"});
+        if (std::string(step) == "Div") {
+          b.Node("Div", {"d", "k"}, {"h"});
+        } else if (std::string(step) == "Neg") {
+          b.Node("Neg", {"d"}, {"h"});
+        } else {
+          b.Node("Mul", {"d", "k"}, {"h"});
+        }
+        onnx::NodeProto& pool = b.Node("MaxPool", {"h"}, {"p"});
+        OnnxBuilder::SetInts(pool, "kernel_shape", {3, 2});
+        OnnxBuilder::SetInts(pool, "strides", {2, 2});
+        OnnxBuilder::SetInts(pool, "pads", {1, 0, 1, 1});
+        b.Node("QuantizeLinear", {"p", "ys", "yz"}, {"y"});
+        const std::string bytes = b.Serialize();
+        auto g = OptimizedGraph(bytes);
+        ASSERT_TRUE(g.ok()) << g.status();
+        const bool fused = std::string(step) == "Div";
+        EXPECT_EQ(CountOps(*g, "QLinearTable"), fused ? 1 : 0) << g->DebugString();
+        EXPECT_EQ(CountOps(*g, "DequantizeLinear"), fused ? 0 : 1) << g->DebugString();
+        Tensor in = Tensor::Zeros(t, shape);
+        for (int64_t i = 0; i < in.num_elements(); ++i) static_cast<uint8_t*>(in.raw_data())[i] = static_cast<uint8_t>(rng());
+        for (int threads : {1, 2}) {
+          SessionOptions o;
+          o.num_threads = threads;
+          auto y = RunPlainAndOptimized(bytes, {{"x", in}}, o);
+          ASSERT_TRUE(y.ok()) << y.status();
+          ASSERT_EQ(y->first.shape(), y->second.shape());
+          EXPECT_EQ(std::memcmp(y->first.raw_data(), y->second.raw_data(), y->first.num_elements()), 0);
+        }
+      }
+    }
+  }
+}
+
 TEST(LookupU8, EveryKernelMatchesTheReference) {
   const CpuFeatures vbmi = kIsaAvx512 | kCpuAvx512vbmi;
   if ((ActiveCpuFeatures() & vbmi) != vbmi) GTEST_SKIP() << "no AVX-512 VBMI";
