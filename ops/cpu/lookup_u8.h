@@ -19,8 +19,17 @@ using LookupU8 = void (*)(const uint8_t* table, const uint8_t* x, int64_t n, uin
 // 3 readable bytes after them (the AVX-512 form gathers 4 bytes per lane).
 using LookupChannelsU8 = void (*)(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y);
 
+// Rows of `len` bytes, `rows` of them, x and y `x_stride` and `y_stride`
+// bytes apart: y = table[x] per byte, or a copy when table is null (a
+// QLinearConcat's inputs along the channels of NHWC: rows of a few dozen
+// bytes, one call for all of them).
+using LookupRowsU8 = void (*)(const uint8_t* table, const uint8_t* x, int64_t rows, int64_t len, int64_t x_stride,
+                              uint8_t* y, int64_t y_stride);
+
 namespace ref {
 void LookupU8(const uint8_t* table, const uint8_t* x, int64_t n, uint8_t* y);
+void LookupRowsU8(const uint8_t* table, const uint8_t* x, int64_t rows, int64_t len, int64_t x_stride, uint8_t* y,
+                  int64_t y_stride);
 void LookupChannelsU8(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y);
 }  // namespace ref
 namespace avx512vbmi {
@@ -29,12 +38,19 @@ void LookupU8(const uint8_t* table, const uint8_t* x, int64_t n, uint8_t* y);
 // 16 bytes per step: VPGATHERDD at byte offsets channel * 256 + x, the
 // lanes' channels stepped by 16 mod c.
 void LookupChannelsU8(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y);
+// 64 bytes per step of each row (masked at its end).
+void LookupRowsU8(const uint8_t* table, const uint8_t* x, int64_t rows, int64_t len, int64_t x_stride, uint8_t* y,
+                  int64_t y_stride);
 }  // namespace avx512vbmi
 
 // The best of the two for `cpu`.
 inline LookupU8 SelectLookupU8(CpuFeatures cpu) {
   const CpuFeatures vbmi = kIsaAvx512 | kCpuAvx512vbmi;
   return (cpu & vbmi) == vbmi ? avx512vbmi::LookupU8 : ref::LookupU8;
+}
+inline LookupRowsU8 SelectLookupRowsU8(CpuFeatures cpu) {
+  const CpuFeatures vbmi = kIsaAvx512 | kCpuAvx512vbmi;
+  return (cpu & vbmi) == vbmi ? avx512vbmi::LookupRowsU8 : ref::LookupRowsU8;
 }
 inline LookupChannelsU8 SelectLookupChannelsU8(CpuFeatures cpu) {
   const CpuFeatures vbmi = kIsaAvx512 | kCpuAvx512vbmi;

@@ -18,6 +18,27 @@ void LookupU8(const uint8_t* table, const uint8_t* x, int64_t n, uint8_t* y) {
   }
 }
 
+void LookupRowsU8(const uint8_t* table, const uint8_t* x, int64_t rows, int64_t len, int64_t x_stride, uint8_t* y,
+                  int64_t y_stride) {
+  const __m512i t0 = table ? _mm512_loadu_si512(table) : _mm512_setzero_si512();
+  const __m512i t1 = table ? _mm512_loadu_si512(table + 64) : t0;
+  const __m512i t2 = table ? _mm512_loadu_si512(table + 128) : t0;
+  const __m512i t3 = table ? _mm512_loadu_si512(table + 192) : t0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* xr = x + r * x_stride;
+    uint8_t* yr = y + r * y_stride;
+    for (int64_t i = 0; i < len; i += 64) {
+      const __mmask64 m = len - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (len - i)) - 1;
+      __m512i v = _mm512_maskz_loadu_epi8(m, xr + i);
+      if (table != nullptr) {
+        v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), _mm512_permutex2var_epi8(t0, v, t1),
+                                   _mm512_permutex2var_epi8(t2, v, t3));
+      }
+      _mm512_mask_storeu_epi8(yr + i, m, v);
+    }
+  }
+}
+
 void LookupChannelsU8(const uint8_t* tables, int64_t c, const uint8_t* x, int64_t n, uint8_t* y) {
   alignas(64) int32_t first[16];
   for (int i = 0; i < 16; ++i) first[i] = static_cast<int32_t>(i % c);

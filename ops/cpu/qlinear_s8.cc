@@ -11,6 +11,7 @@
 // Runtime's MLAS kernels compute them (numpy broadcasting for the binary ops,
 // with a plain loop when both shapes are equal).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -358,23 +359,27 @@ class QLinearGlobalAveragePool final : public ByteKernel<QLinearGlobalAveragePoo
     if (channels_last_) {  // [N, ..., C]: sums per channel over the pixels
       // int32 sums (the vector loop) while 255 * pixels fits, in blocks of
       // pixels added into int64 totals otherwise.
+      // Chunks of an image's pixels across the threads (one image: all of
+      // them on it), each summed into its own int32 row, added up in int64.
       constexpr int64_t kBlock = int64_t{1} << 23;
+      const int64_t n = x.shape[0], threads = ctx.pool->num_threads();
+      const int64_t chunk = std::min(kBlock, std::max<int64_t>(2048, (size + threads - 1) / std::max<int64_t>(threads, 1)));
+      const int64_t chunks = (size + chunk - 1) / chunk;
       const auto sum_fn = SumPixelsFor<T>(avx512_);
-      ctx.pool->ParallelFor(x.shape[0], [&](int64_t b0, int64_t b1) {
-        std::vector<int64_t> sums(channels);
-        std::vector<int32_t> part(channels);
-        for (int64_t b = b0; b < b1; ++b) {
-          std::fill(sums.begin(), sums.end(), 0);
-          for (int64_t p0 = 0; p0 < size; p0 += kBlock) {
-            std::fill(part.begin(), part.end(), 0);
-            sum_fn(px + (b * size + p0) * channels, std::min(kBlock, size - p0), channels, part.data());
-            for (int64_t c = 0; c < channels; ++c) sums[c] += part[c];
-          }
-          for (int64_t c = 0; c < channels; ++c) {
-            py[b * channels + c] = Saturate<T>(scale * (static_cast<float>(sums[c]) - static_cast<float>(size) * zx), zy);
-          }
+      std::vector<int32_t> parts(n * chunks * channels, 0);
+      ctx.pool->ParallelFor(n * chunks, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t b = t / chunks, p0 = t % chunks * chunk;
+          sum_fn(px + (b * size + p0) * channels, std::min(chunk, size - p0), channels, parts.data() + t * channels);
         }
       });
+      for (int64_t b = 0; b < n; ++b) {
+        for (int64_t c = 0; c < channels; ++c) {
+          int64_t sum = 0;
+          for (int64_t k = 0; k < chunks; ++k) sum += parts[(b * chunks + k) * channels + c];
+          py[b * channels + c] = Saturate<T>(scale * (static_cast<float>(sum) - static_cast<float>(size) * zx), zy);
+        }
+      }
       return absl::OkStatus();
     }
     ctx.pool->ParallelFor(planes, [&](int64_t p0, int64_t p1) {
@@ -532,7 +537,7 @@ class QLinearTable final : public Kernel {
 // when they are equal), concatenated along the axis.
 class QLinearConcat final : public ByteKernel<QLinearConcat, 2> {
  public:
-  QLinearConcat(int64_t axis, CpuFeatures cpu) : axis_(axis), lookup_(SelectLookupU8(cpu)) {}
+  QLinearConcat(int64_t axis, CpuFeatures cpu) : axis_(axis), lookup_rows_(SelectLookupRowsU8(cpu)) {}
 
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
@@ -543,34 +548,42 @@ class QLinearConcat final : public ByteKernel<QLinearConcat, 2> {
     for (int64_t d = axis + 1; d < y.rank(); ++d) after *= y.shape[d];
     const int64_t y_row = y.shape[axis] * after;
     const float sy = ScaleAt(ctx, 0, 0), zy = static_cast<float>(ZeroPointAt(ctx, 1, 0));
-    T* ys = y.as<T>();
-    int64_t offset = 0;
-    for (int i = 2; i + 2 < ctx.num_inputs(); i += 3) {
-      const TensorArg& x = ctx.input(i);
-      const int64_t row = x.shape[axis] * after;
+    uint8_t* ys = y.as<uint8_t>();
+    // Per input: its rows' offset in y's rows and a requantization table
+    // (none when its parameters are Y's: a copy).
+    const int inputs = (ctx.num_inputs() - 2) / 3;
+    std::vector<int64_t> offset(inputs + 1, 0);
+    std::vector<std::array<uint8_t, 256>> tables(inputs);
+    std::vector<bool> copy(inputs);
+    for (int j = 0; j < inputs; ++j) {
+      const int i = 2 + 3 * j;
+      offset[j + 1] = offset[j] + ctx.input(i).shape[axis] * after;
       const float sx = ScaleAt(ctx, i + 1, 0), zx = static_cast<float>(ZeroPointAt(ctx, i + 2, 0));
-      const T* xs = x.as<const T>();
-      if (sx == sy && zx == zy) {
-        for (int64_t o = 0; o < outer; ++o) std::memcpy(ys + o * y_row + offset, xs + o * row, row * sizeof(T));
-      } else {
-        T table[256];
-        for (int v = 0; v < 256; ++v) {
-          table[v] = Saturate<T>((static_cast<float>(static_cast<T>(v)) - zx) * sx / sy, zy);
-        }
-        for (int64_t o = 0; o < outer; ++o) {
-          lookup_(reinterpret_cast<const uint8_t*>(table), reinterpret_cast<const uint8_t*>(xs + o * row), row,
-                  reinterpret_cast<uint8_t*>(ys + o * y_row + offset));
-        }
+      copy[j] = sx == sy && zx == zy;
+      for (int v = 0; !copy[j] && v < 256; ++v) {
+        const T q = Saturate<T>((static_cast<float>(static_cast<T>(v)) - zx) * sx / sy, zy);
+        std::memcpy(&tables[j][v], &q, 1);
       }
-      offset += row;
     }
+    // Blocks of outer rows across the threads; in each, every input's rows
+    // in one call (along NHWC channels they are a few dozen bytes each).
+    const int64_t block = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(y_row, 1));
+    ctx.pool->ParallelFor((outer + block - 1) / block, [&](int64_t b0, int64_t b1) {
+      const int64_t o0 = b0 * block, o1 = std::min(outer, b1 * block);
+      for (int j = 0; j < inputs; ++j) {
+        const int64_t row = offset[j + 1] - offset[j];
+        const uint8_t* xs = ctx.input(2 + 3 * j).template as<const uint8_t>();
+        lookup_rows_(copy[j] ? nullptr : tables[j].data(), xs + o0 * row, o1 - o0, row, row,
+                     ys + o0 * y_row + offset[j], y_row);
+      }
+    });
     return absl::OkStatus();
   }
 
 
  private:
   int64_t axis_;
-  LookupU8 lookup_;
+  LookupRowsU8 lookup_rows_;
 };
 
 }  // namespace

@@ -279,6 +279,22 @@ TEST(LookupU8, EveryKernelMatchesTheReference) {
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << "n " << n << " at " << i;
     for (int64_t i = n; i < n + 64; ++i) ASSERT_EQ(got[i], 0xA5) << "wrote past n " << n;
   }
+  // Rows of a few dozen bytes at strides (a QLinearConcat's inputs in NHWC),
+  // through the table or copied.
+  for (int64_t len : {1, 24, 63, 64, 65, 130}) {
+    const int64_t rows = 7, xs = len + 3, ys = len + 11;
+    std::vector<uint8_t> x(rows * xs), want(rows * ys, 0x5A), got(rows * ys, 0x5A);
+    for (uint8_t& v : x) v = static_cast<uint8_t>(rng());
+    for (const uint8_t* t : {static_cast<const uint8_t*>(table), static_cast<const uint8_t*>(nullptr)}) {
+      cpu::ref::LookupRowsU8(t, x.data(), rows, len, xs, want.data(), ys);
+      cpu::avx512vbmi::LookupRowsU8(t, x.data(), rows, len, xs, got.data(), ys);
+      ASSERT_EQ(got, want) << "len " << len << (t ? " table" : " copy");
+      for (int64_t r = 0; r < rows; ++r) {
+        ASSERT_EQ(want[r * ys], t ? t[x[r * xs]] : x[r * xs]);
+        ASSERT_EQ(want[r * ys + len], 0x5A) << "wrote past the row";
+      }
+    }
+  }
   // One table per channel, channels innermost (a per-channel table in NHWC).
   for (int64_t c : {1, 3, 16, 24, 37}) {
     std::vector<uint8_t> tables(c * 256 + 4, 0);

@@ -264,12 +264,15 @@ TEST(QLinearOps, SigmoidLeakyReluAndConcat) {
 
 TEST(QLinearOps, GlobalAveragePoolChannelsLast) {
   // NHWC [N, H, W, C]: channel counts below, at and past the 64-channel pass
-  // of the AVX-512 sums, with a masked tail.
+  // of the AVX-512 sums, with a masked tail; and images of 4,100 pixels,
+  // whose sums two threads split in chunks (one and two threads).
   for (DataType t : {DataType::kUInt8, DataType::kInt8}) {
     for (int64_t c : {1, 5, 64, 70, 130}) {
-      SCOPED_TRACE(::testing::Message() << DataTypeName(t) << " channels " << c);
+     for (int64_t w : {7, 820}) {
+      SCOPED_TRACE(::testing::Message() << DataTypeName(t) << " channels " << c << " width " << w);
       const int zx = t == DataType::kInt8 ? -7 : 131, zy = t == DataType::kInt8 ? 3 : 120;
-      const std::vector<int64_t> shape = {3, 5, 7, c};
+      const std::vector<int64_t> shape = {3, 5, w, c};
+      const int64_t pixels = 5 * w;
       OnnxBuilder b(13);
       b.Input("x", t, shape).Output("y", t);
       b.Initializer("xs", Scalar(0.02f)).Initializer("xz", ZeroPoint(t, zx));
@@ -278,15 +281,18 @@ TEST(QLinearOps, GlobalAveragePoolChannelsLast) {
       n.set_domain("com.microsoft");
       OnnxBuilder::SetInt(n, "channels_last", 1);
       const Tensor x = RandomBytes(t, shape, 4 + static_cast<uint32_t>(c));
-      const Tensor y = RunOne(b, {{"x", x}});
-      ASSERT_EQ(y.shape(), (std::vector<int64_t>{3, 1, 1, c}));
-      for (int64_t bi = 0; bi < 3; ++bi) {
-        for (int64_t ch = 0; ch < c; ++ch) {
-          double sum = 0;
-          for (int64_t p = 0; p < 35; ++p) sum += (ByteAt(x, (bi * 35 + p) * c + ch) - zx) * 0.02;
-          ASSERT_LE(std::abs(ByteAt(y, bi * c + ch) - Quantize(sum / 35, 0.004, zy, t)), 1) << bi << "," << ch;
+      for (int threads : {1, 2}) {
+        const Tensor y = RunOne(b, {{"x", x}}, threads);
+        ASSERT_EQ(y.shape(), (std::vector<int64_t>{3, 1, 1, c}));
+        for (int64_t bi = 0; bi < 3; ++bi) {
+          for (int64_t ch = 0; ch < c; ++ch) {
+            double sum = 0;
+            for (int64_t p = 0; p < pixels; ++p) sum += (ByteAt(x, (bi * pixels + p) * c + ch) - zx) * 0.02;
+            ASSERT_LE(std::abs(ByteAt(y, bi * c + ch) - Quantize(sum / pixels, 0.004, zy, t)), 1) << bi << "," << ch;
+          }
         }
       }
+     }
     }
   }
 }
