@@ -128,7 +128,9 @@ class QConvTranspose final : public Kernel {
     auto g = Resolve(ks.inputs[0]);
     if (!g.ok()) return 0;
     const int64_t cols = kw_ * cout_, threads = std::max(ks.num_threads, 1);
-    int64_t bytes = Aligned(g->n * g->h * g->w * cin_) + Aligned(g->n * g->oh * g->ow * cout_) + 2 * Aligned(4 * cols);
+    // x as NHWC u8 (unless read in place), y's NHWC buffer (NCHW form only), scales and biases per column.
+    int64_t bytes = Aligned(g->n * g->h * g->w * cin_) + (nhwc_ ? 0 : Aligned(g->n * g->oh * g->ow * cout_)) +
+                    2 * Aligned(4 * cols);
     if (g->tiles) {
       bytes += threads * Aligned(GemmScratchBytesS8(uk_, g->w, cols, cin_, 1));
     } else {
@@ -169,8 +171,7 @@ class QConvTranspose final : public Kernel {
         }
     }
     const int32_t zx = ZeroPointAt(ctx, 2, 0) + (flip ? 128 : 0);
-    uint8_t* yn = reinterpret_cast<uint8_t*>(take(g.n * ohw * cout_));
-    if (nhwc_) yn = static_cast<uint8_t*>(y.data);
+    uint8_t* yn = nhwc_ ? static_cast<uint8_t*>(y.data) : reinterpret_cast<uint8_t*>(take(g.n * ohw * cout_));
     // Per column (kx, co): scale, bias.
     float* scale = reinterpret_cast<float*>(take(4 * cols));
     int32_t* bias = reinterpret_cast<int32_t*>(take(4 * cols));
