@@ -19,6 +19,13 @@
 #include <limits>
 
 namespace kvant::cpu {
+
+namespace avx512vnni {
+// C (u8/s8, float requantization, out.col_offset filled, no weight zero
+// points) = A x B for n <= 8 columns, K a multiple of 4, rows in lanes.
+void NarrowGemmS8(int64_t m, int64_t k, const uint8_t* a, int64_t lda, const int8_t* b, int64_t nr, int64_t n,
+                  const GemmS8Output& out, void* c, int64_t ldc);
+}  // namespace avx512vnni
 namespace {
 
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
@@ -170,6 +177,23 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
       for (int64_t kk = 0; kk < k; ++kk) s += row[kk];
       row_sum[i] = static_cast<int32_t>(s);
     }
+  }
+  // At most 8 columns with u8/s8 outputs on an AVX-512 VNNI machine: rows in
+  // lanes (gemm_s8_narrow_avx512vnni.cc), blocks of rows across the threads.
+  const bool narrow_out = (args.out.kind == GemmS8Output::Kind::kU8 || args.out.kind == GemmS8Output::Kind::kS8) &&
+                          args.out.m0 == nullptr && args.out.scale != nullptr;
+  if (n <= 8 && m >= 16 && k % 4 == 0 && (uk.needs & kCpuAvx512vnni) != 0 && args.a_rows == nullptr && !any_zb &&
+      narrow_out) {
+    GemmS8Output out = args.out;
+    out.col_offset = col_offset;
+    out.row_sum = nullptr;
+    constexpr int64_t kRows = 256;
+    pool->ParallelFor((m + kRows - 1) / kRows, [&](int64_t b0, int64_t b1) {
+      const int64_t r0 = b0 * kRows, r1 = std::min(m, b1 * kRows);
+      avx512vnni::NarrowGemmS8(r1 - r0, k, args.a + r0 * args.lda, args.lda, b.panel(0), b.nr, n, out,
+                               static_cast<uint8_t*>(args.c) + r0 * args.ldc, args.ldc);
+    });
+    return;
   }
   uint8_t* a_bufs = reinterpret_cast<uint8_t*>(cursor);
   const int64_t a_buf_bytes = RoundUp(mr * kp, 64);

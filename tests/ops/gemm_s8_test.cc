@@ -234,6 +234,27 @@ TEST_P(GemmS8UkernelTest, Requantization) {
   }
 }
 
+// At most 8 columns with u8/s8 outputs: rows in lanes on AVX-512 VNNI
+// machines (the microkernel elsewhere, and for K not a multiple of 4 or
+// weight zero points): 1 to 8 columns, row counts around the 16-row blocks,
+// zero points 0/128/255, per-column scales, clamps, saturation, two threads.
+TEST_P(GemmS8UkernelTest, NarrowOutputs) {
+  uint64_t seed = 400;
+  for (int64_t n = 1; n <= 8; ++n) {
+    for (int64_t m : {15, 16, 17, 33, 300}) {
+      for (int32_t za : {0, 128, 255}) {
+        const Kind kind = (m + n) % 2 ? Kind::kU8 : Kind::kS8;
+        GemmS8Tester().M(m).N(n).K(24).Za(za).Output(kind).Bias(true).Seed(seed++).Test(uk());
+      }
+    }
+    GemmS8Tester().M(70).N(n).K(96).Output(Kind::kU8).Clamp(30, 200).Lda(5).Seed(seed++).Test(uk());
+    GemmS8Tester().M(70).N(n).K(64).Za(128).Output(Kind::kS8).ScaleMult(1e9f).Seed(seed++).Test(uk());
+    GemmS8Tester().M(37).N(n).K(27).Output(Kind::kU8).Seed(seed++).Test(uk());                   // K % 4 != 0
+    GemmS8Tester().M(37).N(n).K(32).Output(Kind::kU8).ColumnZeroPoints(true).Seed(seed++).Test(uk());
+    GemmS8Tester().M(600).N(n).K(48).Za(3).Output(Kind::kU8).PerChannel(false).Threads(2).Seed(seed++).Test(uk());
+  }
+}
+
 TEST_P(GemmS8UkernelTest, Threads) {
   uint64_t seed = 300;
   for (int64_t m : {1, 7, 300}) {
