@@ -140,7 +140,10 @@ class MatMulF32 final : public Kernel {
     const int64_t k = a.back();
     const int64_t m = a.size() >= 2 ? Product(absl::MakeConstSpan(a).subspan(0, a.size() - 1)) : 1;
     const int64_t n = b.size() >= 2 ? b.back() : 1;
-    return GemmScratchBytesF32(uk_, m, n, k, !has_packed_b_, s.num_threads, half_b_);
+    const size_t whole = GemmScratchBytesF32(uk_, m, n, k, !has_packed_b_, s.num_threads, half_b_);
+    if (b.size() <= 2 || a.size() < 2) return whole;
+    // Batched: one single-threaded GEMM's scratch per thread (BatchSlot).
+    return std::max(whole, s.num_threads * BatchSlot(a[a.size() - 2], n, k));
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -178,7 +181,7 @@ class MatMulF32 final : public Kernel {
     const std::vector<int64_t> sa = BroadcastStrides(ab, yb), sb = BroadcastStrides(bb, yb);
     const int64_t batches = Product(yb);
     g.m = m;
-    for (int64_t bi = 0; bi < batches; ++bi) {
+    auto run_batch = [&](int64_t bi, void* scratch, ParallelRunner* pool) {
       int64_t oa = 0, ob = 0, rem = bi;
       for (int64_t d = static_cast<int64_t>(yb.size()) - 1; d >= 0; --d) {
         const int64_t idx = rem % yb[d];
@@ -186,11 +189,29 @@ class MatMulF32 final : public Kernel {
         oa += idx * sa[d];
         ob += idx * sb[d];
       }
-      g.a = {nullptr, a.as<const float>() + oa * m * k, k, 1};
-      g.b = {nullptr, b.as<const float>() + ob * k * n, 1, n};
-      g.c = y.as<float>() + bi * m * n;
-      RunGemmF32(uk_, g, ctx.scratch, ctx.pool);
+      GemmArgsF32 gi = g;
+      gi.a = {nullptr, a.as<const float>() + oa * m * k, k, 1};
+      gi.b = {nullptr, b.as<const float>() + ob * k * n, 1, n};
+      gi.c = y.as<float>() + bi * m * n;
+      RunGemmF32(uk_, gi, scratch, pool);
+    };
+    // Many small products (attention's per-head Q K^T and P V): whole
+    // products across the threads, each single-threaded; dispatching each
+    // one to the pool cost more than it computed (a transformer ran slower
+    // on 2 threads than on 1). Few or large ones: each across the threads.
+    const int threads = ctx.pool->num_threads();
+    if (threads > 1 && batches >= 2 * threads && m * n * k <= (int64_t{1} << 20)) {
+      const int64_t slot = BatchSlot(m, n, k);
+      ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          for (int64_t bi = batches * t / threads; bi < batches * (t + 1) / threads; ++bi) {
+            run_batch(bi, static_cast<char*>(ctx.scratch) + t * slot, nullptr);
+          }
+        }
+      });
+      return absl::OkStatus();
     }
+    for (int64_t bi = 0; bi < batches; ++bi) run_batch(bi, ctx.scratch, ctx.pool);
     return absl::OkStatus();
   }
 
@@ -198,6 +219,11 @@ class MatMulF32 final : public Kernel {
   int64_t PackedBytes() const override { return has_packed_b_ ? packed_b_.bytes() : 0; }
 
  private:
+  // Scratch of one single-threaded m x n x k product of the batched path, 64-byte aligned.
+  size_t BatchSlot(int64_t m, int64_t n, int64_t k) const {
+    return (GemmScratchBytesF32(uk_, m, n, k, true, 1, false) + 63) / 64 * 64;
+  }
+
   const GemmUkernelInfoF32& uk_;
   ActivationF32 act_;
   std::string label_;

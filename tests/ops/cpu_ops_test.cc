@@ -395,15 +395,22 @@ TEST(CpuOps, GemmAndMatMul) {
       ExpectClose(RunModel(b, {{"a", a}}), want, 1e-5f, "Gemm");
     }
   }
-  // Batched MatMul with broadcasting, both operands computed at run time.
+  // Batched MatMul with broadcasting, both operands computed at run time;
+  // on 2 threads many small products (attention's per-head ones) go whole
+  // to the threads.
   const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
-      {{2, 3, 5, 7}, {7, 4}}, {{2, 1, 5, 7}, {3, 7, 4}}, {{7}, {2, 7, 3}}, {{4, 7}, {7}}};
+      {{2, 3, 5, 7}, {7, 4}}, {{2, 1, 5, 7}, {3, 7, 4}}, {{7}, {2, 7, 3}}, {{4, 7}, {7}},
+      {{3, 4, 9, 32}, {3, 4, 32, 11}}};
+  for (int threads : {1, 2})
   for (const auto& [sa, sb] : shapes) {
+    SCOPED_TRACE(::testing::Message() << threads << " thread(s), batch dims " << sa.size());
     OnnxBuilder b;
     b.Input("a", DataType::kFloat32, sa).Input("b", DataType::kFloat32, sb).Output("y");
     b.Node("MatMul", {"a", "b"}, {"y"});
     Tensor a = RandomF32(sa, seed++), bt = RandomF32(sb, seed++);
-    auto s = Session::LoadFromBytes(b.Serialize());
+    SessionOptions options;
+    options.num_threads = threads;
+    auto s = Session::LoadFromBytes(b.Serialize(), options);
     ASSERT_TRUE(s.ok()) << s.status();
     auto out = s->Run({{"a", a}, {"b", bt}});
     ASSERT_TRUE(out.ok()) << out.status();
