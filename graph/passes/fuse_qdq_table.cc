@@ -332,19 +332,26 @@ absl::Status FuseQdqTables(Graph& graph, CpuFeatures cpu) {
       continue;
     }
     chain.push_back(at);
-    // 2. (the MaxPool folds as an Identity: the table maps bytes)
+    // 2. (the MaxPool folds as an Identity: the table maps bytes; a node of
+    // the scratch graph only, so no name is reserved here, which would also
+    // move graph.values under xt)
     std::vector<const Node*> nodes;
     Node pass;
     for (int c : chain) {
       if (c == pool) {
-        pass = MakeUnaryNode(graph, "Identity", graph.nodes[c].inputs[0], graph.nodes[c].outputs[0], "pool_as_identity");
+        pass.op_type = "Identity";
+        pass.name = graph.nodes[c].name;
+        pass.inputs = graph.nodes[c].inputs;
+        pass.outputs = graph.nodes[c].outputs;
         nodes.push_back(&pass);
       } else {
         nodes.push_back(&graph.nodes[c]);
       }
     }
-    auto table = FoldByteTable(graph, nodes, dq.inputs[0], xt->dtype, q.outputs[0], cpu, channels,
-                               channels > 0 ? xt->shape.rank() : 1);
+    const DataType x_type = xt->dtype;
+    const int64_t x_rank = xt->shape.rank();
+    auto table = FoldByteTable(graph, nodes, dq.inputs[0], x_type, q.outputs[0], cpu, channels,
+                               channels > 0 ? x_rank : 1);
     if (!table.ok()) continue;  // left in float
     // 3. (with a MaxPool: the pool on the bytes, then the table)
     std::string x = dq.inputs[0];
