@@ -22,9 +22,11 @@
 namespace kvant::cpu::avx512 {
 namespace {
 
-template <typename T>
-void GateRow(const T* v, const float* g, T* c, int64_t n, float zv, float rm, float zc) {
-  const __m512 vzv = _mm512_set1_ps(zv), vrm = _mm512_set1_ps(rm);
+// c[i] for i < n, 64 per step: value(at, mask) gives the float results of
+// elements at .. at + 15 (mask: those below n), which are rounded, given the
+// zero point and saturated by the packs, and stored back in element order.
+template <typename T, typename Value>
+inline void PackRows64(T* c, int64_t n, float zc, Value value) {
   const __m512i zc16 = _mm512_set1_epi16(static_cast<int16_t>(zc));
   const __m512i order = pack_bytes::ElementOrder();
   for (int64_t i = 0; i < n; i += 64) {
@@ -32,43 +34,37 @@ void GateRow(const T* v, const float* g, T* c, int64_t n, float zv, float rm, fl
     const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
     __m512i r[4];
 #pragma GCC unroll 4
-    for (int z = 0; z < 4; ++z) {
-      const __mmask16 mz = static_cast<__mmask16>(m >> (16 * z));
-      const __m128i bytes = _mm_maskz_loadu_epi8(mz, v + i + 16 * z);
-      const __m512i wide = std::is_signed_v<T> ? _mm512_cvtepi8_epi32(bytes) : _mm512_cvtepu8_epi32(bytes);
-      const __m512 x = _mm512_sub_ps(_mm512_cvtepi32_ps(wide), vzv);
-      r[z] = pack_bytes::Rounded(_mm512_mul_ps(vrm, _mm512_mul_ps(x, _mm512_maskz_loadu_ps(mz, g + i + 16 * z))));
-    }
+    for (int z = 0; z < 4; ++z) r[z] = pack_bytes::Rounded(value(i + 16 * z, static_cast<__mmask16>(m >> (16 * z))));
     const __m512i bytes = pack_bytes::Bytes<std::is_signed_v<T>>(pack_bytes::Words(r[0], r[1], zc16),
                                                                  pack_bytes::Words(r[2], r[3], zc16));
     _mm512_mask_storeu_epi8(c + i, m, _mm512_permutexvar_epi32(order, bytes));
   }
 }
 
+// Bytes at p under mask m, widened to floats.
+template <typename T>
+inline __m512 Widen(const T* p, __mmask16 m) {
+  const __m128i bytes = _mm_maskz_loadu_epi8(m, p);
+  return _mm512_cvtepi32_ps(std::is_signed_v<T> ? _mm512_cvtepi8_epi32(bytes) : _mm512_cvtepu8_epi32(bytes));
+}
+
+template <typename T>
+void GateRow(const T* v, const float* g, T* c, int64_t n, float zv, float rm, float zc) {
+  const __m512 vzv = _mm512_set1_ps(zv), vrm = _mm512_set1_ps(rm);
+  PackRows64(c, n, zc, [&](int64_t at, __mmask16 m) {
+    const __m512 x = _mm512_sub_ps(Widen(v + at, m), vzv);
+    return _mm512_mul_ps(vrm, _mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, g + at)));
+  });
+}
+
 template <typename T, bool kAdd>
 void SameRows(const T* a, const T* b, T* c, int64_t n, float za, float zb, float zc, float ra, float rb) {
   const __m512 vza = _mm512_set1_ps(za), vzb = _mm512_set1_ps(zb), vra = _mm512_set1_ps(ra), vrb = _mm512_set1_ps(rb);
-  const __m512i zc16 = _mm512_set1_epi16(static_cast<int16_t>(zc));
-  const __m512i order = pack_bytes::ElementOrder();
-  auto widen = [](__m128i v) {
-    return _mm512_cvtepi32_ps(std::is_signed_v<T> ? _mm512_cvtepi8_epi32(v) : _mm512_cvtepu8_epi32(v));
-  };
-  for (int64_t i = 0; i < n; i += 64) {
-    const int64_t left = n - i;
-    const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
-    __m512i r[4];
-#pragma GCC unroll 4
-    for (int z = 0; z < 4; ++z) {
-      const __mmask16 mz = static_cast<__mmask16>(m >> (16 * z));
-      const __m512 x = _mm512_sub_ps(widen(_mm_maskz_loadu_epi8(mz, a + i + 16 * z)), vza);
-      const __m512 y = _mm512_sub_ps(widen(_mm_maskz_loadu_epi8(mz, b + i + 16 * z)), vzb);
-      const __m512 v = kAdd ? _mm512_fmadd_ps(vrb, y, _mm512_mul_ps(vra, x)) : _mm512_mul_ps(vra, _mm512_mul_ps(x, y));
-      r[z] = pack_bytes::Rounded(v);
-    }
-    const __m512i bytes = pack_bytes::Bytes<std::is_signed_v<T>>(pack_bytes::Words(r[0], r[1], zc16),
-                                                                 pack_bytes::Words(r[2], r[3], zc16));
-    _mm512_mask_storeu_epi8(c + i, m, _mm512_permutexvar_epi32(order, bytes));
-  }
+  PackRows64(c, n, zc, [&](int64_t at, __mmask16 m) {
+    const __m512 x = _mm512_sub_ps(Widen(a + at, m), vza);
+    const __m512 y = _mm512_sub_ps(Widen(b + at, m), vzb);
+    return kAdd ? _mm512_fmadd_ps(vrb, y, _mm512_mul_ps(vra, x)) : _mm512_mul_ps(vra, _mm512_mul_ps(x, y));
+  });
 }
 
 template <typename T>
