@@ -1,5 +1,6 @@
 // Helpers shared by the quantized CPU operators (quantize_s8.cc,
-// qmatmul_s8.cc): reading scales and zero points, and the sign conversions
+// qmatmul_s8.cc, qlinear_s8.cc, qlinear_lookup.cc): a kernel written once for
+// u8 and s8 (ByteKernel), reading scales and zero points, and the sign conversions
 // that let s8 activations and u8 weights meet the u8 x s8 GEMM (flip the top
 // bit: s8 a is the u8 a + 128 with zero point za + 128; u8 b is the s8 b - 128
 // with zero point zb - 128).
@@ -71,6 +72,18 @@ inline T Saturate(float v, float zero_point) {
   const float lo = q > kLo<T> ? q : kLo<T>;
   return static_cast<T>(lo < kHi<T> ? lo : kHi<T>);
 }
+
+// Runs Derived::Apply<int8_t> or Apply<uint8_t> by the element type of input
+// kTypeInput: the quantized operators below are written once for both.
+template <class Derived, int kTypeInput = 0>
+class ByteKernel : public Kernel {
+ public:
+  absl::Status Run(const KernelContext& ctx) const final {
+    const Derived& self = static_cast<const Derived&>(*this);
+    return ctx.input(kTypeInput).dtype == DataType::kInt8 ? self.template Apply<int8_t>(ctx)
+                                                          : self.template Apply<uint8_t>(ctx);
+  }
+};
 
 namespace avx512 {
 // c[i] = saturate(round_half_even(rm * ((v[i] - zv) * g[i])) + zc): a
