@@ -3,6 +3,9 @@
 // window-geometry helpers their kernels share.
 #include "ops/nn_ops.h"
 
+#include <cstring>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -188,6 +191,38 @@ absl::Status InferConvNhwc(InferContext& ctx) {
     }
     if (!same) return ctx.Error("residual input must have the output's shape %s, got %s", y.ToString(), r.ToString());
   }
+  return absl::OkStatus();
+}
+
+absl::Status InferConvChainNhwc(InferContext& ctx) {
+  // Inputs: x, then weights and bias of the expand, depthwise and project
+  // stages ("" where a stage is absent), then the project's residual.
+  const char* prefixes[3] = {"expand:", "depthwise:", "project:"};
+  ValueType current = ctx.input(0);
+  for (int stage = 0; stage < 3; ++stage) {
+    const int w = 1 + 2 * stage;
+    if (!ctx.has_input(w)) continue;
+    Node conv;
+    conv.name = ctx.node().name;
+    conv.op_type = "ConvNhwc";
+    conv.domain = "kvant";
+    conv.inputs = {"x", "w", "b"};
+    conv.outputs = {"y"};
+    for (const auto& [name, a] : ctx.attrs().all()) {
+      if (absl::StartsWith(name, prefixes[stage])) conv.attrs.Set(name.substr(strlen(prefixes[stage])), a);
+    }
+    std::vector<const ValueType*> inputs = {&current, &ctx.input(w), ctx.has_input(w + 1) ? &ctx.input(w + 1) : nullptr};
+    std::vector<const Tensor*> constants = {nullptr, ctx.constant(w), ctx.constant(w + 1)};
+    if (stage == 2 && ctx.has_input(7)) {
+      conv.inputs.push_back("r");
+      inputs.push_back(&ctx.input(7));
+      constants.push_back(nullptr);
+    }
+    InferContext sub(conv, ctx.opset(), inputs, constants);
+    if (auto s = InferConvNhwc(sub); !s.ok()) return s;
+    current = sub.output(0);
+  }
+  ctx.output(0) = current;
   return absl::OkStatus();
 }
 

@@ -93,6 +93,10 @@ absl::Status QuantizeMatMulsDynamic(Graph& graph);
 // shape) becomes the convolution with r as a fourth input, added in the
 // GEMM's epilogue before the activation.
 absl::Status FuseConvResiduals(Graph& graph);
+// fuse_conv_chain.cc: FP32 1x1 (expand) -> depthwise -> 1x1 (project)
+// kvant.ConvNhwc chains, or two of them, become one kvant.ConvChainNhwc run
+// a band of rows at a time.
+absl::Status FuseConvChains(Graph& graph);
 // layout_nhwc.cc: QLinearConv becomes kvant.QLinearConvNhwc and FP32 Conv
 // (constant weights, group 1 or depthwise) kvant.ConvNhwc, and the layout
 // transposes around them sink through layout-agnostic operators and cancel,

@@ -18,7 +18,8 @@
 //  4. drop dead nodes and unused initializers; run INT8 convolution chains
 //     in NHWC (transposes only at the chains' edges; a float image is
 //     quantized straight into NHWC), add residuals in the
-//     FP32 NHWC convolutions' epilogues (and activations after them);
+//     FP32 NHWC convolutions' epilogues (and activations after them), and
+//     run FP32 expand -> depthwise -> project chains a band of rows at a time;
 //  5. infer shapes again over the final graph.
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -69,6 +70,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
   if (auto s = FuseQuantizeNhwc(graph); !s.ok()) return s;
   if (auto s = FuseConvResiduals(graph); !s.ok()) return s;
   if (auto s = FuseActivations(graph); !s.ok()) return s;
+  if (auto s = FuseConvChains(graph); !s.ok()) return s;
   return InferShapes(graph);
 }
 

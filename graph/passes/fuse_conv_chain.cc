@@ -1,0 +1,120 @@
+// Inverted-bottleneck chains: an FP32 depthwise kvant.ConvNhwc with the 1x1
+// convolution that feeds it (expand) and/or the 1x1 convolution it feeds
+// (project) becomes one kvant.ConvChainNhwc. Its kernel
+// (ops/cpu/conv_chain_f32_nhwc.cc) runs the three a band of rows at a time,
+// so the wide intermediate tensors (MobileNet's and EfficientNet's expanded
+// activations, six times the block's channels) stay in L2 instead of being
+// written to memory and read back: on EfficientNet-Lite0 those tensors are
+// most of the early blocks' time.
+//
+// The fused node: inputs x, expand weights and bias, depthwise weights and
+// bias, project weights and bias, residual ("" where a stage or input is
+// absent); each stage's attributes under the prefix "expand:", "depthwise:"
+// or "project:". Left alone: BF16/FP16 convolutions, NCHW-input ones, an
+// expand that takes a residual, intermediates read elsewhere or returned
+// as graph outputs.
+#include "absl/strings/str_cat.h"
+#include "graph/passes/passes.h"
+
+namespace kvant {
+namespace {
+
+// An FP32 kvant.ConvNhwc with constant 4-D weights and no precision change.
+const Tensor* PlainWeights(const Graph& g, const Node& n) {
+  if (n.op_type != "ConvNhwc" || n.domain != "kvant" || n.inputs.size() < 2) return nullptr;
+  if (n.attrs.Has("kvant_precision") || n.attrs.GetInt("kvant_nchw_input", 0) != 0) return nullptr;
+  const ValueType* t = g.FindType(n.outputs[0]);
+  const Tensor* w = g.FindConstant(n.inputs[1]);
+  if (t == nullptr || t->dtype != DataType::kFloat32 || w == nullptr || w->rank() != 4) return nullptr;
+  return w;
+}
+
+bool AllEqual(const std::vector<int64_t>& v, int64_t value) {
+  for (int64_t x : v) {
+    if (x != value) return false;
+  }
+  return true;
+}
+
+bool IsPointwise(const Graph& g, const Node& n) {
+  const Tensor* w = PlainWeights(g, n);
+  return w != nullptr && w->shape()[2] == 1 && w->shape()[3] == 1 && n.attrs.GetInt("group", 1) == 1 &&
+         AllEqual(n.attrs.GetInts("strides"), 1) && AllEqual(n.attrs.GetInts("pads"), 0) &&
+         n.attrs.GetString("auto_pad", "NOTSET") == "NOTSET";
+}
+
+bool IsDepthwise(const Graph& g, const Node& n) {
+  const Tensor* w = PlainWeights(g, n);
+  return w != nullptr && w->shape()[1] == 1 && n.attrs.GetInt("group", 1) == w->shape()[0] &&
+         w->shape()[0] > 1 && n.inputs.size() <= 3;
+}
+
+// The node's input i, or "" when it has none.
+std::string InputOr(const Node& n, size_t i) { return i < n.inputs.size() ? n.inputs[i] : ""; }
+
+void CopyAttrs(const Node& from, const std::string& prefix, Node& to) {
+  for (const auto& [name, a] : from.attrs.all()) to.attrs.Set(absl::StrCat(prefix, name), a);
+}
+
+}  // namespace
+
+absl::Status FuseConvChains(Graph& graph) {
+  const auto producers = graph.Producers();
+  const auto uses = graph.UseCounts();
+  absl::flat_hash_map<std::string, int> reader;  // a value's last reader
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    for (const std::string& in : graph.nodes[i].inputs) reader[in] = static_cast<int>(i);
+  }
+  // A value only `node` reads, not a graph output.
+  auto private_value = [&](const std::string& v) {
+    auto u = uses.find(v);
+    return u != uses.end() && u->second == 1 && !graph.IsGraphOutput(v);
+  };
+  std::vector<bool> removed(graph.nodes.size(), false);
+  bool any = false;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& dw = graph.nodes[i];
+    if (removed[i] || !IsDepthwise(graph, dw)) continue;
+    int e = -1, p = -1;
+    if (auto it = producers.find(dw.inputs[0]); it != producers.end() && private_value(dw.inputs[0])) {
+      const Node& n = graph.nodes[it->second];
+      if (!removed[it->second] && IsPointwise(graph, n) && n.inputs.size() <= 3) e = it->second;
+    }
+    if (auto it = reader.find(dw.outputs[0]); it != reader.end() && private_value(dw.outputs[0])) {
+      const Node& n = graph.nodes[it->second];
+      if (IsPointwise(graph, n) && n.inputs[0] == dw.outputs[0] && InputOr(n, 3) != dw.outputs[0]) p = it->second;
+    }
+    if (e < 0 && p < 0) continue;
+    Node chain;
+    chain.name = dw.name;
+    chain.op_type = "ConvChainNhwc";
+    chain.domain = "kvant";
+    const Node* expand = e >= 0 ? &graph.nodes[e] : nullptr;
+    const Node* project = p >= 0 ? &graph.nodes[p] : nullptr;
+    chain.inputs = {expand ? expand->inputs[0] : dw.inputs[0],
+                    expand ? expand->inputs[1] : "",
+                    expand ? InputOr(*expand, 2) : "",
+                    dw.inputs[1],
+                    InputOr(dw, 2),
+                    project ? project->inputs[1] : "",
+                    project ? InputOr(*project, 2) : "",
+                    project ? InputOr(*project, 3) : ""};
+    chain.outputs = {project ? project->outputs[0] : dw.outputs[0]};
+    if (expand) CopyAttrs(*expand, "expand:", chain);
+    CopyAttrs(dw, "depthwise:", chain);
+    if (project) CopyAttrs(*project, "project:", chain);
+    // Intermediates disappear; the chain takes the place of its last node
+    // (every input is produced before it).
+    if (expand) graph.values.erase(expand->outputs[0]);
+    if (project) graph.values.erase(dw.outputs[0]);
+    const int last = p >= 0 ? p : static_cast<int>(i);
+    if (e >= 0) removed[e] = true;
+    if (last != static_cast<int>(i)) removed[i] = true;
+    graph.nodes[last] = std::move(chain);
+    any = true;
+  }
+  if (any) graph.RemoveNodes(removed);
+  return absl::OkStatus();
+}
+
+}  // namespace kvant

@@ -1,0 +1,327 @@
+// kvant.ConvChainNhwc in FP32 (graph/passes/fuse_conv_chain.cc): an
+// optional 1x1 expand convolution, a depthwise convolution and an optional
+// 1x1 project convolution (with a residual), NHWC, run a band of output rows
+// at a time so the intermediates never leave L2:
+//  - expand: the depthwise input rows a band needs, computed once each into
+//    a row buffer (a GEMM over whole rows of x). The rows the next band
+//    shares with this one (the kernel's overlap) stay; the buffer slides
+//    back to its start only when it is full, so rows are moved rarely.
+//  - depthwise: the band's output rows (the NHWC depthwise kernels, given
+//    the buffer as a short image: its first row and the band's first output
+//    row shift the top padding).
+//  - project: a GEMM over the band's pixels, residual and activation in its
+//    epilogue, straight into y.
+// Threads take whole images, or parts of an image's rows when there are
+// fewer images than threads (the expand rows at a part's edge are computed
+// by both parts); each stage then runs single-threaded on L2-sized blocks.
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "ops/cpu/depthwise_f32.h"
+#include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/im2col_f32.h"
+
+namespace kvant::cpu {
+namespace {
+
+constexpr int kX = 0, kExpandW = 1, kExpandB = 2, kDepthW = 3, kDepthB = 4, kProjectW = 5, kProjectB = 6,
+              kResidual = 7;
+
+int64_t Align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// Bytes of intermediate rows (expand rows and depthwise outputs) a band
+// keeps, about a third of L2 so x's rows and y's rows fit beside them.
+constexpr int64_t kBandBytes = 384 * 1024;
+
+// The attributes `prefix` marks, without it.
+AttributeMap StageAttrs(const AttributeMap& attrs, const std::string& prefix) {
+  AttributeMap out;
+  for (const auto& [name, a] : attrs.all()) {
+    if (absl::StartsWith(name, prefix)) out.Set(name.substr(prefix.size()), a);
+  }
+  return out;
+}
+
+// A 1x1 convolution as a GEMM: y[p][m] = act(sum_c x[p][c] * w[m][c] + b[m]).
+struct Pointwise {
+  const GemmUkernelInfoF32* uk = nullptr;
+  PackedPanelsF32 packed;
+  ActivationF32 act;
+  int64_t cin = 0, cout = 0;
+
+  void Run(int64_t rows, const float* x, const float* bias, const float* residual, float* y, void* scratch) const {
+    GemmArgsF32 g;
+    g.m = rows;
+    g.n = cout;
+    g.k = cin;
+    g.a = GemmOperandF32{nullptr, x, cin, 1};
+    g.b.packed = &packed;
+    g.c = y;
+    g.ldc = cout;
+    g.col_bias = bias;
+    g.residual = residual;
+    g.ld_residual = cout;
+    g.act = act;
+    InlineRunner inline_runner;
+    RunGemmF32(*uk, g, scratch, &inline_runner);
+  }
+  size_t ScratchBytes(int64_t rows) const { return GemmScratchBytesF32(*uk, rows, cout, cin, false, 1); }
+};
+
+class ConvChainNhwcF32 final : public Kernel {
+ public:
+  ConvChainNhwcF32(std::string label, const AttributeMap& attrs, CpuFeatures cpu)
+      : label_(std::move(label)), dw_attrs_(StageAttrs(attrs, "depthwise:")),
+        expand_attrs_(StageAttrs(attrs, "expand:")), project_attrs_(StageAttrs(attrs, "project:")),
+        avx512_((cpu & kIsaAvx512) == kIsaAvx512) {}
+
+  absl::Status Prepare(const KernelInit& init) {
+    auto weights = [&](int i) -> const Tensor* {
+      const Tensor* w = static_cast<size_t>(i) < init.constant_inputs.size() ? init.constant_inputs[i] : nullptr;
+      return w != nullptr && w->rank() == 4 && w->dtype() == DataType::kFloat32 ? w : nullptr;
+    };
+    for (size_t i = 0; i < init.input_types.size(); ++i) {
+      if (init.input_types[i] != DataType::kUndefined && init.input_types[i] != DataType::kFloat32) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "failed to prepare node %s: ConvChainNhwc input %d must be float32, got %s", label_, i,
+            DataTypeName(init.input_types[i])));
+      }
+    }
+    const Tensor* wd = weights(kDepthW);
+    if (wd == nullptr || wd->shape()[1] != 1) {
+      return absl::InternalError(absl::StrFormat(
+          "failed to prepare node %s: ConvChainNhwc needs constant 4-D depthwise weights [C,1,KH,KW]", label_));
+    }
+    channels_ = wd->shape()[0];
+    kh_ = wd->shape()[2];
+    kw_ = wd->shape()[3];
+    const int64_t taps = kh_ * kw_;
+    w_tc_.resize(taps * channels_);
+    const float* ws = wd->data<float>();
+    for (int64_t ch = 0; ch < channels_; ++ch) {
+      for (int64_t t = 0; t < taps; ++t) w_tc_[t * channels_ + ch] = ws[ch * taps + t];
+    }
+    dw_act_ = ReadFusedActivation(dw_attrs_);
+    has_expand_ = init.input_types.size() > kExpandW && init.input_types[kExpandW] != DataType::kUndefined;
+    has_project_ = init.input_types.size() > kProjectW && init.input_types[kProjectW] != DataType::kUndefined;
+    residual_ = init.input_types.size() > kResidual && init.input_types[kResidual] != DataType::kUndefined;
+    if (has_expand_) {
+      if (auto s = PreparePointwise(weights(kExpandW), expand_attrs_, init.cpu, "expand", expand_); !s.ok()) return s;
+      if (expand_.cout != channels_) {
+        return absl::InternalError(absl::StrFormat("failed to prepare node %s: expand gives %d channels, depthwise "
+                                                   "takes %d", label_, expand_.cout, channels_));
+      }
+    }
+    if (has_project_) {
+      if (auto s = PreparePointwise(weights(kProjectW), project_attrs_, init.cpu, "project", project_); !s.ok()) {
+        return s;
+      }
+      if (project_.cin != channels_) {
+        return absl::InternalError(absl::StrFormat("failed to prepare node %s: project takes %d channels, depthwise "
+                                                   "gives %d", label_, project_.cin, channels_));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  size_t ScratchBytes(const KernelShapes& s) const override {
+    auto plan = MakePlan(s.inputs[kX], s.num_threads);
+    if (!plan.ok()) return 0;
+    return plan->slots * plan->slot_bytes + 64;
+  }
+
+  absl::Status Run(const KernelContext& ctx) const override {
+    const TensorArg& x = ctx.input(kX);
+    auto planned = MakePlan(x.shape, ctx.pool->num_threads());
+    if (!planned.ok()) return planned.status();
+    const Plan& plan = *planned;
+    const ConvGeometry& c = plan.dw;
+    const int64_t out_c = has_project_ ? project_.cout : channels_;
+    if (ctx.output(0).shape != std::vector<int64_t>{c.n, c.out[1], c.out[2], out_c} ||
+        (ctx.has_input(kResidual) && ctx.input(kResidual).shape != ctx.output(0).shape)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "failed to run node %s: output %s and residual must be [%d,%d,%d,%d]", label_,
+          absl::StrJoin(ctx.output(0).shape, "x"), c.n, c.out[1], c.out[2], out_c));
+    }
+    const int64_t bias_sizes[3] = {channels_, channels_, out_c};
+    for (int stage = 0; stage < 3; ++stage) {
+      const int b = kExpandB + 2 * stage;
+      if (ctx.has_input(b) && ctx.input(b).num_elements() != bias_sizes[stage]) {
+        return absl::InvalidArgumentError(absl::StrFormat("failed to run node %s: input %d (a bias) must have %d "
+                                                          "values, got %d", label_, b, bias_sizes[stage],
+                                                          ctx.input(b).num_elements()));
+      }
+    }
+    Buffers io;
+    io.x = x.as<const float>();
+    io.residual = ctx.has_input(kResidual) ? ctx.input(kResidual).as<const float>() : nullptr;
+    io.y = ctx.output(0).as<float>();
+    io.expand_bias = ctx.has_input(kExpandB) ? ctx.input(kExpandB).as<const float>() : nullptr;
+    io.dw_bias = ctx.has_input(kDepthB) ? ctx.input(kDepthB).as<const float>() : nullptr;
+    io.project_bias = ctx.has_input(kProjectB) ? ctx.input(kProjectB).as<const float>() : nullptr;
+    char* scratch = static_cast<char*>(ctx.scratch);
+    const int64_t tasks = c.n * plan.parts;
+    ctx.pool->ParallelFor(plan.slots, [&](int64_t s0, int64_t s1) {
+      for (int64_t slot = s0; slot < s1; ++slot) {
+        for (int64_t t = slot; t < tasks; t += plan.slots) RunPart(plan, io, t, scratch + slot * plan.slot_bytes);
+      }
+    });
+    return absl::OkStatus();
+  }
+
+  std::string Describe() const override {
+    // Each stage's kernel and fused activation, e.g. "expand gemm_f32_avx512_14x32+Clip".
+    auto act = [](const AttributeMap& a) {
+      const std::string kind = a.GetString("fused_activation", "");
+      return kind.empty() ? kind : "+" + kind;
+    };
+    std::string s = has_expand_ ? absl::StrCat("expand ", expand_.uk->name, act(expand_attrs_), " + ") : "";
+    s += absl::StrCat(avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32", act(dw_attrs_));
+    if (has_project_) {
+      s += absl::StrCat(" + project ", project_.uk->name, residual_ ? "+residual" : "", act(project_attrs_));
+    }
+    return s;
+  }
+
+  int64_t PackedBytes() const override {
+    return static_cast<int64_t>(w_tc_.size()) * 4 + (has_expand_ ? expand_.packed.bytes() : 0) +
+           (has_project_ ? project_.packed.bytes() : 0);
+  }
+
+ private:
+  struct Plan {
+    ConvGeometry dw;  // the depthwise stage (NCHW geometry)
+    int64_t band = 1;        // depthwise output rows per band
+    int64_t buffer_rows = 0;  // expand rows the buffer holds
+    int64_t parts = 1;        // row ranges per image
+    int64_t slots = 1;        // concurrent workers, each with its own scratch
+    int64_t slot_bytes = 0;
+  };
+  struct Buffers {
+    const float* x;
+    const float* residual;
+    float* y;
+    const float *expand_bias, *dw_bias, *project_bias;
+  };
+
+  absl::Status PreparePointwise(const Tensor* w, const AttributeMap& attrs, CpuFeatures cpu, const char* stage,
+                                Pointwise& pw) const {
+    if (w == nullptr || w->shape()[2] != 1 || w->shape()[3] != 1) {
+      return absl::InternalError(
+          absl::StrFormat("failed to prepare node %s: the %s stage needs constant 1x1 weights", label_, stage));
+    }
+    pw.cout = w->shape()[0];
+    pw.cin = w->shape()[1];
+    pw.uk = &SelectGemmUkernelF32(cpu, pw.cout);
+    pw.packed = PackConstantF32(pw.cout, pw.cin, pw.uk->nr, w->data<float>(), pw.cin, 1, 1.f);
+    pw.act = ReadFusedActivation(attrs);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Plan> MakePlan(absl::Span<const int64_t> x, int threads) const {
+    if (x.size() != 4 || x[3] != (has_expand_ ? expand_.cin : channels_)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "failed to run node %s: input must be NHWC with %d channels, got %s", label_,
+          has_expand_ ? expand_.cin : channels_, absl::StrJoin(x, "x")));
+    }
+    const int64_t nchw[4] = {x[0], channels_, x[1], x[2]};
+    const int64_t w_shape[4] = {channels_, 1, kh_, kw_};
+    auto geom = MakeConvGeometry(dw_attrs_, nchw, w_shape, label_);
+    if (!geom.ok()) return geom.status();
+    Plan p;
+    p.dw = *geom;
+    const ConvGeometry& c = p.dw;
+    const int64_t in_row = c.in[2] * channels_ * 4, out_row = c.out[2] * channels_ * 4;
+    const int64_t per_band_row = (has_expand_ ? c.s[1] * in_row : 0) + (has_project_ ? out_row : 0);
+    p.band = std::clamp<int64_t>(kBandBytes / std::max<int64_t>(1, per_band_row), 1, std::max<int64_t>(1, c.out[1]));
+    // Rows one band reads, plus a band's worth so the buffer slides back
+    // every other band at most.
+    const int64_t span = (p.band - 1) * c.s[1] + (c.k[1] - 1) * c.d[1] + 1;
+    p.buffer_rows = has_expand_ ? std::min(c.in[1], span + p.band * c.s[1]) : 0;
+    // Parts per image: the fewest that give every thread the same number.
+    p.parts = 1;
+    while ((c.n * p.parts) % threads != 0 && p.parts < threads && p.parts < c.out[1]) ++p.parts;
+    p.slots = std::min<int64_t>(threads, c.n * p.parts);
+    const int64_t gemm = std::max<int64_t>(has_expand_ ? expand_.ScratchBytes(p.buffer_rows * c.in[2]) : 0,
+                                           has_project_ ? project_.ScratchBytes(p.band * c.out[2]) : 0);
+    p.slot_bytes = Align64(p.buffer_rows * in_row) + (has_project_ ? Align64(p.band * out_row) : 0) + Align64(gemm);
+    return p;
+  }
+
+  // Task t: image t / parts, its part t % parts of the output rows.
+  void RunPart(const Plan& plan, const Buffers& io, int64_t t, char* scratch) const {
+    const ConvGeometry& c = plan.dw;
+    const int64_t img = t / plan.parts, part = t % plan.parts;
+    const int64_t per_part = (c.out[1] + plan.parts - 1) / plan.parts;
+    const int64_t o_begin = std::min(c.out[1], part * per_part), o_end = std::min(c.out[1], o_begin + per_part);
+    const int64_t in_w = c.in[2], out_w = c.out[2], ch = channels_;
+    const int64_t x_c = has_expand_ ? expand_.cin : ch, y_c = has_project_ ? project_.cout : ch;
+    const float* x = io.x + img * c.in[1] * in_w * x_c;
+    float* y = io.y + img * c.out[1] * out_w * y_c;
+    const float* residual = io.residual ? io.residual + img * c.out[1] * out_w * y_c : nullptr;
+    float* rows = reinterpret_cast<float*>(scratch);  // expand rows [lo, hi)
+    float* band_out = reinterpret_cast<float*>(scratch + Align64(plan.buffer_rows * in_w * ch * 4));
+    void* gemm_scratch = reinterpret_cast<char*>(band_out) + (has_project_ ? Align64(plan.band * out_w * ch * 4) : 0);
+    int64_t lo = 0, hi = 0;
+    for (int64_t o0 = o_begin; o0 < o_end; o0 += plan.band) {
+      const int64_t o1 = std::min(o_end, o0 + plan.band);
+      // Input rows [i0, i1) the band reads (inside the image).
+      const int64_t i0 = std::clamp<int64_t>(o0 * c.s[1] - c.p[1], 0, c.in[1]);
+      const int64_t i1 = std::clamp<int64_t>((o1 - 1) * c.s[1] - c.p[1] + (c.k[1] - 1) * c.d[1] + 1, i0, c.in[1]);
+      const float* src = x;
+      int64_t src_lo = 0, src_rows = c.in[1];
+      if (has_expand_) {
+        if (i0 < lo || i0 > hi) lo = hi = i0;  // nothing to keep
+        if (i1 - lo > plan.buffer_rows) {     // slide the kept rows back
+          std::memmove(rows, rows + (i0 - lo) * in_w * ch, (hi - i0) * in_w * ch * 4);
+          lo = i0;
+        }
+        if (i1 > hi) {
+          expand_.Run((i1 - hi) * in_w, x + hi * in_w * x_c, io.expand_bias, nullptr, rows + (hi - lo) * in_w * ch,
+                       gemm_scratch);
+          hi = i1;
+        }
+        src = rows;
+        src_lo = lo;
+        src_rows = hi - lo;
+      }
+      // The band as its own image: output rows [0, o1 - o0) over input rows
+      // [src_lo, src_lo + src_rows); padding moves by the offsets.
+      const DepthwisePlane plane{src_rows, in_w,   o1 - o0, out_w,  c.k[1], c.k[2],
+                                 c.s[1],   c.s[2], c.d[1],  c.d[2], c.p[1] + src_lo - o0 * c.s[1], c.p[2]};
+      const DepthwiseNhwc d{plane, ch};
+      float* dst = has_project_ ? band_out : y + o0 * out_w * ch;
+      if (avx512_) {
+        avx512::DepthwiseNhwcRowsF32(d, src, w_tc_.data(), io.dw_bias, dw_act_, 0, o1 - o0, dst);
+      } else {
+        DepthwiseNhwcRowsF32(d, src, w_tc_.data(), io.dw_bias, dw_act_, 0, o1 - o0, dst);
+      }
+      if (has_project_) {
+        project_.Run((o1 - o0) * out_w, band_out, io.project_bias, residual ? residual + o0 * out_w * y_c : nullptr,
+                     y + o0 * out_w * y_c, gemm_scratch);
+      }
+    }
+  }
+
+  std::string label_;
+  AttributeMap dw_attrs_, expand_attrs_, project_attrs_;
+  bool avx512_;
+  bool has_expand_ = false, has_project_ = false, residual_ = false;
+  int64_t channels_ = 0, kh_ = 0, kw_ = 0;
+  std::vector<float> w_tc_;  // depthwise weights as [tap][channel]
+  ActivationF32 dw_act_;
+  Pointwise expand_, project_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Kernel>> CreateConvChainNhwcF32(const KernelInit& init) {
+  auto k = std::make_unique<ConvChainNhwcF32>(init.node_label, *init.attrs, init.cpu);
+  if (auto s = k->Prepare(init); !s.ok()) return s;
+  return k;
+}
+
+}  // namespace kvant::cpu
