@@ -194,36 +194,61 @@ absl::Status InferConvNhwc(InferContext& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status InferConvChainNhwc(InferContext& ctx) {
-  // Inputs: x, then weights and bias of the expand, depthwise and project
-  // stages ("" where a stage is absent), then the project's residual.
+namespace {
+
+// A chain of NHWC convolutions (graph/passes/fuse_conv_chain.cc): input 0
+// is x, then each of the expand, depthwise and project stages has
+// `operands` inputs (its convolution's after x; "" for an absent stage,
+// whose weights input `weights` is then empty; a present stage has its
+// first `required`), then for FP32 the project's residual. Each stage's
+// rule sees its attributes without their prefix and the previous stage's
+// output as x.
+absl::Status InferChain(InferContext& ctx, const char* stage_op, int operands, int weights, int required,
+                        absl::Status (*stage_rule)(InferContext&)) {
+  const char* names[3] = {"expand", "depthwise", "project"};
   const char* prefixes[3] = {"expand:", "depthwise:", "project:"};
   ValueType current = ctx.input(0);
   for (int stage = 0; stage < 3; ++stage) {
-    const int w = 1 + 2 * stage;
-    if (!ctx.has_input(w)) continue;
+    const int first = 1 + stage * operands;
+    if (!ctx.has_input(first + weights - 1)) continue;
+    for (int j = 0; j < required; ++j) {
+      if (!ctx.has_input(first + j)) {
+        return ctx.Error("the %s stage must have input %d (its %s's input %d), got none", names[stage],
+                         first + j, stage_op, j + 1);
+      }
+    }
     Node conv;
-    conv.name = ctx.node().name;
-    conv.op_type = "ConvNhwc";
+    conv.name = absl::StrCat(ctx.node().name, " (", names[stage], ")");
+    conv.op_type = stage_op;
     conv.domain = "kvant";
-    conv.inputs = {"x", "w", "b"};
+    conv.inputs = {"x"};
+    std::vector<const ValueType*> inputs = {&current};
+    std::vector<const Tensor*> constants = {nullptr};
+    const bool residual = stage == 2 && operands == 2 && ctx.has_input(1 + 3 * operands);
+    for (int j = 0; j < operands + (residual ? 1 : 0); ++j) {
+      const int i = j < operands ? first + j : 1 + 3 * operands;
+      conv.inputs.push_back(ctx.has_input(i) ? ctx.node().inputs[i] : "");
+      inputs.push_back(ctx.has_input(i) ? &ctx.input(i) : nullptr);
+      constants.push_back(ctx.constant(i));
+    }
     conv.outputs = {"y"};
     for (const auto& [name, a] : ctx.attrs().all()) {
       if (absl::StartsWith(name, prefixes[stage])) conv.attrs.Set(name.substr(strlen(prefixes[stage])), a);
     }
-    std::vector<const ValueType*> inputs = {&current, &ctx.input(w), ctx.has_input(w + 1) ? &ctx.input(w + 1) : nullptr};
-    std::vector<const Tensor*> constants = {nullptr, ctx.constant(w), ctx.constant(w + 1)};
-    if (stage == 2 && ctx.has_input(7)) {
-      conv.inputs.push_back("r");
-      inputs.push_back(&ctx.input(7));
-      constants.push_back(nullptr);
-    }
     InferContext sub(conv, ctx.opset(), inputs, constants);
-    if (auto s = InferConvNhwc(sub); !s.ok()) return s;
+    if (auto s = stage_rule(sub); !s.ok()) return s;
     current = sub.output(0);
   }
   ctx.output(0) = current;
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status InferConvChainNhwc(InferContext& ctx) { return InferChain(ctx, "ConvNhwc", 2, 1, 1, InferConvNhwc); }
+
+absl::Status InferQLinearConvChainNhwc(InferContext& ctx) {
+  return InferChain(ctx, "QLinearConvNhwc", 8, 3, 7, InferQLinearConvNhwc);
 }
 
 absl::Status InferPool(InferContext& ctx) {

@@ -118,9 +118,11 @@ absl::Status InferDropout(InferContext& ctx);
 absl::Status InferConv(InferContext& ctx);
 // kvant.ConvNhwc: Conv's rule with X (unless kvant_nchw_input) and Y in NHWC.
 absl::Status InferConvNhwc(InferContext& ctx);
-// kvant.ConvChainNhwc: ConvNhwc's rule through its expand, depthwise and
-// project stages (graph/passes/fuse_conv_chain.cc).
+// kvant.ConvChainNhwc and kvant.QLinearConvChainNhwc: ConvNhwc's and
+// QLinearConvNhwc's rules through their expand, depthwise and project stages
+// (graph/passes/fuse_conv_chain.cc).
 absl::Status InferConvChainNhwc(InferContext& ctx);
+absl::Status InferQLinearConvChainNhwc(InferContext& ctx);
 // `nchw_rule` applied to a 4-D NHWC input 0 viewed as NCHW (`input_nchw`:
 // input 0 is NCHW already), its output 0 permuted back to NHWC.
 absl::Status InferNhwcAsNchw(InferContext& ctx, absl::Status (*nchw_rule)(InferContext&), bool input_nchw = false);

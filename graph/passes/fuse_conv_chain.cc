@@ -1,32 +1,57 @@
-// Inverted-bottleneck chains: an FP32 depthwise kvant.ConvNhwc with the 1x1
+// Inverted-bottleneck chains: a depthwise NHWC convolution with the 1x1
 // convolution that feeds it (expand) and/or the 1x1 convolution it feeds
-// (project) becomes one kvant.ConvChainNhwc. Its kernel
-// (ops/cpu/conv_chain_f32_nhwc.cc) runs the three a band of rows at a time,
-// so the wide intermediate tensors (MobileNet's and EfficientNet's expanded
-// activations, six times the block's channels) stay in L2 instead of being
-// written to memory and read back: on EfficientNet-Lite0 those tensors are
-// most of the early blocks' time.
-//
-// The fused node: inputs x, expand weights and bias, depthwise weights and
-// bias, project weights and bias, residual ("" where a stage or input is
-// absent); each stage's attributes under the prefix "expand:", "depthwise:"
-// or "project:". Left alone: BF16/FP16 convolutions, NCHW-input ones, an
-// expand that takes a residual, intermediates read elsewhere or returned
-// as graph outputs.
+// (project) becomes one node whose kernel runs the three a band of rows at
+// a time, so the wide intermediate tensors (MobileNet's and EfficientNet's
+// expanded activations, six times the block's channels) stay in L2 instead
+// of being written to memory and read back: on EfficientNet-Lite0 those
+// tensors are most of the early blocks' time.
+//  - FP32: kvant.ConvNhwc chains become kvant.ConvChainNhwc
+//    (ops/cpu/conv_chain_f32_nhwc.cc): inputs x, expand weights and bias,
+//    depthwise weights and bias, project weights and bias, residual.
+//  - INT8: kvant.QLinearConvNhwc chains become kvant.QLinearConvChainNhwc
+//    (ops/cpu/qconv_chain_s8.cc): input x, then for each stage its eight
+//    QLinearConv operands after x (x scale and zero point, w, w scale and
+//    zero point, y scale and zero point, bias), the operands and their
+//    scales constant.
+// A stage that is absent has "" inputs; each stage's attributes are kept
+// under the prefix "expand:", "depthwise:" or "project:". Left alone:
+// BF16/FP16 convolutions, NCHW-input ones, an expand that takes a residual,
+// intermediates read elsewhere or returned as graph outputs.
 #include "absl/strings/str_cat.h"
 #include "graph/passes/passes.h"
 
 namespace kvant {
 namespace {
 
-// An FP32 kvant.ConvNhwc with constant 4-D weights and no precision change.
-const Tensor* PlainWeights(const Graph& g, const Node& n) {
-  if (n.op_type != "ConvNhwc" || n.domain != "kvant" || n.inputs.size() < 2) return nullptr;
-  if (n.attrs.Has("kvant_precision") || n.attrs.GetInt("kvant_nchw_input", 0) != 0) return nullptr;
+// The two forms a chain is made of.
+struct Form {
+  const char* op;        // the convolutions'
+  const char* chain_op;  // the fused node's
+  int weights;           // index of the weights among a convolution's inputs
+  int max_inputs;        // a depthwise or expand convolution's, at most (no residual)
+};
+constexpr Form kF32{"ConvNhwc", "ConvChainNhwc", 1, 3};
+constexpr Form kQ{"QLinearConvNhwc", "QLinearConvChainNhwc", 3, 9};
+
+// A convolution of `form` with constant 4-D weights: FP32 without a
+// precision change or an NCHW input; INT8 with every operand but x constant.
+const Tensor* PlainWeights(const Graph& g, const Node& n, const Form& form) {
+  if (n.op_type != form.op || n.domain != "kvant" || n.inputs.size() <= static_cast<size_t>(form.weights)) {
+    return nullptr;
+  }
   const ValueType* t = g.FindType(n.outputs[0]);
-  const Tensor* w = g.FindConstant(n.inputs[1]);
-  if (t == nullptr || t->dtype != DataType::kFloat32 || w == nullptr || w->rank() != 4) return nullptr;
-  return w;
+  const Tensor* w = g.FindConstant(n.inputs[form.weights]);
+  if (t == nullptr || w == nullptr || w->rank() != 4) return nullptr;
+  if (&form == &kF32) {
+    if (n.attrs.Has("kvant_precision") || n.attrs.GetInt("kvant_nchw_input", 0) != 0) return nullptr;
+    return t->dtype == DataType::kFloat32 ? w : nullptr;
+  }
+  if (t->dtype != DataType::kUInt8 && t->dtype != DataType::kInt8) return nullptr;
+  for (size_t i = 1; i < n.inputs.size(); ++i) {
+    if (!n.inputs[i].empty() && !g.IsConstant(n.inputs[i])) return nullptr;
+  }
+  // The intermediate's type comes from its zero point, which must be there.
+  return n.inputs.size() >= 8 && !n.inputs[7].empty() ? w : nullptr;
 }
 
 bool AllEqual(const std::vector<int64_t>& v, int64_t value) {
@@ -36,17 +61,17 @@ bool AllEqual(const std::vector<int64_t>& v, int64_t value) {
   return true;
 }
 
-bool IsPointwise(const Graph& g, const Node& n) {
-  const Tensor* w = PlainWeights(g, n);
+bool IsPointwise(const Graph& g, const Node& n, const Form& form) {
+  const Tensor* w = PlainWeights(g, n, form);
   return w != nullptr && w->shape()[2] == 1 && w->shape()[3] == 1 && n.attrs.GetInt("group", 1) == 1 &&
          AllEqual(n.attrs.GetInts("strides"), 1) && AllEqual(n.attrs.GetInts("pads"), 0) &&
          n.attrs.GetString("auto_pad", "NOTSET") == "NOTSET";
 }
 
-bool IsDepthwise(const Graph& g, const Node& n) {
-  const Tensor* w = PlainWeights(g, n);
+bool IsDepthwise(const Graph& g, const Node& n, const Form& form) {
+  const Tensor* w = PlainWeights(g, n, form);
   return w != nullptr && w->shape()[1] == 1 && n.attrs.GetInt("group", 1) == w->shape()[0] &&
-         w->shape()[0] > 1 && n.inputs.size() <= 3;
+         w->shape()[0] > 1 && n.inputs.size() <= static_cast<size_t>(form.max_inputs);
 }
 
 // The node's input i, or "" when it has none.
@@ -74,31 +99,39 @@ absl::Status FuseConvChains(Graph& graph) {
   bool any = false;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& dw = graph.nodes[i];
-    if (removed[i] || !IsDepthwise(graph, dw)) continue;
+    if (removed[i]) continue;
+    const Form& form = IsDepthwise(graph, dw, kF32) ? kF32 : kQ;
+    if (!IsDepthwise(graph, dw, form)) continue;
     int e = -1, p = -1;
     if (auto it = producers.find(dw.inputs[0]); it != producers.end() && private_value(dw.inputs[0])) {
       const Node& n = graph.nodes[it->second];
-      if (!removed[it->second] && IsPointwise(graph, n) && n.inputs.size() <= 3) e = it->second;
+      if (!removed[it->second] && IsPointwise(graph, n, form) && n.inputs.size() <= static_cast<size_t>(form.max_inputs)) {
+        e = it->second;
+      }
     }
     if (auto it = reader.find(dw.outputs[0]); it != reader.end() && private_value(dw.outputs[0])) {
       const Node& n = graph.nodes[it->second];
-      if (IsPointwise(graph, n) && n.inputs[0] == dw.outputs[0] && InputOr(n, 3) != dw.outputs[0]) p = it->second;
+      // (An FP32 project's residual, input 3, is another value.)
+      if (IsPointwise(graph, n, form) && n.inputs[0] == dw.outputs[0] &&
+          (&form == &kQ || InputOr(n, 3) != dw.outputs[0])) {
+        p = it->second;
+      }
     }
     if (e < 0 && p < 0) continue;
     Node chain;
     chain.name = dw.name;
-    chain.op_type = "ConvChainNhwc";
+    chain.op_type = form.chain_op;
     chain.domain = "kvant";
     const Node* expand = e >= 0 ? &graph.nodes[e] : nullptr;
     const Node* project = p >= 0 ? &graph.nodes[p] : nullptr;
-    chain.inputs = {expand ? expand->inputs[0] : dw.inputs[0],
-                    expand ? expand->inputs[1] : "",
-                    expand ? InputOr(*expand, 2) : "",
-                    dw.inputs[1],
-                    InputOr(dw, 2),
-                    project ? project->inputs[1] : "",
-                    project ? InputOr(*project, 2) : "",
-                    project ? InputOr(*project, 3) : ""};
+    chain.inputs = {expand ? expand->inputs[0] : dw.inputs[0]};
+    // Each stage's operands after x ("" for an absent stage), then the
+    // FP32 project's residual.
+    const int operands = &form == &kF32 ? 2 : 8;
+    for (const Node* stage : {expand, &dw, project}) {
+      for (int j = 1; j <= operands; ++j) chain.inputs.push_back(stage ? InputOr(*stage, j) : "");
+    }
+    if (&form == &kF32) chain.inputs.push_back(project ? InputOr(*project, 3) : "");
     chain.outputs = {project ? project->outputs[0] : dw.outputs[0]};
     if (expand) CopyAttrs(*expand, "expand:", chain);
     CopyAttrs(dw, "depthwise:", chain);

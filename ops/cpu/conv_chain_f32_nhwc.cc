@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "ops/cpu/conv_chain.h"
 #include "ops/cpu/depthwise_f32.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/im2col_f32.h"
@@ -130,7 +131,7 @@ class ConvChainNhwcF32 final : public Kernel {
   size_t ScratchBytes(const KernelShapes& s) const override {
     auto plan = MakePlan(s.inputs[kX], s.num_threads);
     if (!plan.ok()) return 0;
-    return plan->slots * plan->slot_bytes + 64;
+    return plan->chain.slots * plan->slot_bytes + 64;
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -163,12 +164,8 @@ class ConvChainNhwcF32 final : public Kernel {
     io.dw_bias = ctx.has_input(kDepthB) ? ctx.input(kDepthB).as<const float>() : nullptr;
     io.project_bias = ctx.has_input(kProjectB) ? ctx.input(kProjectB).as<const float>() : nullptr;
     char* scratch = static_cast<char*>(ctx.scratch);
-    const int64_t tasks = c.n * plan.parts;
-    ctx.pool->ParallelFor(plan.slots, [&](int64_t s0, int64_t s1) {
-      for (int64_t slot = s0; slot < s1; ++slot) {
-        for (int64_t t = slot; t < tasks; t += plan.slots) RunPart(plan, io, t, scratch + slot * plan.slot_bytes);
-      }
-    });
+    ForEachChainTask(ctx.pool, plan.chain, plan.chain.tasks(c.n),
+                     [&](int64_t t, int64_t slot) { RunPart(plan, io, t, scratch + slot * plan.slot_bytes); });
     return absl::OkStatus();
   }
 
@@ -194,10 +191,8 @@ class ConvChainNhwcF32 final : public Kernel {
  private:
   struct Plan {
     ConvGeometry dw;  // the depthwise stage (NCHW geometry)
-    int64_t band = 1;        // depthwise output rows per band
-    int64_t buffer_rows = 0;  // expand rows the buffer holds
-    int64_t parts = 1;        // row ranges per image
-    int64_t slots = 1;        // concurrent workers, each with its own scratch
+    ChainRows rows;
+    ChainPlan chain;
     int64_t slot_bytes = 0;
   };
   struct Buffers {
@@ -234,59 +229,48 @@ class ConvChainNhwcF32 final : public Kernel {
     Plan p;
     p.dw = *geom;
     const ConvGeometry& c = p.dw;
+    p.rows = ChainRows{c.in[1], c.out[1], c.k[1], c.s[1], c.d[1], c.p[1]};
     const int64_t in_row = c.in[2] * channels_ * 4, out_row = c.out[2] * channels_ * 4;
-    const int64_t per_band_row = (has_expand_ ? c.s[1] * in_row : 0) + (has_project_ ? out_row : 0);
-    p.band = std::clamp<int64_t>(kBandBytes / std::max<int64_t>(1, per_band_row), 1, std::max<int64_t>(1, c.out[1]));
-    // Rows one band reads, plus a band's worth so the buffer slides back
-    // every other band at most.
-    const int64_t span = (p.band - 1) * c.s[1] + (c.k[1] - 1) * c.d[1] + 1;
-    p.buffer_rows = has_expand_ ? std::min(c.in[1], span + p.band * c.s[1]) : 0;
-    // Parts per image: the fewest that give every thread the same number.
-    p.parts = 1;
-    while ((c.n * p.parts) % threads != 0 && p.parts < threads && p.parts < c.out[1]) ++p.parts;
-    p.slots = std::min<int64_t>(threads, c.n * p.parts);
-    const int64_t gemm = std::max<int64_t>(has_expand_ ? expand_.ScratchBytes(p.buffer_rows * c.in[2]) : 0,
-                                           has_project_ ? project_.ScratchBytes(p.band * c.out[2]) : 0);
-    p.slot_bytes = Align64(p.buffer_rows * in_row) + (has_project_ ? Align64(p.band * out_row) : 0) + Align64(gemm);
+    p.chain = PlanChain(p.rows, c.n, threads, kBandBytes, has_expand_ ? in_row : 0, has_project_ ? out_row : 0);
+    const ChainPlan& cp = p.chain;
+    const int64_t gemm = std::max<int64_t>(has_expand_ ? expand_.ScratchBytes(cp.buffer_rows * c.in[2]) : 0,
+                                           has_project_ ? project_.ScratchBytes(cp.band * c.out[2]) : 0);
+    p.slot_bytes = Align64(cp.buffer_rows * in_row) + (has_project_ ? Align64(cp.band * out_row) : 0) + Align64(gemm);
     return p;
   }
 
   // Task t: image t / parts, its part t % parts of the output rows.
   void RunPart(const Plan& plan, const Buffers& io, int64_t t, char* scratch) const {
     const ConvGeometry& c = plan.dw;
-    const int64_t img = t / plan.parts, part = t % plan.parts;
-    const int64_t per_part = (c.out[1] + plan.parts - 1) / plan.parts;
-    const int64_t o_begin = std::min(c.out[1], part * per_part), o_end = std::min(c.out[1], o_begin + per_part);
+    const ChainPlan& cp = plan.chain;
+    const int64_t img = cp.first_image(t);
+    int64_t o_begin, o_end;
+    ChainPartRows(cp, plan.rows, t % cp.parts, &o_begin, &o_end);
     const int64_t in_w = c.in[2], out_w = c.out[2], ch = channels_;
     const int64_t x_c = has_expand_ ? expand_.cin : ch, y_c = has_project_ ? project_.cout : ch;
     const float* x = io.x + img * c.in[1] * in_w * x_c;
     float* y = io.y + img * c.out[1] * out_w * y_c;
     const float* residual = io.residual ? io.residual + img * c.out[1] * out_w * y_c : nullptr;
-    float* rows = reinterpret_cast<float*>(scratch);  // expand rows [lo, hi)
-    float* band_out = reinterpret_cast<float*>(scratch + Align64(plan.buffer_rows * in_w * ch * 4));
-    void* gemm_scratch = reinterpret_cast<char*>(band_out) + (has_project_ ? Align64(plan.band * out_w * ch * 4) : 0);
-    int64_t lo = 0, hi = 0;
-    for (int64_t o0 = o_begin; o0 < o_end; o0 += plan.band) {
-      const int64_t o1 = std::min(o_end, o0 + plan.band);
-      // Input rows [i0, i1) the band reads (inside the image).
-      const int64_t i0 = std::clamp<int64_t>(o0 * c.s[1] - c.p[1], 0, c.in[1]);
-      const int64_t i1 = std::clamp<int64_t>((o1 - 1) * c.s[1] - c.p[1] + (c.k[1] - 1) * c.d[1] + 1, i0, c.in[1]);
+    if (cp.images > 1) {
+      RunImages(plan, io, std::min(cp.images, c.n - img), x, residual, y, scratch);
+      return;
+    }
+    ChainRowBuffer rows{scratch, in_w * ch * 4, cp.buffer_rows};  // expand rows
+    float* band_out = reinterpret_cast<float*>(scratch + Align64(cp.buffer_rows * in_w * ch * 4));
+    void* gemm_scratch = reinterpret_cast<char*>(band_out) + (has_project_ ? Align64(cp.band * out_w * ch * 4) : 0);
+    for (int64_t o0 = o_begin; o0 < o_end; o0 += cp.band) {
+      const int64_t o1 = std::min(o_end, o0 + cp.band);
       const float* src = x;
       int64_t src_lo = 0, src_rows = c.in[1];
       if (has_expand_) {
-        if (i0 < lo || i0 > hi) lo = hi = i0;  // nothing to keep
-        if (i1 - lo > plan.buffer_rows) {     // slide the kept rows back
-          std::memmove(rows, rows + (i0 - lo) * in_w * ch, (hi - i0) * in_w * ch * 4);
-          lo = i0;
+        const int64_t i0 = plan.rows.first_input(o0), i1 = plan.rows.end_input(o0, o1);
+        if (const int64_t first = rows.Reserve(i0, i1); first < i1) {
+          expand_.Run((i1 - first) * in_w, x + first * in_w * x_c, io.expand_bias, nullptr,
+                      reinterpret_cast<float*>(rows.row(first)), gemm_scratch);
         }
-        if (i1 > hi) {
-          expand_.Run((i1 - hi) * in_w, x + hi * in_w * x_c, io.expand_bias, nullptr, rows + (hi - lo) * in_w * ch,
-                       gemm_scratch);
-          hi = i1;
-        }
-        src = rows;
-        src_lo = lo;
-        src_rows = hi - lo;
+        src = reinterpret_cast<const float*>(rows.data);
+        src_lo = rows.lo;
+        src_rows = rows.hi - rows.lo;
       }
       // The band as its own image: output rows [0, o1 - o0) over input rows
       // [src_lo, src_lo + src_rows); padding moves by the offsets.
@@ -304,6 +288,34 @@ class ConvChainNhwcF32 final : public Kernel {
                      y + o0 * out_w * y_c, gemm_scratch);
       }
     }
+  }
+
+  // `n` whole images from x, each stage one call over all of them (the
+  // depthwise kernel one per image).
+  void RunImages(const Plan& plan, const Buffers& io, int64_t n, const float* x, const float* residual, float* y,
+                 char* scratch) const {
+    const ConvGeometry& c = plan.dw;
+    const ChainPlan& cp = plan.chain;
+    const int64_t in_px = c.in[1] * c.in[2], out_px = c.out[1] * c.out[2], ch = channels_;
+    float* mid = reinterpret_cast<float*>(scratch);
+    float* band_out = reinterpret_cast<float*>(scratch + Align64(cp.buffer_rows * c.in[2] * ch * 4));
+    void* gemm_scratch = reinterpret_cast<char*>(band_out) + (has_project_ ? Align64(cp.band * c.out[2] * ch * 4) : 0);
+    if (has_expand_) expand_.Run(n * in_px, x, io.expand_bias, nullptr, mid, gemm_scratch);
+    const float* src = has_expand_ ? mid : x;
+    float* dst = has_project_ ? band_out : y;
+    const DepthwiseNhwc d{{c.in[1], c.in[2], c.out[1], c.out[2], c.k[1], c.k[2], c.s[1], c.s[2], c.d[1], c.d[2],
+                           c.p[1], c.p[2]},
+                          ch};
+    for (int64_t i = 0; i < n; ++i) {
+      if (avx512_) {
+        avx512::DepthwiseNhwcRowsF32(d, src + i * in_px * ch, w_tc_.data(), io.dw_bias, dw_act_, 0, c.out[1],
+                                     dst + i * out_px * ch);
+      } else {
+        DepthwiseNhwcRowsF32(d, src + i * in_px * ch, w_tc_.data(), io.dw_bias, dw_act_, 0, c.out[1],
+                             dst + i * out_px * ch);
+      }
+    }
+    if (has_project_) project_.Run(n * out_px, band_out, io.project_bias, residual, y, gemm_scratch);
   }
 
   std::string label_;

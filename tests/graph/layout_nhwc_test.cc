@@ -67,7 +67,10 @@ TEST(LayoutNhwc, QOperatorChainRunsNhwcWithTransposesOnlyAtTheEdges) {
   const std::string bytes = QOperatorChain(-1);
   auto g = OptimizedGraph(bytes);
   ASSERT_TRUE(g.ok()) << g.status();
-  EXPECT_EQ(CountOps(*g, "QLinearConvNhwc"), 3) << g->DebugString();
+  // The three run NHWC, as one expand -> depthwise -> project chain
+  // (graph/passes/fuse_conv_chain.cc).
+  EXPECT_EQ(CountOps(*g, "QLinearConvChainNhwc"), 1) << g->DebugString();
+  EXPECT_EQ(CountOps(*g, "QLinearConvNhwc"), 0) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "QLinearConv"), 0) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "Pad"), 0) << g->DebugString();
   EXPECT_EQ(CountOps(*g, "Transpose"), 2) << g->DebugString();  // input to NHWC, pooled output to NCHW
