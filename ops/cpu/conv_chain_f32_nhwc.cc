@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "ops/cpu/conv_chain.h"
 #include "ops/cpu/depthwise_f32.h"
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/im2col_f32.h"
 
@@ -46,14 +47,32 @@ AttributeMap StageAttrs(const AttributeMap& attrs, const std::string& prefix) {
   return out;
 }
 
-// A 1x1 convolution as a GEMM: y[p][m] = act(sum_c x[p][c] * w[m][c] + b[m]).
+// A 1x1 convolution as a GEMM: y[p][m] = act(sum_c x[p][c] * w[m][c] + b[m]),
+// in FP32 or, when its node asks for BF16 (kvant_precision, graph/passes/
+// assign_precision.cc; never with a residual), on the BF16 GEMM.
 struct Pointwise {
   const GemmUkernelInfoF32* uk = nullptr;
   PackedPanelsF32 packed;
+  const GemmUkernelInfoBf16* bf16 = nullptr;  // set: the product runs in BF16
+  PackedBBf16 packed_bf16;
   ActivationF32 act;
   int64_t cin = 0, cout = 0;
 
   void Run(int64_t rows, const float* x, const float* bias, const float* residual, float* y, void* scratch) const {
+    InlineRunner inline_runner;
+    if (bf16 != nullptr) {
+      GemmArgsBf16 g;
+      g.m = rows;
+      g.a = x;
+      g.lda = cin;
+      g.b = &packed_bf16;
+      g.c = y;
+      g.ldc = cout;
+      g.col_bias = bias;
+      g.act = act;
+      RunGemmBf16(*bf16, g, scratch, &inline_runner);
+      return;
+    }
     GemmArgsF32 g;
     g.m = rows;
     g.n = cout;
@@ -66,10 +85,13 @@ struct Pointwise {
     g.residual = residual;
     g.ld_residual = cout;
     g.act = act;
-    InlineRunner inline_runner;
     RunGemmF32(*uk, g, scratch, &inline_runner);
   }
-  size_t ScratchBytes(int64_t rows) const { return GemmScratchBytesF32(*uk, rows, cout, cin, false, 1); }
+  size_t ScratchBytes(int64_t rows) const {
+    return bf16 != nullptr ? GemmScratchBytesBf16(*bf16, rows, cin, 1) : GemmScratchBytesF32(*uk, rows, cout, cin, false, 1);
+  }
+  int64_t PackedBytes() const { return bf16 != nullptr ? packed_bf16.bytes() : packed.bytes(); }
+  const char* name() const { return bf16 != nullptr ? bf16->name : uk->name; }
 };
 
 class ConvChainNhwcF32 final : public Kernel {
@@ -117,7 +139,9 @@ class ConvChainNhwcF32 final : public Kernel {
       }
     }
     if (has_project_) {
-      if (auto s = PreparePointwise(weights(kProjectW), project_attrs_, init.cpu, "project", project_); !s.ok()) {
+      // (The BF16 GEMM adds no residual: a project with one stays FP32.)
+      if (auto s = PreparePointwise(weights(kProjectW), project_attrs_, init.cpu, "project", project_, !residual_);
+          !s.ok()) {
         return s;
       }
       if (project_.cin != channels_) {
@@ -175,17 +199,17 @@ class ConvChainNhwcF32 final : public Kernel {
       const std::string kind = a.GetString("fused_activation", "");
       return kind.empty() ? kind : "+" + kind;
     };
-    std::string s = has_expand_ ? absl::StrCat("expand ", expand_.uk->name, act(expand_attrs_), " + ") : "";
+    std::string s = has_expand_ ? absl::StrCat("expand ", expand_.name(), act(expand_attrs_), " + ") : "";
     s += absl::StrCat(avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32", act(dw_attrs_));
     if (has_project_) {
-      s += absl::StrCat(" + project ", project_.uk->name, residual_ ? "+residual" : "", act(project_attrs_));
+      s += absl::StrCat(" + project ", project_.name(), residual_ ? "+residual" : "", act(project_attrs_));
     }
     return s;
   }
 
   int64_t PackedBytes() const override {
-    return static_cast<int64_t>(w_tc_.size()) * 4 + (has_expand_ ? expand_.packed.bytes() : 0) +
-           (has_project_ ? project_.packed.bytes() : 0);
+    return static_cast<int64_t>(w_tc_.size()) * 4 + (has_expand_ ? expand_.PackedBytes() : 0) +
+           (has_project_ ? project_.PackedBytes() : 0);
   }
 
  private:
@@ -203,7 +227,7 @@ class ConvChainNhwcF32 final : public Kernel {
   };
 
   absl::Status PreparePointwise(const Tensor* w, const AttributeMap& attrs, CpuFeatures cpu, const char* stage,
-                                Pointwise& pw) const {
+                                Pointwise& pw, bool allow_bf16 = true) const {
     if (w == nullptr || w->shape()[2] != 1 || w->shape()[3] != 1) {
       return absl::InternalError(
           absl::StrFormat("failed to prepare node %s: the %s stage needs constant 1x1 weights", label_, stage));
@@ -211,8 +235,13 @@ class ConvChainNhwcF32 final : public Kernel {
     pw.cout = w->shape()[0];
     pw.cin = w->shape()[1];
     pw.uk = &SelectGemmUkernelF32(cpu, pw.cout);
-    pw.packed = PackConstantF32(pw.cout, pw.cin, pw.uk->nr, w->data<float>(), pw.cin, 1, 1.f);
     pw.act = ReadFusedActivation(attrs);
+    if (allow_bf16 && attrs.GetString("kvant_precision", "") == "bf16") pw.bf16 = SelectGemmUkernelBf16(cpu);
+    if (pw.bf16 != nullptr) {
+      pw.packed_bf16 = PackBBf16(*pw.bf16, pw.cin, pw.cout, w->data<float>(), 1, pw.cin);  // B(k, n) = W[n][k]
+    } else {
+      pw.packed = PackConstantF32(pw.cout, pw.cin, pw.uk->nr, w->data<float>(), pw.cin, 1, 1.f);
+    }
     return absl::OkStatus();
   }
 

@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
+#include "ops/cpu/gemm_bf16.h"
+#include "runtime/cpu_caps.h"
 #include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
 
@@ -192,6 +194,41 @@ TEST(ConvChainF32, HandWrittenNodeIsChecked) {
     }
     EXPECT_FALSE(status.ok()) << c.what;
     EXPECT_NE(status.message().find(c.expect), std::string::npos) << c.what << ": " << status;
+  }
+}
+
+// With precision bf16 the chain's 1x1 stages deep enough for BF16 (K >= 128,
+// graph/passes/assign_precision.cc) run on the BF16 GEMM inside the chain;
+// results stay within BF16's rounding of the FP32 graph.
+TEST(ConvChainF32, Bf16StagesRunInTheChain) {
+  if (cpu::SelectGemmUkernelBf16(ActiveCpuFeatures()) == nullptr) GTEST_SKIP() << "no BF16 arithmetic here";
+  const Block blocks[] = {
+      {1, 128, 20, 18, 256, 64, 3, 1, 1, {1, 1, 1, 1}, true, true, false},
+      {2, 128, 9, 9, 192, 128, 5, 2, 1, {2, 2, 2, 2}, true, true, false},
+  };
+  uint64_t seed = 9900;
+  for (const Block& c : blocks) {
+    const std::string what = Describe(c);
+    const std::string model = BlockModel(c, seed += 10);
+    SessionOptions options;
+    options.precision = Precision::kBf16;
+    auto session = Session::LoadFromBytes(model, options);
+    ASSERT_TRUE(session.ok()) << session.status();
+    auto plan = session->Plan({{"x", {c.n, c.cin, c.h, c.w}}});
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    int bf16_chains = 0;
+    for (const auto& step : plan->steps) {
+      bf16_chains += step.op == "ConvChainNhwc" && step.impl.find("expand gemm_bf16") != std::string::npos &&
+                     step.impl.find("project gemm_bf16") != std::string::npos;
+    }
+    EXPECT_EQ(bf16_chains, 1) << what << "\n" << plan->text;
+    const Tensor x = RandomF32({c.n, c.cin, c.h, c.w}, seed);
+    auto runs = RunPlainAndOptimized(model, {{"x", x}}, options);
+    ASSERT_TRUE(runs.ok()) << what << ": " << runs.status();
+    double magnitude = 0;
+    const double err = MaxAbsDiff(runs->first, runs->second, &magnitude);
+    EXPECT_LE(err, 2e-2 * std::max(1.0, magnitude)) << what;
+    EXPECT_GT(err, 0) << what << ": no BF16 rounding at all";
   }
 }
 
