@@ -307,7 +307,8 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
       return "q/dq";
     }
     const std::string kernel = step.kernel->Describe();
-    if (kernel.starts_with("gemm_bf16")) {  // SessionOptions::precision = bf16
+    // SessionOptions::precision = bf16 (a convolution chain with a BF16 stage counts as BF16)
+    if (kernel.find("gemm_bf16") != std::string::npos) {
       ++r.float_steps;
       return "bf16";
     }

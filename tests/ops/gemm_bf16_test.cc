@@ -130,8 +130,9 @@ TEST(GemmBf16, SessionPrecisionRunsMatrixProductsInBf16) {
 }
 
 // Convolutions with group 1 and K >= 128 run as kvant.ConvNhwc on the BF16
-// GEMM (3x3 through A rows, 1x1 reading the input in place); the depthwise
-// one in between and the shallow last 1x1 (K = 40) stay FP32.
+// GEMM (3x3 through A rows, 1x1 reading the input in place; the 1x1 after
+// the depthwise one inside their kvant.ConvChainNhwc); the depthwise one and
+// the shallow last 1x1 (K = 40) stay FP32.
 TEST(GemmBf16, SessionPrecisionRunsConvolutionsInBf16) {
   using testing::OnnxBuilder;
   using testing::RandomF32;
@@ -159,13 +160,16 @@ TEST(GemmBf16, SessionPrecisionRunsConvolutionsInBf16) {
   }
   EXPECT_GT(err, 0) << "the BF16 path was not taken";
   EXPECT_LT(err, 2e-2 * mag) << "BF16 error " << err << " of magnitude " << mag;
-  int bf16_steps = 0, f32_convs = 0;
+  int bf16_steps = 0, f32_convs = 0, chains = 0;
   for (const PlanStepReport& step : plan->steps) {
-    bf16_steps += step.op == "ConvNhwc" && step.precision == "bf16";
-    f32_convs += step.op == "ConvNhwc" && step.precision == "f32";
+    const bool conv = step.op == "ConvNhwc" || step.op == "ConvChainNhwc";
+    bf16_steps += conv && step.precision == "bf16";
+    f32_convs += conv && step.precision == "f32";
+    chains += step.op == "ConvChainNhwc" && step.impl.find("project gemm_bf16") != std::string::npos;
   }
-  EXPECT_EQ(bf16_steps, 2) << plan->text;
-  EXPECT_EQ(f32_convs, 2) << plan->text;  // the depthwise and the K = 40 one
+  EXPECT_EQ(bf16_steps, 2) << plan->text;  // the 3x3 and the depthwise -> 1x1 chain
+  EXPECT_EQ(chains, 1) << plan->text;
+  EXPECT_EQ(f32_convs, 1) << plan->text;  // the K = 40 one
 }
 
 }  // namespace
