@@ -15,7 +15,8 @@
 //    scales constant.
 // A stage that is absent has "" inputs; each stage's attributes are kept
 // under the prefix "expand:", "depthwise:" or "project:" (a BF16 1x1 stage
-// runs on the BF16 GEMM). Left alone: FP16-weight convolutions, NCHW-input ones, an expand that takes a residual,
+// runs on the BF16 GEMM, one with FP16 weights widens them). Left alone:
+// NCHW-input convolutions, an expand that takes a residual,
 // intermediates read elsewhere or returned as graph outputs.
 #include "absl/strings/str_cat.h"
 #include "graph/passes/passes.h"
@@ -43,9 +44,13 @@ const Tensor* PlainWeights(const Graph& g, const Node& n, const Form& form) {
   const Tensor* w = g.FindConstant(n.inputs[form.weights]);
   if (t == nullptr || w == nullptr || w->rank() != 4) return nullptr;
   if (&form == &kF32) {
-    // BF16 products run in the chain too (its 1x1 stages take kvant_precision = "bf16").
+    // BF16 products and FP16 weights run in the chain too (its 1x1 stages
+    // read kvant_precision as kvant.ConvNhwc does).
     const std::string precision = n.attrs.GetString("kvant_precision", "");
-    if ((!precision.empty() && precision != "bf16") || n.attrs.GetInt("kvant_nchw_input", 0) != 0) return nullptr;
+    if ((!precision.empty() && precision != "bf16" && precision != "fp16") ||
+        n.attrs.GetInt("kvant_nchw_input", 0) != 0) {
+      return nullptr;
+    }
     return t->dtype == DataType::kFloat32 ? w : nullptr;
   }
   if (t->dtype != DataType::kUInt8 && t->dtype != DataType::kInt8) return nullptr;

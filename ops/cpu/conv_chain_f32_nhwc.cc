@@ -48,13 +48,15 @@ AttributeMap StageAttrs(const AttributeMap& attrs, const std::string& prefix) {
 }
 
 // A 1x1 convolution as a GEMM: y[p][m] = act(sum_c x[p][c] * w[m][c] + b[m]),
-// in FP32 or, when its node asks for BF16 (kvant_precision, graph/passes/
-// assign_precision.cc; never with a residual), on the BF16 GEMM.
+// in FP32 or, as its node asks (kvant_precision, graph/passes/
+// assign_precision.cc), on the BF16 GEMM (never with a residual) or with
+// its weights stored in FP16 and widened per panel.
 struct Pointwise {
   const GemmUkernelInfoF32* uk = nullptr;
   PackedPanelsF32 packed;
   const GemmUkernelInfoBf16* bf16 = nullptr;  // set: the product runs in BF16
   PackedBBf16 packed_bf16;
+  bool half = false;  // `packed` holds FP16 weights
   ActivationF32 act;
   int64_t cin = 0, cout = 0;
 
@@ -88,7 +90,8 @@ struct Pointwise {
     RunGemmF32(*uk, g, scratch, &inline_runner);
   }
   size_t ScratchBytes(int64_t rows) const {
-    return bf16 != nullptr ? GemmScratchBytesBf16(*bf16, rows, cin, 1) : GemmScratchBytesF32(*uk, rows, cout, cin, false, 1);
+    return bf16 != nullptr ? GemmScratchBytesBf16(*bf16, rows, cin, 1)
+                           : GemmScratchBytesF32(*uk, rows, cout, cin, false, 1, half);
   }
   int64_t PackedBytes() const { return bf16 != nullptr ? packed_bf16.bytes() : packed.bytes(); }
   const char* name() const { return bf16 != nullptr ? bf16->name : uk->name; }
@@ -204,6 +207,8 @@ class ConvChainNhwcF32 final : public Kernel {
     if (has_project_) {
       s += absl::StrCat(" + project ", project_.name(), residual_ ? "+residual" : "", act(project_attrs_));
     }
+    // (The plan report counts a step whose kernel ends so as FP16.)
+    if ((has_expand_ && expand_.half) || (has_project_ && project_.half)) s += kHalfWeightsTag;
     return s;
   }
 
@@ -241,6 +246,7 @@ class ConvChainNhwcF32 final : public Kernel {
       pw.packed_bf16 = PackBBf16(*pw.bf16, pw.cin, pw.cout, w->data<float>(), 1, pw.cin);  // B(k, n) = W[n][k]
     } else {
       pw.packed = PackConstantF32(pw.cout, pw.cin, pw.uk->nr, w->data<float>(), pw.cin, 1, 1.f);
+      pw.half = NarrowToHalfIfAsked(attrs, pw.packed);
     }
     return absl::OkStatus();
   }

@@ -232,5 +232,29 @@ TEST(ConvChainF32, Bf16StagesRunInTheChain) {
   }
 }
 
+// With precision fp16 the chain's 1x1 stages keep their weights in FP16
+// (widened per panel, FP32 arithmetic): the plan counts the chain as FP16
+// and results stay within FP16's rounding of the weights.
+TEST(ConvChainF32, Fp16WeightsRunInTheChain) {
+  const Block c{1, 24, 30, 26, 96, 24, 3, 1, 1, {1, 1, 1, 1}, true, true, true};
+  const std::string model = BlockModel(c, 9950);
+  SessionOptions options;
+  options.precision = Precision::kFp16;
+  auto session = Session::LoadFromBytes(model, options);
+  ASSERT_TRUE(session.ok()) << session.status();
+  auto plan = session->Plan({{"x", {c.n, c.cin, c.h, c.w}}});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  int fp16_chains = 0;
+  for (const auto& step : plan->steps) fp16_chains += step.op == "ConvChainNhwc" && step.precision == "fp16";
+  EXPECT_EQ(fp16_chains, 1) << plan->text;
+  const Tensor x = RandomF32({c.n, c.cin, c.h, c.w}, 9951);
+  auto runs = RunPlainAndOptimized(model, {{"x", x}}, options);
+  ASSERT_TRUE(runs.ok()) << runs.status();
+  double magnitude = 0;
+  const double err = MaxAbsDiff(runs->first, runs->second, &magnitude);
+  EXPECT_LE(err, 5e-3 * std::max(1.0, magnitude));
+  EXPECT_GT(err, 0) << "no FP16 rounding at all";
+}
+
 }  // namespace
 }  // namespace kvant

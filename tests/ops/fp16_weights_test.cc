@@ -108,9 +108,11 @@ TEST(Fp16Weights, MatMulAndGemmEqualFp32OnFp16Values) {
 TEST(Fp16Weights, ConvolutionsEqualFp32OnFp16Values) {
   Runs r;
   ASSERT_NO_FATAL_FAILURE(RunBoth(ConvModel(true), RandomF32({2, 8, 9, 7}, 15), &r));
-  // The 3x3 and the 1x1 in FP16; the depthwise one keeps its FP32 kernel.
-  EXPECT_EQ(r.Steps("ConvNhwc", "fp16"), 2) << r.plan.text;
-  EXPECT_EQ(r.Steps("ConvNhwc", "f32"), 1) << r.plan.text;
+  // The 3x3 and the 1x1 in FP16; the depthwise one keeps its FP32 kernel,
+  // in one chain with the 1x1 (graph/passes/fuse_conv_chain.cc).
+  EXPECT_EQ(r.Steps("ConvNhwc", "fp16"), 1) << r.plan.text;
+  EXPECT_EQ(r.Steps("ConvChainNhwc", "fp16"), 1) << r.plan.text;
+  EXPECT_EQ(r.Steps("ConvNhwc", "f32"), 0) << r.plan.text;
   EXPECT_EQ(RelativeError(r.fp32, r.fp16), 0);
 }
 
