@@ -21,9 +21,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ops/cpu/conv_chain.h"
+#include "ops/cpu/conv_product_f32.h"
 #include "ops/cpu/depthwise_f32.h"
-#include "ops/cpu/gemm_bf16.h"
-#include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/im2col_f32.h"
 
 namespace kvant::cpu {
@@ -47,54 +46,17 @@ AttributeMap StageAttrs(const AttributeMap& attrs, const std::string& prefix) {
   return out;
 }
 
-// A 1x1 convolution as a GEMM: y[p][m] = act(sum_c x[p][c] * w[m][c] + b[m]),
-// in FP32 or, as its node asks (kvant_precision, graph/passes/
-// assign_precision.cc), on the BF16 GEMM (never with a residual) or with
-// its weights stored in FP16 and widened per panel.
+// A 1x1 stage: y[p][m] = act(sum_c x[p][c] * w[m][c] + b[m] (+ residual)),
+// single-threaded, in the precision its node asks for (conv_product_f32.h).
 struct Pointwise {
-  const GemmUkernelInfoF32* uk = nullptr;
-  PackedPanelsF32 packed;
-  const GemmUkernelInfoBf16* bf16 = nullptr;  // set: the product runs in BF16
-  PackedBBf16 packed_bf16;
-  bool half = false;  // `packed` holds FP16 weights
-  ActivationF32 act;
+  ConvProductF32 product;
   int64_t cin = 0, cout = 0;
 
   void Run(int64_t rows, const float* x, const float* bias, const float* residual, float* y, void* scratch) const {
     InlineRunner inline_runner;
-    if (bf16 != nullptr) {
-      GemmArgsBf16 g;
-      g.m = rows;
-      g.a = x;
-      g.lda = cin;
-      g.b = &packed_bf16;
-      g.c = y;
-      g.ldc = cout;
-      g.col_bias = bias;
-      g.act = act;
-      RunGemmBf16(*bf16, g, scratch, &inline_runner);
-      return;
-    }
-    GemmArgsF32 g;
-    g.m = rows;
-    g.n = cout;
-    g.k = cin;
-    g.a = GemmOperandF32{nullptr, x, cin, 1};
-    g.b.packed = &packed;
-    g.c = y;
-    g.ldc = cout;
-    g.col_bias = bias;
-    g.residual = residual;
-    g.ld_residual = cout;
-    g.act = act;
-    RunGemmF32(*uk, g, scratch, &inline_runner);
+    product.Run(rows, x, cin, bias, residual, y, scratch, &inline_runner);
   }
-  size_t ScratchBytes(int64_t rows) const {
-    return bf16 != nullptr ? GemmScratchBytesBf16(*bf16, rows, cin, 1)
-                           : GemmScratchBytesF32(*uk, rows, cout, cin, false, 1, half);
-  }
-  int64_t PackedBytes() const { return bf16 != nullptr ? packed_bf16.bytes() : packed.bytes(); }
-  const char* name() const { return bf16 != nullptr ? bf16->name : uk->name; }
+  size_t ScratchBytes(int64_t rows) const { return product.ScratchBytes(rows, 1); }
 };
 
 class ConvChainNhwcF32 final : public Kernel {
@@ -202,19 +164,19 @@ class ConvChainNhwcF32 final : public Kernel {
       const std::string kind = a.GetString("fused_activation", "");
       return kind.empty() ? kind : "+" + kind;
     };
-    std::string s = has_expand_ ? absl::StrCat("expand ", expand_.name(), act(expand_attrs_), " + ") : "";
+    std::string s = has_expand_ ? absl::StrCat("expand ", expand_.product.name(), act(expand_attrs_), " + ") : "";
     s += absl::StrCat(avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32", act(dw_attrs_));
     if (has_project_) {
-      s += absl::StrCat(" + project ", project_.name(), residual_ ? "+residual" : "", act(project_attrs_));
+      s += absl::StrCat(" + project ", project_.product.name(), residual_ ? "+residual" : "", act(project_attrs_));
     }
     // (The plan report counts a step whose kernel ends so as FP16.)
-    if ((has_expand_ && expand_.half) || (has_project_ && project_.half)) s += kHalfWeightsTag;
+    if ((has_expand_ && expand_.product.half()) || (has_project_ && project_.product.half())) s += kHalfWeightsTag;
     return s;
   }
 
   int64_t PackedBytes() const override {
-    return static_cast<int64_t>(w_tc_.size()) * 4 + (has_expand_ ? expand_.PackedBytes() : 0) +
-           (has_project_ ? project_.PackedBytes() : 0);
+    return static_cast<int64_t>(w_tc_.size()) * 4 + (has_expand_ ? expand_.product.PackedBytes() : 0) +
+           (has_project_ ? project_.product.PackedBytes() : 0);
   }
 
  private:
@@ -239,15 +201,7 @@ class ConvChainNhwcF32 final : public Kernel {
     }
     pw.cout = w->shape()[0];
     pw.cin = w->shape()[1];
-    pw.uk = &SelectGemmUkernelF32(cpu, pw.cout);
-    pw.act = ReadFusedActivation(attrs);
-    if (allow_bf16 && attrs.GetString("kvant_precision", "") == "bf16") pw.bf16 = SelectGemmUkernelBf16(cpu);
-    if (pw.bf16 != nullptr) {
-      pw.packed_bf16 = PackBBf16(*pw.bf16, pw.cin, pw.cout, w->data<float>(), 1, pw.cin);  // B(k, n) = W[n][k]
-    } else {
-      pw.packed = PackConstantF32(pw.cout, pw.cin, pw.uk->nr, w->data<float>(), pw.cin, 1, 1.f);
-      pw.half = NarrowToHalfIfAsked(attrs, pw.packed);
-    }
+    pw.product.Pack(w->data<float>(), pw.cout, pw.cin, attrs, cpu, allow_bf16);
     return absl::OkStatus();
   }
 

@@ -24,9 +24,8 @@
 // "fp16" its weights are stored as FP16 and widened per panel (gemm_f32.h).
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "ops/cpu/conv_product_f32.h"
 #include "ops/cpu/depthwise_f32.h"
-#include "ops/cpu/gemm_bf16.h"
-#include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/im2col_f32.h"
 
 namespace kvant::cpu {
@@ -39,8 +38,8 @@ constexpr int64_t kTileBytes = 512 * 1024;
 
 class ConvNhwcF32 final : public Kernel {
  public:
-  ConvNhwcF32(const GemmUkernelInfoF32& uk, std::string label, const AttributeMap& attrs, CpuFeatures cpu)
-      : uk_(uk), label_(std::move(label)), attrs_(attrs), act_(ReadFusedActivation(attrs)),
+  ConvNhwcF32(std::string label, const AttributeMap& attrs, CpuFeatures cpu)
+      : label_(std::move(label)), attrs_(attrs), act_(ReadFusedActivation(attrs)),
         avx512_((cpu & kIsaAvx512) == kIsaAvx512), nchw_input_(attrs.GetInt("kvant_nchw_input", 0) != 0) {}
 
   absl::Status Prepare(const KernelInit& init) {
@@ -75,13 +74,7 @@ class ConvNhwcF32 final : public Kernel {
         for (int64_t t = 0; t < taps; ++t) reordered[o * k + t * cin_g + c] = ws[(o * cin_g + c) * taps + t];
       }
     }
-    if (attrs_.GetString("kvant_precision", "") == "bf16" && !nchw_input_) bf16_ = SelectGemmUkernelBf16(init.cpu);
-    if (bf16_ != nullptr) {
-      packed_bf16_ = PackBBf16(*bf16_, k, m, reordered.data(), 1, k);  // B(k, n) = W[n][k]
-    } else {
-      packed_ = PackConstantF32(m, k, uk_.nr, reordered.data(), k, 1, 1.f);
-      half_ = NarrowToHalfIfAsked(attrs_, packed_);
-    }
+    product_.Pack(reordered.data(), m, k, attrs_, init.cpu, /*allow_bf16=*/!nchw_input_);
     return absl::OkStatus();
   }
 
@@ -108,43 +101,8 @@ class ConvNhwcF32 final : public Kernel {
     const int64_t positions = c->n * c->out_size();
     const bool in_place = c->pointwise() && !nchw_input_;
     const int64_t rows = in_place ? positions : std::min(TileRows(*c), positions);
-    const size_t gemm = bf16_ != nullptr
-                            ? GemmScratchBytesBf16(*bf16_, rows, c->gemm_k(), s.num_threads)
-                            : GemmScratchBytesF32(uk_, rows, c->cout, c->gemm_k(), false, s.num_threads, half_);
+    const size_t gemm = product_.ScratchBytes(rows, s.num_threads);
     return in_place ? gemm : Align64(rows * c->gemm_k() * 4) + gemm;
-  }
-
-  // Y rows [m] = act(A rows W^T + bias + residual rows) on the FP32 or the
-  // BF16 GEMM (the BF16 one takes no residual: the fusion pass leaves those,
-  // nor a transposed A: lda_t, A stored column-major with that stride).
-  void Product(int64_t m, const float* a, int64_t lda, int64_t cout, const float* bias, const float* residual,
-               float* y, void* scratch, ParallelRunner* pool, int64_t lda_t = 0) const {
-    if (bf16_ != nullptr) {
-      GemmArgsBf16 g;
-      g.m = m;
-      g.a = a;
-      g.lda = lda;
-      g.b = &packed_bf16_;
-      g.c = y;
-      g.ldc = cout;
-      g.col_bias = bias;
-      g.act = act_;
-      RunGemmBf16(*bf16_, g, scratch, pool);
-      return;
-    }
-    GemmArgsF32 args;
-    args.m = m;
-    args.n = cout;
-    args.k = packed_.k;
-    args.a = lda_t != 0 ? GemmOperandF32{nullptr, a, 1, lda_t} : GemmOperandF32{nullptr, a, lda, 1};
-    args.b.packed = &packed_;
-    args.c = y;
-    args.ldc = cout;
-    args.col_bias = bias;
-    args.residual = residual;
-    args.ld_residual = cout;
-    args.act = act_;
-    RunGemmF32(uk_, args, scratch, pool);
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -159,7 +117,7 @@ class ConvNhwcF32 final : public Kernel {
     // fuse_conv_residual.cc fuses Add(conv, r) into group-1 FP32 convolutions).
     const float* residual = nullptr;
     if (ctx.has_input(3)) {
-      if (depthwise_ || bf16_ != nullptr || ctx.input(3).shape != ctx.output(0).shape) {
+      if (depthwise_ || product_.bf16() || ctx.input(3).shape != ctx.output(0).shape) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "failed to run node %s: the residual input must have the output's shape %s on a group-1 FP32 "
             "convolution, got %s",
@@ -174,7 +132,7 @@ class ConvNhwcF32 final : public Kernel {
     const int64_t positions = c.n * c.out_size();
     if (nchw_input_) return RunNchwInput(c, xs, bias, residual, y, ctx);
     if (c.pointwise()) {
-      Product(positions, xs, c.cin, c.cout, bias, residual, y, ctx.scratch, ctx.pool);
+      product_.Run(positions, xs, c.cin, bias, residual, y, ctx.scratch, ctx.pool);
       return absl::OkStatus();
     }
     const int64_t rows = std::min(TileRows(c), positions);
@@ -189,21 +147,21 @@ class ConvNhwcF32 final : public Kernel {
           FillNhwcRowsF32(c, xs, p0 + q0, p0 + q1, col + q0 * c.gemm_k());
         }
       });
-      Product(p1 - p0, col, c.gemm_k(), c.cout, bias, residual ? residual + p0 * c.cout : nullptr, y + p0 * c.cout,
-              gemm_scratch, ctx.pool);
+      product_.Run(p1 - p0, col, c.gemm_k(), bias, residual ? residual + p0 * c.cout : nullptr, y + p0 * c.cout,
+                   gemm_scratch, ctx.pool);
     }
     return absl::OkStatus();
   }
 
   std::string Describe() const override {
     if (depthwise_) return avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32";
-    return std::string(bf16_ != nullptr ? bf16_->name : uk_.name) + (nchw_input_ ? " nchw->nhwc" : " nhwc") +
+    return std::string(product_.name()) + (nchw_input_ ? " nchw->nhwc" : " nhwc") +
            (residual_ ? " +residual" : "") +
-           (half_ ? kHalfWeightsTag : "");
+           (product_.half() ? kHalfWeightsTag : "");
   }
 
   int64_t PackedBytes() const override {
-    return depthwise_ ? w_tc_.size() * 4 : bf16_ != nullptr ? packed_bf16_.bytes() : packed_.bytes();
+    return depthwise_ ? w_tc_.size() * 4 : product_.PackedBytes();
   }
 
  private:
@@ -225,8 +183,8 @@ class ConvNhwcF32 final : public Kernel {
             Im2ColF32(c, xi, p0 + q0, p0 + q1, col + q0, rows);
           }
         });
-        Product(p1 - p0, col, 0, c.cout, bias, residual ? residual + first * c.cout : nullptr, y + first * c.cout,
-                gemm_scratch, ctx.pool, rows);
+        product_.Run(p1 - p0, col, 0, bias, residual ? residual + first * c.cout : nullptr, y + first * c.cout,
+                     gemm_scratch, ctx.pool, rows);
       }
     }
     return absl::OkStatus();
@@ -252,7 +210,6 @@ class ConvNhwcF32 final : public Kernel {
     });
   }
 
-  const GemmUkernelInfoF32& uk_;
   std::string label_;
   AttributeMap attrs_;
   ActivationF32 act_;
@@ -260,10 +217,7 @@ class ConvNhwcF32 final : public Kernel {
   bool nchw_input_;  // kvant_nchw_input: x is NCHW (group 1 only)
   bool depthwise_ = false;
   bool residual_ = false;  // input 3 (fuse_conv_residual.cc)
-  PackedPanelsF32 packed_;
-  const GemmUkernelInfoBf16* bf16_ = nullptr;  // set: the product runs in BF16
-  bool half_ = false;                          // packed_ holds FP16 weights
-  PackedBBf16 packed_bf16_;
+  ConvProductF32 product_;  // group 1
   std::vector<float> w_tc_;  // depthwise weights as [tap][channel]
 };
 
@@ -294,9 +248,7 @@ void DepthwiseNhwcRowsF32(const DepthwiseNhwc& d, const float* x, const float* w
 }
 
 absl::StatusOr<std::unique_ptr<Kernel>> CreateConvNhwcF32(const KernelInit& init) {
-  const Tensor* w = init.constant_inputs.size() > 1 ? init.constant_inputs[1] : nullptr;
-  const int64_t cout = w != nullptr && w->rank() == 4 ? w->shape()[0] : 0;
-  auto k = std::make_unique<ConvNhwcF32>(SelectGemmUkernelF32(init.cpu, cout), init.node_label, *init.attrs, init.cpu);
+  auto k = std::make_unique<ConvNhwcF32>(init.node_label, *init.attrs, init.cpu);
   if (auto s = k->Prepare(init); !s.ok()) return s;
   return k;
 }
