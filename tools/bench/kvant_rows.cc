@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "runtime/cpu_caps.h"
 #include "tools/bench/peer.h"
@@ -39,10 +41,19 @@ int64_t ProcStatusBytes(const std::string& field) {
 bool ResetPeakRss() { return static_cast<bool>(std::ofstream("/proc/self/clear_refs") << "5" << std::flush); }
 
 // The ISA level and the two implementations most steps of the plan use.
+// The two kernels most steps run. A convolution chain's stages ("expand
+// K1+Clip + K2 + project K3+residual") count one each; fused tags after a
+// kernel's name ("+Clip", " +residual") are left out.
 std::string KernelPath(const PlanReport& plan) {
   std::map<std::string, int> count;
   for (const PlanStepReport& s : plan.steps) {
-    if (!s.impl.empty() && s.precision != "q/dq") ++count[s.impl];
+    if (s.impl.empty() || s.precision == "q/dq") continue;
+    for (absl::string_view part : absl::StrSplit(s.impl, " + ")) {
+      absl::ConsumePrefix(&part, "expand ");
+      absl::ConsumePrefix(&part, "project ");
+      part = absl::StripAsciiWhitespace(part.substr(0, part.find('+')));
+      if (!part.empty()) ++count[std::string(part)];
+    }
   }
   std::vector<std::pair<std::string, int>> top(count.begin(), count.end());
   std::stable_sort(top.begin(), top.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
