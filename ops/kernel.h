@@ -121,9 +121,9 @@ class Kernel {
   virtual int64_t PackedBytes() const { return 0; }
 };
 
-// The suffix Describe() gives a kernel whose constant weights are stored in
-// FP16 (SessionOptions::precision = fp16); the plan report counts such steps
-// as precision "fp16".
+// What Describe() adds after the GEMM's name of a kernel whose constant
+// weights are stored in FP16 (SessionOptions::precision = fp16); the plan
+// report counts such steps as precision "fp16".
 inline constexpr const char* kHalfWeightsTag = " fp16-weights";
 
 using KernelFactory = absl::StatusOr<std::unique_ptr<Kernel>> (*)(const KernelInit&);

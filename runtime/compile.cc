@@ -312,7 +312,7 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
       ++r.float_steps;
       return "bf16";
     }
-    if (kernel.ends_with(kHalfWeightsTag)) {  // SessionOptions::precision = fp16
+    if (kernel.find(kHalfWeightsTag) != std::string::npos) {  // SessionOptions::precision = fp16
       ++r.float_steps;
       return "fp16";
     }

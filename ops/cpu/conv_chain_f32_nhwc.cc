@@ -164,13 +164,14 @@ class ConvChainNhwcF32 final : public Kernel {
       const std::string kind = a.GetString("fused_activation", "");
       return kind.empty() ? kind : "+" + kind;
     };
-    std::string s = has_expand_ ? absl::StrCat("expand ", expand_.product.name(), act(expand_attrs_), " + ") : "";
+    auto gemm = [](const Pointwise& pw) {
+      return absl::StrCat(pw.product.name(), pw.product.half() ? kHalfWeightsTag : "");
+    };
+    std::string s = has_expand_ ? absl::StrCat("expand ", gemm(expand_), act(expand_attrs_), " + ") : "";
     s += absl::StrCat(avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32", act(dw_attrs_));
     if (has_project_) {
-      s += absl::StrCat(" + project ", project_.product.name(), residual_ ? "+residual" : "", act(project_attrs_));
+      s += absl::StrCat(" + project ", gemm(project_), residual_ ? "+residual" : "", act(project_attrs_));
     }
-    // (The plan report counts a step whose kernel ends so as FP16.)
-    if ((has_expand_ && expand_.product.half()) || (has_project_ && project_.product.half())) s += kHalfWeightsTag;
     return s;
   }
 

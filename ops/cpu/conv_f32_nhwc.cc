@@ -155,9 +155,9 @@ class ConvNhwcF32 final : public Kernel {
 
   std::string Describe() const override {
     if (depthwise_) return avx512_ ? "depthwise_nhwc_f32_avx512" : "depthwise_nhwc_f32";
-    return std::string(product_.name()) + (nchw_input_ ? " nchw->nhwc" : " nhwc") +
-           (residual_ ? " +residual" : "") +
-           (product_.half() ? kHalfWeightsTag : "");
+    return std::string(product_.name()) + (product_.half() ? kHalfWeightsTag : "") +
+           (nchw_input_ ? " nchw->nhwc" : " nhwc") +
+           (residual_ ? " +residual" : "");
   }
 
   int64_t PackedBytes() const override {
