@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the load+run fuzzer for a bounded time. Seeds: the models in models/,
-# the inputs that once crashed it (tests/fuzz/regressions),
+# small models of graphs the passes rewrite (tests/fuzz/seeds: convolution
+# chains in FP32 and QOperator INT8), the inputs that once crashed it
+# (tests/fuzz/regressions),
 # and the model.onnx of every ONNX backend node test (pip onnx and Debian's
 # libonnx-testdata). New inputs the fuzzer finds go to WORK/corpus; crashes
 # to WORK/crashes.
@@ -10,6 +12,7 @@ fuzzer=$1 src=$2 work=$3 seconds=$4 python=${5:-python3}
 mkdir -p "$work/corpus" "$work/seeds" "$work/crashes"
 if [[ ! -f $work/seeds/.done ]]; then
   for m in "$src"/models/*/*.onnx; do cp "$m" "$work/seeds/$(basename "$(dirname "$m")")_$(basename "$m")"; done
+  cp "$src"/tests/fuzz/seeds/*.onnx "$work/seeds/"
   dirs=(/usr/share/libonnx-testdata/data/node)
   pip_dir=$("$python" -c "import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), 'backend/test/data/node'))" 2>/dev/null || true)
   [[ -n $pip_dir ]] && dirs+=("$pip_dir")
