@@ -64,8 +64,9 @@ const GemmUkernelS8 kByRowsBw[8] = {UkernelBw<1>, UkernelBw<2>, UkernelBw<3>, Uk
 // time through the packs (ops/cpu/pack_bytes_avx512.h): row r's columns
 // 0-15 and 16-31, then row r + 1's, come out as row r's 32 bytes and then
 // row r + 1's. A third of the operations of converting 16 columns at a time,
-// with the same results.
-template <bool kSigned>
+// with the same results. kSmall: every scale in [0, 0.5] (no float clamp
+// needed, pack_bytes::SmallScales); kClamp: [lo, hi] narrower than the type.
+template <bool kSigned, bool kSmall, bool kClamp>
 void EpilogueRowPairs32(const int32_t* tile, int64_t rows, int64_t cols, const GemmS8Output& out, void* c,
                         int64_t ldc) {
   const __mmask16 m0 = cols >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << cols) - 1);
@@ -77,8 +78,8 @@ void EpilogueRowPairs32(const int32_t* tile, int64_t rows, int64_t cols, const G
   const __m512i lo = _mm512_set1_epi8(static_cast<char>(out.lo)), hi = _mm512_set1_epi8(static_cast<char>(out.hi));
   const __m512i order = pack_bytes::ElementOrder();
   auto rounded = [&](const int32_t* t, __m512i off, __m512 scale) {
-    return pack_bytes::Rounded(
-        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_loadu_si512(t), off)), scale));
+    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_loadu_si512(t), off)), scale);
+    return kSmall ? pack_bytes::RoundedSmall(f) : pack_bytes::Rounded(f);
   };
   auto* y = static_cast<int8_t*>(c);
   for (int64_t r = 0; r < rows; r += 2) {
@@ -86,8 +87,8 @@ void EpilogueRowPairs32(const int32_t* tile, int64_t rows, int64_t cols, const G
     const int32_t* t1 = r + 1 < rows ? t0 + 32 : t0;
     const __m512i w0 = pack_bytes::Words(rounded(t0, off0, scale0), rounded(t0 + 16, off1, scale1), zp16);
     const __m512i w1 = pack_bytes::Words(rounded(t1, off0, scale0), rounded(t1 + 16, off1, scale1), zp16);
-    const __m512i v = pack_bytes::Clamp<kSigned>(
-        _mm512_permutexvar_epi32(order, pack_bytes::Bytes<kSigned>(w0, w1)), lo, hi);
+    __m512i v = _mm512_permutexvar_epi32(order, pack_bytes::Bytes<kSigned>(w0, w1));
+    if (kClamp) v = pack_bytes::Clamp<kSigned>(v, lo, hi);
     _mm256_mask_storeu_epi8(y + r * ldc, row_bytes, _mm512_castsi512_si256(v));
     if (r + 1 < rows) _mm256_mask_storeu_epi8(y + (r + 1) * ldc, row_bytes, _mm512_extracti64x4_epi64(v, 1));
   }
@@ -96,7 +97,7 @@ void EpilogueRowPairs32(const int32_t* tile, int64_t rows, int64_t cols, const G
 // The same for at most 16 columns (a narrow last panel, a convolution with
 // 16 or fewer output channels), four rows at a time: the first 16 columns of
 // rows r .. r + 3 (nr apart) come out as their 16 bytes each.
-template <bool kSigned>
+template <bool kSigned, bool kSmall, bool kClamp>
 void EpilogueRowQuads16(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols, const GemmS8Output& out, void* c,
                         int64_t ldc) {
   const __mmask16 m = cols >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << cols) - 1);
@@ -107,14 +108,15 @@ void EpilogueRowQuads16(const int32_t* tile, int64_t nr, int64_t rows, int64_t c
   const __m512i order = pack_bytes::ElementOrder();
   auto rounded = [&](int64_t r) {
     const int32_t* t = tile + std::min(r, rows - 1) * nr;
-    return pack_bytes::Rounded(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_loadu_si512(t), off)), scale));
+    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_loadu_si512(t), off)), scale);
+    return kSmall ? pack_bytes::RoundedSmall(f) : pack_bytes::Rounded(f);
   };
   auto* y = static_cast<int8_t*>(c);
   for (int64_t r = 0; r < rows; r += 4) {
-    const __m512i v = pack_bytes::Clamp<kSigned>(
-        _mm512_permutexvar_epi32(order, pack_bytes::Bytes<kSigned>(pack_bytes::Words(rounded(r), rounded(r + 1), zp16),
-                                                                   pack_bytes::Words(rounded(r + 2), rounded(r + 3), zp16))),
-        lo, hi);
+    __m512i v = _mm512_permutexvar_epi32(
+        order, pack_bytes::Bytes<kSigned>(pack_bytes::Words(rounded(r), rounded(r + 1), zp16),
+                                          pack_bytes::Words(rounded(r + 2), rounded(r + 3), zp16)));
+    if (kClamp) v = pack_bytes::Clamp<kSigned>(v, lo, hi);
     if (cols == 16 && ldc == 16 && r + 4 <= rows) {
       _mm512_storeu_si512(y + r * ldc, v);
       continue;
@@ -134,13 +136,27 @@ const GemmUkernelS8* GemmS8BwByRows() { return kByRowsBw; }
 void GemmS8Epilogue(const int32_t* tile, int64_t nr, int64_t rows, int64_t cols, const GemmS8Output& out, void* c,
                     int64_t ldc) {
   const bool float_requant = out.m0 == nullptr;
-  if (float_requant && out.row_sum == nullptr && cols <= 16) {
-    if (out.kind == GemmS8Output::Kind::kU8) return EpilogueRowQuads16<false>(tile, nr, rows, cols, out, c, ldc);
-    if (out.kind == GemmS8Output::Kind::kS8) return EpilogueRowQuads16<true>(tile, nr, rows, cols, out, c, ldc);
-  }
-  if (nr == 32 && float_requant && out.row_sum == nullptr && cols <= 32) {
-    if (out.kind == GemmS8Output::Kind::kU8) return EpilogueRowPairs32<false>(tile, rows, cols, out, c, ldc);
-    if (out.kind == GemmS8Output::Kind::kS8) return EpilogueRowPairs32<true>(tile, rows, cols, out, c, ldc);
+  const bool bytes = out.kind == GemmS8Output::Kind::kU8 || out.kind == GemmS8Output::Kind::kS8;
+  if (bytes && float_requant && out.row_sum == nullptr && (cols <= 16 || (nr == 32 && cols <= 32))) {
+    const bool s8 = out.kind == GemmS8Output::Kind::kS8;
+    const bool small = pack_bytes::SmallScales(out.scale, static_cast<int>(cols));
+    const bool clamp = s8 ? !pack_bytes::FullRange<true>(out.lo, out.hi) : !pack_bytes::FullRange<false>(out.lo, out.hi);
+    // One variant per (s8, small, clamp).
+    using Fn = void (*)(const int32_t*, int64_t, int64_t, int64_t, const GemmS8Output&, void*, int64_t);
+    static constexpr Fn kQuads[8] = {
+        EpilogueRowQuads16<false, false, false>, EpilogueRowQuads16<false, false, true>,
+        EpilogueRowQuads16<false, true, false>,  EpilogueRowQuads16<false, true, true>,
+        EpilogueRowQuads16<true, false, false>,  EpilogueRowQuads16<true, false, true>,
+        EpilogueRowQuads16<true, true, false>,   EpilogueRowQuads16<true, true, true>};
+    using PairFn = void (*)(const int32_t*, int64_t, int64_t, const GemmS8Output&, void*, int64_t);
+    static constexpr PairFn kPairs[8] = {
+        EpilogueRowPairs32<false, false, false>, EpilogueRowPairs32<false, false, true>,
+        EpilogueRowPairs32<false, true, false>,  EpilogueRowPairs32<false, true, true>,
+        EpilogueRowPairs32<true, false, false>,  EpilogueRowPairs32<true, false, true>,
+        EpilogueRowPairs32<true, true, false>,   EpilogueRowPairs32<true, true, true>};
+    const int variant = (s8 ? 4 : 0) + (small ? 2 : 0) + (clamp ? 1 : 0);
+    if (cols <= 16) return kQuads[variant](tile, nr, rows, cols, out, c, ldc);
+    return kPairs[variant](tile, rows, cols, out, c, ldc);
   }
   for (int64_t j = 0; j < cols; j += 16) {
     const int64_t n = std::min<int64_t>(16, cols - j);
