@@ -10,11 +10,26 @@
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
 
 namespace kvant::cpu::avx512 {
+namespace {
+
+// The smallest and largest of a vector's lanes, which hold no NaN (GCC 12's
+// _mm512_reduce_min_ps reads an undefined vector: a -Wuninitialized warning
+// in every build). Once per call.
+float Lanes(__m512 v, bool largest) {
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  float r = lanes[0];
+  for (int i = 1; i < 16; ++i) r = largest ? std::max(r, lanes[i]) : std::min(r, lanes[i]);
+  return r;
+}
+
+}  // namespace
 
 void RangeF32(const float* x, int64_t n, float* lo, float* hi) {
   __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
@@ -25,7 +40,7 @@ void RangeF32(const float* x, int64_t n, float* lo, float* hi) {
     vlo = _mm512_min_ps(v, vlo);
     vhi = _mm512_max_ps(v, vhi);
   }
-  float l = _mm512_reduce_min_ps(vlo), h = _mm512_reduce_max_ps(vhi);
+  float l = Lanes(vlo, false), h = Lanes(vhi, true);
   for (; i < n; ++i) {
     l = std::fmin(l, x[i]);
     h = std::fmax(h, x[i]);
