@@ -203,8 +203,15 @@ class ConvS8 {
     if (!packed_.data) return static_cast<int64_t>(dw_lanes_.size() * 4);
     return packed_.bytes() + (direct_packed_.data && direct_packed_.data != packed_.data ? direct_packed_.bytes() : 0);
   }
+  // The kernel a run of the shape given to Create takes (a 1x1 convolution
+  // over 8 or fewer channels: the narrow GEMM, whose conditions
+  // NarrowGemmS8Applies checks, but for weight zero points and u8/s8 output).
   const char* kernel_name() const {
-    return shape_.depthwise ? dw_->name : direct_uk_ != nullptr ? direct_uk_->name : uk_->name;
+    if (shape_.depthwise) return dw_->name;
+    if (direct_uk_ != nullptr) return direct_uk_->name;
+    const bool pointwise = shape_.kh == 1 && shape_.kw == 1 && shape_.sh == 1 && shape_.sw == 1 &&
+                           shape_.pad_t == 0 && shape_.pad_l == 0 && shape_.pad_b == 0 && shape_.pad_r == 0;
+    return pointwise && NarrowGemmS8Applies(*uk_, shape_.cout, shape_.cin) ? kNarrowGemmS8Name : uk_->name;
   }
 
  private:

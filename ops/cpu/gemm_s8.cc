@@ -182,8 +182,7 @@ void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratc
   // lanes (gemm_s8_narrow_avx512vnni.cc), blocks of rows across the threads.
   const bool narrow_out = (args.out.kind == GemmS8Output::Kind::kU8 || args.out.kind == GemmS8Output::Kind::kS8) &&
                           args.out.m0 == nullptr && args.out.scale != nullptr;
-  if (n <= 8 && m >= 16 && k % 4 == 0 && (uk.needs & kCpuAvx512vnni) != 0 && args.a_rows == nullptr && !any_zb &&
-      narrow_out) {
+  if (NarrowGemmS8Applies(uk, n, k) && args.a_rows == nullptr && !any_zb && narrow_out) {
     GemmS8Output out = args.out;
     out.col_offset = col_offset;
     out.row_sum = nullptr;

@@ -123,6 +123,15 @@ struct GemmArgsS8 {
 size_t GemmScratchBytesS8(const GemmUkernelInfoS8& uk, int64_t m, int64_t n, int64_t k, int threads);
 void RunGemmS8(const GemmUkernelInfoS8& uk, const GemmArgsS8& args, void* scratch, ParallelRunner* pool);
 
+// RunGemmS8 takes products with at most 8 columns and u8/s8 outputs (float
+// scales, A in memory, no weight zero points) to the
+// rows-in-lanes kernel (gemm_s8_narrow_avx512vnni.cc) where the row `uk`
+// has VNNI and K is a multiple of 4: its name then, for plan reports.
+inline constexpr const char* kNarrowGemmS8Name = "gemm_s8_narrow_avx512vnni";
+inline bool NarrowGemmS8Applies(const GemmUkernelInfoS8& uk, int64_t n, int64_t k) {
+  return n <= 8 && k % 4 == 0 && (uk.needs & kCpuAvx512vnni) != 0;
+}
+
 // Scalar requantization, shared by the reference epilogue and the tests.
 int32_t RequantizeFloat(int32_t v, float scale);
 int32_t RequantizeFixedPoint(int32_t v, int32_t m0, int32_t shift);

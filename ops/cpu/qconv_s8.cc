@@ -33,6 +33,16 @@ absl::Status QConv::Prepare(const KernelInit& init) {
   }
   attrs_ = init.attrs;
   cpu_ = init.cpu;
+  // Strides and explicit padding as far as the attributes tell (auto_pad
+  // depends on the image; ShapeFor has the run's), for kernel_name().
+  if (auto p = ParseWindow(*attrs_, 2, {shape_.kh, shape_.kw}, label_); p.ok() && p->auto_pad == "NOTSET") {
+    shape_.sh = p->strides[0];
+    shape_.sw = p->strides[1];
+    shape_.pad_t = p->pads[0];
+    shape_.pad_l = p->pads[1];
+    shape_.pad_b = p->pads[2];
+    shape_.pad_r = p->pads[3];
+  }
   const int zp_input = qlinear_ ? 5 : 3;
   const bool has_zp = zp_input < static_cast<int>(init.input_types.size()) &&
                       init.input_types[zp_input] != DataType::kUndefined;

@@ -236,12 +236,13 @@ TEST_P(GemmS8UkernelTest, Requantization) {
 
 // At most 8 columns with u8/s8 outputs: rows in lanes on AVX-512 VNNI
 // machines (the microkernel elsewhere, and for K not a multiple of 4 or
-// weight zero points): 1 to 8 columns, row counts around the 16-row blocks,
+// weight zero points): 1 to 8 columns, 1 and 2 rows (a squeeze-excitation
+// 1x1 convolution over a pooled pixel) and row counts around the 16-row blocks,
 // zero points 0/128/255, per-column scales, clamps, saturation, two threads.
 TEST_P(GemmS8UkernelTest, NarrowOutputs) {
   uint64_t seed = 400;
   for (int64_t n = 1; n <= 8; ++n) {
-    for (int64_t m : {15, 16, 17, 33, 300}) {
+    for (int64_t m : {1, 2, 15, 16, 17, 33, 300}) {
       for (int32_t za : {0, 128, 255}) {
         const Kind kind = (m + n) % 2 ? Kind::kU8 : Kind::kS8;
         GemmS8Tester().M(m).N(n).K(24).Za(za).Output(kind).Bias(true).Seed(seed++).Test(uk());
