@@ -5,6 +5,7 @@
 #include <deque>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -119,6 +120,14 @@ std::vector<int64_t> AttributeMap::GetInts(const std::string& name,
 std::vector<float> AttributeMap::GetFloats(const std::string& name) const {
   const Attribute* a = Find(name);
   return a && a->kind == Attribute::Kind::kFloats ? a->floats : std::vector<float>{};
+}
+
+AttributeMap AttributeMap::WithPrefix(const std::string& prefix) const {
+  AttributeMap out;
+  for (const auto& [name, a] : map_) {
+    if (absl::StartsWith(name, prefix)) out.Set(name.substr(prefix.size()), a);
+  }
+  return out;
 }
 
 std::string Node::Label() const {

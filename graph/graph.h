@@ -81,6 +81,9 @@ class AttributeMap {
   std::vector<float> GetFloats(const std::string& name) const;
   const Attribute* Find(const std::string& name) const;
   const absl::flat_hash_map<std::string, Attribute>& all() const { return map_; }
+  // The attributes whose names start with `prefix`, without it (a fused
+  // node's "depthwise:group" is its depthwise stage's "group").
+  AttributeMap WithPrefix(const std::string& prefix) const;
 
  private:
   absl::flat_hash_map<std::string, Attribute> map_;

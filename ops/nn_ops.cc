@@ -1,11 +1,8 @@
 // Shape rules of Conv, ConvTranspose, pooling, BatchNormalization,
-// LayerNormalization, InstanceNormalization, Gemm and MatMul, and the
-// window-geometry helpers their kernels share.
+// LayerNormalization, InstanceNormalization, Gemm and MatMul, Kvant's fused
+// convolution chains, and the window-geometry helpers their kernels share.
 #include "ops/nn_ops.h"
 
-#include <cstring>
-
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -232,9 +229,7 @@ absl::Status InferChain(InferContext& ctx, const char* stage_op, int operands, i
       constants.push_back(ctx.constant(i));
     }
     conv.outputs = {"y"};
-    for (const auto& [name, a] : ctx.attrs().all()) {
-      if (absl::StartsWith(name, prefixes[stage])) conv.attrs.Set(name.substr(strlen(prefixes[stage])), a);
-    }
+    conv.attrs = ctx.attrs().WithPrefix(prefixes[stage]);
     InferContext sub(conv, ctx.opset(), inputs, constants);
     if (auto s = stage_rule(sub); !s.ok()) return s;
     current = sub.output(0);

@@ -13,10 +13,10 @@
 //    epilogue, straight into y.
 // Threads take whole images, or parts of an image's rows when there are
 // fewer images than threads (the expand rows at a part's edge are computed
-// by both parts); each stage then runs single-threaded on L2-sized blocks.
+// by both parts), or several small whole images at once, each stage one
+// call over all of them (conv_chain.h); each stage runs single-threaded.
 #include <cstring>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -34,17 +34,10 @@ constexpr int kX = 0, kExpandW = 1, kExpandB = 2, kDepthW = 3, kDepthB = 4, kPro
 int64_t Align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 
 // Bytes of intermediate rows (expand rows and depthwise outputs) a band
-// keeps, about a third of L2 so x's rows and y's rows fit beside them.
+// keeps: a fifth of this machine's 2 MB L2, so x's and y's rows, the GEMM's
+// panels and the other thread's data fit beside them (EfficientNet-Lite0 ran
+// fastest between 192 and 768 KB).
 constexpr int64_t kBandBytes = 384 * 1024;
-
-// The attributes `prefix` marks, without it.
-AttributeMap StageAttrs(const AttributeMap& attrs, const std::string& prefix) {
-  AttributeMap out;
-  for (const auto& [name, a] : attrs.all()) {
-    if (absl::StartsWith(name, prefix)) out.Set(name.substr(prefix.size()), a);
-  }
-  return out;
-}
 
 // A 1x1 stage: y[p][m] = act(sum_c x[p][c] * w[m][c] + b[m] (+ residual)),
 // single-threaded, in the precision its node asks for (conv_product_f32.h).
@@ -62,8 +55,8 @@ struct Pointwise {
 class ConvChainNhwcF32 final : public Kernel {
  public:
   ConvChainNhwcF32(std::string label, const AttributeMap& attrs, CpuFeatures cpu)
-      : label_(std::move(label)), dw_attrs_(StageAttrs(attrs, "depthwise:")),
-        expand_attrs_(StageAttrs(attrs, "expand:")), project_attrs_(StageAttrs(attrs, "project:")),
+      : label_(std::move(label)), dw_attrs_(attrs.WithPrefix("depthwise:")),
+        expand_attrs_(attrs.WithPrefix("expand:")), project_attrs_(attrs.WithPrefix("project:")),
         avx512_((cpu & kIsaAvx512) == kIsaAvx512) {}
 
   absl::Status Prepare(const KernelInit& init) {

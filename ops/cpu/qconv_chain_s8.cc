@@ -8,8 +8,8 @@
 // an image of exactly the input rows it reads, its top and bottom padding
 // what the image's padding leaves of the band's window. Requantization is
 // per stage, as unfused: the outputs are the unfused graph's, bit for bit.
-// Threads take images or parts of images (conv_chain.h).
-#include "absl/strings/match.h"
+// Threads take images, parts of images or groups of small images
+// (conv_chain.h).
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -47,10 +47,7 @@ class QConvChain final : public Kernel {
             "failed to prepare node %s: the %s stage needs a u8 or s8 y_zero_point", label_, kStages[k]));
       }
       Stage& s = stages_[k];
-      const std::string prefix = absl::StrCat(kStages[k], ":");
-      for (const auto& [name, a] : init.attrs->all()) {
-        if (absl::StartsWith(name, prefix)) s.attrs.Set(name.substr(prefix.size()), a);
-      }
+      s.attrs = init.attrs->WithPrefix(absl::StrCat(kStages[k], ":"));
       KernelInit sub;
       sub.node_label = absl::StrCat(label_, " (", kStages[k], ")");
       sub.op = "QLinearConvNhwc";

@@ -12,6 +12,21 @@
 #include "ops/nn_ops.h"
 
 namespace kvant::cpu {
+namespace {
+
+// Strides, dilations and padding of 2-D window parameters.
+void SetWindow(const WindowParams& p, ConvS8Shape& s) {
+  s.sh = p.strides[0];
+  s.sw = p.strides[1];
+  s.dh = p.dilations[0];
+  s.dw = p.dilations[1];
+  s.pad_t = p.pads[0];
+  s.pad_l = p.pads[1];
+  s.pad_b = p.pads[2];
+  s.pad_r = p.pads[3];
+}
+
+}  // namespace
 
 absl::Status QConv::Prepare(const KernelInit& init) {
   const Tensor* w = init.constant_inputs[w_input()];
@@ -36,12 +51,7 @@ absl::Status QConv::Prepare(const KernelInit& init) {
   // Strides and explicit padding as far as the attributes tell (auto_pad
   // depends on the image; ShapeFor has the run's), for kernel_name().
   if (auto p = ParseWindow(*attrs_, 2, {shape_.kh, shape_.kw}, label_); p.ok() && p->auto_pad == "NOTSET") {
-    shape_.sh = p->strides[0];
-    shape_.sw = p->strides[1];
-    shape_.pad_t = p->pads[0];
-    shape_.pad_l = p->pads[1];
-    shape_.pad_b = p->pads[2];
-    shape_.pad_r = p->pads[3];
+    SetWindow(*p, shape_);
   }
   const int zp_input = qlinear_ ? 5 : 3;
   const bool has_zp = zp_input < static_cast<int>(init.input_types.size()) &&
@@ -117,14 +127,7 @@ absl::StatusOr<ConvS8Shape> QConv::ShapeFor(absl::Span<const int64_t> x) const {
   if (!p.ok()) return p.status();
   auto out = WindowOutputSizes(*p, {s.h, s.w}, label_);
   if (!out.ok()) return out.status();
-  s.sh = p->strides[0];
-  s.sw = p->strides[1];
-  s.dh = p->dilations[0];
-  s.dw = p->dilations[1];
-  s.pad_t = p->pads[0];
-  s.pad_l = p->pads[1];
-  s.pad_b = p->pads[2];
-  s.pad_r = p->pads[3];
+  SetWindow(*p, s);
   return s;
 }
 
