@@ -238,38 +238,45 @@ absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& p, const std::st
     raw = &p.raw_data();
   }
 
-  Tensor t = Tensor::Zeros(*dtype, dims);
+  // The data is counted before the tensor is allocated: a shape that claims
+  // more than the file holds is an error, not an allocation of that size (a
+  // few bytes of protobuf could otherwise ask for up to 2^40 bytes), and
+  // more data than the shape holds is not written past its end.
   if (raw != nullptr) {
     if (static_cast<int64_t>(raw->size()) != bytes) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: raw data must be %d bytes for shape [%s], got %d", what, bytes,
           absl::StrJoin(dims, ","), raw->size()));
     }
+    Tensor t = Tensor::Zeros(*dtype, dims);
     std::memcpy(t.raw_data(), raw->data(), bytes);
     return t;
   }
+  int64_t provided = p.int32_data_size();
+  switch (*dtype) {
+    case DataType::kFloat32: provided = p.float_data_size(); break;
+    case DataType::kFloat64: provided = p.double_data_size(); break;
+    case DataType::kInt64: provided = p.int64_data_size(); break;
+    case DataType::kUInt32: case DataType::kUInt64: provided = p.uint64_data_size(); break;
+    default: break;
+  }
+  if (auto s = CheckCount(provided, *count, what); !s.ok()) return s;
+  Tensor t = Tensor::Zeros(*dtype, dims);
   switch (*dtype) {
     case DataType::kFloat32:
-      if (auto s = CheckCount(p.float_data_size(), *count, what); !s.ok()) return s;
       CopyConvert(p.float_data(), t.data<float>());
       break;
     case DataType::kFloat64:
-      if (auto s = CheckCount(p.double_data_size(), *count, what); !s.ok()) return s;
       CopyConvert(p.double_data(), t.data<double>());
       break;
     case DataType::kInt64:
-      if (auto s = CheckCount(p.int64_data_size(), *count, what); !s.ok()) return s;
       CopyConvert(p.int64_data(), t.data<int64_t>());
       break;
     case DataType::kUInt32: case DataType::kUInt64:
-      if (auto s = CheckCount(p.uint64_data_size(), *count, what); !s.ok()) return s;
       if (*dtype == DataType::kUInt32) CopyConvert(p.uint64_data(), t.data<uint32_t>());
       else CopyConvert(p.uint64_data(), t.data<uint64_t>());
       break;
     default: {
-      // Counted before anything is copied: a tensor holding more int32_data
-      // than its shape has elements is an error, not a write past its end.
-      if (auto s = CheckCount(p.int32_data_size(), *count, what); !s.ok()) return s;
       if (*dtype == DataType::kInt32) {
         CopyConvert(p.int32_data(), t.data<int32_t>());
         break;

@@ -119,6 +119,36 @@ TEST(HostileModels, ElementCountOverflowIsRefused) {
   }
 }
 
+// An initializer whose dims claim far more elements than its data holds
+// (a fuzzer mutation of a weight's shape: 24 x 2^30 floats backed by 216
+// bytes) is refused before anything that size is allocated, for raw data and
+// for each typed field; 2^34 bytes is under the loader's 2^40 ceiling, so
+// only the count check stands between it and the allocation.
+TEST(HostileModels, ShapeLargerThanItsDataIsRefusedBeforeAllocating) {
+  for (int field = 0; field < 3; ++field) {
+    OnnxBuilder b;
+    b.Input("x", DataType::kFloat32, {4}).Output("y");
+    onnx::TensorProto* t = b.model().mutable_graph()->add_initializer();
+    t->set_name("w");
+    t->add_dims(16);
+    t->add_dims(int64_t{1} << 30);
+    if (field == 0) {
+      t->set_data_type(onnx::TensorProto::FLOAT);
+      t->set_raw_data(std::string(216, '\0'));
+    } else if (field == 1) {
+      t->set_data_type(onnx::TensorProto::FLOAT);
+      for (int i = 0; i < 54; ++i) t->add_float_data(1.f);
+    } else {
+      t->set_data_type(onnx::TensorProto::INT8);
+      for (int i = 0; i < 54; ++i) t->add_int32_data(1);
+    }
+    b.Node("Add", {"x", "w"}, {"y"});
+    const absl::Status s = LoadAndRun(b.Serialize());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << field << ": " << s;
+    EXPECT_NE(s.message().find("'w'"), std::string::npos) << s;
+  }
+}
+
 TEST(HostileModels, NegativeDimensionsAreRefused) {
   {
     OnnxBuilder b;
