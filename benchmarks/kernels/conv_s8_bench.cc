@@ -1,7 +1,8 @@
 // INT8 convolution on 1x56x56 inputs: 3x3 64->64, 1x1 256->64 and depthwise
 // 3x3 with 144 channels; ResNet-50's 3x3 convolutions (stages 2-4 and the
 // stride-2 one of stage 2); and EfficientNet-Lite0's depthwise shapes (blocks
-// 0, 1, 3, 4, 5, 9 and 11, named by geometry). Our INT8 NHWC convolution next
+// 0, 1, 3, 4, 5, 9 and 11, named by geometry); PP-OCR direction classifier's
+// short wide depthwise images (2 and 3 rows of 96). Our INT8 NHWC convolution next
 // to oneDNN's int8 convolution (u8 NHWC source with zero point 128, s8
 // weights reordered once, per-channel output scales, u8 destination), our
 // FP32 convolution (a one-node Session, NCHW), for depthwise also our NHWC
@@ -41,7 +42,10 @@ struct ConvCase {
   const char* name;
   int64_t c, m, k, group;
   int64_t hw = 56, stride = 1;
-  int64_t out() const { return (hw + 2 * (k / 2) - k) / stride + 1; }
+  int64_t rows = 0;  // input height where it differs from the width hw
+  int64_t in_h() const { return rows > 0 ? rows : hw; }
+  int64_t out() const { return (hw + 2 * (k / 2) - k) / stride + 1; }  // output width
+  int64_t out_h() const { return (in_h() + 2 * (k / 2) - k) / stride + 1; }
 };
 
 constexpr ConvCase kCases[] = {
@@ -63,11 +67,13 @@ constexpr ConvCase kCases[] = {
     {"efficientnet_lite0/block5_dw3x3_s2_240_28x28", 240, 240, 3, 240, 28, 2},
     {"efficientnet_lite0/block9_dw5x5_672_14x14", 672, 672, 5, 672, 14, 1},
     {"efficientnet_lite0/block11_dw5x5_1152_7x7", 1152, 1152, 5, 1152, 7, 1},
+    {"ppocr_cls/dw5x5_200_2x96", 200, 200, 5, 200, 96, 1, 2},
+    {"ppocr_cls/dw3x3_88_3x96", 88, 88, 3, 88, 96, 1, 3},
 };
 
 int g_threads = 1;
 
-double Ops(const ConvCase& c) { return 2.0 * c.out() * c.out() * c.m * (c.c / c.group) * c.k * c.k; }
+double Ops(const ConvCase& c) { return 2.0 * c.out_h() * c.out() * c.m * (c.c / c.group) * c.k * c.k; }
 
 void SetCounters(benchmark::State& state, const ConvCase& c) {
   state.counters["GOP/s"] = benchmark::Counter(Ops(c) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
@@ -77,7 +83,8 @@ void SetCounters(benchmark::State& state, const ConvCase& c) {
 struct KvantS8Conv {
   explicit KvantS8Conv(const ConvCase& c) : pool(g_threads) {
     cpu::ConvS8Shape s;
-  s.h = s.w = c.hw;
+  s.h = c.in_h();
+  s.w = c.hw;
   s.sh = s.sw = c.stride;
   s.cin = c.c;
   s.cout = c.m;
@@ -86,10 +93,10 @@ struct KvantS8Conv {
     s.depthwise = c.group > 1;
     auto w = bench::RandomInts<int8_t>(c.m * (c.c / c.group) * c.k * c.k, 2, -127, 127);
     conv = *cpu::ConvS8::Create(s, w.data(), ActiveCpuFeatures());
-    x = bench::RandomInts<uint8_t>(c.hw * c.hw * c.c, 1, 0, 255);
+    x = bench::RandomInts<uint8_t>(c.in_h() * c.hw * c.c, 1, 0, 255);
     bias = bench::RandomInts<int32_t>(c.m, 3, -1000, 1000);
     scale.assign(c.m, 1e-3f);
-    y.resize(c.out() * c.out() * c.m);
+    y.resize(c.out_h() * c.out() * c.m);
     out.kind = cpu::GemmS8Output::Kind::kU8;
     out.scale = scale.data();
     out.zero_point = 117;
@@ -129,8 +136,8 @@ std::string ConvModel(const ConvCase& c) {
     t->set_elem_type(onnx::TensorProto::FLOAT);
     for (int64_t d : dims) t->mutable_shape()->add_dim()->set_dim_value(d);
   };
-  add_value(g->mutable_input(), "x", {1, c.c, c.hw, c.hw});
-  add_value(g->mutable_output(), "y", {1, c.m, c.out(), c.out()});
+  add_value(g->mutable_input(), "x", {1, c.c, c.in_h(), c.hw});
+  add_value(g->mutable_output(), "y", {1, c.m, c.out_h(), c.out()});
   auto add_init = [&](const std::string& name, std::vector<int64_t> dims) {
     onnx::TensorProto* t = g->add_initializer();
     t->set_name(name);
@@ -175,8 +182,8 @@ void BM_KvantF32(benchmark::State& state, ConvCase c) {
     state.SkipWithError(std::string(s.status().message()).c_str());
     return;
   }
-  TensorMap in{{"x", Tensor::Zeros(DataType::kFloat32, {1, c.c, c.hw, c.hw})}};
-  std::fill_n(in["x"].data<float>(), c.c * c.hw * c.hw, 0.5f);
+  TensorMap in{{"x", Tensor::Zeros(DataType::kFloat32, {1, c.c, c.in_h(), c.hw})}};
+  std::fill_n(in["x"].data<float>(), c.c * c.in_h() * c.hw, 0.5f);
   for (auto _ : state) benchmark::DoNotOptimize(s->Run(in));
   SetCounters(state, c);
 }
@@ -188,11 +195,11 @@ void BM_KvantF32NhwcDepthwise(benchmark::State& state, ConvCase c) {
     state.SkipWithError("no AVX-512");
     return;
   }
-  const cpu::DepthwiseNhwc d{{c.hw, c.hw, c.out(), c.out(), c.k, c.k, c.stride, c.stride, 1, 1, c.k / 2, c.k / 2},
+  const cpu::DepthwiseNhwc d{{c.in_h(), c.hw, c.out_h(), c.out(), c.k, c.k, c.stride, c.stride, 1, 1, c.k / 2, c.k / 2},
                              c.c};
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> x(c.hw * c.hw * c.c), w(c.k * c.k * c.c), bias(c.c), y(c.out() * c.out() * c.c);
+  std::vector<float> x(c.in_h() * c.hw * c.c), w(c.k * c.k * c.c), bias(c.c), y(c.out_h() * c.out() * c.c);
   for (float& v : x) v = u(rng);
   for (float& v : w) v = u(rng);
   for (float& v : bias) v = u(rng);
@@ -202,7 +209,7 @@ void BM_KvantF32NhwcDepthwise(benchmark::State& state, ConvCase c) {
   act.hi = 6.f;
   ThreadPool pool(g_threads);
   for (auto _ : state) {
-    pool.ParallelFor(c.out(), [&](int64_t oh0, int64_t oh1) {
+    pool.ParallelFor(c.out_h(), [&](int64_t oh0, int64_t oh1) {
       cpu::avx512::DepthwiseNhwcRowsF32(d, x.data(), w.data(), bias.data(), act, oh0, oh1, y.data());
     });
     benchmark::DoNotOptimize(y.data());
@@ -217,7 +224,7 @@ struct OneDnnConv {
     using dnnl::memory;
     using dt = memory::data_type;
     const dt src_t = int8 ? dt::u8 : dt::f32, wei_t = int8 ? dt::s8 : dt::f32, dst_t = int8 ? dt::u8 : dt::f32;
-    const memory::dims src_dims{1, c.c, c.hw, c.hw}, dst_dims{1, c.m, c.out(), c.out()}, bias_dims{c.m};
+    const memory::dims src_dims{1, c.c, c.in_h(), c.hw}, dst_dims{1, c.m, c.out_h(), c.out()}, bias_dims{c.m};
     const memory::dims wei_dims = c.group > 1 ? memory::dims{c.group, c.m / c.group, c.c / c.group, c.k, c.k}
                                               : memory::dims{c.m, c.c, c.k, c.k};
     memory::desc src(src_dims, src_t, memory::format_tag::nhwc), dst(dst_dims, dst_t, memory::format_tag::nhwc);
@@ -238,8 +245,8 @@ struct OneDnnConv {
     prim = dnnl::convolution_forward(pd);
     impl = pd.impl_info_str();
     const int64_t es = int8 ? 1 : 4;
-    xs.assign(c.hw * c.hw * c.c * es, 1);
-    ys.resize(c.out() * c.out() * c.m * es);
+    xs.assign(c.in_h() * c.hw * c.c * es, 1);
+    ys.resize(c.out_h() * c.out() * c.m * es);
     ws.assign(c.m * (c.c / c.group) * c.k * c.k * es, 1);
     bs.assign(c.m * 4, 0);
     xm = memory(src, eng, xs.data());
