@@ -243,7 +243,23 @@ absl::Status InferChain(InferContext& ctx, const char* stage_op, int operands, i
 absl::Status InferConvChainNhwc(InferContext& ctx) { return InferChain(ctx, "ConvNhwc", 2, 1, 1, InferConvNhwc); }
 
 absl::Status InferQLinearConvChainNhwc(InferContext& ctx) {
-  return InferChain(ctx, "QLinearConvNhwc", 8, 3, 7, InferQLinearConvNhwc);
+  if (auto s = InferChain(ctx, "QLinearConvNhwc", 8, 3, 7, InferQLinearConvNhwc); !s.ok()) return s;
+  if (!ctx.has_input(25)) return absl::OkStatus();
+  // A residual QLinearAdd (input 25, its scales and zero points 26-31):
+  // the sum has the chain's type and shape.
+  const ValueType& y = ctx.output(0);
+  for (int i = 25; i < 32; ++i) {
+    if (!ctx.has_input(i)) return ctx.Error("a residual add needs inputs 25 to 31, got none at %d", i);
+  }
+  if (ctx.dtype(25) != y.dtype || ctx.dtype(27) != y.dtype || ctx.dtype(29) != y.dtype || ctx.dtype(31) != y.dtype) {
+    return ctx.Error("the residual add's operand and zero points must have the chain's type %s",
+                     DataTypeName(y.dtype));
+  }
+  const Shape& r = ctx.shape(25);
+  if (r.IsStatic() && y.shape.IsStatic() && r.Sizes() != y.shape.Sizes()) {
+    return ctx.Error("the residual must have the chain's output shape %s, got %s", y.shape.ToString(), r.ToString());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status InferPool(InferContext& ctx) {

@@ -117,7 +117,7 @@ constexpr OpSchema kSchemas[] = {
     {"kvant", "QLinearConvTransposeNhwc", 8, 9, ".........", InferQLinearConvTransposeNhwc},
     {"kvant", "ConvNhwc", 2, 4, "TTTT", InferConvNhwc},
     {"kvant", "ConvChainNhwc", 4, 8, "T??T????", InferConvChainNhwc},
-    {"kvant", "QLinearConvChainNhwc", 12, 25, ".????????????????????????", InferQLinearConvChainNhwc},
+    {"kvant", "QLinearConvChainNhwc", 12, 32, ".???????????????????????????????", InferQLinearConvChainNhwc},
     {"kvant", "QLinearTable", 2, 2, "..", InferQLinearTable},
     {"kvant", "QuantizeLinearNhwc", 2, 3, "...", InferQuantizeLinearNhwc},
     {"kvant", "QLinearMatMul", 9, 9, ".........", InferQLinearMatMul},  // + int32 bias

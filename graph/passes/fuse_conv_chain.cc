@@ -12,7 +12,11 @@
 //    (ops/cpu/qconv_chain_s8.cc): input x, then for each stage its eight
 //    QLinearConv operands after x (x scale and zero point, w, w scale and
 //    zero point, y scale and zero point, bias), the operands and their
-//    scales constant.
+//    scales constant; then, where a com.microsoft.QLinearAdd of the same
+//    type and shape adds another value to the chain's output (a residual
+//    block), that value and the Add's six scales and zero points in its
+//    order (attribute add:chain_operand: 0 when the chain's output is the
+//    Add's A, 1 when B), so the sum is taken on rows still in cache.
 // A stage that is absent has "" inputs; each stage's attributes are kept
 // under the prefix "expand:", "depthwise:" or "project:" (a BF16 1x1 stage
 // runs on the BF16 GEMM, one with FP16 weights widens them). Left alone:
@@ -88,6 +92,49 @@ void CopyAttrs(const Node& from, const std::string& prefix, Node& to) {
   for (const auto& [name, a] : from.attrs.all()) to.attrs.Set(absl::StrCat(prefix, name), a);
 }
 
+// Whether the chain's output has its input's shape: a stride-1 depthwise
+// stage whose padding keeps the size (1x1 stages keep it), and the last
+// stage's channels the first's.
+bool KeepsShape(const Graph& g, const Node* expand, const Node& dw, const Node* project) {
+  const std::vector<int64_t> pads = dw.attrs.GetInts("pads", {0, 0, 0, 0});
+  const std::vector<int64_t> dil = dw.attrs.GetInts("dilations", {1, 1});
+  const Tensor& w = *g.FindConstant(dw.inputs[kQ.weights]);
+  if (!AllEqual(dw.attrs.GetInts("strides"), 1) || dw.attrs.GetString("auto_pad", "NOTSET") != "NOTSET" ||
+      pads.size() != 4 || dil.size() != 2) {
+    return false;
+  }
+  for (int d = 0; d < 2; ++d) {
+    if (pads[d] + pads[d + 2] != (w.shape()[2 + d] - 1) * dil[d]) return false;
+  }
+  const int64_t in_c = expand ? g.FindConstant(expand->inputs[kQ.weights])->shape()[1] : w.shape()[0];
+  const int64_t out_c = project ? g.FindConstant(project->inputs[kQ.weights])->shape()[0] : w.shape()[0];
+  return in_c == out_c;
+}
+
+// Which operand of `add` (0: A, 1: B) is `value`, when `add` is a
+// com.microsoft.QLinearAdd of `value` and another value of its type and
+// shape (the same sizes or symbols, or the chain's own input where the
+// chain keeps the shape), with constant scalar scales and zero points, to
+// that type; else -1.
+int ResidualAddOperand(const Graph& g, const Node& add, const std::string& value, const std::string& chain_input,
+                       bool keeps_shape) {
+  if (add.op_type != "QLinearAdd" || add.domain != "com.microsoft" || add.inputs.size() != 8 ||
+      add.outputs.size() != 1 || (add.inputs[0] == value) == (add.inputs[3] == value)) {
+    return -1;
+  }
+  for (int i : {1, 2, 4, 5, 6, 7}) {
+    const Tensor* t = g.FindConstant(add.inputs[i]);
+    if (t == nullptr || t->num_elements() != 1) return -1;
+  }
+  const int operand = add.inputs[0] == value ? 0 : 1;
+  const ValueType* y = g.FindType(value);
+  const ValueType* other = g.FindType(add.inputs[operand == 0 ? 3 : 0]);
+  const ValueType* sum = g.FindType(add.outputs[0]);
+  if (y == nullptr || other == nullptr || sum == nullptr || other->dtype != y->dtype || sum->dtype != y->dtype) return -1;
+  const bool same = y->shape.rank_known && other->shape.rank_known && other->shape.dims == y->shape.dims;
+  return same || (keeps_shape && add.inputs[operand == 0 ? 3 : 0] == chain_input) ? operand : -1;
+}
+
 }  // namespace
 
 absl::Status FuseConvChains(Graph& graph) {
@@ -140,6 +187,19 @@ absl::Status FuseConvChains(Graph& graph) {
     }
     if (&form == &kF32) chain.inputs.push_back(project ? InputOr(*project, 3) : "");
     chain.outputs = {project ? project->outputs[0] : dw.outputs[0]};
+    int a = -1;  // an INT8 residual QLinearAdd the chain takes in
+    if (auto it = reader.find(chain.outputs[0]); &form == &kQ && it != reader.end() && private_value(chain.outputs[0])) {
+      const Node& add = graph.nodes[it->second];
+      const bool keeps = KeepsShape(graph, expand, dw, project);
+      if (const int operand = ResidualAddOperand(graph, add, chain.outputs[0], chain.inputs[0], keeps); operand >= 0) {
+        a = it->second;
+        chain.inputs.push_back(add.inputs[operand == 0 ? 3 : 0]);
+        for (int j : {1, 2, 4, 5, 6, 7}) chain.inputs.push_back(add.inputs[j]);
+        chain.attrs.SetInt("add:chain_operand", operand);
+        graph.values.erase(chain.outputs[0]);
+        chain.outputs = add.outputs;
+      }
+    }
     if (expand) CopyAttrs(*expand, "expand:", chain);
     CopyAttrs(dw, "depthwise:", chain);
     if (project) CopyAttrs(*project, "project:", chain);
@@ -147,8 +207,9 @@ absl::Status FuseConvChains(Graph& graph) {
     // (every input is produced before it).
     if (expand) graph.values.erase(expand->outputs[0]);
     if (project) graph.values.erase(dw.outputs[0]);
-    const int last = p >= 0 ? p : static_cast<int>(i);
+    const int last = a >= 0 ? a : p >= 0 ? p : static_cast<int>(i);
     if (e >= 0) removed[e] = true;
+    if (p >= 0 && last != p) removed[p] = true;
     if (last != static_cast<int>(i)) removed[i] = true;
     graph.nodes[last] = std::move(chain);
     any = true;

@@ -9,18 +9,22 @@
 // what the image's padding leaves of the band's window. Requantization is
 // per stage, as unfused: the outputs are the unfused graph's, bit for bit.
 // Threads take images, parts of images or groups of small images
-// (conv_chain.h).
+// (conv_chain.h). A residual QLinearAdd the pass took in (inputs 25-31)
+// is applied to each band's output rows right after the last stage writes
+// them, with the QLinearAdd kernel's own row function (QLinearAddRows).
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "ops/cpu/conv_chain.h"
 #include "ops/cpu/qconv_s8.h"
+#include "ops/cpu/quantize_common.h"
 
 namespace kvant::cpu {
 namespace {
 
 constexpr int kOperands = 8;  // a stage's QLinearConv inputs after x
+constexpr int kResidual = 1 + 3 * kOperands;  // a residual add's other operand, then its scales and zero points
 constexpr const char* kStages[3] = {"expand", "depthwise", "project"};
 
 // Bytes of intermediate rows a band keeps (both buffers).
@@ -74,7 +78,46 @@ class QConvChain final : public Kernel {
       return absl::InvalidArgumentError(
           absl::StrFormat("failed to prepare node %s: QLinearConvChainNhwc needs depthwise weights", label_));
     }
+    return PrepareAdd(init, x_type);
+  }
+
+  // The residual QLinearAdd: constant scalar scales (f32) and zero points
+  // (the chain's output type), as ScaleAt/ZeroPointAt read them.
+  absl::Status PrepareAdd(const KernelInit& init, DataType y_type) {
+    const auto& k = init.constant_inputs;
+    if (init.input_types.size() <= static_cast<size_t>(kResidual) ||
+        init.input_types[kResidual] == DataType::kUndefined) {
+      return absl::OkStatus();
+    }
+    float v[6];
+    for (int j = 0; j < 6; ++j) {
+      const size_t i = kResidual + 1 + j;
+      const DataType want = j % 2 == 0 ? DataType::kFloat32 : y_type;
+      if (i >= k.size() || k[i] == nullptr || k[i]->num_elements() != 1 || k[i]->dtype() != want) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "failed to prepare node %s: the residual add's input %d must be a constant %s scalar", label_, i,
+            DataTypeName(want)));
+      }
+      const uint8_t bits = static_cast<const uint8_t*>(k[i]->raw_data())[0];
+      v[j] = j % 2 == 0 ? k[i]->data<float>()[0]
+                        : y_type == DataType::kInt8 ? static_cast<float>(static_cast<int8_t>(bits)) : bits;
+    }
+    add_.present = true;
+    add_.chain_is_a = init.attrs->GetInt("add:chain_operand", 0) == 0;
+    add_.za = v[1];
+    add_.zb = v[3];
+    add_.zc = v[5];
+    add_.ra = v[0] / v[4];
+    add_.rb = v[2] / v[4];
+    add_.u8 = y_type == DataType::kUInt8;
+    add_.avx512 = (init.cpu & kIsaAvx512) == kIsaAvx512;
     return absl::OkStatus();
+  }
+
+  // y[0, n) = QLinearAdd(y, r) (operands in the Add's order).
+  void AddResidual(uint8_t* y, const uint8_t* r, int64_t n) const {
+    QLinearAddRows(add_.avx512, add_.u8, add_.chain_is_a ? y : r, add_.chain_is_a ? r : y, y, n, add_.za, add_.zb,
+                   add_.zc, add_.ra, add_.rb);
   }
 
   size_t ScratchBytes(const KernelShapes& s) const override {
@@ -91,6 +134,11 @@ class QConvChain final : public Kernel {
       return absl::InvalidArgumentError(absl::StrFormat("failed to run node %s: output must be [%d,%d,%d,%d], got %s",
                                                         label_, last.n, last.out_h(), last.out_w(), last.cout,
                                                         absl::StrJoin(ctx.output(0).shape, "x")));
+    }
+    if (add_.present && ctx.input(kResidual).shape != ctx.output(0).shape) {
+      return absl::InvalidArgumentError(absl::StrFormat("failed to run node %s: the residual must be [%s], got [%s]",
+                                                        label_, absl::StrJoin(ctx.output(0).shape, ","),
+                                                        absl::StrJoin(ctx.input(kResidual).shape, ",")));
     }
     char* scratch = static_cast<char*>(ctx.scratch);
     absl::Status status;
@@ -112,7 +160,7 @@ class QConvChain final : public Kernel {
       if (!s.empty()) s += " + ";
       s += absl::StrCat(k == 1 ? "" : absl::StrCat(kStages[k], " "), stages_[k].conv->Describe());
     }
-    return s;
+    return add_.present ? s + " + residual add" : s;
   }
 
   int64_t PackedBytes() const override {
@@ -126,6 +174,10 @@ class QConvChain final : public Kernel {
     AttributeMap attrs;  // the stage's, without the prefix (QConv keeps a pointer)
     std::unique_ptr<QConv> conv;
     DataType in_type = DataType::kUndefined, out_type = DataType::kUndefined;
+  };
+  struct ResidualAdd {
+    bool present = false, chain_is_a = true, u8 = true, avx512 = false;
+    float za = 0, zb = 0, zc = 0, ra = 0, rb = 0;
   };
   struct Plan {
     ConvS8Shape shape[3];  // each present stage over the whole batch
@@ -266,6 +318,11 @@ class QConvChain final : public Kernel {
             RunStage(2, ctx, Rows(plan.shape[2], o1 - o0), band_out, y + o0 * out_w * y_c, stage_scratch);
         if (!s.ok()) return s;
       }
+      if (add_.present) {
+        const int64_t at = (img * dw.out_h() + o0) * out_w * y_c;
+        AddResidual(static_cast<uint8_t*>(ctx.output(0).data) + at,
+                    static_cast<const uint8_t*>(ctx.input(kResidual).data) + at, (o1 - o0) * out_w * y_c);
+      }
     }
     return absl::OkStatus();
   }
@@ -290,11 +347,19 @@ class QConvChain final : public Kernel {
         !s.ok()) {
       return s;
     }
-    return project ? RunStage(2, ctx, Images(plan.shape[2], n), band_out, y, stage_scratch) : absl::OkStatus();
+    if (project) {
+      if (absl::Status s = RunStage(2, ctx, Images(plan.shape[2], n), band_out, y, stage_scratch); !s.ok()) return s;
+    }
+    if (add_.present) {
+      const int64_t at = img * dw.out_h() * dw.out_w() * y_c;
+      AddResidual(y, static_cast<const uint8_t*>(ctx.input(kResidual).data) + at, n * dw.out_h() * dw.out_w() * y_c);
+    }
+    return absl::OkStatus();
   }
 
   std::string label_;
   Stage stages_[3];
+  ResidualAdd add_;
 };
 
 }  // namespace

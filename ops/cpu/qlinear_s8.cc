@@ -70,6 +70,22 @@ void SameShapeAvx512(const T* a, const T* b, T* c, int64_t n, float za, float zb
   }
 }
 
+}  // namespace
+
+void QLinearAddRows(bool avx512, bool u8, const void* a, const void* b, void* c, int64_t n, float za, float zb,
+                    float zc, float ra, float rb) {
+  if (u8) {
+    (avx512 ? SameShapeAvx512<uint8_t, BinaryOp::kAdd> : SameShape<uint8_t, BinaryOp::kAdd>)(
+        static_cast<const uint8_t*>(a), static_cast<const uint8_t*>(b), static_cast<uint8_t*>(c), n, za, zb, zc, ra,
+        rb);
+  } else {
+    (avx512 ? SameShapeAvx512<int8_t, BinaryOp::kAdd> : SameShape<int8_t, BinaryOp::kAdd>)(
+        static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), static_cast<int8_t*>(c), n, za, zb, zc, ra, rb);
+  }
+}
+
+namespace {
+
 // A product row against a per-channel gate (a squeeze-excitation block's
 // [N,1,1,C] over [N,H,W,C]): g holds the gate row's centered values.
 template <typename T>

@@ -107,6 +107,13 @@ void SumPixelsU8(const uint8_t* x, int64_t pixels, int64_t channels, int32_t* su
 void SumPixelsS8(const int8_t* x, int64_t pixels, int64_t channels, int32_t* sums);
 }  // namespace avx512
 
+// com.microsoft.QLinearAdd of equal-length u8 (else s8) rows, exactly as
+// its kernel computes them (qlinear_s8.cc; the AVX-512 rows where
+// `avx512`): c[i] = saturate(round_half_even(ra (a[i] - za) + rb (b[i] -
+// zb)) + zc), ra = sa / sc, rb = sb / sc. c may be a or b.
+void QLinearAddRows(bool avx512, bool u8, const void* a, const void* b, void* c, int64_t n, float za, float zb,
+                    float zc, float ra, float rb);
+
 // Narrows a quantized output's [lo, hi] to a fused activation's real range
 // (attributes kvant_clip_min / kvant_clip_max): q = round(r / scale) + zp.
 inline void ApplyClipRange(const AttributeMap& attrs, float scale, int32_t zero_point, int32_t* lo, int32_t* hi) {

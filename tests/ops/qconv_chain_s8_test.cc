@@ -5,7 +5,9 @@
 // per-channel weight scales, u8 weights with zero point 128, with and without
 // bias, kernels 3/5, strides 1/2, dilation, asymmetric padding, channel
 // counts that fill no vector, images tall enough for many bands, batches
-// smaller and larger than the thread count, and two-stage chains.
+// smaller and larger than the thread count, two-stage chains, and residual
+// blocks whose com.microsoft.QLinearAdd the chain takes in (the chain's
+// output as the Add's A or B).
 #include <cmath>
 #include <random>
 #include <string>
@@ -31,13 +33,17 @@ struct Block {
   bool s8;            // s8 activations (else u8)
   bool per_channel;   // per-channel weight scales
   bool u8_weights;    // u8 weights, zero point 128
+  int residual = 0;   // 1: y = QLinearAdd(block, input), 2: QLinearAdd(input, block)
+  bool dynamic = false;  // the model's input [N, C, H, W] with N, H, W unknown
 };
 
 std::string Describe(const Block& b) {
   return absl::StrCat("n", b.n, " ", b.cin, "x", b.h, "x", b.w, " mid ", b.mid, " out ", b.cout, " k", b.k, " s",
                       b.stride, " d", b.dil, " pads ", b.pads[0], b.pads[1], b.pads[2], b.pads[3],
                       b.expand ? " expand" : "", b.project ? " project" : "", b.s8 ? " s8" : " u8",
-                      b.per_channel ? " per-channel" : "", b.u8_weights ? " u8-weights" : "");
+                      b.per_channel ? " per-channel" : "", b.u8_weights ? " u8-weights" : "",
+                      b.residual == 0 ? "" : b.residual == 1 ? " residual (block first)" : " residual (input first)",
+                      b.dynamic ? " dynamic" : "");
 }
 
 Tensor RandomWeights(const std::vector<int64_t>& shape, bool u8, uint32_t seed) {
@@ -94,7 +100,12 @@ struct QConvBuilder {
 // -> [1x1 project] -> y (quantized).
 std::string BlockModel(const Block& c, uint32_t seed) {
   OnnxBuilder b(13);
-  b.Input("x_f", DataType::kFloat32, {c.n, c.cin, c.h, c.w}).Output("y", c.s8 ? DataType::kInt8 : DataType::kUInt8);
+  if (c.dynamic) {
+    b.Input("x_f", DataType::kFloat32, {-1, c.cin, -1, -1}, {"N", "", "H", "W"});
+  } else {
+    b.Input("x_f", DataType::kFloat32, {c.n, c.cin, c.h, c.w});
+  }
+  b.Output("y", c.s8 ? DataType::kInt8 : DataType::kUInt8);
   b.Initializer("x_s", ScalarF32(2.f / 255.f));
   b.Initializer("x_z", c.s8 ? Tensor::FromVector<int8_t>(DataType::kInt8, {}, {0})
                             : Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {128}));
@@ -106,11 +117,23 @@ std::string BlockModel(const Block& c, uint32_t seed) {
     q.Conv(cur, "ae", c.cin, c.mid, 1, 1, true);
     cur = "ae";
   }
-  auto& dw = q.Conv(cur, c.project ? "ad" : "y", c.mid, c.mid, c.k, c.mid, !c.per_channel);
+  const std::string block_out = c.residual ? "yb" : "y";
+  auto& dw = q.Conv(cur, c.project ? "ad" : block_out, c.mid, c.mid, c.k, c.mid, !c.per_channel);
   OnnxBuilder::SetInts(dw, "strides", {c.stride, c.stride});
   OnnxBuilder::SetInts(dw, "dilations", {c.dil, c.dil});
   OnnxBuilder::SetInts(dw, "pads", {c.pads[0], c.pads[1], c.pads[2], c.pads[3]});
-  if (c.project) q.Conv("ad", "y", c.mid, c.cout, 1, 1, c.per_channel);
+  if (c.project) q.Conv("ad", block_out, c.mid, c.cout, 1, 1, c.per_channel);
+  if (c.residual) {
+    b.Initializer("y_s", ScalarF32(0.09f));
+    b.Initializer("y_z", c.s8 ? Tensor::FromVector<int8_t>(DataType::kInt8, {}, {3})
+                              : Tensor::FromVector<uint8_t>(DataType::kUInt8, {}, {125}));
+    const std::vector<std::string> block = {"yb", "yb_s", "yb_z"}, input = {"a0", "a0_s", "a0_z"};
+    std::vector<std::string> ins = c.residual == 1 ? block : input;
+    for (const auto& v : c.residual == 1 ? input : block) ins.push_back(v);
+    ins.push_back("y_s");
+    ins.push_back("y_z");
+    b.Node("QLinearAdd", ins, {"y"}).set_domain("com.microsoft");
+  }
   return b.Serialize();
 }
 
@@ -131,6 +154,17 @@ TEST(QConvChainS8, MatchesUnfusedBlocksExactly) {
       {1, 24, 25, 25, 24, 24, 3, 2, 1, same3, false, true, true, false, false},
       {1, 8, 21, 23, 48, 48, 3, 1, 1, same3, true, false, false, true, false},
       {1, 8, 60, 40, 48, 48, 5, 2, 1, same5, true, false, true, true, true},
+      // Residual blocks: the QLinearAdd after the last stage comes in.
+      {1, 16, 40, 70, 96, 16, 3, 1, 1, same3, true, true, false, true, false, 1},
+      {4, 24, 14, 14, 144, 24, 5, 1, 1, same5, true, true, true, true, false, 2},
+      {3, 40, 7, 7, 240, 40, 5, 1, 1, same5, true, true, false, false, true, 1},
+      {1, 32, 120, 80, 192, 32, 3, 1, 1, same3, true, true, true, true, false, 2},
+      {2, 32, 30, 34, 32, 32, 3, 1, 1, same3, false, true, false, true, false, 1},
+      {1, 48, 21, 23, 48, 48, 3, 1, 1, same3, true, false, true, true, true, 2},
+      // Unknown sizes: the Add's operands compare equal only through the
+      // chain keeping its input's shape.
+      {2, 16, 19, 27, 64, 16, 5, 1, 1, same5, true, true, false, true, false, 2, true},
+      {1, 24, 33, 21, 24, 24, 3, 1, 2, {2, 2, 2, 2}, false, true, true, false, false, 1, true},
   };
   uint32_t seed = 5100;
   for (const Block& c : blocks) {
@@ -144,13 +178,15 @@ TEST(QConvChainS8, MatchesUnfusedBlocksExactly) {
       ASSERT_TRUE(session.ok()) << session.status();
       auto plan = session->Plan({{"x_f", x.shape()}});
       ASSERT_TRUE(plan.ok()) << plan.status();
-      int chains = 0, convs = 0;
+      int chains = 0, convs = 0, adds = 0;
       for (const auto& step : plan->steps) {
         chains += step.op == "QLinearConvChainNhwc";
         convs += step.op == "QLinearConvNhwc";
+        adds += step.op == "QLinearAdd";
       }
       EXPECT_EQ(chains, 1) << what << "\n" << plan->text;
       EXPECT_EQ(convs, 1) << what << "\n" << plan->text;  // the 3x3 in front
+      EXPECT_EQ(adds, 0) << what << "\n" << plan->text;
       auto runs = RunPlainAndOptimized(model, {{"x_f", x}}, options);
       ASSERT_TRUE(runs.ok()) << what << ": " << runs.status();
       const Tensor& want = runs->first;
@@ -207,6 +243,59 @@ TEST(QConvChainS8, HandWrittenNodeIsChecked) {
     if (session.ok()) {
       Tensor x = Tensor::Zeros(DataType::kUInt8, {1, 6, 6, 8});
       status = session->Run({{"x", x}}).status();
+    }
+    EXPECT_FALSE(status.ok()) << c.what;
+    EXPECT_NE(status.message().find("QLinearConvChainNhwc_1"), std::string::npos) << c.what << ": " << status;
+  }
+}
+
+// A residual add written into a file (inputs 25-31): a residual of another
+// shape, a zero point of another type or a scale that is not constant is a
+// status naming the node.
+TEST(QConvChainS8, HandWrittenResidualAddIsChecked) {
+  struct Bad {
+    const char* what;
+    std::vector<int64_t> residual_shape;
+    Tensor sum_zero_point;
+    bool scale_is_input;
+  };
+  const Bad bad[] = {
+      {"residual of 4 channels", {1, 6, 6, 4}, testing::ScalarU8(120), false},
+      {"s8 zero point of a u8 sum", {1, 6, 6, 8}, Tensor::Zeros(DataType::kInt8, {}), false},
+      {"scale not constant", {1, 6, 6, 8}, testing::ScalarU8(120), true},
+  };
+  for (const Bad& c : bad) {
+    OnnxBuilder b(13);
+    b.Input("x", DataType::kUInt8, {1, 6, 6, 8}).Input("r", DataType::kUInt8, c.residual_shape);
+    if (c.scale_is_input) b.Input("s", DataType::kFloat32, {});
+    b.Output("y", DataType::kUInt8);
+    std::vector<std::string> inputs(32, "");
+    inputs[0] = "x";
+    const Tensor dw_operands[8] = {ScalarF32(0.02f), testing::ScalarU8(128), RandomWeights({8, 1, 3, 3}, false, 3),
+                                   ScalarF32(0.01f), Tensor::Zeros(DataType::kInt8, {}), ScalarF32(0.05f),
+                                   testing::ScalarU8(120), Tensor::Zeros(DataType::kInt32, {8})};
+    const Tensor add_operands[6] = {ScalarF32(0.05f), testing::ScalarU8(120), ScalarF32(0.03f),
+                                    testing::ScalarU8(128), ScalarF32(0.06f), c.sum_zero_point};
+    for (int j = 0; j < 8; ++j) {
+      inputs[9 + j] = "op" + std::to_string(9 + j);
+      b.Initializer(inputs[9 + j], dw_operands[j]);
+    }
+    inputs[25] = "r";
+    for (int j = 0; j < 6; ++j) {
+      inputs[26 + j] = j == 4 && c.scale_is_input ? "s" : "op" + std::to_string(26 + j);
+      if (inputs[26 + j] != "s") b.Initializer(inputs[26 + j], add_operands[j]);
+    }
+    auto& n = b.Node("QLinearConvChainNhwc", inputs, {"y"});
+    n.set_domain("kvant");
+    OnnxBuilder::SetInt(n, "depthwise:group", 8);
+    OnnxBuilder::SetInts(n, "depthwise:pads", {1, 1, 1, 1});
+    auto session = Session::LoadFromBytes(b.Serialize(), {});
+    absl::Status status = session.status();
+    if (session.ok()) {
+      TensorMap in{{"x", Tensor::Zeros(DataType::kUInt8, {1, 6, 6, 8})},
+                   {"r", Tensor::Zeros(DataType::kUInt8, c.residual_shape)}};
+      if (c.scale_is_input) in["s"] = ScalarF32(0.06f);
+      status = session->Run(in).status();
     }
     EXPECT_FALSE(status.ok()) << c.what;
     EXPECT_NE(status.message().find("QLinearConvChainNhwc_1"), std::string::npos) << c.what << ": " << status;

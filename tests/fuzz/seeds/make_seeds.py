@@ -4,8 +4,9 @@ graphs the load-time passes rewrite into fused nodes, so the fuzzer starts
 from inputs that reach those kernels.
 - conv_chain_f32.onnx: 3x3 conv -> 1x1 expand + Clip -> depthwise 3x3 + Relu
   -> 1x1 project + residual Add (kvant.ConvChainNhwc);
-- conv_chain_qlinear.onnx: the same as QOperator QLinearConv nodes
-  (kvant.QLinearConvChainNhwc).
+- conv_chain_qlinear.onnx: the same as QOperator QLinearConv nodes and a
+  com.microsoft.QLinearAdd residual (kvant.QLinearConvChainNhwc with its
+  residual add).
 usage: make_seeds.py [OUT_DIR]"""
 import os
 import sys
@@ -16,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 
 def save(graph, path):
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, path)
@@ -72,7 +73,11 @@ def main():
     qconv("a0", "a0", "ae", 8, 24, 1)
     qconv("ae", "ae", "ad", 24, 24, 3, group=24, pads=[1, 1, 1, 1])
     qconv("ad", "ad", "ap", 24, 8, 1)
-    nodes.append(helper.make_node("DequantizeLinear", ["ap", "ap_s", "ap_z"], ["y"]))
+    add("r_s", np.array(0.07, np.float32))
+    add("r_z", np.array(125, np.uint8))
+    nodes.append(helper.make_node("QLinearAdd", ["ap", "ap_s", "ap_z", "a0", "a0_s", "a0_z", "r_s", "r_z"], ["r"],
+                                  domain="com.microsoft"))
+    nodes.append(helper.make_node("DequantizeLinear", ["r", "r_s", "r_z"], ["y"]))
     save(helper.make_graph(nodes, "chain_qlinear", [x], [y], inits), os.path.join(out, "conv_chain_qlinear.onnx"))
 
 
