@@ -86,6 +86,33 @@ void QLinearAddRows(bool avx512, bool u8, const void* a, const void* b, void* c,
 
 namespace {
 
+// One image's averages from its chunks' int32 channel sums:
+// y[c] = saturate(round(scale (sum_k parts[k][c] - offset)) + zy).
+template <typename T>
+__attribute__((always_inline)) inline void AveragesBody(const int32_t* parts, int64_t chunks, int64_t channels,
+                                                       float scale, float offset, float zy, T* y) {
+  if (chunks == 1) {  // the usual case, one loop the compiler vectorizes
+    for (int64_t c = 0; c < channels; ++c) y[c] = Saturate<T>(scale * (static_cast<float>(parts[c]) - offset), zy);
+    return;
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    int64_t sum = 0;
+    for (int64_t k = 0; k < chunks; ++k) sum += parts[k * channels + c];
+    y[c] = Saturate<T>(scale * (static_cast<float>(sum) - offset), zy);
+  }
+}
+template <typename T>
+void Averages(const int32_t* parts, int64_t chunks, int64_t channels, float scale, float offset, float zy, T* y) {
+  AveragesBody<T>(parts, chunks, channels, scale, offset, zy, y);
+}
+// The same vectorized (VRNDSCALEPS): 1280 channels of EfficientNet's head
+// took 37 us a batch of 4 through scalar rounding.
+template <typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512"))) void AveragesAvx512(
+    const int32_t* parts, int64_t chunks, int64_t channels, float scale, float offset, float zy, T* y) {
+  AveragesBody<T>(parts, chunks, channels, scale, offset, zy, y);
+}
+
 // A product row against a per-channel gate (a squeeze-excitation block's
 // [N,1,1,C] over [N,H,W,C]): g holds the gate row's centered values.
 template <typename T>
@@ -346,7 +373,7 @@ auto SumPixelsFor(bool avx512) {
 class QLinearGlobalAveragePool final : public ByteKernel<QLinearGlobalAveragePool> {
  public:
   QLinearGlobalAveragePool(bool channels_last, CpuFeatures cpu)
-      : channels_last_(channels_last), avx512_((cpu & kCpuAvx512bw) != 0) {}
+      : channels_last_(channels_last), avx512_((cpu & kIsaAvx512) == kIsaAvx512) {}
 
   template <typename T>
   absl::Status Apply(const KernelContext& ctx) const {
@@ -375,12 +402,10 @@ class QLinearGlobalAveragePool final : public ByteKernel<QLinearGlobalAveragePoo
           sum_fn(px + (b * size + p0) * channels, std::min(chunk, size - p0), channels, parts.data() + t * channels);
         }
       });
+      const auto averages = avx512_ ? AveragesAvx512<T> : Averages<T>;
       for (int64_t b = 0; b < n; ++b) {
-        for (int64_t c = 0; c < channels; ++c) {
-          int64_t sum = 0;
-          for (int64_t k = 0; k < chunks; ++k) sum += parts[(b * chunks + k) * channels + c];
-          py[b * channels + c] = Saturate<T>(scale * (static_cast<float>(sum) - static_cast<float>(size) * zx), zy);
-        }
+        averages(parts.data() + b * chunks * channels, chunks, channels, scale, static_cast<float>(size) * zx, zy,
+                 py + b * channels);
       }
       return absl::OkStatus();
     }
