@@ -324,7 +324,15 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
   };
   r.arena_bytes = plan->memory.arena_bytes;
   r.lower_bound_bytes = plan->memory.lower_bound;
+  // Weights of If branches inlined at this shape: their constants and the
+  // packed weights of their kernels, on top of the loaded graph's.
   r.weight_bytes = model.weight_bytes;
+  for (const ValueSlot& slot : plan->slots) {
+    if (slot.kind == ValueSlot::Kind::kConstant && !model.graph.initializers.contains(slot.name)) {
+      r.weight_bytes += plan->constants.at(slot.name).byte_size();
+    }
+  }
+  for (const auto& own : plan->own_kernels) r.weight_bytes += own->kernel->PackedBytes();
   r.num_steps = num_steps;
   for (int i = 0; i < num_steps; ++i) {
     PlanStep& step = plan->steps[i];

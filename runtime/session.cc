@@ -408,6 +408,14 @@ absl::StatusOr<PlanReport> Session::Plan(const std::map<std::string, std::vector
   return (*cached)->plan->report;
 }
 
+absl::StatusOr<PlanReport> Session::Plan(const TensorMap& inputs) const {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  if (auto s = impl_->ValidateInputs(inputs, &shapes); !s.ok()) return s;
+  auto cached = impl_->GetPlan(shapes, &inputs);
+  if (!cached.ok()) return cached.status();
+  return (*cached)->plan->report;
+}
+
 std::string Session::GraphText() const { return impl_->model->graph.DebugString(); }
 
 std::vector<NodeProfile> Session::Profile() const {

@@ -1,6 +1,10 @@
 // Calibration and evaluation data for `kvant quantize` and `kvant compare`:
 // a directory with one NAME.npy per model input, each batched along its
-// first axis (row i of every file is sample i), cut into batches of rows.
+// first axis (row i of every file is sample i; where the model fixes an
+// input's first dimension and the file's differs from the other inputs'
+// sample count, along its first open axis of that extent: silero VAD's
+// state [2, N, 128]; a scalar input is shared by every sample), cut into
+// batches of rows.
 #ifndef KVANT_TOOLS_DATASET_H_
 #define KVANT_TOOLS_DATASET_H_
 
@@ -14,8 +18,8 @@
 
 namespace kvant::tools {
 
-// `inputs`: the model's inputs. A fixed first dimension sets the batch size;
-// a symbolic one takes up to `batch_rows` rows. `max_samples` (0: all) keeps
+// `inputs`: the model's inputs. A fully fixed shape sets the batch size (its
+// first dimension); an open dimension takes up to `batch_rows` rows. `max_samples` (0: all) keeps
 // the first rows. Missing files, disagreeing row counts and NaN or Inf are
 // errors that name the file.
 absl::StatusOr<std::vector<quantize::CalibrationBatch>> LoadDataset(const std::string& dir,

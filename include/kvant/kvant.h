@@ -220,6 +220,10 @@ class Session {
 
   // The plan Run would use for inputs of these shapes (planned and cached).
   absl::StatusOr<PlanReport> Plan(const std::map<std::string, std::vector<int64_t>>& shapes) const;
+  // The plan Run would use for these inputs: their shapes, and the values of
+  // small integer inputs where shapes depend on them (an If on silero VAD's
+  // sample rate), as Run decides.
+  absl::StatusOr<PlanReport> Plan(const TensorMap& inputs) const;
 
   // The optimized graph as text.
   std::string GraphText() const;

@@ -99,6 +99,21 @@ std::map<std::string, std::vector<int64_t>> ShapesOf(const TensorMap& inputs) {
   return shapes;
 }
 
+// The plan's columns: memory, step counts by precision, kernel path.
+void FillFromPlan(const PlanReport& plan, BenchRow& row) {
+  row.arena_bytes = plan.arena_bytes;
+  row.weight_bytes = plan.weight_bytes;
+  row.int8_steps = plan.int8_steps;
+  row.float_steps = plan.float_steps;
+  row.conversions = plan.conversions;
+  row.bf16_steps = row.fp16_steps = 0;
+  for (const PlanStepReport& step : plan.steps) {
+    row.bf16_steps += step.precision == "bf16";
+    row.fp16_steps += step.precision == "fp16";
+  }
+  row.kernel_path = KernelPath(plan);
+}
+
 absl::StatusOr<Session> LoadRow(const Source& src, const SessionOptions& options, const std::vector<TensorMap>& eval,
                                 const std::vector<TensorMap>* reference, BenchRow& row, double* first_ms) {
   auto session = Session::Load(src.path, options);
@@ -109,19 +124,11 @@ absl::StatusOr<Session> LoadRow(const Source& src, const SessionOptions& options
   if (!first.ok()) return first.status();
   row.model_file = src.label;
   row.file_bytes = static_cast<int64_t>(fs::file_size(src.path));
-  auto plan = session->Plan(ShapesOf(eval[0]));
+  // With the values: a plan that depends on them (silero VAD's If on its
+  // sample rate) is the one Run used.
+  auto plan = session->Plan(eval[0]);
   if (!plan.ok()) return plan.status();
-  row.arena_bytes = plan->arena_bytes;
-  row.weight_bytes = plan->weight_bytes;
-  row.int8_steps = plan->int8_steps;
-  row.float_steps = plan->float_steps;
-  row.conversions = plan->conversions;
-  row.bf16_steps = row.fp16_steps = 0;
-  for (const PlanStepReport& step : plan->steps) {
-    row.bf16_steps += step.precision == "bf16";
-    row.fp16_steps += step.precision == "fp16";
-  }
-  row.kernel_path = KernelPath(*plan);
+  FillFromPlan(*plan, row);
   if (reference && row.precision != "fp32") {
     auto outs = RunBatches(*session, eval);
     if (!outs.ok()) return outs.status();
