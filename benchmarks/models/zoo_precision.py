@@ -61,7 +61,7 @@ def main():
                 continue
             acc = row.get("accuracy") or {}
             ref = row["precision"] == "fp32"
-            sqnr = "ref" if ref else f"{acc.get('sqnr_db', float('nan')):.1f}"
+            sqnr = "ref" if ref else "exact" if acc.get("exact") else f"{acc.get('sqnr_db', float('nan')):.1f}"
             cosine = "ref" if ref else f"{acc.get('cosine', float('nan')):.5f}"
             top1 = acc.get("top1_agreement")
             top1 = "ref" if ref else ("-" if top1 is None else f"{100 * top1:.1f}%")
