@@ -9,6 +9,7 @@
 // blocks whose com.microsoft.QLinearAdd the chain takes in (the chain's
 // output as the Add's A or B).
 #include <cmath>
+#include <map>
 #include <random>
 #include <string>
 
@@ -205,6 +206,42 @@ TEST(QConvChainS8, MatchesUnfusedBlocksExactly) {
   }
 }
 
+// A hand-written kvant.QLinearConvChainNhwc over x [1, 6, 6, 8]: a 3x3
+// depthwise stage (inputs 9-16) whose operand `replace` is `value` (an
+// undefined tensor: left out), then `constants` and graph inputs `fed` by
+// input index. The status of loading it and running it on zeros and `fed`.
+absl::Status RunHandWrittenChain(int replace, const Tensor& value, const std::map<int, Tensor>& constants,
+                                 const std::map<int, Tensor>& fed) {
+  OnnxBuilder b(13);
+  b.Input("x", DataType::kUInt8, {1, 6, 6, 8});
+  TensorMap feeds{{"x", Tensor::Zeros(DataType::kUInt8, {1, 6, 6, 8})}};
+  std::vector<std::string> inputs(constants.empty() && fed.empty() ? 25 : 32, "");
+  inputs[0] = "x";
+  for (const auto& [i, t] : fed) {
+    inputs[i] = "in" + std::to_string(i);
+    b.Input(inputs[i], t.dtype(), t.shape());
+    feeds[inputs[i]] = t;
+  }
+  b.Output("y", DataType::kUInt8);
+  const Tensor dw_operands[8] = {ScalarF32(0.02f), testing::ScalarU8(128), RandomWeights({8, 1, 3, 3}, false, 3),
+                                 ScalarF32(0.01f), Tensor::Zeros(DataType::kInt8, {}), ScalarF32(0.05f),
+                                 testing::ScalarU8(120), Tensor::Zeros(DataType::kInt32, {8})};
+  auto constant = [&](int i, const Tensor& t) {
+    if (t.dtype() == DataType::kUndefined) return;
+    inputs[i] = "op" + std::to_string(i);
+    b.Initializer(inputs[i], t);
+  };
+  for (int j = 0; j < 8; ++j) constant(9 + j, 9 + j == replace ? value : dw_operands[j]);
+  for (const auto& [i, t] : constants) constant(i, t);
+  auto& n = b.Node("QLinearConvChainNhwc", inputs, {"y"});
+  n.set_domain("kvant");
+  OnnxBuilder::SetInt(n, "depthwise:group", 8);
+  OnnxBuilder::SetInts(n, "depthwise:pads", {1, 1, 1, 1});
+  auto session = Session::LoadFromBytes(b.Serialize(), {});
+  if (!session.ok()) return session.status();
+  return session->Run(feeds).status();
+}
+
 // A kvant.QLinearConvChainNhwc written into a file: operands of the wrong
 // type or size are statuses, never a crash or a read out of bounds.
 TEST(QConvChainS8, HandWrittenNodeIsChecked) {
@@ -220,44 +257,22 @@ TEST(QConvChainS8, HandWrittenNodeIsChecked) {
       {"int32 y_zero_point", 15, Tensor::Zeros(DataType::kInt32, {})},
   };
   for (const Bad& c : bad) {
-    OnnxBuilder b(13);
-    b.Input("x", DataType::kUInt8, {1, 6, 6, 8}).Output("y", DataType::kUInt8);
-    std::vector<std::string> inputs(25, "");
-    inputs[0] = "x";
-    const Tensor dw_operands[8] = {ScalarF32(0.02f), testing::ScalarU8(128), RandomWeights({8, 1, 3, 3}, false, 3),
-                                   ScalarF32(0.01f), Tensor::Zeros(DataType::kInt8, {}), ScalarF32(0.05f),
-                                   testing::ScalarU8(120), Tensor::Zeros(DataType::kInt32, {8})};
-    for (int j = 0; j < 8; ++j) {
-      const int i = 9 + j;
-      const Tensor& t = i == c.replace ? c.value : dw_operands[j];
-      if (t.dtype() == DataType::kUndefined) continue;
-      inputs[i] = "op" + std::to_string(i);
-      b.Initializer(inputs[i], t);
-    }
-    auto& n = b.Node("QLinearConvChainNhwc", inputs, {"y"});
-    n.set_domain("kvant");
-    OnnxBuilder::SetInt(n, "depthwise:group", 8);
-    OnnxBuilder::SetInts(n, "depthwise:pads", {1, 1, 1, 1});
-    auto session = Session::LoadFromBytes(b.Serialize(), {});
-    absl::Status status = session.status();
-    if (session.ok()) {
-      Tensor x = Tensor::Zeros(DataType::kUInt8, {1, 6, 6, 8});
-      status = session->Run({{"x", x}}).status();
-    }
+    const absl::Status status = RunHandWrittenChain(c.replace, c.value, {}, {});
     EXPECT_FALSE(status.ok()) << c.what;
     EXPECT_NE(status.message().find("QLinearConvChainNhwc_1"), std::string::npos) << c.what << ": " << status;
   }
 }
 
-// A residual add written into a file (inputs 25-31): a residual of another
-// shape, a zero point of another type or a scale that is not constant is a
-// status naming the node.
+// A residual add written into a file (inputs 25-31: the residual, then the
+// Add's scales and zero points): a residual of another shape, a zero point
+// of another type or a scale that is not constant is a status naming the
+// node.
 TEST(QConvChainS8, HandWrittenResidualAddIsChecked) {
   struct Bad {
     const char* what;
     std::vector<int64_t> residual_shape;
     Tensor sum_zero_point;
-    bool scale_is_input;
+    bool scale_is_input;  // the sum's scale (input 30) a graph input
   };
   const Bad bad[] = {
       {"residual of 4 channels", {1, 6, 6, 4}, testing::ScalarU8(120), false},
@@ -265,38 +280,12 @@ TEST(QConvChainS8, HandWrittenResidualAddIsChecked) {
       {"scale not constant", {1, 6, 6, 8}, testing::ScalarU8(120), true},
   };
   for (const Bad& c : bad) {
-    OnnxBuilder b(13);
-    b.Input("x", DataType::kUInt8, {1, 6, 6, 8}).Input("r", DataType::kUInt8, c.residual_shape);
-    if (c.scale_is_input) b.Input("s", DataType::kFloat32, {});
-    b.Output("y", DataType::kUInt8);
-    std::vector<std::string> inputs(32, "");
-    inputs[0] = "x";
-    const Tensor dw_operands[8] = {ScalarF32(0.02f), testing::ScalarU8(128), RandomWeights({8, 1, 3, 3}, false, 3),
-                                   ScalarF32(0.01f), Tensor::Zeros(DataType::kInt8, {}), ScalarF32(0.05f),
-                                   testing::ScalarU8(120), Tensor::Zeros(DataType::kInt32, {8})};
-    const Tensor add_operands[6] = {ScalarF32(0.05f), testing::ScalarU8(120), ScalarF32(0.03f),
-                                    testing::ScalarU8(128), ScalarF32(0.06f), c.sum_zero_point};
-    for (int j = 0; j < 8; ++j) {
-      inputs[9 + j] = "op" + std::to_string(9 + j);
-      b.Initializer(inputs[9 + j], dw_operands[j]);
-    }
-    inputs[25] = "r";
-    for (int j = 0; j < 6; ++j) {
-      inputs[26 + j] = j == 4 && c.scale_is_input ? "s" : "op" + std::to_string(26 + j);
-      if (inputs[26 + j] != "s") b.Initializer(inputs[26 + j], add_operands[j]);
-    }
-    auto& n = b.Node("QLinearConvChainNhwc", inputs, {"y"});
-    n.set_domain("kvant");
-    OnnxBuilder::SetInt(n, "depthwise:group", 8);
-    OnnxBuilder::SetInts(n, "depthwise:pads", {1, 1, 1, 1});
-    auto session = Session::LoadFromBytes(b.Serialize(), {});
-    absl::Status status = session.status();
-    if (session.ok()) {
-      TensorMap in{{"x", Tensor::Zeros(DataType::kUInt8, {1, 6, 6, 8})},
-                   {"r", Tensor::Zeros(DataType::kUInt8, c.residual_shape)}};
-      if (c.scale_is_input) in["s"] = ScalarF32(0.06f);
-      status = session->Run(in).status();
-    }
+    std::map<int, Tensor> constants = {{26, ScalarF32(0.05f)}, {27, testing::ScalarU8(120)},
+                                       {28, ScalarF32(0.03f)}, {29, testing::ScalarU8(128)},
+                                       {31, c.sum_zero_point}};
+    std::map<int, Tensor> fed = {{25, Tensor::Zeros(DataType::kUInt8, c.residual_shape)}};
+    (c.scale_is_input ? fed : constants)[30] = ScalarF32(0.06f);
+    const absl::Status status = RunHandWrittenChain(-1, Tensor(), constants, fed);
     EXPECT_FALSE(status.ok()) << c.what;
     EXPECT_NE(status.message().find("QLinearConvChainNhwc_1"), std::string::npos) << c.what << ": " << status;
   }
