@@ -4,8 +4,9 @@
 four samples, too few to tell one quantizer from another (a two-class
 softmax over three lines moves by dB when one logit does). Written to
 models/cache/<model>/quant/{calib,eval}/<input>.npy, disjoint by content:
-  ppocr_rec, ppocr_cls: 24 text lines each (different sentences, DejaVu
-      faces and sizes; cls: every other line turned 180 degrees);
+  ppocr_rec, ppocr_cls: 24 text lines each (different sentences, the
+      DejaVu faces of fonts-dejavu-core, sizes; cls: every other line
+      turned 180 degrees);
   ppocr_det: 4 pages of 3 lines each;
   efficientnet_lite0: 16 crops each (calib from 3 of scikit-image's photos,
       eval from 3 others, random 224-pixel crops of the 256-pixel image,
@@ -26,8 +27,9 @@ WORDS = ("invoice total amount paid due date order number customer account balan
          "shipping address phone email street city country quantity price discount item code serial model "
          "version page section chapter table figure note warning error status ready running stopped the of "
          "and to in for with on by from at as quick brown fox jumps over lazy dog kernel tensor runtime").split()
-FACES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf",
-         "DejaVuSansCondensed.ttf", "DejaVuSerif-Italic.ttf"]
+# The six faces of Debian's fonts-dejavu-core (tools/setup installs it).
+FACES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif-Bold.ttf",
+         "DejaVuSansMono-Bold.ttf"]
 CALIB_PHOTOS = ["chelsea", "coffee", "astronaut"]
 EVAL_PHOTOS = ["rocket", "retina", "immunohistochemistry"]
 
@@ -40,10 +42,16 @@ def sentence(rng):
     return text[0].upper() + text[1:]
 
 
+def face(rng, size):
+    path = os.path.join(ppocr.FONT_DIR, FACES[int(rng.integers(0, len(FACES)))])
+    if not os.path.exists(path):
+        raise SystemExit(f"quant_sets: {path} is missing (Debian package fonts-dejavu-core)")
+    return ImageFont.truetype(path, size)
+
+
 def line(rng, width):
-    face = os.path.join(ppocr.FONT_DIR, FACES[int(rng.integers(0, len(FACES)))])
     size = int(rng.integers(22, 34))
-    f = ImageFont.truetype(face, size) if os.path.exists(face) else ImageFont.load_default()
+    f = face(rng, size)
     shade = int(rng.integers(0, 80))
     img = Image.new("RGB", (width, 48), tuple(int(v) for v in rng.integers(225, 256, 3)))
     ImageDraw.Draw(img).text((int(rng.integers(2, 12)), int(rng.integers(2, 48 - size))), sentence(rng),
@@ -55,8 +63,7 @@ def page(rng):
     img = Image.new("RGB", (640, 320), (250, 248, 240))
     d = ImageDraw.Draw(img)
     for i in range(3):
-        face = os.path.join(ppocr.FONT_DIR, FACES[int(rng.integers(0, len(FACES)))])
-        d.text((24, 30 + i * 90), sentence(rng), fill=(20, 20, 30), font=ImageFont.truetype(face, 30))
+        d.text((24, 30 + i * 90), sentence(rng), fill=(20, 20, 30), font=face(rng, 30))
     return img
 
 
