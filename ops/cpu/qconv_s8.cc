@@ -52,6 +52,7 @@ absl::Status QConv::Prepare(const KernelInit& init) {
   // depends on the image; ShapeFor has the run's), for kernel_name().
   if (auto p = ParseWindow(*attrs_, 2, {shape_.kh, shape_.kw}, label_); p.ok() && p->auto_pad == "NOTSET") {
     SetWindow(*p, shape_);
+    fixed_window_ = true;
   }
   const int zp_input = qlinear_ ? 5 : 3;
   const bool has_zp = zp_input < static_cast<int>(init.input_types.size()) &&
@@ -123,6 +124,14 @@ absl::StatusOr<ConvS8Shape> QConv::ShapeFor(absl::Span<const int64_t> x) const {
   s.n = x[0];
   s.h = x[nhwc_ ? 1 : 2];
   s.w = x[nhwc_ ? 2 : 3];
+  // Explicit padding (the attributes parsed once, in Prepare): the window
+  // is shape_'s whenever the padded image holds the kernel (every chain
+  // band asks, so no attribute lookups here); otherwise the full parse
+  // below names the error.
+  if (fixed_window_ && s.h + s.pad_t + s.pad_b >= s.dh * (s.kh - 1) + 1 &&
+      s.w + s.pad_l + s.pad_r >= s.dw * (s.kw - 1) + 1) {
+    return s;
+  }
   auto p = ParseWindow(*attrs_, 2, {s.kh, s.kw}, label_);
   if (!p.ok()) return p.status();
   auto out = WindowOutputSizes(*p, {s.h, s.w}, label_);

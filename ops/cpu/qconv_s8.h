@@ -50,6 +50,7 @@ class QConv final : public Kernel {
   ConvS8Shape shape_;
   std::unique_ptr<ConvS8> conv_;
   const AttributeMap* attrs_ = nullptr;
+  bool fixed_window_ = false;  // explicit padding: shape_ holds the window for every image
   CpuFeatures cpu_ = 0;
   std::vector<int32_t> w_zp_;
   bool weights_constant_ = false;
