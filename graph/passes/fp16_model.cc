@@ -61,8 +61,11 @@ absl::Status RunFp16ModelInFp32(Graph& g) {
   }
   for (const std::string& w : f16_weights) {
     const std::string stored = ReserveName(g, w + "_f16");
-    g.initializers[stored] = g.initializers[w];
-    g.values[stored] = g.values[w];
+    // Copies first: inserting `stored` may rehash the map under a reference.
+    Tensor weights = g.initializers[w];
+    g.initializers[stored] = std::move(weights);
+    const ValueType type = g.values[w];
+    g.values[stored] = type;
     g.initializers.erase(w);
     front.push_back(MakeCast(g, stored, w, kOnnxFloat, w + "_to_f32"));
   }

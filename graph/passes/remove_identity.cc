@@ -65,7 +65,8 @@ absl::Status RemoveIdentities(Graph& graph) {
       if (o == in) o = out;
     }
     Rename(graph, in, out);
-    graph.values[out] = graph.values[in];
+    const ValueType type = graph.values[in];  // a copy: inserting `out` may rehash the map
+    graph.values[out] = type;
     removed[i] = true;
   }
   graph.RemoveNodes(removed);
