@@ -8,7 +8,7 @@ method both have (minmax, percentile, entropy; Kvant's mse alone). Both files
 run in ONNX Runtime (so the runtime is the same) and the table gives the
 output SQNR against FP32 (dB) and, for classifiers, top-1 agreement with FP32.
 Data: the held-out sets of models/zoo/quant_sets.py (calibrate on
-quant/calib, evaluate on quant/eval: 24 text lines, 4 pages, 16 photo crops;
+quant/calib, evaluate on quant/eval: 64 text lines, 8 pages, 32 photo crops;
 made here with /usr/bin/python3 when missing); a model without them
 (MiniLM) calibrates and evaluates on its zoo inputs, and the digits CNN on
 its own calibration and held-out splits.

@@ -4,14 +4,15 @@
 four samples, too few to tell one quantizer from another (a two-class
 softmax over three lines moves by dB when one logit does). Written to
 models/cache/<model>/quant/{calib,eval}/<input>.npy, disjoint by content:
-  ppocr_rec, ppocr_cls: 24 text lines each (different sentences, the
+  ppocr_rec, ppocr_cls: 64 text lines each (different sentences, the
       DejaVu faces of fonts-dejavu-core, sizes; cls: every other line
       turned 180 degrees);
-  ppocr_det: 4 pages of 3 lines each;
-  efficientnet_lite0: 16 crops each (calib from 3 of scikit-image's photos,
+  ppocr_det: 8 pages of 3 lines each;
+  efficientnet_lite0: 32 crops each (calib from 3 of scikit-image's photos,
       eval from 3 others, random 224-pixel crops of the 256-pixel image,
       mirrored at random).
-Deterministic (seeded); cached unless --force. Needs Debian's python3-pil and
+Deterministic (seeded); cached (quant/VERSION in each model's directory)
+unless --force. Needs Debian's python3-pil and
 python3-skimage: /usr/bin/python3 models/zoo/quant_sets.py [--force]
 """
 import os
@@ -88,18 +89,32 @@ def save(model, split, arrays):
     os.makedirs(d, exist_ok=True)
     for k, v in arrays.items():
         np.save(os.path.join(d, k + ".npy"), v)
+    with open(os.path.join(common.CACHE, model, "quant", "VERSION"), "w") as f:
+        f.write(VERSION + "\n")
+
+
+VERSION = "2"  # 64 lines, 8 pages, 32 crops per split
+
+
+def cached():
+    dirs = [d for d in ("ppocr_det", "efficientnet_lite0") if os.path.isdir(os.path.join(common.CACHE, d))]
+    for d in dirs:
+        path = os.path.join(common.CACHE, d, "quant", "VERSION")
+        if not os.path.exists(path) or open(path).read().strip() != VERSION:
+            return False
+    return bool(dirs)
 
 
 def main():
-    if os.path.exists(os.path.join(common.CACHE, "ppocr_det", "quant", "eval", "x.npy")) and "--force" not in sys.argv:
+    if cached() and "--force" not in sys.argv:
         print("quant_sets: cached")
         return 0
     for split, seed in (("calib", 1), ("eval", 2)):
         rng = np.random.default_rng(seed)
-        rec = np.stack([ppocr.to_chw(line(rng, 320), [0.5] * 3, [0.5] * 3) for _ in range(24)])
-        cls = np.stack([ppocr.to_chw(line(rng, 192).rotate(180 * (i % 2)), [0.5] * 3, [0.5] * 3) for i in range(24)])
-        det = np.stack([ppocr.to_chw(page(rng), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) for _ in range(4)])
-        photos = crops(CALIB_PHOTOS if split == "calib" else EVAL_PHOTOS, rng, 16)
+        rec = np.stack([ppocr.to_chw(line(rng, 320), [0.5] * 3, [0.5] * 3) for _ in range(64)])
+        cls = np.stack([ppocr.to_chw(line(rng, 192).rotate(180 * (i % 2)), [0.5] * 3, [0.5] * 3) for i in range(64)])
+        det = np.stack([ppocr.to_chw(page(rng), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) for _ in range(8)])
+        photos = crops(CALIB_PHOTOS if split == "calib" else EVAL_PHOTOS, rng, 32)
         if os.path.isdir(os.path.join(common.CACHE, "ppocr_rec")):
             save("ppocr_rec", split, {"x": rec})
             save("ppocr_cls", split, {"x": cls})
