@@ -96,7 +96,8 @@ def main():
     p.add_argument("--check", action="store_true")
     a = p.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="quant_accuracy_")
-    if not os.path.exists(os.path.join(CACHE, "ppocr_det", "quant")) and os.path.isdir(os.path.join(CACHE, "ppocr_det")):
+    if os.path.isdir(os.path.join(CACHE, "ppocr_det")) or os.path.isdir(os.path.join(CACHE, "efficientnet_lite0")):
+        # (cached unless missing or of an older version)
         subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "models", "zoo", "quant_sets.py")], check=False)
     models = {"digits": (os.path.join(ROOT, "models", "digits", "digits.onnx"), None)}
     for name, case in CASES.items():
