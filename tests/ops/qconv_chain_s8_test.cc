@@ -22,6 +22,7 @@
 namespace kvant {
 namespace {
 
+using testing::CountSteps;
 using testing::OnnxBuilder;
 using testing::RandomF32;
 using testing::RunPlainAndOptimized;
@@ -179,15 +180,9 @@ TEST(QConvChainS8, MatchesUnfusedBlocksExactly) {
       ASSERT_TRUE(session.ok()) << session.status();
       auto plan = session->Plan({{"x_f", x.shape()}});
       ASSERT_TRUE(plan.ok()) << plan.status();
-      int chains = 0, convs = 0, adds = 0;
-      for (const auto& step : plan->steps) {
-        chains += step.op == "QLinearConvChainNhwc";
-        convs += step.op == "QLinearConvNhwc";
-        adds += step.op == "QLinearAdd";
-      }
-      EXPECT_EQ(chains, 1) << what << "\n" << plan->text;
-      EXPECT_EQ(convs, 1) << what << "\n" << plan->text;  // the 3x3 in front
-      EXPECT_EQ(adds, 0) << what << "\n" << plan->text;
+      EXPECT_EQ(CountSteps(*plan, "QLinearConvChainNhwc"), 1) << what << "\n" << plan->text;
+      EXPECT_EQ(CountSteps(*plan, "QLinearConvNhwc"), 1) << what << "\n" << plan->text;  // the 3x3 in front
+      EXPECT_EQ(CountSteps(*plan, "QLinearAdd"), 0) << what << "\n" << plan->text;
       auto runs = RunPlainAndOptimized(model, {{"x_f", x}}, options);
       ASSERT_TRUE(runs.ok()) << what << ": " << runs.status();
       const Tensor& want = runs->first;

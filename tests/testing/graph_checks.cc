@@ -18,6 +18,12 @@ int CountOps(const Graph& g, const std::string& op) {
   return n;
 }
 
+int CountSteps(const PlanReport& plan, const std::string& op) {
+  int n = 0;
+  for (const PlanStepReport& step : plan.steps) n += step.op == op;
+  return n;
+}
+
 absl::StatusOr<Graph> OptimizedGraph(const std::string& bytes, bool dynamic_int8) {
   auto g = ImportOnnxBytes(bytes, ".", "test.onnx");
   if (!g.ok()) return g.status();

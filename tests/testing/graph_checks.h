@@ -14,6 +14,8 @@ namespace kvant::testing {
 
 // Nodes of `op` (any domain).
 int CountOps(const Graph& g, const std::string& op);
+// Steps of `op` (any domain) in a session's plan.
+int CountSteps(const PlanReport& plan, const std::string& op);
 
 // The graph the load pipeline makes of `bytes` on this machine's CPU.
 absl::StatusOr<Graph> OptimizedGraph(const std::string& bytes, bool dynamic_int8 = false);
