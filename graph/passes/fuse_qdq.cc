@@ -323,9 +323,9 @@ absl::Status FuseQdqConv(Graph& graph) {
     if (dqx == nullptr || dqw == nullptr) continue;
     const Tensor* wq = graph.FindConstant(dqw->inputs[0]);
     const ValueType* xt = graph.FindType(dqx->inputs[0]);
-    if (wq == nullptr || wq->rank() != 4 || !IsByteType(wq->dtype()) || xt == nullptr || !IsByteType(xt->dtype)) {
-      continue;
-    }
+    // 2-D, or 1-D convolution (the INT8 kernel runs it as an image one row high).
+    const bool rank_ok = wq != nullptr && (wq->rank() == 4 || (wq->rank() == 3 && !transposed));
+    if (!rank_ok || !IsByteType(wq->dtype()) || xt == nullptr || !IsByteType(xt->dtype)) continue;
     // Output channels: Conv's weights are [cout, cin / group, k...],
     // ConvTranspose's [cin, cout / group, k...] (the INT8 kernel: group 1).
     if (transposed && conv.attrs.GetInt("group", 1) != 1) continue;

@@ -14,8 +14,18 @@
 namespace kvant::cpu {
 namespace {
 
-// Strides, dilations and padding of 2-D window parameters.
+// Strides, dilations and padding of 2-D window parameters; a 1-D window
+// is the row of an image one row high.
 void SetWindow(const WindowParams& p, ConvS8Shape& s) {
+  if (p.spatial == 1) {
+    s.sh = s.dh = 1;
+    s.pad_t = s.pad_b = 0;
+    s.sw = p.strides[0];
+    s.dw = p.dilations[0];
+    s.pad_l = p.pads[0];
+    s.pad_r = p.pads[1];
+    return;
+  }
   s.sh = p.strides[0];
   s.sw = p.strides[1];
   s.dh = p.dilations[0];
@@ -31,16 +41,18 @@ void SetWindow(const WindowParams& p, ConvS8Shape& s) {
 absl::Status QConv::Prepare(const KernelInit& init) {
   const Tensor* w = init.constant_inputs[w_input()];
   const Shape& wshape = init.input_shapes[w_input()];
-  if (!wshape.IsStatic() || wshape.rank() != 4) {
+  if (!wshape.IsStatic() || (wshape.rank() != 4 && (wshape.rank() != 3 || nhwc_))) {
     return absl::UnimplementedError(absl::StrFormat(
-        "failed to compile node %s: INT8 convolution needs 4-D weights of a static shape (2-D convolution)", label_));
+        "failed to compile node %s: INT8 convolution needs 3-D or 4-D weights of a static shape (1-D or 2-D "
+        "convolution), got %s", label_, wshape.ToString()));
   }
   const std::vector<int64_t> ws = wshape.Sizes();
   const int64_t group = init.attrs->GetInt("group", 1);
+  spatial_ = wshape.rank() - 2;
   shape_.cout = ws[0];
   shape_.cin = ws[1] * group;
-  shape_.kh = ws[2];
-  shape_.kw = ws[3];
+  shape_.kh = spatial_ == 1 ? 1 : ws[2];
+  shape_.kw = ws.back();
   shape_.depthwise = group > 1;
   if (group > 1 && !(ws[1] == 1 && group == ws[0])) {
     return absl::UnimplementedError(absl::StrFormat(
@@ -50,7 +62,7 @@ absl::Status QConv::Prepare(const KernelInit& init) {
   cpu_ = init.cpu;
   // Strides and explicit padding as far as the attributes tell (auto_pad
   // depends on the image; ShapeFor has the run's), for kernel_name().
-  if (auto p = ParseWindow(*attrs_, 2, {shape_.kh, shape_.kw}, label_); p.ok() && p->auto_pad == "NOTSET") {
+  if (auto p = ParseWindow(*attrs_, spatial_, Kernel(), label_); p.ok() && p->auto_pad == "NOTSET") {
     SetWindow(*p, shape_);
     fixed_window_ = true;
   }
@@ -122,8 +134,8 @@ absl::StatusOr<QConv::PreparedWeights> QConv::Weights(const void* w, DataType wt
 absl::StatusOr<ConvS8Shape> QConv::ShapeFor(absl::Span<const int64_t> x) const {
   ConvS8Shape s = shape_;
   s.n = x[0];
-  s.h = x[nhwc_ ? 1 : 2];
-  s.w = x[nhwc_ ? 2 : 3];
+  s.h = spatial_ == 1 ? 1 : x[nhwc_ ? 1 : 2];
+  s.w = spatial_ == 1 ? x[2] : x[nhwc_ ? 2 : 3];
   // Explicit padding (the attributes parsed once, in Prepare): the window
   // is shape_'s whenever the padded image holds the kernel (every chain
   // band asks, so no attribute lookups here); otherwise the full parse
@@ -132,9 +144,9 @@ absl::StatusOr<ConvS8Shape> QConv::ShapeFor(absl::Span<const int64_t> x) const {
       s.w + s.pad_l + s.pad_r >= s.dw * (s.kw - 1) + 1) {
     return s;
   }
-  auto p = ParseWindow(*attrs_, 2, {s.kh, s.kw}, label_);
+  auto p = ParseWindow(*attrs_, spatial_, Kernel(), label_);
   if (!p.ok()) return p.status();
-  auto out = WindowOutputSizes(*p, {s.h, s.w}, label_);
+  auto out = WindowOutputSizes(*p, spatial_ == 1 ? std::vector<int64_t>{s.w} : std::vector<int64_t>{s.h, s.w}, label_);
   if (!out.ok()) return out.status();
   SetWindow(*p, s);
   return s;

@@ -1,7 +1,7 @@
 // ConvInteger (s32 out), QLinearConv (u8/s8 out, NCHW, with NCHW <-> NHWC
 // conversion at its edges) and kvant.QLinearConvNhwc (the same in NHWC
-// without the conversions, graph/passes/layout_nhwc.cc): 2-D, group 1 or
-// depthwise, on the NHWC INT8 convolution (ops/cpu/conv_s8.h). Declared here
+// without the conversions, graph/passes/layout_nhwc.cc): 2-D (and 1-D in
+// NCW form, as images one row high), group 1 or depthwise, on the NHWC INT8 convolution (ops/cpu/conv_s8.h). Declared here
 // so kvant.QLinearConvChainNhwc (qconv_chain_s8.cc) can run its stages on
 // bands of rows (RunShape with a shape of its own).
 #ifndef KVANT_OPS_CPU_QCONV_S8_H_
@@ -43,10 +43,14 @@ class QConv final : public Kernel {
   // Packs the weights (u8 flipped to s8) and converts their zero points.
   absl::StatusOr<PreparedWeights> Weights(const void* w, DataType wtype, const Tensor* wzp) const;
   int w_input() const { return qlinear_ ? 3 : 1; }
+  std::vector<int64_t> Kernel() const {
+    return spatial_ == 1 ? std::vector<int64_t>{shape_.kw} : std::vector<int64_t>{shape_.kh, shape_.kw};
+  }
 
   bool qlinear_;
   bool nhwc_;  // kvant.QLinearConvNhwc: x and y are NHWC
   std::string label_;
+  int64_t spatial_ = 2;  // 1: [n, c, w] images run as one row high
   ConvS8Shape shape_;
   std::unique_ptr<ConvS8> conv_;
   const AttributeMap* attrs_ = nullptr;
