@@ -6,22 +6,43 @@
 #include "absl/container/flat_hash_set.h"
 
 #include "absl/strings/str_format.h"
+#include "quantize/branches.h"
 
 namespace kvant::quantize {
 
-absl::StatusOr<Session> SessionWithOutputs(const OnnxModel& model, const std::vector<std::string>& extra,
-                                           int num_threads) {
+ObservingSession::ObservingSession(Session session, absl::flat_hash_map<std::string, std::string> carried)
+    : session_(std::move(session)), carried_(std::move(carried)) {
+  for (const auto& [output, value] : carried_) conditional_.insert(value);
+}
+
+absl::StatusOr<ObservingSession> ObservingSession::Create(const OnnxModel& model,
+                                                          const std::vector<std::string>& extra, int num_threads) {
   onnx::ModelProto proto = model.proto();
-  absl::flat_hash_set<std::string> added;
-  for (const std::string& name : extra) {
-    if (model.IsGraphOutput(name) || model.IsGraphInput(name) || !added.insert(name).second) continue;
-    auto* out = proto.mutable_graph()->add_output();
-    out->set_name(name);
-    out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
-  }
+  absl::flat_hash_map<std::string, std::string> carried = ExposeValues(proto, extra);
   SessionOptions options;
   options.num_threads = num_threads;
-  return Session::LoadFromBytes(proto.SerializeAsString(), options);
+  auto session = Session::LoadFromBytes(proto.SerializeAsString(), options);
+  if (!session.ok()) return session.status();
+  return ObservingSession(*std::move(session), std::move(carried));
+}
+
+absl::StatusOr<TensorMap> ObservingSession::Run(const TensorMap& inputs) const {
+  auto out = session_.Run(inputs);
+  if (!out.ok() || carried_.empty()) return out;
+  for (const auto& [output, value] : carried_) {
+    auto it = out->find(output);
+    if (it == out->end()) continue;
+    // The branch not taken returns an empty tensor; a taken branch's value
+    // may be empty too (a zero-length sequence), and then has nothing to observe.
+    if (it->second.num_elements() > 0) out->insert_or_assign(value, std::move(it->second));
+    out->erase(it);
+  }
+  return out;
+}
+
+absl::StatusOr<ObservingSession> SessionWithOutputs(const OnnxModel& model, const std::vector<std::string>& extra,
+                                                    int num_threads) {
+  return ObservingSession::Create(model, extra, num_threads);
 }
 
 const Tensor* ValueOf(const TensorMap& outputs, const CalibrationBatch& batch, const std::string& name) {
@@ -69,6 +90,7 @@ absl::StatusOr<absl::flat_hash_map<std::string, RangeObserver>> Calibrate(const 
     }
     for (const std::string& t : tensors) {
       const Tensor* found = ValueOf(*out, batches[b], t);
+      if (found == nullptr && session->Conditional(t)) continue;  // in an If branch this batch did not take
       if (found == nullptr) {
         return absl::InternalError(absl::StrFormat("failed to calibrate %s: tensor '%s' was not computed", model.source(), t));
       }

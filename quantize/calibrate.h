@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "kvant/kvant.h"
 #include "quantize/observer.h"
@@ -29,8 +30,24 @@ using ProgressFn = std::function<void(const std::string&, int64_t, int64_t)>;
 
 // A session of `model` whose outputs are its own plus `extra` (f32 values;
 // graph inputs among them are not repeated: read them with ValueOf).
-absl::StatusOr<Session> SessionWithOutputs(const OnnxModel& model, const std::vector<std::string>& extra,
-                                           int num_threads = 1);
+// Values inside If branches are carried out (ExposeValues): a run returns
+// them under their own names when it took their branch, else not at all.
+class ObservingSession {
+ public:
+  static absl::StatusOr<ObservingSession> Create(const OnnxModel& model, const std::vector<std::string>& extra,
+                                                 int num_threads = 1);
+  absl::StatusOr<TensorMap> Run(const TensorMap& inputs) const;
+  // Whether `value` lives in an If branch (a run may not compute it).
+  bool Conditional(const std::string& value) const { return conditional_.contains(value); }
+
+ private:
+  ObservingSession(Session session, absl::flat_hash_map<std::string, std::string> carried);
+  Session session_;
+  absl::flat_hash_map<std::string, std::string> carried_;  // graph output -> value inside a branch
+  absl::flat_hash_set<std::string> conditional_;
+};
+absl::StatusOr<ObservingSession> SessionWithOutputs(const OnnxModel& model, const std::vector<std::string>& extra,
+                                                    int num_threads = 1);
 
 // `name` from a run's outputs, or from the batch when it is a graph input;
 // null when neither has it.

@@ -21,7 +21,22 @@ absl::StatusOr<OnnxModel> OnnxModel::Load(const std::string& path) {
   if (!m.model_.ParseFromString(buffer.str())) {
     return absl::InvalidArgumentError(absl::StrFormat("failed to read %s: not an ONNX model (protobuf parse failed)", path));
   }
-  if (auto s = m.Normalize(fs::path(path).parent_path().string()); !s.ok()) return s;
+  m.base_dir_ = fs::path(path).parent_path().string();
+  if (auto s = m.Normalize(m.base_dir_); !s.ok()) return s;
+  return m;
+}
+
+absl::StatusOr<OnnxModel> OnnxModel::Subgraph(const OnnxModel& outer, const onnx::GraphProto& g,
+                                              const std::string& label) {
+  OnnxModel m;
+  m.source_ = absl::StrFormat("%s, %s", outer.source_, label);
+  m.base_dir_ = outer.base_dir_;
+  m.model_.set_ir_version(outer.model_.ir_version());
+  *m.model_.mutable_opset_import() = outer.model_.opset_import();
+  *m.model_.mutable_graph() = g;
+  m.outer_names_ = outer.outer_names_;
+  for (const auto& [name, used] : outer.used_names_) m.outer_names_.push_back(name);
+  if (auto s = m.Normalize(m.base_dir_); !s.ok()) return s;
   return m;
 }
 
@@ -150,12 +165,32 @@ void OnnxModel::RemoveInitializer(const std::string& name) {
   Reindex();
 }
 
+void CollectNames(const onnx::GraphProto& g, absl::flat_hash_map<std::string, bool>& names) {
+  for (const auto& init : g.initializer()) names[init.name()] = true;
+  for (const auto& v : g.input()) names[v.name()] = true;
+  for (const auto& n : g.node()) {
+    names[n.name()] = true;
+    for (const auto& out : n.output()) names[out] = true;
+    for (const auto& a : n.attribute()) {
+      if (a.has_g()) CollectNames(a.g(), names);
+      for (const auto& sub : a.graphs()) CollectNames(sub, names);
+    }
+  }
+}
+
 void OnnxModel::Reindex() {
   producer_.clear();
   consumers_.clear();
   initializer_index_.clear();
   used_names_.clear();
+  for (const std::string& name : outer_names_) used_names_[name] = true;
   const auto& g = model_.graph();
+  for (const auto& n : g.node()) {
+    for (const auto& a : n.attribute()) {
+      if (a.has_g()) CollectNames(a.g(), used_names_);
+      for (const auto& sub : a.graphs()) CollectNames(sub, used_names_);
+    }
+  }
   for (int i = 0; i < g.initializer_size(); ++i) {
     initializer_index_[g.initializer(i).name()] = i;
     used_names_[g.initializer(i).name()] = true;

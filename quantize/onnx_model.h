@@ -23,6 +23,13 @@ class OnnxModel {
   // initializers (so weights are found in one place).
   static absl::StatusOr<OnnxModel> Load(const std::string& path);
   static absl::StatusOr<OnnxModel> FromBytes(const std::string& bytes, const std::string& source);
+  // A subgraph of `outer` (an If branch) as a model of its own, to plan and
+  // edit like the main graph: the same opsets, its Constant nodes made its
+  // initializers, values it reads from outer scopes seen as made elsewhere
+  // (no producer, like graph inputs), and fresh names that no scope of
+  // `outer` uses. `label` names it in messages (source() is
+  // "OUTER.onnx, LABEL").
+  static absl::StatusOr<OnnxModel> Subgraph(const OnnxModel& outer, const onnx::GraphProto& g, const std::string& label);
 
   onnx::ModelProto& proto() { return model_; }
   const onnx::ModelProto& proto() const { return model_; }
@@ -43,7 +50,8 @@ class OnnxModel {
   void SetInitializer(const std::string& name, const Tensor& value);
   void RemoveInitializer(const std::string& name);
 
-  // Lookups over graph().node(), rebuilt by Reindex() after edits.
+  // Lookups over graph().node(), rebuilt by Reindex() after edits (the
+  // names FreshName avoids include those inside subgraphs).
   void Reindex();
   int Producer(const std::string& value) const;  // node index, -1 for inputs and initializers
   const std::vector<int>& Consumers(const std::string& value) const;
@@ -60,11 +68,17 @@ class OnnxModel {
 
   onnx::ModelProto model_;
   std::string source_;
+  std::string base_dir_ = ".";  // of external data
+  std::vector<std::string> outer_names_;  // names the scopes around a subgraph use
   absl::flat_hash_map<std::string, int> producer_;
   absl::flat_hash_map<std::string, std::vector<int>> consumers_;
   absl::flat_hash_map<std::string, int> initializer_index_;
   absl::flat_hash_map<std::string, bool> used_names_;
 };
+
+// Adds every name `g` and its subgraphs define (initializers, inputs, nodes
+// and their outputs) to `names`.
+void CollectNames(const onnx::GraphProto& g, absl::flat_hash_map<std::string, bool>& names);
 
 // Attribute helpers for NodeProto.
 int64_t AttrInt(const onnx::NodeProto& n, const std::string& name, int64_t fallback);

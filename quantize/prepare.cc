@@ -2,6 +2,7 @@
 #include "quantize/prepare.h"
 
 #include <cmath>
+#include <functional>
 #include <optional>
 
 #include "absl/container/flat_hash_set.h"
@@ -247,7 +248,21 @@ absl::Status UpgradeToOpset13(OnnxModel& m, PrepareReport* report) {
   auto graph = ImportOnnxBytes(m.Serialize(), ".", m.source());
   if (!graph.ok()) return graph.status();
   if (auto s = InferShapes(*graph); !s.ok()) return s;
-  for (auto& n : *m.graph().mutable_node()) {
+  // The nodes of the graph and of its subgraphs (If branches read the
+  // initializers added here from the outer scope).
+  std::vector<onnx::NodeProto*> nodes;
+  std::function<void(onnx::GraphProto&)> collect = [&](onnx::GraphProto& g) {
+    for (auto& n : *g.mutable_node()) {
+      nodes.push_back(&n);
+      for (auto& a : *n.mutable_attribute()) {
+        if (a.has_g()) collect(*a.mutable_g());
+        for (auto& sub : *a.mutable_graphs()) collect(sub);
+      }
+    }
+  };
+  collect(m.graph());
+  for (onnx::NodeProto* node : nodes) {
+    onnx::NodeProto& n = *node;
     if (!n.domain().empty()) continue;
     const std::string op = n.op_type();
     const char* attr = op == "Squeeze" || op == "Unsqueeze" || op == "ReduceSum" ? "axes" : op == "Split" ? "split" : nullptr;

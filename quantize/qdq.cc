@@ -217,6 +217,25 @@ bool KeepsFloatResult(const OnnxModel& m, const onnx::NodeProto& n, const std::s
 // The input of Add node `add` that is not `product`.
 int OtherInput(const onnx::NodeProto& add, const std::string& product) { return add.input(0) == product ? 1 : 0; }
 
+// Renames reads of outer values inside a subgraph (names are unique across
+// scopes, so every match is the outer value).
+void RenameOuterReads(onnx::GraphProto& g, const absl::flat_hash_map<std::string, std::string>& renames) {
+  for (auto& n : *g.mutable_node()) {
+    for (auto& in : *n.mutable_input()) {
+      auto it = renames.find(in);
+      if (it != renames.end()) in = it->second;
+    }
+    for (auto& a : *n.mutable_attribute()) {
+      if (a.has_g()) RenameOuterReads(*a.mutable_g(), renames);
+      for (auto& sub : *a.mutable_graphs()) RenameOuterReads(sub, renames);
+    }
+  }
+  for (auto& o : *g.mutable_output()) {
+    auto it = renames.find(o.name());
+    if (it != renames.end()) o.set_name(it->second);
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> QdqPlan::Observed() const {
@@ -383,6 +402,11 @@ absl::Status ApplyQdq(OnnxModel& m, const QdqPlan& plan, const absl::flat_hash_m
     for (auto& in : *n.mutable_input()) {
       auto it = dequantized.find(in);
       if (it != dequantized.end()) in = it->second;
+    }
+    // Subgraphs (If branches) that read a quantized tensor read it dequantized too.
+    for (auto& a : *n.mutable_attribute()) {
+      if (a.has_g()) RenameOuterReads(*a.mutable_g(), dequantized);
+      for (auto& sub : *a.mutable_graphs()) RenameOuterReads(sub, dequantized);
     }
   }
   // Weights and biases.

@@ -41,6 +41,9 @@ struct QuantizeReport {
   PrepareReport prepare;
   std::vector<std::string> quantized_nodes;  // in graph order
   int float_compute_nodes = 0;               // Conv/MatMul/Gemm left in float
+  // If branches the calibration data never took, left in float (their
+  // OnnxModel::Subgraph sources: "model.onnx, If 'If_0' else_branch").
+  std::vector<std::string> float_branches;
   int observed_tensors = 0;
   int dynamic_nodes = 0;
   int qoperator_groups = 0;  // --format qoperator

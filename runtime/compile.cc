@@ -115,9 +115,19 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
                          [](const Node& n) { return n.op_type == "If" && n.domain.empty(); });
   };
   const auto ifs = count_ifs(g);
-  if (auto s = SpecializeShapes(g, input_shapes, model.cpu); !s.ok()) return s;
+  // With If nodes the first sweep keeps DequantizeLinear of constants: an
+  // inlined branch's quantized weights, for the QDQ fusions of the second
+  // optimization (folded, they would be float weights of a float Conv).
+  auto keep_dequantize = [](const Node& n) { return n.op_type != "DequantizeLinear" || !n.domain.empty(); };
+  if (auto s = SpecializeShapes(g, input_shapes, model.cpu, ifs > 0 ? std::function<bool(const Node&)>(keep_dequantize)
+                                                                    : nullptr);
+      !s.ok()) {
+    return s;
+  }
   if (count_ifs(g) < ifs) {
     if (auto s = OptimizeGraph(g, model.optimize); !s.ok()) return s;
+  }
+  if (ifs > 0) {
     if (auto s = SpecializeShapes(g, input_shapes, model.cpu); !s.ok()) return s;
   }
   // Kernels compiled at load serve the nodes that are still as they were.
@@ -167,7 +177,8 @@ absl::StatusOr<std::unique_ptr<ExecutionPlan>> PlanForShapes(
     if (auto it = model.nodes.find(n.name); it != model.nodes.end() && unchanged(n)) {
       compiled = &it->second;
     } else {
-      auto cn = CreateKernel(g, n, model.cpu);
+      plan->own_nodes.push_back(std::make_unique<Node>(n));
+      auto cn = CreateKernel(g, *plan->own_nodes.back(), model.cpu);
       if (!cn.ok()) return cn.status();
       plan->own_kernels.push_back(std::make_unique<CompiledNode>(*std::move(cn)));
       compiled = plan->own_kernels.back().get();

@@ -74,7 +74,10 @@ struct ExecutionPlan {
   std::vector<BufferRequest> buffers;
   MemoryPlan memory;
   absl::flat_hash_map<std::string, Tensor> constants;  // initializers of the specialized graph
-  std::vector<std::unique_ptr<CompiledNode>> own_kernels;  // for nodes inlined at this shape
+  // For nodes inlined at this shape: the nodes (kernels may keep pointers to
+  // their attributes) and their kernels.
+  std::vector<std::unique_ptr<Node>> own_nodes;
+  std::vector<std::unique_ptr<CompiledNode>> own_kernels;
   PlanReport report;
 };
 

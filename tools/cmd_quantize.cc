@@ -99,6 +99,9 @@ int QuantizeCommand(const QuantizeArgs& args) {
     std::printf("static: %zu node(s) quantized, %d tensor range(s) from %zu batch(es) by %s; %d Conv/MatMul/Gemm "
                 "left in float\n", report.quantized_nodes.size(), report.observed_tensors, batches.size(),
                 quantize::RangeMethodName(options->method), report.float_compute_nodes);
+    for (const std::string& branch : report.float_branches) {
+      std::printf("kept in float: %s (the calibration data never takes this branch)\n", branch.c_str());
+    }
     if (options->bias_correction) std::printf("bias correction: %d bias(es) corrected\n", report.corrected_biases);
     if (options->qoperator) std::printf("qoperator: %d group(s) written as quantized operators\n", report.qoperator_groups);
   }

@@ -158,8 +158,9 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options);
 
 // Gives the graph inputs these static shapes, re-infers and folds until every
 // value is static. Errors name the input or node whose shape stays unknown.
+// `only`, when given, limits folding as FoldConstants's does.
 absl::Status SpecializeShapes(Graph& graph, const std::map<std::string, std::vector<int64_t>>& input_shapes,
-                              CpuFeatures cpu);
+                              CpuFeatures cpu, const std::function<bool(const Node&)>& only = nullptr);
 
 }  // namespace kvant
 

@@ -75,7 +75,7 @@ absl::Status OptimizeGraph(Graph& graph, const OptimizeOptions& options) {
 }
 
 absl::Status SpecializeShapes(Graph& graph, const std::map<std::string, std::vector<int64_t>>& input_shapes,
-                              CpuFeatures cpu) {
+                              CpuFeatures cpu, const std::function<bool(const Node&)>& only) {
   for (const std::string& in : graph.inputs) {
     auto it = input_shapes.find(in);
     if (it == input_shapes.end()) {
@@ -84,7 +84,7 @@ absl::Status SpecializeShapes(Graph& graph, const std::map<std::string, std::vec
     }
     graph.values[in].shape = Shape::Of(it->second);
   }
-  if (auto s = FoldConstants(graph, cpu); !s.ok()) return s;
+  if (auto s = FoldConstants(graph, cpu, int64_t{64} << 20, only); !s.ok()) return s;
   for (const Node& n : graph.nodes) {
     for (const std::string& o : n.outputs) {
       if (o.empty()) continue;

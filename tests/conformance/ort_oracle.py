@@ -13,7 +13,8 @@ QLinearAveragePool, QDQ ConvTranspose) must match ONNX Runtime within one quanti
 LSTM digits model quantized dynamically by ONNX Runtime (DynamicQuantizeLSTM,
 DynamicQuantizeMatMul) and by `kvant run --dynamic-int8` must agree with
 ONNX Runtime's INT8 and FP32 predictions; files written by `kvant quantize`
-(static presets and --dynamic) must run in ONNX Runtime as they do in Kvant.
+(static presets and --dynamic, and a model quantized inside If branches) must
+run in ONNX Runtime as they do in Kvant.
 
 usage: ort_oracle.py KVANT_BINARY WORK_DIR
 """
@@ -423,6 +424,59 @@ def kvant_quantized(binary, root, work):
     return errors + ([err] if err else [])
 
 
+def if_model(rng):
+    """silero VAD's shape in small: the whole model in an If on an input, weights
+    as Constant nodes inside the branches, 1-D convolutions, and a nested If
+    reading the outer branch's values."""
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], name=name + "_node", value=numpy_helper.from_array(value, name))
+
+    def branch(name, nodes, output):
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)])
+
+    inner_then = branch("inner_then", [const("w3", rnd(rng, 4, 8, 1, scale=0.3)),
+                                       helper.make_node("Conv", ["r1", "w3"], ["i1"], name="conv3")], "i1")
+    inner_else = branch("inner_else", [const("w4", rnd(rng, 4, 8, 3, scale=0.3)),
+                                       helper.make_node("Conv", ["r1", "w4"], ["i2"], name="conv4", pads=[1, 1])], "i2")
+    then = branch("then", [
+        const("w1", rnd(rng, 8, 6, 3, scale=0.3)), const("b1", rnd(rng, 8, scale=0.1)),
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("If", ["flag"], ["io"], name="inner", then_branch=inner_then, else_branch=inner_else),
+        helper.make_node("Relu", ["io"], ["t_out"], name="relu2")], "t_out")
+    other = branch("else", [const("w2", rnd(rng, 4, 6, 3, scale=0.3)),
+                            helper.make_node("Conv", ["x", "w2"], ["e_out"], name="conv2", pads=[1, 1])], "e_out")
+    m = model([helper.make_node("If", ["flag"], ["y"], name="outer", then_branch=then, else_branch=other)],
+              [helper.make_tensor_value_info("flag", TensorProto.BOOL, []), vi("x", [2, 6, 10])], [vi("y", None)], {})
+    return m
+
+
+def kvant_quantized_if(binary, rng, work):
+    """An If model quantized by `kvant quantize` with calibration data that
+    takes the then branches: ONNX Runtime computes what Kvant does on both
+    conditions (the branches not taken stay float)."""
+    os.makedirs(os.path.join(work, "calib"), exist_ok=True)
+    src, path = os.path.join(work, "if.onnx"), os.path.join(work, "if_int8.onnx")
+    onnx.save(if_model(rng), src)
+    np.save(os.path.join(work, "calib", "x.npy"), rnd(rng, 16, 6, 10))
+    np.save(os.path.join(work, "calib", "flag.npy"), np.array(True))
+    r = subprocess.run([binary, "quantize", src, "-o", path, "--calib", os.path.join(work, "calib")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return [f"kvant quantize if_model: {r.stderr.strip()}"]
+    if "kept in float" not in r.stdout:
+        return [f"kvant quantize if_model: no branch reported float: {r.stdout.strip()}"]
+    errors = []
+    for flag in (True, False):
+        feeds = {"flag": np.array(flag), "x": rnd(rng, 2, 6, 10)}
+        # One output quantization step (the output's range is about 4, 255 steps).
+        err = compare(f"if_kvant_int8_{'then' if flag else 'else'}", binary, path, feeds,
+                      os.path.join(work, str(flag)), tol=0.02)
+        if err:
+            errors.append(err)
+    return errors
+
+
 def to_fp16(m):
     """Every float tensor of `m` (weights, inputs, outputs) as float16."""
     m = onnx.ModelProto.FromString(m.SerializeToString())
@@ -521,6 +575,7 @@ def main():
     failures += fp16_models(binary, root, x, rng, os.path.join(work, "fp16"))
     failures += dynamic_lstm(binary, root, os.path.join(work, "lstm_dynamic"))
     failures += kvant_quantized(binary, root, os.path.join(work, "kvant_quantized"))
+    failures += kvant_quantized_if(binary, rng, os.path.join(work, "kvant_quantized_if"))
     for name, (m, feeds) in {**qlinear_average_pools(rng), **qdq_conv_transposes(rng)}.items():
         path = os.path.join(work, name + ".onnx")
         onnx.save(m, path)
