@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "ops/float16.h"
+#include "quantize/branches.h"
 #include "quantize/compare.h"
 #include "quantize/qdq.h"
 
@@ -121,7 +122,13 @@ absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const Quanti
     QuantizeOptions o = options;
     o.exclude = exclude;
     auto q = Convert(prepared, o, &*calibration, r);
-    if (q.ok() && !fp16.empty()) StoreWeightsFp16(*q, fp16);
+    if (!q.ok() || fp16.empty()) return q;
+    StoreWeightsFp16(*q, fp16);
+    auto s = ForEachBranch(*q, [&](OnnxModel& branch) {
+      StoreWeightsFp16(branch, fp16);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
     return q;
   };
   auto measure = [&](const absl::flat_hash_set<std::string>& exclude,
@@ -144,28 +151,35 @@ absl::StatusOr<OnnxModel> QuantizeWithBudget(const OnnxModel& fp32, const Quanti
     budget->met = true;
     return Convert(prepared, options, &*calibration, report);
   }
-  // 2. Sensitivity of each quantized compute node.
-  const QdqPlan plan = PlanQdq(prepared, options.exclude);
+  // 2. Sensitivity of each quantized node (those inside If branches too).
   struct Candidate {
     BudgetReport::Kept kept;
     double priority = 0;
   };
   std::vector<Candidate> candidates;
-  std::vector<int> nodes;  // every INT8 node, in graph order
-  for (int i = 0; i < prepared.graph().node_size(); ++i)
-    if (plan.quantized_nodes.contains(prepared.graph().node(i).name())) nodes.push_back(i);
+  std::vector<BudgetReport::Kept> nodes;  // every INT8 node, in graph order, each branch after the last
+  auto add_nodes = [&](const OnnxModel& m) {
+    const QdqPlan plan = PlanQdq(m, options.exclude);
+    for (const auto& n : m.graph().node()) {
+      if (!plan.quantized_nodes.contains(n.name())) continue;
+      int64_t weights = 1;  // a node without weights costs its float arithmetic only: count it as one
+      if (const auto* w = n.input_size() > 1 ? m.FindInitializer(n.input(1)) : nullptr) {
+        for (int64_t d : w->dims()) weights *= d;
+      }
+      nodes.push_back({n.name(), n.op_type(), 0, 3 * weights});
+    }
+    return absl::OkStatus();
+  };
+  if (auto s = add_nodes(prepared); !s.ok()) return s;
+  if (auto s = VisitBranches(prepared, add_nodes); !s.ok()) return s;
   for (size_t i = 0; i < nodes.size(); ++i) {
-    const onnx::NodeProto& n = prepared.graph().node(nodes[i]);
     absl::flat_hash_set<std::string> exclude = options.exclude;
-    exclude.insert(n.name());
+    exclude.insert(nodes[i].node);
     auto r = measure(exclude, no_fp16);
     if (progress) progress("sensitivity", static_cast<int64_t>(i + 1), static_cast<int64_t>(nodes.size()));
     if (!r.ok()) continue;
-    int64_t weights = 1;  // a node without weights costs its float arithmetic only: count it as one
-    if (const auto* w = n.input_size() > 1 ? prepared.FindInitializer(n.input(1)) : nullptr) {
-      for (int64_t d : w->dims()) weights *= d;
-    }
-    Candidate c{{n.name(), n.op_type(), *r - budget->all_int8, 3 * weights}, 0};
+    Candidate c{nodes[i], 0};
+    c.kept.gain = *r - budget->all_int8;
     c.priority = c.kept.gain / static_cast<double>(c.kept.extra_bytes);
     if (c.kept.gain > 0) candidates.push_back(std::move(c));
   }

@@ -4,7 +4,7 @@
 // accuracy on labelled data to stay within POINTS percentage points of
 // FP32's. The score below is that SQNR or that accuracy.
 //   1. Quantize everything; done if the score already meets the budget.
-//   2. Sensitivity: for each INT8 node alone kept in float, the score gained
+//   2. Sensitivity: for each INT8 node (inside If branches too) alone kept in float, the score gained
 //      (one conversion and one evaluation each, on the ranges calibrated
 //      once).
 //   3. Greedy: nodes in order of gain per byte their float weights cost

@@ -11,6 +11,7 @@
 #include "kvant/kvant.h"
 #include "quantize/branches.h"
 #include "quantize/calibrate.h"
+#include "quantize/mixed_precision.h"
 #include "quantize/quantizer.h"
 #include "tests/testing/onnx_builder.h"
 
@@ -188,6 +189,26 @@ TEST(QuantizeBranches, OpsetUpgradeReachesBranches) {
     peak = std::max<double>(peak, std::fabs(want->at("y").data<float>()[i]));
   }
   EXPECT_LE(err, 0.03 * peak);
+}
+
+// An accuracy budget above what all-INT8 reaches keeps nodes inside
+// branches in float (their FP16 weights stored inside the branch).
+TEST(QuantizeBranches, AccuracyBudgetWeighsNodesInsideBranches) {
+  auto m = OnnxModel::FromBytes(IfModel(), "if.onnx");
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<CalibrationBatch> data;
+  for (int i = 0; i < 4; ++i) data.push_back({{{"flag", Flag(true)}, {"x", RandomF32({2, 6, 10}, 50 + i)}}, "b"});
+  AccuracyBudget spec;
+  spec.value = 60;  // more than INT8 reaches: every helpful node goes float
+  QuantizeReport report;
+  BudgetReport budget;
+  auto q = QuantizeWithBudget(*m, QuantizeOptions{}, spec, data, nullptr, &report, &budget);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_GT(budget.final_score, budget.all_int8);
+  ASSERT_FALSE(budget.kept_float.empty());
+  for (const auto& k : budget.kept_float) {
+    EXPECT_TRUE(k.node == "conv1" || k.node == "relu1" || k.node == "conv3") << k.node;
+  }
 }
 
 TEST(QuantizeBranches, DynamicQuantizationEntersBranches) {
