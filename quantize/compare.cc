@@ -3,17 +3,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
+#include "quantize/branches.h"
 
 namespace kvant::quantize {
 namespace {
 
 struct Accumulator {
   double ref2 = 0, err2 = 0, q2 = 0, dot = 0;
+  int64_t values = 0;
   void Add(const Tensor& f, const Tensor& q) {
     const int64_t n = std::min(f.num_elements(), q.num_elements());
+    values += n;
     for (int64_t i = 0; i < n; ++i) {
       const double a = f.data<float>()[i], b = q.data<float>()[i];
       ref2 += a * a;
@@ -36,29 +40,41 @@ absl::Status Annotate(const absl::Status& s, const std::string& what) {
 
 absl::StatusOr<std::vector<LayerError>> LayerErrors(const OnnxModel& fp32, const OnnxModel& quantized,
                                                     const std::vector<CalibrationBatch>& data, int num_threads) {
-  absl::flat_hash_map<std::string, int> float_values;  // name -> producer node (-1: input)
-  for (const auto& in : fp32.graph().input()) float_values[in.name()] = -1;
-  for (int i = 0; i < fp32.graph().node_size(); ++i)
-    for (const auto& out : fp32.graph().node(i).output()) float_values[out] = i;
-  // (FP32 name, quantized model's dequantized name), in graph order, and the
-  // quantized model's value before its QuantizeLinear.
+  // FP32 values (inside If branches too): name -> producer's name and op.
+  absl::flat_hash_map<std::string, std::pair<std::string, std::string>> float_values;
+  for (const auto& in : fp32.graph().input()) float_values[in.name()] = {"", "input"};
+  auto add_values = [&](const OnnxModel& m) {
+    for (const auto& n : m.graph().node())
+      for (const auto& out : n.output()) float_values[out] = {n.name(), n.op_type()};
+    return absl::OkStatus();
+  };
+  if (auto s = add_values(fp32); !s.ok()) return s;
+  if (auto s = VisitBranches(fp32, add_values); !s.ok()) return s;
+  // (FP32 name, quantized model's dequantized name), in graph order (each
+  // branch after the graph around it), and the quantized model's value
+  // before its QuantizeLinear.
   std::vector<std::pair<std::string, std::string>> pairs;
   std::vector<std::string> pre_q;
-  const auto& qg = quantized.graph();
-  for (const auto& dq : qg.node()) {
-    if (!IsOnnx(dq, "DequantizeLinear")) continue;
-    const int qi = quantized.Producer(dq.input(0));
-    if (qi < 0 || !IsOnnx(qg.node(qi), "QuantizeLinear")) continue;
-    const std::string& x = qg.node(qi).input(0);
-    if (float_values.contains(x)) {
-      pairs.emplace_back(x, dq.output(0));
-    } else if (float_values.contains(dq.output(0))) {
-      pairs.emplace_back(dq.output(0), dq.output(0));
-    } else {
-      continue;
+  auto add_pairs = [&](const OnnxModel& q) {
+    const auto& qg = q.graph();
+    for (const auto& dq : qg.node()) {
+      if (!IsOnnx(dq, "DequantizeLinear")) continue;
+      const int qi = q.Producer(dq.input(0));
+      if (qi < 0 || !IsOnnx(qg.node(qi), "QuantizeLinear")) continue;
+      const std::string& x = qg.node(qi).input(0);
+      if (float_values.contains(x)) {
+        pairs.emplace_back(x, dq.output(0));
+      } else if (float_values.contains(dq.output(0))) {
+        pairs.emplace_back(dq.output(0), dq.output(0));
+      } else {
+        continue;
+      }
+      pre_q.push_back(x);
     }
-    pre_q.push_back(x);
-  }
+    return absl::OkStatus();
+  };
+  if (auto s = add_pairs(quantized); !s.ok()) return s;
+  if (auto s = VisitBranches(quantized, add_pairs); !s.ok()) return s;
   std::vector<std::string> float_names, quant_names;
   for (size_t i = 0; i < pairs.size(); ++i) {
     float_names.push_back(pairs[i].first);
@@ -86,11 +102,10 @@ absl::StatusOr<std::vector<LayerError>> LayerErrors(const OnnxModel& fp32, const
   }
   std::vector<LayerError> out;
   for (size_t i = 0; i < pairs.size(); ++i) {
+    if (acc[i].values == 0) continue;  // in an If branch no batch took
     LayerError e;
     e.tensor = pairs[i].first;
-    const int p = float_values[e.tensor];
-    e.node = p >= 0 ? fp32.graph().node(p).name() : "";
-    e.op = p >= 0 ? fp32.graph().node(p).op_type() : "input";
+    std::tie(e.node, e.op) = float_values[e.tensor];
     e.sqnr_db = acc[i].Sqnr();
     e.cosine = acc[i].Cosine();
     e.local_sqnr_db = local[i].Sqnr();

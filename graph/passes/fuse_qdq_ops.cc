@@ -16,8 +16,8 @@
 //    then becomes a byte table);
 //  - DQ(a), DQ(constant weights)[, bias] -> Gemm [-> Q] becomes QGemm
 //    (requantized output with Q, float output without);
-//  - Shape(DQ(x)) reads x's shape; a Cast to the type a value already has
-//    is bypassed.
+//  - Shape(DQ(x)) reads x's shape; a Cast to the type a value already has,
+//    and Q(DQ(q)) with q's own parameters, are bypassed.
 // Every scale and zero point must be a constant, per tensor (weights: per
 // tensor or per output column). Runs before constant folding, which would
 // turn the weights' DequantizeLinear into float weights.
@@ -338,8 +338,11 @@ void FuseGemm(Rewriter& r, std::vector<std::pair<size_t, Node>>& replacements) {
 }  // namespace
 
 // Casts to the type a value already has (PyTorch writes Cast(u8 -> u8)
-// between its QuantizeLinear and DequantizeLinear) are bypassed.
-void BypassNoOpCasts(Graph& g) {
+// between its QuantizeLinear and DequantizeLinear), and QuantizeLinear of
+// DequantizeLinear(q) with q's own parameters (it gives back q: a quantized
+// If branch that requantizes a value its outer branch already quantized),
+// are bypassed.
+void BypassNoOps(Graph& g) {
   absl::flat_hash_map<std::string, std::string> alias;
   absl::flat_hash_set<std::string> read_by_subgraphs;  // If branches name outer values directly
   for (const Node& n : g.nodes) read_by_subgraphs.insert(n.implicit_inputs.begin(), n.implicit_inputs.end());
@@ -358,11 +361,31 @@ void BypassNoOpCasts(Graph& g) {
     alias[n.outputs[0]] = n.inputs[0];
     removed[i] = true;
   }
+  auto producers = g.Producers();
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    for (std::string& in : n.inputs) {
+      if (auto it = alias.find(in); it != alias.end()) in = it->second;
+    }
+    QParams qp, dp;
+    if (removed[i] || !IsOp(n, "QuantizeLinear") || g.IsGraphOutput(n.outputs[0]) ||
+        read_by_subgraphs.contains(n.outputs[0]) || !PerTensor(g, n, &qp)) {
+      continue;
+    }
+    auto pi = producers.find(n.inputs[0]);
+    if (pi == producers.end() || removed[pi->second]) continue;
+    const Node& dq = g.nodes[pi->second];
+    if (!IsOp(dq, "DequantizeLinear") || !PerTensor(g, dq, &dp) || !SameParams(g, dp, qp)) continue;
+    const ValueType* t = g.FindType(dq.inputs[0]);
+    if (t == nullptr || t->dtype != ZeroPointType(g, qp)) continue;
+    alias[n.outputs[0]] = dq.inputs[0];
+    removed[i] = true;
+  }
   g.RemoveNodes(removed);
 }
 
 absl::Status FuseQdqOperators(Graph& graph) {
-  BypassNoOpCasts(graph);
+  BypassNoOps(graph);
   {
     Rewriter r{graph};
     RemoveAroundDataMovement(r);

@@ -140,6 +140,34 @@ TEST(FuseQdqOps, ActivationBetweenProductAndQuantizeBecomesTheOutputRange) {
 // DQ -> nearest Resize -> Q with equal parameters (a detector's upsampling)
 // resizes the u8 values; a linear Resize stays float; and a QOperator-style
 // u8 Resize that is not nearest is refused by name.
+// Q(DQ(q)) with q's own scale and zero point is q (a quantized If branch
+// requantizing a value the branch around it quantized); other parameters
+// requantize.
+TEST(FuseQdqOps, RequantizingWithTheSameParametersIsBypassed) {
+  for (float second_scale : {0.03f, 0.05f}) {
+    SCOPED_TRACE(second_scale);
+    OnnxBuilder b(13);
+    b.Input("x", DataType::kFloat32, {2, 9}).Output("y", DataType::kUInt8);
+    b.Initializer("s", ScalarF32(0.03f)).Initializer("z", ScalarU8(120));
+    b.Initializer("s2", ScalarF32(second_scale)).Initializer("z2", ScalarU8(120));
+    b.Node("QuantizeLinear", {"x", "s", "z"}, {"q"});
+    b.Node("DequantizeLinear", {"q", "s", "z"}, {"d"});
+    b.Node("QuantizeLinear", {"d", "s2", "z2"}, {"q2"});
+    b.Node("Flatten", {"q2"}, {"y"});  // (a reader, so q2 is not the graph output)
+    const std::string bytes = b.Serialize();
+    auto g = OptimizedGraph(bytes);
+    ASSERT_TRUE(g.ok()) << g.status();
+    const bool same = second_scale == 0.03f;
+    EXPECT_EQ(CountOps(*g, "QuantizeLinear"), same ? 1 : 2) << g->DebugString();
+    EXPECT_EQ(CountOps(*g, "DequantizeLinear"), same ? 0 : 1) << g->DebugString();
+    auto y = RunPlainAndOptimized(bytes, {{"x", RandomF32({2, 9}, 4, -5.f, 5.f)}});
+    ASSERT_TRUE(y.ok()) << y.status();
+    for (int64_t i = 0; i < y->first.num_elements(); ++i) {
+      ASSERT_EQ(y->first.data<uint8_t>()[i], y->second.data<uint8_t>()[i]) << i;
+    }
+  }
+}
+
 TEST(FuseQdqOps, NearestResizeRunsOnQuantizedValues) {
   for (const char* mode : {"nearest", "linear"}) {
     SCOPED_TRACE(mode);

@@ -5,12 +5,14 @@
 // quantization of a branch's MatMul. (ONNX Runtime runs such a file as
 // Kvant does: tests/conformance/ort_oracle.py, kvant_quantized_if.)
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
 #include "quantize/branches.h"
 #include "quantize/calibrate.h"
+#include "quantize/compare.h"
 #include "quantize/mixed_precision.h"
 #include "quantize/quantizer.h"
 #include "tests/testing/onnx_builder.h"
@@ -157,9 +159,15 @@ TEST(QuantizeBranches, TakenBranchesAreQuantizedAndRunInt8) {
     }
     // The quantized branch within a few steps of FP32; the float one exact.
     EXPECT_LE(err, flag ? 0.03 * peak : 1e-6 * peak) << "peak " << peak;
-    int qconv = 0;
-    for (const NodeProfile& p : int8->Profile()) qconv += p.node.rfind("QLinearConv", 0) == 0;
+    int qconv = 0, quantize = 0;
+    for (const NodeProfile& p : int8->Profile()) {
+      qconv += p.node.rfind("QLinearConv", 0) == 0;
+      quantize += p.node.rfind("QuantizeLinear", 0) == 0;
+    }
     EXPECT_EQ(qconv, flag ? 2 : 0);
+    // Only x is quantized: conv3 reads conv1's bytes (the nested branch's
+    // own QuantizeLinear of r1 repeats the outer one's parameters).
+    EXPECT_EQ(quantize, flag ? 1 : 0);
   }
 }
 
@@ -189,6 +197,27 @@ TEST(QuantizeBranches, OpsetUpgradeReachesBranches) {
     peak = std::max<double>(peak, std::fabs(want->at("y").data<float>()[i]));
   }
   EXPECT_LE(err, 0.03 * peak);
+}
+
+// `kvant compare` sees the layers inside branches: each quantized value of
+// the taken branch with its producer; none of the branch no batch takes.
+TEST(QuantizeBranches, LayerErrorsReachInsideBranches) {
+  auto m = OnnxModel::FromBytes(IfModel(), "if.onnx");
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<CalibrationBatch> data;
+  for (int i = 0; i < 4; ++i) data.push_back({{{"flag", Flag(true)}, {"x", RandomF32({2, 6, 10}, 60 + i)}}, "b"});
+  QuantizeReport report;
+  auto q = Quantize(*m, QuantizeOptions{}, data, nullptr, &report);
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto layers = LayerErrors(*m, *q, data, 1);
+  ASSERT_TRUE(layers.ok()) << layers.status();
+  std::set<std::string> seen;
+  for (const LayerError& e : *layers) {
+    seen.insert(e.tensor + "<-" + e.op);
+    EXPECT_GT(e.sqnr_db, 10) << e.tensor;
+    EXPECT_LT(e.sqnr_db, 200) << e.tensor;  // measured, not a layer without data
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"x<-input", "r1<-Relu", "i1<-Conv"}));
 }
 
 // An accuracy budget above what all-INT8 reaches keeps nodes inside
