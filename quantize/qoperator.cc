@@ -268,14 +268,17 @@ absl::StatusOr<int> QdqToQOperator(OnnxModel& m) {
   for (int i = 0; i < g.node_size(); ++i)
     if (!r.removed_[i]) *kept.Add() = std::move(*g.mutable_node(i));
   g.mutable_node()->Swap(&kept);
-  // Conversions and initializers no one reads any more.
+  // Conversions and initializers no one reads any more (If branches read
+  // outer values by name: a DequantizeLinear they read stays).
+  const auto sub_reads = m.SubgraphReads();
   for (bool changed = true; changed;) {
     m.Reindex();
     changed = false;
     google::protobuf::RepeatedPtrField<onnx::NodeProto> live;
     for (auto& n : *g.mutable_node()) {
       const bool conversion = IsOnnx(n, "DequantizeLinear") || IsOnnx(n, "QuantizeLinear");
-      if (conversion && m.Consumers(n.output(0)).empty() && !m.IsGraphOutput(n.output(0))) {
+      if (conversion && m.Consumers(n.output(0)).empty() && !m.IsGraphOutput(n.output(0)) &&
+          !sub_reads.contains(n.output(0))) {
         changed = true;
         continue;
       }
@@ -283,7 +286,6 @@ absl::StatusOr<int> QdqToQOperator(OnnxModel& m) {
     }
     g.mutable_node()->Swap(&live);
   }
-  const auto sub_reads = m.SubgraphReads();
   std::vector<std::string> unused;
   for (const auto& init : g.initializer()) {
     if (m.Consumers(init.name()).empty() && !m.IsGraphOutput(init.name()) && !sub_reads.contains(init.name())) {

@@ -452,28 +452,31 @@ def if_model(rng):
 
 
 def kvant_quantized_if(binary, rng, work):
-    """An If model quantized by `kvant quantize` with calibration data that
-    takes the then branches: ONNX Runtime computes what Kvant does on both
-    conditions (the branches not taken stay float)."""
+    """An If model quantized by `kvant quantize` (QDQ and QOperator forms) with
+    calibration data that takes the then branches: ONNX Runtime computes what
+    Kvant does on both conditions (the branches not taken stay float)."""
     os.makedirs(os.path.join(work, "calib"), exist_ok=True)
-    src, path = os.path.join(work, "if.onnx"), os.path.join(work, "if_int8.onnx")
+    src = os.path.join(work, "if.onnx")
     onnx.save(if_model(rng), src)
     np.save(os.path.join(work, "calib", "x.npy"), rnd(rng, 16, 6, 10))
     np.save(os.path.join(work, "calib", "flag.npy"), np.array(True))
-    r = subprocess.run([binary, "quantize", src, "-o", path, "--calib", os.path.join(work, "calib")],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        return [f"kvant quantize if_model: {r.stderr.strip()}"]
-    if "kept in float" not in r.stdout:
-        return [f"kvant quantize if_model: no branch reported float: {r.stdout.strip()}"]
     errors = []
-    for flag in (True, False):
-        feeds = {"flag": np.array(flag), "x": rnd(rng, 2, 6, 10)}
-        # One output quantization step (the output's range is about 4, 255 steps).
-        err = compare(f"if_kvant_int8_{'then' if flag else 'else'}", binary, path, feeds,
-                      os.path.join(work, str(flag)), tol=0.02)
-        if err:
-            errors.append(err)
+    for fmt in ("qdq", "qoperator"):
+        path = os.path.join(work, f"if_int8_{fmt}.onnx")
+        r = subprocess.run([binary, "quantize", src, "-o", path, "--calib", os.path.join(work, "calib"), "--format", fmt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append(f"kvant quantize if_model --format {fmt}: {r.stderr.strip()}")
+            continue
+        if "kept in float" not in r.stdout:
+            errors.append(f"kvant quantize if_model: no branch reported float: {r.stdout.strip()}")
+        for flag in (True, False):
+            feeds = {"flag": np.array(flag), "x": rnd(rng, 2, 6, 10)}
+            # One output quantization step (the output's range is about 4, 255 steps).
+            err = compare(f"if_kvant_{fmt}_{'then' if flag else 'else'}", binary, path, feeds,
+                          os.path.join(work, f"{fmt}_{flag}"), tol=0.02)
+            if err:
+                errors.append(err)
     return errors
 
 
