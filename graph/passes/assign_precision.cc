@@ -1,8 +1,9 @@
 // Half-precision compute (SessionOptions::precision = bf16): MatMul and Gemm
-// with constant 2-D FP32 weights, and 2-D Conv with constant weights and
-// group 1 (run as kvant.ConvNhwc: a lone NCHW convolution stays FP32), are
+// with constant 2-D FP32 weights, 2-D Conv with constant weights and
+// group 1 (run as kvant.ConvNhwc: a lone NCHW convolution stays FP32), and
+// LSTM / GRU / RNN with constant weights, are
 // marked `kvant_precision = "bf16"` when their reduction is at least
-// kMinBf16Depth deep; their
+// kMinBf16Depth deep (a recurrence's hidden size); their
 // kernels then pack the weights as bf16 once and round the activations to
 // bf16 as they pack them, accumulating in f32 (ops/cpu/gemm_bf16.h). Every
 // other operator, reductions and normalizations included, stays FP32: the
@@ -32,6 +33,19 @@ constexpr int64_t kMinBf16Depth = 128;
 
 absl::Status AssignBf16Compute(Graph& graph) {
   for (Node& n : graph.nodes) {
+    // LSTM / GRU / RNN: constant W [dirs, gates * hidden, input] and R
+    // [dirs, gates * hidden, hidden]; the per-step products read R, so the
+    // hidden size is the depth that must pay for the rounding.
+    const bool recurrent = n.domain.empty() && (n.op_type == "LSTM" || n.op_type == "GRU" || n.op_type == "RNN");
+    if (recurrent && n.inputs.size() >= 3) {
+      const Tensor* w = graph.FindConstant(n.inputs[1]);
+      const Tensor* r = graph.FindConstant(n.inputs[2]);
+      if (w != nullptr && r != nullptr && w->dtype() == DataType::kFloat32 && r->dtype() == DataType::kFloat32 &&
+          w->rank() == 3 && r->rank() == 3 && r->shape()[2] >= kMinBf16Depth) {
+        n.attrs.SetString("kvant_precision", "bf16");
+      }
+      continue;
+    }
     const bool conv = n.op_type == "Conv" && n.attrs.GetInt("group", 1) == 1;
     if (!n.domain.empty() || (n.op_type != "MatMul" && n.op_type != "Gemm" && !conv) || n.inputs.size() < 2) continue;
     const Tensor* w = graph.FindConstant(n.inputs[1]);

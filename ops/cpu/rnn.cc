@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_format.h"
 #include "ops/cpu/activation_f32.h"
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/rnn_projections.h"
 #include "ops/cpu/vector_math.h"
 
@@ -124,6 +125,7 @@ class Recurrent final : public Kernel {
     }
     if (constant) {
       half_weights_ = a.GetString("kvant_precision", "") == "fp16";  // graph/passes/assign_precision.cc
+      if (!quantized_ && a.GetString("kvant_precision", "") == "bf16") bf16_ = SelectGemmUkernelBf16(cpu_);
       packed_ = MakeProjections([&](int i) -> const void* {
         return i < static_cast<int>(init.constant_inputs.size()) && init.constant_inputs[i] ? init.constant_inputs[i]->raw_data()
                                                                                              : nullptr;
@@ -137,6 +139,10 @@ class Recurrent final : public Kernel {
   // `data(i)`: input i's values, null when absent.
   template <typename DataOf>
   std::unique_ptr<RnnProjections> MakeProjections(DataOf data) const {
+    if (!quantized_ && bf16_ != nullptr) {
+      return MakeRnnProjectionsBf16(Dims(), *bf16_, static_cast<const float*>(data(1)),
+                                    static_cast<const float*>(data(2)));
+    }
     if (!quantized_) {
       return MakeRnnProjectionsF32(Dims(), cpu_, static_cast<const float*>(data(1)), static_cast<const float*>(data(2)),
                                    half_weights_);
@@ -160,7 +166,7 @@ class Recurrent final : public Kernel {
     const int64_t seq = s.inputs[0][batch_first_ ? 1 : 0], batch = s.inputs[0][batch_first_ ? 0 : 1];
     const int64_t gh = gates_ * hidden_;
     const int64_t floats = seq * batch * gh + batch * gh + 7 * batch * hidden_ + seq * batch * input_ + 64;
-    return floats * 4 + RnnProjectionScratchBytes(Dims(), quantized_, cpu_, seq * batch, s.num_threads) + 256;
+    return floats * 4 + RnnProjectionScratchBytes(Dims(), quantized_, cpu_, seq * batch, s.num_threads, bf16_ != nullptr) + 256;
   }
 
   absl::Status Run(const KernelContext& ctx) const override {
@@ -362,6 +368,7 @@ class Recurrent final : public Kernel {
   Cell cell_;
   bool quantized_;
   bool half_weights_ = false;  // constant f32 weights stored as FP16
+  const GemmUkernelInfoBf16* bf16_ = nullptr;  // constant f32 weights in BF16 products
   CpuFeatures cpu_;
   std::string label_;
   int64_t hidden_ = 0, input_ = 0, dirs_ = 1, gates_ = 1, acts_per_dir_ = 1;

@@ -5,6 +5,7 @@
 #include <array>
 #include <vector>
 
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/gemm_s8.h"
 #include "ops/cpu/quantize_common.h"
@@ -71,6 +72,48 @@ class ProjectionsF32 final : public RnnProjections {
   const GemmUkernelInfoF32& uk_;
   bool half_ = false;  // some of the panels hold FP16 weights
   std::array<std::vector<PackedPanelsF32>, 3> panels_;  // by Which, per direction
+};
+
+class ProjectionsBf16 final : public RnnProjections {
+ public:
+  ProjectionsBf16(const RnnDims& dims, const GemmUkernelInfoBf16& uk, const float* w, const float* r)
+      : dims_(dims), uk_(uk) {
+    const int64_t gh = dims.gates * dims.hidden, h = dims.hidden;
+    for (int64_t d = 0; d < dims.dirs; ++d) {
+      // B(k, n) = W[d][n][k]: W^T, likewise R^T.
+      b_[0].push_back(PackBBf16(uk_, dims.input, gh, w + d * gh * dims.input, 1, dims.input));
+      b_[1].push_back(PackBBf16(uk_, h, gh, r + d * gh * h, 1, h));
+      if (dims.gru) b_[2].push_back(PackBBf16(uk_, h, h, r + d * gh * h + 2 * h * h, 1, h));
+    }
+  }
+
+  void Run(Which which, int64_t dir, int64_t m, const float* a, float* c, const float* col_bias, void* scratch,
+           ParallelRunner* pool) const override {
+    const auto [n, k] = ShapeOf(dims_, which);
+    GemmArgsBf16 args;
+    args.m = m;
+    args.a = a;
+    args.lda = k;
+    args.b = &b_[static_cast<int>(which)][dir];
+    args.c = c;
+    args.ldc = n;
+    args.col_bias = col_bias;
+    RunGemmBf16(uk_, args, scratch, pool);
+  }
+
+  int64_t PackedBytes() const override {
+    int64_t bytes = 0;
+    for (const auto& v : b_)
+      for (const auto& p : v) bytes += p.bytes();
+    return bytes;
+  }
+
+  std::string Describe() const override { return uk_.name; }
+
+ private:
+  RnnDims dims_;
+  const GemmUkernelInfoBf16& uk_;
+  std::array<std::vector<PackedBBf16>, 3> b_;  // by Which, per direction
 };
 
 class ProjectionsS8 final : public RnnProjections {
@@ -179,14 +222,25 @@ std::unique_ptr<RnnProjections> MakeRnnProjectionsF32(const RnnDims& dims, CpuFe
   return std::make_unique<ProjectionsF32>(dims, cpu, w, r, half_weights);
 }
 
+std::unique_ptr<RnnProjections> MakeRnnProjectionsBf16(const RnnDims& dims, const GemmUkernelInfoBf16& uk,
+                                                       const float* w, const float* r) {
+  return std::make_unique<ProjectionsBf16>(dims, uk, w, r);
+}
+
 std::unique_ptr<RnnProjections> MakeRnnProjectionsS8(const RnnDims& dims, CpuFeatures cpu, const RnnWeightsS8& weights) {
   return std::make_unique<ProjectionsS8>(dims, cpu, weights);
 }
 
-size_t RnnProjectionScratchBytes(const RnnDims& dims, bool quantized, CpuFeatures cpu, int64_t m, int threads) {
+size_t RnnProjectionScratchBytes(const RnnDims& dims, bool quantized, CpuFeatures cpu, int64_t m, int threads,
+                                 bool bf16) {
   size_t most = 0;
+  const GemmUkernelInfoBf16* bf16_uk = bf16 ? SelectGemmUkernelBf16(cpu) : nullptr;
   for (Which w : {Which::kInput, Which::kRecurrent, Which::kRecurrentH}) {
     const auto [n, k] = ShapeOf(dims, w);
+    if (bf16_uk != nullptr) {
+      most = std::max(most, GemmScratchBytesBf16(*bf16_uk, m, k, threads));
+      continue;
+    }
     // s8: the quantized rows and the column scales, then the GEMM's scratch.
     const size_t bytes = quantized ? Align64(m * k) + Align64(4 * n) + GemmScratchBytesS8(SelectGemmUkernelS8(cpu), m, n, k, threads)
                                    : GemmScratchBytesF32(SelectGemmUkernelF32(cpu), m, n, k, false, threads, true);

@@ -39,6 +39,13 @@ struct RnnDims {
 std::unique_ptr<RnnProjections> MakeRnnProjectionsF32(const RnnDims& dims, CpuFeatures cpu, const float* w,
                                                       const float* r, bool half_weights = false);
 
+// BF16 products with FP32 accumulation (ops/cpu/gemm_bf16.h): W and R
+// rounded to bf16 and packed once, the activations rounded as they are
+// packed per call. `uk` must outlive the projections (a kernels.inc row).
+struct GemmUkernelInfoBf16;
+std::unique_ptr<RnnProjections> MakeRnnProjectionsBf16(const RnnDims& dims, const GemmUkernelInfoBf16& uk,
+                                                       const float* w, const float* r);
+
 // The quantized layout: W [dirs, input, gates * hidden], R [dirs, hidden,
 // gates * hidden] bytes (u8 when `unsigned_weights`), scales and optional
 // zero points each per direction ([dirs]) or per gate column ([dirs, gates *
@@ -56,8 +63,9 @@ struct RnnWeightsS8 {
 };
 std::unique_ptr<RnnProjections> MakeRnnProjectionsS8(const RnnDims& dims, CpuFeatures cpu, const RnnWeightsS8& weights);
 
-// Scratch for any Run with at most m rows.
-size_t RnnProjectionScratchBytes(const RnnDims& dims, bool quantized, CpuFeatures cpu, int64_t m, int threads);
+// Scratch for any Run with at most m rows (`bf16`: of MakeRnnProjectionsBf16).
+size_t RnnProjectionScratchBytes(const RnnDims& dims, bool quantized, CpuFeatures cpu, int64_t m, int threads,
+                                 bool bf16 = false);
 
 }  // namespace kvant::cpu
 

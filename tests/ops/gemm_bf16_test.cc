@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "kvant/kvant.h"
@@ -170,6 +171,46 @@ TEST(GemmBf16, SessionPrecisionRunsConvolutionsInBf16) {
   EXPECT_EQ(bf16_steps, 2) << plan->text;  // the 3x3 and the depthwise -> 1x1 chain
   EXPECT_EQ(chains, 1) << plan->text;
   EXPECT_EQ(f32_convs, 1) << plan->text;  // the K = 40 one
+}
+
+// LSTM and GRU with hidden size >= 128 run their input and recurrent
+// products in BF16 (both directions); a shallow recurrence (hidden 16) stays
+// FP32.
+TEST(GemmBf16, SessionPrecisionRunsRecurrencesInBf16) {
+  using testing::OnnxBuilder;
+  using testing::RandomF32;
+  struct Case {
+    const char* op;
+    int64_t hidden, dirs;
+  };
+  for (const Case& c : {Case{"LSTM", 128, 2}, Case{"GRU", 128, 1}, Case{"LSTM", 16, 1}}) {
+    SCOPED_TRACE(::testing::Message() << c.op << " hidden " << c.hidden << " directions " << c.dirs);
+    const int64_t gates = std::string(c.op) == "LSTM" ? 4 : 3;
+    OnnxBuilder b(14);
+    b.Input("x", DataType::kFloat32, {5, 3, 40}).Output("y");
+    b.Initializer("W", RandomF32({c.dirs, gates * c.hidden, 40}, 31, -0.2f, 0.2f));
+    b.Initializer("R", RandomF32({c.dirs, gates * c.hidden, c.hidden}, 32, -0.1f, 0.1f));
+    b.Initializer("B", RandomF32({c.dirs, 2 * gates * c.hidden}, 33, -0.1f, 0.1f));
+    auto& n = b.Node(c.op, {"x", "W", "R", "B"}, {"y"});
+    OnnxBuilder::SetInt(n, "hidden_size", c.hidden);
+    if (c.dirs == 2) OnnxBuilder::SetString(n, "direction", "bidirectional");
+    if (gates == 3) OnnxBuilder::SetInt(n, "linear_before_reset", 1);
+    Tensor y0, y1;
+    PlanReport plan;
+    ASSERT_NO_FATAL_FAILURE(RunFp32AndBf16(b.Serialize(), RandomF32({5, 3, 40}, 34), &y0, &y1, &plan));
+    double mag = 0;
+    const double err = testing::MaxAbsDiff(y0, y1, &mag);
+    const bool bf16 = SelectGemmUkernelBf16(ActiveCpuFeatures()) != nullptr && c.hidden >= 128;
+    for (const PlanStepReport& step : plan.steps) {
+      if (step.op == c.op) EXPECT_EQ(step.precision, bf16 ? "bf16" : "f32") << plan.text;
+    }
+    if (!bf16) {
+      EXPECT_EQ(err, 0) << "the recurrence stays FP32";
+      continue;
+    }
+    EXPECT_GT(err, 0) << "the BF16 path was not taken";
+    EXPECT_LT(err, 2e-2 * mag) << "BF16 error " << err << " of magnitude " << mag;
+  }
 }
 
 }  // namespace
