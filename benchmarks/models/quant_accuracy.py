@@ -22,6 +22,7 @@ logits 21.1 vs 18.8). With --check, exits 1 when Kvant's SQNR falls more
 than 0.5 dB below ORT's for the same method (the logits' where there are).
 
 usage: quant_accuracy.py KVANT_BINARY [--models a,b] [--methods minmax,...] [--work DIR] [--check]
+                         [--kvant-args=--bias-correction]
 (pip python3: numpy, onnx, onnxruntime)
 """
 import argparse
@@ -94,6 +95,7 @@ def main():
     p.add_argument("--methods", default="minmax,percentile,entropy,mse")
     p.add_argument("--work", default="")
     p.add_argument("--check", action="store_true")
+    p.add_argument("--kvant-args", default="", help="more flags for kvant quantize (e.g. --bias-correction)")
     a = p.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="quant_accuracy_")
     if os.path.isdir(os.path.join(CACHE, "ppocr_det")) or os.path.isdir(os.path.join(CACHE, "efficientnet_lite0")):
@@ -128,8 +130,8 @@ def main():
         ref, ref_pre = run(model, feeds)
         for method in a.methods.split(","):
             ours = os.path.join(d, f"kvant_{method}.onnx")
-            r = subprocess.run([a.kvant, "quantize", model, "-o", ours, "--calib", calib, "--method", method],
-                               capture_output=True, text=True)
+            r = subprocess.run([a.kvant, "quantize", model, "-o", ours, "--calib", calib, "--method", method,
+                                *a.kvant_args.split()], capture_output=True, text=True)
             if r.returncode != 0:
                 failures.append(f"{name} {method}: kvant quantize failed: {r.stderr.strip()}")
                 continue
