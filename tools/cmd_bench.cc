@@ -214,13 +214,15 @@ absl::StatusOr<KvantRows> LoadKvantRows(const BenchArgs& args, const std::vector
       }
       if (p == "bf16" && session && row.bf16_steps == 0) {
         notes->push_back((ActiveCpuFeatures() & (kCpuAvx512bf16 | kCpuAmxBf16))
-                             ? "bf16: no MatMul, Gemm or group-1 convolution with constant weights and K >= 128, the "
-                               "layers BF16 covers, so the bf16 rows ran in FP32"
+                             ? "bf16: no MatMul, Gemm or group-1 convolution with constant weights and K >= 128 nor "
+                               "LSTM/GRU/RNN with hidden size >= 128, the layers BF16 covers, so the bf16 rows ran in "
+                               "FP32"
                              : "bf16: this CPU has no BF16 arithmetic Kvant uses (AVX-512 BF16, AMX-BF16), so the "
                                "bf16 rows ran in FP32");
       } else if (p == "bf16" && session && t == threads.front()) {
         notes->push_back(absl::StrFormat("bf16: %d step(s) in BF16 (MatMul, Gemm and group-1 convolutions with "
-                                         "constant weights and K >= 128); the rest in FP32", row.bf16_steps));
+                                         "constant weights and K >= 128, LSTM/GRU/RNN with hidden size >= 128); "
+                                         "the rest in FP32", row.bf16_steps));
       }
       if (p == "fp16" && session && t == threads.front()) {
         notes->push_back(absl::StrFormat("fp16: %d step(s) with FP16 weights (MatMul, Gemm, group-1 convolutions and "

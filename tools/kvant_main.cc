@@ -22,8 +22,8 @@ int main(int argc, char** argv) {
                     "run MatMul, Gemm, LSTM, GRU and RNN with constant weights as dynamically quantized INT8 "
                     "(s8 weights per column, u8 activations quantized per call)");
   run_cmd->add_option("--precision", run.precision,
-                      "fp32; bf16: MatMul/Gemm and group-1 convolutions with constant weights and K >= 128 in "
-                      "BF16 with FP32 accumulation (CPUs with AVX-512 BF16 or AMX-BF16; FP32 elsewhere), every "
+                      "fp32; bf16: MatMul/Gemm and group-1 convolutions with constant weights and K >= 128, and "
+                      "LSTM/GRU/RNN with hidden size >= 128, in BF16 with FP32 accumulation (CPUs with AVX-512 BF16 or AMX-BF16; FP32 elsewhere), every "
                       "other operator FP32; fp16: the constant weights of MatMul/Gemm, group-1 convolutions and "
                       "LSTM/GRU/RNN stored in FP16 (half the memory), widened to FP32 for the arithmetic")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
