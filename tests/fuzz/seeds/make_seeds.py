@@ -6,7 +6,9 @@ from inputs that reach those kernels.
   -> 1x1 project + residual Add (kvant.ConvChainNhwc);
 - conv_chain_qlinear.onnx: the same as QOperator QLinearConv nodes and a
   com.microsoft.QLinearAdd residual (kvant.QLinearConvChainNhwc with its
-  residual add).
+  residual add);
+- if_qdq_conv1d.onnx: an If on an input, a QDQ 1-D convolution in its then
+  branch (weights as Constant nodes), a float one in its else branch.
 usage: make_seeds.py [OUT_DIR]"""
 import os
 import sys
@@ -79,6 +81,34 @@ def main():
                                   domain="com.microsoft"))
     nodes.append(helper.make_node("DequantizeLinear", ["r", "r_s", "r_z"], ["y"]))
     save(helper.make_graph(nodes, "chain_qlinear", [x], [y], inits), os.path.join(out, "conv_chain_qlinear.onnx"))
+
+    # An If on an input whose then branch is a QDQ 1-D convolution with its
+    # weights as Constant nodes (what `kvant quantize` writes for silero VAD).
+    def const(name, array):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array, name))
+
+    then_nodes = [
+        const("t_s", np.array(0.02, np.float32)), const("t_z", np.array(128, np.uint8)),
+        const("t_w", rng.integers(-100, 100, (4, 6, 3)).astype(np.int8)), const("t_ws", np.full([4], 0.01, np.float32)),
+        const("t_wz", np.zeros([4], np.int8)), const("t_ys", np.array(0.05, np.float32)),
+        const("t_yz", np.array(0, np.uint8)),
+        helper.make_node("QuantizeLinear", ["s", "t_s", "t_z"], ["t_q"]),
+        helper.make_node("DequantizeLinear", ["t_q", "t_s", "t_z"], ["t_x"]),
+        helper.make_node("DequantizeLinear", ["t_w", "t_ws", "t_wz"], ["t_wd"], axis=0),
+        helper.make_node("Conv", ["t_x", "t_wd"], ["t_c"], pads=[1, 1]),
+        helper.make_node("Relu", ["t_c"], ["t_r"]),
+        helper.make_node("QuantizeLinear", ["t_r", "t_ys", "t_yz"], ["t_yq"]),
+        helper.make_node("DequantizeLinear", ["t_yq", "t_ys", "t_yz"], ["t_y"]),
+    ]
+    else_nodes = [const("e_w", w(4, 6, 3)), helper.make_node("Conv", ["s", "e_w"], ["e_y"], pads=[1, 1])]
+    out_info = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 10])  # noqa: E731
+    branch = helper.make_node("If", ["flag"], ["sy"],
+                              then_branch=helper.make_graph(then_nodes, "then", [], [out_info("t_y")]),
+                              else_branch=helper.make_graph(else_nodes, "else", [], [out_info("e_y")]))
+    inputs = [helper.make_tensor_value_info("flag", TensorProto.BOOL, []),
+              helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 6, 10])]
+    save(helper.make_graph([branch], "if_qdq_conv1d", inputs, [out_info("sy")]),
+         os.path.join(out, "if_qdq_conv1d.onnx"))
 
 
 if __name__ == "__main__":
