@@ -130,7 +130,6 @@ absl::StatusOr<OnnxModel> Convert(const OnnxModel& prepared, const QuantizeOptio
     return QuantizeGraph(branch, options, calibration, /*branch=*/true, report);
   });
   if (!s.ok()) return s;
-  if (m.opset() < 10) m.SetOpset(10);  // QuantizeLinear, for a model whose quantized nodes are all in branches
   auto* meta = m.proto().add_metadata_props();
   meta->set_key("kvant.quantization");
   meta->set_value(absl::StrFormat("preset=%s method=%s weights=%s activations=%s%s%s", options.scheme.preset,
