@@ -16,12 +16,19 @@
 #include "ops/cpu/gemm_s8.h"
 #include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
+#include "tests/testing/qlinear_case.h"
 
 namespace kvant {
 namespace {
 
+using testing::AddQLinearConvInputs;
+using testing::ByteTensor;
+using testing::ByteValue;
 using testing::CountOps;
 using testing::OnnxBuilder;
+using testing::QExpected;
+using testing::QTypes;
+using testing::Requantized;
 using testing::OptimizedGraph;
 using testing::RunPlainAndOptimized;
 
@@ -29,21 +36,6 @@ struct Case {
   int64_t cin, cout, k, s, d, pl, pr, w;
   bool depthwise;
 };
-
-struct Types {
-  DataType x, w, y;
-  int zx, zy;
-  std::vector<int> zw;  // one value, or per output channel
-  bool per_channel_scale, bias;
-};
-
-int Byte(DataType t, uint8_t b) { return t == DataType::kInt8 ? static_cast<int8_t>(b) : b; }
-
-Tensor Bytes(DataType t, const std::vector<int64_t>& shape, const std::vector<int>& v) {
-  Tensor out = Tensor::Zeros(t, shape);
-  for (size_t i = 0; i < v.size(); ++i) static_cast<uint8_t*>(out.raw_data())[i] = static_cast<uint8_t>(v[i]);
-  return out;
-}
 
 const std::vector<Case>& Cases() {
   static const std::vector<Case> cases = {
@@ -59,8 +51,8 @@ const std::vector<Case>& Cases() {
   return cases;
 }
 
-const std::vector<Types>& AllTypes() {
-  static const std::vector<Types> types = {
+const std::vector<QTypes>& AllTypes() {
+  static const std::vector<QTypes> types = {
       {DataType::kUInt8, DataType::kInt8, DataType::kUInt8, 128, 128, {0}, true, true},
       {DataType::kInt8, DataType::kUInt8, DataType::kInt8, -3, 5, {128}, false, false},
       {DataType::kUInt8, DataType::kInt8, DataType::kUInt8, 255, 0, {-2, 3, 0, 7}, true, true},
@@ -72,7 +64,7 @@ const std::vector<Types>& AllTypes() {
 int64_t OutWidth(const Case& c) { return (c.w + c.pl + c.pr - c.d * (c.k - 1) - 1) / c.s + 1; }
 
 // The integer sums of x (n, cin, w) and weights (cout, cin / group, k).
-std::vector<int64_t> Sums(const Case& c, const Types& t, int64_t n, const std::vector<int>& xv,
+std::vector<int64_t> Sums(const Case& c, const QTypes& t, int64_t n, const std::vector<int>& xv,
                           const std::vector<int>& wv, const std::vector<int>& zw) {
   const int64_t ow = OutWidth(c), per = c.depthwise ? 1 : c.cin;
   std::vector<int64_t> acc(n * c.cout * ow, 0);
@@ -85,8 +77,8 @@ std::vector<int64_t> Sums(const Case& c, const Types& t, int64_t n, const std::v
           for (int64_t tap = 0; tap < c.k; ++tap) {
             const int64_t ix = o * c.s - c.pl + tap * c.d;
             if (ix < 0 || ix >= c.w) continue;
-            const int xq = Byte(t.x, xv[(b * c.cin + ci) * c.w + ix]) - t.zx;
-            sum += xq * (Byte(t.w, wv[(co * per + j) * c.k + tap]) - zw[co]);
+            const int xq = ByteValue(t.x, xv[(b * c.cin + ci) * c.w + ix]) - t.zx;
+            sum += xq * (ByteValue(t.w, wv[(co * per + j) * c.k + tap]) - zw[co]);
           }
         }
         acc[(b * c.cout + co) * ow + o] = sum;
@@ -105,7 +97,7 @@ void SetWindow(onnx::NodeProto& node, const Case& c) {
 TEST(QLinearOps, Conv1dMatchesTheIntegerDefinition) {
   std::mt19937 rng(11);
   for (const Case& c : Cases()) {
-    for (const Types& t : AllTypes()) {
+    for (const QTypes& t : AllTypes()) {
       SCOPED_TRACE(::testing::Message() << "cin " << c.cin << " cout " << c.cout << " k " << c.k << " s " << c.s
                                         << " d " << c.d << " w " << c.w << (c.depthwise ? " depthwise" : "")
                                         << " x " << DataTypeName(t.x) << " w " << DataTypeName(t.w) << " y "
@@ -119,39 +111,13 @@ TEST(QLinearOps, Conv1dMatchesTheIntegerDefinition) {
         bias[co] = t.bias ? static_cast<int>(rng() % 20001) - 10000 : 0;
       }
       const std::vector<int64_t> acc = Sums(c, t, n, xv, wv, zw);
-      int64_t peak = 1;
-      for (int64_t a : acc) peak = std::max<int64_t>(peak, std::abs(a));
-      // Scales: outputs spread over about +-150 steps, so both ends saturate.
-      const float sx = 0.02f;
-      std::vector<float> sw(t.per_channel_scale ? c.cout : 1);
-      for (float& s : sw) s = 0.004f * (1 + rng() % 5);
-      const float sy = static_cast<float>(peak) * sx * sw[0] / 150.f;
-      const int lo = t.y == DataType::kInt8 ? -128 : 0, hi = t.y == DataType::kInt8 ? 127 : 255;
-      std::vector<int> want(acc.size());
-      for (size_t i = 0; i < acc.size(); ++i) {
-        const int64_t co = static_cast<int64_t>(i) / ow % c.cout;
-        const float scale = sx * sw[t.per_channel_scale ? co : 0] / sy;
-        want[i] = std::clamp(cpu::RequantizeFloat(static_cast<int32_t>(acc[i] + bias[co]), scale) + t.zy, lo, hi);
-      }
-      const std::vector<int64_t> w_shape = {c.cout, per, c.k};
+      const QExpected e = Requantized(acc, bias, c.cout, ow, t, rng);
       OnnxBuilder m(13);
       m.Input("x", t.x, {n, c.cin, c.w}).Output("y", t.y);
-      m.Initializer("xs", Tensor::FromVector<float>(DataType::kFloat32, {}, {sx}));
-      m.Initializer("xz", Bytes(t.x, {}, {t.zx}));
-      m.Initializer("w", Bytes(t.w, w_shape, wv));
-      m.Initializer("ws", Tensor::FromVector<float>(DataType::kFloat32, {static_cast<int64_t>(sw.size())}, sw));
-      m.Initializer("wz", t.zw.size() == 1 ? Bytes(t.w, {}, {t.zw[0]}) : Bytes(t.w, {c.cout}, zw));
-      m.Initializer("ys", Tensor::FromVector<float>(DataType::kFloat32, {}, {sy}));
-      m.Initializer("yz", Bytes(t.y, {}, {t.zy}));
-      std::vector<std::string> in = {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz"};
-      if (t.bias) {
-        m.Initializer("b", Tensor::FromVector<int32_t>(DataType::kInt32, {c.cout},
-                                                       std::vector<int32_t>(bias.begin(), bias.end())));
-        in.push_back("b");
-      }
+      const std::vector<std::string> in = AddQLinearConvInputs(m, t, e, {c.cout, per, c.k}, wv, zw, bias);
       SetWindow(m.Node("QLinearConv", in, {"y"}, "conv1d"), c);
       const std::string bytes = m.Serialize();
-      Tensor x = Bytes(t.x, {n, c.cin, c.w}, xv);
+      Tensor x = ByteTensor(t.x, {n, c.cin, c.w}, xv);
       for (int threads : {1, 2}) {
         SessionOptions o;
         o.num_threads = threads;
@@ -160,7 +126,7 @@ TEST(QLinearOps, Conv1dMatchesTheIntegerDefinition) {
         for (const Tensor* r : {&y->first, &y->second}) {
           ASSERT_EQ(r->shape(), (std::vector<int64_t>{n, c.cout, ow}));
           const auto* got = static_cast<const uint8_t*>(r->raw_data());
-          for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(Byte(t.y, got[i]), want[i]) << "at " << i;
+          for (size_t i = 0; i < e.want.size(); ++i) ASSERT_EQ(ByteValue(t.y, got[i]), e.want[i]) << "at " << i;
         }
       }
     }
@@ -169,7 +135,7 @@ TEST(QLinearOps, Conv1dMatchesTheIntegerDefinition) {
 
 TEST(QLinearOps, ConvInteger1dIsTheIntegerSums) {
   std::mt19937 rng(12);
-  const Types& t = AllTypes()[3];  // u8 x u8, zero points 0 and per channel (3, 250, 128, 0)
+  const QTypes& t = AllTypes()[3];  // u8 x u8, zero points 0 and per channel (3, 250, 128, 0)
   for (const Case& c : Cases()) {
     SCOPED_TRACE(::testing::Message() << "cin " << c.cin << " cout " << c.cout << " k " << c.k);
     const int64_t n = 1, per = c.depthwise ? 1 : c.cin;
@@ -177,16 +143,16 @@ TEST(QLinearOps, ConvInteger1dIsTheIntegerSums) {
     for (int& v : xv) v = static_cast<uint8_t>(rng());
     for (int& v : wv) v = static_cast<uint8_t>(rng());
     for (int64_t co = 0; co < c.cout; ++co) zw[co] = t.zw[co % t.zw.size()];
-    Types tz = t;
+    QTypes tz = t;
     tz.zx = 200;
     const std::vector<int64_t> acc = Sums(c, tz, n, xv, wv, zw);
     OnnxBuilder m(13);
     m.Input("x", DataType::kUInt8, {n, c.cin, c.w}).Output("y", DataType::kInt32);
-    m.Initializer("xz", Bytes(DataType::kUInt8, {}, {200}));
-    m.Initializer("w", Bytes(DataType::kUInt8, {c.cout, per, c.k}, wv));
-    m.Initializer("wz", Bytes(DataType::kUInt8, {c.cout}, zw));
+    m.Initializer("xz", ByteTensor(DataType::kUInt8, {}, {200}));
+    m.Initializer("w", ByteTensor(DataType::kUInt8, {c.cout, per, c.k}, wv));
+    m.Initializer("wz", ByteTensor(DataType::kUInt8, {c.cout}, zw));
     SetWindow(m.Node("ConvInteger", {"x", "w", "xz", "wz"}, {"y"}), c);
-    auto y = RunPlainAndOptimized(m.Serialize(), {{"x", Bytes(DataType::kUInt8, {n, c.cin, c.w}, xv)}});
+    auto y = RunPlainAndOptimized(m.Serialize(), {{"x", ByteTensor(DataType::kUInt8, {n, c.cin, c.w}, xv)}});
     ASSERT_TRUE(y.ok()) << y.status();
     for (const Tensor* r : {&y->first, &y->second}) {
       ASSERT_EQ(r->num_elements(), static_cast<int64_t>(acc.size()));
@@ -204,11 +170,11 @@ TEST(QLinearOps, QdqConv1dFusesIntoQLinearConv) {
   std::vector<int> wv(4 * 6 * 3);
   for (int& v : wv) v = static_cast<int>(rng() % 255) - 127;
   m.Initializer("xs", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.02f}));
-  m.Initializer("xz", Bytes(DataType::kUInt8, {}, {128}));
-  m.Initializer("wq", Bytes(DataType::kInt8, {4, 6, 3}, wv));
+  m.Initializer("xz", ByteTensor(DataType::kUInt8, {}, {128}));
+  m.Initializer("wq", ByteTensor(DataType::kInt8, {4, 6, 3}, wv));
   m.Initializer("ws", Tensor::FromVector<float>(DataType::kFloat32, {4}, {0.01f, 0.02f, 0.015f, 0.005f}));
   m.Initializer("ys", Tensor::FromVector<float>(DataType::kFloat32, {}, {0.05f}));
-  m.Initializer("yz", Bytes(DataType::kUInt8, {}, {0}));
+  m.Initializer("yz", ByteTensor(DataType::kUInt8, {}, {0}));
   m.Node("QuantizeLinear", {"x", "xs", "xz"}, {"xq"});
   m.Node("DequantizeLinear", {"xq", "xs", "xz"}, {"xd"});
   OnnxBuilder::SetInt(m.Node("DequantizeLinear", {"wq", "ws"}, {"wd"}), "axis", 0);

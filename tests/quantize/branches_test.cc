@@ -15,11 +15,13 @@
 #include "quantize/compare.h"
 #include "quantize/mixed_precision.h"
 #include "quantize/quantizer.h"
+#include "tests/testing/graph_checks.h"
 #include "tests/testing/onnx_builder.h"
 
 namespace kvant::quantize {
 namespace {
 
+using testing::MaxAbsDiff;
 using testing::OnnxBuilder;
 using testing::RandomF32;
 using testing::ToProto;
@@ -149,14 +151,8 @@ TEST(QuantizeBranches, TakenBranchesAreQuantizedAndRunInt8) {
     auto want = fp32->Run(in);
     auto got = int8->Run(in);
     ASSERT_TRUE(want.ok() && got.ok()) << got.status();
-    const Tensor& w = want->at("y");
-    const Tensor& g = got->at("y");
-    ASSERT_EQ(w.shape(), g.shape());
-    double err = 0, peak = 0;
-    for (int64_t i = 0; i < w.num_elements(); ++i) {
-      err = std::max<double>(err, std::fabs(w.data<float>()[i] - g.data<float>()[i]));
-      peak = std::max<double>(peak, std::fabs(w.data<float>()[i]));
-    }
+    double peak = 0;
+    const double err = MaxAbsDiff(want->at("y"), got->at("y"), &peak);
     // The quantized branch within a few steps of FP32; the float one exact.
     EXPECT_LE(err, flag ? 0.03 * peak : 1e-6 * peak) << "peak " << peak;
     int qconv = 0, quantize = 0;
@@ -190,12 +186,8 @@ TEST(QuantizeBranches, OpsetUpgradeReachesBranches) {
   auto want = fp32->Run(in);
   auto got = int8->Run(in);
   ASSERT_TRUE(want.ok() && got.ok()) << got.status();
-  ASSERT_EQ(want->at("y").shape(), got->at("y").shape());
-  double err = 0, peak = 0;
-  for (int64_t i = 0; i < want->at("y").num_elements(); ++i) {
-    err = std::max<double>(err, std::fabs(want->at("y").data<float>()[i] - got->at("y").data<float>()[i]));
-    peak = std::max<double>(peak, std::fabs(want->at("y").data<float>()[i]));
-  }
+  double peak = 0;
+  const double err = MaxAbsDiff(want->at("y"), got->at("y"), &peak);
   EXPECT_LE(err, 0.03 * peak);
 }
 
