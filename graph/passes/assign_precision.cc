@@ -1,6 +1,7 @@
 // Half-precision compute (SessionOptions::precision = bf16): MatMul and Gemm
-// with constant 2-D FP32 weights, 2-D Conv with constant weights and
-// group 1 (run as kvant.ConvNhwc: a lone NCHW convolution stays FP32), and
+// with constant 2-D FP32 weights, Conv with constant weights and group 1
+// (as kvant.ConvNhwc, or a lone or 1-D NCHW convolution whose kernel puts
+// positions as rows: ops/cpu/conv_f32.cc), and
 // LSTM / GRU / RNN with constant weights, are
 // marked `kvant_precision = "bf16"` when their reduction is at least
 // kMinBf16Depth deep (a recurrence's hidden size); their
@@ -50,11 +51,11 @@ absl::Status AssignBf16Compute(Graph& graph) {
     if (!n.domain.empty() || (n.op_type != "MatMul" && n.op_type != "Gemm" && !conv) || n.inputs.size() < 2) continue;
     const Tensor* w = graph.FindConstant(n.inputs[1]);
     const ValueType* a = graph.FindType(n.inputs[0]);
-    if (w == nullptr || w->dtype() != DataType::kFloat32 || w->rank() != (conv ? 4 : 2) || a == nullptr ||
+    if (w == nullptr || w->dtype() != DataType::kFloat32 || (conv ? w->rank() < 3 : w->rank() != 2) || a == nullptr ||
         a->dtype != DataType::kFloat32) {
       continue;
     }
-    const int64_t depth = conv ? w->shape()[1] * w->shape()[2] * w->shape()[3]
+    const int64_t depth = conv ? w->num_elements() / w->shape()[0]
                                : (n.op_type == "Gemm" && n.attrs.GetInt("transB", 0) != 0 ? w->shape()[1] : w->shape()[0]);
     if (depth < kMinBf16Depth) continue;
     n.attrs.SetString("kvant_precision", "bf16");

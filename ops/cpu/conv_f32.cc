@@ -11,10 +11,15 @@
 //    Y = W x col, W pre-packed as A, bias per row, written straight into Y.
 // Small images are batched so a tile holds several images. Depthwise
 // convolution (one input channel per group) runs a direct loop.
+// kvant_precision = "bf16" (graph/passes/assign_precision.cc) on group 1
+// positions as rows: W^T packed once as bf16 and the tile transposed to rows
+// of K for the BF16 GEMM, which reads A row-major (a lone NCHW convolution,
+// or a 1-D one, that the NHWC layout leaves here).
 #include <cstring>
 
 #include "absl/strings/str_format.h"
 #include "ops/cpu/depthwise_f32.h"
+#include "ops/cpu/gemm_bf16.h"
 #include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/im2col_f32.h"
 #include "ops/nn_ops.h"
@@ -38,7 +43,7 @@ class ConvF32 final : public Kernel {
  public:
   ConvF32(const GemmUkernelInfoF32& uk, std::string label, const AttributeMap& attrs, CpuFeatures cpu)
       : uk_(uk), label_(std::move(label)), attrs_(attrs), act_(ReadFusedActivation(attrs)),
-        avx512_((cpu & kIsaAvx512) == kIsaAvx512) {}
+        avx512_((cpu & kIsaAvx512) == kIsaAvx512), cpu_(cpu) {}
 
   absl::Status Prepare(const KernelInit& init) {
     const Tensor* w = init.constant_inputs[1];
@@ -50,6 +55,13 @@ class ConvF32 final : public Kernel {
       return absl::OkStatus();
     }
     positions_as_rows_ = cout_g <= kPositionsAsRowsMaxCout && k >= cout_g;
+    if (positions_as_rows_ && group == 1 && attrs_.GetString("kvant_precision", "") == "bf16") {
+      bf16_ = SelectGemmUkernelBf16(cpu_);
+      if (bf16_ != nullptr) {
+        packed_bf16_ = PackBBf16(*bf16_, k, cout, w->data<float>(), 1, k);  // B(k, n) = W[n][k]
+        return absl::OkStatus();
+      }
+    }
     for (int64_t g = 0; g < group; ++g) {
       const float* wg = w->data<float>() + g * cout_g * k;
       // Positions as rows: W^T is B (panels of nr channels); else W is A (panels of mr channels).
@@ -103,11 +115,12 @@ class ConvF32 final : public Kernel {
   }
 
   struct Scratch {
-    int64_t col_bytes, staging_bytes;
+    int64_t col_bytes, staging_bytes, rows_bytes;
   };
   Scratch Layout(const ConvGeometry& c) const {
     const int64_t cols = TileColumns(c);
-    return {Align64(c.gemm_k() * cols * 4), Align64(c.cout_g * cols * 4)};
+    const int64_t col = Align64(c.gemm_k() * cols * 4);
+    return {col, Align64(c.cout_g * cols * 4), bf16_ != nullptr ? col : 0};
   }
 
   // One slot (col, staging, GEMM scratch) per thread: threads take whole
@@ -115,9 +128,10 @@ class ConvF32 final : public Kernel {
   int64_t SlotBytes(const ConvGeometry& c, int threads) const {
     const Scratch l = Layout(c);
     const int64_t cols = TileColumns(c);
-    const size_t gemm = positions_as_rows_ ? GemmScratchBytesF32(uk_, cols, c.cout_g, c.gemm_k(), false, threads, half_)
-                                           : GemmScratchBytesF32(uk_, c.cout_g, cols, c.gemm_k(), true, threads);
-    return Align64(l.col_bytes + l.staging_bytes + gemm);
+    const size_t gemm = bf16_ != nullptr     ? GemmScratchBytesBf16(*bf16_, cols, c.gemm_k(), threads)
+                        : positions_as_rows_ ? GemmScratchBytesF32(uk_, cols, c.cout_g, c.gemm_k(), false, threads, half_)
+                                             : GemmScratchBytesF32(uk_, c.cout_g, cols, c.gemm_k(), true, threads);
+    return Align64(l.col_bytes + l.staging_bytes + l.rows_bytes + gemm);
   }
 
   size_t ScratchBytes(const KernelShapes& s) const override {
@@ -149,7 +163,8 @@ class ConvF32 final : public Kernel {
     auto run_tasks = [&](int64_t slot, int64_t t0, int64_t t1, ParallelRunner* gemm_pool) {
       char* base = static_cast<char*>(ctx.scratch) + slot * slot_bytes;
       Buffers buf{reinterpret_cast<float*>(base), reinterpret_cast<float*>(base + l.col_bytes),
-                  base + l.col_bytes + l.staging_bytes, &masks};
+                  base + l.col_bytes + l.staging_bytes + l.rows_bytes, &masks,
+                  reinterpret_cast<float*>(base + l.col_bytes + l.staging_bytes)};
       for (int64_t task = t0; task < t1; ++task) {
         const Tile& t = tiles[task / c.group];
         const int64_t g = task % c.group;
@@ -177,10 +192,12 @@ class ConvF32 final : public Kernel {
 
   std::string Describe() const override {
     if (depthwise_) return avx512_ ? "depthwise_f32_avx512" : "depthwise_f32_direct";
+    if (bf16_ != nullptr) return std::string(bf16_->name) + " positions-as-rows";
     return std::string(uk_.name) + (positions_as_rows_ ? " positions-as-rows" : "") + (half_ ? kHalfWeightsTag : "");
   }
 
   int64_t PackedBytes() const override {
+    if (bf16_ != nullptr) return packed_bf16_.bytes();
     int64_t b = 0;
     for (const auto& p : packed_w_) b += p.bytes();
     return b;
@@ -192,6 +209,7 @@ class ConvF32 final : public Kernel {
     float* staging;
     void* gemm;
     const std::vector<uint16_t>* masks;  // AVX-512 same-size im2col, when it applies
+    float* rows;                         // BF16: the tile as rows of K
   };
 
   // Fills col[K][t.cols()] for tile t of group input `xg`.
@@ -210,7 +228,12 @@ class ConvF32 final : public Kernel {
 
   void RunPositionsAsRows(const ConvGeometry& c, const Tile& t, int64_t g, const float* xg, const float* bias,
                           float* y, const Buffers& buf, ParallelRunner* pool) const {
-    const int64_t ohw = c.out_size(), cols = t.cols(), span = t.p1 - t.p0;
+    const int64_t ohw = c.out_size(), cols = t.cols();
+    if (bf16_ != nullptr) {
+      RunGemmBf16Tile(c, t, xg, bias, buf, pool);
+      ScatterToNchw(c, t, g, y, buf.staging);
+      return;
+    }
     GemmArgsF32 args;
     args.m = cols;
     args.n = c.cout_g;
@@ -227,14 +250,51 @@ class ConvF32 final : public Kernel {
     args.col_bias = bias;
     args.act = act_;
     RunGemmF32(uk_, args, buf.gemm, pool);
-    // [image][position][channel] -> NCHW
+    ScatterToNchw(c, t, g, y, buf.staging);
+  }
+
+  // staging [image][position][channel] -> NCHW.
+  static void ScatterToNchw(const ConvGeometry& c, const Tile& t, int64_t g, float* y, const float* staging) {
+    const int64_t ohw = c.out_size(), span = t.p1 - t.p0;
     for (int64_t i = 0; i < t.images; ++i) {
       for (int64_t m = 0; m < c.cout_g; ++m) {
         float* dst = y + ((t.image + i) * c.cout + g * c.cout_g + m) * ohw + t.p0;
-        const float* src = buf.staging + i * span * c.cout_g + m;
+        const float* src = staging + i * span * c.cout_g + m;
         for (int64_t p = 0; p < span; ++p) dst[p] = src[p * c.cout_g];
       }
     }
+  }
+
+  // The tile's product on the BF16 GEMM (group 1): the K x T columns (im2col,
+  // or the input plane of a 1x1) transposed to T rows of K.
+  void RunGemmBf16Tile(const ConvGeometry& c, const Tile& t, const float* x, const float* bias, const Buffers& buf,
+                       ParallelRunner* pool) const {
+    const int64_t cols = t.cols(), k = c.gemm_k();
+    const float* col = x + t.p0;
+    int64_t ld = c.out_size();
+    if (t.images != 1 || !c.pointwise()) {
+      Im2ColTile(c, t, x, buf);
+      col = buf.col;
+      ld = cols;
+    }
+    constexpr int64_t kBlock = 16;  // transposed in 16 x 16 blocks
+    for (int64_t p0 = 0; p0 < cols; p0 += kBlock) {
+      for (int64_t k0 = 0; k0 < k; k0 += kBlock) {
+        for (int64_t p = p0; p < std::min(cols, p0 + kBlock); ++p) {
+          for (int64_t kk = k0; kk < std::min(k, k0 + kBlock); ++kk) buf.rows[p * k + kk] = col[kk * ld + p];
+        }
+      }
+    }
+    GemmArgsBf16 args;
+    args.m = cols;
+    args.a = buf.rows;
+    args.lda = k;
+    args.b = &packed_bf16_;
+    args.c = buf.staging;
+    args.ldc = c.cout_g;
+    args.col_bias = bias;
+    args.act = act_;
+    RunGemmBf16(*bf16_, args, buf.gemm, pool);
   }
 
   void RunChannelsAsRows(const ConvGeometry& c, const Tile& t, int64_t g, const float* xg, const float* w,
@@ -345,6 +405,9 @@ class ConvF32 final : public Kernel {
   bool depthwise_ = false;
   bool half_ = false;  // packed_w_ holds FP16 weights
   std::vector<PackedPanelsF32> packed_w_;
+  CpuFeatures cpu_;
+  const GemmUkernelInfoBf16* bf16_ = nullptr;  // set: the product runs in BF16
+  PackedBBf16 packed_bf16_;
 };
 
 }  // namespace

@@ -173,6 +173,48 @@ TEST(GemmBf16, SessionPrecisionRunsConvolutionsInBf16) {
   EXPECT_EQ(f32_convs, 1) << plan->text;  // the K = 40 one
 }
 
+// A lone NCHW convolution (the NHWC layout takes two or more) and 1-D
+// convolutions, positions as rows, run on the BF16 GEMM too: 2-D 16 -> 32
+// 3x3 (K = 144), 1-D 64 -> 48 k3 stride 2 (K = 192) and pointwise 1-D
+// 160 -> 24 over a batch of 3 (several images per tile).
+TEST(GemmBf16, SessionPrecisionRunsNchwConvolutionsInBf16) {
+  using testing::OnnxBuilder;
+  using testing::RandomF32;
+  struct Case {
+    std::vector<int64_t> x, w;
+    std::vector<int64_t> pads, strides;
+  };
+  for (const Case& c : {Case{{2, 16, 13, 11}, {32, 16, 3, 3}, {1, 1, 1, 1}, {1, 1}},
+                        Case{{2, 64, 37}, {48, 64, 3}, {1, 1}, {2}}, Case{{3, 160, 20}, {24, 160, 1}, {0, 0}, {1}}}) {
+    SCOPED_TRACE(::testing::Message() << "weights rank " << c.w.size() << " K " << c.w[1] * c.w.back());
+    OnnxBuilder b(13);
+    b.Input("x", DataType::kFloat32, c.x).Output("y");
+    b.Initializer("w", RandomF32(c.w, 41)).Initializer("b", RandomF32({c.w[0]}, 42));
+    auto& n = b.Node("Conv", {"x", "w", "b"}, {"y"});
+    OnnxBuilder::SetInts(n, "pads", c.pads);
+    OnnxBuilder::SetInts(n, "strides", c.strides);
+    Tensor y0, y1;
+    PlanReport plan;
+    ASSERT_NO_FATAL_FAILURE(RunFp32AndBf16(b.Serialize(), RandomF32(c.x, 43), &y0, &y1, &plan));
+    double mag = 0;
+    const double err = testing::MaxAbsDiff(y0, y1, &mag);
+    const bool bf16 = SelectGemmUkernelBf16(ActiveCpuFeatures()) != nullptr;
+    int convs = 0;
+    for (const PlanStepReport& step : plan.steps) {
+      if (step.op != "Conv") continue;
+      ++convs;
+      EXPECT_EQ(step.precision, bf16 ? "bf16" : "f32") << plan.text;
+    }
+    EXPECT_EQ(convs, 1) << plan.text;
+    if (!bf16) {
+      EXPECT_EQ(err, 0) << "without BF16 arithmetic the convolution stays FP32";
+      continue;
+    }
+    EXPECT_GT(err, 0) << "the BF16 path was not taken";
+    EXPECT_LT(err, 2e-2 * mag) << "BF16 error " << err << " of magnitude " << mag;
+  }
+}
+
 // LSTM and GRU with hidden size >= 128 run their input and recurrent
 // products in BF16 (both directions); a shallow recurrence (hidden 16) stays
 // FP32.
