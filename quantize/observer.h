@@ -8,10 +8,10 @@
 //   kMinMax         the exact min and max;
 //   kMovingAverage  min and max averaged over batches (PyTorch's
 //                   MovingAverageMinMaxObserver, constant 0.01);
-//   kPercentile     [-T, T] with T the `percentile` quantile of |x|
-//                   (TensorRT); asymmetric, widened to cover the
-//                   (100 - percentile) / 2 and (100 + percentile) / 2
-//                   quantiles of x as well (ONNX Runtime's cut);
+//   kPercentile     symmetric: [-T, T] with T the `percentile` quantile
+//                   of |x| (TensorRT); asymmetric: the (100 - percentile)
+//                   / 2 and (100 + percentile) / 2 quantiles of x (ONNX
+//                   Runtime's cut);
 //   kEntropy        the |x| threshold whose 128-level quantized distribution
 //                   is closest in KL divergence to the observed one
 //                   (TensorRT's entropy calibrator, exact zeros left out),
