@@ -17,8 +17,8 @@ std::string Label(const onnx::NodeProto& n, const onnx::AttributeProto& a) {
 // Carries wanted values out of If branches (ExposeValues).
 class Exposer {
  public:
-  Exposer(const onnx::GraphProto& g, const std::vector<std::string>& values) : order_(values) {
-    CollectNames(g, used_);
+  // New names come from m.FreshName, which avoids the names of every scope.
+  Exposer(OnnxModel& m, const std::vector<std::string>& values) : m_(m), order_(values) {
     for (const std::string& v : values) wanted_.insert(v);
   }
 
@@ -75,16 +75,11 @@ class Exposer {
   const std::vector<std::string>& order() const { return order_; }
 
  private:
-  std::string Fresh(const std::string& base) {
-    std::string name = base;
-    for (int i = 1; used_.contains(name); ++i) name = absl::StrFormat("%s_%d", base, i);
-    used_[name] = true;
-    return name;
-  }
+  std::string Fresh(const std::string& base) { return m_.FreshName(base); }
 
+  OnnxModel& m_;
   std::vector<std::string> order_;
   absl::flat_hash_set<std::string> wanted_;
-  absl::flat_hash_map<std::string, bool> used_;
 };
 
 }  // namespace
@@ -121,13 +116,12 @@ absl::Status VisitBranches(const OnnxModel& m, const std::function<absl::Status(
   return absl::OkStatus();
 }
 
-absl::flat_hash_map<std::string, std::string> ExposeValues(onnx::ModelProto& proto,
-                                                           const std::vector<std::string>& values) {
-  onnx::GraphProto& g = *proto.mutable_graph();
+absl::flat_hash_map<std::string, std::string> ExposeValues(OnnxModel& model, const std::vector<std::string>& values) {
+  onnx::GraphProto& g = model.graph();
   absl::flat_hash_set<std::string> outputs, inputs;
   for (const auto& o : g.output()) outputs.insert(o.name());
   for (const auto& v : g.input()) inputs.insert(v.name());
-  Exposer exposer(g, values);
+  Exposer exposer(model, values);
   const absl::flat_hash_map<std::string, std::string> held = exposer.Carry(g);
   absl::flat_hash_map<std::string, std::string> carried;
   for (const std::string& v : exposer.order()) {

@@ -32,14 +32,14 @@ absl::Status ForEachBranch(OnnxModel& m, const std::function<absl::Status(OnnxMo
 // builds, in the same order), changing nothing.
 absl::Status VisitBranches(const OnnxModel& m, const std::function<absl::Status(const OnnxModel&)>& visit);
 
-// Adds graph outputs to `proto` for `values`: a value of the top-level
+// Adds graph outputs to `model` for `values`: a value of the top-level
 // graph directly (unless it is an input or already an output); a value made
 // inside an If branch through new outputs of that If (and of each If
 // around it): the branch that makes it returns it, the other branch an
 // empty tensor. Returns, for values carried out of branches, the graph
 // output's name -> the value's name; values found nowhere are skipped.
-absl::flat_hash_map<std::string, std::string> ExposeValues(onnx::ModelProto& proto,
-                                                           const std::vector<std::string>& values);
+// `model`'s lookups are stale afterwards (it is serialized, not edited further).
+absl::flat_hash_map<std::string, std::string> ExposeValues(OnnxModel& model, const std::vector<std::string>& values);
 
 }  // namespace kvant::quantize
 

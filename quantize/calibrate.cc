@@ -17,11 +17,11 @@ ObservingSession::ObservingSession(Session session, absl::flat_hash_map<std::str
 
 absl::StatusOr<ObservingSession> ObservingSession::Create(const OnnxModel& model,
                                                           const std::vector<std::string>& extra, int num_threads) {
-  onnx::ModelProto proto = model.proto();
-  absl::flat_hash_map<std::string, std::string> carried = ExposeValues(proto, extra);
+  OnnxModel exposed = model;
+  absl::flat_hash_map<std::string, std::string> carried = ExposeValues(exposed, extra);
   SessionOptions options;
   options.num_threads = num_threads;
-  auto session = Session::LoadFromBytes(proto.SerializeAsString(), options);
+  auto session = Session::LoadFromBytes(exposed.Serialize(), options);
   if (!session.ok()) return session.status();
   return ObservingSession(*std::move(session), std::move(carried));
 }

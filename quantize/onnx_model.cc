@@ -165,6 +165,9 @@ void OnnxModel::RemoveInitializer(const std::string& name) {
   Reindex();
 }
 
+namespace {
+// Adds every name `g` and its subgraphs define (initializers, inputs, nodes
+// and their outputs) to `names`.
 void CollectNames(const onnx::GraphProto& g, absl::flat_hash_map<std::string, bool>& names) {
   for (const auto& init : g.initializer()) names[init.name()] = true;
   for (const auto& v : g.input()) names[v.name()] = true;
@@ -177,6 +180,7 @@ void CollectNames(const onnx::GraphProto& g, absl::flat_hash_map<std::string, bo
     }
   }
 }
+}  // namespace
 
 void OnnxModel::Reindex() {
   producer_.clear();

@@ -76,10 +76,6 @@ class OnnxModel {
   absl::flat_hash_map<std::string, bool> used_names_;
 };
 
-// Adds every name `g` and its subgraphs define (initializers, inputs, nodes
-// and their outputs) to `names`.
-void CollectNames(const onnx::GraphProto& g, absl::flat_hash_map<std::string, bool>& names);
-
 // Attribute helpers for NodeProto.
 int64_t AttrInt(const onnx::NodeProto& n, const std::string& name, int64_t fallback);
 float AttrFloat(const onnx::NodeProto& n, const std::string& name, float fallback);
